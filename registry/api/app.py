@@ -1,0 +1,43 @@
+"""create_app(): the FastAPI application of one node, built from Settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from registry import __version__
+from registry.api import errors
+from registry.api.limits import BodyLimit
+from registry.api.routes import hf_repos, hf_resolve, hf_tree, hf_upload, native
+from registry.node import Node
+from registry.settings import Settings
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(settings: Settings | None = None, *, node: Node | None = None) -> FastAPI:
+    """Build the app; the lifespan opens the node (or uses `node`) and closes what it opened."""
+    settings = settings or (node.settings if node else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        opened = node or Node.open(settings)
+        app.state.node = opened
+        try:
+            yield
+        finally:
+            if node is None:
+                opened.close()
+
+    app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan,
+                  generate_unique_id_function=_operation_id)
+    errors.install(app)
+    for module in (native, hf_repos, hf_tree, hf_upload, hf_resolve):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limits=settings.limits)
+    return app

@@ -1,0 +1,86 @@
+"""The only place that maps registry errors to HTTP.
+
+Body: `{"error": "<message>", "code": "<code>", "detail": {...}}`. The message is a plain string
+(not an object, as style.md suggests) because the huggingface_hub client shows `error` verbatim.
+The code is repeated in `X-Error-Code` (what the Hub client maps to exception classes) and
+`X-Registry-Error`; HEAD responses have no body, so the headers are the channel there.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from registry.domain import errors as e
+
+logger = logging.getLogger(__name__)
+
+STATUS = [
+    (e.UnauthorizedError, 401),
+    (e.ForbiddenError, 403),
+    (e.NotFoundError, 404),
+    (e.ConflictError, 409),
+    (e.PreconditionError, 412),
+    (e.TooLargeError, 413),
+    (e.InvalidError, 400),
+    (e.StorageError, 503),
+]
+
+
+def status_of(exc: e.RegistryError) -> int:
+    return next((status for family, status in STATUS if isinstance(exc, family)), 500)
+
+
+def error_response(status: int, code: str, message: str, detail: dict[str, object] | None = None,
+                   *, extra: dict[str, object] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, object] = {"error": message, "code": code, "detail": detail or {}}
+    body.update(extra or {})
+    safe = message.encode("latin-1", "backslashreplace").decode("latin-1")[:1000]
+    all_headers = {"X-Error-Code": code, "X-Registry-Error": code, "X-Error-Message": safe,
+                   "X-Request-Id": uuid.uuid4().hex, **(headers or {})}
+    return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+def registry_error_response(exc: e.RegistryError, **kwargs: object) -> JSONResponse:
+    headers = {}
+    commit = exc.detail.get("commit")
+    if isinstance(exc, e.EntryNotFoundError) and isinstance(commit, str):
+        headers["X-Repo-Commit"] = commit
+    return error_response(status_of(exc), exc.code, exc.message, exc.detail, headers=headers,
+                          **kwargs)  # type: ignore[arg-type]  # only `extra` is passed
+
+
+async def _on_registry_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, e.RegistryError)
+    return registry_error_response(exc)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+    return error_response(422, "BadRequest", "Invalid request: " + "; ".join(problems)[:500])
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "BadRequest")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error method=%s path=%s", request.method, request.url.path,
+                 exc_info=exc)
+    return error_response(500, "internal", "Internal server error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(e.RegistryError, _on_registry_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,45 @@
+"""Streaming a request body into a BlobWriter without holding it in memory.
+
+The body is gathered into ~4 MiB pieces; each piece is hashed and written on a worker thread
+(hashlib and blake3 release the GIL) while the event loop receives the next one, so receiving,
+hashing and writing overlap. At most two pieces are in memory at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import Request
+
+from registry.domain.errors import SizeMismatchError
+from registry.storage import BlobWriter
+
+PIECE = 4 * 1024 * 1024
+
+
+async def receive_body(request: Request, writer: BlobWriter, max_size: int | None) -> None:
+    """Feed the whole body to `writer`; abort it (and re-raise) on any failure."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None] | None = None
+    piece = bytearray()
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if max_size is not None and received > max_size:
+                raise SizeMismatchError(f"Body is longer than the declared {max_size} bytes")
+            piece += chunk
+            if len(piece) >= PIECE:
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(None, writer.write, piece)
+                piece = bytearray()
+        if pending is not None:
+            await pending
+        if piece:
+            await loop.run_in_executor(None, writer.write, piece)
+    except BaseException:
+        if pending is not None:
+            await asyncio.wait([pending])
+        writer.abort()
+        raise

@@ -1,0 +1,162 @@
+"""HuggingFace-compatible account and repo routes: whoami, create/delete, info, listing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.errors import error_response, registry_error_response
+from registry.api.paths import api_repo_path, parse_repo, public_base
+from registry.domain.errors import RepoExistsError, RepoNotFoundError, UnauthorizedError
+from registry.domain.names import RepoId, RepoType
+from registry.metadata.tables import Repo
+from registry.service.reads import Snapshot, entry_of
+from registry.service.repos import ListQuery, repo_id_of
+from registry.wire import (
+    AccessToken,
+    AuthOut,
+    CreateRepoIn,
+    DeleteRepoIn,
+    RepoInfo,
+    RepoUrl,
+    Sibling,
+    SiblingLfs,
+    ValidateYamlIn,
+    ValidateYamlOut,
+    WhoAmI,
+    iso_ms,
+)
+
+router = APIRouter(tags=["huggingface"])
+
+
+@router.get("/api/whoami-v2", response_model=WhoAmI)
+def whoami(principal: PrincipalDep) -> WhoAmI:
+    if principal.user is None:
+        raise UnauthorizedError("Invalid credentials in Authorization header")
+    role = "write" if principal.can_write else "read"
+    return WhoAmI(name=principal.user, fullname=principal.user, isAdmin=principal.is_admin,
+                  auth=AuthOut(accessToken=AccessToken(displayName=principal.token_label or
+                                                       "token", role=role)))
+
+
+def repo_url(request: Request, node: NodeDep, repo: RepoId) -> RepoUrl:
+    base = public_base(request, node.settings.public_url)
+    return RepoUrl(url=f"{base}/{repo.type.url_prefix}{repo.full_name}", name=repo.full_name,
+                   id=repo.full_name)
+
+
+@router.post("/api/repos/create", response_model=RepoUrl)
+def create_repo(body: CreateRepoIn, request: Request, node: NodeDep,
+                principal: PrincipalDep) -> Response:
+    namespace = body.organization or principal.user
+    if namespace is None:
+        raise UnauthorizedError("Creating a repo needs a token")
+    repo = RepoId.parse(RepoType.parse(body.type), namespace, body.name)
+    private = body.visibility == "private" if body.visibility else bool(body.private)
+    url = repo_url(request, node, repo)
+    try:
+        node.repos.create(principal, repo, private=private)
+    except RepoExistsError as exc:
+        return registry_error_response(exc, extra=url.model_dump())
+    return JSONResponse(url.model_dump())
+
+
+@router.delete("/api/repos/delete", status_code=200)
+def delete_repo(body: DeleteRepoIn, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
+    namespace = body.organization or principal.user
+    if namespace is None:
+        raise RepoNotFoundError()
+    repo = parse_repo(RepoType.parse(body.type).plural, namespace, body.name)
+    node.repos.delete(principal, repo)
+    return {"deleted": repo.full_name}
+
+
+def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
+    rid = repo_id_of(snap.repo)
+    siblings = []
+    for row in node.reads.tree(snap.commit.id):
+        sibling = Sibling(rfilename=row.path)
+        if blobs:
+            entry = entry_of(row)
+            sibling.size, sibling.blobId = entry.size, entry.oid
+            if entry.lfs:
+                sibling.lfs = SiblingLfs(size=entry.size, sha256=entry.sha256,
+                                         pointerSize=len(entry.pointer))
+        siblings.append(sibling)
+    return RepoInfo(
+        id=rid.full_name, modelId=rid.full_name if rid.type is RepoType.MODEL else None,
+        author=rid.namespace, sha=snap.commit.id, private=snap.repo.private,
+        lastModified=iso_ms(snap.commit.created_ms), createdAt=iso_ms(snap.repo.created_ms),
+        siblings=siblings)
+
+
+@router.get("/api/{repo_type}/{namespace}/{name}", response_model=RepoInfo,
+            response_model_exclude_none=True)
+def get_repo_info(repo_type: str, namespace: str, name: str, node: NodeDep,
+                  principal: PrincipalDep, blobs: bool = False) -> RepoInfo:
+    repo = parse_repo(repo_type, namespace, name)
+    return repo_info(node, node.reads.snapshot(principal, repo, "main"), blobs=blobs)
+
+
+@router.get("/api/{repo_type}/{namespace}/{name}/revision/{revision:path}",
+            response_model=RepoInfo, response_model_exclude_none=True)
+def get_repo_info_at(request: Request, node: NodeDep, principal: PrincipalDep,
+                     blobs: bool = False) -> RepoInfo:
+    target = api_repo_path(request)
+    revision = "/".join(target.rest)
+    return repo_info(node, node.reads.snapshot(principal, target.repo, revision), blobs=blobs)
+
+
+def list_item(row: Repo) -> dict[str, object]:
+    rid = repo_id_of(row)
+    item: dict[str, object] = {
+        "id": rid.full_name, "author": rid.namespace, "private": row.private,
+        "lastModified": iso_ms(row.updated_ms), "createdAt": iso_ms(row.created_ms),
+        "tags": [], "downloads": 0, "likes": 0, "gated": False, "disabled": False}
+    if rid.type is RepoType.MODEL:
+        item["modelId"] = rid.full_name
+    return item
+
+
+@router.get("/api/{repo_type}", response_model=list[dict[str, object]])
+def list_repos(
+    repo_type: str, request: Request, node: NodeDep, principal: PrincipalDep,
+    search: str | None = None, author: str | None = None,
+    filter: Annotated[list[str] | None, Query()] = None,
+    sort: str | None = None, limit: int | None = Query(default=None, ge=1),
+    offset: int = Query(default=0, ge=0),
+) -> Response:
+    kind = RepoType.from_plural(repo_type)
+    if kind is None:
+        return error_response(404, "NotFound", f"Unknown listing {repo_type!r}")
+    page = min(limit or node.settings.limits.max_page_size, node.settings.limits.max_page_size)
+    rows = node.repos.list(principal, ListQuery(kind, search, author, tuple(filter or ()),
+                                                sort, offset, page))
+    headers = {}
+    if len(rows) == page and (limit is None or limit > page):
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"]
+        query = urlencode([*params, ("offset", str(offset + page))])
+        next_url = str(request.url.replace(query=query))
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return JSONResponse([list_item(r) for r in rows], headers=headers)
+
+
+@router.post("/api/validate-yaml", response_model=ValidateYamlOut)
+def validate_yaml(body: ValidateYamlIn) -> ValidateYamlOut:  # noqa: ARG001 - accepted as is
+    return ValidateYamlOut()
+
+
+@router.get("/api/{repo_type}/{namespace}/{name}/xet-write-token/{revision:path}",
+            include_in_schema=False)
+@router.get("/api/{repo_type}/{namespace}/{name}/xet-read-token/{revision:path}",
+            include_in_schema=False)
+def xet_token() -> Response:
+    return error_response(
+        400, "XetUnsupported",
+        "This modelyard node does not speak Xet: set HF_HUB_DISABLE_XET=1 in your environment "
+        "(before importing huggingface_hub) and retry; uploads then use plain Git LFS.")

@@ -1,0 +1,56 @@
+"""Native API under /v1: health and blobs by BLAKE3."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from registry import __version__
+from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.files import blob_response
+from registry.api.ingest import receive_body
+from registry.domain.digest import Digest
+from registry.domain.errors import BlobNotFoundError
+from registry.service.uploads import require_uploader
+from registry.storage import Expected
+from registry.wire import BlobStored, Health
+
+router = APIRouter(prefix="/v1", tags=["native"])
+
+
+@router.get("/health", response_model=Health)
+def health(node: NodeDep) -> Health:
+    return Health(node_id=node.identity.node_id, version=__version__,
+                  serial=node.db.head_serial(), epoch=node.identity.epoch)
+
+
+@router.api_route("/blobs/{blake3}", methods=["GET", "HEAD"], response_class=Response,
+                  responses={200: {"content": {"application/octet-stream": {}}}, 206: {}})
+def get_blob(blake3: str, request: Request, node: NodeDep, principal: PrincipalDep) -> Response:
+    digest = Digest.parse(blake3)
+    info = node.blobs.stat(digest)
+    if info is None or not node.uploads.readable(principal, digest):
+        raise BlobNotFoundError(f"Blob {digest} not found")
+    return blob_response(node.blobs, digest, info.size, {"ETag": f'"{digest.hex}"'},
+                         head=request.method == "HEAD")
+
+
+@router.put("/blobs/{blake3}", status_code=201, response_model=BlobStored,
+            responses={200: {"model": BlobStored}})
+async def put_blob(blake3: str, request: Request, node: NodeDep,
+                   principal: PrincipalDep) -> JSONResponse:
+    digest = Digest.parse(blake3)
+    require_uploader(principal)
+    length = request.headers.get("content-length")
+    size = int(length) if length and length.isdigit() else None
+    existing = await run_in_threadpool(node.uploads.stored, digest)
+    if existing is not None:
+        return JSONResponse(BlobStored(blake3=digest.hex, sha256=existing.sha256,
+                                       size=existing.size, created=False).model_dump())
+    writer = node.uploads.writer(size)
+    await receive_body(request, writer, size)
+    hashes = await run_in_threadpool(node.uploads.complete, writer,
+                                     Expected(blake3=digest, size=size))
+    return JSONResponse(BlobStored(blake3=digest.hex, sha256=hashes.sha256, size=hashes.size,
+                                   created=True).model_dump(), status_code=201)

@@ -1,0 +1,131 @@
+"""The `modelyard` command: the composition root for console use."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from registry import __version__
+from registry.domain.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    RegistryError,
+    UnauthorizedError,
+)
+from registry.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+EXIT_CODES = [(InvalidError, 2), (NotFoundError, 3), (ConflictError, 4),
+              (UnauthorizedError, 5), (ForbiddenError, 5)]
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _fail(exc: RegistryError) -> None:
+    click.echo(f"error: {exc.code}: {exc.message}", err=True)
+    sys.exit(next((code for family, code in EXIT_CODES if isinstance(exc, family)), 1))
+
+
+def _settings(config: Path | None, **flags: object) -> Settings:
+    try:
+        return load_settings(config, **flags)
+    except ValueError as exc:
+        raise click.UsageError(f"invalid settings: {exc}") from exc
+
+
+config_option = click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
+                             envvar="MODELYARD_CONFIG", help="TOML settings file.")
+data_dir_option = click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+                               help="Data directory [env MODELYARD_DATA_DIR; ./modelyard-data]")
+
+
+@click.group()
+@click.version_option(__version__, prog_name="modelyard")
+def cli() -> None:
+    """modelyard: a federated, mirror-friendly registry for AI model files."""
+
+
+@cli.command()
+@click.option("--host", help="Address to bind [env MODELYARD_HOST; 127.0.0.1]")
+@click.option("--port", type=int, help="Port [env MODELYARD_PORT; 8000]")
+@data_dir_option
+@config_option
+@click.option("--node-id", help="This node's id (fixed at first start) [env MODELYARD_NODE_ID]")
+@click.option("--public-url", help="Base URL clients use [env MODELYARD_PUBLIC_URL]")
+def serve(host: str | None, port: int | None, data_dir: Path | None, config: Path | None,
+          node_id: str | None, public_url: str | None) -> None:
+    """Start a node on SQLite + a local blob directory in the data dir."""
+    import uvicorn
+
+    from registry.api.app import create_app
+    from registry.node import Node
+
+    settings = _settings(config, host=host, port=port, data_dir=data_dir, node_id=node_id,
+                         public_url=public_url)
+    _configure_logging(settings.log_level)
+    try:
+        node = Node.open(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if node.new_admin_token:
+        click.echo("First start: created the admin token (shown once, only its hash is kept):")
+        click.echo(f"  {node.new_admin_token}")
+    click.echo(f"modelyard {__version__} node {node.identity.node_id} on "
+               f"http://{settings.host}:{settings.port}", err=True)
+    uvicorn.run(create_app(settings, node=node), host=settings.host, port=settings.port,
+                log_level="warning", loop="uvloop", http="httptools", timeout_keep_alive=30)
+    node.close()
+
+
+@cli.group()
+def token() -> None:
+    """Manage access tokens."""
+
+
+@token.command("create")
+@click.option("--user", required=True, help="The user the token acts as (created if new).")
+@click.option("--write", is_flag=True, help="Allow writes to the user's namespace.")
+@click.option("--label", default="cli", show_default=True, help="A name to recognise it by.")
+@data_dir_option
+@config_option
+def token_create(user: str, write: bool, label: str, data_dir: Path | None,
+                 config: Path | None) -> None:
+    """Print a new token on stdout (only its hash is stored)."""
+    from registry.metadata.db import Database
+    from registry.service.auth import AuthService
+
+    settings = _settings(config, data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    try:
+        click.echo(AuthService(db).create_token(user, write=write, label=label))
+    except RegistryError as exc:
+        _fail(exc)
+    finally:
+        db.dispose()
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("openapi/openapi.json"), show_default=True)
+def openapi(out: Path) -> None:
+    """Write the OpenAPI document of the node's HTTP API."""
+    from registry.api.app import create_app
+
+    document = create_app(Settings()).openapi()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    click.echo(f"wrote {out}", err=True)
+
+
+def main() -> None:
+    cli()

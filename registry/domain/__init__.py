@@ -1,0 +1,1 @@
+"""Pure domain model: names, digests, commits, errors. No I/O, no globals."""

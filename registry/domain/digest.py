@@ -1,0 +1,82 @@
+"""Content digests and the one-pass hasher that computes every hash a blob needs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import blake3
+
+from registry.domain.errors import InvalidError
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# Files up to this size may be regular git files; their git blob sha1 is the Hub ETag.
+REGULAR_FILE_MAX = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    """A BLAKE3 digest; text form `blake3:<64 hex>`."""
+
+    hex: str
+
+    def __post_init__(self) -> None:
+        if not _HEX64.match(self.hex):
+            raise InvalidError(f"Not a BLAKE3 digest: {self.hex!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        return cls(text.removeprefix("blake3:").lower())
+
+    def __str__(self) -> str:
+        return f"blake3:{self.hex}"
+
+
+def is_sha256(text: str) -> bool:
+    return _HEX64.match(text) is not None
+
+
+@dataclass(frozen=True)
+class Hashes:
+    blake3: Digest
+    sha256: str
+    size: int
+    git_sha1: str | None
+
+
+class Hasher:
+    """Feeds BLAKE3, SHA-256 and (for small files of known size) git SHA-1 in one pass."""
+
+    def __init__(self, size_hint: int | None = None) -> None:
+        self._blake3 = blake3.blake3()
+        self._sha256 = hashlib.sha256()
+        self._sha1 = None
+        if size_hint is not None and size_hint <= REGULAR_FILE_MAX:
+            self._sha1 = hashlib.sha1(b"blob %d\x00" % size_hint)
+        self._size_hint = size_hint
+        self.size = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._blake3.update(data)
+        self._sha256.update(data)
+        if self._sha1 is not None:
+            self._sha1.update(data)
+        self.size += len(data)
+
+    def result(self) -> Hashes:
+        git_sha1 = None
+        if self._sha1 is not None and self.size == self._size_hint:
+            git_sha1 = self._sha1.hexdigest()
+        return Hashes(Digest(self._blake3.hexdigest()), self._sha256.hexdigest(), self.size,
+                      git_sha1)
+
+
+def hash_bytes(data: bytes) -> Hashes:
+    hasher = Hasher(len(data))
+    hasher.update(data)
+    return hasher.result()
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()

@@ -1,0 +1,137 @@
+"""Every error the registry raises, each with a stable machine-readable `code`.
+
+    RegistryError
+    ├── NotFoundError          RepoNotFound, RevisionNotFound, EntryNotFound, BlobNotFound
+    ├── ConflictError          RepoExists, RefExists, ProtectedRef, HomeMismatch
+    ├── PreconditionError      ParentMismatch (optimistic concurrency)
+    ├── InvalidError           InvalidName, InvalidPath, InvalidRevision, BadRequest,
+    │                          DigestMismatch, SizeMismatch, MissingObject, XetUnsupported
+    ├── TooLargeError          PayloadTooLarge
+    ├── UnauthorizedError      Unauthorized (no or bad token)
+    ├── ForbiddenError         Forbidden (token lacks the right)
+    └── StorageError           StorageFailure
+
+The HTTP mapping of families to status codes lives in `registry.api.errors` only.
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base of every registry error; `code` is stable and machine-readable."""
+
+    code = "internal"
+    default_message = "internal error"
+
+    def __init__(self, message: str | None = None, *, detail: dict[str, object] | None = None):
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        self.detail = detail or {}
+
+
+class NotFoundError(RegistryError):
+    code = "NotFound"
+
+
+class RepoNotFoundError(NotFoundError):
+    code = "RepoNotFound"
+    default_message = "Repository not found"
+
+
+class RevisionNotFoundError(NotFoundError):
+    code = "RevisionNotFound"
+
+
+class EntryNotFoundError(NotFoundError):
+    code = "EntryNotFound"
+
+
+class BlobNotFoundError(NotFoundError):
+    code = "BlobNotFound"
+
+
+class ConflictError(RegistryError):
+    code = "Conflict"
+
+
+class RepoExistsError(ConflictError):
+    code = "RepoExists"
+
+
+class RefExistsError(ConflictError):
+    code = "RefExists"
+
+
+class ProtectedRefError(ConflictError):
+    code = "ProtectedRef"
+
+
+class HomeMismatchError(ConflictError):
+    code = "HomeMismatch"
+
+
+class PreconditionError(RegistryError):
+    code = "PreconditionFailed"
+
+
+class ParentMismatchError(PreconditionError):
+    code = "ParentMismatch"
+
+
+class InvalidError(RegistryError):
+    code = "BadRequest"
+
+
+class InvalidNameError(InvalidError):
+    code = "InvalidName"
+
+
+class InvalidPathError(InvalidError):
+    code = "InvalidPath"
+
+
+class InvalidRevisionError(InvalidError):
+    code = "InvalidRevision"
+
+
+class DigestMismatchError(InvalidError):
+    code = "DigestMismatch"
+
+
+class SizeMismatchError(InvalidError):
+    code = "SizeMismatch"
+
+
+class MissingObjectError(InvalidError):
+    code = "MissingObject"
+
+
+class XetUnsupportedError(InvalidError):
+    code = "XetUnsupported"
+
+
+class TooLargeError(RegistryError):
+    code = "PayloadTooLarge"
+
+
+class UnauthorizedError(RegistryError):
+    code = "Unauthorized"
+
+
+class ForbiddenError(RegistryError):
+    code = "Forbidden"
+
+
+class StorageError(RegistryError):
+    code = "StorageFailure"
+
+
+def all_error_classes() -> list[type[RegistryError]]:
+    """Every concrete error class, for code round-trip tests and client decoding."""
+    found: list[type[RegistryError]] = []
+    pending: list[type[RegistryError]] = [RegistryError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found

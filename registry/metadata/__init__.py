@@ -1,0 +1,1 @@
+"""Metadata in SQL (SQLite embedded default, Postgres for scale) through sqlmodel."""

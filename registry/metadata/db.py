@@ -1,0 +1,101 @@
+"""Engines, transactions and the change log.
+
+Theory of operation: every write runs in `Database.write()`, one transaction that takes the
+database's write lock up front (`BEGIN IMMEDIATE` on SQLite, the serial counter's row lock on
+Postgres). Each change appends a `Change` row whose serial comes from that counter inside the
+same transaction, so serials are gap-free and no reader ever sees serial N+1 before N.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from registry.metadata.tables import Change, Counter, NodeState
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self._read = _engine(url, immediate=False)
+        self._write = _engine(url, immediate=True) if self.is_sqlite else self._read
+        SQLModel.metadata.create_all(self._write)
+        with self.write() as session:
+            if session.get(Counter, "serial") is None:
+                session.add(Counter(name="serial", value=0))
+
+    def dispose(self) -> None:
+        self._read.dispose()
+        self._write.dispose()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self._read, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction; committed on success, rolled back on any error."""
+        with Session(self._write, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def append_change(self, session: Session, origin: str, kind: str, repo: str,
+                      body: dict[str, Any]) -> int:
+        counter = session.exec(
+            select(Counter).where(Counter.name == "serial").with_for_update()
+        ).one()
+        counter.value += 1
+        session.add(counter)
+        serial = counter.value
+        session.add(Change(serial=serial, origin=origin, origin_serial=serial, kind=kind,
+                           repo=repo, body=json.dumps(body, sort_keys=True),
+                           created_ms=now_ms()))
+        return serial
+
+    def head_serial(self) -> int:
+        with self.read() as session:
+            counter = session.get(Counter, "serial")
+            return counter.value if counter else 0
+
+    def node_value(self, key: str, default: str) -> str:
+        """A persisted node property; `default` is stored on first use."""
+        with self.write() as session:
+            row = session.get(NodeState, key)
+            if row is None:
+                row = NodeState(key=key, value=default)
+                session.add(row)
+            return row.value
+
+
+def _engine(url: str, *, immediate: bool) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                           pool_size=20, max_overflow=20)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000",
+                       "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+

@@ -1,0 +1,96 @@
+"""The SQL tables. Rows hold plain values; domain values are built by the services."""
+
+from __future__ import annotations
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class NodeState(SQLModel, table=True):
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class Counter(SQLModel, table=True):
+    name: str = Field(primary_key=True)
+    value: int = 0
+
+
+class User(SQLModel, table=True):
+    name: str = Field(primary_key=True)
+    is_admin: bool = False
+    created_ms: int
+
+
+class Token(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    hash: str = Field(unique=True, index=True)
+    user: str = Field(index=True)
+    write: bool = False
+    label: str = ""
+    created_ms: int
+
+
+class Repo(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("type", "namespace", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    type: str
+    namespace: str = Field(index=True)
+    name: str
+    private: bool = False
+    home_node: str
+    incarnation: str
+    created_ms: int
+    updated_ms: int
+    ref_version: int = 0
+    pr_count: int = 0
+
+
+class Blob(SQLModel, table=True):
+    blake3: str = Field(primary_key=True)
+    sha256: str = Field(index=True)
+    size: int
+    git_sha1: str | None = None
+    created_ms: int
+
+
+class Commit(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    repo_id: int = Field(index=True)
+    parent: str | None = None
+    author: str
+    title: str
+    message: str = ""
+    created_ms: int
+
+
+class TreeRow(SQLModel, table=True):
+    __tablename__ = "tree_entry"
+    commit_id: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)
+    blake3: str = Field(index=True)
+    sha256: str
+    size: int
+    lfs: bool
+    git_sha1: str | None = None
+    last_commit: str
+
+
+class Ref(SQLModel, table=True):
+    repo_id: int = Field(primary_key=True)
+    name: str = Field(primary_key=True)  # refs/heads/main, refs/tags/v1, refs/pr/1
+    commit_id: str
+    version: int
+
+
+class Change(SQLModel, table=True):
+    """The change log peers pull; `serial` is gap-free and written with each change."""
+
+    __table_args__ = (Index("ix_change_origin", "origin", "origin_serial", unique=True),)
+    serial: int = Field(primary_key=True)
+    origin: str
+    origin_serial: int
+    kind: str
+    repo: str
+    body: str
+    created_ms: int

@@ -1,0 +1,54 @@
+"""The composition of one node: database, blob store, identity and services."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from registry.metadata.db import Database
+from registry.service.auth import AuthService
+from registry.service.commits import CommitService
+from registry.service.node import NodeIdentity
+from registry.service.reads import ReadService
+from registry.service.repos import RepoService
+from registry.service.uploads import UploadService
+from registry.settings import Settings
+from registry.storage.local import LocalBlobStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Node:
+    settings: Settings
+    db: Database
+    blobs: LocalBlobStore
+    identity: NodeIdentity
+    auth: AuthService
+    repos: RepoService
+    reads: ReadService
+    commits: CommitService
+    uploads: UploadService
+    new_admin_token: str | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> Node:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.effective_database_url)
+        blobs = LocalBlobStore(settings.blob_dir)
+        removed = blobs.clear_uploads()
+        if removed:
+            logger.warning("removed %d interrupted uploads", removed)
+        identity = NodeIdentity.load(db, settings.node_id)
+        auth = AuthService(db)
+        secret = settings.admin_token.get_secret_value() if settings.admin_token else None
+        new_token = auth.ensure_admin(secret)
+        repos = RepoService(db, blobs, identity)
+        node = cls(settings, db, blobs, identity, auth, repos, ReadService(db),
+                   CommitService(db, blobs, identity, repos), UploadService(db, blobs),
+                   new_token)
+        logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)
+        return node
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,237 @@
+"""Writes to a repo's history: commits of file operations, branches, tags, preupload."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+
+from registry.domain.commit import TreeEntry, parent_dirs
+from registry.domain.digest import REGULAR_FILE_MAX, Digest
+from registry.domain.errors import (
+    EntryNotFoundError,
+    HomeMismatchError,
+    InvalidPathError,
+    MissingObjectError,
+    ParentMismatchError,
+    ProtectedRefError,
+    RefExistsError,
+    RevisionNotFoundError,
+    SizeMismatchError,
+)
+from registry.domain.names import RepoId, check_ref_name
+from registry.domain.patterns import ignore_spec, lfs_spec
+from registry.metadata.db import Database
+from registry.metadata.tables import Blob, Ref, Repo, TreeRow
+from registry.service.auth import Principal, require_write
+from registry.service.node import NodeIdentity
+from registry.service.reads import entry_of, resolve_commit
+from registry.service.repos import RepoService, find_repo, repo_id_of, set_ref, write_commit
+from registry.storage import BlobStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AddBytes:
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class AddLfs:
+    path: str
+    sha256: str
+    size: int | None  # absent for copies of LFS files
+
+
+@dataclass(frozen=True)
+class Delete:
+    path: str
+    folder: bool
+
+
+Operation = AddBytes | AddLfs | Delete
+
+
+@dataclass(frozen=True)
+class PreuploadFile:
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PreuploadAnswer:
+    path: str
+    lfs: bool
+    ignored: bool
+    oid: str | None
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    sha: str
+    pr_number: int | None
+
+
+class CommitService:
+    def __init__(self, db: Database, blobs: BlobStore, node: NodeIdentity,
+                 repos: RepoService) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._node = node
+        self._repos = repos
+
+    def _writable(self, session: Session, principal: Principal, repo: RepoId) -> Repo:
+        row = find_repo(session, principal, repo)
+        require_write(principal, repo.namespace)
+        if row.home_node != self._node.node_id:
+            raise HomeMismatchError(f"This repo's home is node {row.home_node}; write there")
+        return row
+
+    def commit(self, principal: Principal, repo: RepoId, revision: str, *, title: str,
+               message: str, operations: list[Operation], parent_commit: str | None = None,
+               create_pr: bool = False) -> CommitResult:
+        with self._db.read() as session:  # fail fast before storing any bytes
+            resolve_commit(session, self._writable(session, principal, repo), revision)
+        added = {op.path: self._entry(op) for op in operations if not isinstance(op, Delete)}
+        with self._db.write() as session:
+            row = self._writable(session, principal, repo)
+            head = resolve_commit(session, row, revision)
+            if parent_commit and not head.id.startswith(parent_commit.lower()):
+                raise ParentMismatchError(
+                    f"The branch {revision} was updated since {parent_commit}: its head is now "
+                    f"{head.id}. Pull and retry.")
+            rows = session.exec(select(TreeRow).where(TreeRow.commit_id == head.id)).all()
+            tree = {r.path: entry_of(r) for r in rows}
+            changed = _apply(tree, operations, added)
+            ref, pr = self._target_ref(session, row, revision, create_pr)
+            sha = write_commit(self._db, session, self._node, row, parent=head.id,
+                               author=principal.user or "", title=title, message=message,
+                               tree=list(tree.values()), changed=changed, ref=ref,
+                               last_commits={r.path: r.last_commit for r in rows})
+        logger.info("commit repo=%s ref=%s commit=%s ops=%d", repo, ref, sha, len(operations))
+        return CommitResult(sha, pr)
+
+    def _entry(self, op: AddBytes | AddLfs) -> TreeEntry:
+        if isinstance(op, AddBytes):
+            stored = self._repos.store_bytes(op.data)
+            return TreeEntry(op.path, stored.blake3, stored.sha256, stored.size, False,
+                             stored.git_sha1)
+        with self._db.read() as session:
+            blob = session.exec(select(Blob).where(Blob.sha256 == op.sha256)).first()
+        if blob is None or self._blobs.stat(_digest(blob)) is None:
+            raise MissingObjectError(
+                f"LFS object {op.sha256} for {op.path!r} was never uploaded",
+                detail={"path": op.path, "oid": op.sha256})
+        if op.size is not None and op.size != blob.size:
+            raise SizeMismatchError(f"LFS object {op.sha256} has {blob.size} bytes, the "
+                                    f"commit says {op.size}", detail={"path": op.path})
+        return TreeEntry(op.path, _digest(blob), blob.sha256, blob.size, True, blob.git_sha1)
+
+    def _target_ref(self, session: Session, repo: Repo, revision: str,
+                    create_pr: bool) -> tuple[str, int | None]:
+        if create_pr:
+            repo.pr_count += 1
+            session.add(repo)
+            return f"refs/pr/{repo.pr_count}", repo.pr_count
+        for name in ([revision] if revision.startswith("refs/") else [f"refs/heads/{revision}"]):
+            if session.get(Ref, (repo.id, name)) is not None and not name.startswith("refs/tags/"):
+                return name, None
+        raise RevisionNotFoundError(
+            f"Invalid rev id: {revision} (commits go to a branch or a refs/pr/N ref)")
+
+    def create_branch(self, principal: Principal, repo: RepoId, branch: str,
+                      starting_point: str | None) -> None:
+        check_ref_name(branch)
+        with self._db.write() as session:
+            row = self._writable(session, principal, repo)
+            start = resolve_commit(session, row, starting_point or "main")
+            self._new_ref(session, row, f"refs/heads/{branch}", start.id)
+
+    def create_tag(self, principal: Principal, repo: RepoId, revision: str, tag: str) -> None:
+        check_ref_name(tag)
+        with self._db.write() as session:
+            row = self._writable(session, principal, repo)
+            target = resolve_commit(session, row, revision)
+            self._new_ref(session, row, f"refs/tags/{tag}", target.id)
+
+    def _new_ref(self, session: Session, row: Repo, ref: str, sha: str) -> None:
+        if session.get(Ref, (row.id, ref)) is not None:
+            raise RefExistsError(f"Reference {ref} already exists")
+        set_ref(self._db, session, self._node, row, ref, sha)
+
+    def delete_ref(self, principal: Principal, repo: RepoId, ref: str) -> None:
+        if ref == "refs/heads/main":
+            raise ProtectedRefError("Cannot delete refs/heads/main")
+        with self._db.write() as session:
+            row = self._writable(session, principal, repo)
+            existing = session.get(Ref, (row.id, ref))
+            if existing is None:
+                raise RevisionNotFoundError(f"Invalid rev id: {ref} does not exist")
+            session.delete(existing)
+            row.ref_version += 1
+            session.add(row)
+            self._db.append_change(session, self._node.node_id, "ref.delete",
+                                   repo_id_of(row).key, {"ref": ref, "version": row.ref_version})
+
+    def preupload(self, principal: Principal, repo: RepoId, revision: str,
+                  files: list[PreuploadFile], gitignore: str | None) -> list[PreuploadAnswer]:
+        with self._db.read() as session:
+            row = self._writable(session, principal, repo)
+            head = resolve_commit(session, row, revision)
+            tree = {r.path: entry_of(r) for r in session.exec(
+                select(TreeRow).where(TreeRow.commit_id == head.id)).all()}
+        lfs = lfs_spec(self._text(tree.get(".gitattributes")))
+        ignored = ignore_spec(gitignore if gitignore is not None
+                              else self._text(tree.get(".gitignore")))
+        answers = []
+        for f in files:
+            is_lfs = f.size > REGULAR_FILE_MAX or lfs.match_file(f.path)
+            current = tree.get(f.path)
+            oid = None if current is None else (current.sha256 if is_lfs else current.git_sha1)
+            answers.append(PreuploadAnswer(f.path, is_lfs, ignored.match_file(f.path), oid))
+        return answers
+
+    def _text(self, entry: TreeEntry | None) -> str:
+        if entry is None or entry.size > REGULAR_FILE_MAX:
+            return ""
+        return b"".join(self._blobs.open(entry.blake3)).decode("utf-8", "replace")
+
+
+def _digest(blob: Blob) -> Digest:
+    return Digest(blob.blake3)
+
+
+def _apply(tree: dict[str, TreeEntry], operations: list[Operation],
+           added: dict[str, TreeEntry]) -> set[str]:
+    """Apply operations in order to `tree` (in place); return the paths written."""
+    changed: set[str] = set()
+    for op in operations:
+        if isinstance(op, Delete):
+            _delete(tree, op)
+        else:
+            tree[op.path] = added[op.path]
+            changed.add(op.path)
+    dirs = {d for p in tree for d in parent_dirs(p)}
+    clash = sorted(dirs & tree.keys())
+    if clash:
+        raise InvalidPathError(f"Path {clash[0]!r} would be both a file and a folder",
+                               detail={"path": clash[0]})
+    return changed
+
+
+def _delete(tree: dict[str, TreeEntry], op: Delete) -> None:
+    path = op.path.rstrip("/")
+    if not op.folder:
+        if tree.pop(path, None) is None:
+            raise EntryNotFoundError(f"A file with this name doesn't exist: {path}",
+                                     detail={"path": path})
+        return
+    doomed = [p for p in tree if p.startswith(path + "/")]
+    if not doomed:
+        raise EntryNotFoundError(f"A folder with this name doesn't exist: {path}",
+                                 detail={"path": path})
+    for p in doomed:
+        del tree[p]

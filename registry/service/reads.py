@@ -1,0 +1,142 @@
+"""Read use cases: revisions, trees, files, history and refs of a repo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from registry.domain.commit import TreeEntry, parent_dirs
+from registry.domain.digest import Digest
+from registry.domain.errors import EntryNotFoundError, RevisionNotFoundError
+from registry.domain.names import COMMIT_SHA, SHORT_SHA, RepoId
+from registry.metadata.db import Database
+from registry.metadata.tables import Blob, Commit, Ref, Repo, TreeRow
+from registry.service.auth import Principal
+from registry.service.repos import find_repo
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A repo at one resolved commit."""
+
+    repo: Repo
+    commit: Commit
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A tree listing item: a file (with its entry) or a directory."""
+
+    path: str
+    entry: TreeEntry | None  # None for directories
+    last_commit: str | None = None
+
+
+def entry_of(row: TreeRow) -> TreeEntry:
+    return TreeEntry(row.path, Digest(row.blake3), row.sha256, row.size, row.lfs, row.git_sha1)
+
+
+def resolve_commit(session: Session, repo: Repo, revision: str) -> Commit:
+    """A branch, tag, `refs/...` name, full or abbreviated (>= 7 hex) commit id."""
+    assert repo.id is not None
+    if COMMIT_SHA.match(revision):
+        commit = session.get(Commit, revision)
+        if commit is not None and commit.repo_id == repo.id:
+            return commit
+    names = [revision] if revision.startswith("refs/") else [
+        f"refs/heads/{revision}", f"refs/tags/{revision}"]
+    for name in names:
+        ref = session.get(Ref, (repo.id, name))
+        if ref is not None:
+            found = session.get(Commit, ref.commit_id)
+            assert found is not None, "a ref always points at a stored commit"
+            return found
+    if SHORT_SHA.match(revision):
+        matches = session.exec(select(Commit).where(
+            Commit.repo_id == repo.id, col(Commit.id).startswith(revision)).limit(2)).all()
+        if len(matches) == 1:
+            return matches[0]
+    raise RevisionNotFoundError(f"Invalid rev id: {revision}")
+
+
+class ReadService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def snapshot(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot:
+        with self._db.read() as session:
+            row = find_repo(session, principal, repo)
+            return Snapshot(row, resolve_commit(session, row, revision))
+
+    def tree(self, commit_id: str) -> list[TreeRow]:
+        with self._db.read() as session:
+            return list(session.exec(select(TreeRow).where(TreeRow.commit_id == commit_id)
+                                     .order_by(col(TreeRow.path))).all())
+
+    def file(self, snap: Snapshot, path: str) -> TreeEntry:
+        with self._db.read() as session:
+            row = session.get(TreeRow, (snap.commit.id, path))
+        if row is None:
+            raise EntryNotFoundError(f"{path} does not exist at {snap.commit.id}",
+                                     detail={"commit": snap.commit.id, "path": path})
+        return entry_of(row)
+
+    def listing(self, snap: Snapshot, folder: str, *, recursive: bool) -> list[Listed]:
+        """Files and directories under `folder` ("" = root), sorted, directories included."""
+        rows = self.tree(snap.commit.id)
+        prefix = f"{folder}/" if folder else ""
+        inside = [r for r in rows if r.path.startswith(prefix)]
+        if folder and not inside:
+            raise EntryNotFoundError(f"Folder {folder!r} does not exist",
+                                     detail={"commit": snap.commit.id, "path": folder})
+        items: dict[str, Listed] = {}
+        for row in inside:
+            rest = row.path[len(prefix):]
+            if not recursive and "/" in rest:
+                child = prefix + rest.split("/", 1)[0]
+                items.setdefault(child, Listed(child, None))
+                continue
+            items[row.path] = Listed(row.path, entry_of(row), row.last_commit)
+            for d in parent_dirs(rest) if recursive else []:
+                items.setdefault(prefix + d, Listed(prefix + d, None))
+        return [items[k] for k in sorted(items)]
+
+    def paths_info(self, snap: Snapshot, paths: Iterable[str]) -> list[Listed]:
+        rows = {r.path: r for r in self.tree(snap.commit.id)}
+        dirs = {d for p in rows for d in parent_dirs(p)}
+        found: list[Listed] = []
+        for path in dict.fromkeys(p.strip("/") for p in paths):
+            if path in rows:
+                found.append(Listed(path, entry_of(rows[path]), rows[path].last_commit))
+            elif path in dirs:
+                found.append(Listed(path, None))
+        return found
+
+    def commits(self, snap: Snapshot) -> list[Commit]:
+        """History from the snapshot's commit back to the first, newest first."""
+        assert snap.repo.id is not None
+        with self._db.read() as session:
+            by_id = {c.id: c for c in session.exec(
+                select(Commit).where(Commit.repo_id == snap.repo.id)).all()}
+        history: list[Commit] = []
+        current: Commit | None = snap.commit
+        while current is not None and len(history) <= len(by_id):
+            history.append(current)
+            current = by_id.get(current.parent) if current.parent else None
+        return history
+
+    def commit_titles(self, ids: set[str]) -> dict[str, Commit]:
+        with self._db.read() as session:
+            return {c.id: c for c in session.exec(
+                select(Commit).where(col(Commit.id).in_(ids))).all()}
+
+    def refs(self, repo: Repo) -> list[Ref]:
+        with self._db.read() as session:
+            return list(session.exec(select(Ref).where(Ref.repo_id == repo.id)
+                                     .order_by(col(Ref.name))).all())
+
+    def blob_by_sha256(self, sha256: str) -> Blob | None:
+        with self._db.read() as session:
+            return session.exec(select(Blob).where(Blob.sha256 == sha256)).first()

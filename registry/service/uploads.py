@@ -1,0 +1,90 @@
+"""Blob uploads: LFS batch negotiation, verified ingest, and blob visibility."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import col, or_, select
+
+from registry.domain.digest import Digest, Hashes, is_sha256
+from registry.domain.names import RepoId
+from registry.metadata.db import Database
+from registry.metadata.tables import Blob, Commit, Repo, TreeRow
+from registry.service.auth import Principal, require_write
+from registry.service.repos import find_repo, record_blob
+from registry.storage import BlobStore, BlobWriter, Expected
+
+
+@dataclass(frozen=True)
+class LfsObject:
+    oid: str
+    size: int
+
+
+@dataclass(frozen=True)
+class LfsAnswer:
+    oid: str
+    size: int
+    upload: bool
+    error: str | None = None
+
+
+class UploadService:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self._db = db
+        self._blobs = blobs
+
+    def lfs_batch(self, principal: Principal, repo: RepoId,
+                  objects: list[LfsObject]) -> list[LfsAnswer]:
+        with self._db.read() as session:
+            find_repo(session, principal, repo)
+        require_write(principal, repo.namespace)
+        return [self._answer(o) for o in objects]
+
+    def _answer(self, obj: LfsObject) -> LfsAnswer:
+        if not is_sha256(obj.oid) or obj.size < 0:
+            return LfsAnswer(obj.oid, obj.size, False, "oid must be 64 lowercase hex, size >= 0")
+        return LfsAnswer(obj.oid, obj.size, not self.has_sha256(obj.oid, obj.size))
+
+    def has_sha256(self, sha256: str, size: int | None = None) -> bool:
+        with self._db.read() as session:
+            blob = session.exec(select(Blob).where(Blob.sha256 == sha256)).first()
+        return (blob is not None and (size is None or blob.size == size)
+                and self._blobs.stat(Digest(blob.blake3)) is not None)
+
+    def stored(self, digest: Digest) -> Blob | None:
+        """The blob's record if it is stored and complete."""
+        with self._db.read() as session:
+            blob = session.get(Blob, digest.hex)
+        return blob if blob is not None and self._blobs.stat(digest) is not None else None
+
+    def writer(self, size: int | None) -> BlobWriter:
+        return self._blobs.writer(size)
+
+    def complete(self, writer: BlobWriter, expected: Expected) -> Hashes:
+        """Verify and publish an upload, then record it; raises on any mismatch."""
+        hashes = writer.commit(expected)
+        with self._db.write() as session:
+            record_blob(session, hashes.blake3, hashes.sha256, hashes.size, hashes.git_sha1)
+        return hashes
+
+    def readable(self, principal: Principal, digest: Digest) -> bool:
+        """Whether the principal may read a blob: it is in a repo they can see, or it is in
+        no repo at all and they hold a valid token (an upload not yet committed)."""
+        if principal.is_admin:
+            return True
+        with self._db.read() as session:
+            holders = (select(Repo.id).join(Commit, col(Commit.repo_id) == Repo.id)
+                       .join(TreeRow, col(TreeRow.commit_id) == Commit.id)
+                       .where(TreeRow.blake3 == digest.hex))
+            visible = holders.where(or_(col(Repo.private).is_(False),
+                                        Repo.namespace == principal.user))
+            if session.exec(visible.limit(1)).first() is not None:
+                return True
+            referenced = session.exec(holders.limit(1)).first() is not None
+        return not referenced and not principal.anonymous
+
+
+def require_uploader(principal: Principal) -> None:
+    """Native blob PUTs need a write token (any namespace: blobs belong to no repo yet)."""
+    require_write(principal, principal.user or "")

@@ -1,0 +1,72 @@
+"""The one settings model. Built once by an entrypoint; components get only their part."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class LimitSettings(BaseModel):
+    max_json_bytes: int = 1024 * 1024
+    max_commit_bytes: int = 256 * 1024 * 1024
+    max_commit_operations: int = 100_000
+    max_page_size: int = 1000
+
+
+class Settings(BaseSettings):
+    """Every flag of `modelyard serve` is also `MODELYARD_<NAME>` and a key in the TOML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELYARD_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./modelyard-data")
+    node_id: str | None = None
+    public_url: str | None = None
+    admin_token: SecretStr | None = None
+    database_url: str | None = None
+    log_level: str = "INFO"
+    limits: LimitSettings = LimitSettings()
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'modelyard.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "store"
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Settings from flags (highest), then `MODELYARD_*` variables, then the TOML file."""
+
+    class _Layered(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - not used
+            file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - not used
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            if config_file is None:
+                return init_settings, env_settings
+            return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_file)
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return _Layered(**given)  # type: ignore[arg-type]  # pydantic validates each value

@@ -1,0 +1,94 @@
+"""Blob storage: immutable bytes keyed by BLAKE3.
+
+Layout of the local backend under its root directory::
+
+    blobs/blake3/<hex[:2]>/<hex>   complete, verified blobs (never modified after rename)
+    uploads/<uuid>                 uploads in progress; never served, removed on abort/startup
+
+A blob becomes visible only by an atomic rename after its hashes and size were verified and
+the file was fsynced, so a crash at any point leaves either no blob or the whole blob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from registry.domain.digest import Digest, Hashes
+from registry.domain.errors import DigestMismatchError, SizeMismatchError
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: Digest
+    size: int
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the uploader declared; every field given is checked before the blob is visible."""
+
+    blake3: Digest | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+    def check(self, got: Hashes) -> None:
+        if self.size is not None and got.size != self.size:
+            raise SizeMismatchError(
+                f"Received {got.size} bytes, expected {self.size}",
+                detail={"expected": self.size, "received": got.size},
+            )
+        if self.blake3 is not None and got.blake3 != self.blake3:
+            raise DigestMismatchError(
+                f"Content hashes to {got.blake3}, expected {self.blake3}",
+                detail={"expected": str(self.blake3), "received": str(got.blake3)},
+            )
+        if self.sha256 is not None and got.sha256 != self.sha256:
+            raise DigestMismatchError(
+                f"Content has sha256 {got.sha256}, expected {self.sha256}",
+                detail={"expected": self.sha256, "received": got.sha256},
+            )
+
+
+class BlobWriter(Protocol):
+    """One upload in progress: hash while writing, then commit (verify + publish) or abort."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def commit(self, expected: Expected) -> Hashes:
+        """Verify against `expected` and publish; on mismatch discard and raise."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    def stat(self, digest: Digest) -> BlobInfo | None: ...
+
+    def open(self, digest: Digest, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Yield the bytes [start, end) of a blob; raises BlobNotFoundError."""
+        ...
+
+    def local_path(self, digest: Digest) -> Path | None:
+        """A filesystem path to serve the blob from, if the backend has one."""
+        ...
+
+    def writer(self, size_hint: int | None = None) -> BlobWriter: ...
+
+    def delete(self, digest: Digest) -> None: ...
+
+    def iter_digests(self) -> Iterator[Digest]: ...
+
+
+def put(store: BlobStore, expected: Expected, chunks: Iterable[bytes]) -> Hashes:
+    """Store `chunks` as one blob, verified against `expected` before it becomes visible."""
+    writer = store.writer(expected.size)
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit(expected)

@@ -1,0 +1,67 @@
+"""Blobs in a dict: a real BlobStore for tests and ephemeral nodes, not a mock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from registry.domain.digest import Digest, Hasher, Hashes
+from registry.domain.errors import BlobNotFoundError
+from registry.storage import BlobInfo, Expected
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self._blobs: dict[Digest, bytes] = {}
+        self._lock = threading.Lock()
+
+    def stat(self, digest: Digest) -> BlobInfo | None:
+        data = self._blobs.get(digest)
+        return None if data is None else BlobInfo(digest, len(data))
+
+    def open(self, digest: Digest, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        data = self._blobs.get(digest)
+        if data is None:
+            raise BlobNotFoundError(f"Blob {digest} not found")
+        return iter([data[start:end]])
+
+    def local_path(self, digest: Digest) -> Path | None:  # noqa: ARG002 - nothing on disk
+        return None
+
+    def writer(self, size_hint: int | None = None) -> MemoryBlobWriter:
+        return MemoryBlobWriter(self, size_hint)
+
+    def delete(self, digest: Digest) -> None:
+        with self._lock:
+            self._blobs.pop(digest, None)
+
+    def iter_digests(self) -> Iterator[Digest]:
+        return iter(sorted(self._blobs))
+
+    def publish(self, digest: Digest, data: bytes) -> None:
+        with self._lock:
+            self._blobs.setdefault(digest, data)
+
+
+class MemoryBlobWriter:
+    def __init__(self, store: MemoryBlobStore, size_hint: int | None) -> None:
+        self._store = store
+        self._buffer = bytearray()
+        self._hasher = Hasher(size_hint)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._hasher.update(data)
+        self._buffer += data
+
+    def commit(self, expected: Expected) -> Hashes:
+        hashes = self._hasher.result()
+        try:
+            expected.check(hashes)
+        finally:
+            data, self._buffer = bytes(self._buffer), bytearray()
+        self._store.publish(hashes.blake3, data)
+        return hashes
+
+    def abort(self) -> None:
+        self._buffer = bytearray()

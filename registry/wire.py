@@ -1,0 +1,237 @@
+"""Request and response models of the HTTP API (native and HuggingFace-compatible)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+def iso_ms(ms: int) -> str:
+    """The only date format the Hub client parses: `YYYY-MM-DDTHH:MM:SS.fffZ`."""
+    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    node_id: str
+    version: str
+    serial: int
+    epoch: str
+
+
+class BlobStored(BaseModel):
+    blake3: str
+    sha256: str
+    size: int
+    created: bool
+
+
+class OrgOut(BaseModel):
+    name: str
+
+
+class AccessToken(BaseModel):
+    displayName: str
+    role: Literal["read", "write"]
+
+
+class AuthOut(BaseModel):
+    type: Literal["access_token"] = "access_token"
+    accessToken: AccessToken
+
+
+class WhoAmI(BaseModel):
+    type: Literal["user"] = "user"
+    name: str
+    fullname: str
+    isAdmin: bool
+    orgs: list[OrgOut] = []
+    auth: AuthOut
+
+
+class CreateRepoIn(BaseModel):
+    name: str = Field(max_length=200)
+    organization: str | None = Field(default=None, max_length=200)
+    type: str | None = None
+    private: bool | None = None
+    visibility: Literal["public", "private", "protected"] | None = None
+
+
+class DeleteRepoIn(BaseModel):
+    name: str = Field(max_length=200)
+    organization: str | None = Field(default=None, max_length=200)
+    type: str | None = None
+
+
+class RepoUrl(BaseModel):
+    url: str
+    name: str
+    id: str
+
+
+class SiblingLfs(BaseModel):
+    size: int
+    sha256: str
+    pointerSize: int
+
+
+class Sibling(BaseModel):
+    rfilename: str
+    size: int | None = None
+    blobId: str | None = None
+    lfs: SiblingLfs | None = None
+
+
+class RepoInfo(BaseModel):
+    id: str
+    modelId: str | None = None
+    author: str
+    sha: str
+    private: bool
+    lastModified: str
+    createdAt: str
+    tags: list[str] = []
+    downloads: int = 0
+    likes: int = 0
+    gated: bool = False
+    disabled: bool = False
+    siblings: list[Sibling] | None = None
+
+
+class LfsInfo(BaseModel):
+    oid: str
+    size: int
+    pointerSize: int
+
+
+class LastCommit(BaseModel):
+    id: str
+    title: str
+    date: str
+
+
+class TreeItem(BaseModel):
+    type: Literal["file", "directory"]
+    oid: str
+    size: int
+    path: str
+    lfs: LfsInfo | None = None
+    lastCommit: LastCommit | None = None
+
+
+class RefItem(BaseModel):
+    name: str
+    ref: str
+    targetCommit: str
+
+
+class RefsOut(BaseModel):
+    branches: list[RefItem]
+    tags: list[RefItem]
+    converts: list[RefItem] = []
+    pullRequests: list[RefItem] | None = None
+
+
+class CommitAuthor(BaseModel):
+    user: str
+
+
+class CommitItem(BaseModel):
+    id: str
+    title: str
+    message: str
+    date: str
+    authors: list[CommitAuthor]
+
+
+class BranchIn(BaseModel):
+    startingPoint: str | None = Field(default=None, max_length=300)
+
+
+class TagIn(BaseModel):
+    tag: str = Field(max_length=300)
+    message: str | None = None
+
+
+class PreuploadFileIn(BaseModel):
+    path: str
+    size: int = Field(ge=0)
+    sample: str | None = None
+
+
+class PreuploadIn(BaseModel):
+    files: list[PreuploadFileIn] = Field(max_length=10_000)
+    gitIgnore: str | None = None
+
+
+class PreuploadFileOut(BaseModel):
+    path: str
+    uploadMode: Literal["lfs", "regular"]
+    shouldIgnore: bool
+    oid: str | None = None
+
+
+class PreuploadOut(BaseModel):
+    files: list[PreuploadFileOut]
+
+
+class LfsObjectIn(BaseModel):
+    oid: str = Field(max_length=128)
+    size: int
+
+
+class LfsBatchIn(BaseModel):
+    operation: Literal["upload", "download"]
+    objects: list[LfsObjectIn] = Field(max_length=10_000)
+    transfers: list[str] | None = None
+    hash_algo: str | None = None
+
+
+class LfsAction(BaseModel):
+    href: str
+    expires_in: int | None = None
+
+
+class LfsError(BaseModel):
+    code: int
+    message: str
+
+
+class LfsObjectOut(BaseModel):
+    oid: str
+    size: int
+    authenticated: bool = True
+    actions: dict[str, LfsAction] | None = None
+    error: LfsError | None = None
+
+
+class LfsBatchOut(BaseModel):
+    transfer: str = "basic"
+    hash_algo: str = "sha256"
+    objects: list[LfsObjectOut]
+
+
+class LfsVerifyIn(BaseModel):
+    oid: str
+    size: int
+
+
+class CommitOut(BaseModel):
+    success: bool = True
+    commitOid: str
+    commitUrl: str
+    commitMessage: str
+    pullRequestUrl: str | None = None
+
+
+class ValidateYamlIn(BaseModel):
+    content: str
+    repoType: str | None = None
+
+
+class ValidateYamlOut(BaseModel):
+    errors: list[dict[str, str]] = []
+    warnings: list[dict[str, str]] = []

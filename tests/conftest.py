@@ -1,0 +1,93 @@
+"""Shared fixtures: clean environment, a real node served by uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from registry.api.app import create_app
+from registry.settings import Settings
+
+ADMIN_TOKEN = "myd_test_admin_token"
+
+
+def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 - pytest hook signature
+    # huggingface_hub reads these at import time: no Xet, no telemetry, no user token file.
+    os.environ["HF_HUB_DISABLE_XET"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_HUB_ETAG_TIMEOUT"] = "30"
+    os.environ.pop("HF_TOKEN", None)
+    os.environ.pop("HF_ENDPOINT", None)
+    os.environ["HF_HOME"] = str(Path(config.rootpath) / ".pytest_cache" / "hf_home")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("MODELYARD_"):
+            monkeypatch.delenv(key)
+
+
+class ServerThread:
+    """uvicorn running an app in a thread on a socket bound to 127.0.0.1:0."""
+
+    def __init__(self, app: object) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on",  # type: ignore[arg-type]
+                                timeout_keep_alive=30)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run,
+                                        kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=20)
+        self._sock.close()
+
+
+@dataclass
+class RunningNode:
+    url: str
+    settings: Settings
+    admin_token: str
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+def node_settings(data_dir: Path, **overrides: object) -> Settings:
+    return Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[RunningNode]:
+    settings = node_settings(tmp_path / "node")
+    server = ServerThread(create_app(settings))
+    server.start()
+    try:
+        yield RunningNode(server.url, settings, ADMIN_TOKEN)
+    finally:
+        server.stop()
