@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from registry.settings import Settings
 ADMIN_TOKEN = "myd_test_admin_token"
 
 
-def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 - pytest hook signature
+def pytest_configure(config: pytest.Config) -> None:
     # huggingface_hub reads these at import time: no Xet, no telemetry, no user token file.
     os.environ["HF_HUB_DISABLE_XET"] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
@@ -67,11 +68,32 @@ class ServerThread:
         self._sock.close()
 
 
+class RequestLog:
+    """A counting wrapper around the real app: records (method, path, range) of requests."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.requests: list[tuple[str, str, str | None]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            range_ = headers.get(b"range")
+            self.requests.append((scope["method"], scope["path"],
+                                  range_.decode() if range_ else None))
+        await self.app(scope, receive, send)
+
+    def count(self, method: str, path_part: str) -> int:
+        return sum(1 for m, p, _ in self.requests if m == method and path_part in p)
+
+
 @dataclass
 class RunningNode:
     url: str
     settings: Settings
     admin_token: str
+    log: RequestLog
+    port: int
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -85,9 +107,10 @@ def node_settings(data_dir: Path, **overrides: object) -> Settings:
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[RunningNode]:
     settings = node_settings(tmp_path / "node")
-    server = ServerThread(create_app(settings))
+    log = RequestLog(create_app(settings))
+    server = ServerThread(log)
     server.start()
     try:
-        yield RunningNode(server.url, settings, ADMIN_TOKEN)
+        yield RunningNode(server.url, settings, ADMIN_TOKEN, log, server.port)
     finally:
         server.stop()

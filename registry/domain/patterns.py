@@ -23,8 +23,8 @@ def lfs_spec(gitattributes: str) -> pathspec.PathSpec[pathspec.Pattern]:
         fields = line.split()
         if len(fields) >= 2 and not fields[0].startswith("#") and "filter=lfs" in fields[1:]:
             patterns.append(fields[0])
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    return pathspec.PathSpec.from_lines("gitignore", patterns)
 
 
 def ignore_spec(gitignore: str) -> pathspec.PathSpec[pathspec.Pattern]:
-    return pathspec.PathSpec.from_lines("gitwildmatch", gitignore.splitlines())
+    return pathspec.PathSpec.from_lines("gitignore", gitignore.splitlines())

@@ -110,7 +110,8 @@ class RepoService:
     def list(self, principal: Principal, query: ListQuery) -> list[Repo]:
         stmt = select(Repo).where(Repo.type == query.repo_type.value)
         if not principal.is_admin:
-            stmt = stmt.where(or_(col(Repo.private).is_(False), col(Repo.namespace) == principal.user))
+            mine = col(Repo.namespace) == principal.user
+            stmt = stmt.where(or_(col(Repo.private).is_(False), mine))
         if query.author:
             stmt = stmt.where(Repo.namespace == query.author)
         if query.search:

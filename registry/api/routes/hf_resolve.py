@@ -32,9 +32,8 @@ def _resolve(request: Request, node: NodeDep, principal: PrincipalDep) -> Respon
                          head=request.method == "HEAD")
 
 
-router.api_route("/datasets/{namespace}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"],
-                 response_class=Response, operation_id="resolve_dataset_file",
-                 responses=_RESPONSES)(_resolve)
-router.api_route("/{namespace}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"],
-                 response_class=Response, operation_id="resolve_model_file",
-                 responses=_RESPONSES)(_resolve)
+for _prefix, _kind in (("/datasets", "dataset"), ("", "model")):
+    for _method in ("GET", "HEAD"):
+        router.api_route(_prefix + "/{namespace}/{name}/resolve/{rest:path}", methods=[_method],
+                         response_class=Response, responses=_RESPONSES,
+                         operation_id=f"resolve_{_kind}_file_{_method.lower()}")(_resolve)

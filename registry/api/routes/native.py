@@ -25,8 +25,6 @@ def health(node: NodeDep) -> Health:
                   serial=node.db.head_serial(), epoch=node.identity.epoch)
 
 
-@router.api_route("/blobs/{blake3}", methods=["GET", "HEAD"], response_class=Response,
-                  responses={200: {"content": {"application/octet-stream": {}}}, 206: {}})
 def get_blob(blake3: str, request: Request, node: NodeDep, principal: PrincipalDep) -> Response:
     digest = Digest.parse(blake3)
     info = node.blobs.stat(digest)
@@ -34,6 +32,13 @@ def get_blob(blake3: str, request: Request, node: NodeDep, principal: PrincipalD
         raise BlobNotFoundError(f"Blob {digest} not found")
     return blob_response(node.blobs, digest, info.size, {"ETag": f'"{digest.hex}"'},
                          head=request.method == "HEAD")
+
+
+for _method in ("GET", "HEAD"):
+    router.api_route("/blobs/{blake3}", methods=[_method], response_class=Response,
+                     operation_id=f"{_method.lower()}_blob",
+                     responses={200: {"content": {"application/octet-stream": {}}}, 206: {}},
+                     )(get_blob)
 
 
 @router.put("/blobs/{blake3}", status_code=201, response_model=BlobStored,

@@ -1,0 +1,105 @@
+"""A loopback TCP proxy that injects faults: delay, drop, cut mid-stream, corrupt bytes.
+
+Faults apply to the server-to-client direction of the next `times` connections, then the
+proxy forwards faithfully. Used instead of patching our code to break a transfer.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Fault:
+    cut_after: int | None = None  # close both sides after this many response bytes
+    corrupt_at: int | None = None  # flip one byte at this response offset
+    delay: float = 0.0  # seconds before forwarding the first response byte
+    drop: bool = False  # accept, then close without forwarding anything
+    times: int = 1
+
+
+class FaultProxy:
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self._target = (target_host, target_port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._fault: Fault | None = None
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self.faults_applied = 0
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self._fault = fault
+
+    def _take_fault(self) -> Fault | None:
+        with self._lock:
+            fault = self._fault
+            if fault is None or fault.times <= 0:
+                return None
+            fault.times -= 1
+            self.faults_applied += 1
+            return fault
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            fault = self._take_fault()
+            if fault is not None and fault.drop:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            threading.Thread(target=_pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=_pump, args=(upstream, client, fault), daemon=True).start()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+
+def _pump(source: socket.socket, sink: socket.socket, fault: Fault | None) -> None:
+    sent = 0
+    try:
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            if fault is not None and fault.corrupt_at is not None \
+                    and sent <= fault.corrupt_at < sent + len(data):
+                i = fault.corrupt_at - sent
+                data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+            if fault is not None and fault.cut_after is not None \
+                    and sent + len(data) >= fault.cut_after:
+                sink.sendall(data[: fault.cut_after - sent])
+                break
+            sink.sendall(data)
+            sent += len(data)
+    except OSError:
+        pass
+    finally:
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
