@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from registry.metadata.db import Database
 from registry.service.auth import AuthService
+from registry.service.cache import ReadCache
 from registry.service.commits import CommitService
 from registry.service.node import NodeIdentity
 from registry.service.reads import ReadService
@@ -44,7 +45,9 @@ class Node:
         secret = settings.admin_token.get_secret_value() if settings.admin_token else None
         new_token = auth.ensure_admin(secret)
         repos = RepoService(db, blobs, identity)
-        node = cls(settings, db, blobs, identity, auth, repos, ReadService(db),
+        cache = ReadCache()
+        db.after_write.append(cache.new_generation)
+        node = cls(settings, db, blobs, identity, auth, repos, ReadService(db, cache),
                    CommitService(db, blobs, identity, repos), UploadService(db, blobs),
                    new_token)
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

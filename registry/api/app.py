@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from registry import __version__
 from registry.api import errors
+from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
 from registry.api.routes import hf_repos, hf_resolve, hf_tree, hf_upload, native
 from registry.node import Node
@@ -40,4 +41,5 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     for module in (native, hf_repos, hf_tree, hf_upload, hf_resolve):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limits=settings.limits)
+    app.add_middleware(ReadFastPath)
     return app

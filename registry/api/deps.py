@@ -1,4 +1,8 @@
-"""Tiny request-scoped providers; no business logic here."""
+"""Tiny request-scoped providers; no business logic here.
+
+They are `async` so FastAPI calls them on the event loop instead of the threadpool: the token
+lookup is cached after its first use, and the hot read routes answer cache hits on the loop.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,16 @@ from registry.node import Node
 from registry.service.auth import Principal
 
 
-def get_node(request: Request) -> Node:
+async def get_node(request: Request) -> Node:
     node: Node = request.app.state.node
     return node
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    return get_node(request).auth.authenticate(token.strip() if scheme.lower() == "bearer"
-                                               else None)
+    node: Node = request.app.state.node
+    return node.auth.authenticate(token.strip() if scheme.lower() == "bearer" else None)
 
 
 NodeDep = Annotated[Node, Depends(get_node)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import FileResponse, Response, StreamingResponse
 
+from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
 from registry.storage import BlobStore
 
@@ -14,12 +15,21 @@ class BlobFileResponse(FileResponse):
     chunk_size = READ_CHUNK
 
 
+def resolve_headers(commit_id: str, entry: TreeEntry) -> dict[str, str]:
+    """The HEAD contract of `/resolve/` (hf-hub-protocol.md §3.8), with the true length."""
+    return {"X-Repo-Commit": commit_id, "ETag": f'"{entry.etag}"',
+            "X-Linked-Etag": f'"{entry.etag}"', "X-Linked-Size": str(entry.size),
+            "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream",
+            "Content-Length": str(entry.size)}
+
+
 def blob_response(blobs: BlobStore, digest: Digest, size: int, headers: dict[str, str],
                   *, head: bool) -> Response:
     """A 200/206 response for a blob; HEAD answers headers only, with the true length."""
     headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", **headers}
     if head:
         return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
+    headers.pop("Content-Length", None)  # the file response sets it (206 differs)
     path = blobs.local_path(digest)
     if path is not None:
         return BlobFileResponse(path, headers=headers, media_type="application/octet-stream")

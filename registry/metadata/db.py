@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +30,7 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self._read = _engine(url, immediate=False)
         self._write = _engine(url, immediate=True) if self.is_sqlite else self._read
+        self.after_write: list[Callable[[], None]] = []  # e.g. cache invalidation
         SQLModel.metadata.create_all(self._write)
         with self.write() as session:
             if session.get(Counter, "serial") is None:
@@ -47,8 +48,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction; committed on success, rolled back on any error."""
-        with Session(self._write, expire_on_commit=False) as session, session.begin():
-            yield session
+        with Session(self._write, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+            for callback in self.after_write:
+                callback()
 
     def append_change(self, session: Session, origin: str, kind: str, repo: str,
                       body: dict[str, Any]) -> int:

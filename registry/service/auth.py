@@ -39,6 +39,10 @@ class AuthService:
         self._cache: dict[str, Principal] = {}
         self._lock = threading.Lock()
 
+    def cached(self, token: str | None) -> Principal | None:
+        """The principal of an already-seen token without I/O (anonymous for none)."""
+        return ANONYMOUS if not token else self._cache.get(hash_token(token))
+
     def authenticate(self, token: str | None) -> Principal:
         """The principal a bearer token stands for; no token is anonymous."""
         if not token:

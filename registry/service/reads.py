@@ -9,11 +9,12 @@ from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry, parent_dirs
 from registry.domain.digest import Digest
-from registry.domain.errors import EntryNotFoundError, RevisionNotFoundError
+from registry.domain.errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
 from registry.domain.names import COMMIT_SHA, SHORT_SHA, RepoId
 from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Commit, Ref, Repo, TreeRow
-from registry.service.auth import Principal
+from registry.service.auth import Principal, can_read
+from registry.service.cache import ReadCache
 from registry.service.repos import find_repo
 
 
@@ -62,22 +63,59 @@ def resolve_commit(session: Session, repo: Repo, revision: str) -> Commit:
 
 
 class ReadService:
-    def __init__(self, db: Database) -> None:
+    """Reads through a ReadCache: a repeated request for a commit touches no database."""
+
+    def __init__(self, db: Database, cache: ReadCache) -> None:
         self._db = db
+        self.cache = cache
+
+    def cached_snapshot(self, principal: Principal, repo: RepoId,
+                        revision: str) -> Snapshot | None:
+        """The snapshot if everything it needs is cached (no I/O), else None."""
+        row = self.cache.repos.get(repo)
+        if row is None or row.id is None:
+            return None
+        if not can_read(principal, row):
+            raise RepoNotFoundError()
+        sha = self.cache.revisions.get((row.id, revision))
+        commit = self.cache.commits.get(sha) if sha else None
+        return Snapshot(row, commit) if commit is not None else None
 
     def snapshot(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot:
+        cached = self.cached_snapshot(principal, repo, revision)
+        if cached is not None:
+            return cached
+        generation = self.cache.generation
         with self._db.read() as session:
             row = find_repo(session, principal, repo)
-            return Snapshot(row, resolve_commit(session, row, revision))
+            commit = resolve_commit(session, row, revision)
+        assert row.id is not None
+        self.cache.commits.put(commit.id, commit)
+        if generation == self.cache.generation:  # no write committed meanwhile
+            self.cache.repos.put(repo, row)
+            self.cache.revisions.put((row.id, revision), commit.id)
+        return Snapshot(row, commit)
+
+    def tree_map(self, commit_id: str) -> dict[str, TreeRow]:
+        """Path -> row of a commit's tree, sorted by path (cached: trees are immutable)."""
+        cached = self.cache.trees.get(commit_id)
+        if cached is not None:
+            return cached
+        with self._db.read() as session:
+            rows = session.exec(select(TreeRow).where(TreeRow.commit_id == commit_id)
+                                .order_by(col(TreeRow.path))).all()
+        return self.cache.trees.put(commit_id, {r.path: r for r in rows})
 
     def tree(self, commit_id: str) -> list[TreeRow]:
-        with self._db.read() as session:
-            return list(session.exec(select(TreeRow).where(TreeRow.commit_id == commit_id)
-                                     .order_by(col(TreeRow.path))).all())
+        return list(self.tree_map(commit_id).values())
+
+    def cached_file(self, snap: Snapshot, path: str) -> TreeEntry | None:
+        tree = self.cache.trees.get(snap.commit.id)
+        row = tree.get(path) if tree is not None else None
+        return entry_of(row) if row is not None else None
 
     def file(self, snap: Snapshot, path: str) -> TreeEntry:
-        with self._db.read() as session:
-            row = session.get(TreeRow, (snap.commit.id, path))
+        row = self.tree_map(snap.commit.id).get(path)
         if row is None:
             raise EntryNotFoundError(f"{path} does not exist at {snap.commit.id}",
                                      detail={"commit": snap.commit.id, "path": path})
@@ -104,7 +142,7 @@ class ReadService:
         return [items[k] for k in sorted(items)]
 
     def paths_info(self, snap: Snapshot, paths: Iterable[str]) -> list[Listed]:
-        rows = {r.path: r for r in self.tree(snap.commit.id)}
+        rows = self.tree_map(snap.commit.id)
         dirs = {d for p in rows for d in parent_dirs(p)}
         found: list[Listed] = []
         for path in dict.fromkeys(p.strip("/") for p in paths):

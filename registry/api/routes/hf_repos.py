@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep
 from registry.api.errors import error_response, registry_error_response
@@ -95,21 +96,39 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
         siblings=siblings)
 
 
+async def info_response(node: NodeDep, principal: PrincipalDep, repo: RepoId,
+                        revision: str, blobs: bool) -> Response:
+    """Repo info; answered from the cache without I/O when the commit was seen before."""
+    snap = node.reads.cached_snapshot(principal, repo, revision)
+    cached = node.reads.cache.responses.get(("info", snap.commit.id, snap.repo.private, blobs)) \
+        if snap else None
+    if cached is None:
+        cached = await run_in_threadpool(_info_body, node, principal, repo, revision, blobs)
+    return Response(cached, media_type="application/json")
+
+
+def _info_body(node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str,
+               blobs: bool) -> bytes:
+    snap = node.reads.snapshot(principal, repo, revision)
+    body = repo_info(node, snap, blobs=blobs).model_dump_json(exclude_none=True).encode()
+    return node.reads.cache.responses.put(("info", snap.commit.id, snap.repo.private, blobs),
+                                          body)
+
+
 @router.get("/api/{repo_type}/{namespace}/{name}", response_model=RepoInfo,
             response_model_exclude_none=True)
-def get_repo_info(repo_type: str, namespace: str, name: str, node: NodeDep,
-                  principal: PrincipalDep, blobs: bool = False) -> RepoInfo:
+async def get_repo_info(repo_type: str, namespace: str, name: str, node: NodeDep,
+                        principal: PrincipalDep, blobs: bool = False) -> Response:
     repo = parse_repo(repo_type, namespace, name)
-    return repo_info(node, node.reads.snapshot(principal, repo, "main"), blobs=blobs)
+    return await info_response(node, principal, repo, "main", blobs)
 
 
 @router.get("/api/{repo_type}/{namespace}/{name}/revision/{revision:path}",
             response_model=RepoInfo, response_model_exclude_none=True)
-def get_repo_info_at(request: Request, node: NodeDep, principal: PrincipalDep,
-                     blobs: bool = False) -> RepoInfo:
+async def get_repo_info_at(request: Request, node: NodeDep, principal: PrincipalDep,
+                           blobs: bool = False) -> Response:
     target = api_repo_path(request)
-    revision = "/".join(target.rest)
-    return repo_info(node, node.reads.snapshot(principal, target.repo, revision), blobs=blobs)
+    return await info_response(node, principal, target.repo, "/".join(target.rest), blobs)
 
 
 def list_item(row: Repo) -> dict[str, object]:

@@ -1,35 +1,51 @@
-"""`/resolve/`: file downloads exactly as the Hub serves them (HEAD contract, Range, ETags)."""
+"""`/resolve/`: file downloads exactly as the Hub serves them (HEAD contract, Range, ETags).
+
+The route is `async`: a HEAD for a commit seen before is answered from the read cache on the
+event loop; anything else is looked up on the threadpool.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep
-from registry.api.files import blob_response
+from registry.api.files import blob_response, resolve_headers
 from registry.api.paths import parse_repo, raw_segments
+from registry.domain.commit import TreeEntry
 from registry.domain.errors import EntryNotFoundError
+from registry.domain.names import RepoId
+from registry.service.reads import Snapshot
 
 router = APIRouter(tags=["huggingface"])
 _RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"application/octet-stream": {}}}, 206: {}}
 
 
-def _resolve(request: Request, node: NodeDep, principal: PrincipalDep) -> Response:
+def _lookup(node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str,
+            path: str) -> tuple[Snapshot, TreeEntry]:
+    snap = node.reads.snapshot(principal, repo, revision)
+    return snap, node.reads.file(snap, path)
+
+
+async def _resolve(request: Request, node: NodeDep, principal: PrincipalDep) -> Response:
     parts = raw_segments(request)
     plural = "datasets" if parts[0] == "datasets" and parts[3] == "resolve" else "models"
     if plural == "datasets":
         parts = parts[1:]
     repo = parse_repo(plural, parts[0], parts[1])
     revision, path = parts[3], "/".join(parts[4:])
-    snap = node.reads.snapshot(principal, repo, revision)
-    entry = node.reads.file(snap, path)
+    cached = node.reads.cached_snapshot(principal, repo, revision)
+    hit = node.reads.cached_file(cached, path) if cached else None
+    if cached is not None and hit is not None:
+        snap, entry = cached, hit
+    else:  # not all cached: look up on the threadpool
+        snap, entry = await run_in_threadpool(_lookup, node, principal, repo, revision, path)
     if node.blobs.stat(entry.blake3) is None:
         raise EntryNotFoundError(f"The bytes of {path} are not on this node yet",
                                  detail={"commit": snap.commit.id, "path": path})
-    headers = {"X-Repo-Commit": snap.commit.id, "ETag": f'"{entry.etag}"',
-               "X-Linked-Etag": f'"{entry.etag}"', "X-Linked-Size": str(entry.size)}
-    return blob_response(node.blobs, entry.blake3, entry.size, headers,
-                         head=request.method == "HEAD")
+    return blob_response(node.blobs, entry.blake3, entry.size,
+                         resolve_headers(snap.commit.id, entry), head=request.method == "HEAD")
 
 
 for _prefix, _kind in (("/datasets", "dataset"), ("", "model")):
