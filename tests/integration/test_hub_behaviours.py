@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,20 @@ def test_gitignore_and_gitattributes_decide_upload_mode(node: RunningNode, api: 
     modes = {f["path"]: (f["uploadMode"], f["shouldIgnore"]) for f in answer["files"]}
     assert modes == {"train.log": ("regular", True), "tiny.safetensors": ("lfs", False),
                      "big.dat": ("lfs", False), "config.json": ("regular", False)}
+
+
+def test_concurrent_commits_to_one_branch_all_land_in_a_linear_history(api: HfApi) -> None:
+    api.create_repo("admin/busy")
+    writers = 8
+
+    def commit(i: int) -> str:
+        return api.upload_file(path_or_fileobj=f"file {i}".encode(), path_in_repo=f"f{i}.txt",
+                               repo_id="admin/busy", commit_message=f"add f{i}").oid
+
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        shas = set(pool.map(commit, range(writers)))
+    history = api.list_repo_commits("admin/busy")
+    assert len(shas) == writers and shas <= {c.commit_id for c in history}
+    assert len(history) == writers + 1  # plus the initial commit: nothing lost, no fork
+    files = set(api.list_repo_files("admin/busy"))
+    assert files == {".gitattributes"} | {f"f{i}.txt" for i in range(writers)}
