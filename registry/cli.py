@@ -21,13 +21,21 @@ from registry.domain.errors import (
 from registry.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
-EXIT_CODES = [(InvalidError, 2), (NotFoundError, 3), (ConflictError, 4),
-              (UnauthorizedError, 5), (ForbiddenError, 5)]
+EXIT_CODES = [
+    (InvalidError, 2),
+    (NotFoundError, 3),
+    (ConflictError, 4),
+    (UnauthorizedError, 5),
+    (ForbiddenError, 5),
+]
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
 
 
 def _fail(exc: RegistryError) -> None:
@@ -42,10 +50,17 @@ def _settings(config: Path | None, **flags: object) -> Settings:
         raise click.UsageError(f"invalid settings: {exc}") from exc
 
 
-config_option = click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
-                             envvar="MODELYARD_CONFIG", help="TOML settings file.")
-data_dir_option = click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
-                               help="Data directory [env MODELYARD_DATA_DIR; ./modelyard-data]")
+config_option = click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MODELYARD_CONFIG",
+    help="TOML settings file.",
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Data directory [env MODELYARD_DATA_DIR; ./modelyard-data]",
+)
 
 
 @click.group()
@@ -61,16 +76,23 @@ def cli() -> None:
 @config_option
 @click.option("--node-id", help="This node's id (fixed at first start) [env MODELYARD_NODE_ID]")
 @click.option("--public-url", help="Base URL clients use [env MODELYARD_PUBLIC_URL]")
-def serve(host: str | None, port: int | None, data_dir: Path | None, config: Path | None,
-          node_id: str | None, public_url: str | None) -> None:
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    config: Path | None,
+    node_id: str | None,
+    public_url: str | None,
+) -> None:
     """Start a node on SQLite + a local blob directory in the data dir."""
     import uvicorn
 
     from registry.api.app import create_app
     from registry.node import Node
 
-    settings = _settings(config, host=host, port=port, data_dir=data_dir, node_id=node_id,
-                         public_url=public_url)
+    settings = _settings(
+        config, host=host, port=port, data_dir=data_dir, node_id=node_id, public_url=public_url
+    )
     _configure_logging(settings.log_level)
     try:
         node = Node.open(settings)
@@ -79,10 +101,20 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, config: Pat
     if node.new_admin_token:
         click.echo("First start: created the admin token (shown once, only its hash is kept):")
         click.echo(f"  {node.new_admin_token}")
-    click.echo(f"modelyard {__version__} node {node.identity.node_id} on "
-               f"http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(create_app(settings, node=node), host=settings.host, port=settings.port,
-                log_level="warning", loop="uvloop", http="httptools", timeout_keep_alive=30)
+    click.echo(
+        f"modelyard {__version__} node {node.identity.node_id} on "
+        f"http://{settings.host}:{settings.port}",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(settings, node=node),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+        timeout_keep_alive=30,
+    )
     node.close()
 
 
@@ -97,8 +129,9 @@ def token() -> None:
 @click.option("--label", default="cli", show_default=True, help="A name to recognise it by.")
 @data_dir_option
 @config_option
-def token_create(user: str, write: bool, label: str, data_dir: Path | None,
-                 config: Path | None) -> None:
+def token_create(
+    user: str, write: bool, label: str, data_dir: Path | None, config: Path | None
+) -> None:
     """Print a new token on stdout (only its hash is stored)."""
     from registry.metadata.db import Database
     from registry.service.auth import AuthService
@@ -115,8 +148,12 @@ def token_create(user: str, write: bool, label: str, data_dir: Path | None,
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              default=Path("openapi/openapi.json"), show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("openapi/openapi.json"),
+    show_default=True,
+)
 def openapi(out: Path) -> None:
     """Write the OpenAPI document of the node's HTTP API."""
     from registry.api.app import create_app

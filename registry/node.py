@@ -47,9 +47,18 @@ class Node:
         repos = RepoService(db, blobs, identity)
         cache = ReadCache()
         db.after_write.append(cache.new_generation)
-        node = cls(settings, db, blobs, identity, auth, repos, ReadService(db, cache),
-                   CommitService(db, blobs, identity, repos), UploadService(db, blobs),
-                   new_token)
+        node = cls(
+            settings,
+            db,
+            blobs,
+            identity,
+            auth,
+            repos,
+            ReadService(db, cache),
+            CommitService(db, blobs, identity, repos),
+            UploadService(db, blobs),
+            new_token,
+        )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)
         return node
 

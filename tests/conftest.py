@@ -42,17 +42,22 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 class ServerThread:
     """uvicorn running an app in a thread on a socket bound to 127.0.0.1:0."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: Any) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on",  # type: ignore[arg-type]
-                                timeout_keep_alive=30)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            timeout_keep_alive=30,
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._sock]}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -79,8 +84,9 @@ class RequestLog:
         if scope["type"] == "http":
             headers = dict(scope["headers"])
             range_ = headers.get(b"range")
-            self.requests.append((scope["method"], scope["path"],
-                                  range_.decode() if range_ else None))
+            self.requests.append(
+                (scope["method"], scope["path"], range_.decode() if range_ else None)
+            )
         await self.app(scope, receive, send)
 
     def count(self, method: str, path_part: str) -> int:
@@ -101,6 +107,7 @@ class RunningNode:
 
 
 def node_settings(data_dir: Path, **overrides: object) -> Settings:
+    # pydantic validates each override; mypy cannot type a **kwargs of mixed values.
     return Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, **overrides)  # type: ignore[arg-type]
 
 

@@ -84,12 +84,18 @@ def _pump(source: socket.socket, sink: socket.socket, fault: Fault | None) -> No
             data = source.recv(65536)
             if not data:
                 break
-            if fault is not None and fault.corrupt_at is not None \
-                    and sent <= fault.corrupt_at < sent + len(data):
+            if (
+                fault is not None
+                and fault.corrupt_at is not None
+                and sent <= fault.corrupt_at < sent + len(data)
+            ):
                 i = fault.corrupt_at - sent
-                data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
-            if fault is not None and fault.cut_after is not None \
-                    and sent + len(data) >= fault.cut_after:
+                data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+            if (
+                fault is not None
+                and fault.cut_after is not None
+                and sent + len(data) >= fault.cut_after
+            ):
                 sink.sendall(data[: fault.cut_after - sent])
                 break
             sink.sendall(data)

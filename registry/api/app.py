@@ -35,8 +35,12 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             if node is None:
                 opened.close()
 
-    app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan,
-                  generate_unique_id_function=_operation_id)
+    app = FastAPI(
+        title="modelyard",
+        version=__version__,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
     errors.install(app)
     for module in (native, hf_repos, hf_tree, hf_upload, hf_resolve):
         app.include_router(module.router)

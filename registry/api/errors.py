@@ -36,24 +36,38 @@ def status_of(exc: e.RegistryError) -> int:
     return next((status for family, status in STATUS if isinstance(exc, family)), 500)
 
 
-def error_response(status: int, code: str, message: str, detail: dict[str, object] | None = None,
-                   *, extra: dict[str, object] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    detail: dict[str, object] | None = None,
+    *,
+    extra: dict[str, object] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, object] = {"error": message, "code": code, "detail": detail or {}}
     body.update(extra or {})
     safe = message.encode("latin-1", "backslashreplace").decode("latin-1")[:1000]
-    all_headers = {"X-Error-Code": code, "X-Registry-Error": code, "X-Error-Message": safe,
-                   "X-Request-Id": uuid.uuid4().hex, **(headers or {})}
+    all_headers = {
+        "X-Error-Code": code,
+        "X-Registry-Error": code,
+        "X-Error-Message": safe,
+        "X-Request-Id": uuid.uuid4().hex,
+        **(headers or {}),
+    }
     return JSONResponse(body, status_code=status, headers=all_headers)
 
 
-def registry_error_response(exc: e.RegistryError, **kwargs: object) -> JSONResponse:
+def registry_error_response(
+    exc: e.RegistryError, *, extra: dict[str, object] | None = None
+) -> JSONResponse:
     headers = {}
     commit = exc.detail.get("commit")
     if isinstance(exc, e.EntryNotFoundError) and isinstance(commit, str):
         headers["X-Repo-Commit"] = commit
-    return error_response(status_of(exc), exc.code, exc.message, exc.detail, headers=headers,
-                          **kwargs)  # type: ignore[arg-type]  # only `extra` is passed
+    return error_response(
+        status_of(exc), exc.code, exc.message, exc.detail, extra=extra, headers=headers
+    )
 
 
 async def _on_registry_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -74,8 +88,9 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("unhandled error method=%s path=%s", request.method, request.url.path,
-                 exc_info=exc)
+    logger.error(
+        "unhandled error method=%s path=%s", request.method, request.url.path, exc_info=exc
+    )
     return error_response(500, "internal", "Internal server error")
 
 

@@ -81,20 +81,24 @@ def _info(node: Node, principal: Principal, parts: list[str], query: bytes) -> A
     body = node.reads.cache.responses.get(("info", snap.commit.id, snap.repo.private, blobs))
     if body is None:
         return None
-    return 200, [(b"content-type", b"application/json"),
-                 (b"content-length", str(len(body)).encode())], body
+    return (
+        200,
+        [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        body,
+    )
 
 
 def _resolve_head(node: Node, principal: Principal, parts: list[str]) -> Answer | None:
     # ['', [datasets,] ns, name, 'resolve', rev, *path]
-    repo_type = RepoType.DATASET if parts[1] == "datasets" and parts[4] == "resolve" \
-        else RepoType.MODEL
+    repo_type = (
+        RepoType.DATASET if parts[1] == "datasets" and parts[4] == "resolve" else RepoType.MODEL
+    )
     offset = 2 if repo_type is RepoType.DATASET else 1
     if len(parts) < offset + 5 or parts[offset + 2] != "resolve":
         return None
     repo = RepoId(repo_type, parts[offset], parts[offset + 1])
     snap = node.reads.cached_snapshot(principal, repo, parts[offset + 3])
-    entry = node.reads.cached_file(snap, "/".join(parts[offset + 4:])) if snap else None
+    entry = node.reads.cached_file(snap, "/".join(parts[offset + 4 :])) if snap else None
     if snap is None or entry is None or node.blobs.stat(entry.blake3) is None:
         return None
     headers = resolve_headers(snap.commit.id, entry)

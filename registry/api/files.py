@@ -17,14 +17,20 @@ class BlobFileResponse(FileResponse):
 
 def resolve_headers(commit_id: str, entry: TreeEntry) -> dict[str, str]:
     """The HEAD contract of `/resolve/` (hf-hub-protocol.md §3.8), with the true length."""
-    return {"X-Repo-Commit": commit_id, "ETag": f'"{entry.etag}"',
-            "X-Linked-Etag": f'"{entry.etag}"', "X-Linked-Size": str(entry.size),
-            "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream",
-            "Content-Length": str(entry.size)}
+    return {
+        "X-Repo-Commit": commit_id,
+        "ETag": f'"{entry.etag}"',
+        "X-Linked-Etag": f'"{entry.etag}"',
+        "X-Linked-Size": str(entry.size),
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/octet-stream",
+        "Content-Length": str(entry.size),
+    }
 
 
-def blob_response(blobs: BlobStore, digest: Digest, size: int, headers: dict[str, str],
-                  *, head: bool) -> Response:
+def blob_response(
+    blobs: BlobStore, digest: Digest, size: int, headers: dict[str, str], *, head: bool
+) -> Response:
     """A 200/206 response for a blob; HEAD answers headers only, with the true length."""
     headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", **headers}
     if head:
@@ -33,5 +39,4 @@ def blob_response(blobs: BlobStore, digest: Digest, size: int, headers: dict[str
     path = blobs.local_path(digest)
     if path is not None:
         return BlobFileResponse(path, headers=headers, media_type="application/octet-stream")
-    return StreamingResponse(blobs.open(digest), headers={**headers,
-                                                          "Content-Length": str(size)})
+    return StreamingResponse(blobs.open(digest), headers={**headers, "Content-Length": str(size)})

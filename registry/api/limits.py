@@ -31,9 +31,11 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > limit:
-            response = error_response(413, TooLargeError.code,
-                                      f"Request body of {int(declared)} bytes exceeds the "
-                                      f"limit of {limit} bytes")
+            response = error_response(
+                413,
+                TooLargeError.code,
+                f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes",
+            )
             await response(scope, receive, send)
             return
         received = 0

@@ -56,12 +56,24 @@ class CommitInfo:
 
 
 def commit_id(
-    *, repo_key: str, incarnation: str, parent: str | None, author: str, title: str,
-    message: str, created_ms: int, tree: list[TreeEntry],
+    *,
+    repo_key: str,
+    incarnation: str,
+    parent: str | None,
+    author: str,
+    title: str,
+    message: str,
+    created_ms: int,
+    tree: list[TreeEntry],
 ) -> str:
     canonical = {
-        "repo": repo_key, "incarnation": incarnation, "parent": parent, "author": author,
-        "title": title, "message": message, "time": created_ms,
+        "repo": repo_key,
+        "incarnation": incarnation,
+        "parent": parent,
+        "author": author,
+        "title": title,
+        "message": message,
+        "time": created_ms,
         "tree": sorted([e.path, e.blake3.hex, e.size, e.lfs] for e in tree),
     }
     data = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()

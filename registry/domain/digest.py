@@ -68,8 +68,9 @@ class Hasher:
         git_sha1 = None
         if self._sha1 is not None and self.size == self._size_hint:
             git_sha1 = self._sha1.hexdigest()
-        return Hashes(Digest(self._blake3.hexdigest()), self._sha256.hexdigest(), self.size,
-                      git_sha1)
+        return Hashes(
+            Digest(self._blake3.hexdigest()), self._sha256.hexdigest(), self.size, git_sha1
+        )
 
 
 def hash_bytes(data: bytes) -> Hashes:

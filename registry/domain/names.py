@@ -12,8 +12,21 @@ NAME_PART = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?$")
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 # Namespaces that would collide with top-level routes of the node.
-RESERVED_NAMESPACES = frozenset({"api", "v1", "datasets", "spaces", "models", "lfs", "metrics",
-                                 "status", "docs", "openapi.json", "kernels"})
+RESERVED_NAMESPACES = frozenset(
+    {
+        "api",
+        "v1",
+        "datasets",
+        "spaces",
+        "models",
+        "lfs",
+        "metrics",
+        "status",
+        "docs",
+        "openapi.json",
+        "kernels",
+    }
+)
 MAX_PATH_BYTES = 1024
 
 

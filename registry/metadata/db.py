@@ -54,17 +54,26 @@ class Database:
             for callback in self.after_write:
                 callback()
 
-    def append_change(self, session: Session, origin: str, kind: str, repo: str,
-                      body: dict[str, Any]) -> int:
+    def append_change(
+        self, session: Session, origin: str, kind: str, repo: str, body: dict[str, Any]
+    ) -> int:
         counter = session.exec(
             select(Counter).where(Counter.name == "serial").with_for_update()
         ).one()
         counter.value += 1
         session.add(counter)
         serial = counter.value
-        session.add(Change(serial=serial, origin=origin, origin_serial=serial, kind=kind,
-                           repo=repo, body=json.dumps(body, sort_keys=True),
-                           created_ms=now_ms()))
+        session.add(
+            Change(
+                serial=serial,
+                origin=origin,
+                origin_serial=serial,
+                kind=kind,
+                repo=repo,
+                body=json.dumps(body, sort_keys=True),
+                created_ms=now_ms(),
+            )
+        )
         return serial
 
     def head_serial(self) -> int:
@@ -85,15 +94,20 @@ class Database:
 def _engine(url: str, *, immediate: bool) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                           pool_size=20, max_overflow=20)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=20
+    )
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000",
-                       "foreign_keys=ON"):
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "busy_timeout=30000",
+            "foreign_keys=ON",
+        ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -102,4 +116,3 @@ def _engine(url: str, *, immediate: bool) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
-

@@ -61,8 +61,15 @@ class AuthService:
             self._cache[digest] = principal
         return principal
 
-    def create_token(self, user: str, *, write: bool, admin: bool = False,
-                     label: str = "", token: str | None = None) -> str:
+    def create_token(
+        self,
+        user: str,
+        *,
+        write: bool,
+        admin: bool = False,
+        label: str = "",
+        token: str | None = None,
+    ) -> str:
         """Create (or adopt, when `token` is given) a token; only its hash is stored."""
         if not NAME_PART.match(user):
             raise InvalidNameError(f"Invalid user name {user!r}")
@@ -76,8 +83,15 @@ class AuthService:
                 session.add(row)
             digest = hash_token(token)
             if session.exec(select(Token).where(Token.hash == digest)).first() is None:
-                session.add(Token(hash=digest, user=user, write=write or admin, label=label,
-                                  created_ms=now_ms()))
+                session.add(
+                    Token(
+                        hash=digest,
+                        user=user,
+                        write=write or admin,
+                        label=label,
+                        created_ms=now_ms(),
+                    )
+                )
         return token
 
     def ensure_admin(self, configured: str | None) -> str | None:
@@ -86,8 +100,9 @@ class AuthService:
         Returns a newly created token (to be shown once), or None.
         """
         if configured:
-            self.create_token(ADMIN_USER, write=True, admin=True, label="configured",
-                              token=configured)
+            self.create_token(
+                ADMIN_USER, write=True, admin=True, label="configured", token=configured
+            )
             return None
         with self._db.read() as session:
             has_admin = session.exec(select(User).where(User.is_admin)).first() is not None

@@ -76,8 +76,9 @@ class CommitResult:
 
 
 class CommitService:
-    def __init__(self, db: Database, blobs: BlobStore, node: NodeIdentity,
-                 repos: RepoService) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, node: NodeIdentity, repos: RepoService
+    ) -> None:
         self._db = db
         self._blobs = blobs
         self._node = node
@@ -90,9 +91,18 @@ class CommitService:
             raise HomeMismatchError(f"This repo's home is node {row.home_node}; write there")
         return row
 
-    def commit(self, principal: Principal, repo: RepoId, revision: str, *, title: str,
-               message: str, operations: list[Operation], parent_commit: str | None = None,
-               create_pr: bool = False) -> CommitResult:
+    def commit(
+        self,
+        principal: Principal,
+        repo: RepoId,
+        revision: str,
+        *,
+        title: str,
+        message: str,
+        operations: list[Operation],
+        parent_commit: str | None = None,
+        create_pr: bool = False,
+    ) -> CommitResult:
         with self._db.read() as session:  # fail fast before storing any bytes
             resolve_commit(session, self._writable(session, principal, repo), revision)
         added = {op.path: self._entry(op) for op in operations if not isinstance(op, Delete)}
@@ -102,48 +112,66 @@ class CommitService:
             if parent_commit and not head.id.startswith(parent_commit.lower()):
                 raise ParentMismatchError(
                     f"The branch {revision} was updated since {parent_commit}: its head is now "
-                    f"{head.id}. Pull and retry.")
+                    f"{head.id}. Pull and retry."
+                )
             rows = session.exec(select(TreeRow).where(TreeRow.commit_id == head.id)).all()
             tree = {r.path: entry_of(r) for r in rows}
             changed = _apply(tree, operations, added)
             ref, pr = self._target_ref(session, row, revision, create_pr)
-            sha = write_commit(self._db, session, self._node, row, parent=head.id,
-                               author=principal.user or "", title=title, message=message,
-                               tree=list(tree.values()), changed=changed, ref=ref,
-                               last_commits={r.path: r.last_commit for r in rows})
+            sha = write_commit(
+                self._db,
+                session,
+                self._node,
+                row,
+                parent=head.id,
+                author=principal.user or "",
+                title=title,
+                message=message,
+                tree=list(tree.values()),
+                changed=changed,
+                ref=ref,
+                last_commits={r.path: r.last_commit for r in rows},
+            )
         logger.info("commit repo=%s ref=%s commit=%s ops=%d", repo, ref, sha, len(operations))
         return CommitResult(sha, pr)
 
     def _entry(self, op: AddBytes | AddLfs) -> TreeEntry:
         if isinstance(op, AddBytes):
             stored = self._repos.store_bytes(op.data)
-            return TreeEntry(op.path, stored.blake3, stored.sha256, stored.size, False,
-                             stored.git_sha1)
+            return TreeEntry(
+                op.path, stored.blake3, stored.sha256, stored.size, False, stored.git_sha1
+            )
         with self._db.read() as session:
             blob = session.exec(select(Blob).where(Blob.sha256 == op.sha256)).first()
         if blob is None or self._blobs.stat(_digest(blob)) is None:
             raise MissingObjectError(
                 f"LFS object {op.sha256} for {op.path!r} was never uploaded",
-                detail={"path": op.path, "oid": op.sha256})
+                detail={"path": op.path, "oid": op.sha256},
+            )
         if op.size is not None and op.size != blob.size:
-            raise SizeMismatchError(f"LFS object {op.sha256} has {blob.size} bytes, the "
-                                    f"commit says {op.size}", detail={"path": op.path})
+            raise SizeMismatchError(
+                f"LFS object {op.sha256} has {blob.size} bytes, the commit says {op.size}",
+                detail={"path": op.path},
+            )
         return TreeEntry(op.path, _digest(blob), blob.sha256, blob.size, True, blob.git_sha1)
 
-    def _target_ref(self, session: Session, repo: Repo, revision: str,
-                    create_pr: bool) -> tuple[str, int | None]:
+    def _target_ref(
+        self, session: Session, repo: Repo, revision: str, create_pr: bool
+    ) -> tuple[str, int | None]:
         if create_pr:
             repo.pr_count += 1
             session.add(repo)
             return f"refs/pr/{repo.pr_count}", repo.pr_count
-        for name in ([revision] if revision.startswith("refs/") else [f"refs/heads/{revision}"]):
+        for name in [revision] if revision.startswith("refs/") else [f"refs/heads/{revision}"]:
             if session.get(Ref, (repo.id, name)) is not None and not name.startswith("refs/tags/"):
                 return name, None
         raise RevisionNotFoundError(
-            f"Invalid rev id: {revision} (commits go to a branch or a refs/pr/N ref)")
+            f"Invalid rev id: {revision} (commits go to a branch or a refs/pr/N ref)"
+        )
 
-    def create_branch(self, principal: Principal, repo: RepoId, branch: str,
-                      starting_point: str | None) -> None:
+    def create_branch(
+        self, principal: Principal, repo: RepoId, branch: str, starting_point: str | None
+    ) -> None:
         check_ref_name(branch)
         with self._db.write() as session:
             row = self._writable(session, principal, repo)
@@ -173,19 +201,33 @@ class CommitService:
             session.delete(existing)
             row.ref_version += 1
             session.add(row)
-            self._db.append_change(session, self._node.node_id, "ref.delete",
-                                   repo_id_of(row).key, {"ref": ref, "version": row.ref_version})
+            self._db.append_change(
+                session,
+                self._node.node_id,
+                "ref.delete",
+                repo_id_of(row).key,
+                {"ref": ref, "version": row.ref_version},
+            )
 
-    def preupload(self, principal: Principal, repo: RepoId, revision: str,
-                  files: list[PreuploadFile], gitignore: str | None) -> list[PreuploadAnswer]:
+    def preupload(
+        self,
+        principal: Principal,
+        repo: RepoId,
+        revision: str,
+        files: list[PreuploadFile],
+        gitignore: str | None,
+    ) -> list[PreuploadAnswer]:
         with self._db.read() as session:
             row = self._writable(session, principal, repo)
             head = resolve_commit(session, row, revision)
-            tree = {r.path: entry_of(r) for r in session.exec(
-                select(TreeRow).where(TreeRow.commit_id == head.id)).all()}
+            tree = {
+                r.path: entry_of(r)
+                for r in session.exec(select(TreeRow).where(TreeRow.commit_id == head.id)).all()
+            }
         lfs = lfs_spec(self._text(tree.get(".gitattributes")))
-        ignored = ignore_spec(gitignore if gitignore is not None
-                              else self._text(tree.get(".gitignore")))
+        ignored = ignore_spec(
+            gitignore if gitignore is not None else self._text(tree.get(".gitignore"))
+        )
         answers = []
         for f in files:
             is_lfs = f.size > REGULAR_FILE_MAX or lfs.match_file(f.path)
@@ -204,8 +246,9 @@ def _digest(blob: Blob) -> Digest:
     return Digest(blob.blake3)
 
 
-def _apply(tree: dict[str, TreeEntry], operations: list[Operation],
-           added: dict[str, TreeEntry]) -> set[str]:
+def _apply(
+    tree: dict[str, TreeEntry], operations: list[Operation], added: dict[str, TreeEntry]
+) -> set[str]:
     """Apply operations in order to `tree` (in place); return the paths written."""
     changed: set[str] = set()
     for op in operations:
@@ -217,8 +260,9 @@ def _apply(tree: dict[str, TreeEntry], operations: list[Operation],
     dirs = {d for p in tree for d in parent_dirs(p)}
     clash = sorted(dirs & tree.keys())
     if clash:
-        raise InvalidPathError(f"Path {clash[0]!r} would be both a file and a folder",
-                               detail={"path": clash[0]})
+        raise InvalidPathError(
+            f"Path {clash[0]!r} would be both a file and a folder", detail={"path": clash[0]}
+        )
     return changed
 
 
@@ -226,12 +270,14 @@ def _delete(tree: dict[str, TreeEntry], op: Delete) -> None:
     path = op.path.rstrip("/")
     if not op.folder:
         if tree.pop(path, None) is None:
-            raise EntryNotFoundError(f"A file with this name doesn't exist: {path}",
-                                     detail={"path": path})
+            raise EntryNotFoundError(
+                f"A file with this name doesn't exist: {path}", detail={"path": path}
+            )
         return
     doomed = [p for p in tree if p.startswith(path + "/")]
     if not doomed:
-        raise EntryNotFoundError(f"A folder with this name doesn't exist: {path}",
-                                 detail={"path": path})
+        raise EntryNotFoundError(
+            f"A folder with this name doesn't exist: {path}", detail={"path": path}
+        )
     for p in doomed:
         del tree[p]

@@ -24,5 +24,8 @@ class NodeIdentity:
                 f"This data directory belongs to node {node_id!r}, not {configured_id!r}; "
                 "a node's id cannot change (its peers follow its change log by id)"
             )
-        return cls(node_id, db.node_value("epoch", uuid.uuid4().hex),
-                   db.node_value("secret", secrets.token_hex(32)))
+        return cls(
+            node_id,
+            db.node_value("epoch", uuid.uuid4().hex),
+            db.node_value("secret", secrets.token_hex(32)),
+        )

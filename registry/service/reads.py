@@ -46,8 +46,11 @@ def resolve_commit(session: Session, repo: Repo, revision: str) -> Commit:
         commit = session.get(Commit, revision)
         if commit is not None and commit.repo_id == repo.id:
             return commit
-    names = [revision] if revision.startswith("refs/") else [
-        f"refs/heads/{revision}", f"refs/tags/{revision}"]
+    names = (
+        [revision]
+        if revision.startswith("refs/")
+        else [f"refs/heads/{revision}", f"refs/tags/{revision}"]
+    )
     for name in names:
         ref = session.get(Ref, (repo.id, name))
         if ref is not None:
@@ -55,8 +58,11 @@ def resolve_commit(session: Session, repo: Repo, revision: str) -> Commit:
             assert found is not None, "a ref always points at a stored commit"
             return found
     if SHORT_SHA.match(revision):
-        matches = session.exec(select(Commit).where(
-            Commit.repo_id == repo.id, col(Commit.id).startswith(revision)).limit(2)).all()
+        matches = session.exec(
+            select(Commit)
+            .where(Commit.repo_id == repo.id, col(Commit.id).startswith(revision))
+            .limit(2)
+        ).all()
         if len(matches) == 1:
             return matches[0]
     raise RevisionNotFoundError(f"Invalid rev id: {revision}")
@@ -69,8 +75,7 @@ class ReadService:
         self._db = db
         self.cache = cache
 
-    def cached_snapshot(self, principal: Principal, repo: RepoId,
-                        revision: str) -> Snapshot | None:
+    def cached_snapshot(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot | None:
         """The snapshot if everything it needs is cached (no I/O), else None."""
         row = self.cache.repos.get(repo)
         if row is None or row.id is None:
@@ -102,8 +107,9 @@ class ReadService:
         if cached is not None:
             return cached
         with self._db.read() as session:
-            rows = session.exec(select(TreeRow).where(TreeRow.commit_id == commit_id)
-                                .order_by(col(TreeRow.path))).all()
+            rows = session.exec(
+                select(TreeRow).where(TreeRow.commit_id == commit_id).order_by(col(TreeRow.path))
+            ).all()
         return self.cache.trees.put(commit_id, {r.path: r for r in rows})
 
     def tree(self, commit_id: str) -> list[TreeRow]:
@@ -117,8 +123,10 @@ class ReadService:
     def file(self, snap: Snapshot, path: str) -> TreeEntry:
         row = self.tree_map(snap.commit.id).get(path)
         if row is None:
-            raise EntryNotFoundError(f"{path} does not exist at {snap.commit.id}",
-                                     detail={"commit": snap.commit.id, "path": path})
+            raise EntryNotFoundError(
+                f"{path} does not exist at {snap.commit.id}",
+                detail={"commit": snap.commit.id, "path": path},
+            )
         return entry_of(row)
 
     def listing(self, snap: Snapshot, folder: str, *, recursive: bool) -> list[Listed]:
@@ -127,11 +135,13 @@ class ReadService:
         prefix = f"{folder}/" if folder else ""
         inside = [r for r in rows if r.path.startswith(prefix)]
         if folder and not inside:
-            raise EntryNotFoundError(f"Folder {folder!r} does not exist",
-                                     detail={"commit": snap.commit.id, "path": folder})
+            raise EntryNotFoundError(
+                f"Folder {folder!r} does not exist",
+                detail={"commit": snap.commit.id, "path": folder},
+            )
         items: dict[str, Listed] = {}
         for row in inside:
-            rest = row.path[len(prefix):]
+            rest = row.path[len(prefix) :]
             if not recursive and "/" in rest:
                 child = prefix + rest.split("/", 1)[0]
                 items.setdefault(child, Listed(child, None))
@@ -156,8 +166,10 @@ class ReadService:
         """History from the snapshot's commit back to the first, newest first."""
         assert snap.repo.id is not None
         with self._db.read() as session:
-            by_id = {c.id: c for c in session.exec(
-                select(Commit).where(Commit.repo_id == snap.repo.id)).all()}
+            by_id = {
+                c.id: c
+                for c in session.exec(select(Commit).where(Commit.repo_id == snap.repo.id)).all()
+            }
         history: list[Commit] = []
         current: Commit | None = snap.commit
         while current is not None and len(history) <= len(by_id):
@@ -167,13 +179,17 @@ class ReadService:
 
     def commit_titles(self, ids: set[str]) -> dict[str, Commit]:
         with self._db.read() as session:
-            return {c.id: c for c in session.exec(
-                select(Commit).where(col(Commit.id).in_(ids))).all()}
+            return {
+                c.id: c for c in session.exec(select(Commit).where(col(Commit.id).in_(ids))).all()
+            }
 
     def refs(self, repo: Repo) -> list[Ref]:
         with self._db.read() as session:
-            return list(session.exec(select(Ref).where(Ref.repo_id == repo.id)
-                                     .order_by(col(Ref.name))).all())
+            return list(
+                session.exec(
+                    select(Ref).where(Ref.repo_id == repo.id).order_by(col(Ref.name))
+                ).all()
+            )
 
     def blob_by_sha256(self, sha256: str) -> Blob | None:
         with self._db.read() as session:

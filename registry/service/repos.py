@@ -29,9 +29,11 @@ def repo_id_of(row: Repo) -> RepoId:
 
 def find_repo(session: Session, principal: Principal, repo: RepoId) -> Repo:
     """The repo row if it exists and the principal may see it; else RepoNotFound."""
-    row = session.exec(select(Repo).where(
-        Repo.type == repo.type.value, Repo.namespace == repo.namespace, Repo.name == repo.name
-    )).first()
+    row = session.exec(
+        select(Repo).where(
+            Repo.type == repo.type.value, Repo.namespace == repo.namespace, Repo.name == repo.name
+        )
+    ).first()
     if row is None or not can_read(principal, row):
         raise RepoNotFoundError()
     return row
@@ -67,25 +69,57 @@ class RepoService:
         require_write(principal, repo.namespace)
         attributes = self.store_bytes(DEFAULT_GITATTRIBUTES.encode())
         with self._db.write() as session:
-            if session.exec(select(Repo).where(
-                Repo.type == repo.type.value, Repo.namespace == repo.namespace,
-                Repo.name == repo.name,
-            )).first() is not None:
-                raise RepoExistsError(f"You already created this {repo.type.value} repo",
-                                      detail={"repo": repo.full_name})
+            if (
+                session.exec(
+                    select(Repo).where(
+                        Repo.type == repo.type.value,
+                        Repo.namespace == repo.namespace,
+                        Repo.name == repo.name,
+                    )
+                ).first()
+                is not None
+            ):
+                raise RepoExistsError(
+                    f"You already created this {repo.type.value} repo",
+                    detail={"repo": repo.full_name},
+                )
             created = now_ms()
-            row = Repo(type=repo.type.value, namespace=repo.namespace, name=repo.name,
-                       private=private, home_node=self._node.node_id,
-                       incarnation=uuid.uuid4().hex, created_ms=created, updated_ms=created)
+            row = Repo(
+                type=repo.type.value,
+                namespace=repo.namespace,
+                name=repo.name,
+                private=private,
+                home_node=self._node.node_id,
+                incarnation=uuid.uuid4().hex,
+                created_ms=created,
+                updated_ms=created,
+            )
             session.add(row)
             session.flush()
-            self._db.append_change(session, self._node.node_id, "repo.upsert", repo.key,
-                                   repo_body(row))
-            entry = TreeEntry(".gitattributes", attributes.blake3, attributes.sha256,
-                              attributes.size, False, attributes.git_sha1)
-            write_commit(self._db, session, self._node, row, parent=None,
-                         author=principal.user or "", title="initial commit", message="",
-                         tree=[entry], changed={entry.path}, ref="refs/heads/main")
+            self._db.append_change(
+                session, self._node.node_id, "repo.upsert", repo.key, repo_body(row)
+            )
+            entry = TreeEntry(
+                ".gitattributes",
+                attributes.blake3,
+                attributes.sha256,
+                attributes.size,
+                False,
+                attributes.git_sha1,
+            )
+            write_commit(
+                self._db,
+                session,
+                self._node,
+                row,
+                parent=None,
+                author=principal.user or "",
+                title="initial commit",
+                message="",
+                tree=[entry],
+                changed={entry.path},
+                ref="refs/heads/main",
+            )
         logger.info("repo created repo=%s private=%s", repo, private)
         return row
 
@@ -99,8 +133,13 @@ class RepoService:
             session.execute(delete(Commit).where(col(Commit.repo_id) == row.id))
             session.execute(delete(Ref).where(col(Ref.repo_id) == row.id))
             session.delete(row)
-            self._db.append_change(session, self._node.node_id, "repo.delete", repo.key,
-                                   {"incarnation": row.incarnation})
+            self._db.append_change(
+                session,
+                self._node.node_id,
+                "repo.delete",
+                repo.key,
+                {"incarnation": row.incarnation},
+            )
         logger.info("repo deleted repo=%s", repo)
 
     def get(self, principal: Principal, repo: RepoId) -> Repo:
@@ -120,60 +159,117 @@ class RepoService:
             stmt = stmt.where(full.like(needle))
         if query.tags:
             return []  # tags arrive with model metadata; no repo carries any yet
-        order = {"createdAt": col(Repo.created_ms).desc()}.get(query.sort or "",
-                                                               col(Repo.updated_ms).desc())
+        order = {"createdAt": col(Repo.created_ms).desc()}.get(
+            query.sort or "", col(Repo.updated_ms).desc()
+        )
         stmt = stmt.order_by(order, col(Repo.id).desc()).offset(query.offset).limit(query.limit)
         with self._db.read() as session:
             return list(session.exec(stmt).all())
 
 
 def repo_body(row: Repo) -> dict[str, object]:
-    return {"private": row.private, "home": row.home_node, "incarnation": row.incarnation,
-            "created_ms": row.created_ms}
+    return {
+        "private": row.private,
+        "home": row.home_node,
+        "incarnation": row.incarnation,
+        "created_ms": row.created_ms,
+    }
 
 
-def record_blob(session: Session, digest: Digest, sha256: str, size: int,
-                git_sha1: str | None) -> None:
+def record_blob(
+    session: Session, digest: Digest, sha256: str, size: int, git_sha1: str | None
+) -> None:
     row = session.get(Blob, digest.hex)
     if row is None:
-        session.add(Blob(blake3=digest.hex, sha256=sha256, size=size, git_sha1=git_sha1,
-                         created_ms=now_ms()))
+        session.add(
+            Blob(
+                blake3=digest.hex, sha256=sha256, size=size, git_sha1=git_sha1, created_ms=now_ms()
+            )
+        )
     elif row.git_sha1 is None and git_sha1 is not None:
         row.git_sha1 = git_sha1
         session.add(row)
 
 
 def write_commit(
-    db: Database, session: Session, node: NodeIdentity, repo: Repo, *, parent: str | None,
-    author: str, title: str, message: str, tree: list[TreeEntry], changed: set[str], ref: str,
+    db: Database,
+    session: Session,
+    node: NodeIdentity,
+    repo: Repo,
+    *,
+    parent: str | None,
+    author: str,
+    title: str,
+    message: str,
+    tree: list[TreeEntry],
+    changed: set[str],
+    ref: str,
     last_commits: dict[str, str] | None = None,
 ) -> str:
     """Insert a commit with its full tree, move `ref` to it, and log both changes."""
     created = now_ms()
     rid = repo_id_of(repo)
-    sha = commit_id(repo_key=rid.key, incarnation=repo.incarnation, parent=parent,
-                    author=author, title=title, message=message, created_ms=created, tree=tree)
+    sha = commit_id(
+        repo_key=rid.key,
+        incarnation=repo.incarnation,
+        parent=parent,
+        author=author,
+        title=title,
+        message=message,
+        created_ms=created,
+        tree=tree,
+    )
     assert repo.id is not None
-    session.add(Commit(id=sha, repo_id=repo.id, parent=parent, author=author, title=title,
-                       message=message, created_ms=created))
+    session.add(
+        Commit(
+            id=sha,
+            repo_id=repo.id,
+            parent=parent,
+            author=author,
+            title=title,
+            message=message,
+            created_ms=created,
+        )
+    )
     previous = last_commits or {}
     for e in tree:
         last = sha if e.path in changed else previous.get(e.path, sha)
-        session.add(TreeRow(commit_id=sha, path=e.path, blake3=e.blake3.hex, sha256=e.sha256,
-                            size=e.size, lfs=e.lfs, git_sha1=e.git_sha1, last_commit=last))
-    db.append_change(session, node.node_id, "commit.add", rid.key, {
-        "id": sha, "parent": parent, "author": author, "title": title, "message": message,
-        "created_ms": created,
-        "tree": [[e.path, e.blake3.hex, e.sha256, e.size, e.lfs, e.git_sha1] for e in tree],
-    })
+        session.add(
+            TreeRow(
+                commit_id=sha,
+                path=e.path,
+                blake3=e.blake3.hex,
+                sha256=e.sha256,
+                size=e.size,
+                lfs=e.lfs,
+                git_sha1=e.git_sha1,
+                last_commit=last,
+            )
+        )
+    db.append_change(
+        session,
+        node.node_id,
+        "commit.add",
+        rid.key,
+        {
+            "id": sha,
+            "parent": parent,
+            "author": author,
+            "title": title,
+            "message": message,
+            "created_ms": created,
+            "tree": [[e.path, e.blake3.hex, e.sha256, e.size, e.lfs, e.git_sha1] for e in tree],
+        },
+    )
     set_ref(db, session, node, repo, ref, sha)
     repo.updated_ms = created
     session.add(repo)
     return sha
 
 
-def set_ref(db: Database, session: Session, node: NodeIdentity, repo: Repo, ref: str,
-            sha: str) -> None:
+def set_ref(
+    db: Database, session: Session, node: NodeIdentity, repo: Repo, ref: str, sha: str
+) -> None:
     repo.ref_version += 1
     session.add(repo)
     assert repo.id is not None
@@ -182,5 +278,10 @@ def set_ref(db: Database, session: Session, node: NodeIdentity, repo: Repo, ref:
         row = Ref(repo_id=repo.id, name=ref, commit_id=sha, version=repo.ref_version)
     row.commit_id, row.version = sha, repo.ref_version
     session.add(row)
-    db.append_change(session, node.node_id, "ref.set", repo_id_of(repo).key,
-                     {"ref": ref, "commit": sha, "version": repo.ref_version})
+    db.append_change(
+        session,
+        node.node_id,
+        "ref.set",
+        repo_id_of(repo).key,
+        {"ref": ref, "commit": sha, "version": repo.ref_version},
+    )

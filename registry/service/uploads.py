@@ -34,8 +34,9 @@ class UploadService:
         self._db = db
         self._blobs = blobs
 
-    def lfs_batch(self, principal: Principal, repo: RepoId,
-                  objects: list[LfsObject]) -> list[LfsAnswer]:
+    def lfs_batch(
+        self, principal: Principal, repo: RepoId, objects: list[LfsObject]
+    ) -> list[LfsAnswer]:
         with self._db.read() as session:
             find_repo(session, principal, repo)
         require_write(principal, repo.namespace)
@@ -49,8 +50,11 @@ class UploadService:
     def has_sha256(self, sha256: str, size: int | None = None) -> bool:
         with self._db.read() as session:
             blob = session.exec(select(Blob).where(Blob.sha256 == sha256)).first()
-        return (blob is not None and (size is None or blob.size == size)
-                and self._blobs.stat(Digest(blob.blake3)) is not None)
+        return (
+            blob is not None
+            and (size is None or blob.size == size)
+            and self._blobs.stat(Digest(blob.blake3)) is not None
+        )
 
     def stored(self, digest: Digest) -> Blob | None:
         """The blob's record if it is stored and complete."""
@@ -74,11 +78,15 @@ class UploadService:
         if principal.is_admin:
             return True
         with self._db.read() as session:
-            holders = (select(Repo.id).join(Commit, col(Commit.repo_id) == Repo.id)
-                       .join(TreeRow, col(TreeRow.commit_id) == Commit.id)
-                       .where(TreeRow.blake3 == digest.hex))
-            visible = holders.where(or_(col(Repo.private).is_(False),
-                                        Repo.namespace == principal.user))
+            holders = (
+                select(Repo.id)
+                .join(Commit, col(Commit.repo_id) == Repo.id)
+                .join(TreeRow, col(TreeRow.commit_id) == Commit.id)
+                .where(TreeRow.blake3 == digest.hex)
+            )
+            visible = holders.where(
+                or_(col(Repo.private).is_(False), Repo.namespace == principal.user)
+            )
             if session.exec(visible.limit(1)).first() is not None:
                 return True
             referenced = session.exec(holders.limit(1)).first() is not None

@@ -123,7 +123,7 @@ class LocalBlobWriter:
         view = memoryview(data)
         while view:
             n = min(len(view), STAGE - self._staged)
-            self._stage[self._staged:self._staged + n] = view[:n]
+            self._stage[self._staged : self._staged + n] = view[:n]
             self._staged += n
             view = view[n:]
             if self._staged == STAGE:
@@ -141,13 +141,16 @@ class LocalBlobWriter:
             _write_all(self._fd, memoryview(self._stage)[:aligned])
         if aligned < self._staged:  # only at the very end: the unaligned tail
             self._clear_direct()
-            _write_all(self._fd, memoryview(self._stage)[aligned:self._staged])
+            _write_all(self._fd, memoryview(self._stage)[aligned : self._staged])
         self._staged = 0
 
     def _clear_direct(self) -> None:
         if self._direct:
-            fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL)
-                        & ~getattr(os, "O_DIRECT", 0))
+            fcntl.fcntl(
+                self._fd,
+                fcntl.F_SETFL,
+                fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~getattr(os, "O_DIRECT", 0),
+            )
             self._direct = False
 
     def _close(self) -> None:
@@ -182,7 +185,7 @@ class LocalBlobWriter:
 
 def _write_all(fd: int, view: memoryview) -> None:
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _read_range(handle: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:

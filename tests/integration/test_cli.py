@@ -14,8 +14,9 @@ from registry.service.auth import AuthService
 
 
 def test_token_create_prints_a_token_stored_only_as_hash(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["token", "create", "--user", "bob", "--write",
-                                      "--data-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        cli, ["token", "create", "--user", "bob", "--write", "--data-dir", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
     assert token.startswith("myd_") and len(token) > 30
@@ -30,8 +31,9 @@ def test_token_create_prints_a_token_stored_only_as_hash(tmp_path: Path) -> None
 
 
 def test_token_create_read_only_by_default(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["token", "create", "--user", "carol",
-                                      "--data-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        cli, ["token", "create", "--user", "carol", "--data-dir", str(tmp_path)]
+    )
     db = Database(f"sqlite:///{tmp_path / 'modelyard.db'}")
     try:
         assert not AuthService(db).authenticate(result.stdout.strip()).can_write
@@ -40,8 +42,9 @@ def test_token_create_read_only_by_default(tmp_path: Path) -> None:
 
 
 def test_token_create_rejects_invalid_user_name(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["token", "create", "--user", "../evil",
-                                      "--data-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        cli, ["token", "create", "--user", "../evil", "--data-dir", str(tmp_path)]
+    )
     assert result.exit_code == 2
     assert "InvalidName" in result.output
 

@@ -38,8 +38,9 @@ def make_model_folder(root: Path, big_size: int = BIG) -> Path:
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in folder.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -48,8 +49,9 @@ def api(node: RunningNode) -> HfApi:
 
 
 @pytest.mark.slow
-def test_upload_folder_then_download_by_branch_tag_and_sha(node: RunningNode, api: HfApi,
-                                                           tmp_path: Path) -> None:
+def test_upload_folder_then_download_by_branch_tag_and_sha(
+    node: RunningNode, api: HfApi, tmp_path: Path
+) -> None:
     folder = make_model_folder(tmp_path)
     api.create_repo("admin/lora")
     info = api.upload_folder(folder_path=folder, repo_id="admin/lora", commit_message="v1")
@@ -59,28 +61,49 @@ def test_upload_folder_then_download_by_branch_tag_and_sha(node: RunningNode, ap
     for revision in ("main", "v1.0", sha):
         cache = tmp_path / f"cache-{revision}"
         for path, data in files_of(folder).items():
-            local = hf_hub_download("admin/lora", path, revision=revision, cache_dir=cache,
-                                    endpoint=node.url, token=node.admin_token)
+            local = hf_hub_download(
+                "admin/lora",
+                path,
+                revision=revision,
+                cache_dir=cache,
+                endpoint=node.url,
+                token=node.admin_token,
+            )
             assert Path(local).read_bytes() == data, (revision, path)
 
 
-def test_snapshot_download_with_allow_patterns_into_local_dir(node: RunningNode, api: HfApi,
-                                                               tmp_path: Path) -> None:
+def test_snapshot_download_with_allow_patterns_into_local_dir(
+    node: RunningNode, api: HfApi, tmp_path: Path
+) -> None:
     folder = make_model_folder(tmp_path, big_size=1024)
     api.create_repo("admin/snap")
     api.upload_folder(folder_path=folder, repo_id="admin/snap")
     target = tmp_path / "out"
-    snapshot_download("admin/snap", local_dir=target, allow_patterns=["*.json", "nested/*"],
-                      endpoint=node.url, token=node.admin_token, cache_dir=tmp_path / "c")
-    got = {p.relative_to(target).as_posix() for p in target.rglob("*")
-           if p.is_file() and ".cache" not in p.parts}
-    assert got == {"config.json", "nested/tokenizer.json", "nested/deeper/notes.txt",
-                   "nested/spaces and ünïcödé ñame.txt"}
+    snapshot_download(
+        "admin/snap",
+        local_dir=target,
+        allow_patterns=["*.json", "nested/*"],
+        endpoint=node.url,
+        token=node.admin_token,
+        cache_dir=tmp_path / "c",
+    )
+    got = {
+        p.relative_to(target).as_posix()
+        for p in target.rglob("*")
+        if p.is_file() and ".cache" not in p.parts
+    }
+    assert got == {
+        "config.json",
+        "nested/tokenizer.json",
+        "nested/deeper/notes.txt",
+        "nested/spaces and ünïcödé ñame.txt",
+    }
     assert (target / "nested" / "spaces and ünïcödé ñame.txt").read_text() == "grüße"
 
 
-def test_download_second_time_served_from_client_cache(node: RunningNode, api: HfApi,
-                                                        tmp_path: Path) -> None:
+def test_download_second_time_served_from_client_cache(
+    node: RunningNode, api: HfApi, tmp_path: Path
+) -> None:
     api.create_repo("admin/cached")
     api.upload_file(path_or_fileobj=b"x" * 5000, path_in_repo="w.bin", repo_id="admin/cached")
     for _ in range(2):
@@ -90,24 +113,27 @@ def test_download_second_time_served_from_client_cache(node: RunningNode, api: H
 
 
 @pytest.mark.slow
-def test_download_interrupted_mid_stream_resumes_with_range(node: RunningNode, api: HfApi,
-                                                             tmp_path: Path) -> None:
+def test_download_interrupted_mid_stream_resumes_with_range(
+    node: RunningNode, api: HfApi, tmp_path: Path
+) -> None:
     data_path = tmp_path / "w.safetensors"
     write_random(data_path, 30 * 1024 * 1024)
     api.create_repo("admin/resume")
-    api.upload_file(path_or_fileobj=data_path, path_in_repo="w.safetensors",
-                    repo_id="admin/resume")
+    api.upload_file(path_or_fileobj=data_path, path_in_repo="w.safetensors", repo_id="admin/resume")
     proxy = FaultProxy(node.port)
     try:
         # The client writes in 10 MiB chunks: cut after the first one reached the disk.
         proxy.inject(Fault(cut_after=15 * 1024 * 1024, times=1))
-        local = hf_hub_download("admin/resume", "w.safetensors", cache_dir=tmp_path / "c",
-                                endpoint=proxy.url)
+        local = hf_hub_download(
+            "admin/resume", "w.safetensors", cache_dir=tmp_path / "c", endpoint=proxy.url
+        )
     finally:
         proxy.close()
     assert proxy.faults_applied == 1
-    assert hashlib.sha256(Path(local).read_bytes()).digest() == \
-        hashlib.sha256(data_path.read_bytes()).digest()
+    assert (
+        hashlib.sha256(Path(local).read_bytes()).digest()
+        == hashlib.sha256(data_path.read_bytes()).digest()
+    )
     ranged = [r for m, p, r in node.log.requests if m == "GET" and "/resolve/" in p and r]
     assert ranged and ranged[0].startswith("bytes=") and not ranged[0].startswith("bytes=0-")
 
@@ -122,8 +148,10 @@ def test_model_info_files_metadata_sizes_and_sha256(api: HfApi, tmp_path: Path) 
         assert siblings[path].size == len(data)
     weights = siblings["weights.safetensors"]
     assert weights.lfs is not None
-    assert weights.lfs.sha256 == hashlib.sha256(
-        (folder / "weights.safetensors").read_bytes()).hexdigest()
+    assert (
+        weights.lfs.sha256
+        == hashlib.sha256((folder / "weights.safetensors").read_bytes()).hexdigest()
+    )
     assert siblings["config.json"].lfs is None
     assert ".gitattributes" in siblings  # the initial commit's file
 
@@ -133,7 +161,10 @@ def test_list_models_by_search_and_author(node: RunningNode, api: HfApi) -> None
         api.create_repo(f"admin/{name}")
     assert [m.id for m in api.list_models(search="LORA")] == ["admin/pony-lora"]
     assert {m.id for m in api.list_models(author="admin")} == {
-        "admin/sdxl-turbo-merge", "admin/pony-lora", "admin/flux-vae"}
+        "admin/sdxl-turbo-merge",
+        "admin/pony-lora",
+        "admin/flux-vae",
+    }
     assert list(api.list_models(author="nobody")) == []
     assert len(list(api.list_models(author="admin", limit=2))) == 2
     assert node.log.count("GET", "/api/models") >= 3
@@ -142,10 +173,15 @@ def test_list_models_by_search_and_author(node: RunningNode, api: HfApi) -> None
 def test_refs_commits_tree_and_paths_info(api: HfApi, tmp_path: Path) -> None:
     folder = make_model_folder(tmp_path, big_size=2048)
     api.create_repo("admin/browse")
-    first = api.upload_folder(folder_path=folder, repo_id="admin/browse",
-                              commit_message="first upload").oid
-    second = api.upload_file(path_or_fileobj=b"v2", path_in_repo="config.json",
-                             repo_id="admin/browse", commit_message="bump config").oid
+    first = api.upload_folder(
+        folder_path=folder, repo_id="admin/browse", commit_message="first upload"
+    ).oid
+    second = api.upload_file(
+        path_or_fileobj=b"v2",
+        path_in_repo="config.json",
+        repo_id="admin/browse",
+        commit_message="bump config",
+    ).oid
     commits = api.list_repo_commits("admin/browse")
     assert [c.commit_id for c in commits[:2]] == [second, first]
     assert [c.title for c in commits] == ["bump config", "first upload", "initial commit"]
@@ -154,8 +190,9 @@ def test_refs_commits_tree_and_paths_info(api: HfApi, tmp_path: Path) -> None:
     top = {e.path: type(e).__name__ for e in api.list_repo_tree("admin/browse")}
     assert top["nested"] == "RepoFolder" and top["config.json"] == "RepoFile"
     assert "nested/tokenizer.json" not in top
-    deep = [e.path for e in api.list_repo_tree("admin/browse", path_in_repo="nested",
-                                              recursive=True)]
+    deep = [
+        e.path for e in api.list_repo_tree("admin/browse", path_in_repo="nested", recursive=True)
+    ]
     assert "nested/deeper" in deep and "nested/deeper/notes.txt" in deep
     expanded = {e.path: e for e in api.list_repo_tree("admin/browse", expand=True)}
     assert expanded["config.json"].last_commit.oid == second  # type: ignore[union-attr]
@@ -164,20 +201,29 @@ def test_refs_commits_tree_and_paths_info(api: HfApi, tmp_path: Path) -> None:
     assert sorted(i.path for i in infos) == ["config.json", "nested"]
 
 
-def test_branch_upload_then_tag_and_short_sha(node: RunningNode, api: HfApi,
-                                              tmp_path: Path) -> None:
+def test_branch_upload_then_tag_and_short_sha(
+    node: RunningNode, api: HfApi, tmp_path: Path
+) -> None:
     api.create_repo("admin/branches")
     api.create_branch("admin/branches", branch="dev/x")
-    sha = api.upload_file(path_or_fileobj=b"on dev", path_in_repo="dev.txt",
-                          repo_id="admin/branches", revision="dev/x").oid
+    sha = api.upload_file(
+        path_or_fileobj=b"on dev",
+        path_in_repo="dev.txt",
+        repo_id="admin/branches",
+        revision="dev/x",
+    ).oid
     api.create_tag("admin/branches", tag="dev-1", revision="dev/x")
     refs = api.list_repo_refs("admin/branches")
     assert {b.name for b in refs.branches} == {"main", "dev/x"}
     assert [(t.name, t.target_commit) for t in refs.tags] == [("dev-1", sha)]
     for revision in ("dev/x", "dev-1", sha[:7]):
-        local = hf_hub_download("admin/branches", "dev.txt", revision=revision,
-                                cache_dir=tmp_path / revision.replace("/", "_"),
-                                endpoint=node.url)
+        local = hf_hub_download(
+            "admin/branches",
+            "dev.txt",
+            revision=revision,
+            cache_dir=tmp_path / revision.replace("/", "_"),
+            endpoint=node.url,
+        )
         assert Path(local).read_bytes() == b"on dev"
     assert not api.file_exists("admin/branches", "dev.txt")  # main is untouched
     api.delete_branch("admin/branches", branch="dev/x")
@@ -185,8 +231,9 @@ def test_branch_upload_then_tag_and_short_sha(node: RunningNode, api: HfApi,
     assert [b.name for b in api.list_repo_refs("admin/branches").branches] == ["main"]
 
 
-def test_delete_file_then_download_raises_entry_not_found(node: RunningNode, api: HfApi,
-                                                          tmp_path: Path) -> None:
+def test_delete_file_then_download_raises_entry_not_found(
+    node: RunningNode, api: HfApi, tmp_path: Path
+) -> None:
     api.create_repo("admin/del")
     api.upload_file(path_or_fileobj=b"bye", path_in_repo="gone.txt", repo_id="admin/del")
     api.delete_file("gone.txt", repo_id="admin/del")
@@ -199,12 +246,23 @@ def test_delete_file_then_download_raises_entry_not_found(node: RunningNode, api
 
 def test_dataset_repo_round_trip(node: RunningNode, api: HfApi, tmp_path: Path) -> None:
     api.create_repo("admin/captions", repo_type="dataset")
-    api.upload_file(path_or_fileobj=b"a,b\n1,2\n", path_in_repo="data/train.csv",
-                    repo_id="admin/captions", repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b"a,b\n1,2\n",
+        path_in_repo="data/train.csv",
+        repo_id="admin/captions",
+        repo_type="dataset",
+    )
     assert api.list_repo_files("admin/captions", repo_type="dataset") == [
-        ".gitattributes", "data/train.csv"]
-    local = hf_hub_download("admin/captions", "data/train.csv", repo_type="dataset",
-                            cache_dir=tmp_path / "c", endpoint=node.url)
+        ".gitattributes",
+        "data/train.csv",
+    ]
+    local = hf_hub_download(
+        "admin/captions",
+        "data/train.csv",
+        repo_type="dataset",
+        cache_dir=tmp_path / "c",
+        endpoint=node.url,
+    )
     assert Path(local).read_bytes() == b"a,b\n1,2\n"
     assert api.dataset_info("admin/captions").id == "admin/captions"
     assert [d.id for d in api.list_datasets(author="admin")] == ["admin/captions"]
@@ -230,12 +288,27 @@ def test_hf_cli_upload_and_download(node: RunningNode, tmp_path: Path) -> None:
     HfApi(endpoint=node.url, token=node.admin_token).create_repo("admin/cli")
     source = tmp_path / "up.txt"
     source.write_text("via the hf CLI")
-    env = {**os.environ, "HF_ENDPOINT": node.url, "HF_TOKEN": node.admin_token,
-           "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hfhome")}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": node.url,
+        "HF_TOKEN": node.admin_token,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HOME": str(tmp_path / "hfhome"),
+    }
     hf = str(Path(sys.executable).parent / "hf")
-    subprocess.run([hf, "upload", "admin/cli", str(source), "docs/up.txt"], env=env,
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [hf, "upload", "admin/cli", str(source), "docs/up.txt"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     out = tmp_path / "down"
-    subprocess.run([hf, "download", "admin/cli", "docs/up.txt", "--local-dir", str(out)],
-                   env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [hf, "download", "admin/cli", "docs/up.txt", "--local-dir", str(out)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert (out / "docs" / "up.txt").read_text() == "via the hf CLI"

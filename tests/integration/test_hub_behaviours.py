@@ -17,8 +17,9 @@ def api(node: RunningNode) -> HfApi:
     return HfApi(endpoint=node.url, token=node.admin_token)
 
 
-def test_create_repo_defaults_namespace_and_exist_ok_returns_url(node: RunningNode,
-                                                                 api: HfApi) -> None:
+def test_create_repo_defaults_namespace_and_exist_ok_returns_url(
+    node: RunningNode, api: HfApi
+) -> None:
     url = api.create_repo("solo")
     assert url.repo_id == "admin/solo" and url.endpoint == node.url
     again = api.create_repo("admin/solo", exist_ok=True)
@@ -28,8 +29,7 @@ def test_create_repo_defaults_namespace_and_exist_ok_returns_url(node: RunningNo
     assert raised.value.response.status_code == 409
 
 
-def test_new_repo_starts_with_initial_commit_and_gitattributes(api: HfApi,
-                                                                tmp_path: Path) -> None:
+def test_new_repo_starts_with_initial_commit_and_gitattributes(api: HfApi, tmp_path: Path) -> None:
     api.create_repo("admin/fresh")
     commits = api.list_repo_commits("admin/fresh")
     assert [c.title for c in commits] == ["initial commit"]
@@ -46,21 +46,30 @@ def test_commit_with_stale_parent_commit_is_refused_with_412(api: HfApi) -> None
     head = api.model_info("admin/race").sha
     assert head is not None
     with pytest.raises(HfHubHTTPError) as raised:
-        api.create_commit("admin/race", [CommitOperationAdd("b.txt", b"x")],
-                          commit_message="late", parent_commit=first)
+        api.create_commit(
+            "admin/race",
+            [CommitOperationAdd("b.txt", b"x")],
+            commit_message="late",
+            parent_commit=first,
+        )
     assert raised.value.response.status_code == 412
     assert "updated since" in str(raised.value)
     assert api.model_info("admin/race").sha == head
-    ok = api.create_commit("admin/race", [CommitOperationAdd("b.txt", b"x")],
-                           commit_message="on time", parent_commit=head[:7])
+    ok = api.create_commit(
+        "admin/race",
+        [CommitOperationAdd("b.txt", b"x")],
+        commit_message="on time",
+        parent_commit=head[:7],
+    )
     assert api.model_info("admin/race").sha == ok.oid
 
 
 def test_create_pr_commit_lands_on_refs_pr(api: HfApi) -> None:
     api.create_repo("admin/pr")
     main_head = api.model_info("admin/pr").sha
-    info = api.upload_file(path_or_fileobj=b"proposal", path_in_repo="p.txt",
-                           repo_id="admin/pr", create_pr=True)
+    info = api.upload_file(
+        path_or_fileobj=b"proposal", path_in_repo="p.txt", repo_id="admin/pr", create_pr=True
+    )
     assert info.pr_revision == "refs/pr/1" and info.pr_num == 1
     assert api.model_info("admin/pr").sha == main_head
     prs = api.list_repo_refs("admin/pr", include_pull_requests=True).pull_requests
@@ -82,14 +91,24 @@ def test_gitignore_and_gitattributes_decide_upload_mode(node: RunningNode, api: 
     api.create_repo("admin/modes")
     api.upload_file(path_or_fileobj=b"*.log\n", path_in_repo=".gitignore", repo_id="admin/modes")
     with node.client(node.admin_token) as http:
-        answer = http.post("/api/models/admin/modes/preupload/main", json={"files": [
-            {"path": "train.log", "size": 3, "sample": ""},
-            {"path": "tiny.safetensors", "size": 8, "sample": ""},
-            {"path": "big.dat", "size": 11 * 1024 * 1024, "sample": ""},
-            {"path": "config.json", "size": 10, "sample": ""}]}).json()
+        answer = http.post(
+            "/api/models/admin/modes/preupload/main",
+            json={
+                "files": [
+                    {"path": "train.log", "size": 3, "sample": ""},
+                    {"path": "tiny.safetensors", "size": 8, "sample": ""},
+                    {"path": "big.dat", "size": 11 * 1024 * 1024, "sample": ""},
+                    {"path": "config.json", "size": 10, "sample": ""},
+                ]
+            },
+        ).json()
     modes = {f["path"]: (f["uploadMode"], f["shouldIgnore"]) for f in answer["files"]}
-    assert modes == {"train.log": ("regular", True), "tiny.safetensors": ("lfs", False),
-                     "big.dat": ("lfs", False), "config.json": ("regular", False)}
+    assert modes == {
+        "train.log": ("regular", True),
+        "tiny.safetensors": ("lfs", False),
+        "big.dat": ("lfs", False),
+        "config.json": ("regular", False),
+    }
 
 
 def test_concurrent_commits_to_one_branch_all_land_in_a_linear_history(api: HfApi) -> None:
@@ -97,8 +116,12 @@ def test_concurrent_commits_to_one_branch_all_land_in_a_linear_history(api: HfAp
     writers = 8
 
     def commit(i: int) -> str:
-        return api.upload_file(path_or_fileobj=f"file {i}".encode(), path_in_repo=f"f{i}.txt",
-                               repo_id="admin/busy", commit_message=f"add f{i}").oid
+        return api.upload_file(
+            path_or_fileobj=f"file {i}".encode(),
+            path_in_repo=f"f{i}.txt",
+            repo_id="admin/busy",
+            commit_message=f"add f{i}",
+        ).oid
 
     with ThreadPoolExecutor(max_workers=writers) as pool:
         shas = set(pool.map(commit, range(writers)))

@@ -13,11 +13,15 @@ DOCUMENT = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 
 def test_openapi_document_matches_app() -> None:
     current = create_app(Settings()).openapi()
-    assert json.loads(DOCUMENT.read_text()) == current, \
+    assert json.loads(DOCUMENT.read_text()) == current, (
         "openapi/openapi.json is stale: run `modelyard openapi`"
+    )
 
 
 def test_openapi_operation_ids_unique() -> None:
-    ids = [op["operationId"] for path in create_app(Settings()).openapi()["paths"].values()
-           for op in path.values()]
+    ids = [
+        op["operationId"]
+        for path in create_app(Settings()).openapi()["paths"].values()
+        for op in path.values()
+    ]
     assert len(ids) == len(set(ids))

@@ -40,20 +40,27 @@ def whoami(principal: PrincipalDep) -> WhoAmI:
     if principal.user is None:
         raise UnauthorizedError("Invalid credentials in Authorization header")
     role = "write" if principal.can_write else "read"
-    return WhoAmI(name=principal.user, fullname=principal.user, isAdmin=principal.is_admin,
-                  auth=AuthOut(accessToken=AccessToken(displayName=principal.token_label or
-                                                       "token", role=role)))
+    return WhoAmI(
+        name=principal.user,
+        fullname=principal.user,
+        isAdmin=principal.is_admin,
+        auth=AuthOut(
+            accessToken=AccessToken(displayName=principal.token_label or "token", role=role)
+        ),
+    )
 
 
 def repo_url(request: Request, node: NodeDep, repo: RepoId) -> RepoUrl:
     base = public_base(request, node.settings.public_url)
-    return RepoUrl(url=f"{base}/{repo.type.url_prefix}{repo.full_name}", name=repo.full_name,
-                   id=repo.full_name)
+    return RepoUrl(
+        url=f"{base}/{repo.type.url_prefix}{repo.full_name}", name=repo.full_name, id=repo.full_name
+    )
 
 
 @router.post("/api/repos/create", response_model=RepoUrl)
-def create_repo(body: CreateRepoIn, request: Request, node: NodeDep,
-                principal: PrincipalDep) -> Response:
+def create_repo(
+    body: CreateRepoIn, request: Request, node: NodeDep, principal: PrincipalDep
+) -> Response:
     namespace = body.organization or principal.user
     if namespace is None:
         raise UnauthorizedError("Creating a repo needs a token")
@@ -86,47 +93,68 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
             entry = entry_of(row)
             sibling.size, sibling.blobId = entry.size, entry.oid
             if entry.lfs:
-                sibling.lfs = SiblingLfs(size=entry.size, sha256=entry.sha256,
-                                         pointerSize=len(entry.pointer))
+                sibling.lfs = SiblingLfs(
+                    size=entry.size, sha256=entry.sha256, pointerSize=len(entry.pointer)
+                )
         siblings.append(sibling)
     return RepoInfo(
-        id=rid.full_name, modelId=rid.full_name if rid.type is RepoType.MODEL else None,
-        author=rid.namespace, sha=snap.commit.id, private=snap.repo.private,
-        lastModified=iso_ms(snap.commit.created_ms), createdAt=iso_ms(snap.repo.created_ms),
-        siblings=siblings)
+        id=rid.full_name,
+        modelId=rid.full_name if rid.type is RepoType.MODEL else None,
+        author=rid.namespace,
+        sha=snap.commit.id,
+        private=snap.repo.private,
+        lastModified=iso_ms(snap.commit.created_ms),
+        createdAt=iso_ms(snap.repo.created_ms),
+        siblings=siblings,
+    )
 
 
-async def info_response(node: NodeDep, principal: PrincipalDep, repo: RepoId,
-                        revision: str, blobs: bool) -> Response:
+async def info_response(
+    node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str, blobs: bool
+) -> Response:
     """Repo info; answered from the cache without I/O when the commit was seen before."""
     snap = node.reads.cached_snapshot(principal, repo, revision)
-    cached = node.reads.cache.responses.get(("info", snap.commit.id, snap.repo.private, blobs)) \
-        if snap else None
+    cached = (
+        node.reads.cache.responses.get(("info", snap.commit.id, snap.repo.private, blobs))
+        if snap
+        else None
+    )
     if cached is None:
         cached = await run_in_threadpool(_info_body, node, principal, repo, revision, blobs)
     return Response(cached, media_type="application/json")
 
 
-def _info_body(node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str,
-               blobs: bool) -> bytes:
+def _info_body(
+    node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str, blobs: bool
+) -> bytes:
     snap = node.reads.snapshot(principal, repo, revision)
     body = repo_info(node, snap, blobs=blobs).model_dump_json(exclude_none=True).encode()
-    return node.reads.cache.responses.put(("info", snap.commit.id, snap.repo.private, blobs),
-                                          body)
+    return node.reads.cache.responses.put(("info", snap.commit.id, snap.repo.private, blobs), body)
 
 
-@router.get("/api/{repo_type}/{namespace}/{name}", response_model=RepoInfo,
-            response_model_exclude_none=True)
-async def get_repo_info(repo_type: str, namespace: str, name: str, node: NodeDep,
-                        principal: PrincipalDep, blobs: bool = False) -> Response:
+@router.get(
+    "/api/{repo_type}/{namespace}/{name}", response_model=RepoInfo, response_model_exclude_none=True
+)
+async def get_repo_info(
+    repo_type: str,
+    namespace: str,
+    name: str,
+    node: NodeDep,
+    principal: PrincipalDep,
+    blobs: bool = False,
+) -> Response:
     repo = parse_repo(repo_type, namespace, name)
     return await info_response(node, principal, repo, "main", blobs)
 
 
-@router.get("/api/{repo_type}/{namespace}/{name}/revision/{revision:path}",
-            response_model=RepoInfo, response_model_exclude_none=True)
-async def get_repo_info_at(request: Request, node: NodeDep, principal: PrincipalDep,
-                           blobs: bool = False) -> Response:
+@router.get(
+    "/api/{repo_type}/{namespace}/{name}/revision/{revision:path}",
+    response_model=RepoInfo,
+    response_model_exclude_none=True,
+)
+async def get_repo_info_at(
+    request: Request, node: NodeDep, principal: PrincipalDep, blobs: bool = False
+) -> Response:
     target = api_repo_path(request)
     return await info_response(node, principal, target.repo, "/".join(target.rest), blobs)
 
@@ -134,9 +162,17 @@ async def get_repo_info_at(request: Request, node: NodeDep, principal: Principal
 def list_item(row: Repo) -> dict[str, object]:
     rid = repo_id_of(row)
     item: dict[str, object] = {
-        "id": rid.full_name, "author": rid.namespace, "private": row.private,
-        "lastModified": iso_ms(row.updated_ms), "createdAt": iso_ms(row.created_ms),
-        "tags": [], "downloads": 0, "likes": 0, "gated": False, "disabled": False}
+        "id": rid.full_name,
+        "author": rid.namespace,
+        "private": row.private,
+        "lastModified": iso_ms(row.updated_ms),
+        "createdAt": iso_ms(row.created_ms),
+        "tags": [],
+        "downloads": 0,
+        "likes": 0,
+        "gated": False,
+        "disabled": False,
+    }
     if rid.type is RepoType.MODEL:
         item["modelId"] = rid.full_name
     return item
@@ -144,18 +180,24 @@ def list_item(row: Repo) -> dict[str, object]:
 
 @router.get("/api/{repo_type}", response_model=list[dict[str, object]])
 def list_repos(
-    repo_type: str, request: Request, node: NodeDep, principal: PrincipalDep,
-    search: str | None = None, author: str | None = None,
+    repo_type: str,
+    request: Request,
+    node: NodeDep,
+    principal: PrincipalDep,
+    search: str | None = None,
+    author: str | None = None,
     filter: Annotated[list[str] | None, Query()] = None,
-    sort: str | None = None, limit: int | None = Query(default=None, ge=1),
+    sort: str | None = None,
+    limit: int | None = Query(default=None, ge=1),
     offset: int = Query(default=0, ge=0),
 ) -> Response:
     kind = RepoType.from_plural(repo_type)
     if kind is None:
         return error_response(404, "NotFound", f"Unknown listing {repo_type!r}")
     page = min(limit or node.settings.limits.max_page_size, node.settings.limits.max_page_size)
-    rows = node.repos.list(principal, ListQuery(kind, search, author, tuple(filter or ()),
-                                                sort, offset, page))
+    rows = node.repos.list(
+        principal, ListQuery(kind, search, author, tuple(filter or ()), sort, offset, page)
+    )
     headers = {}
     if len(rows) == page and (limit is None or limit > page):
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"]
@@ -170,12 +212,16 @@ def validate_yaml(body: ValidateYamlIn) -> ValidateYamlOut:  # noqa: ARG001 - ac
     return ValidateYamlOut()
 
 
-@router.get("/api/{repo_type}/{namespace}/{name}/xet-write-token/{revision:path}",
-            include_in_schema=False)
-@router.get("/api/{repo_type}/{namespace}/{name}/xet-read-token/{revision:path}",
-            include_in_schema=False)
+@router.get(
+    "/api/{repo_type}/{namespace}/{name}/xet-write-token/{revision:path}", include_in_schema=False
+)
+@router.get(
+    "/api/{repo_type}/{namespace}/{name}/xet-read-token/{revision:path}", include_in_schema=False
+)
 def xet_token() -> Response:
     return error_response(
-        400, "XetUnsupported",
+        400,
+        "XetUnsupported",
         "This modelyard node does not speak Xet: set HF_HUB_DISABLE_XET=1 in your environment "
-        "(before importing huggingface_hub) and retry; uploads then use plain Git LFS.")
+        "(before importing huggingface_hub) and retry; uploads then use plain Git LFS.",
+    )

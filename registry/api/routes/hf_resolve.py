@@ -19,11 +19,14 @@ from registry.service.reads import Snapshot
 
 router = APIRouter(tags=["huggingface"])
 _RESPONSES: dict[int | str, dict[str, object]] = {
-    200: {"content": {"application/octet-stream": {}}}, 206: {}}
+    200: {"content": {"application/octet-stream": {}}},
+    206: {},
+}
 
 
-def _lookup(node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str,
-            path: str) -> tuple[Snapshot, TreeEntry]:
+def _lookup(
+    node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str, path: str
+) -> tuple[Snapshot, TreeEntry]:
     snap = node.reads.snapshot(principal, repo, revision)
     return snap, node.reads.file(snap, path)
 
@@ -42,14 +45,25 @@ async def _resolve(request: Request, node: NodeDep, principal: PrincipalDep) -> 
     else:  # not all cached: look up on the threadpool
         snap, entry = await run_in_threadpool(_lookup, node, principal, repo, revision, path)
     if node.blobs.stat(entry.blake3) is None:
-        raise EntryNotFoundError(f"The bytes of {path} are not on this node yet",
-                                 detail={"commit": snap.commit.id, "path": path})
-    return blob_response(node.blobs, entry.blake3, entry.size,
-                         resolve_headers(snap.commit.id, entry), head=request.method == "HEAD")
+        raise EntryNotFoundError(
+            f"The bytes of {path} are not on this node yet",
+            detail={"commit": snap.commit.id, "path": path},
+        )
+    return blob_response(
+        node.blobs,
+        entry.blake3,
+        entry.size,
+        resolve_headers(snap.commit.id, entry),
+        head=request.method == "HEAD",
+    )
 
 
 for _prefix, _kind in (("/datasets", "dataset"), ("", "model")):
     for _method in ("GET", "HEAD"):
-        router.api_route(_prefix + "/{namespace}/{name}/resolve/{rest:path}", methods=[_method],
-                         response_class=Response, responses=_RESPONSES,
-                         operation_id=f"resolve_{_kind}_file_{_method.lower()}")(_resolve)
+        router.api_route(
+            _prefix + "/{namespace}/{name}/resolve/{rest:path}",
+            methods=[_method],
+            response_class=Response,
+            responses=_RESPONSES,
+            operation_id=f"resolve_{_kind}_file_{_method.lower()}",
+        )(_resolve)

@@ -33,13 +33,15 @@ COMMITS_PAGE = 100
 
 
 def tree_items(node: NodeDep, items: list[Listed], *, expand: bool) -> list[dict[str, object]]:
-    commits = node.reads.commit_titles({i.last_commit for i in items if i.last_commit}) \
-        if expand else {}
+    commits = (
+        node.reads.commit_titles({i.last_commit for i in items if i.last_commit}) if expand else {}
+    )
     out = []
     for item in items:
         if item.entry is None:
-            out.append(TreeItem(type="directory", oid=tree_oid([item.path]), size=0,
-                                path=item.path))
+            out.append(
+                TreeItem(type="directory", oid=tree_oid([item.path]), size=0, path=item.path)
+            )
             continue
         e = item.entry
         tree_item = TreeItem(type="file", oid=e.oid, size=e.size, path=item.path)
@@ -47,15 +49,17 @@ def tree_items(node: NodeDep, items: list[Listed], *, expand: bool) -> list[dict
             tree_item.lfs = LfsInfo(oid=e.sha256, size=e.size, pointerSize=len(e.pointer))
         last = commits.get(item.last_commit or "")
         if last is not None:
-            tree_item.lastCommit = LastCommit(id=last.id, title=last.title,
-                                              date=iso_ms(last.created_ms))
+            tree_item.lastCommit = LastCommit(
+                id=last.id, title=last.title, date=iso_ms(last.created_ms)
+            )
         out.append(tree_item)
     return [i.model_dump(exclude_none=True) for i in out]
 
 
-def paginated(request: Request, items: list[dict[str, object]], page_size: int) -> Response:
-    cursor = int(request.query_params.get("cursor", "0") or 0)
-    page = items[cursor:cursor + page_size]
+def paginated(
+    request: Request, items: list[dict[str, object]], page_size: int, cursor: int
+) -> Response:
+    page = items[cursor : cursor + page_size]
     headers = {}
     if cursor + page_size < len(items):
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
@@ -65,21 +69,30 @@ def paginated(request: Request, items: list[dict[str, object]], page_size: int) 
 
 
 @router.get(PREFIX + "/tree/{rest:path}", response_model=list[TreeItem])
-def list_tree(request: Request, node: NodeDep, principal: PrincipalDep,
-              recursive: bool = False, expand: bool = False,
-              cursor: Annotated[int, Query(ge=0)] = 0) -> Response:  # noqa: ARG001 - paginated
+def list_tree(
+    request: Request,
+    node: NodeDep,
+    principal: PrincipalDep,
+    recursive: bool = False,
+    expand: bool = False,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
     target = api_repo_path(request)
     snap = node.reads.snapshot(principal, target.repo, target.rest[0])
     folder = "/".join(target.rest[1:]).strip("/")
     items = node.reads.listing(snap, folder, recursive=recursive)
     page_size = 50 if expand else node.settings.limits.max_page_size
-    return paginated(request, tree_items(node, items, expand=expand), page_size)
+    return paginated(request, tree_items(node, items, expand=expand), page_size, cursor)
 
 
 @router.post(PREFIX + "/paths-info/{revision:path}", response_model=list[TreeItem])
-def paths_info(request: Request, node: NodeDep, principal: PrincipalDep,
-               paths: Annotated[list[str], Form(max_length=1000)],
-               expand: Annotated[bool, Form()] = False) -> Response:
+def paths_info(
+    request: Request,
+    node: NodeDep,
+    principal: PrincipalDep,
+    paths: Annotated[list[str], Form(max_length=1000)],
+    expand: Annotated[bool, Form()] = False,
+) -> Response:
     target = api_repo_path(request)
     snap = node.reads.snapshot(principal, target.repo, "/".join(target.rest))
     return JSONResponse(tree_items(node, node.reads.paths_info(snap, paths), expand=expand))
@@ -91,27 +104,40 @@ def ref_item(ref: Ref, kind: str) -> RefItem:
 
 
 @router.get(PREFIX + "/refs", response_model=RefsOut, response_model_exclude_none=True)
-def list_refs(request: Request, node: NodeDep, principal: PrincipalDep,
-              include_prs: bool = False) -> RefsOut:
+def list_refs(
+    request: Request, node: NodeDep, principal: PrincipalDep, include_prs: bool = False
+) -> RefsOut:
     target = api_repo_path(request)
     refs = node.reads.refs(node.repos.get(principal, target.repo))
 
     def of(kind: str) -> list[RefItem]:
         return [ref_item(r, kind) for r in refs if r.name.startswith(kind)]
 
-    return RefsOut(branches=of("refs/heads/"), tags=of("refs/tags/"),
-                   pullRequests=of("refs/pr/") if include_prs else None)
+    return RefsOut(
+        branches=of("refs/heads/"),
+        tags=of("refs/tags/"),
+        pullRequests=of("refs/pr/") if include_prs else None,
+    )
 
 
 @router.get(PREFIX + "/commits/{revision:path}", response_model=list[CommitItem])
-def list_commits(request: Request, node: NodeDep, principal: PrincipalDep,
-                 p: Annotated[int, Query(ge=0)] = 0) -> Response:
+def list_commits(
+    request: Request, node: NodeDep, principal: PrincipalDep, p: Annotated[int, Query(ge=0)] = 0
+) -> Response:
     target = api_repo_path(request)
     snap = node.reads.snapshot(principal, target.repo, "/".join(target.rest))
     history = node.reads.commits(snap)
-    page = history[p * COMMITS_PAGE:(p + 1) * COMMITS_PAGE]
-    items = [CommitItem(id=c.id, title=c.title, message=c.message, date=iso_ms(c.created_ms),
-                        authors=[CommitAuthor(user=c.author)]).model_dump() for c in page]
+    page = history[p * COMMITS_PAGE : (p + 1) * COMMITS_PAGE]
+    items = [
+        CommitItem(
+            id=c.id,
+            title=c.title,
+            message=c.message,
+            date=iso_ms(c.created_ms),
+            authors=[CommitAuthor(user=c.author)],
+        ).model_dump()
+        for c in page
+    ]
     headers = {}
     if (p + 1) * COMMITS_PAGE < len(history):
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "p"]
@@ -121,12 +147,12 @@ def list_commits(request: Request, node: NodeDep, principal: PrincipalDep,
 
 
 @router.post(PREFIX + "/branch/{branch:path}")
-def create_branch(request: Request, node: NodeDep, principal: PrincipalDep,
-                  body: BranchIn | None = None) -> dict[str, str]:
+def create_branch(
+    request: Request, node: NodeDep, principal: PrincipalDep, body: BranchIn | None = None
+) -> dict[str, str]:
     target = api_repo_path(request)
     branch = "/".join(target.rest)
-    node.commits.create_branch(principal, target.repo, branch,
-                               body.startingPoint if body else None)
+    node.commits.create_branch(principal, target.repo, branch, body.startingPoint if body else None)
     return {"ref": f"refs/heads/{branch}"}
 
 
@@ -139,8 +165,9 @@ def delete_branch(request: Request, node: NodeDep, principal: PrincipalDep) -> d
 
 
 @router.post(PREFIX + "/tag/{revision:path}")
-def create_tag(request: Request, body: TagIn, node: NodeDep,
-               principal: PrincipalDep) -> dict[str, str]:
+def create_tag(
+    request: Request, body: TagIn, node: NodeDep, principal: PrincipalDep
+) -> dict[str, str]:
     target = api_repo_path(request)
     node.commits.create_tag(principal, target.repo, "/".join(target.rest), body.tag)
     return {"ref": f"refs/tags/{body.tag}"}

@@ -42,17 +42,28 @@ router = APIRouter(tags=["huggingface"])
 LFS_URL_TTL = 24 * 3600
 
 
-@router.post("/api/{repo_type}/{namespace}/{name}/preupload/{revision:path}",
-             response_model=PreuploadOut)
-def preupload(request: Request, body: PreuploadIn, node: NodeDep,
-              principal: PrincipalDep) -> PreuploadOut:
+@router.post(
+    "/api/{repo_type}/{namespace}/{name}/preupload/{revision:path}", response_model=PreuploadOut
+)
+def preupload(
+    request: Request, body: PreuploadIn, node: NodeDep, principal: PrincipalDep
+) -> PreuploadOut:
     target = api_repo_path(request)
     files = [PreuploadFile(check_repo_path(f.path), f.size) for f in body.files]
-    answers = node.commits.preupload(principal, target.repo, "/".join(target.rest), files,
-                                     body.gitIgnore)
-    return PreuploadOut(files=[PreuploadFileOut(
-        path=a.path, uploadMode="lfs" if a.lfs else "regular", shouldIgnore=a.ignored, oid=a.oid)
-        for a in answers])
+    answers = node.commits.preupload(
+        principal, target.repo, "/".join(target.rest), files, body.gitIgnore
+    )
+    return PreuploadOut(
+        files=[
+            PreuploadFileOut(
+                path=a.path,
+                uploadMode="lfs" if a.lfs else "regular",
+                shouldIgnore=a.ignored,
+                oid=a.oid,
+            )
+            for a in answers
+        ]
+    )
 
 
 def _batch_repo(request: Request) -> RepoId:
@@ -62,12 +73,14 @@ def _batch_repo(request: Request) -> RepoId:
     return parse_repo(plural, namespace, name.removesuffix(".git"))
 
 
-def _lfs_batch(request: Request, body: LfsBatchIn, node: NodeDep,
-               principal: PrincipalDep) -> LfsBatchOut:
+def _lfs_batch(
+    request: Request, body: LfsBatchIn, node: NodeDep, principal: PrincipalDep
+) -> LfsBatchOut:
     if body.operation != "upload":
         raise InvalidError("Only the upload operation is supported; download via /resolve")
-    answers = node.uploads.lfs_batch(principal, _batch_repo(request),
-                                     [LfsObject(o.oid, o.size) for o in body.objects])
+    answers = node.uploads.lfs_batch(
+        principal, _batch_repo(request), [LfsObject(o.oid, o.size) for o in body.objects]
+    )
     base = public_base(request, node.settings.public_url)
     expires = str(int(time.time()) + LFS_URL_TTL)
     objects = []
@@ -79,27 +92,36 @@ def _lfs_batch(request: Request, body: LfsBatchIn, node: NodeDep,
             sig = sign(node.identity.secret, a.oid, str(a.size), expires)
             query = f"size={a.size}&expires={expires}&sig={sig}"
             out.actions = {
-                "upload": LfsAction(href=f"{base}/lfs/objects/{a.oid}?{query}",
-                                    expires_in=LFS_URL_TTL),
-                "verify": LfsAction(href=f"{base}/lfs/verify/{a.oid}")}
+                "upload": LfsAction(
+                    href=f"{base}/lfs/objects/{a.oid}?{query}", expires_in=LFS_URL_TTL
+                ),
+                "verify": LfsAction(href=f"{base}/lfs/verify/{a.oid}"),
+            }
         objects.append(out)
     return LfsBatchOut(objects=objects)
 
 
 for _prefix, _kind in (("", "model"), ("/datasets", "dataset")):
-    router.post(_prefix + "/{namespace}/{name_git}/info/lfs/objects/batch",
-                response_model=LfsBatchOut, response_model_exclude_none=True,
-                operation_id=f"lfs_batch_{_kind}")(_lfs_batch)
+    router.post(
+        _prefix + "/{namespace}/{name_git}/info/lfs/objects/batch",
+        response_model=LfsBatchOut,
+        response_model_exclude_none=True,
+        operation_id=f"lfs_batch_{_kind}",
+    )(_lfs_batch)
 
 
 @router.put("/lfs/objects/{oid}", status_code=200)
-async def lfs_upload(oid: str, size: int, expires: str, sig: str, request: Request,
-                     node: NodeDep) -> dict[str, object]:
+async def lfs_upload(
+    oid: str, size: int, expires: str, sig: str, request: Request, node: NodeDep
+) -> dict[str, object]:
     """Receive an LFS object; authorised by the signature in the URL (clients send no auth)."""
-    if not verify_signature(node.identity.secret, sig, oid, str(size), expires) \
-            or int(expires) < time.time():
-        raise UnauthorizedError("Upload URL signature is invalid or expired; ask the batch "
-                                "endpoint for a new one")
+    if (
+        not verify_signature(node.identity.secret, sig, oid, str(size), expires)
+        or int(expires) < time.time()
+    ):
+        raise UnauthorizedError(
+            "Upload URL signature is invalid or expired; ask the batch endpoint for a new one"
+        )
     if await run_in_threadpool(node.uploads.has_sha256, oid, size):
         return {"oid": oid, "size": size, "stored": False}
     writer = node.uploads.writer(size)
@@ -127,8 +149,9 @@ def parse_ndjson(body: bytes) -> tuple[dict[str, object], list[Operation]]:
             key, value = item["key"], item["value"]
             assert isinstance(value, dict)
         except (ValueError, KeyError, TypeError, AssertionError):
-            raise InvalidError(f"Malformed NDJSON at line {number}: expected "
-                               '{"key": ..., "value": {...}}') from None
+            raise InvalidError(
+                f'Malformed NDJSON at line {number}: expected {{"key": ..., "value": {{...}}}}'
+            ) from None
         if key == "header":
             header = value
         else:
@@ -156,18 +179,25 @@ def _operation(key: str, value: dict[str, object], number: int) -> Operation:
         return AddBytes(path, data)
     if key == "lfsFile":
         oid, size = value.get("oid"), value.get("size")
-        if not isinstance(oid, str) or not is_sha256(oid) or not (
-                size is None or (isinstance(size, int) and size >= 0)):
+        if (
+            not isinstance(oid, str)
+            or not is_sha256(oid)
+            or not (size is None or (isinstance(size, int) and size >= 0))
+        ):
             raise InvalidError(f"Line {number}: lfsFile needs a sha256 oid and a size")
         return AddLfs(path, oid, size)
     raise InvalidError(f"Line {number}: unknown operation {key!r}")
 
 
-@router.post("/api/{repo_type}/{namespace}/{name}/commit/{revision:path}",
-             response_model=CommitOut, response_model_exclude_none=True,
-             openapi_extra={"requestBody": {"content": {"application/x-ndjson": {}}}})
-async def commit(request: Request, node: NodeDep, principal: PrincipalDep,
-                 create_pr: bool = False) -> Response:
+@router.post(
+    "/api/{repo_type}/{namespace}/{name}/commit/{revision:path}",
+    response_model=CommitOut,
+    response_model_exclude_none=True,
+    openapi_extra={"requestBody": {"content": {"application/x-ndjson": {}}}},
+)
+async def commit(
+    request: Request, node: NodeDep, principal: PrincipalDep, create_pr: bool = False
+) -> Response:
     target = api_repo_path(request)
     body = await request.body()
 
@@ -175,14 +205,26 @@ async def commit(request: Request, node: NodeDep, principal: PrincipalDep,
         header, operations = parse_ndjson(body)
         parent = header.get("parentCommit")
         result = node.commits.commit(
-            principal, target.repo, "/".join(target.rest), title=str(header["summary"]),
-            message=str(header.get("description") or ""), operations=operations,
-            parent_commit=str(parent) if parent else None, create_pr=create_pr)
-        base = f"{public_base(request, node.settings.public_url)}/" \
-               f"{target.repo.type.url_prefix}{target.repo.full_name}"
+            principal,
+            target.repo,
+            "/".join(target.rest),
+            title=str(header["summary"]),
+            message=str(header.get("description") or ""),
+            operations=operations,
+            parent_commit=str(parent) if parent else None,
+            create_pr=create_pr,
+        )
+        base = (
+            f"{public_base(request, node.settings.public_url)}/"
+            f"{target.repo.type.url_prefix}{target.repo.full_name}"
+        )
         pr_url = f"{base}/discussions/{result.pr_number}" if result.pr_number else None
-        return CommitOut(commitOid=result.sha, commitUrl=f"{base}/commit/{result.sha}",
-                         commitMessage=str(header["summary"]), pullRequestUrl=pr_url)
+        return CommitOut(
+            commitOid=result.sha,
+            commitUrl=f"{base}/commit/{result.sha}",
+            commitMessage=str(header["summary"]),
+            pullRequestUrl=pr_url,
+        )
 
     out = await run_in_threadpool(run)
     return JSONResponse(out.model_dump(exclude_none=True))

@@ -21,8 +21,12 @@ router = APIRouter(prefix="/v1", tags=["native"])
 
 @router.get("/health", response_model=Health)
 def health(node: NodeDep) -> Health:
-    return Health(node_id=node.identity.node_id, version=__version__,
-                  serial=node.db.head_serial(), epoch=node.identity.epoch)
+    return Health(
+        node_id=node.identity.node_id,
+        version=__version__,
+        serial=node.db.head_serial(),
+        epoch=node.identity.epoch,
+    )
 
 
 def get_blob(blake3: str, request: Request, node: NodeDep, principal: PrincipalDep) -> Response:
@@ -30,32 +34,49 @@ def get_blob(blake3: str, request: Request, node: NodeDep, principal: PrincipalD
     info = node.blobs.stat(digest)
     if info is None or not node.uploads.readable(principal, digest):
         raise BlobNotFoundError(f"Blob {digest} not found")
-    return blob_response(node.blobs, digest, info.size, {"ETag": f'"{digest.hex}"'},
-                         head=request.method == "HEAD")
+    return blob_response(
+        node.blobs, digest, info.size, {"ETag": f'"{digest.hex}"'}, head=request.method == "HEAD"
+    )
 
 
 for _method in ("GET", "HEAD"):
-    router.api_route("/blobs/{blake3}", methods=[_method], response_class=Response,
-                     operation_id=f"{_method.lower()}_blob",
-                     responses={200: {"content": {"application/octet-stream": {}}}, 206: {}},
-                     )(get_blob)
+    router.api_route(
+        "/blobs/{blake3}",
+        methods=[_method],
+        response_class=Response,
+        operation_id=f"{_method.lower()}_blob",
+        responses={200: {"content": {"application/octet-stream": {}}}, 206: {}},
+    )(get_blob)
 
 
-@router.put("/blobs/{blake3}", status_code=201, response_model=BlobStored,
-            responses={200: {"model": BlobStored}})
-async def put_blob(blake3: str, request: Request, node: NodeDep,
-                   principal: PrincipalDep) -> JSONResponse:
+@router.put(
+    "/blobs/{blake3}",
+    status_code=201,
+    response_model=BlobStored,
+    responses={200: {"model": BlobStored}},
+)
+async def put_blob(
+    blake3: str, request: Request, node: NodeDep, principal: PrincipalDep
+) -> JSONResponse:
     digest = Digest.parse(blake3)
     require_uploader(principal)
     length = request.headers.get("content-length")
     size = int(length) if length and length.isdigit() else None
     existing = await run_in_threadpool(node.uploads.stored, digest)
     if existing is not None:
-        return JSONResponse(BlobStored(blake3=digest.hex, sha256=existing.sha256,
-                                       size=existing.size, created=False).model_dump())
+        return JSONResponse(
+            BlobStored(
+                blake3=digest.hex, sha256=existing.sha256, size=existing.size, created=False
+            ).model_dump()
+        )
     writer = node.uploads.writer(size)
     await receive_body(request, writer, size)
-    hashes = await run_in_threadpool(node.uploads.complete, writer,
-                                     Expected(blake3=digest, size=size))
-    return JSONResponse(BlobStored(blake3=digest.hex, sha256=hashes.sha256, size=hashes.size,
-                                   created=True).model_dump(), status_code=201)
+    hashes = await run_in_threadpool(
+        node.uploads.complete, writer, Expected(blake3=digest, size=size)
+    )
+    return JSONResponse(
+        BlobStored(
+            blake3=digest.hex, sha256=hashes.sha256, size=hashes.size, created=True
+        ).model_dump(),
+        status_code=201,
+    )
