@@ -55,8 +55,18 @@ class Database:
                 callback()
 
     def append_change(
-        self, session: Session, origin: str, kind: str, repo: str, body: dict[str, Any]
+        self,
+        session: Session,
+        origin: str,
+        kind: str,
+        repo: str,
+        body: dict[str, Any],
+        *,
+        private: bool,
+        origin_serial: int | None = None,
     ) -> int:
+        """Append one entry with the next serial; `origin_serial` is given for entries
+        learned from a peer (their own serial is then kept for dedup)."""
         counter = session.exec(
             select(Counter).where(Counter.name == "serial").with_for_update()
         ).one()
@@ -67,9 +77,10 @@ class Database:
             Change(
                 serial=serial,
                 origin=origin,
-                origin_serial=serial,
+                origin_serial=serial if origin_serial is None else origin_serial,
                 kind=kind,
                 repo=repo,
+                private=private,
                 body=json.dumps(body, sort_keys=True),
                 created_ms=now_ms(),
             )

@@ -92,5 +92,6 @@ class Change(SQLModel, table=True):
     origin_serial: int
     kind: str
     repo: str
+    private: bool  # entries of private repos go only to peers that may read them
     body: str
     created_ms: int

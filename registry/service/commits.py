@@ -27,7 +27,7 @@ from registry.metadata.tables import Blob, Ref, Repo, TreeRow
 from registry.service.auth import Principal, require_write
 from registry.service.node import NodeIdentity
 from registry.service.reads import entry_of, resolve_commit
-from registry.service.repos import RepoService, find_repo, repo_id_of, set_ref, write_commit
+from registry.service.repos import RepoService, find_repo, log_change, set_ref, write_commit
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -201,11 +201,12 @@ class CommitService:
             session.delete(existing)
             row.ref_version += 1
             session.add(row)
-            self._db.append_change(
+            log_change(
+                self._db,
                 session,
-                self._node.node_id,
+                self._node,
+                row,
                 "ref.delete",
-                repo_id_of(row).key,
                 {"ref": ref, "version": row.ref_version},
             )
 

@@ -96,9 +96,7 @@ class RepoService:
             )
             session.add(row)
             session.flush()
-            self._db.append_change(
-                session, self._node.node_id, "repo.upsert", repo.key, repo_body(row)
-            )
+            log_change(self._db, session, self._node, row, "repo.upsert", repo_body(row))
             entry = TreeEntry(
                 ".gitattributes",
                 attributes.blake3,
@@ -133,13 +131,7 @@ class RepoService:
             session.execute(delete(Commit).where(col(Commit.repo_id) == row.id))
             session.execute(delete(Ref).where(col(Ref.repo_id) == row.id))
             session.delete(row)
-            self._db.append_change(
-                session,
-                self._node.node_id,
-                "repo.delete",
-                repo.key,
-                {"incarnation": row.incarnation},
-            )
+            log_change(self._db, session, self._node, row, "repo.delete", {})
         logger.info("repo deleted repo=%s", repo)
 
     def get(self, principal: Principal, repo: RepoId) -> Repo:
@@ -246,11 +238,12 @@ def write_commit(
                 last_commit=last,
             )
         )
-    db.append_change(
+    log_change(
+        db,
         session,
-        node.node_id,
+        node,
+        repo,
         "commit.add",
-        rid.key,
         {
             "id": sha,
             "parent": parent,
@@ -278,10 +271,21 @@ def set_ref(
         row = Ref(repo_id=repo.id, name=ref, commit_id=sha, version=repo.ref_version)
     row.commit_id, row.version = sha, repo.ref_version
     session.add(row)
-    db.append_change(
-        session,
-        node.node_id,
-        "ref.set",
-        repo_id_of(repo).key,
-        {"ref": ref, "commit": sha, "version": repo.ref_version},
+    log_change(
+        db, session, node, repo, "ref.set", {"ref": ref, "commit": sha, "version": repo.ref_version}
+    )
+
+
+def log_change(
+    db: Database,
+    session: Session,
+    node: NodeIdentity,
+    repo: Repo,
+    kind: str,
+    body: dict[str, object],
+) -> int:
+    """Log a change of `repo` made on this node; every entry names the repo's incarnation."""
+    full = {**body, "incarnation": repo.incarnation}
+    return db.append_change(
+        session, node.node_id, kind, repo_id_of(repo).key, full, private=repo.private
     )
