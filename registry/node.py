@@ -9,6 +9,7 @@ from registry.metadata.db import Database
 from registry.service.auth import AuthService
 from registry.service.cache import ReadCache
 from registry.service.commits import CommitService
+from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.node import NodeIdentity
 from registry.service.reads import ReadService
 from registry.service.repos import RepoService
@@ -30,6 +31,8 @@ class Node:
     reads: ReadService
     commits: CommitService
     uploads: UploadService
+    feed: FeedService
+    notifier: ChangeNotifier
     new_admin_token: str | None = None
 
     @classmethod
@@ -47,6 +50,8 @@ class Node:
         repos = RepoService(db, blobs, identity)
         cache = ReadCache()
         db.after_write.append(cache.new_generation)
+        notifier = ChangeNotifier()
+        db.after_write.append(notifier.notify)
         node = cls(
             settings,
             db,
@@ -57,6 +62,8 @@ class Node:
             ReadService(db, cache),
             CommitService(db, blobs, identity, repos),
             UploadService(db, blobs),
+            FeedService(db),
+            notifier,
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

@@ -235,3 +235,22 @@ class ValidateYamlIn(BaseModel):
 class ValidateYamlOut(BaseModel):
     errors: list[dict[str, str]] = []
     warnings: list[dict[str, str]] = []
+
+
+class FeedEntryOut(BaseModel):
+    serial: int
+    origin: str
+    origin_serial: int
+    kind: str
+    repo: str
+    private: bool
+    body: dict[str, object]
+    created_ms: int
+
+
+class FeedOut(BaseModel):
+    node_id: str
+    epoch: str
+    head: int
+    last_serial: int
+    entries: list[FeedEntryOut]

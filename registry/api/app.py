@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,7 @@ from registry import __version__
 from registry.api import errors
 from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
-from registry.api.routes import hf_repos, hf_resolve, hf_tree, hf_upload, native
+from registry.api.routes import hf_repos, hf_resolve, hf_tree, hf_upload, native, sync
 from registry.node import Node
 from registry.settings import Settings
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = node or Node.open(settings)
+        opened.notifier.bind(asyncio.get_running_loop())
         app.state.node = opened
         try:
             yield
@@ -42,7 +44,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         generate_unique_id_function=_operation_id,
     )
     errors.install(app)
-    for module in (native, hf_repos, hf_tree, hf_upload, hf_resolve):
+    for module in (native, sync, hf_repos, hf_tree, hf_upload, hf_resolve):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(ReadFastPath)

@@ -25,6 +25,7 @@ STATUS = [
     (e.ForbiddenError, 403),
     (e.NotFoundError, 404),
     (e.ConflictError, 409),
+    (e.PeerError, 409),
     (e.PreconditionError, 412),
     (e.TooLargeError, 413),
     (e.InvalidError, 400),

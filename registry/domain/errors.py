@@ -122,6 +122,18 @@ class ForbiddenError(RegistryError):
     code = "Forbidden"
 
 
+class PeerError(RegistryError):
+    code = "PeerError"
+
+
+class PeerMismatchError(PeerError):
+    code = "PeerMismatch"
+
+
+class CursorAheadError(PeerError):
+    code = "CursorAhead"
+
+
 class StorageError(RegistryError):
     code = "StorageFailure"
 
