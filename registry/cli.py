@@ -114,6 +114,7 @@ def serve(
         loop="uvloop",
         http="httptools",
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=5,  # peers' long-polls would otherwise hold a stop
     )
     node.close()
 

@@ -11,7 +11,9 @@ from registry.service.cache import ReadCache
 from registry.service.commits import CommitService
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.node import NodeIdentity
+from registry.service.peers import PeerService, Thresholds
 from registry.service.reads import ReadService
+from registry.service.replication import ReplicationService
 from registry.service.repos import RepoService
 from registry.service.uploads import UploadService
 from registry.settings import Settings
@@ -31,6 +33,8 @@ class Node:
     reads: ReadService
     commits: CommitService
     uploads: UploadService
+    peers: PeerService
+    replication: ReplicationService
     feed: FeedService
     notifier: ChangeNotifier
     new_admin_token: str | None = None
@@ -48,6 +52,7 @@ class Node:
         secret = settings.admin_token.get_secret_value() if settings.admin_token else None
         new_token = auth.ensure_admin(secret)
         repos = RepoService(db, blobs, identity)
+        sync = settings.sync
         cache = ReadCache()
         db.after_write.append(cache.new_generation)
         notifier = ChangeNotifier()
@@ -61,7 +66,9 @@ class Node:
             repos,
             ReadService(db, cache),
             CommitService(db, blobs, identity, repos),
-            UploadService(db, blobs),
+            UploadService(db, blobs, identity),
+            PeerService(db, Thresholds(sync.degraded_after, sync.down_after, sync.up_after)),
+            ReplicationService(db, blobs, identity),
             FeedService(db),
             notifier,
             new_token,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, SecretStr, field_validator
 from pydantic_settings import (
@@ -18,6 +19,31 @@ class LimitSettings(BaseModel):
     max_commit_bytes: int = 256 * 1024 * 1024
     max_commit_operations: int = 100_000
     max_page_size: int = 1000
+
+
+class PeerConfig(BaseModel):
+    url: str
+    token: str | None = None
+    blobs: Literal["eager", "lazy"] = "eager"
+
+
+class SyncSettings(BaseModel):
+    peers: list[PeerConfig] = []  # added to the peer table at start (also: /v1/peers)
+    long_poll: float = 20.0  # seconds a feed request may wait for news
+    probe_interval: float = 2.0  # seconds between health probes of each peer
+    batch: int = 500
+    blob_workers: int = 4  # concurrent eager blob downloads
+    degraded_after: int = 2  # consecutive failures
+    down_after: int = 5
+    up_after: int = 3  # consecutive successes for a down peer to be up again
+
+    @field_validator("peers")
+    @classmethod
+    def _unique(cls, peers: list[PeerConfig]) -> list[PeerConfig]:
+        urls = [p.url.rstrip("/") for p in peers]
+        if len(urls) != len(set(urls)):
+            raise ValueError("peers must be unique")
+        return peers
 
 
 class Settings(BaseSettings):
@@ -36,6 +62,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     log_level: str = "INFO"
     limits: LimitSettings = LimitSettings()
+    sync: SyncSettings = SyncSettings()
 
     @field_validator("public_url")
     @classmethod

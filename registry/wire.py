@@ -254,3 +254,25 @@ class FeedOut(BaseModel):
     head: int
     last_serial: int
     entries: list[FeedEntryOut]
+
+
+class PeerIn(BaseModel):
+    url: str = Field(max_length=2000)
+    token: str | None = Field(default=None, max_length=500)
+    blobs: Literal["eager", "lazy"] = "eager"
+
+
+class PeerOut(BaseModel):
+    id: str
+    url: str
+    token: str | None  # masked: never shown back in full
+    blobs: str
+    node_id: str | None
+    state: str
+    cursor: int
+    head: int
+    lag_serials: int
+    lag_seconds: float
+    last_success: str | None
+    last_error: str | None
+    bad_blobs: int

@@ -53,6 +53,7 @@ class ServerThread:
             log_level="warning",
             lifespan="on",
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=1,  # a peer's long-poll must not hold the teardown
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

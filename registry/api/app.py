@@ -13,9 +13,10 @@ from registry import __version__
 from registry.api import errors
 from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
-from registry.api.routes import hf_repos, hf_resolve, hf_tree, hf_upload, native, sync
+from registry.api.routes import hf_repos, hf_resolve, hf_tree, hf_upload, native, peers, sync
 from registry.node import Node
 from registry.settings import Settings
+from sync.loop import SyncLoop
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -30,10 +31,15 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = node or Node.open(settings)
         opened.notifier.bind(asyncio.get_running_loop())
-        app.state.node = opened
+        replicator = SyncLoop(
+            opened.identity, opened.peers, opened.replication, opened.uploads, opened.settings.sync
+        )
+        replicator.start()
+        app.state.node, app.state.sync = opened, replicator
         try:
             yield
         finally:
+            replicator.stop()
             if node is None:
                 opened.close()
 
@@ -44,7 +50,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         generate_unique_id_function=_operation_id,
     )
     errors.install(app)
-    for module in (native, sync, hf_repos, hf_tree, hf_upload, hf_resolve):
+    for module in (native, sync, peers, hf_repos, hf_tree, hf_upload, hf_resolve):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(ReadFastPath)

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from registry.node import Node
 from registry.service.auth import Principal
+from sync.loop import SyncLoop
 
 
 async def get_node(request: Request) -> Node:
@@ -28,3 +29,11 @@ async def get_principal(request: Request) -> Principal:
 
 NodeDep = Annotated[Node, Depends(get_node)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_sync(request: Request) -> SyncLoop:
+    loop: SyncLoop = request.app.state.sync
+    return loop
+
+
+SyncDep = Annotated[SyncLoop, Depends(get_sync)]

@@ -9,7 +9,7 @@
     ├── TooLargeError          PayloadTooLarge
     ├── UnauthorizedError      Unauthorized (no or bad token)
     ├── ForbiddenError         Forbidden (token lacks the right)
-    └── StorageError           StorageFailure
+    └── StorageError           StorageFailure, BlobUnavailable
 
 The HTTP mapping of families to status codes lives in `registry.api.errors` only.
 """
@@ -136,6 +136,10 @@ class CursorAheadError(PeerError):
 
 class StorageError(RegistryError):
     code = "StorageFailure"
+
+
+class BlobUnavailableError(StorageError):
+    code = "BlobUnavailable"
 
 
 def all_error_classes() -> list[type[RegistryError]]:

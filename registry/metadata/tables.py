@@ -95,3 +95,25 @@ class Change(SQLModel, table=True):
     private: bool  # entries of private repos go only to peers that may read them
     body: str
     created_ms: int
+
+
+class Peer(SQLModel, table=True):
+    """A node this one pulls from. `token` is kept to be used, never shown back in full."""
+
+    id: str = Field(primary_key=True)
+    url: str = Field(unique=True)
+    token: str | None = None
+    blobs: str = "eager"  # eager | lazy
+    node_id: str | None = None  # learned at first contact, then expected
+    epoch: str | None = None
+    cursor: int = 0  # last serial of the peer's feed applied here
+    head: int = 0  # the peer's head serial when last seen
+    behind_since_ms: int | None = None  # when we first saw unapplied entries
+    created_ms: int
+
+
+class Tombstone(SQLModel, table=True):
+    """A deleted incarnation of a repo: late entries for it are ignored."""
+
+    repo: str = Field(primary_key=True)
+    incarnation: str = Field(primary_key=True)

@@ -115,6 +115,13 @@ def can_read(principal: Principal, repo: Repo) -> bool:
     return not repo.private or principal.is_admin or principal.user == repo.namespace
 
 
+def require_admin(principal: Principal) -> None:
+    if principal.anonymous:
+        raise UnauthorizedError("This needs the admin token")
+    if not principal.is_admin:
+        raise ForbiddenError("Only the node's admin may do this")
+
+
 def require_write(principal: Principal, namespace: str) -> None:
     if principal.anonymous:
         raise UnauthorizedError("Write access needs a token: pass one as a Bearer token")

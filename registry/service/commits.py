@@ -11,7 +11,6 @@ from registry.domain.commit import TreeEntry, parent_dirs
 from registry.domain.digest import REGULAR_FILE_MAX, Digest
 from registry.domain.errors import (
     EntryNotFoundError,
-    HomeMismatchError,
     InvalidPathError,
     MissingObjectError,
     ParentMismatchError,
@@ -27,7 +26,14 @@ from registry.metadata.tables import Blob, Ref, Repo, TreeRow
 from registry.service.auth import Principal, require_write
 from registry.service.node import NodeIdentity
 from registry.service.reads import entry_of, resolve_commit
-from registry.service.repos import RepoService, find_repo, log_change, set_ref, write_commit
+from registry.service.repos import (
+    RepoService,
+    find_repo,
+    log_change,
+    require_home,
+    set_ref,
+    write_commit,
+)
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -87,8 +93,7 @@ class CommitService:
     def _writable(self, session: Session, principal: Principal, repo: RepoId) -> Repo:
         row = find_repo(session, principal, repo)
         require_write(principal, repo.namespace)
-        if row.home_node != self._node.node_id:
-            raise HomeMismatchError(f"This repo's home is node {row.home_node}; write there")
+        require_home(session, row, self._node)
         return row
 
     def commit(

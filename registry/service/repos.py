@@ -11,11 +11,11 @@ from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry, commit_id
 from registry.domain.digest import Digest, hash_bytes
-from registry.domain.errors import RepoExistsError, RepoNotFoundError
+from registry.domain.errors import HomeMismatchError, RepoExistsError, RepoNotFoundError
 from registry.domain.names import RepoId, RepoType
 from registry.domain.patterns import DEFAULT_GITATTRIBUTES
 from registry.metadata.db import Database, now_ms
-from registry.metadata.tables import Blob, Commit, Ref, Repo, TreeRow
+from registry.metadata.tables import Blob, Commit, Peer, Ref, Repo, TreeRow
 from registry.service.auth import Principal, can_read, require_write
 from registry.service.node import NodeIdentity
 from registry.storage import BlobStore, Expected, put
@@ -125,6 +125,7 @@ class RepoService:
         with self._db.write() as session:
             row = find_repo(session, principal, repo)
             require_write(principal, repo.namespace)
+            require_home(session, row, self._node)
             assert row.id is not None
             commits = select(Commit.id).where(Commit.repo_id == row.id)
             session.execute(delete(TreeRow).where(col(TreeRow.commit_id).in_(commits)))
@@ -157,6 +158,19 @@ class RepoService:
         stmt = stmt.order_by(order, col(Repo.id).desc()).offset(query.offset).limit(query.limit)
         with self._db.read() as session:
             return list(session.exec(stmt).all())
+
+
+def require_home(session: Session, repo: Repo, node: NodeIdentity) -> None:
+    """Only a repo's home node accepts writes; a replica names the home in its refusal."""
+    if repo.home_node == node.node_id:
+        return
+    peer = session.exec(select(Peer).where(Peer.node_id == repo.home_node)).first()
+    where = f" at {peer.url}" if peer else ""
+    raise HomeMismatchError(
+        f"This node holds a replica of the repo; its home is node {repo.home_node}{where}: "
+        "send writes there",
+        detail={"home": repo.home_node, "home_url": peer.url if peer else None},
+    )
 
 
 def repo_body(row: Repo) -> dict[str, object]:

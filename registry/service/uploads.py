@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlmodel import col, or_, select
@@ -11,7 +12,8 @@ from registry.domain.names import RepoId
 from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Commit, Repo, TreeRow
 from registry.service.auth import Principal, require_write
-from registry.service.repos import find_repo, record_blob
+from registry.service.node import NodeIdentity
+from registry.service.repos import find_repo, record_blob, require_home
 from registry.storage import BlobStore, BlobWriter, Expected
 
 
@@ -30,16 +32,18 @@ class LfsAnswer:
 
 
 class UploadService:
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, node: NodeIdentity) -> None:
         self._db = db
         self._blobs = blobs
+        self._node = node
 
     def lfs_batch(
         self, principal: Principal, repo: RepoId, objects: list[LfsObject]
     ) -> list[LfsAnswer]:
         with self._db.read() as session:
-            find_repo(session, principal, repo)
-        require_write(principal, repo.namespace)
+            row = find_repo(session, principal, repo)
+            require_write(principal, repo.namespace)
+            require_home(session, row, self._node)
         return [self._answer(o) for o in objects]
 
     def _answer(self, obj: LfsObject) -> LfsAnswer:
@@ -64,6 +68,17 @@ class UploadService:
 
     def writer(self, size: int | None) -> BlobWriter:
         return self._blobs.writer(size)
+
+    def ingest(self, chunks: Iterable[bytes], expected: Expected) -> Hashes:
+        """Store a stream of bytes as a verified blob and record it."""
+        writer = self._blobs.writer(expected.size)
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        return self.complete(writer, expected)
 
     def complete(self, writer: BlobWriter, expected: Expected) -> Hashes:
         """Verify and publish an upload, then record it; raises on any mismatch."""

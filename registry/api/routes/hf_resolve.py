@@ -9,11 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.deps import NodeDep, PrincipalDep, SyncDep
 from registry.api.files import blob_response, resolve_headers
 from registry.api.paths import parse_repo, raw_segments
 from registry.domain.commit import TreeEntry
-from registry.domain.errors import EntryNotFoundError
+from registry.domain.errors import BlobUnavailableError
 from registry.domain.names import RepoId
 from registry.service.reads import Snapshot
 
@@ -31,7 +31,9 @@ def _lookup(
     return snap, node.reads.file(snap, path)
 
 
-async def _resolve(request: Request, node: NodeDep, principal: PrincipalDep) -> Response:
+async def _resolve(
+    request: Request, node: NodeDep, principal: PrincipalDep, replicator: SyncDep
+) -> Response:
     parts = raw_segments(request)
     plural = "datasets" if parts[0] == "datasets" and parts[3] == "resolve" else "models"
     if plural == "datasets":
@@ -44,17 +46,16 @@ async def _resolve(request: Request, node: NodeDep, principal: PrincipalDep) -> 
         snap, entry = cached, hit
     else:  # not all cached: look up on the threadpool
         snap, entry = await run_in_threadpool(_lookup, node, principal, repo, revision, path)
-    if node.blobs.stat(entry.blake3) is None:
-        raise EntryNotFoundError(
-            f"The bytes of {path} are not on this node yet",
+    head = request.method == "HEAD"  # answered from metadata: the bytes may follow
+    if not head and node.blobs.stat(entry.blake3) is None:  # a replica: pull through
+        await run_in_threadpool(replicator.fetcher.fetch_now, entry.blake3, entry.size)
+    if not head and node.blobs.stat(entry.blake3) is None:
+        raise BlobUnavailableError(
+            f"The bytes of {path} are not on this node yet and no peer could serve them",
             detail={"commit": snap.commit.id, "path": path},
         )
     return blob_response(
-        node.blobs,
-        entry.blake3,
-        entry.size,
-        resolve_headers(snap.commit.id, entry),
-        head=request.method == "HEAD",
+        node.blobs, entry.blake3, entry.size, resolve_headers(snap.commit.id, entry), head=head
     )
 
 

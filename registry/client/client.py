@@ -1,0 +1,174 @@
+"""A typed client of a node's native API, used by `sync` to pull from peers.
+
+Idempotent calls (GET, HEAD) are retried on timeouts, network errors, 408, 429 and 5xx
+(honouring `Retry-After`) through a tenacity `Retrying` built from a frozen RetryPolicy, so
+tests can pass zero waits. Errors are decoded in exactly one place, `raise_for_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from registry import __version__
+from registry.domain import errors as e
+from registry.domain.digest import Digest
+from registry.wire import FeedOut, Health
+
+logger = logging.getLogger(__name__)
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+_BY_CODE = {cls.code: cls for cls in e.all_error_classes()}
+
+
+class TransientError(Exception):
+    """A retryable failure (network, timeout, 408/429/5xx); carries the response if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    initial_wait: float = 0.2
+    max_wait: float = 5.0
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Map a node's error response back to the registry error class of its code."""
+    if response.status_code < 400:
+        return
+    if response.status_code in RETRY_STATUS:
+        after = response.headers.get("retry-after", "")
+        raise TransientError(
+            f"{response.request.method} {response.request.url} answered {response.status_code}",
+            float(after) if after.replace(".", "", 1).isdigit() else None,
+        )
+    code = response.headers.get("x-error-code", "")
+    try:
+        message = str(response.json().get("error") or response.text)
+    except ValueError:
+        message = response.text[:500]
+    cls = _BY_CODE.get(code, e.RegistryError)
+    error = cls(message or f"HTTP {response.status_code}")
+    error.detail["request_id"] = response.headers.get("x-request-id", "")
+    raise error
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError | httpx.TransportError)
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        node_id: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"user-agent": f"modelyard/{__version__} node/{node_id or '-'}"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        if node_id:
+            headers["x-modelyard-node"] = node_id
+        self.base_url = base_url.rstrip("/")
+        self._retry = retry or RetryPolicy()
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _retrying(self) -> Retrying:
+        policy = self._retry
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, TransientError) and exc.retry_after is not None:
+                return min(exc.retry_after, policy.max_wait)
+            jitter = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
+            return float(jitter(state))
+
+        return Retrying(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait,
+            reraise=True,
+            before_sleep=before_sleep_log(logger, logging.WARNING),
+        )
+
+    def _get(
+        self,
+        path: str,
+        params: dict[str, str | int | float] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        for attempt in self._retrying():
+            with attempt:
+                response = self._http.get(
+                    path,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout if timeout is not None else self._http.timeout,
+                )
+                raise_for_error(response)
+        return response
+
+    def health(self) -> Health:
+        return Health.model_validate(self._get("/v1/health").json())
+
+    def changes(
+        self, since: int, *, limit: int = 500, wait: float = 0, expect_node: str | None = None
+    ) -> FeedOut:
+        headers = {"x-modelyard-expect-node": expect_node} if expect_node else {}
+        response = self._get(
+            "/v1/sync/changes",
+            params={"since": since, "limit": limit, "wait": wait},
+            headers=headers,
+            timeout=wait + 30,
+        )
+        return FeedOut.model_validate(response.json())
+
+    @contextmanager
+    def open_blob(self, digest: Digest, max_size: int) -> Iterator[Iterator[bytes]]:
+        """Stream a blob's bytes; stops with an error past `max_size` (a source cannot send
+        endless data). The caller verifies the hash (BlobStore.put does)."""
+        with self._http.stream("GET", f"/v1/blobs/{digest.hex}") as response:
+            if response.status_code >= 400:
+                response.read()
+                raise_for_error(response)
+            yield _capped(response.iter_bytes(4 * 1024 * 1024), max_size)
+
+
+def _capped(chunks: Iterator[bytes], max_size: int) -> Iterator[bytes]:
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        if received > max_size:
+            raise e.SizeMismatchError(f"Source sent more than the expected {max_size} bytes")
+        yield chunk

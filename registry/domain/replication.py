@@ -1,0 +1,84 @@
+"""Values exchanged between the replication planner (sync/) and the service that applies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One change-log entry as a peer serves it."""
+
+    serial: int
+    origin: str
+    origin_serial: int
+    kind: str
+    repo: str
+    private: bool
+    body: dict[str, Any]
+    created_ms: int
+
+
+@dataclass
+class RepoState:
+    incarnation: str
+    home: str
+    refs: dict[str, int] = field(default_factory=dict)  # ref name -> version
+
+
+@dataclass
+class LocalView:
+    """What the planner needs to know of local state for the entries of one batch."""
+
+    node_id: str
+    applied: set[tuple[str, int]]
+    repos: dict[str, RepoState]
+    commits: set[str]
+    tombstones: set[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class CreateRepo:
+    repo: str
+    incarnation: str
+    home: str
+    private: bool
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class DeleteRepo:
+    repo: str
+    incarnation: str
+
+
+@dataclass(frozen=True)
+class AddCommit:
+    repo: str
+    body: dict[str, Any]  # id, parent, author, title, message, created_ms, tree
+
+
+@dataclass(frozen=True)
+class SetRef:
+    repo: str
+    ref: str
+    commit: str
+    version: int
+
+
+@dataclass(frozen=True)
+class DeleteRef:
+    repo: str
+    ref: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """Append the entry to this node's own log (keeping its origin), so it is re-served."""
+
+    entry: Entry
+
+
+Action = CreateRepo | DeleteRepo | AddCommit | SetRef | DeleteRef | Record

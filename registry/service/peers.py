@@ -1,0 +1,168 @@
+"""Configured peers (persisted) and their health (in memory, fed by the sync loop)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+from sqlmodel import col, select
+
+from registry.domain.errors import ConflictError, InvalidError, NotFoundError
+from registry.metadata.db import Database, now_ms
+from registry.metadata.tables import Peer
+
+logger = logging.getLogger(__name__)
+BLOB_POLICIES = ("eager", "lazy")
+
+
+class PeerNotFoundError(NotFoundError):
+    code = "PeerNotFound"
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str = "unknown"  # unknown | up | degraded | down
+    failures: int = 0  # consecutive
+    successes: int = 0  # consecutive
+    last_success_ms: int | None = None
+    last_error: str | None = None
+    bad_blobs: int = 0  # blobs this peer served with wrong bytes
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    degraded_after: int = 2
+    down_after: int = 5
+    up_after: int = 3
+
+
+class HealthBook:
+    """Per-peer health, updated by probes, pulls and blob fetches."""
+
+    def __init__(self, thresholds: Thresholds) -> None:
+        self._t = thresholds
+        self._health: dict[str, Health] = {}
+        self._lock = threading.Lock()
+
+    def get(self, peer_id: str) -> Health:
+        return self._health.get(peer_id, Health())
+
+    def success(self, peer_id: str) -> None:
+        with self._lock:
+            h = self.get(peer_id)
+            successes = h.successes + 1
+            state = h.state
+            if state != "down" or successes >= self._t.up_after:
+                state = "up"
+            self._health[peer_id] = replace(
+                h, state=state, failures=0, successes=successes, last_success_ms=now_ms()
+            )
+
+    def failure(self, peer_id: str, error: str) -> None:
+        with self._lock:
+            h = self.get(peer_id)
+            failures = h.failures + 1
+            state = h.state
+            if failures >= self._t.down_after:
+                state = "down"
+            elif failures >= self._t.degraded_after and state != "down":
+                state = "degraded"
+            if state != h.state:
+                logger.warning("peer state peer=%s state=%s error=%s", peer_id, state, error)
+            self._health[peer_id] = replace(
+                h, state=state, failures=failures, successes=0, last_error=error[:300]
+            )
+
+    def bad_blob(self, peer_id: str, error: str) -> None:
+        with self._lock:
+            h = self.get(peer_id)
+            self._health[peer_id] = replace(h, bad_blobs=h.bad_blobs + 1, last_error=error[:300])
+
+    def forget(self, peer_id: str) -> None:
+        with self._lock:
+            self._health.pop(peer_id, None)
+
+
+def normalise_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidError(f"Peer URL must be http(s)://host[:port], got {url!r}")
+    return url.strip().rstrip("/")
+
+
+class PeerService:
+    def __init__(self, db: Database, thresholds: Thresholds) -> None:
+        self._db = db
+        self.health = HealthBook(thresholds)
+        self.started = time.monotonic()
+
+    def add(self, url: str, token: str | None, blobs: str, *, exist_ok: bool = False) -> Peer:
+        url = normalise_url(url)
+        if blobs not in BLOB_POLICIES:
+            raise InvalidError(f"blobs must be one of {BLOB_POLICIES}, got {blobs!r}")
+        with self._db.write() as session:
+            existing = session.exec(select(Peer).where(Peer.url == url)).first()
+            if existing is not None:
+                if not exist_ok:
+                    raise ConflictError(f"Peer {url} is already configured as {existing.id}")
+                existing.token, existing.blobs = token, blobs
+                session.add(existing)
+                return existing
+            peer = Peer(
+                id="p-" + hashlib.sha256(url.encode()).hexdigest()[:10],
+                url=url,
+                token=token,
+                blobs=blobs,
+                created_ms=now_ms(),
+            )
+            session.add(peer)
+        logger.info("peer added peer=%s url=%s blobs=%s", peer.id, url, blobs)
+        return peer
+
+    def list(self) -> list[Peer]:
+        with self._db.read() as session:
+            return list(session.exec(select(Peer).order_by(col(Peer.created_ms))).all())
+
+    def get(self, peer_id: str) -> Peer:
+        with self._db.read() as session:
+            peer = session.get(Peer, peer_id)
+        if peer is None:
+            raise PeerNotFoundError(f"No peer {peer_id!r}")
+        return peer
+
+    def remove(self, peer_id: str) -> None:
+        with self._db.write() as session:
+            peer = session.get(Peer, peer_id)
+            if peer is None:
+                raise PeerNotFoundError(f"No peer {peer_id!r}")
+            session.delete(peer)
+        self.health.forget(peer_id)
+        logger.info("peer removed peer=%s", peer_id)
+
+    def contact(self, peer_id: str, node_id: str, epoch: str) -> Peer:
+        """Record who answered; a new epoch (reset or restored peer) restarts from 0."""
+        with self._db.write() as session:
+            peer = session.get(Peer, peer_id)
+            if peer is None:
+                raise PeerNotFoundError(f"No peer {peer_id!r}")
+            if peer.node_id is None:
+                peer.node_id = node_id
+            if peer.epoch not in (None, epoch):
+                logger.warning("peer epoch changed peer=%s; cursor reset to 0", peer_id)
+                peer.cursor = 0
+            peer.epoch = epoch
+            session.add(peer)
+            return peer
+
+    def home_url(self, node_id: str) -> str | None:
+        with self._db.read() as session:
+            peer = session.exec(select(Peer).where(Peer.node_id == node_id)).first()
+        return peer.url if peer else None
+
+
+def mask(token: str | None) -> str | None:
+    return None if not token else f"{token[:4]}…{token[-4:]}" if len(token) > 12 else "…"

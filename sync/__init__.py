@@ -1,0 +1,1 @@
+"""Pull-based replication between nodes: the planner (pure), the puller and its loop."""

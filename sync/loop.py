@@ -1,0 +1,129 @@
+"""Scheduling: one puller thread per configured peer, a health prober, blob fetchers.
+
+Peers added or removed through the API are picked up within a second; nothing needs a
+restart. A failing pull is retried with exponential backoff and jitter (tenacity), forever,
+so one misbehaving peer never stops replication from the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_not_exception_type,
+    wait_random_exponential,
+)
+
+from registry.client import RegistryClient, RetryPolicy
+from registry.service.node import NodeIdentity
+from registry.service.peers import PeerNotFoundError, PeerService
+from registry.service.replication import ReplicationService
+from registry.service.uploads import UploadService
+from registry.settings import SyncSettings
+from sync.blobs import BlobFetcher
+from sync.puller import Puller
+
+logger = logging.getLogger(__name__)
+
+
+class SyncLoop:
+    def __init__(
+        self,
+        node: NodeIdentity,
+        peers: PeerService,
+        replication: ReplicationService,
+        uploads: UploadService,
+        settings: SyncSettings,
+    ) -> None:
+        self._node = node
+        self._peers = peers
+        self._replication = replication
+        self._settings = settings
+        self.fetcher = BlobFetcher(uploads, peers, node.node_id, settings.blob_workers)
+        self._stop = threading.Event()
+        self._workers: dict[str, threading.Thread] = {}
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for peer in self._settings.peers:
+            self._peers.add(peer.url, peer.token, peer.blobs, exist_ok=True)
+        for target, name in ((self._supervise, "sync-supervisor"), (self._probe, "sync-probe")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in [*self._threads, *self._workers.values()]:
+            thread.join(timeout=5)
+        self.fetcher.stop()
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                wanted = {p.id for p in self._peers.list()}
+            except Exception:  # keep supervising; logged
+                logger.exception("listing peers failed")
+                continue
+            for peer_id in wanted - self._workers.keys():
+                thread = threading.Thread(
+                    target=self._run_peer, args=(peer_id,), name=f"sync-{peer_id}", daemon=True
+                )
+                self._workers[peer_id] = thread
+                thread.start()
+            for peer_id in [p for p, t in self._workers.items() if not t.is_alive()]:
+                del self._workers[peer_id]
+
+    def _run_peer(self, peer_id: str) -> None:
+        puller = Puller(
+            peer_id,
+            self._node.node_id,
+            self._peers,
+            self._replication,
+            self.fetcher,
+            self._settings,
+        )
+
+        def failed(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self._peers.health.failure(peer_id, f"{type(exc).__name__}: {exc}")
+
+        def sleep(seconds: float) -> None:
+            self._stop.wait(seconds)
+
+        retrying = Retrying(
+            retry=retry_if_not_exception_type(PeerNotFoundError),
+            wait=wait_random_exponential(multiplier=0.2, max=10),
+            sleep=sleep,
+            before_sleep=failed,
+            retry_error_callback=lambda _: None,
+            stop=lambda _: self._stop.is_set(),
+        )
+        try:
+            while not self._stop.is_set():
+                retrying(puller.pull_once)
+                if not self._stop.is_set():
+                    self._peers.health.success(peer_id)
+        except PeerNotFoundError:
+            logger.info("peer removed, puller stops peer=%s", peer_id)
+        finally:
+            puller.close()
+
+    def _probe(self) -> None:
+        while not self._stop.wait(self._settings.probe_interval):
+            for peer in self._peers.list():
+                try:
+                    with RegistryClient(
+                        peer.url,
+                        token=peer.token,
+                        node_id=self._node.node_id,
+                        timeout=max(1.0, self._settings.probe_interval),
+                        retry=RetryPolicy(attempts=1),
+                    ) as client:
+                        client.health()
+                    self._peers.health.success(peer.id)
+                except Exception as exc:  # a failed probe is data, not an error
+                    self._peers.health.failure(peer.id, f"probe: {type(exc).__name__}: {exc}")

@@ -1,0 +1,67 @@
+"""Pulls one peer's change feed and applies it; the cursor moves only with the batch."""
+
+from __future__ import annotations
+
+import logging
+
+from registry.client import RegistryClient, RetryPolicy
+from registry.domain.replication import Entry
+from registry.service.peers import PeerService
+from registry.service.replication import ReplicationService
+from registry.settings import SyncSettings
+from sync.blobs import BlobFetcher
+from sync.planner import plan
+
+logger = logging.getLogger(__name__)
+
+
+class Puller:
+    def __init__(
+        self,
+        peer_id: str,
+        node_id: str,
+        peers: PeerService,
+        replication: ReplicationService,
+        fetcher: BlobFetcher,
+        settings: SyncSettings,
+    ) -> None:
+        self.peer_id = peer_id
+        self._node_id = node_id
+        self._peers = peers
+        self._replication = replication
+        self._fetcher = fetcher
+        self._settings = settings
+        self._client: RegistryClient | None = None
+        self._client_key: tuple[str, str | None] | None = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def _client_for(self, url: str, token: str | None) -> RegistryClient:
+        if self._client is None or self._client_key != (url, token):
+            self.close()
+            self._client = RegistryClient(
+                url, token=token, node_id=self._node_id, retry=RetryPolicy(attempts=1)
+            )
+            self._client_key = (url, token)
+        return self._client
+
+    def pull_once(self) -> int:
+        """One long-poll and its application; returns the number of entries received."""
+        peer = self._peers.get(self.peer_id)
+        since = peer.cursor
+        feed = self._client_for(peer.url, peer.token).changes(
+            since,
+            limit=self._settings.batch,
+            wait=self._settings.long_poll,
+            expect_node=peer.node_id,
+        )
+        peer = self._peers.contact(self.peer_id, feed.node_id, feed.epoch)
+        if peer.cursor != since:
+            return 0  # the peer's epoch changed: start over from its new history
+        entries = [Entry(**e.model_dump()) for e in feed.entries]
+        missing = self._replication.apply(self.peer_id, entries, feed.last_serial, feed.head, plan)
+        if missing and peer.blobs == "eager":
+            self._fetcher.enqueue(missing, first=self.peer_id)
+        return len(entries)

@@ -1,0 +1,66 @@
+"""Two nodes in one process: B pulls A's feed; what is uploaded on A is served by B."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, hf_hub_download
+
+from registry.api.app import create_app
+from tests.conftest import ADMIN_TOKEN, RunningNode, ServerThread, node_settings
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def replica(tmp_path: Path, node: RunningNode) -> Iterator[RunningNode]:
+    settings = node_settings(
+        tmp_path / "replica", node_id="replica", sync={"long_poll": 2, "probe_interval": 0.5}
+    )
+    server = ServerThread(create_app(settings))
+    server.start()
+    try:
+        running = RunningNode(server.url, settings, ADMIN_TOKEN, None, server.port)  # type: ignore[arg-type]
+        with running.client(ADMIN_TOKEN) as http:
+            added = http.post("/v1/peers", json={"url": node.url, "token": ADMIN_TOKEN})
+        assert added.status_code == 201, added.text
+        yield running
+    finally:
+        server.stop()
+
+
+def test_upload_on_home_is_served_by_replica(
+    node: RunningNode, replica: RunningNode, tmp_path: Path
+) -> None:
+    home = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    home.create_repo("admin/shared")
+    sha = home.upload_file(
+        path_or_fileobj=b"w" * 200_000, path_in_repo="w.safetensors", repo_id="admin/shared"
+    ).oid
+    mirror = HfApi(endpoint=replica.url, token=ADMIN_TOKEN)
+
+    def replicated() -> bool:
+        return mirror.repo_exists("admin/shared") and mirror.model_info("admin/shared").sha == sha
+
+    wait_for(replicated)
+    local = hf_hub_download(
+        "admin/shared", "w.safetensors", cache_dir=tmp_path / "c", endpoint=replica.url
+    )
+    assert Path(local).read_bytes() == b"w" * 200_000
+    with replica.client(ADMIN_TOKEN) as http:
+        peers = http.get("/v1/peers").json()
+    with node.client() as http:
+        home_id = http.get("/v1/health").json()["node_id"]
+    assert peers[0]["node_id"] == home_id and peers[0]["state"] == "up"
+    assert peers[0]["cursor"] == peers[0]["head"] and peers[0]["token"] != ADMIN_TOKEN
+    with pytest.raises(Exception, match="home is node"):
+        mirror.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="admin/shared")
