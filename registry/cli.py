@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,7 +21,11 @@ from registry.domain.errors import (
     RegistryError,
     UnauthorizedError,
 )
+from registry.service.peers import mask
 from registry.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from registry.service.peers import PeerService
 
 logger = logging.getLogger(__name__)
 EXIT_CODES = [
@@ -146,6 +153,72 @@ def token_create(
         _fail(exc)
     finally:
         db.dispose()
+
+
+@contextmanager
+def _peer_service(data_dir: Path | None, config: Path | None) -> Iterator[PeerService]:
+    from registry.metadata.db import Database
+    from registry.service.peers import PeerService, Thresholds
+
+    settings = _settings(config, data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    try:
+        yield PeerService(db, Thresholds())
+    except RegistryError as exc:
+        _fail(exc)
+    finally:
+        db.dispose()
+
+
+@cli.group()
+def peer() -> None:
+    """Manage the peers this node pulls from (a running node picks changes up at once)."""
+
+
+@peer.command("add")
+@click.argument("url")
+@click.option("--token", help="A token of the peer that may read what you want to replicate.")
+@click.option(
+    "--blobs",
+    type=click.Choice(["eager", "lazy"]),
+    default="eager",
+    show_default=True,
+    help="eager: copy every blob in the background; lazy: fetch on first request.",
+)
+@data_dir_option
+@config_option
+def peer_add(
+    url: str, token: str | None, blobs: str, data_dir: Path | None, config: Path | None
+) -> None:
+    """Start pulling from the node at URL."""
+    with _peer_service(data_dir, config) as peers:
+        added = peers.add(url, token, blobs)
+        click.echo(f"{added.id}\t{added.url}\t{added.blobs}")
+
+
+@peer.command("list")
+@data_dir_option
+@config_option
+def peer_list(data_dir: Path | None, config: Path | None) -> None:
+    """List peers with their cursor (live health: GET /v1/peers on the node)."""
+    with _peer_service(data_dir, config) as peers:
+        for p in peers.list():
+            click.echo(
+                f"{p.id}\t{p.url}\t{p.blobs}\tnode={p.node_id or '?'}\t"
+                f"cursor={p.cursor}/{p.head}\ttoken={mask(p.token) or '-'}"
+            )
+
+
+@peer.command("remove")
+@click.argument("peer_id")
+@data_dir_option
+@config_option
+def peer_remove(peer_id: str, data_dir: Path | None, config: Path | None) -> None:
+    """Stop pulling from a peer (what was replicated stays)."""
+    with _peer_service(data_dir, config) as peers:
+        peers.remove(peer_id)
+        click.echo(f"removed {peer_id}")
 
 
 @cli.command()

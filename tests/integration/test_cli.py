@@ -55,3 +55,37 @@ def test_openapi_command_writes_the_document(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     paths = json.loads(out.read_text())["paths"]
     assert "/v1/health" in paths and "/api/repos/create" in paths
+
+
+def test_peer_add_list_remove_masks_the_token(tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path)]
+    added = runner.invoke(
+        cli,
+        [
+            "peer",
+            "add",
+            "http://127.0.0.1:9/",
+            "--token",
+            "myd_secret_peer_token",
+            "--blobs",
+            "lazy",
+            *base,
+        ],
+    )
+    assert added.exit_code == 0, added.output
+    peer_id = added.stdout.split("\t")[0]
+    listed = runner.invoke(cli, ["peer", "list", *base]).stdout
+    assert peer_id in listed and "lazy" in listed and "myd_secret_peer_token" not in listed
+    duplicate = runner.invoke(cli, ["peer", "add", "http://127.0.0.1:9", *base])
+    assert duplicate.exit_code == 4 and "already configured" in duplicate.output
+    assert runner.invoke(cli, ["peer", "remove", peer_id, *base]).exit_code == 0
+    assert runner.invoke(cli, ["peer", "list", *base]).stdout == ""
+
+
+def test_peer_add_rejects_bad_urls_and_unknown_ids(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["peer", "add", "file:///etc/passwd", "--data-dir", str(tmp_path)])
+    assert bad.exit_code == 2 and "http(s)" in bad.output
+    gone = runner.invoke(cli, ["peer", "remove", "p-nope", "--data-dir", str(tmp_path)])
+    assert gone.exit_code == 3 and "PeerNotFound" in gone.output

@@ -1,0 +1,131 @@
+"""The replication planner, on plain data: idempotence, home authority, ordering, tombstones."""
+
+from __future__ import annotations
+
+from registry.domain.replication import (
+    AddCommit,
+    CreateRepo,
+    DeleteRef,
+    DeleteRepo,
+    Entry,
+    LocalView,
+    Record,
+    SetRef,
+)
+from sync.planner import plan
+
+REPO = "model/alice/m1"
+
+
+def entry(
+    serial: int, kind: str, body: dict[str, object], origin: str = "A", repo: str = REPO
+) -> Entry:
+    return Entry(serial, origin, serial, kind, repo, False, {"incarnation": "i1", **body}, 0)
+
+
+def history(origin: str = "A") -> list[Entry]:
+    return [
+        entry(1, "repo.upsert", {"home": "A", "private": False, "created_ms": 5}, origin),
+        entry(2, "commit.add", {"id": "c1", "tree": []}, origin),
+        entry(3, "ref.set", {"ref": "refs/heads/main", "commit": "c1", "version": 1}, origin),
+    ]
+
+
+def empty_view(node_id: str = "B") -> LocalView:
+    return LocalView(node_id, set(), {}, set(), set())
+
+
+def test_plan_applies_a_fresh_history_in_order() -> None:
+    actions = plan(empty_view(), history())
+    kinds = [type(a) for a in actions]
+    assert kinds == [CreateRepo, Record, AddCommit, Record, SetRef, Record]
+    assert actions[4] == SetRef(REPO, "refs/heads/main", "c1", 1)
+
+
+def test_plan_same_batch_twice_is_a_no_op() -> None:
+    view = empty_view()
+    plan(view, history())
+    assert plan(view, history()) == []
+
+
+def test_plan_ignores_entries_that_originated_here() -> None:
+    assert plan(empty_view(node_id="A"), history()) == []
+
+
+def test_plan_records_but_ignores_claims_not_made_by_the_home() -> None:
+    view = empty_view()
+    plan(view, history())
+    forged = entry(
+        9, "ref.set", {"ref": "refs/heads/main", "commit": "c1", "version": 7}, origin="M"
+    )
+    assert plan(view, [forged]) == [Record(forged)]
+    fake_home = entry(
+        1, "repo.upsert", {"home": "A", "created_ms": 1}, origin="M", repo="model/alice/other"
+    )
+    assert plan(view, [fake_home]) == [Record(fake_home)]
+
+
+def test_plan_ignores_stale_ref_moves() -> None:
+    view = empty_view()
+    plan(view, history())
+    newer = entry(4, "ref.set", {"ref": "refs/heads/main", "commit": "c1", "version": 5})
+    older = entry(5, "ref.set", {"ref": "refs/heads/main", "commit": "c1", "version": 3})
+    actions = plan(view, [newer, older])
+    assert [type(a) for a in actions] == [SetRef, Record, Record]
+
+
+def test_plan_never_points_a_ref_at_a_missing_commit() -> None:
+    view = empty_view()
+    plan(view, history()[:1])
+    dangling = entry(3, "ref.set", {"ref": "refs/heads/main", "commit": "nope", "version": 1})
+    assert plan(view, [dangling]) == [Record(dangling)]
+
+
+def test_plan_delete_leaves_a_tombstone_so_late_entries_stay_dead() -> None:
+    view = empty_view()
+    plan(view, history())
+    actions = plan(view, [entry(4, "repo.delete", {})])
+    assert actions[0] == DeleteRepo(REPO, "i1")
+    late = entry(2, "commit.add", {"id": "c2", "tree": []}, origin="A")
+    late = Entry(2, "A", 99, late.kind, late.repo, False, late.body, 0)
+    assert plan(view, [late]) == [Record(late)]
+    again = Entry(
+        1,
+        "A",
+        100,
+        "repo.upsert",
+        REPO,
+        False,
+        {"incarnation": "i1", "home": "A", "created_ms": 1},
+        0,
+    )
+    assert plan(view, [again]) == [Record(again)]
+
+
+def test_plan_new_incarnation_replaces_the_old_one() -> None:
+    view = empty_view()
+    plan(view, history())
+    reborn = Entry(
+        7,
+        "A",
+        7,
+        "repo.upsert",
+        REPO,
+        False,
+        {"incarnation": "i2", "home": "A", "created_ms": 9},
+        0,
+    )
+    actions = plan(view, [reborn])
+    assert actions[:2] == [DeleteRepo(REPO, "i1"), CreateRepo(REPO, "i2", "A", False, 9)]
+
+
+def test_plan_ref_delete_needs_a_newer_version() -> None:
+    view = empty_view()
+    plan(view, history())
+    stale = entry(4, "ref.delete", {"ref": "refs/heads/main", "version": 1})
+    fresh = entry(5, "ref.delete", {"ref": "refs/heads/main", "version": 2})
+    assert plan(view, [stale, fresh]) == [
+        Record(stale),
+        DeleteRef(REPO, "refs/heads/main", 2),
+        Record(fresh),
+    ]
