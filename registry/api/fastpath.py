@@ -76,8 +76,8 @@ def _info(node: Node, principal: Principal, parts: list[str], query: bytes) -> A
     blobs = query == b"blobs=true"
     revision = parts[6] if len(parts) == 7 else "main"
     snap = node.reads.cached_snapshot(principal, RepoId(repo_type, parts[3], parts[4]), revision)
-    if snap is None:
-        return None
+    if snap is None or snap.repo.home_node != node.identity.node_id:
+        return None  # replicas add headers about their copy: the regular route does
     body = node.reads.cache.responses.get(("info", snap.commit.id, snap.repo.private, blobs))
     if body is None:
         return None
@@ -100,6 +100,8 @@ def _resolve_head(node: Node, principal: Principal, parts: list[str]) -> Answer 
     snap = node.reads.cached_snapshot(principal, repo, parts[offset + 3])
     entry = node.reads.cached_file(snap, "/".join(parts[offset + 4 :])) if snap else None
     if snap is None or entry is None or node.blobs.stat(entry.blake3) is None:
+        return None
+    if snap.repo.home_node != node.identity.node_id:
         return None
     headers = resolve_headers(snap.commit.id, entry)
     return 200, [(k.lower().encode(), v.encode()) for k, v in headers.items()], b""

@@ -6,6 +6,8 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
+from registry.metadata.tables import Repo
+from registry.service.peers import PeerService
 from registry.storage import BlobStore
 
 READ_CHUNK = 4 * 1024 * 1024  # 64 KiB (the default) is ~6x slower on loopback
@@ -13,6 +15,17 @@ READ_CHUNK = 4 * 1024 * 1024  # 64 KiB (the default) is ~6x slower on loopback
 
 class BlobFileResponse(FileResponse):
     chunk_size = READ_CHUNK
+
+
+def replica_headers(peers: PeerService, node_id: str, repo: Repo) -> dict[str, str]:
+    """On a replica: which node is the repo's home, and how old our copy may be."""
+    if repo.home_node == node_id:
+        return {}
+    headers = {"X-Modelyard-Home": repo.home_node}
+    age = peers.copy_age(repo.home_node)
+    if age is not None:
+        headers["X-Modelyard-Replica-Age"] = f"{age:.1f}"
+    return headers
 
 
 def resolve_headers(commit_id: str, entry: TreeEntry) -> dict[str, str]:

@@ -158,6 +158,14 @@ class PeerService:
             session.add(peer)
             return peer
 
+    def copy_age(self, home_node: str) -> float | None:
+        """Seconds since we last heard from the home's feed (directly, else any peer's)."""
+        peers = self.list()
+        direct = [p for p in peers if p.node_id == home_node]
+        times = [self.health.get(p.id).last_success_ms for p in direct or peers]
+        known = [t for t in times if t is not None]
+        return (now_ms() - max(known)) / 1000 if known else None
+
     def home_url(self, node_id: str) -> str | None:
         with self._db.read() as session:
             peer = session.exec(select(Peer).where(Peer.node_id == node_id)).first()

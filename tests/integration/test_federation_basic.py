@@ -60,6 +60,13 @@ def test_upload_on_home_is_served_by_replica(
         peers = http.get("/v1/peers").json()
     with node.client() as http:
         home_id = http.get("/v1/health").json()["node_id"]
+        own = http.get("/api/models/admin/shared")
+    assert "X-Modelyard-Home" not in own.headers
+    with replica.client() as http:
+        copy = http.get("/api/models/admin/shared")
+        head = http.head(f"/admin/shared/resolve/{sha}/w.safetensors")
+    assert copy.headers["X-Modelyard-Home"] == head.headers["X-Modelyard-Home"] == home_id
+    assert float(copy.headers["X-Modelyard-Replica-Age"]) < 60
     assert peers[0]["node_id"] == home_id and peers[0]["state"] == "up"
     assert peers[0]["cursor"] == peers[0]["head"] and peers[0]["token"] != ADMIN_TOKEN
     with pytest.raises(Exception, match="home is node"):

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep
 from registry.api.errors import error_response, registry_error_response
+from registry.api.files import replica_headers
 from registry.api.paths import api_repo_path, parse_repo, public_base
 from registry.domain.errors import RepoExistsError, RepoNotFoundError, UnauthorizedError
 from registry.domain.names import RepoId, RepoType
@@ -114,22 +115,15 @@ async def info_response(
 ) -> Response:
     """Repo info; answered from the cache without I/O when the commit was seen before."""
     snap = node.reads.cached_snapshot(principal, repo, revision)
-    cached = (
-        node.reads.cache.responses.get(("info", snap.commit.id, snap.repo.private, blobs))
-        if snap
-        else None
-    )
-    if cached is None:
-        cached = await run_in_threadpool(_info_body, node, principal, repo, revision, blobs)
-    return Response(cached, media_type="application/json")
-
-
-def _info_body(
-    node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str, blobs: bool
-) -> bytes:
-    snap = node.reads.snapshot(principal, repo, revision)
-    body = repo_info(node, snap, blobs=blobs).model_dump_json(exclude_none=True).encode()
-    return node.reads.cache.responses.put(("info", snap.commit.id, snap.repo.private, blobs), body)
+    if snap is None:
+        snap = await run_in_threadpool(node.reads.snapshot, principal, repo, revision)
+    key = ("info", snap.commit.id, snap.repo.private, blobs)
+    body = node.reads.cache.responses.get(key)
+    if body is None:
+        info = await run_in_threadpool(repo_info, node, snap, blobs=blobs)
+        body = node.reads.cache.responses.put(key, info.model_dump_json(exclude_none=True).encode())
+    headers = replica_headers(node.peers, node.identity.node_id, snap.repo)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get(

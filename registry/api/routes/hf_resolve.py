@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep, SyncDep
-from registry.api.files import blob_response, resolve_headers
+from registry.api.files import blob_response, replica_headers, resolve_headers
 from registry.api.paths import parse_repo, raw_segments
 from registry.domain.commit import TreeEntry
 from registry.domain.errors import BlobUnavailableError
@@ -54,9 +54,11 @@ async def _resolve(
             f"The bytes of {path} are not on this node yet and no peer could serve them",
             detail={"commit": snap.commit.id, "path": path},
         )
-    return blob_response(
-        node.blobs, entry.blake3, entry.size, resolve_headers(snap.commit.id, entry), head=head
-    )
+    headers = {
+        **resolve_headers(snap.commit.id, entry),
+        **replica_headers(node.peers, node.identity.node_id, snap.repo),
+    }
+    return blob_response(node.blobs, entry.blake3, entry.size, headers, head=head)
 
 
 for _prefix, _kind in (("/datasets", "dataset"), ("", "model")):
