@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from registry.client import RegistryClient, RetryPolicy
 from registry.domain.digest import Digest
-from registry.domain.errors import DigestMismatchError, NotFoundError, SizeMismatchError
+from registry.domain.errors import (
+    BlobUnavailableError,
+    DigestMismatchError,
+    NotFoundError,
+    SizeMismatchError,
+)
 from registry.service.peers import PeerService
 from registry.service.uploads import UploadService
 from registry.storage import Expected
@@ -51,6 +57,66 @@ class BlobFetcher:
     def _done(self, digest: Digest) -> None:
         with self._lock:
             self._inflight.pop(digest, None)
+
+    def stream(self, digest: Digest, size: int) -> Iterator[bytes] | None:
+        """Pull-through: stream the blob from the first source that has it while storing it.
+
+        Returns None when a fetch of this blob is already running (wait with fetch_now). The
+        stored copy is published only if its hash matches; the last chunk is held back until
+        then, so a client never receives a complete response with wrong bytes.
+        """
+        with self._lock:
+            if digest in self._inflight:
+                return None
+            future: Future[bool] = Future()
+            self._inflight[digest] = future
+        return self._stream(digest, size, future)
+
+    def _stream(self, digest: Digest, size: int, future: Future[bool]) -> Iterator[bytes]:
+        stored = False
+        try:
+            for peer_id, url, token in self._sources(None):
+                with RegistryClient(
+                    url, token=token, node_id=self._node_id, retry=RetryPolicy(attempts=1)
+                ) as client:
+                    try:
+                        opened = client.open_blob(digest, size)
+                        chunks = opened.__enter__()
+                    except Exception as exc:  # this source does not have it: next one
+                        logger.info("pull-through source skipped peer=%s error=%s", peer_id, exc)
+                        continue
+                    try:
+                        yield from self._store_while_streaming(peer_id, digest, size, chunks)
+                        stored = True
+                        return
+                    finally:
+                        opened.__exit__(None, None, None)
+            raise BlobUnavailableError(f"No peer could serve blob {digest}")
+        finally:
+            future.set_result(stored)
+            self._done(digest)
+
+    def _store_while_streaming(
+        self, peer_id: str, digest: Digest, size: int, chunks: Iterator[bytes]
+    ) -> Iterator[bytes]:
+        writer = self._uploads.writer(size)
+        held: bytes | None = None
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+                if held is not None:
+                    yield held
+                held = chunk
+        except BaseException:
+            writer.abort()
+            raise
+        try:
+            self._uploads.complete(writer, Expected(blake3=digest, size=size))
+        except (DigestMismatchError, SizeMismatchError) as exc:
+            self._peers.health.bad_blob(peer_id, f"wrong bytes for {digest}: {exc}")
+            raise
+        if held is not None:
+            yield held
 
     def _sources(self, first: str | None) -> list[tuple[str, str, str | None]]:
         peers = self._peers.list()

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import blake3
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
@@ -21,8 +22,10 @@ def wait_for(check: Callable[[], bool], timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def replica(tmp_path: Path, node: RunningNode) -> Iterator[RunningNode]:
+@pytest.fixture(params=["eager"])
+def replica(
+    request: pytest.FixtureRequest, tmp_path: Path, node: RunningNode
+) -> Iterator[RunningNode]:
     settings = node_settings(
         tmp_path / "replica", node_id="replica", sync={"long_poll": 2, "probe_interval": 0.5}
     )
@@ -31,7 +34,9 @@ def replica(tmp_path: Path, node: RunningNode) -> Iterator[RunningNode]:
     try:
         running = RunningNode(server.url, settings, ADMIN_TOKEN, None, server.port)  # type: ignore[arg-type]
         with running.client(ADMIN_TOKEN) as http:
-            added = http.post("/v1/peers", json={"url": node.url, "token": ADMIN_TOKEN})
+            added = http.post(
+                "/v1/peers", json={"url": node.url, "token": ADMIN_TOKEN, "blobs": request.param}
+            )
         assert added.status_code == 201, added.text
         yield running
     finally:
@@ -71,3 +76,24 @@ def test_upload_on_home_is_served_by_replica(
     assert peers[0]["cursor"] == peers[0]["head"] and peers[0]["token"] != ADMIN_TOKEN
     with pytest.raises(Exception, match="home is node"):
         mirror.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="admin/shared")
+
+
+@pytest.mark.parametrize("replica", ["lazy"], indirect=True)
+def test_lazy_replica_pulls_bytes_through_on_first_download(
+    node: RunningNode, replica: RunningNode, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 40_000  # ~10 MB: streamed while stored
+    home = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    home.create_repo("admin/lazy")
+    home.upload_file(path_or_fileobj=data, path_in_repo="big.safetensors", repo_id="admin/lazy")
+    digest = blake3.blake3(data).hexdigest()
+    mirror = HfApi(endpoint=replica.url, token=ADMIN_TOKEN)
+    wait_for(lambda: mirror.file_exists("admin/lazy", "big.safetensors"))
+    with replica.client(ADMIN_TOKEN) as http:
+        assert http.head(f"/v1/blobs/{digest}").status_code == 404  # metadata first
+    local = hf_hub_download(
+        "admin/lazy", "big.safetensors", cache_dir=tmp_path / "c", endpoint=replica.url
+    )
+    assert Path(local).read_bytes() == data
+    with replica.client(ADMIN_TOKEN) as http:
+        assert http.head(f"/v1/blobs/{digest}").status_code == 200  # stored on the way

@@ -6,7 +6,11 @@ event loop; anything else is looked up on the threadpool.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep, SyncDep
@@ -47,18 +51,33 @@ async def _resolve(
     else:  # not all cached: look up on the threadpool
         snap, entry = await run_in_threadpool(_lookup, node, principal, repo, revision, path)
     head = request.method == "HEAD"  # answered from metadata: the bytes may follow
+    headers = {
+        **resolve_headers(snap.commit.id, entry),
+        **replica_headers(node.peers, node.identity.node_id, snap.repo),
+    }
     if not head and node.blobs.stat(entry.blake3) is None:  # a replica: pull through
-        await run_in_threadpool(replicator.fetcher.fetch_now, entry.blake3, entry.size)
+        streamed = await _pull_through(replicator, entry)
+        if streamed is not None:
+            return StreamingResponse(streamed, headers=headers)
     if not head and node.blobs.stat(entry.blake3) is None:
         raise BlobUnavailableError(
             f"The bytes of {path} are not on this node yet and no peer could serve them",
             detail={"commit": snap.commit.id, "path": path},
         )
-    headers = {
-        **resolve_headers(snap.commit.id, entry),
-        **replica_headers(node.peers, node.identity.node_id, snap.repo),
-    }
     return blob_response(node.blobs, entry.blake3, entry.size, headers, head=head)
+
+
+async def _pull_through(replicator: SyncDep, entry: TreeEntry) -> Iterator[bytes] | None:
+    """Stream from a peer while storing, or wait for the fetch already running (None)."""
+    stream = replicator.fetcher.stream(entry.blake3, entry.size)
+    if stream is None:
+        await run_in_threadpool(replicator.fetcher.fetch_now, entry.blake3, entry.size)
+        return None
+    try:  # wait until a source answered before committing to a 200
+        first = await run_in_threadpool(next, stream, None)
+    except BlobUnavailableError:
+        return None
+    return iter(()) if first is None else itertools.chain([first], stream)
 
 
 for _prefix, _kind in (("/datasets", "dataset"), ("", "model")):
