@@ -33,6 +33,7 @@ class SyncSettings(BaseModel):
     probe_interval: float = 2.0  # seconds between health probes of each peer
     batch: int = 500
     blob_workers: int = 4  # concurrent eager blob downloads
+    backfill_interval: float = 10.0  # seconds between sweeps for blobs still missing
     degraded_after: int = 2  # consecutive failures
     down_after: int = 5
     up_after: int = 3  # consecutive successes for a down peer to be up again

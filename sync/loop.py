@@ -50,7 +50,11 @@ class SyncLoop:
     def start(self) -> None:
         for peer in self._settings.peers:
             self._peers.add(peer.url, peer.token, peer.blobs, exist_ok=True)
-        for target, name in ((self._supervise, "sync-supervisor"), (self._probe, "sync-probe")):
+        for target, name in (
+            (self._supervise, "sync-supervisor"),
+            (self._probe, "sync-probe"),
+            (self._backfill, "sync-backfill"),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -111,6 +115,17 @@ class SyncLoop:
             logger.info("peer removed, puller stops peer=%s", peer_id)
         finally:
             puller.close()
+
+    def _backfill(self) -> None:
+        """Re-queue blobs still missing (after a restart, or when every source failed)."""
+        interval = 0.0
+        while not self._stop.wait(interval):
+            interval = self._settings.backfill_interval
+            try:
+                if any(p.blobs == "eager" for p in self._peers.list()):
+                    self.fetcher.enqueue(self._replication.missing_blobs())
+            except Exception:  # keep sweeping; logged
+                logger.exception("blob backfill failed")
 
     def _probe(self) -> None:
         while not self._stop.wait(self._settings.probe_interval):

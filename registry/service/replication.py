@@ -23,7 +23,16 @@ from registry.domain.replication import (
     SetRef,
 )
 from registry.metadata.db import Database, now_ms
-from registry.metadata.tables import Change, Commit, Peer, Ref, Repo, Tombstone, TreeRow
+from registry.metadata.tables import (
+    Blob,
+    Change,
+    Commit,
+    Peer,
+    Ref,
+    Repo,
+    Tombstone,
+    TreeRow,
+)
 from registry.service.node import NodeIdentity
 from registry.storage import BlobStore
 
@@ -69,6 +78,19 @@ class ReplicationService:
         if applied:
             logger.info("applied peer=%s entries=%d cursor=%d", peer_id, applied, last_serial)
         return [(d, s) for d, s in missing.items() if self._blobs.stat(d) is None]
+
+    def missing_blobs(self, limit: int = 1000) -> list[tuple[Digest, int]]:
+        """Blobs some commit references that are not stored here: the durable to-do list of
+        eager replication (derived from state, so a crash loses none of it)."""
+        stored = select(Blob.blake3)
+        with self._db.read() as session:
+            rows = session.exec(
+                select(TreeRow.blake3, TreeRow.size)
+                .where(col(TreeRow.blake3).not_in(stored))
+                .distinct()
+                .limit(limit)
+            ).all()
+        return [(Digest(b3), size) for b3, size in rows]
 
     def _view(self, session: Session, entries: list[Entry]) -> LocalView:
         keys = {(e.origin, e.origin_serial) for e in entries}

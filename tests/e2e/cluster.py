@@ -1,0 +1,117 @@
+"""Nodes as separate `modelyard serve` processes, each with its own data dir and port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+TOKEN = "myd_e2e_admin_token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class NodeProcess:
+    def __init__(self, root: Path, name: str, *, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.data_dir = root / name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = {
+            **os.environ,
+            "MODELYARD_ADMIN_TOKEN": TOKEN,
+            "MODELYARD_SYNC__LONG_POLL": "5",
+            "MODELYARD_SYNC__PROBE_INTERVAL": "0.5",
+            "MODELYARD_SYNC__BACKFILL_INTERVAL": "1",
+            **(env or {}),
+        }
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = root / f"{name}.log"
+
+    def start(self, timeout: float = 30) -> NodeProcess:
+        with self._log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "registry",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--node-id",
+                    self.name,
+                ],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self._log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not become healthy")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self, token: str | None = TOKEN) -> httpx.Client:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def add_peer(
+        self, other: NodeProcess | str, blobs: str = "eager", token: str | None = TOKEN
+    ) -> str:
+        url = other if isinstance(other, str) else other.url
+        with self.client() as http:
+            response = http.post("/v1/peers", json={"url": url, "token": token, "blobs": blobs})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def peers(self) -> list[dict[str, object]]:
+        with self.client() as http:
+            return list(http.get("/v1/peers").json())
+
+
+def wait_until(check: object, timeout: float = 30, interval: float = 0.05) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout}s: {check}")
+        time.sleep(interval)
