@@ -85,10 +85,17 @@ class BlobFetcher:
                     except Exception as exc:  # this source does not have it: next one
                         logger.info("pull-through source skipped peer=%s error=%s", peer_id, exc)
                         continue
+                    sent = False
                     try:
-                        yield from self._store_while_streaming(peer_id, digest, size, chunks)
+                        for chunk in self._store_while_streaming(peer_id, digest, size, chunks):
+                            sent = True
+                            yield chunk
                         stored = True
                         return
+                    except (DigestMismatchError, SizeMismatchError):
+                        if sent:
+                            raise  # bytes went out already: abort the client's response
+                        continue  # nothing sent yet: the next source may have good bytes
                     finally:
                         opened.__exit__(None, None, None)
             raise BlobUnavailableError(f"No peer could serve blob {digest}")

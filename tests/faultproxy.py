@@ -18,6 +18,7 @@ class Fault:
     corrupt_at: int | None = None  # flip one byte at this response offset
     delay: float = 0.0  # seconds before forwarding the first response byte
     drop: bool = False  # accept, then close without forwarding anything
+    reply: bytes | None = None  # answer every request with these bytes instead of forwarding
     times: int = 1
 
 
@@ -59,6 +60,9 @@ class FaultProxy:
             fault = self._take_fault()
             if fault is not None and fault.drop:
                 client.close()
+                continue
+            if fault is not None and fault.reply is not None:
+                threading.Thread(target=_reply, args=(client, fault.reply), daemon=True).start()
                 continue
             try:
                 upstream = socket.create_connection(self._target, timeout=10)
@@ -109,3 +113,14 @@ def _pump(source: socket.socket, sink: socket.socket, fault: Fault | None) -> No
             except OSError:
                 pass
             s.close()
+
+
+def _reply(client: socket.socket, reply: bytes) -> None:
+    try:
+        client.settimeout(10)
+        client.recv(65536)
+        client.sendall(reply)
+    except OSError:
+        pass
+    finally:
+        client.close()

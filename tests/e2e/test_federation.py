@@ -12,6 +12,7 @@ from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
+from tests.faultproxy import Fault, FaultProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Spawn = Callable[..., NodeProcess]
@@ -32,6 +33,11 @@ def blobs_intact(node: NodeProcess) -> bool:
     root = node.data_dir / "store" / "blobs" / "blake3"
     files = [p for p in root.rglob("*") if p.is_file()]
     return all(blake3.blake3(p.read_bytes()).hexdigest() == p.name for p in files)
+
+
+def has_blob(node: NodeProcess, digest: str) -> bool:
+    with node.client() as http:
+        return http.head(f"/v1/blobs/{digest}").status_code == 200
 
 
 def feed_identities(node: NodeProcess) -> list[tuple[str, int]]:
@@ -149,15 +155,11 @@ def test_deletes_replicate_and_writes_to_a_replica_are_refused(spawn: Spawn) -> 
         )
     )
     digest = blake3.blake3(shared).hexdigest()
-    with b.client() as http:
-        assert http.head(f"/v1/blobs/{digest}").status_code == 200  # still referenced
+    assert has_blob(b, digest)  # still referenced by admin/keep
 
 
 def test_private_repo_never_reaches_a_peer_without_permission(spawn: Spawn) -> None:
     a, b = spawn("a"), spawn("b")
-    with a.client() as http:
-        token = http.post("/api/repos/create", json={"name": "x", "organization": "mallory"})
-    assert token.status_code in (403, 409, 200)
     b.add_peer(a, token=None)  # anonymous: may see public entries only
     api(a).create_repo("admin/secret", private=True)
     api(a).upload_file(path_or_fileobj=b"classified", path_in_repo="s.txt", repo_id="admin/secret")
@@ -170,3 +172,63 @@ def test_private_repo_never_reaches_a_peer_without_permission(spawn: Spawn) -> N
         digest = blake3.blake3(b"classified").hexdigest()
         assert http.get(f"/v1/blobs/{digest}").status_code == 404
     assert all(e["repo"] != "model/admin/secret" for e in page["entries"])
+
+
+def test_corrupt_source_is_rejected_and_another_source_serves(spawn: Spawn, tmp_path: Path) -> None:
+    a, b, c = spawn("a"), spawn("b"), spawn("c")
+    b.add_peer(a)
+    data = os.urandom(1024 * 1024)
+    api(a).create_repo("admin/bits")
+    api(a).upload_file(path_or_fileobj=data, path_in_repo="w.safetensors", repo_id="admin/bits")
+    digest = blake3.blake3(data).hexdigest()
+    wait_until(lambda: has_blob(b, digest))
+    proxy = FaultProxy(a.port)
+    proxy.inject(Fault(corrupt_at=300_000, times=10_000))
+    try:
+        bad = c.add_peer(proxy.url, blobs="lazy")  # tried first: it was added first
+        c.add_peer(b, blobs="lazy")
+        wait_until(lambda: api(c).file_exists("admin/bits", "w.safetensors"))
+        local = hf_hub_download(
+            "admin/bits", "w.safetensors", cache_dir=tmp_path / "c", endpoint=c.url
+        )
+        assert Path(local).read_bytes() == data
+        peers = {p["id"]: p for p in c.peers()}
+        assert peers[bad]["bad_blobs"] >= 1 and "wrong bytes" in str(peers[bad]["last_error"])
+        assert blobs_intact(c)
+    finally:
+        proxy.close()
+
+
+def test_misbehaving_peers_do_not_stop_replication_from_good_ones(spawn: Spawn) -> None:
+    a, b = spawn("a"), spawn("b")
+    garbage = FaultProxy(a.port)
+    garbage.inject(
+        Fault(reply=b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{not json", times=10_000)
+    )
+    failing = FaultProxy(a.port)
+    failing.inject(Fault(reply=b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n", times=10_000))
+    hanging = FaultProxy(a.port)
+    hanging.inject(Fault(delay=3600, times=10_000))
+    try:
+        bad = [b.add_peer(p.url) for p in (garbage, failing, hanging)]
+        b.add_peer(a)
+        api(a).create_repo("admin/robust")
+        sha = (
+            api(a)
+            .upload_file(path_or_fileobj=b"ok", path_in_repo="ok.txt", repo_id="admin/robust")
+            .oid
+        )
+        wait_until(lambda: head_of(b, "admin/robust") == sha)
+
+        def all_bad_seen() -> bool:
+            peers = {p["id"]: p for p in b.peers()}
+            return all(peers[i]["state"] in ("degraded", "down") for i in bad)
+
+        wait_until(all_bad_seen, 60)
+        api(a).upload_file(
+            path_or_fileobj=b"still", path_in_repo="more.txt", repo_id="admin/robust"
+        )
+        wait_until(lambda: api(b).file_exists("admin/robust", "more.txt"))
+    finally:
+        for proxy in (garbage, failing, hanging):
+            proxy.close()
