@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -98,7 +99,7 @@ class NodeProcess:
         response.raise_for_status()
         return str(response.json()["id"])
 
-    def peers(self) -> list[dict[str, object]]:
+    def peers(self) -> list[dict[str, Any]]:
         with self.client() as http:
             return list(http.get("/v1/peers").json())
 
