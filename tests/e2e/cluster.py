@@ -23,10 +23,12 @@ def free_port() -> int:
 
 
 class NodeProcess:
-    def __init__(self, root: Path, name: str, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, name: str, *, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.name = name
         self.data_dir = root / name
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = {
             **os.environ,

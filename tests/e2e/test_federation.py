@@ -232,3 +232,21 @@ def test_misbehaving_peers_do_not_stop_replication_from_good_ones(spawn: Spawn) 
     finally:
         for proxy in (garbage, failing, hanging):
             proxy.close()
+
+
+def test_a_peer_replaced_behind_the_same_url_is_not_followed(spawn: Spawn) -> None:
+    a, b = spawn("a"), spawn("b")
+    peer_id = b.add_peer(a)
+    api(a).create_repo("admin/original")
+    wait_until(lambda: api(b).repo_exists("admin/original"))
+    a.kill()
+    impostor = spawn("a2", port=a.port)  # a fresh data dir answering at the same URL
+    api(impostor).create_repo("admin/forged")
+
+    def refused() -> bool:
+        peer = next(p for p in b.peers() if p["id"] == peer_id)
+        return "PeerMismatch" in str(peer["last_error"])
+
+    wait_until(refused, 30)
+    assert not api(b).repo_exists("admin/forged")
+    assert api(b).repo_exists("admin/original")
