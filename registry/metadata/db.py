@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, SQLModel, create_engine
 
 from registry.metadata.tables import Change, Counter, NodeState
 
@@ -67,9 +67,12 @@ class Database:
     ) -> int:
         """Append one entry with the next serial; `origin_serial` is given for entries
         learned from a peer (their own serial is then kept for dedup)."""
-        counter = session.exec(
-            select(Counter).where(Counter.name == "serial").with_for_update()
-        ).one()
+        # Row-locked once per transaction (Postgres), then reused from the session.
+        counter = session.info.get("serial_counter")
+        if counter is None:
+            counter = session.get(Counter, "serial", with_for_update=True)
+            assert counter is not None, "created with the schema"
+            session.info["serial_counter"] = counter
         counter.value += 1
         session.add(counter)
         serial = counter.value

@@ -34,6 +34,7 @@ from registry.metadata.tables import (
     TreeRow,
 )
 from registry.service.node import NodeIdentity
+from registry.service.repos import insert_tree
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,9 @@ class ReplicationService:
             if peer is None:
                 return []  # removed while pulling
             actions = planner(self._view(session, entries), entries)
+            rows: dict[str, Repo | None] = {}  # repo rows of this batch, looked up once
             for action in actions:
-                self._execute(session, action, missing)
+                self._execute(session, action, missing, rows)
             peer.cursor, peer.head = last_serial, head
             if last_serial >= head:
                 peer.behind_since_ms = None
@@ -121,7 +123,17 @@ class ReplicationService:
         )
         return LocalView(self._node.node_id, applied, repos, commits, tombstones)
 
-    def _execute(self, session: Session, action: Action, missing: dict[Digest, int]) -> None:
+    def _execute(
+        self,
+        session: Session,
+        action: Action,
+        missing: dict[Digest, int],
+        rows: dict[str, Repo | None],
+    ) -> None:
+        if isinstance(action, CreateRepo | DeleteRepo):
+            rows.pop(action.repo, None)
+        elif not isinstance(action, Record) and action.repo not in rows:
+            rows[action.repo] = _repo_row(session, action.repo)
         match action:
             case CreateRepo():
                 kind, namespace, name = action.repo.split("/")
@@ -142,11 +154,11 @@ class ReplicationService:
             case DeleteRepo():
                 self._delete_repo(session, action)
             case AddCommit():
-                self._add_commit(session, action, missing)
+                self._add_commit(session, action, missing, rows[action.repo])
             case SetRef():
-                self._set_ref(session, action)
+                self._set_ref(session, action, rows[action.repo])
             case DeleteRef():
-                row = _repo_row(session, action.repo)
+                row = rows[action.repo]
                 ref = session.get(Ref, (row.id, action.ref)) if row else None
                 if ref is not None:
                     session.delete(ref)
@@ -174,8 +186,9 @@ class ReplicationService:
         session.delete(row)
         session.flush()
 
-    def _add_commit(self, session: Session, action: AddCommit, missing: dict[Digest, int]) -> None:
-        row = _repo_row(session, action.repo)
+    def _add_commit(
+        self, session: Session, action: AddCommit, missing: dict[Digest, int], row: Repo | None
+    ) -> None:
         if row is None or row.id is None:
             return
         body = action.body
@@ -195,32 +208,24 @@ class ReplicationService:
             {}
             if not parent
             else {
-                r.path: r
-                for r in session.exec(select(TreeRow).where(TreeRow.commit_id == parent)).all()
+                path: (b3, last)
+                for path, b3, last in session.exec(
+                    select(TreeRow.path, TreeRow.blake3, TreeRow.last_commit).where(
+                        TreeRow.commit_id == parent
+                    )
+                ).all()
             }
         )
+        rows = []
         for path, b3, sha256, size, lfs, git_sha1 in body["tree"]:
-            old = before.get(path)
-            last = old.last_commit if old is not None and old.blake3 == b3 else sha
-            session.add(
-                TreeRow(
-                    commit_id=sha,
-                    path=path,
-                    blake3=b3,
-                    sha256=sha256,
-                    size=size,
-                    lfs=lfs,
-                    git_sha1=git_sha1,
-                    last_commit=last,
-                )
-            )
+            old_b3, old_last = before.get(path, (None, sha))
+            rows.append((path, b3, sha256, size, lfs, git_sha1, old_last if old_b3 == b3 else sha))
             missing[Digest(b3)] = int(size)
+        insert_tree(session, sha, rows)
         row.updated_ms = max(row.updated_ms, int(body["created_ms"]))
         session.add(row)
-        session.flush()
 
-    def _set_ref(self, session: Session, action: SetRef) -> None:
-        row = _repo_row(session, action.repo)
+    def _set_ref(self, session: Session, action: SetRef, row: Repo | None) -> None:
         if row is None or row.id is None:
             return
         ref = session.get(Ref, (row.id, action.ref))
