@@ -20,9 +20,9 @@ import httpx
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from huggingface_hub import CommitOperationAdd, HfApi  # noqa: E402
+from huggingface_hub import CommitOperationAdd, HfApi
 
-from tests.e2e.cluster import TOKEN, NodeProcess, wait_until  # noqa: E402
+from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -39,8 +39,9 @@ def measure_lag(a: NodeProcess, b: NodeProcess, commits: int) -> list[float]:
     with b.client() as http:
         wait_until(lambda: head(http, "admin/lag") is not None, 30)
         for i in range(commits):
-            sha = api.create_commit("admin/lag", [CommitOperationAdd(f"{i}.txt", b"x")],
-                                    commit_message=f"c{i}").oid
+            sha = api.create_commit(
+                "admin/lag", [CommitOperationAdd(f"{i}.txt", b"x")], commit_message=f"c{i}"
+            ).oid
             acked = time.perf_counter()
             deadline = acked + 30
             while head(http, "admin/lag") != sha:
@@ -51,20 +52,25 @@ def measure_lag(a: NodeProcess, b: NodeProcess, commits: int) -> list[float]:
     return lags
 
 
-def measure_catchup(root: Path, a: NodeProcess, entries: int,
-                    blob_mib: int) -> tuple[float, float, int]:
+def measure_catchup(
+    root: Path, a: NodeProcess, entries: int, blob_mib: int
+) -> tuple[float, float, int]:
     api = HfApi(endpoint=a.url, token=TOKEN)
     api.create_repo("admin/away")
     per_file = 32 * 1024 * 1024
     for i in range(max(1, blob_mib * 1024 * 1024 // per_file)):
-        api.upload_file(path_or_fileobj=os.urandom(per_file), path_in_repo=f"w{i}.safetensors",
-                        repo_id="admin/away")
+        api.upload_file(
+            path_or_fileobj=os.urandom(per_file),
+            path_in_repo=f"w{i}.safetensors",
+            repo_id="admin/away",
+        )
     repos = [f"admin/away{r}" for r in range(10)]  # small trees: entries, not rows, dominate
     for repo in repos:
         api.create_repo(repo)
     for i in range(entries // 2):  # each commit is two entries (commit.add, ref.set)
-        api.create_commit(repos[i % 10], [CommitOperationAdd(f"{i}.txt", b"y")],
-                          commit_message=f"c{i}")
+        api.create_commit(
+            repos[i % 10], [CommitOperationAdd(f"{i}.txt", b"y")], commit_message=f"c{i}"
+        )
     with a.client() as http:
         total = http.get("/v1/sync/changes", params={"since": 0, "limit": 1}).json()["head"]
     b = NodeProcess(root, "b2").start()
@@ -75,8 +81,11 @@ def measure_catchup(root: Path, a: NodeProcess, entries: int,
         meta = time.perf_counter() - started  # includes the first contact (< 0.5 s)
         blob_dir = b.data_dir / "store" / "blobs"
         wanted = blob_mib * 1024 * 1024
-        wait_until(lambda: sum(p.stat().st_size for p in blob_dir.rglob("*") if p.is_file())
-                   >= wanted, 600, 0.05)
+        wait_until(
+            lambda: sum(p.stat().st_size for p in blob_dir.rglob("*") if p.is_file()) >= wanted,
+            600,
+            0.05,
+        )
         blobs = time.perf_counter() - started
     finally:
         b.stop()
