@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
@@ -14,7 +18,33 @@ READ_CHUNK = 4 * 1024 * 1024  # 64 KiB (the default) is ~6x slower on loopback
 
 
 class BlobFileResponse(FileResponse):
+    """Ranged reads (206) through Starlette, with large chunks."""
+
     chunk_size = READ_CHUNK
+
+
+class PrefetchFileResponse(Response):
+    """A whole file, reading the next chunk on a thread while the current one is sent.
+
+    Starlette's FileResponse reads and sends strictly in turn; overlapping them matters on
+    loopback, where the network is faster than either step alone.
+    """
+
+    def __init__(self, path: Path, size: int, headers: dict[str, str]) -> None:
+        super().__init__(status_code=200, headers={**headers, "Content-Length": str(size)})
+        self._path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002 - ASGI signature
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        loop = asyncio.get_running_loop()
+        with self._path.open("rb", buffering=0) as f:
+            pending = loop.run_in_executor(None, f.read, READ_CHUNK)
+            while chunk := await pending:
+                pending = loop.run_in_executor(None, f.read, READ_CHUNK)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def replica_headers(peers: PeerService, node_id: str, repo: Repo) -> dict[str, str]:
@@ -42,7 +72,13 @@ def resolve_headers(commit_id: str, entry: TreeEntry) -> dict[str, str]:
 
 
 def blob_response(
-    blobs: BlobStore, digest: Digest, size: int, headers: dict[str, str], *, head: bool
+    blobs: BlobStore,
+    digest: Digest,
+    size: int,
+    headers: dict[str, str],
+    *,
+    head: bool,
+    range_header: str | None = None,
 ) -> Response:
     """A 200/206 response for a blob; HEAD answers headers only, with the true length."""
     headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", **headers}
@@ -50,6 +86,8 @@ def blob_response(
         return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
     headers.pop("Content-Length", None)  # the file response sets it (206 differs)
     path = blobs.local_path(digest)
+    if path is not None and range_header is None:
+        return PrefetchFileResponse(path, size, headers)
     if path is not None:
         return BlobFileResponse(path, headers=headers, media_type="application/octet-stream")
     return StreamingResponse(blobs.open(digest), headers={**headers, "Content-Length": str(size)})

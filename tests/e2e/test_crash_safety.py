@@ -31,8 +31,9 @@ def endless_body(chunk: bytes, count: int) -> Iterator[bytes]:
         yield chunk
 
 
-def test_kill_during_and_after_uploads_loses_nothing_acknowledged(spawn: Spawn,
-                                                                  tmp_path: Path) -> None:
+def test_kill_during_and_after_uploads_loses_nothing_acknowledged(
+    spawn: Spawn, tmp_path: Path
+) -> None:
     node = spawn("crash")
     api = HfApi(endpoint=node.url, token=TOKEN)
     weights = os.urandom(20 * 1024 * 1024)
@@ -40,8 +41,9 @@ def test_kill_during_and_after_uploads_loses_nothing_acknowledged(spawn: Spawn,
     first = api.upload_folder(folder_path=_folder(tmp_path, weights), repo_id="admin/safe").oid
     api.create_branch("admin/safe", branch="dev")
     api.create_tag("admin/safe", tag="v1", revision=first)
-    second = api.upload_file(path_or_fileobj=b"acknowledged", path_in_repo="late.txt",
-                             repo_id="admin/safe").oid
+    second = api.upload_file(
+        path_or_fileobj=b"acknowledged", path_in_repo="late.txt", repo_id="admin/safe"
+    ).oid
     node.kill()  # right after a completed commit
     node = spawn("crash")
 
@@ -51,9 +53,15 @@ def test_kill_during_and_after_uploads_loses_nothing_acknowledged(spawn: Spawn,
 
     def upload() -> None:
         try:
-            httpx.put(f"{node.url}/v1/blobs/{claimed}", content=endless_body(big_chunk, 100),
-                      headers={"authorization": f"Bearer {TOKEN}",
-                               "content-length": str(100 * len(big_chunk))}, timeout=60)
+            httpx.put(
+                f"{node.url}/v1/blobs/{claimed}",
+                content=endless_body(big_chunk, 100),
+                headers={
+                    "authorization": f"Bearer {TOKEN}",
+                    "content-length": str(100 * len(big_chunk)),
+                },
+                timeout=60,
+            )
         except httpx.HTTPError:
             pass  # the server died under it: expected
 
@@ -71,11 +79,15 @@ def test_kill_during_and_after_uploads_loses_nothing_acknowledged(spawn: Spawn,
     assert {b.name: b.target_commit for b in refs.branches} == {"main": second, "dev": first}
     assert [(t.name, t.target_commit) for t in refs.tags] == [("v1", first)]
     for revision in ("main", "v1", first):
-        local = hf_hub_download("admin/safe", "w.safetensors", revision=revision,
-                                cache_dir=tmp_path / f"c-{revision}", endpoint=node.url)
+        local = hf_hub_download(
+            "admin/safe",
+            "w.safetensors",
+            revision=revision,
+            cache_dir=tmp_path / f"c-{revision}",
+            endpoint=node.url,
+        )
         assert Path(local).read_bytes() == weights
-    late = hf_hub_download("admin/safe", "late.txt", cache_dir=tmp_path / "late",
-                           endpoint=node.url)
+    late = hf_hub_download("admin/safe", "late.txt", cache_dir=tmp_path / "late", endpoint=node.url)
     assert Path(late).read_bytes() == b"acknowledged"
     with node.client() as http:
         assert http.head(f"/v1/blobs/{claimed}").status_code == 404

@@ -64,7 +64,14 @@ async def _resolve(
             f"The bytes of {path} are not on this node yet and no peer could serve them",
             detail={"commit": snap.commit.id, "path": path},
         )
-    return blob_response(node.blobs, entry.blake3, entry.size, headers, head=head)
+    return blob_response(
+        node.blobs,
+        entry.blake3,
+        entry.size,
+        headers,
+        head=head,
+        range_header=request.headers.get("range"),
+    )
 
 
 async def _pull_through(replicator: SyncDep, entry: TreeEntry) -> Iterator[bytes] | None:

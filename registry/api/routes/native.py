@@ -35,7 +35,12 @@ def get_blob(blake3: str, request: Request, node: NodeDep, principal: PrincipalD
     if info is None or not node.uploads.readable(principal, digest):
         raise BlobNotFoundError(f"Blob {digest} not found")
     return blob_response(
-        node.blobs, digest, info.size, {"ETag": f'"{digest.hex}"'}, head=request.method == "HEAD"
+        node.blobs,
+        digest,
+        info.size,
+        {"ETag": f'"{digest.hex}"'},
+        head=request.method == "HEAD",
+        range_header=request.headers.get("range"),
     )
 
 
