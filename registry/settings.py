@@ -15,6 +15,7 @@ from pydantic_settings import (
 
 
 class LimitSettings(BaseModel):
+    max_header_bytes: int = 64 * 1024  # all request headers together
     max_json_bytes: int = 1024 * 1024
     max_commit_bytes: int = 256 * 1024 * 1024
     max_commit_operations: int = 100_000

@@ -1,4 +1,5 @@
-"""Caps request bodies before they reach a route: JSON, commits, and streamed uploads differ."""
+"""Caps requests before they reach a route: header size, and bodies (JSON, commits and
+streamed uploads have different limits)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ class BodyLimit:
         return self.limits.max_json_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header_bytes = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+            if header_bytes > self.limits.max_header_bytes:
+                response = error_response(
+                    431,
+                    "HeadersTooLarge",
+                    f"Request headers of {header_bytes} bytes exceed the limit of "
+                    f"{self.limits.max_header_bytes} bytes",
+                )
+                await response(scope, receive, send)
+                return
         limit = self._limit(scope["path"]) if scope["type"] == "http" else None
         if limit is None:
             await self.app(scope, receive, send)
