@@ -12,33 +12,21 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from sqlmodel import col, select
 
 from registry.domain.errors import CursorAheadError
+from registry.domain.replication import Entry
 from registry.metadata.db import Database
 from registry.metadata.tables import Change, Counter
 from registry.service.auth import Principal
 
 
 @dataclass(frozen=True)
-class FeedEntry:
-    serial: int
-    origin: str
-    origin_serial: int
-    kind: str
-    repo: str
-    private: bool
-    body: dict[str, Any]
-    created_ms: int
-
-
-@dataclass(frozen=True)
 class FeedPage:
     head: int
     last_serial: int  # the last serial examined; the reader's next `since`
-    entries: list[FeedEntry]
+    entries: list[Entry]
 
 
 def may_read_entry(principal: Principal, change: Change) -> bool:
@@ -67,7 +55,7 @@ class FeedService:
                 .order_by(col(Change.serial))
                 .limit(limit)
             ).all()
-        entries: list[FeedEntry] = []
+        entries: list[Entry] = []
         last, size = since, 0
         for row in rows:
             if entries and size + len(row.body) > self._max_bytes:
@@ -79,8 +67,8 @@ class FeedService:
         return FeedPage(head, last, entries)
 
 
-def _entry(row: Change) -> FeedEntry:
-    return FeedEntry(
+def _entry(row: Change) -> Entry:
+    return Entry(
         row.serial,
         row.origin,
         row.origin_serial,

@@ -14,7 +14,7 @@ from registry.metadata.tables import Blob, Commit, Repo, TreeRow
 from registry.service.auth import Principal, require_write
 from registry.service.node import NodeIdentity
 from registry.service.repos import find_repo, record_blob, require_home
-from registry.storage import BlobStore, BlobWriter, Expected
+from registry.storage import BlobStore, BlobWriter, Expected, put
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,10 @@ class UploadService:
 
     def ingest(self, chunks: Iterable[bytes], expected: Expected) -> Hashes:
         """Store a stream of bytes as a verified blob and record it."""
-        writer = self._blobs.writer(expected.size)
-        try:
-            for chunk in chunks:
-                writer.write(chunk)
-        except BaseException:
-            writer.abort()
-            raise
-        return self.complete(writer, expected)
+        hashes = put(self._blobs, expected, chunks)
+        with self._db.write() as session:
+            record_blob(session, hashes.blake3, hashes.sha256, hashes.size, hashes.git_sha1)
+        return hashes
 
     def complete(self, writer: BlobWriter, expected: Expected) -> Hashes:
         """Verify and publish an upload, then record it; raises on any mismatch."""
