@@ -203,7 +203,7 @@ def peer_add(
 def peer_list(data_dir: Path | None, config: Path | None) -> None:
     """List peers with their cursor (live health: GET /v1/peers on the node)."""
     with _peer_service(data_dir, config) as peers:
-        for p in peers.list():
+        for p in peers.all():
             click.echo(
                 f"{p.id}\t{p.url}\t{p.blobs}\tnode={p.node_id or '?'}\t"
                 f"cursor={p.cursor}/{p.head}\ttoken={mask(p.token) or '-'}"

@@ -15,6 +15,7 @@ from registry.service.peers import PeerService, Thresholds
 from registry.service.reads import ReadService
 from registry.service.replication import ReplicationService
 from registry.service.repos import RepoService
+from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.settings import Settings
 from registry.storage.local import LocalBlobStore
@@ -37,6 +38,7 @@ class Node:
     replication: ReplicationService
     feed: FeedService
     notifier: ChangeNotifier
+    status: StatusService
     new_admin_token: str | None = None
 
     @classmethod
@@ -53,6 +55,7 @@ class Node:
         new_token = auth.ensure_admin(secret)
         repos = RepoService(db, blobs, identity)
         sync = settings.sync
+        peers = PeerService(db, Thresholds(sync.degraded_after, sync.down_after, sync.up_after))
         cache = ReadCache()
         db.after_write.append(cache.new_generation)
         notifier = ChangeNotifier()
@@ -67,10 +70,11 @@ class Node:
             ReadService(db, cache),
             CommitService(db, blobs, identity, repos),
             UploadService(db, blobs, identity),
-            PeerService(db, Thresholds(sync.degraded_after, sync.down_after, sync.up_after)),
+            peers,
             ReplicationService(db, blobs, identity),
             FeedService(db),
             notifier,
+            StatusService(db, peers, identity),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

@@ -126,7 +126,7 @@ class BlobFetcher:
             yield held
 
     def _sources(self, first: str | None) -> list[tuple[str, str, str | None]]:
-        peers = self._peers.list()
+        peers = self._peers.all()
         rank = {"up": 0, "unknown": 1, "degraded": 2, "down": 3}
 
         def order(peer_id: str) -> tuple[int, int, int]:

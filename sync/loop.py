@@ -68,7 +68,7 @@ class SyncLoop:
     def _supervise(self) -> None:
         while not self._stop.wait(0.5):
             try:
-                wanted = {p.id for p in self._peers.list()}
+                wanted = {p.id for p in self._peers.all()}
             except Exception:  # keep supervising; logged
                 logger.exception("listing peers failed")
                 continue
@@ -122,14 +122,14 @@ class SyncLoop:
         while not self._stop.wait(interval):
             interval = self._settings.backfill_interval
             try:
-                if any(p.blobs == "eager" for p in self._peers.list()):
+                if any(p.blobs == "eager" for p in self._peers.all()):
                     self.fetcher.enqueue(self._replication.missing_blobs())
             except Exception:  # keep sweeping; logged
                 logger.exception("blob backfill failed")
 
     def _probe(self) -> None:
         while not self._stop.wait(self._settings.probe_interval):
-            for peer in self._peers.list():
+            for peer in self._peers.all():
                 try:
                     with RegistryClient(
                         peer.url,

@@ -8,12 +8,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry
 
 from registry import __version__
 from registry.api import errors
 from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
-from registry.api.routes import hf_repos, hf_resolve, hf_tree, hf_upload, native, peers, sync
+from registry.api.routes import (
+    hf_repos,
+    hf_resolve,
+    hf_tree,
+    hf_upload,
+    native,
+    peers,
+    status,
+    sync,
+)
+from registry.metrics import HttpMetrics, Metrics, NodeCollector
 from registry.node import Node
 from registry.settings import Settings
 from sync.loop import SyncLoop
@@ -35,23 +46,29 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             opened.identity, opened.peers, opened.replication, opened.uploads, opened.settings.sync
         )
         replicator.start()
+        collector = NodeCollector(opened.status.sample)
+        metrics.registry.register(collector)
         app.state.node, app.state.sync = opened, replicator
         try:
             yield
         finally:
             replicator.stop()
+            metrics.registry.unregister(collector)
             if node is None:
                 opened.close()
 
+    metrics = Metrics(CollectorRegistry())  # injected: no default-registry globals
     app = FastAPI(
         title="modelyard",
         version=__version__,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
+    app.state.metrics = metrics
     errors.install(app)
-    for module in (native, sync, peers, hf_repos, hf_tree, hf_upload, hf_resolve):
+    for module in (native, sync, peers, status, hf_repos, hf_tree, hf_upload, hf_resolve):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(ReadFastPath)
+    app.add_middleware(HttpMetrics, metrics=metrics)  # outermost: counts fast-path answers
     return app

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from registry.api.files import resolve_headers
 from registry.domain.errors import RegistryError
 from registry.domain.names import RepoId, RepoType
+from registry.metrics import ROUTE_KEY
 from registry.node import Node
 from registry.service.auth import Principal
 
@@ -36,6 +37,7 @@ class ReadFastPath:
             await self.app(scope, receive, send)
             return
         status, headers, body = answer
+        scope[ROUTE_KEY] = "fastpath"
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -94,6 +94,25 @@ def normalise_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+@dataclass(frozen=True)
+class PeerView:
+    """A peer as operators see it: configuration, health and lag (token masked)."""
+
+    id: str
+    url: str
+    token: str | None
+    blobs: str
+    node_id: str | None
+    state: str
+    cursor: int
+    head: int
+    lag_entries: int
+    lag_seconds: float
+    last_success_ms: int | None
+    last_error: str | None
+    bad_blobs: int
+
+
 class PeerService:
     def __init__(self, db: Database, thresholds: Thresholds) -> None:
         self._db = db
@@ -123,9 +142,37 @@ class PeerService:
         logger.info("peer added peer=%s url=%s blobs=%s", peer.id, url, blobs)
         return peer
 
-    def list(self) -> list[Peer]:
+    def all(self) -> list[Peer]:
         with self._db.read() as session:
             return list(session.exec(select(Peer).order_by(col(Peer.created_ms))).all())
+
+    def views(self) -> list[PeerView]:
+        now = now_ms()
+        views = []
+        for peer in self.all():
+            health = self.health.get(peer.id)
+            behind = peer.behind_since_ms
+            views.append(
+                PeerView(
+                    peer.id,
+                    peer.url,
+                    mask(peer.token),
+                    peer.blobs,
+                    peer.node_id,
+                    health.state,
+                    peer.cursor,
+                    peer.head,
+                    max(0, peer.head - peer.cursor),
+                    0.0 if behind is None else (now - behind) / 1000,
+                    health.last_success_ms,
+                    health.last_error,
+                    health.bad_blobs,
+                )
+            )
+        return views
+
+    def view(self, peer: Peer) -> PeerView:
+        return next(v for v in self.views() if v.id == peer.id)
 
     def get(self, peer_id: str) -> Peer:
         with self._db.read() as session:
@@ -160,7 +207,7 @@ class PeerService:
 
     def copy_age(self, home_node: str) -> float | None:
         """Seconds since we last heard from the home's feed (directly, else any peer's)."""
-        peers = self.list()
+        peers = self.all()
         direct = [p for p in peers if p.node_id == home_node]
         times = [self.health.get(p.id).last_success_ms for p in direct or peers]
         known = [t for t in times if t is not None]

@@ -1,0 +1,153 @@
+"""Prometheus metrics on an injected CollectorRegistry (no default-registry globals).
+
+Request metrics are recorded by `HttpMetrics` (an ASGI layer outside the router, so fast-path
+answers are counted too); node state (blobs, change log, peers) is read at scrape time by
+`NodeCollector`. Labels stay low-cardinality: route templates, methods, status classes, and
+peer ids (bounded by configuration); never repo names or digests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ROUTE_KEY = "modelyard.route"  # set by layers that answer without the router
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "modelyard_http_requests_total",
+            "HTTP requests answered",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "modelyard_http_request_duration_seconds",
+            "Time to answer, headers to last byte",
+            ["route", "method"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+        )
+        self.received = Counter(
+            "modelyard_http_received_bytes_total",
+            "Request body bytes",
+            ["route"],
+            registry=registry,
+        )
+        self.sent = Counter(
+            "modelyard_http_sent_bytes_total", "Response body bytes", ["route"], registry=registry
+        )
+
+
+class HttpMetrics:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        counts = {"status": 500, "in": 0, "out": 0}
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            counts["in"] += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                counts["status"] = message["status"]
+            else:
+                counts["out"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        finally:
+            route = scope.get(ROUTE_KEY) or getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            m = self.metrics
+            m.requests.labels(route, method, f"{counts['status'] // 100}xx").inc()
+            m.latency.labels(route, method).observe(time.perf_counter() - started)
+            if counts["in"]:
+                m.received.labels(route).inc(counts["in"])
+            if counts["out"]:
+                m.sent.labels(route).inc(counts["out"])
+
+
+@dataclass(frozen=True)
+class PeerSample:
+    peer: str
+    state: str
+    lag_entries: int
+    lag_seconds: float
+    last_success: float | None  # unix seconds
+    bad_blobs: int
+
+
+@dataclass(frozen=True)
+class NodeSample:
+    blobs: int
+    blob_bytes: int
+    serial: int
+    started: float  # unix seconds
+    peers: list[PeerSample]
+
+
+PEER_STATES = ("unknown", "up", "degraded", "down")
+
+
+class NodeCollector(Collector):
+    """Reads the node's state at scrape time through `sample`."""
+
+    def __init__(self, sample: Callable[[], NodeSample]) -> None:
+        self._sample = sample
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._sample()
+        yield GaugeMetricFamily("modelyard_blob_store_blobs", "Blobs stored", value=s.blobs)
+        yield GaugeMetricFamily(
+            "modelyard_blob_store_size_bytes", "Bytes of blobs stored", value=s.blob_bytes
+        )
+        yield GaugeMetricFamily(
+            "modelyard_change_log_serial", "Head serial of the change log", value=s.serial
+        )
+        yield GaugeMetricFamily(
+            "modelyard_start_time_seconds", "Start of this node process", value=s.started
+        )
+        state = GaugeMetricFamily(
+            "modelyard_peer_state", "1 for the peer's current state", labels=["peer", "state"]
+        )
+        lag = GaugeMetricFamily(
+            "modelyard_sync_lag_entries", "Feed entries not applied yet", labels=["peer"]
+        )
+        lag_s = GaugeMetricFamily(
+            "modelyard_sync_lag_seconds", "Age of the oldest unapplied change", labels=["peer"]
+        )
+        last = GaugeMetricFamily(
+            "modelyard_sync_last_success_timestamp_seconds",
+            "Last successful pull or probe",
+            labels=["peer"],
+        )
+        bad = CounterMetricFamily(
+            "modelyard_peer_bad_blobs", "Blobs a peer served with wrong bytes", labels=["peer"]
+        )
+        for p in s.peers:
+            for name in PEER_STATES:
+                state.add_metric([p.peer, name], 1.0 if p.state == name else 0.0)
+            lag.add_metric([p.peer], p.lag_entries)
+            lag_s.add_metric([p.peer], p.lag_seconds)
+            if p.last_success is not None:
+                last.add_metric([p.peer], p.last_success)
+            bad.add_metric([p.peer], p.bad_blobs)
+        yield from (state, lag, lag_s, last, bad)

@@ -1,0 +1,95 @@
+"""What a person or Prometheus needs to judge a node at a glance."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from registry import __version__
+from registry.metadata.db import Database
+from registry.metadata.tables import Blob, Commit, Repo
+from registry.metrics import NodeSample, PeerSample
+from registry.service.node import NodeIdentity
+from registry.service.peers import PeerService, PeerView
+from registry.service.repos import repo_id_of
+
+
+@dataclass(frozen=True)
+class RecentCommit:
+    repo: str
+    commit: str
+    title: str
+    author: str
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class Status:
+    node_id: str
+    version: str
+    epoch: str
+    started: float
+    uptime_seconds: float
+    serial: int
+    blobs: int
+    blob_bytes: int
+    peers: list[PeerView]
+    recent: list[RecentCommit]  # public repos only: the page is public
+
+
+class StatusService:
+    def __init__(self, db: Database, peers: PeerService, node: NodeIdentity) -> None:
+        self._db = db
+        self._peers = peers
+        self._node = node
+        self.started = time.time()
+
+    def _storage(self) -> tuple[int, int]:
+        with self._db.read() as session:
+            count, total = session.exec(select(func.count(), func.sum(Blob.size))).one()
+        return int(count or 0), int(total or 0)
+
+    def status(self, recent: int = 10) -> Status:
+        blobs, blob_bytes = self._storage()
+        with self._db.read() as session:
+            rows = session.exec(
+                select(Commit, Repo)
+                .join(Repo, col(Repo.id) == Commit.repo_id)
+                .where(col(Repo.private).is_(False))
+                .order_by(col(Commit.created_ms).desc())
+                .limit(recent)
+            ).all()
+        latest = [
+            RecentCommit(repo_id_of(r).full_name, c.id, c.title, c.author, c.created_ms)
+            for c, r in rows
+        ]
+        return Status(
+            self._node.node_id,
+            __version__,
+            self._node.epoch,
+            self.started,
+            time.time() - self.started,
+            self._db.head_serial(),
+            blobs,
+            blob_bytes,
+            self._peers.views(),
+            latest,
+        )
+
+    def sample(self) -> NodeSample:
+        blobs, blob_bytes = self._storage()
+        peers = [
+            PeerSample(
+                p.id,
+                p.state,
+                p.lag_entries,
+                p.lag_seconds,
+                p.last_success_ms / 1000 if p.last_success_ms else None,
+                p.bad_blobs,
+            )
+            for p in self._peers.views()
+        ]
+        return NodeSample(blobs, blob_bytes, self._db.head_serial(), self.started, peers)

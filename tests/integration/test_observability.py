@@ -1,0 +1,95 @@
+"""/metrics, /v1/status and /status show a node's health, peers included."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi
+from prometheus_client.parser import text_string_to_metric_families
+
+from registry.api.app import create_app
+from tests.conftest import ADMIN_TOKEN, RunningNode, ServerThread, node_settings
+
+
+def scrape(node: RunningNode) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with node.client() as http:
+        response = http.get("/metrics")
+    assert response.status_code == 200
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def test_metrics_count_requests_bytes_and_blobs(node: RunningNode) -> None:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/m")
+    sha = api.upload_file(path_or_fileobj=b"x" * 5000, path_in_repo="w.bin", repo_id="admin/m").oid
+    for _ in range(3):
+        api.model_info("admin/m", revision=sha)  # served by the fast path after the first
+    samples = scrape(node)
+    routes = {labels["route"] for labels, _ in samples["modelyard_http_requests_total"]}
+    assert "/api/repos/create" in routes and "fastpath" in routes
+    assert all("admin/m" not in route for route in routes)  # templates, never repo names
+    assert dict(samples["modelyard_blob_store_blobs"][0][0]) == {}
+    assert samples["modelyard_blob_store_blobs"][0][1] >= 2
+    assert samples["modelyard_blob_store_size_bytes"][0][1] >= 5000
+    assert samples["modelyard_change_log_serial"][0][1] >= 5
+    received = sum(v for _, v in samples["modelyard_http_received_bytes_total"])
+    assert received >= 5000
+    assert "modelyard_http_request_duration_seconds_bucket" in samples
+
+
+@pytest.fixture
+def follower(tmp_path: Path) -> Iterator[RunningNode]:
+    settings = node_settings(
+        tmp_path / "follower",
+        node_id="follower",
+        sync={"long_poll": 1, "probe_interval": 0.2, "down_after": 3},
+    )
+    server = ServerThread(create_app(settings))
+    server.start()
+    try:
+        yield RunningNode(server.url, settings, ADMIN_TOKEN, None, server.port)  # type: ignore[arg-type]
+    finally:
+        server.stop()
+
+
+def wait_for_state(node: RunningNode, state: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with node.client() as http:
+            peers = http.get("/v1/status").json()["peers"]
+        if peers and peers[0]["state"] == state:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"peer never {state}")
+
+
+def test_status_and_metrics_show_a_stopped_peer_down(follower: RunningNode) -> None:
+    with follower.client(ADMIN_TOKEN) as http:
+        assert http.post("/v1/peers", json={"url": "http://127.0.0.1:9"}).status_code == 201
+    wait_for_state(follower, "down")
+    states = {labels["state"]: value for labels, value in scrape(follower)["modelyard_peer_state"]}
+    assert states["down"] == 1.0 and states["up"] == 0.0
+    with follower.client() as http:
+        page = http.get("/status")
+    assert page.status_code == 200 and 'http-equiv="refresh"' in page.text
+    assert '<b class="down">down</b>' in page.text and "<script" not in page.text
+
+
+def test_status_page_lists_public_uploads_only(node: RunningNode) -> None:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/shown")
+    api.create_repo("admin/hidden", private=True)
+    with node.client() as http:
+        status = http.get("/v1/status").json()
+        page = http.get("/status").text
+    repos = {r["repo"] for r in status["recent"]}
+    assert "admin/shown" in repos and "admin/hidden" not in repos
+    assert "admin/shown" in page and "admin/hidden" not in page
+    assert status["node_id"] and status["uptime_seconds"] >= 0
