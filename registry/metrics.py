@@ -102,6 +102,8 @@ class NodeSample:
     serial: int
     started: float  # unix seconds
     peers: list[PeerSample]
+    disk_free: int
+    disk_size: int
 
 
 PEER_STATES = ("unknown", "up", "degraded", "down")
@@ -124,6 +126,12 @@ class NodeCollector(Collector):
         )
         yield GaugeMetricFamily(
             "modelyard_start_time_seconds", "Start of this node process", value=s.started
+        )
+        yield GaugeMetricFamily(
+            "modelyard_data_dir_free_bytes", "Free space on the data dir's disk", value=s.disk_free
+        )
+        yield GaugeMetricFamily(
+            "modelyard_data_dir_size_bytes", "Size of the data dir's disk", value=s.disk_size
         )
         state = GaugeMetricFamily(
             "modelyard_peer_state", "1 for the peer's current state", labels=["peer", "state"]

@@ -74,7 +74,7 @@ class Node:
             ReplicationService(db, blobs, identity),
             FeedService(db),
             notifier,
-            StatusService(db, peers, identity),
+            StatusService(db, peers, identity, settings.data_dir),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -41,7 +43,10 @@ class Status:
 
 
 class StatusService:
-    def __init__(self, db: Database, peers: PeerService, node: NodeIdentity) -> None:
+    def __init__(
+        self, db: Database, peers: PeerService, node: NodeIdentity, data_dir: Path
+    ) -> None:
+        self._data_dir = data_dir
         self._db = db
         self._peers = peers
         self._node = node
@@ -92,4 +97,7 @@ class StatusService:
             )
             for p in self._peers.views()
         ]
-        return NodeSample(blobs, blob_bytes, self._db.head_serial(), self.started, peers)
+        disk = shutil.disk_usage(self._data_dir)
+        return NodeSample(
+            blobs, blob_bytes, self._db.head_serial(), self.started, peers, disk.free, disk.total
+        )

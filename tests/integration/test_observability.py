@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,3 +95,18 @@ def test_status_page_lists_public_uploads_only(node: RunningNode) -> None:
     assert "admin/shown" in repos and "admin/hidden" not in repos
     assert "admin/shown" in page and "admin/hidden" not in page
     assert status["node_id"] and status["uptime_seconds"] >= 0
+
+
+def test_dashboard_and_alerts_use_only_metrics_a_node_exposes(node: RunningNode) -> None:
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    dashboard = json.loads((deploy / "grafana" / "modelyard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    referenced = set(re.findall(r"modelyard_[a-z_]+", " ".join(exprs)))
+    referenced |= set(
+        re.findall(r"modelyard_[a-z_]+", (deploy / "prometheus" / "alerts.yml").read_text())
+    )
+    with node.client(ADMIN_TOKEN) as http:
+        http.post("/v1/peers", json={"url": "http://127.0.0.1:9"})  # so peer series exist
+        http.get("/v1/health")
+    exposed = set(scrape(node))
+    assert referenced and referenced <= exposed, referenced - exposed
