@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import httpx
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -141,4 +142,8 @@ class SyncLoop:
                         client.health()
                     self._peers.health.success(peer.id)
                 except Exception as exc:  # a failed probe is data, not an error
-                    self._peers.health.failure(peer.id, f"probe: {type(exc).__name__}: {exc}")
+                    self._peers.health.failure(
+                        peer.id,
+                        f"probe: {type(exc).__name__}: {exc}",
+                        refused=isinstance(exc, httpx.ConnectError),
+                    )

@@ -62,12 +62,13 @@ class HealthBook:
                 h, state=state, failures=0, successes=successes, last_success_ms=now_ms()
             )
 
-    def failure(self, peer_id: str, error: str) -> None:
+    def failure(self, peer_id: str, error: str, *, refused: bool = False) -> None:
+        """Count a failure; a refused connection (nothing listens) is down at once."""
         with self._lock:
             h = self.get(peer_id)
             failures = h.failures + 1
             state = h.state
-            if failures >= self._t.down_after:
+            if refused or failures >= self._t.down_after:
                 state = "down"
             elif failures >= self._t.degraded_after and state != "down":
                 state = "degraded"

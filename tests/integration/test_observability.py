@@ -110,3 +110,36 @@ def test_dashboard_and_alerts_use_only_metrics_a_node_exposes(node: RunningNode)
         http.get("/v1/health")
     exposed = set(scrape(node))
     assert referenced and referenced <= exposed, referenced - exposed
+
+
+def peer_state(node: RunningNode) -> tuple[str, str, float]:
+    with node.client() as http:
+        status = http.get("/v1/status").json()["peers"][0]["state"]
+        page = http.get("/status").text
+    metric = {labels["state"]: value for labels, value in scrape(node)["modelyard_peer_state"]}
+    shown = next(s for s in ("up", "degraded", "down", "unknown") if f'class="{s}"' in page)
+    return status, shown, metric.get(status, 0.0)
+
+
+def test_stopped_peer_is_down_within_a_probe_interval_and_up_after_it_returns(
+    tmp_path: Path, follower: RunningNode
+) -> None:
+    peer_settings = node_settings(tmp_path / "peer", node_id="peer")
+    peer = ServerThread(create_app(peer_settings))
+    peer.start()
+    port = peer.port
+    with follower.client(ADMIN_TOKEN) as http:
+        http.post("/v1/peers", json={"url": peer.url}).raise_for_status()
+    wait_for_state(follower, "up")
+    peer.stop()
+    stopped = time.monotonic()
+    wait_for_state(follower, "down")
+    assert time.monotonic() - stopped < 0.2 + 1.0  # probe interval 0.2 s, plus slack
+    assert peer_state(follower) == ("down", "down", 1.0)  # JSON, page and metric agree
+    peer = ServerThread(create_app(peer_settings), port=port)
+    peer.start()
+    try:
+        wait_for_state(follower, "up")
+        assert peer_state(follower) == ("up", "up", 1.0)
+    finally:
+        peer.stop()
