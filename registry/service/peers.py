@@ -214,11 +214,6 @@ class PeerService:
         known = [t for t in times if t is not None]
         return (now_ms() - max(known)) / 1000 if known else None
 
-    def home_url(self, node_id: str) -> str | None:
-        with self._db.read() as session:
-            peer = session.exec(select(Peer).where(Peer.node_id == node_id)).first()
-        return peer.url if peer else None
-
 
 def mask(token: str | None) -> str | None:
     return None if not token else f"{token[:4]}…{token[-4:]}" if len(token) > 12 else "…"

@@ -12,7 +12,7 @@ from registry.domain.digest import Digest
 from registry.domain.errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
 from registry.domain.names import COMMIT_SHA, SHORT_SHA, RepoId
 from registry.metadata.db import Database
-from registry.metadata.tables import Blob, Commit, Ref, Repo, TreeRow
+from registry.metadata.tables import Commit, Ref, Repo, TreeRow
 from registry.service.auth import Principal, can_read
 from registry.service.cache import ReadCache
 from registry.service.repos import find_repo
@@ -190,7 +190,3 @@ class ReadService:
                     select(Ref).where(Ref.repo_id == repo.id).order_by(col(Ref.name))
                 ).all()
             )
-
-    def blob_by_sha256(self, sha256: str) -> Blob | None:
-        with self._db.read() as session:
-            return session.exec(select(Blob).where(Blob.sha256 == sha256)).first()
