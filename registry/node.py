@@ -10,6 +10,7 @@ from registry.service.auth import AuthService
 from registry.service.cache import ReadCache
 from registry.service.commits import CommitService
 from registry.service.feed import ChangeNotifier, FeedService
+from registry.service.lookup import LookupService
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerService, Thresholds
 from registry.service.reads import ReadService
@@ -39,6 +40,7 @@ class Node:
     feed: FeedService
     notifier: ChangeNotifier
     status: StatusService
+    lookup: LookupService
     new_admin_token: str | None = None
 
     @classmethod
@@ -75,6 +77,7 @@ class Node:
             FeedService(db),
             notifier,
             StatusService(db, peers, identity, settings.data_dir),
+            LookupService(db),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

@@ -276,3 +276,14 @@ class PeerOut(BaseModel):
     last_success: str | None
     last_error: str | None
     bad_blobs: int
+
+
+class FileHitOut(BaseModel):
+    repo: str
+    repo_type: str
+    ref: str
+    commit: str
+    path: str
+    size: int
+    blake3: str
+    sha256: str

@@ -69,7 +69,7 @@ class TreeRow(SQLModel, table=True):
     commit_id: str = Field(primary_key=True)
     path: str = Field(primary_key=True)
     blake3: str = Field(index=True)
-    sha256: str
+    sha256: str = Field(index=True)  # lookup by SHA-256 and AutoV2 prefix
     size: int
     lfs: bool
     git_sha1: str | None = None

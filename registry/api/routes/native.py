@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +16,7 @@ from registry.domain.digest import Digest
 from registry.domain.errors import BlobNotFoundError
 from registry.service.uploads import require_uploader
 from registry.storage import Expected
-from registry.wire import BlobStored, Health
+from registry.wire import BlobStored, FileHitOut, Health
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
@@ -85,3 +87,9 @@ async def put_blob(
         ).model_dump(),
         status_code=201,
     )
+
+
+@router.get("/files/by-hash/{file_hash}", response_model=list[FileHitOut])
+def files_by_hash(file_hash: str, node: NodeDep, principal: PrincipalDep) -> list[FileHitOut]:
+    """Every repo, ref and path holding a file with this BLAKE3, SHA-256 or AutoV2 hash."""
+    return [FileHitOut(**asdict(hit)) for hit in node.lookup.by_hash(principal, file_hash)]
