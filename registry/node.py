@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from registry.metadata.db import Database
 from registry.service.auth import AuthService
 from registry.service.cache import ReadCache
+from registry.service.cards import CardReader
 from registry.service.commits import CommitService
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.lookup import LookupService
@@ -69,7 +70,7 @@ class Node:
             identity,
             auth,
             repos,
-            ReadService(db, cache),
+            ReadService(db, cache, CardReader(blobs)),
             CommitService(db, blobs, identity, repos),
             UploadService(db, blobs, identity),
             peers,

@@ -98,6 +98,7 @@ class RepoInfo(BaseModel):
     likes: int = 0
     gated: bool = False
     disabled: bool = False
+    cardData: dict[str, object] | None = None
     siblings: list[Sibling] | None = None
 
 

@@ -15,6 +15,7 @@ from registry.metadata.db import Database
 from registry.metadata.tables import Commit, Ref, Repo, TreeRow
 from registry.service.auth import Principal, can_read
 from registry.service.cache import ReadCache
+from registry.service.cards import Card, CardReader
 from registry.service.repos import find_repo
 
 
@@ -71,9 +72,20 @@ def resolve_commit(session: Session, repo: Repo, revision: str) -> Commit:
 class ReadService:
     """Reads through a ReadCache: a repeated request for a commit touches no database."""
 
-    def __init__(self, db: Database, cache: ReadCache) -> None:
+    def __init__(self, db: Database, cache: ReadCache, cards: CardReader) -> None:
         self._db = db
         self.cache = cache
+        self._cards = cards
+
+    def card(self, commit_id: str) -> Card:
+        readme = self.tree_map(commit_id).get("README.md")
+        return self._cards.card(commit_id, entry_of(readme) if readme else None)
+
+    def repo_tags(self, repo: Repo) -> list[str]:
+        """Tags of the repo's main branch (its model card), for listings and filters."""
+        with self._db.read() as session:
+            ref = session.get(Ref, (repo.id, "refs/heads/main"))
+        return self.card(ref.commit_id).tags if ref else []
 
     def cached_snapshot(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot | None:
         """The snapshot if everything it needs is cached (no I/O), else None."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, or_
@@ -139,7 +140,13 @@ class RepoService:
         with self._db.read() as session:
             return find_repo(session, principal, repo)
 
-    def list(self, principal: Principal, query: ListQuery) -> list[Repo]:
+    def list(
+        self,
+        principal: Principal,
+        query: ListQuery,
+        tags_of: Callable[[Repo], list[str]] | None = None,
+    ) -> list[Repo]:
+        """Repos the principal may see; with `query.tags`, only those carrying every tag."""
         stmt = select(Repo).where(Repo.type == query.repo_type.value)
         if not principal.is_admin:
             mine = col(Repo.namespace) == principal.user
@@ -150,14 +157,20 @@ class RepoService:
             needle = f"%{query.search.lower()}%"
             full = func.lower(Repo.namespace + "/" + Repo.name)
             stmt = stmt.where(full.like(needle))
-        if query.tags:
-            return []  # tags arrive with model metadata; no repo carries any yet
         order = {"createdAt": col(Repo.created_ms).desc()}.get(
             query.sort or "", col(Repo.updated_ms).desc()
         )
-        stmt = stmt.order_by(order, col(Repo.id).desc()).offset(query.offset).limit(query.limit)
+        stmt = stmt.order_by(order, col(Repo.id).desc())
+        if not query.tags or tags_of is None:
+            with self._db.read() as session:
+                return list(session.exec(stmt.offset(query.offset).limit(query.limit)).all())
+        # Tags live in model cards, read per commit (cached); the search index (a later
+        # step) will answer this from a table instead of a scan.
         with self._db.read() as session:
-            return list(session.exec(stmt).all())
+            rows = session.exec(stmt).all()
+        wanted = set(query.tags)
+        tagged = [r for r in rows if wanted <= set(tags_of(r))]
+        return tagged[query.offset : query.offset + query.limit]
 
 
 def require_home(session: Session, repo: Repo, node: NodeIdentity) -> None:

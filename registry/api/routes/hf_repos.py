@@ -98,6 +98,7 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
                     size=entry.size, sha256=entry.sha256, pointerSize=len(entry.pointer)
                 )
         siblings.append(sibling)
+    card = node.reads.card(snap.commit.id)
     return RepoInfo(
         id=rid.full_name,
         modelId=rid.full_name if rid.type is RepoType.MODEL else None,
@@ -106,6 +107,8 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
         private=snap.repo.private,
         lastModified=iso_ms(snap.commit.created_ms),
         createdAt=iso_ms(snap.repo.created_ms),
+        tags=card.tags,
+        cardData=card.data or None,
         siblings=siblings,
     )
 
@@ -153,7 +156,7 @@ async def get_repo_info_at(
     return await info_response(node, principal, target.repo, "/".join(target.rest), blobs)
 
 
-def list_item(row: Repo) -> dict[str, object]:
+def list_item(row: Repo, tags: list[str]) -> dict[str, object]:
     rid = repo_id_of(row)
     item: dict[str, object] = {
         "id": rid.full_name,
@@ -161,7 +164,7 @@ def list_item(row: Repo) -> dict[str, object]:
         "private": row.private,
         "lastModified": iso_ms(row.updated_ms),
         "createdAt": iso_ms(row.created_ms),
-        "tags": [],
+        "tags": tags,
         "downloads": 0,
         "likes": 0,
         "gated": False,
@@ -189,16 +192,15 @@ def list_repos(
     if kind is None:
         return error_response(404, "NotFound", f"Unknown listing {repo_type!r}")
     page = min(limit or node.settings.limits.max_page_size, node.settings.limits.max_page_size)
-    rows = node.repos.list(
-        principal, ListQuery(kind, search, author, tuple(filter or ()), sort, offset, page)
-    )
+    wanted = ListQuery(kind, search, author, tuple(filter or ()), sort, offset, page)
+    rows = node.repos.list(principal, wanted, tags_of=node.reads.repo_tags)
     headers = {}
     if len(rows) == page and (limit is None or limit > page):
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"]
         query = urlencode([*params, ("offset", str(offset + page))])
         next_url = str(request.url.replace(query=query))
         headers["Link"] = f'<{next_url}>; rel="next"'
-    return JSONResponse([list_item(r) for r in rows], headers=headers)
+    return JSONResponse([list_item(r, node.reads.repo_tags(r)) for r in rows], headers=headers)
 
 
 @router.post("/api/validate-yaml", response_model=ValidateYamlOut)
