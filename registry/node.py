@@ -11,6 +11,7 @@ from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
 from registry.service.commits import CommitService
 from registry.service.feed import ChangeNotifier, FeedService
+from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerService, Thresholds
@@ -42,6 +43,7 @@ class Node:
     notifier: ChangeNotifier
     status: StatusService
     lookup: LookupService
+    lineage: LineageService
     new_admin_token: str | None = None
 
     @classmethod
@@ -57,9 +59,11 @@ class Node:
         secret = settings.admin_token.get_secret_value() if settings.admin_token else None
         new_token = auth.ensure_admin(secret)
         repos = RepoService(db, blobs, identity)
+        cache = ReadCache()
+        reads = ReadService(db, cache, CardReader(blobs))
+        lookup = LookupService(db)
         sync = settings.sync
         peers = PeerService(db, Thresholds(sync.degraded_after, sync.down_after, sync.up_after))
-        cache = ReadCache()
         db.after_write.append(cache.new_generation)
         notifier = ChangeNotifier()
         db.after_write.append(notifier.notify)
@@ -70,7 +74,7 @@ class Node:
             identity,
             auth,
             repos,
-            ReadService(db, cache, CardReader(blobs)),
+            reads,
             CommitService(db, blobs, identity, repos),
             UploadService(db, blobs, identity),
             peers,
@@ -78,7 +82,8 @@ class Node:
             FeedService(db),
             notifier,
             StatusService(db, peers, identity, settings.data_dir),
-            LookupService(db),
+            lookup,
+            LineageService(repos, reads, lookup),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

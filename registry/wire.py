@@ -288,3 +288,23 @@ class FileHitOut(BaseModel):
     size: int
     blake3: str
     sha256: str
+
+
+class ParentOut(BaseModel):
+    repo: str | None
+    revision: str | None
+    hash: str | None
+    method: str | None
+    ratio: float | None
+
+
+class RelativeOut(BaseModel):
+    repo: str
+    depth: int
+
+
+class LineageOut(BaseModel):
+    repo: str
+    parents: list[ParentOut]
+    ancestors: list[RelativeOut]
+    descendants: list[RelativeOut]

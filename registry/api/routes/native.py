@@ -12,11 +12,12 @@ from registry import __version__
 from registry.api.deps import NodeDep, PrincipalDep
 from registry.api.files import blob_response
 from registry.api.ingest import receive_body
+from registry.api.paths import parse_repo
 from registry.domain.digest import Digest
 from registry.domain.errors import BlobNotFoundError
 from registry.service.uploads import require_uploader
 from registry.storage import Expected
-from registry.wire import BlobStored, FileHitOut, Health
+from registry.wire import BlobStored, FileHitOut, Health, LineageOut
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
@@ -93,3 +94,12 @@ async def put_blob(
 def files_by_hash(file_hash: str, node: NodeDep, principal: PrincipalDep) -> list[FileHitOut]:
     """Every repo, ref and path holding a file with this BLAKE3, SHA-256 or AutoV2 hash."""
     return [FileHitOut(**asdict(hit)) for hit in node.lookup.by_hash(principal, file_hash)]
+
+
+@router.get("/repos/{repo_type}/{namespace}/{name}/lineage", response_model=LineageOut)
+def lineage(
+    repo_type: str, namespace: str, name: str, node: NodeDep, principal: PrincipalDep
+) -> LineageOut:
+    """The parents a repo's card declares, and its ancestors and descendants, transitively."""
+    repo = parse_repo(f"{repo_type}s", namespace, name)
+    return LineageOut.model_validate(asdict(node.lineage.lineage(principal, repo)))
