@@ -85,6 +85,11 @@ class Sibling(BaseModel):
     lfs: SiblingLfs | None = None
 
 
+class SafetensorsOut(BaseModel):
+    parameters: dict[str, int]
+    total: int
+
+
 class RepoInfo(BaseModel):
     id: str
     modelId: str | None = None
@@ -99,6 +104,7 @@ class RepoInfo(BaseModel):
     gated: bool = False
     disabled: bool = False
     cardData: dict[str, object] | None = None
+    safetensors: SafetensorsOut | None = None
     siblings: list[Sibling] | None = None
 
 

@@ -15,7 +15,7 @@ from registry.metadata.db import Database
 from registry.metadata.tables import Commit, Ref, Repo, TreeRow
 from registry.service.auth import Principal, can_read
 from registry.service.cache import ReadCache
-from registry.service.cards import Card, CardReader
+from registry.service.cards import Card, CardReader, WeightsSummary
 from registry.service.repos import find_repo
 
 
@@ -80,6 +80,12 @@ class ReadService:
     def card(self, commit_id: str) -> Card:
         readme = self.tree_map(commit_id).get("README.md")
         return self._cards.card(commit_id, entry_of(readme) if readme else None)
+
+    def weights(self, commit_id: str) -> WeightsSummary | None:
+        files = [
+            entry_of(r) for p, r in self.tree_map(commit_id).items() if p.endswith(".safetensors")
+        ]
+        return self._cards.weights(commit_id, files) if files else None
 
     def repo_tags(self, repo: Repo) -> list[str]:
         """Tags of the repo's main branch (its model card), for listings and filters."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import struct
+
 from huggingface_hub import HfApi
 
 from registry.service.cards import parse_card
@@ -55,3 +58,26 @@ def test_parse_card_tolerates_missing_and_invalid_front_matter() -> None:
     assert parse_card("---\n: : :\n---\n").data == {}
     assert parse_card("---\n- a list\n---\n").data == {}
     assert parse_card(CARD).tags[:2] == ["anime", "style"]
+
+
+def test_model_info_reports_safetensors_parameters(node: RunningNode) -> None:
+    header = json.dumps(
+        {
+            "w": {"dtype": "BF16", "shape": [16, 4], "data_offsets": [0, 128]},
+            "b": {"dtype": "F32", "shape": [4], "data_offsets": [128, 144]},
+        }
+    )
+    weights = struct.pack("<Q", len(header)) + header.encode() + b"\0" * 144
+    forged = struct.pack("<Q", 2**60) + b"{}"
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/weights")
+    api.upload_file(
+        path_or_fileobj=weights, path_in_repo="unet.safetensors", repo_id="admin/weights"
+    )
+    api.upload_file(
+        path_or_fileobj=forged, path_in_repo="forged.safetensors", repo_id="admin/weights"
+    )  # stored as uploaded, skipped by the summary
+    info = api.model_info("admin/weights")
+    assert info.safetensors is not None
+    assert info.safetensors.parameters == {"BF16": 64, "F32": 4}
+    assert info.safetensors.total == 68

@@ -25,6 +25,7 @@ from registry.wire import (
     DeleteRepoIn,
     RepoInfo,
     RepoUrl,
+    SafetensorsOut,
     Sibling,
     SiblingLfs,
     ValidateYamlIn,
@@ -98,7 +99,7 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
                     size=entry.size, sha256=entry.sha256, pointerSize=len(entry.pointer)
                 )
         siblings.append(sibling)
-    card = node.reads.card(snap.commit.id)
+    card, weights = node.reads.card(snap.commit.id), node.reads.weights(snap.commit.id)
     return RepoInfo(
         id=rid.full_name,
         modelId=rid.full_name if rid.type is RepoType.MODEL else None,
@@ -109,6 +110,9 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
         createdAt=iso_ms(snap.repo.created_ms),
         tags=card.tags,
         cardData=card.data or None,
+        safetensors=SafetensorsOut(parameters=weights.parameters, total=weights.total)
+        if weights
+        else None,
         siblings=siblings,
     )
 
