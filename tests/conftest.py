@@ -6,7 +6,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,7 @@ class RunningNode:
     admin_token: str
     log: RequestLog
     port: int
+    server: ServerThread
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -112,13 +113,28 @@ def node_settings(data_dir: Path, **overrides: object) -> Settings:
     return Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, **overrides)  # type: ignore[arg-type]
 
 
+# Peers probed and long-polled quickly, so state changes show within a second.
+FAST_SYNC = {"long_poll": 1, "probe_interval": 0.2, "down_after": 3}
+
+
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[RunningNode]:
-    settings = node_settings(tmp_path / "node")
-    log = RequestLog(create_app(settings))
-    server = ServerThread(log)
-    server.start()
-    try:
-        yield RunningNode(server.url, settings, ADMIN_TOKEN, log, server.port)
-    finally:
+def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
+    """Start nodes (uvicorn in a thread, own data dir); all are stopped at teardown."""
+    servers: list[ServerThread] = []
+
+    def start(name: str, port: int = 0, **overrides: object) -> RunningNode:
+        settings = node_settings(tmp_path / name, node_id=name, **overrides)
+        log = RequestLog(create_app(settings))
+        server = ServerThread(log, port=port)
+        server.start()
+        servers.append(server)
+        return RunningNode(server.url, settings, ADMIN_TOKEN, log, server.port, server)
+
+    yield start
+    for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def node(start_node: Callable[..., RunningNode]) -> RunningNode:
+    return start_node("node")

@@ -15,6 +15,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     started: list[NodeProcess] = []
 
     def make(name: str, **kwargs: object) -> NodeProcess:
+        # kwargs are NodeProcess's keywords (env, port), forwarded untyped by the factory.
         node = NodeProcess(tmp_path, name, **kwargs)  # type: ignore[arg-type]
         started.append(node)
         return node.start()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import blake3
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
-from registry.api.app import create_app
-from tests.conftest import ADMIN_TOKEN, RunningNode, ServerThread, node_settings
+from tests.conftest import ADMIN_TOKEN, RunningNode
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 20) -> None:
@@ -24,23 +23,15 @@ def wait_for(check: Callable[[], bool], timeout: float = 20) -> None:
 
 @pytest.fixture(params=["eager"])
 def replica(
-    request: pytest.FixtureRequest, tmp_path: Path, node: RunningNode
-) -> Iterator[RunningNode]:
-    settings = node_settings(
-        tmp_path / "replica", node_id="replica", sync={"long_poll": 2, "probe_interval": 0.5}
-    )
-    server = ServerThread(create_app(settings))
-    server.start()
-    try:
-        running = RunningNode(server.url, settings, ADMIN_TOKEN, None, server.port)  # type: ignore[arg-type]
-        with running.client(ADMIN_TOKEN) as http:
-            added = http.post(
-                "/v1/peers", json={"url": node.url, "token": ADMIN_TOKEN, "blobs": request.param}
-            )
-        assert added.status_code == 201, added.text
-        yield running
-    finally:
-        server.stop()
+    request: pytest.FixtureRequest, node: RunningNode, start_node: Callable[..., RunningNode]
+) -> RunningNode:
+    running = start_node("replica", sync={"long_poll": 2, "probe_interval": 0.5})
+    with running.client(ADMIN_TOKEN) as http:
+        added = http.post(
+            "/v1/peers", json={"url": node.url, "token": ADMIN_TOKEN, "blobs": request.param}
+        )
+    assert added.status_code == 201, added.text
+    return running
 
 
 def test_upload_on_home_is_served_by_replica(

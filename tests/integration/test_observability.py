@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
 from prometheus_client.parser import text_string_to_metric_families
 
-from registry.api.app import create_app
-from tests.conftest import ADMIN_TOKEN, RunningNode, ServerThread, node_settings
+from tests.conftest import ADMIN_TOKEN, FAST_SYNC, RunningNode
 
 
 def scrape(node: RunningNode) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -47,18 +46,8 @@ def test_metrics_count_requests_bytes_and_blobs(node: RunningNode) -> None:
 
 
 @pytest.fixture
-def follower(tmp_path: Path) -> Iterator[RunningNode]:
-    settings = node_settings(
-        tmp_path / "follower",
-        node_id="follower",
-        sync={"long_poll": 1, "probe_interval": 0.2, "down_after": 3},
-    )
-    server = ServerThread(create_app(settings))
-    server.start()
-    try:
-        yield RunningNode(server.url, settings, ADMIN_TOKEN, None, server.port)  # type: ignore[arg-type]
-    finally:
-        server.stop()
+def follower(start_node: Callable[..., RunningNode]) -> RunningNode:
+    return start_node("follower", sync=FAST_SYNC)
 
 
 def wait_for_state(node: RunningNode, state: str, timeout: float = 20) -> None:
@@ -122,24 +111,17 @@ def peer_state(node: RunningNode) -> tuple[str, str, float]:
 
 
 def test_stopped_peer_is_down_within_a_probe_interval_and_up_after_it_returns(
-    tmp_path: Path, follower: RunningNode
+    follower: RunningNode, start_node: Callable[..., RunningNode]
 ) -> None:
-    peer_settings = node_settings(tmp_path / "peer", node_id="peer")
-    peer = ServerThread(create_app(peer_settings))
-    peer.start()
-    port = peer.port
+    peer = start_node("peer")
     with follower.client(ADMIN_TOKEN) as http:
         http.post("/v1/peers", json={"url": peer.url}).raise_for_status()
     wait_for_state(follower, "up")
-    peer.stop()
+    peer.server.stop()
     stopped = time.monotonic()
     wait_for_state(follower, "down")
     assert time.monotonic() - stopped < 0.2 + 1.0  # probe interval 0.2 s, plus slack
     assert peer_state(follower) == ("down", "down", 1.0)  # JSON, page and metric agree
-    peer = ServerThread(create_app(peer_settings), port=port)
-    peer.start()
-    try:
-        wait_for_state(follower, "up")
-        assert peer_state(follower) == ("up", "up", 1.0)
-    finally:
-        peer.stop()
+    start_node("peer", port=peer.port)  # back at the same address, same data
+    wait_for_state(follower, "up")
+    assert peer_state(follower) == ("up", "up", 1.0)

@@ -3,41 +3,27 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from registry.api.app import create_app
-from tests.conftest import ADMIN_TOKEN, RunningNode, ServerThread, node_settings
+from tests.conftest import ADMIN_TOKEN, FAST_SYNC, RunningNode
+from tests.e2e.cluster import free_port
 from tests.tools import require
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def watched(tmp_path: Path) -> Iterator[RunningNode]:
+def watched(start_node: Callable[..., RunningNode]) -> RunningNode:
     """A node with one peer that is stopped (nothing listens at its address)."""
-    settings = node_settings(
-        tmp_path / "watched",
-        node_id="watched",
-        sync={"long_poll": 1, "probe_interval": 0.2, "down_after": 3},
-    )
-    server = ServerThread(create_app(settings))
-    server.start()
-    node = RunningNode(server.url, settings, ADMIN_TOKEN, None, server.port)  # type: ignore[arg-type]
+    node = start_node("watched", sync=FAST_SYNC)
     with node.client(ADMIN_TOKEN) as http:
         http.post("/v1/peers", json={"url": f"http://127.0.0.1:{free_port()}"}).raise_for_status()
     deadline = time.monotonic() + 20
@@ -45,10 +31,7 @@ def watched(tmp_path: Path) -> Iterator[RunningNode]:
         while http.get("/v1/status").json()["peers"][0]["state"] != "down":
             assert time.monotonic() < deadline, "peer never went down"
             time.sleep(0.05)
-    try:
-        yield node
-    finally:
-        server.stop()
+    return node
 
 
 def test_promtool_accepts_a_scrape_the_config_and_the_rules(watched: RunningNode) -> None:

@@ -102,20 +102,23 @@ def test_digest_text_form_and_validation() -> None:
 
 def test_commit_id_is_deterministic_and_content_derived() -> None:
     entry = TreeEntry("a.txt", hash_bytes(b"a").blake3, "s", 1, False)
-    kwargs = dict(
-        repo_key="model/a/b",
-        incarnation="i",
-        parent=None,
-        author="a",
-        title="t",
-        message="",
-        created_ms=1,
-    )
-    first = commit_id(**kwargs, tree=[entry])  # type: ignore[arg-type]
-    assert first == commit_id(**kwargs, tree=[entry])  # type: ignore[arg-type]
+
+    def make(tree: list[TreeEntry]) -> str:
+        return commit_id(
+            repo_key="model/a/b",
+            incarnation="i",
+            parent=None,
+            author="a",
+            title="t",
+            message="",
+            created_ms=1,
+            tree=tree,
+        )
+
+    first = make([entry])
+    assert first == make([entry])
     assert len(first) == 40 and first == first.lower() and int(first, 16) >= 0
-    other = TreeEntry("b.txt", entry.blake3, "s", 1, False)
-    assert commit_id(**kwargs, tree=[other]) != first  # type: ignore[arg-type]
+    assert make([TreeEntry("b.txt", entry.blake3, "s", 1, False)]) != first
 
 
 def test_tree_entry_etag_and_pointer() -> None:
