@@ -18,6 +18,7 @@ from registry.service.peers import PeerService, Thresholds
 from registry.service.reads import ReadService
 from registry.service.replication import ReplicationService
 from registry.service.repos import RepoService
+from registry.service.scanning import ScanService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.settings import Settings
@@ -44,6 +45,7 @@ class Node:
     status: StatusService
     lookup: LookupService
     lineage: LineageService
+    scans: ScanService
     new_admin_token: str | None = None
 
     @classmethod
@@ -84,6 +86,7 @@ class Node:
             StatusService(db, peers, identity, settings.data_dir),
             lookup,
             LineageService(repos, reads, lookup),
+            ScanService(db, blobs),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

@@ -48,6 +48,11 @@ class SyncSettings(BaseModel):
         return peers
 
 
+class ScanSettings(BaseModel):
+    enabled: bool = True  # off: files stay "pending" (shown, never hidden)
+    interval: float = 2.0  # seconds between scanner passes
+
+
 class Settings(BaseSettings):
     """Every flag of `modelyard serve` is also `MODELYARD_<NAME>` and a key in the TOML file."""
 
@@ -65,6 +70,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     limits: LimitSettings = LimitSettings()
     sync: SyncSettings = SyncSettings()
+    scan: ScanSettings = ScanSettings()
 
     @field_validator("public_url")
     @classmethod

@@ -90,6 +90,17 @@ class SafetensorsOut(BaseModel):
     total: int
 
 
+class FileIssue(BaseModel):
+    path: str
+    status: str  # unsafe | error
+    findings: list[str]
+
+
+class SecurityStatus(BaseModel):
+    scansDone: bool
+    filesWithIssues: list[FileIssue]
+
+
 class RepoInfo(BaseModel):
     id: str
     modelId: str | None = None
@@ -105,6 +116,7 @@ class RepoInfo(BaseModel):
     disabled: bool = False
     cardData: dict[str, object] | None = None
     safetensors: SafetensorsOut | None = None
+    securityRepoStatus: SecurityStatus | None = None
     siblings: list[Sibling] | None = None
 
 

@@ -26,6 +26,7 @@ from registry.api.routes import (
 )
 from registry.metrics import HttpMetrics, Metrics, NodeCollector
 from registry.node import Node
+from registry.service.scanning import ScanLoop
 from registry.settings import Settings
 from sync.loop import SyncLoop
 
@@ -46,6 +47,9 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             opened.identity, opened.peers, opened.replication, opened.uploads, opened.settings.sync
         )
         replicator.start()
+        scanner = ScanLoop(opened.scans, opened.settings.scan.interval)
+        if opened.settings.scan.enabled:
+            scanner.start()
         collector = NodeCollector(opened.status.sample)
         metrics.registry.register(collector)
         app.state.node, app.state.sync = opened, replicator
@@ -53,6 +57,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             yield
         finally:
             replicator.stop()
+            if opened.settings.scan.enabled:
+                scanner.stop()
             metrics.registry.unregister(collector)
             if node is None:
                 opened.close()

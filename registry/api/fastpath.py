@@ -14,12 +14,13 @@ from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry.api.files import resolve_headers
+from registry.api.files import resolve_headers, scan_headers
 from registry.domain.errors import RegistryError
 from registry.domain.names import RepoId, RepoType
 from registry.metrics import ROUTE_KEY
 from registry.node import Node
 from registry.service.auth import Principal
+from registry.service.scanning import SCANNED
 
 
 class ReadFastPath:
@@ -80,7 +81,8 @@ def _info(node: Node, principal: Principal, parts: list[str], query: bytes) -> A
     snap = node.reads.cached_snapshot(principal, RepoId(repo_type, parts[3], parts[4]), revision)
     if snap is None or snap.repo.home_node != node.identity.node_id:
         return None  # replicas add headers about their copy: the regular route does
-    body = node.reads.cache.responses.get(("info", snap.commit.id, snap.repo.private, blobs))
+    key = ("info", snap.commit.id, snap.repo.private, blobs, node.scans.version)
+    body = node.reads.cache.responses.get(key)
     if body is None:
         return None
     return (
@@ -106,4 +108,9 @@ def _resolve_head(node: Node, principal: Principal, parts: list[str]) -> Answer 
     if snap.repo.home_node != node.identity.node_id:
         return None
     headers = resolve_headers(snap.commit.id, entry)
+    if entry.path.endswith(SCANNED):
+        verdict = node.scans.cached(entry.blake3.hex)
+        if verdict is None:
+            return None  # pending or not loaded yet: the regular route looks it up
+        headers.update(scan_headers(verdict))
     return 200, [(k.lower().encode(), v.encode()) for k, v in headers.items()], b""

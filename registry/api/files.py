@@ -12,6 +12,7 @@ from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
 from registry.metadata.tables import Repo
 from registry.service.peers import PeerService
+from registry.service.scanning import Verdict
 from registry.storage import BlobStore
 
 READ_CHUNK = 4 * 1024 * 1024  # 64 KiB (the default) is ~6x slower on loopback
@@ -55,6 +56,17 @@ def replica_headers(peers: PeerService, node_id: str, repo: Repo) -> dict[str, s
     age = peers.copy_age(repo.home_node)
     if age is not None:
         headers["X-Modelyard-Replica-Age"] = f"{age:.1f}"
+    return headers
+
+
+def scan_headers(verdict: Verdict | None) -> dict[str, str]:
+    """Download headers flagging a file's safety scan (unsafe files are served, flagged)."""
+    if verdict is None:
+        return {}
+    headers = {"X-Modelyard-Scan": verdict.status}
+    if verdict.findings:
+        text = "; ".join(verdict.findings)[:500]
+        headers["X-Modelyard-Scan-Findings"] = text.encode("latin-1", "replace").decode("latin-1")
     return headers
 
 

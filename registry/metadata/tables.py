@@ -117,3 +117,12 @@ class Tombstone(SQLModel, table=True):
 
     repo: str = Field(primary_key=True)
     incarnation: str = Field(primary_key=True)
+
+
+class ScanResult(SQLModel, table=True):
+    """The safety verdict on a blob; blobs without a row are pending."""
+
+    blake3: str = Field(primary_key=True)
+    status: str  # clean | unsafe | error
+    findings: str  # JSON list of strings
+    scanned_ms: int

@@ -18,14 +18,17 @@ from registry.domain.names import RepoId, RepoType
 from registry.metadata.tables import Repo
 from registry.service.reads import Snapshot, entry_of
 from registry.service.repos import ListQuery, repo_id_of
+from registry.service.scanning import SCANNED
 from registry.wire import (
     AccessToken,
     AuthOut,
     CreateRepoIn,
     DeleteRepoIn,
+    FileIssue,
     RepoInfo,
     RepoUrl,
     SafetensorsOut,
+    SecurityStatus,
     Sibling,
     SiblingLfs,
     ValidateYamlIn,
@@ -109,12 +112,28 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
         lastModified=iso_ms(snap.commit.created_ms),
         createdAt=iso_ms(snap.repo.created_ms),
         tags=card.tags,
+        securityRepoStatus=security_status(node, snap),
         cardData=card.data or None,
         safetensors=SafetensorsOut(parameters=weights.parameters, total=weights.total)
         if weights
         else None,
         siblings=siblings,
     )
+
+
+def security_status(node: NodeDep, snap: Snapshot) -> SecurityStatus:
+    """The Hub's `securityRepoStatus`: are scans done, and which files have issues."""
+    files = {
+        p: r.blake3 for p, r in node.reads.tree_map(snap.commit.id).items() if p.endswith(SCANNED)
+    }
+    verdicts = node.scans.verdicts(set(files.values()))
+    issues = [
+        FileIssue(path=p, status=verdicts[b3].status, findings=verdicts[b3].findings)
+        for p, b3 in files.items()
+        if verdicts[b3].status in ("unsafe", "error")
+    ]
+    done = all(v.status != "pending" for v in verdicts.values())
+    return SecurityStatus(scansDone=done, filesWithIssues=issues)
 
 
 async def info_response(
@@ -124,7 +143,7 @@ async def info_response(
     snap = node.reads.cached_snapshot(principal, repo, revision)
     if snap is None:
         snap = await run_in_threadpool(node.reads.snapshot, principal, repo, revision)
-    key = ("info", snap.commit.id, snap.repo.private, blobs)
+    key = ("info", snap.commit.id, snap.repo.private, blobs, node.scans.version)
     body = node.reads.cache.responses.get(key)
     if body is None:
         info = await run_in_threadpool(repo_info, node, snap, blobs=blobs)

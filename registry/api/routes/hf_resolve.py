@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep, SyncDep
-from registry.api.files import blob_response, replica_headers, resolve_headers
+from registry.api.files import blob_response, replica_headers, resolve_headers, scan_headers
 from registry.api.paths import parse_repo, raw_segments
 from registry.domain.commit import TreeEntry
 from registry.domain.errors import BlobUnavailableError
@@ -54,6 +54,7 @@ async def _resolve(
     headers = {
         **resolve_headers(snap.commit.id, entry),
         **replica_headers(node.peers, node.identity.node_id, snap.repo),
+        **scan_headers(node.scans.verdict_of(entry.path, entry.blake3.hex)),
     }
     if not head and node.blobs.stat(entry.blake3) is None:  # a replica: pull through
         streamed = await _pull_through(replicator, entry)
