@@ -10,6 +10,7 @@ from registry.service.auth import AuthService
 from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
 from registry.service.commits import CommitService
+from registry.service.downloads import DownloadCounter
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
@@ -46,6 +47,7 @@ class Node:
     lookup: LookupService
     lineage: LineageService
     scans: ScanService
+    downloads: DownloadCounter
     new_admin_token: str | None = None
 
     @classmethod
@@ -87,6 +89,7 @@ class Node:
             lookup,
             LineageService(repos, reads, lookup),
             ScanService(db, blobs),
+            DownloadCounter(db),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     sync: SyncSettings = SyncSettings()
     scan: ScanSettings = ScanSettings()
+    downloads_flush_interval: float = 5.0  # seconds between writes of download counts
 
     @field_validator("public_url")
     @classmethod

@@ -26,6 +26,7 @@ from registry.api.routes import (
 )
 from registry.metrics import HttpMetrics, Metrics, NodeCollector
 from registry.node import Node
+from registry.service.downloads import FlushLoop
 from registry.service.scanning import ScanLoop
 from registry.settings import Settings
 from sync.loop import SyncLoop
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             opened.identity, opened.peers, opened.replication, opened.uploads, opened.settings.sync
         )
         replicator.start()
+        counts = FlushLoop(opened.downloads, opened.settings.downloads_flush_interval)
+        counts.start()
         scanner = ScanLoop(opened.scans, opened.settings.scan.interval)
         if opened.settings.scan.enabled:
             scanner.start()
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             yield
         finally:
             replicator.stop()
+            counts.stop()
             if opened.settings.scan.enabled:
                 scanner.stop()
             metrics.registry.unregister(collector)

@@ -81,7 +81,14 @@ def _info(node: Node, principal: Principal, parts: list[str], query: bytes) -> A
     snap = node.reads.cached_snapshot(principal, RepoId(repo_type, parts[3], parts[4]), revision)
     if snap is None or snap.repo.home_node != node.identity.node_id:
         return None  # replicas add headers about their copy: the regular route does
-    key = ("info", snap.commit.id, snap.repo.private, blobs, node.scans.version)
+    key = (
+        "info",
+        snap.commit.id,
+        snap.repo.private,
+        blobs,
+        node.scans.version,
+        node.downloads.version,
+    )
     body = node.reads.cache.responses.get(key)
     if body is None:
         return None

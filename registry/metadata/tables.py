@@ -44,6 +44,7 @@ class Repo(SQLModel, table=True):
     updated_ms: int
     ref_version: int = 0
     pr_count: int = 0
+    downloads: int = 0  # counted on this node; not replicated
 
 
 class Blob(SQLModel, table=True):

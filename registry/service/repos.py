@@ -157,9 +157,10 @@ class RepoService:
             needle = f"%{query.search.lower()}%"
             full = func.lower(Repo.namespace + "/" + Repo.name)
             stmt = stmt.where(full.like(needle))
-        order = {"createdAt": col(Repo.created_ms).desc()}.get(
-            query.sort or "", col(Repo.updated_ms).desc()
-        )
+        order = {
+            "createdAt": col(Repo.created_ms).desc(),
+            "downloads": col(Repo.downloads).desc(),
+        }.get(query.sort or "", col(Repo.updated_ms).desc())
         stmt = stmt.order_by(order, col(Repo.id).desc())
         if not query.tags or tags_of is None:
             with self._db.read() as session:

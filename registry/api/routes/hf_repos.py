@@ -111,6 +111,7 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
         private=snap.repo.private,
         lastModified=iso_ms(snap.commit.created_ms),
         createdAt=iso_ms(snap.repo.created_ms),
+        downloads=snap.repo.downloads,
         tags=card.tags,
         securityRepoStatus=security_status(node, snap),
         cardData=card.data or None,
@@ -143,7 +144,14 @@ async def info_response(
     snap = node.reads.cached_snapshot(principal, repo, revision)
     if snap is None:
         snap = await run_in_threadpool(node.reads.snapshot, principal, repo, revision)
-    key = ("info", snap.commit.id, snap.repo.private, blobs, node.scans.version)
+    key = (
+        "info",
+        snap.commit.id,
+        snap.repo.private,
+        blobs,
+        node.scans.version,
+        node.downloads.version,
+    )
     body = node.reads.cache.responses.get(key)
     if body is None:
         info = await run_in_threadpool(repo_info, node, snap, blobs=blobs)
@@ -188,7 +196,7 @@ def list_item(row: Repo, tags: list[str]) -> dict[str, object]:
         "lastModified": iso_ms(row.updated_ms),
         "createdAt": iso_ms(row.created_ms),
         "tags": tags,
-        "downloads": 0,
+        "downloads": row.downloads,
         "likes": 0,
         "gated": False,
         "disabled": False,
