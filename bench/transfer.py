@@ -1,287 +1,266 @@
-"""Upload and download throughput through a node versus nginx, peak RSS, small-request rate.
+"""One modelyard node against nginx on this machine: bulk ingest and download, peak RSS, and
+small-request rates, all measured in one run on 127.0.0.1.
 
-Run: `.venv/bin/python bench/transfer.py [--size-mib 1024] [--rss-size-mib 2048] [--seconds 10]`
-Needs Debian's nginx, wrk, hey and curl (`.ci/run` does not run benchmarks; install them with
-`apt-get install -y nginx wrk hey curl`). Everything runs on 127.0.0.1; every process started
-here is stopped by its PID. Results are appended to bench/RESULTS.md.
+Run: `.venv/bin/python bench/transfer.py [--size-mib 1024] [--rps-seconds 10] [--reps 3]`.
+Needs Debian's nginx, wrk and curl (and hey where wrk cannot do HEAD); prints a table and
+appends it to bench/RESULTS.md, whose header says what the goals are.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
+import secrets
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import _procs
 import blake3
 import httpx
+from _clients import (
+    BenchError,
+    Rate,
+    Transfer,
+    curl_get,
+    curl_put,
+    hey_head,
+    missing_tools,
+    nginx_has_dav,
+    wrk,
+    wrk_parses_head,
+)
+from _report import Results, append_results, render
 
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from huggingface_hub import HfApi
-
-from tests.e2e.cluster import TOKEN, NodeProcess, free_port, wait_until
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
-NGINX_CONF = """daemon off; {user} pid {root}/nginx.pid; error_log {root}/error.log;
-worker_processes 1;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off; sendfile off; output_buffers 2 1m; keepalive_requests 100000;
-  server {{
-    listen 127.0.0.1:{port}; root {root}/www;
-    client_max_body_size 0; client_body_temp_path {root}/body;
-    location / {{ dav_methods PUT; create_full_put_path on; }}
-  }}
-}}
-"""
+REQUIRED_TOOLS = ("nginx", "wrk", "curl")
+INSTALL_HINT = "apt-get install -y nginx wrk curl hey"
+CHUNK = 4 << 20
+MIB = 1 << 20
+REPO = "admin/bench"
+FILENAME = "big.safetensors"
+EXIT_MISSING_TOOL = 2
 
 
-def write_random(path: Path, mib: int) -> str:
-    hasher = blake3.blake3()
-    with path.open("wb") as f:
-        for _ in range(mib):
-            chunk = os.urandom(1 << 20)
-            hasher.update(chunk)
-            f.write(chunk)
+class MissingToolError(BenchError):
+    """A tool this run needs is not installed."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="bulk file size (1024)")
+    parser.add_argument("--rps-seconds", type=int, default=10, help="each wrk run (10)")
+    parser.add_argument("--reps", type=int, default=3, help="timed transfers per measure (3)")
+    parser.add_argument("--work-dir", type=Path, default=None, help="parent of the temp dir")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args(argv)
+    for name, low, high in (("size_mib", 1, 16384), ("rps_seconds", 1, 120), ("reps", 1, 10)):
+        if not low <= getattr(args, name) <= high:
+            parser.error(f"--{name.replace('_', '-')} must be within {low}..{high}")
+    return args
+
+
+def check_tools() -> None:
+    missing = missing_tools(REQUIRED_TOOLS)
+    if missing:
+        raise MissingToolError(f"missing {', '.join(missing)}: {INSTALL_HINT}")
+    if not nginx_has_dav():
+        raise MissingToolError("this nginx lacks the WebDAV module (Debian's `nginx` has it)")
+
+
+def write_random(path: Path, mib: int) -> None:
+    """Random bytes, streamed in 4 MiB pieces (never the whole file in memory)."""
+    remaining = mib * MIB
+    with path.open("wb") as out:
+        while remaining > 0:
+            piece = min(CHUNK, remaining)
+            out.write(os.urandom(piece))
+            remaining -= piece
+
+
+def blake3_hex(path: Path) -> str:
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    hasher.update_mmap(str(path))
     return str(hasher.hexdigest())
 
 
-def curl(*args: str) -> tuple[float, str]:
-    """Run curl; return (bytes per second, HTTP status) as curl measured them."""
-    out = subprocess.run(
-        [
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{speed_upload} %{speed_download} %{http_code}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    ).stdout
-    up, down, status = out.split()
-    return max(float(up), float(down)), status
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
 
 
-def start_nginx(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    for sub in ("www", "body"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    user = "user root;" if os.geteuid() == 0 else ""
-    conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, root=root, port=port))
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)])
-    url = f"http://127.0.0.1:{port}"
-    (root / "www" / "small.txt").write_text("ok")
-    wait_until(lambda: httpx.get(f"{url}/small.txt").status_code == 200, 10)
-    return proc, url
+def put_nginx(nginx: _procs.Server, www: Path, data: Path) -> Transfer:
+    # A new file every time (201), as the node gets a new data dir.
+    (www / FILENAME).unlink(missing_ok=True)
+    return curl_put(f"{nginx.url}/{FILENAME}", data, {}, expect=201)
 
 
-def peak_rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmHWM:\s+(\d+) kB", status)
-    return int(match.group(1)) / 1024 if match else float("nan")
+def put_node(root: Path, rep: int, data: Path, digest: str, token: str, res: Results) -> Transfer:
+    data_dir = root / f"ingest-{rep}"
+    try:
+        with _procs.node(data_dir, token, root / "node-ingest.log") as node:
+            url = f"{node.url}/v1/blobs/{digest}"
+            transfer = curl_put(url, data, bearer(token), expect=201)
+            res.sample_rss("ingest", node.pid)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return transfer
 
 
-def node_pid(node: NodeProcess) -> int:
-    assert node._proc is not None
-    return node._proc.pid
-
-
-def warm(path: Path) -> None:
-    with path.open("rb") as f:
-        while f.read(8 << 20):
-            pass
-
-
-def stats(values: list[float]) -> tuple[float, float]:
-    return max(values), statistics.median(values)
-
-
-def ingest(root: Path, data: Path, digest: str, nginx: str, reps: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"node": [], "nginx": []}
-    for rep in range(reps):
-        speed, status = curl("-T", str(data), f"{nginx}/put-{rep}.bin")
-        assert status == "201", status
-        results["nginx"].append(speed)
-        node = NodeProcess(root, f"ingest{rep}").start()
-        try:
-            speed, status = curl(
-                "-T",
-                str(data),
-                "-H",
-                f"authorization: Bearer {TOKEN}",
-                f"{node.url}/v1/blobs/{digest}",
-            )
-            assert status == "201", status
-            results["node"].append(speed)
-        finally:
-            node.stop()
-            shutil.rmtree(node.data_dir)
-    return results
-
-
-def download(urls: dict[str, str], reps: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {name: [] for name in urls}
-    for _ in range(reps):
-        for name, url in urls.items():
-            auth = ["-H", f"authorization: Bearer {TOKEN}"] if "/v1/" in url else []
-            speed, status = curl(*auth, url)
-            assert status == "200", (name, status)
-            results[name].append(speed)
-    return results
-
-
-def wrk(url: str, seconds: int) -> tuple[float, str]:
-    out = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
-    return rate, p99
-
-
-def hey_head(url: str, seconds: int) -> tuple[float, str]:
-    """wrk cannot parse HEAD responses that carry a Content-Length; hey (Go) can."""
-    out = subprocess.run(
-        ["hey", "-z", f"{seconds}s", "-c", "64", "-m", "HEAD", url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99% in ([\d.]+) secs", out).group(1)  # type: ignore[union-attr]
-    return rate, f"{float(p99) * 1000:.2f}ms"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--rss-size-mib", type=int, default=2048)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--reps", type=int, default=3)
-    args = parser.parse_args()
-    for tool in ("nginx", "wrk", "hey", "curl"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is missing: apt-get install -y nginx wrk hey curl")
-    work = Path(__file__).parent / ".work"
-    work.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        root = Path(tmp)
-        data = root / "model.safetensors"
-        digest = write_random(data, args.size_mib)
-        ngx, ngx_url = start_nginx(root / "nginx")
-        node = None
-        try:
-            put = ingest(root, data, digest, ngx_url, args.reps)
-            node = NodeProcess(root, "node").start()
-            api = HfApi(endpoint=node.url, token=TOKEN)
-            api.create_repo("admin/bench")
-            sha = api.upload_file(
-                path_or_fileobj=str(data), path_in_repo="model.safetensors", repo_id="admin/bench"
-            ).oid
-            shutil.copy(data, root / "nginx" / "www" / "model.safetensors")
-            blob = next((node.data_dir / "store" / "blobs").rglob(digest))
-            warm(blob)
-            warm(root / "nginx" / "www" / "model.safetensors")
-            get = download(
-                {
-                    "nginx": f"{ngx_url}/model.safetensors",
-                    "node /v1/blobs": f"{node.url}/v1/blobs/{digest}",
-                    "node /resolve": f"{node.url}/admin/bench/resolve/{sha}/model.safetensors",
-                },
-                args.reps,
-            )
-            info = wrk(f"{node.url}/api/models/admin/bench/revision/{sha}", args.seconds)
-            head = hey_head(f"{node.url}/admin/bench/resolve/{sha}/model.safetensors", args.seconds)
-            static = wrk(f"{ngx_url}/small.txt", args.seconds)
-            node.stop()
-            node = NodeProcess(root, "rss").start()  # a fresh process moves a big file
-            big = root / "big.bin"
-            big_digest = write_random(big, args.rss_size_mib)
-            curl(
-                "-T",
-                str(big),
-                "-H",
-                f"authorization: Bearer {TOKEN}",
-                f"{node.url}/v1/blobs/{big_digest}",
-            )
-            curl(
-                "-o",
-                "/dev/null",
-                "-H",
-                f"authorization: Bearer {TOKEN}",
-                f"{node.url}/v1/blobs/{big_digest}",
-            )
-            rss = peak_rss_mib(node_pid(node))
-        finally:
-            if node is not None:
-                node.stop()
-            ngx.terminate()
-            ngx.wait(timeout=10)
-    report(args, put, get, info, head, static, rss)
-
-
-def report(
-    args: argparse.Namespace,
-    put: dict[str, list[float]],
-    get: dict[str, list[float]],
-    info: tuple[float, str],
-    head: tuple[float, str],
-    static: tuple[float, str],
-    rss: float,
+def measure_ingest(
+    root: Path, nginx: _procs.Server, data: Path, digest: str, token: str, res: Results
 ) -> None:
-    gb = 1e9
-    put_best, put_med = stats(put["node"])
-    ngx_put_best, ngx_put_med = stats(put["nginx"])
-    ngx_get_best, ngx_get_med = stats(get["nginx"])
-    lines = [
-        f"\n## Transfer ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `bench/transfer.py`, "
-        f"{args.size_mib} MiB file, {args.reps} runs, best / median)\n",
-        "| measure | node | nginx | ratio (best, median) | goal |",
-        "|---|---|---|---|---|",
-        f"| ingest (PUT; node hashes BLAKE3 + SHA-256 and fsyncs) | {put_best / gb:.2f} / "
-        f"{put_med / gb:.2f} GB/s | {ngx_put_best / gb:.2f} / {ngx_put_med / gb:.2f} GB/s | "
-        f"{put_best / ngx_put_best:.2f}x, {put_med / ngx_put_med:.2f}x | >= 0.9x |",
-    ]
-    for name in ("node /v1/blobs", "node /resolve"):
-        best, med = stats(get[name])
-        lines.append(
-            f"| download {name} (page cache) | {best / gb:.2f} / {med / gb:.2f} GB/s | "
-            f"{ngx_get_best / gb:.2f} / {ngx_get_med / gb:.2f} GB/s | "
-            f"{best / ngx_get_best:.2f}x, {med / ngx_get_med:.2f}x | >= 0.85x |"
-        )
-    lines += [
-        f"| model_info by commit (wrk -t2 -c64) | {info[0]:.0f} req/s, p99 {info[1]} | "
-        f"{static[0]:.0f} req/s, p99 {static[1]} (static file) | "
-        f"{info[0] / static[0]:.2f}x | >= 5000 req/s, p99 <= 15 ms |",
-        f"| resolve HEAD by commit (hey -c64) | {head[0]:.0f} req/s, p99 {head[1]} | | | "
-        ">= 5000 req/s, p99 <= 15 ms |",
-        f"| node peak RSS, PUT + GET of a {args.rss_size_mib} MiB file | {rss:.0f} MiB | | | "
-        "< 300 MB |",
-        "",
-    ]
-    print("\n".join(lines))
-    with RESULTS.open("a") as out:
-        out.write("\n".join(lines))
+    """PUT the file `reps` times to each side, alternating which goes first: writes into fresh
+    page cache are slow and noisy on this VM, and neither side should always get the best slot.
+    """
+    www = root / "nginx" / "www"
+    for rep in range(res.reps):
+        for side in ("nginx", "node") if rep % 2 == 0 else ("node", "nginx"):
+            if side == "nginx":
+                transfer = put_nginx(nginx, www, data)
+            else:
+                transfer = put_node(root, rep, data, digest, token, res)
+            res.ingest[side].append(transfer)
+        print(f"  ingest rep {rep + 1}: " + ", ".join(_last_rates(res.ingest)), flush=True)
+    res.client_ceiling = curl_put(f"{nginx.url}/discard", data, {}, expect=204)
+
+
+def _last_rates(runs: dict[str, list[Transfer]]) -> list[str]:
+    return [f"{name} {values[-1].rate / 1e9:.2f} GB/s" for name, values in runs.items()]
+
+
+def hf_upload(node_url: str, token: str, data: Path) -> tuple[str, float]:
+    """Create the repo and upload the file through the real huggingface_hub client."""
+    from huggingface_hub import HfApi  # imported late: HF_HUB_* must be set first
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(endpoint=node_url, token=token)
+    try:
+        api.create_repo(REPO)
+        start = time.perf_counter()
+        info = api.upload_file(path_or_fileobj=str(data), path_in_repo=FILENAME, repo_id=REPO)
+    except HfHubHTTPError as exc:
+        response = exc.response
+        raise BenchError(
+            f"huggingface_hub against {node_url}: {exc}\n"
+            f"{response.request.method} {response.request.url} -> HTTP {response.status_code}: "
+            f"{response.text[:2000]}"
+        ) from exc
+    return str(info.oid), time.perf_counter() - start
+
+
+def measure_downloads(urls: dict[str, tuple[str, dict[str, str]]], res: Results) -> None:
+    """One untimed GET per URL brings the file into page cache; then `reps` rounds."""
+    for url, headers in urls.values():
+        curl_get(url, headers, res.size)
+    for rep in range(res.reps):
+        for name, (url, headers) in urls.items():
+            res.download.setdefault(name, []).append(curl_get(url, headers, res.size))
+        print(f"  download rep {rep + 1}: " + ", ".join(_last_rates(res.download)), flush=True)
+
+
+def expect_status(method: str, url: str, status: int = 200) -> None:
+    """One request before a wrk run: a route that fails should fail loudly, not as a rate."""
+    response = httpx.request(method, url, timeout=30)
+    if response.status_code != status:
+        raise BenchError(f"{method} {url} -> HTTP {response.status_code}: {response.text[:2000]}")
+
+
+def measure_rates(
+    node_url: str, nginx_url: str, sha: str, seconds: int, root: Path, res: Results
+) -> None:
+    info_url = f"{node_url}/api/models/{REPO}/revision/{sha}"
+    head_url = f"{node_url}/{REPO}/resolve/{sha}/{FILENAME}"
+    small_url = f"{nginx_url}/{_procs.NGINX_SMALL_FILE}"
+    expect_status("GET", info_url)
+    expect_status("HEAD", head_url)
+    head: Callable[[str], Rate]
+    if wrk_parses_head(small_url, root):
+        head = lambda url: wrk(url, seconds, head=True, script_dir=root)  # noqa: E731
+    elif shutil.which("hey"):
+        head = lambda url: hey_head(url, seconds)  # noqa: E731
+    else:
+        raise MissingToolError(f"this wrk cannot measure HEAD and hey is missing: {INSTALL_HINT}")
+    res.rates["model_info"] = wrk(info_url, seconds)
+    res.rates["nginx GET"] = wrk(small_url, seconds)
+    res.rates["resolve HEAD"] = head(head_url)
+    res.rates["nginx HEAD"] = head(small_url)
+
+
+def node_version(node_url: str) -> str:
+    health = httpx.get(f"{node_url}/v1/health", timeout=10).json()
+    return f"{health.get('version')} (node {health.get('node_id')})"
+
+
+def run(args: argparse.Namespace, root: Path, token: str) -> Results:
+    res = Results(size=args.size_mib * MIB, reps=args.reps, rps_seconds=args.rps_seconds)
+    res.load.append(os.getloadavg()[0])
+    data = root / FILENAME
+    print(f"writing {args.size_mib} MiB of random bytes to {data}", flush=True)
+    write_random(data, args.size_mib)
+    digest = blake3_hex(data)
+    with _procs.nginx(root / "nginx") as nginx:
+        print(f"nginx pid {nginx.pid} on {nginx.url}; ingest, {args.reps} reps", flush=True)
+        measure_ingest(root, nginx, data, digest, token, res)
+        with _procs.node(root / "node", token, root / "node.log") as node:
+            res.node_version = node_version(node.url)
+            print(f"node pid {node.pid} on {node.url}; huggingface_hub upload", flush=True)
+            sha, res.hf_upload_seconds = hf_upload(node.url, token, data)
+            res.sample_rss("hf upload", node.pid)
+            measure_downloads(
+                {
+                    "nginx": (f"{nginx.url}/{FILENAME}", {}),
+                    "node /v1/blobs": (f"{node.url}/v1/blobs/{digest}", bearer(token)),
+                    "node /resolve": (f"{node.url}/{REPO}/resolve/{sha}/{FILENAME}", {}),
+                },
+                res,
+            )
+            res.sample_rss("download", node.pid)
+            print(f"small requests, {args.rps_seconds} s each", flush=True)
+            measure_rates(node.url, nginx.url, sha, args.rps_seconds, root, res)
+            res.sample_rss("small requests", node.pid)
+    res.load.append(os.getloadavg()[0])
+    return res
+
+
+def set_hf_env(root: Path) -> None:
+    # huggingface_hub reads these at import; Xet would bypass the node's LFS endpoints.
+    os.environ["HF_HUB_DISABLE_XET"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_HOME"] = str(root / "hf-home")
+
+
+def print_logs(root: Path, chars: int = 4000) -> None:
+    """The nodes' logs die with the temp dir; show their ends (tracebacks) before that."""
+    for log in sorted(root.glob("node*.log")):
+        print(f"--- end of {log.name} ---", file=sys.stderr)
+        print(log.read_text(errors="replace")[-chars:], file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="modelyard-bench-", dir=args.work_dir))
+    try:
+        check_tools()
+        set_hf_env(root)
+        res = run(args, root, token="myd_bench_" + secrets.token_urlsafe(24))
+    except MissingToolError as exc:
+        print(f"transfer.py: {exc}", file=sys.stderr)
+        return EXIT_MISSING_TOOL
+    except BenchError as exc:
+        print(f"transfer.py: FAILED: {exc}", file=sys.stderr)
+        print_logs(root)
+        return 1
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    section = render(res, " ".join(sys.argv[1:]))
+    print(section)
+    if not args.no_record:
+        append_results(section)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

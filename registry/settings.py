@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,7 +14,13 @@ from pydantic_settings import (
 )
 
 
-class LimitSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings sub-model: a misspelt key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitSettings(_Section):
     max_header_bytes: int = 64 * 1024  # all request headers together
     max_json_bytes: int = 1024 * 1024
     max_commit_bytes: int = 256 * 1024 * 1024
@@ -22,13 +28,13 @@ class LimitSettings(BaseModel):
     max_page_size: int = 1000
 
 
-class PeerConfig(BaseModel):
+class PeerConfig(_Section):
     url: str
     token: str | None = None
     blobs: Literal["eager", "lazy"] = "eager"
 
 
-class SyncSettings(BaseModel):
+class SyncSettings(_Section):
     peers: list[PeerConfig] = []  # added to the peer table at start (also: /v1/peers)
     long_poll: float = 20.0  # seconds a feed request may wait for news
     probe_interval: float = 2.0  # seconds between health probes of each peer
@@ -48,7 +54,7 @@ class SyncSettings(BaseModel):
         return peers
 
 
-class ScanSettings(BaseModel):
+class ScanSettings(_Section):
     enabled: bool = True  # off: files stay "pending" (shown, never hidden)
     interval: float = 2.0  # seconds between scanner passes
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from registry.domain import errors as e
 
@@ -84,8 +85,18 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
 
 async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, e.RegistryError):
+        # FastAPI wraps errors raised while it reads a body (e.g. our streamed size cap) in
+        # a generic 400; the original error knows the right answer (413).
+        return registry_error_response(exc.__cause__)
     code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "BadRequest")
     return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def _on_disconnect(request: Request, _exc: Exception) -> JSONResponse:
+    # The client hung up mid-body (the upload was aborted, nothing stored): not a server fault.
+    logger.info("client disconnected method=%s path=%s", request.method, request.url.path)
+    return error_response(400, "BadRequest", "The client disconnected before the body was complete")
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -99,4 +110,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(e.RegistryError, _on_registry_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(ClientDisconnect, _on_disconnect)
     app.add_exception_handler(Exception, _on_unexpected)

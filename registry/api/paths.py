@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from fastapi import Request
 
-from registry.domain.errors import InvalidNameError, RepoNotFoundError
+from registry.domain.errors import InvalidError, InvalidNameError, RepoNotFoundError
 from registry.domain.names import RepoId, RepoType
 
 
@@ -24,7 +24,10 @@ class RepoPath:
 def raw_segments(request: Request) -> list[str]:
     raw = request.scope.get("raw_path") or request.url.path.encode()
     path = raw.decode("latin-1").split("?", 1)[0]
-    return [unquote(p, errors="strict") for p in path.split("/")[1:]]
+    try:
+        return [unquote(p, errors="strict") for p in path.split("/")[1:]]
+    except UnicodeDecodeError:
+        raise InvalidError("The URL path is not percent-encoded UTF-8") from None
 
 
 def api_repo_path(request: Request) -> RepoPath:

@@ -196,10 +196,10 @@ class CommitService:
         set_ref(self._db, session, self._node, row, ref, sha)
 
     def delete_ref(self, principal: Principal, repo: RepoId, ref: str) -> None:
-        if ref == "refs/heads/main":
-            raise ProtectedRefError("Cannot delete refs/heads/main")
         with self._db.write() as session:
-            row = self._writable(session, principal, repo)
+            row = self._writable(session, principal, repo)  # who asks comes first: 404/401/403
+            if ref == "refs/heads/main":
+                raise ProtectedRefError("Cannot delete refs/heads/main")
             existing = session.get(Ref, (row.id, ref))
             if existing is None:
                 raise RevisionNotFoundError(f"Invalid rev id: {ref} does not exist")

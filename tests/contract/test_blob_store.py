@@ -1,9 +1,13 @@
-"""One BlobStore contract, run against every backend (an S3 backend joins the params later)."""
+"""One BlobStore contract, run against every backend (the S3 backend joins the params later).
+
+Local-only checks (files on disk, `clear_uploads`) sit after the class; everything in the class
+must hold for any backend that claims to be a BlobStore.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
+import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,97 +15,241 @@ from pathlib import Path
 import blake3
 import pytest
 
-from registry.domain.digest import Digest
+from registry.domain.digest import REGULAR_FILE_MAX, Digest, Hashes
 from registry.domain.errors import BlobNotFoundError, DigestMismatchError, SizeMismatchError
 from registry.storage import BlobStore, Expected, put
-from registry.storage.local import LocalBlobStore
+from registry.storage.local import DIRECT_MIN, LocalBlobStore
 from registry.storage.memory import MemoryBlobStore
 
+BACKENDS = ["memory", "local"]  # "s3" (moto server) is added here with its backend
+LARGE = DIRECT_MIN + 4 * 1024 * 1024 + 17  # known-size uploads this big take the O_DIRECT path
 
-@pytest.fixture(params=["memory", "local"])
+
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    if request.param == "memory":
-        return MemoryBlobStore()
-    return LocalBlobStore(tmp_path / "store")
+    match request.param:
+        case "memory":
+            return MemoryBlobStore()
+        case "local":
+            return LocalBlobStore(tmp_path / "store")
+    raise AssertionError(f"unknown backend {request.param}")
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
 
 
 def digest_of(data: bytes) -> Digest:
     return Digest(blake3.blake3(data).hexdigest())
 
 
+def chunked(data: bytes, size: int = 65536) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
 def read(store: BlobStore, digest: Digest, start: int = 0, end: int | None = None) -> bytes:
     return b"".join(store.open(digest, start, end))
 
 
-def leftovers(store: BlobStore) -> list[Path]:
+def files_on_disk(store: BlobStore) -> list[Path]:
+    """Every file the backend keeps on a local disk (blobs and uploads); [] if it has none."""
     if isinstance(store, LocalBlobStore):
-        return [p for p in store.root.rglob("*") if p.is_file()]
+        return sorted(p for p in store.root.rglob("*") if p.is_file())
     return []
 
 
+def assert_empty(store: BlobStore, *digests: Digest) -> None:
+    for digest in digests:
+        assert store.stat(digest) is None
+    assert list(store.iter_digests()) == []
+    assert files_on_disk(store) == []
+
+
 class TestBlobStoreContract:
-    def test_put_then_stat_and_read_whole_and_ranges(self, store: BlobStore) -> None:
-        data = os.urandom(10 * 1024 * 1024 + 17)  # crosses the O_DIRECT stage size
-        digest = digest_of(data)
-        hashes = put(store, Expected(blake3=digest, size=len(data)), [data[:3], data[3:]])
-        assert hashes.blake3 == digest and hashes.size == len(data)
+    def test_put_returns_every_hash_of_the_content(self, store: BlobStore) -> None:
+        data = b"hello world"
+        hashes = put(store, Expected(size=len(data)), [b"hello", b" ", b"world"])
+        assert hashes == Hashes(
+            blake3=Digest(blake3.blake3(data).hexdigest()),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            git_sha1=hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
+        )
+        assert hashes.git_sha1 == "95d09f2b10159347eece71399a7e2e907ea3df4f"  # `git hash-object`
+
+    def test_put_hashes_large_content_in_one_pass(self, store: BlobStore) -> None:
+        data = payload(LARGE)
+        hashes = put(store, Expected(size=len(data)), chunked(data, 1024 * 1024 + 3))
+        assert hashes.blake3 == digest_of(data)
         assert hashes.sha256 == hashlib.sha256(data).hexdigest()
+        assert hashes.size == len(data)
+        assert hashes.git_sha1 is None  # above REGULAR_FILE_MAX: an LFS file, no git sha1
+
+    @pytest.mark.parametrize("size", [0, 100, REGULAR_FILE_MAX])
+    def test_put_git_sha1_is_none_when_size_unknown(self, store: BlobStore, size: int) -> None:
+        data = payload(size)
+        hashes = put(store, Expected(), chunked(data))
+        assert hashes.git_sha1 is None
+        assert (hashes.blake3, hashes.size) == (digest_of(data), size)
+
+    def test_put_git_sha1_of_largest_regular_file(self, store: BlobStore) -> None:
+        data = payload(REGULAR_FILE_MAX, seed=1)
+        hashes = put(store, Expected(size=len(data)), chunked(data, 4 * 1024 * 1024))
+        assert hashes.git_sha1 == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+    def test_put_then_stat_and_open_return_the_blob(self, store: BlobStore) -> None:
+        data = payload(LARGE)
+        digest = put(store, Expected(blake3=digest_of(data), size=len(data)), chunked(data)).blake3
         info = store.stat(digest)
-        assert info is not None and info.size == len(data)
+        assert info is not None and (info.digest, info.size) == (digest, len(data))
         assert read(store, digest) == data
-        assert read(store, digest, 5, 4_200_000) == data[5:4_200_000]
-        assert read(store, digest, 7, 7) == b""
-        assert read(store, digest, len(data) - 3, len(data) + 100) == data[-3:]
         assert list(store.iter_digests()) == [digest]
 
-    def test_git_sha1_only_for_small_files_of_known_size(self, store: BlobStore) -> None:
-        data = b"hello world"
-        known = put(store, Expected(size=len(data)), [data])
-        assert known.git_sha1 == "95d09f2b10159347eece71399a7e2e907ea3df4f"
-        unknown = put(store, Expected(), [b"other"])
-        assert unknown.git_sha1 is None
+    def test_open_returns_the_requested_range(self, store: BlobStore) -> None:
+        data = payload(LARGE)
+        digest = put(store, Expected(), chunked(data)).blake3
+        size = len(data)
+        ranges: list[tuple[int, int | None]] = [
+            (0, 1),
+            (5, 4_200_000),  # crosses read-chunk boundaries
+            (4096, 8192),
+            (size - 3, size),
+            (0, size),
+            (123, None),
+            (7, 7),  # start == end: empty
+            (0, 0),
+            (size - 3, size + 100),  # end beyond the size: clipped
+            (size, None),  # start at the end: empty
+            (size + 10, size + 20),  # wholly beyond the end: empty
+        ]
+        for start, end in ranges:
+            assert read(store, digest, start, end) == data[start:end], (start, end)
 
-    @pytest.mark.parametrize("wrong", ["blake3", "sha256", "size"])
-    def test_mismatch_leaves_nothing_visible(self, store: BlobStore, wrong: str) -> None:
-        data = os.urandom(100_000)
-        expected = {
-            "blake3": Expected(blake3=digest_of(b"other")),
-            "sha256": Expected(sha256=hashlib.sha256(b"other").hexdigest()),
-            "size": Expected(size=len(data) - 1),
-        }[wrong]
-        error = SizeMismatchError if wrong == "size" else DigestMismatchError
-        with pytest.raises(error):
-            put(store, expected, [data])
-        assert store.stat(digest_of(data)) is None
-        assert list(store.iter_digests()) == []
-        assert leftovers(store) == []
+    def test_put_and_open_an_empty_blob(self, store: BlobStore) -> None:
+        hashes = put(store, Expected(size=0), [])
+        assert hashes.blake3 == digest_of(b"") and hashes.sha256 == hashlib.sha256().hexdigest()
+        assert hashes.git_sha1 == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # the empty blob
+        info = store.stat(hashes.blake3)
+        assert info is not None and info.size == 0
+        assert read(store, hashes.blake3) == b""
 
-    def test_abort_leaves_nothing(self, store: BlobStore) -> None:
-        writer = store.writer(20 * 1024 * 1024)
-        writer.write(os.urandom(5 * 1024 * 1024))
-        writer.abort()
-        assert list(store.iter_digests()) == [] and leftovers(store) == []
+    @pytest.mark.parametrize("size", [300_000, LARGE])
+    def test_writer_accepts_bytearray_and_memoryview(self, store: BlobStore, size: int) -> None:
+        data = payload(size)
+        writer = store.writer(size)
+        writer.write(bytearray(data[:1000]))  # the HTTP layer hands over bytearray pieces
+        writer.write(memoryview(data)[1000:])
+        writer.write(b"")
+        assert writer.commit(Expected(size=size)).blake3 == digest_of(data)
+        assert read(store, digest_of(data)) == data
 
-    def test_same_bytes_twice_are_stored_once(self, store: BlobStore) -> None:
-        data = os.urandom(50_000)
-        for _ in range(2):
-            put(store, Expected(blake3=digest_of(data)), [data])
-        assert list(store.iter_digests()) == [digest_of(data)]
-        if isinstance(store, LocalBlobStore):
-            assert len(leftovers(store)) == 1
-
-    def test_concurrent_writers_of_one_blob_end_with_one_intact_copy(
-        self, store: BlobStore
+    @pytest.mark.parametrize("size", [100_000, LARGE])
+    @pytest.mark.parametrize("wrong", ["blake3", "sha256", "size_short", "size_long"])
+    def test_put_mismatch_raises_and_leaves_nothing(
+        self, store: BlobStore, wrong: str, size: int
     ) -> None:
-        data = os.urandom(2 * 1024 * 1024)
+        data = payload(size)
+        expected, error = {
+            "blake3": (Expected(blake3=digest_of(b"other")), DigestMismatchError),
+            "sha256": (Expected(sha256=hashlib.sha256(b"other").hexdigest()), DigestMismatchError),
+            "size_short": (Expected(size=len(data) - 1), SizeMismatchError),
+            "size_long": (Expected(size=len(data) + 1), SizeMismatchError),
+        }[wrong]
+        with pytest.raises(error):
+            put(store, expected, chunked(data, 1024 * 1024))
+        assert_empty(store, digest_of(data), digest_of(b"other"))
+
+    def test_put_mismatch_keeps_an_existing_copy(self, store: BlobStore) -> None:
+        data = payload(50_000)
+        put(store, Expected(), [data])
+        with pytest.raises(SizeMismatchError):
+            put(store, Expected(size=1), [data])
+        with pytest.raises(DigestMismatchError):
+            put(store, Expected(blake3=digest_of(data)), [data + b"x"])
+        assert read(store, digest_of(data)) == data
+        assert list(store.iter_digests()) == [digest_of(data)]
+
+    def test_put_same_bytes_twice_stores_them_once(self, store: BlobStore) -> None:
+        data = payload(50_000)
+        first = put(store, Expected(blake3=digest_of(data), size=len(data)), [data])
+        second = put(store, Expected(blake3=digest_of(data), size=len(data)), chunked(data, 7))
+        assert first == second
+        assert list(store.iter_digests()) == [digest_of(data)]
+        assert read(store, digest_of(data)) == data
+        if isinstance(store, LocalBlobStore):
+            assert files_on_disk(store) == [store.path_of(digest_of(data))]
+
+    @pytest.mark.parametrize("size_hint", [None, 1000, LARGE])
+    def test_writer_abort_leaves_nothing(self, store: BlobStore, size_hint: int | None) -> None:
+        data = payload(5 * 1024 * 1024 + 1)
+        writer = store.writer(size_hint)
+        for chunk in chunked(data, 1024 * 1024):
+            writer.write(chunk)
+        writer.abort()
+        writer.abort()  # idempotent: a second abort (e.g. from a finally) is harmless
+        assert_empty(store, digest_of(data))
+
+    def test_put_aborts_when_the_source_fails(self, store: BlobStore) -> None:
+        def broken() -> Iterator[bytes]:
+            yield payload(5 * 1024 * 1024)
+            raise OSError("source died")
+
+        with pytest.raises(OSError, match="source died"):
+            put(store, Expected(size=LARGE), broken())
+        assert_empty(store)
+
+    def test_delete_removes_only_that_blob(self, store: BlobStore) -> None:
+        keep, gone = payload(1000, seed=1), payload(1000, seed=2)
+        put(store, Expected(), [keep])
+        put(store, Expected(), [gone])
+        store.delete(digest_of(gone))
+        assert store.stat(digest_of(gone)) is None
+        with pytest.raises(BlobNotFoundError):
+            read(store, digest_of(gone))
+        assert list(store.iter_digests()) == [digest_of(keep)]
+        assert read(store, digest_of(keep)) == keep
+
+    def test_delete_of_a_missing_blob_is_a_no_op(self, store: BlobStore) -> None:
+        store.delete(digest_of(b"never stored"))
+        assert list(store.iter_digests()) == []
+
+    def test_blob_can_be_stored_again_after_delete(self, store: BlobStore) -> None:
+        data = payload(1000)
+        put(store, Expected(), [data])
+        store.delete(digest_of(data))
+        put(store, Expected(blake3=digest_of(data)), [data])
+        assert read(store, digest_of(data)) == data
+
+    def test_iter_digests_lists_every_blob_once(self, store: BlobStore) -> None:
+        blobs = [payload(100 + i, seed=i) for i in range(20)]
+        for data in blobs + blobs[:5]:
+            put(store, Expected(), [data])
+        listed = list(store.iter_digests())
+        assert len(listed) == len(set(listed)) == 20
+        assert set(listed) == {digest_of(data) for data in blobs}
+
+    def test_open_of_a_missing_digest_raises_blob_not_found(self, store: BlobStore) -> None:
+        missing = digest_of(b"never stored")
+        assert store.stat(missing) is None
+        with pytest.raises(BlobNotFoundError):
+            read(store, missing)
+        with pytest.raises(BlobNotFoundError):
+            read(store, missing, 0, 10)
+
+    @pytest.mark.parametrize("size", [2 * 1024 * 1024, LARGE])
+    def test_concurrent_writers_of_one_content_end_with_one_intact_blob(
+        self, store: BlobStore, size: int
+    ) -> None:
+        data = payload(size)
+        results: list[Hashes] = []
         errors: list[BaseException] = []
+        barrier = threading.Barrier(6)
 
         def write() -> None:
             try:
-                put(
-                    store,
-                    Expected(blake3=digest_of(data), size=len(data)),
-                    [data[i : i + 65536] for i in range(0, len(data), 65536)],
+                barrier.wait(timeout=10)  # all writers in flight at once
+                results.append(
+                    put(store, Expected(blake3=digest_of(data), size=size), chunked(data))
                 )
             except BaseException as exc:  # collected for the assertion below
                 errors.append(exc)
@@ -110,34 +258,43 @@ class TestBlobStoreContract:
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            t.join(timeout=60)
         assert errors == []
-        assert read(store, digest_of(data)) == data
+        assert len(results) == 6 and len(set(results)) == 1
         assert list(store.iter_digests()) == [digest_of(data)]
-
-    def test_delete_and_missing_blobs(self, store: BlobStore) -> None:
-        data = b"to be deleted"
-        put(store, Expected(), [data])
-        store.delete(digest_of(data))
-        store.delete(digest_of(data))  # idempotent
-        assert store.stat(digest_of(data)) is None
-        with pytest.raises(BlobNotFoundError):
-            read(store, digest_of(data))
-
-    def test_failure_while_writing_aborts(self, store: BlobStore) -> None:
-        def broken() -> Iterator[bytes]:
-            yield b"partial"
-            raise OSError("source died")
-
-        with pytest.raises(OSError):
-            put(store, Expected(), broken())
-        assert list(store.iter_digests()) == [] and leftovers(store) == []
+        assert read(store, digest_of(data)) == data
+        if isinstance(store, LocalBlobStore):
+            assert files_on_disk(store) == [store.path_of(digest_of(data))]
 
 
-def test_local_store_clears_interrupted_uploads(tmp_path: Path) -> None:
+def test_local_store_layout_is_sharded_by_blake3(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
-    writer = store.writer(None)
-    writer.write(b"interrupted")  # the process dies here: the temp file stays behind
-    assert store.clear_uploads() == 1
+    data = payload(1000)
+    digest = put(store, Expected(), [data]).blake3
+    path = tmp_path / "blobs" / "blake3" / digest.hex[:2] / digest.hex
+    assert store.path_of(digest) == store.local_path(digest) == path
+    assert path.read_bytes() == data
     assert list((tmp_path / "uploads").iterdir()) == []
-    writer.abort()  # closes the descriptor the "dead process" held
+
+
+def test_local_store_keeps_blobs_across_instances(tmp_path: Path) -> None:
+    data = payload(1000)
+    digest = put(LocalBlobStore(tmp_path), Expected(), [data]).blake3
+    reopened = LocalBlobStore(tmp_path)
+    assert list(reopened.iter_digests()) == [digest]
+    assert read(reopened, digest) == data
+
+
+def test_local_store_clear_uploads_removes_leftovers(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    kept = put(store, Expected(), [b"complete"]).blake3
+    small, large = store.writer(100), store.writer(LARGE)
+    small.write(b"interrupted")  # the process dies here: the temp files stay behind
+    large.write(payload(5 * 1024 * 1024))
+    assert len(list((tmp_path / "uploads").iterdir())) == 2
+    assert store.clear_uploads() == 2
+    assert list((tmp_path / "uploads").iterdir()) == []
+    assert store.clear_uploads() == 0
+    assert list(store.iter_digests()) == [kept] and read(store, kept) == b"complete"
+    small.abort()  # closes the descriptors the "dead process" held
+    large.abort()

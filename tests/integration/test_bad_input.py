@@ -1,4 +1,9 @@
-"""Bad input: each gets a clear 4xx with a machine-readable code, and nothing changes."""
+"""Bad input: each gets a clear 4xx with a machine-readable code, and nothing changes.
+
+"Nothing changes" is checked on the repo under attack: the head commit of `main`, the refs and
+the recursive tree are the same after each refused request, and refused uploads leave no file
+in the blob store.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,30 @@ import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import blake3
 import httpx
 import pytest
 from huggingface_hub import HfApi
 
+from registry.domain.tokens import sign
+from registry.metadata.db import Database
 from tests.conftest import RunningNode
 
 REPO = "/api/models/admin/guarded"
 NDJSON = {"content-type": "application/x-ndjson"}
+LFS_JSON = {"content-type": "application/vnd.git-lfs+json"}
 
 
 def ndjson(*lines: object) -> bytes:
     return "\n".join(json.dumps(line) for line in lines).encode()
 
 
-def header(summary: str = "change") -> dict[str, object]:
+def header(summary: object = "change") -> dict[str, object]:
     return {"key": "header", "value": {"summary": summary}}
 
 
@@ -36,10 +47,42 @@ def add(path: str, data: bytes = b"x") -> dict[str, object]:
 
 
 def state(http: httpx.Client) -> tuple[object, ...]:
+    """What a refused request must not change: head of main, refs, tree."""
     info = http.get(f"{REPO}/revision/main").json()
     refs = http.get(f"{REPO}/refs").json()
     tree = http.get(f"{REPO}/tree/main", params={"recursive": "true"}).json()
-    return info["sha"], json.dumps(refs, sort_keys=True), [e["path"] for e in tree]
+    return info["sha"], json.dumps(refs, sort_keys=True), [(e["path"], e["oid"]) for e in tree]
+
+
+def stored_files(node: RunningNode) -> set[Path]:
+    return {p for p in (node.settings.blob_dir / "blobs").rglob("*") if p.is_file()}
+
+
+def upload_leftovers(node: RunningNode) -> list[Path]:
+    return list((node.settings.blob_dir / "uploads").iterdir())
+
+
+def answered(node: RunningNode, route: str, method: str, total: int) -> dict[str, float]:
+    """The node's request counts for a route by status class, once it has answered `total`.
+
+    A request is counted after its handler finished, so any clean-up it does is done by then
+    (the server may close a hung-up connection before the handler even starts).
+    """
+    prefix = "modelyard_http_requests_total{"
+    deadline = time.monotonic() + 10
+    while True:
+        counts: dict[str, float] = {}
+        for line in httpx.get(f"{node.url}/metrics").text.splitlines():
+            if (
+                line.startswith(prefix)
+                and f'route="{route}"' in line
+                and f'method="{method}"' in line
+            ):
+                status = line.split('status="', 1)[1].split('"', 1)[0]
+                counts[status] = float(line.rsplit(" ", 1)[1])
+        if sum(counts.values()) >= total or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -56,10 +99,11 @@ def assert_refused(response: httpx.Response, status: int, code: str) -> None:
     assert response.headers["X-Error-Code"] == code, response.headers.get("X-Error-Code")
     body = response.json()
     assert body["code"] == code and body["error"], body
+    assert isinstance(body["error"], str) and isinstance(body["detail"], dict), body
 
 
 @pytest.mark.parametrize(
-    "name", ["a--b", "-x", "x-", "x.git", "..", "a..b", "a" * 97, "a b", "ünï"]
+    "name", ["a--b", "-x", "x-", "x.git", "..", "a..b", "a" * 97, "a b", "ünï", ".x", "a/b"]
 )
 def test_create_repo_refuses_invalid_names(http: httpx.Client, name: str) -> None:
     before = http.get("/api/models").json()
@@ -67,13 +111,33 @@ def test_create_repo_refuses_invalid_names(http: httpx.Client, name: str) -> Non
     assert http.get("/api/models").json() == before
 
 
-def test_create_repo_refuses_reserved_namespace_and_bad_json(http: httpx.Client) -> None:
-    reserved = http.post("/api/repos/create", json={"name": "x", "organization": "api"})
+@pytest.mark.parametrize("namespace", ["api", "v1", "models", "datasets", "lfs"])
+def test_create_repo_refuses_reserved_namespaces(http: httpx.Client, namespace: str) -> None:
+    reserved = http.post("/api/repos/create", json={"name": "x", "organization": namespace})
     assert_refused(reserved, 400, "InvalidName")
-    malformed = http.post(
-        "/api/repos/create", content=b"{not json", headers={"content-type": "application/json"}
+    assert namespace in reserved.json()["error"]
+    assert http.get(f"/api/models/{namespace}/x").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"",
+        b"[1, 2]",
+        b'{"name": 5}',
+        b'{"organization": "admin"}',
+        b'{"name": "\xff"}',
+    ],
+)
+def test_create_repo_refuses_malformed_json(http: httpx.Client, body: bytes) -> None:
+    before = http.get("/api/models").json()
+    response = http.post(
+        "/api/repos/create", content=body, headers={"content-type": "application/json"}
     )
-    assert_refused(malformed, 422, "BadRequest")
+    assert 400 <= response.status_code < 500, response.text
+    assert_refused(response, response.status_code, "BadRequest")
+    assert http.get("/api/models").json() == before
 
 
 @pytest.mark.parametrize(
@@ -88,6 +152,7 @@ def test_create_repo_refuses_reserved_namespace_and_bad_json(http: httpx.Client)
         "a~1",
         "a:b",
         "0123456789abcdef0123456789abcdef01234567",
+        "refs%2Fx",
         "refs%2Fheads%2Fx",
     ],
 )
@@ -117,11 +182,20 @@ def test_create_branch_refuses_invalid_names(http: httpx.Client, branch: str) ->
 def test_commit_refuses_path_traversal(http: httpx.Client, path: str) -> None:
     before = state(http)
     response = http.post(f"{REPO}/commit/main", content=ndjson(header(), add(path)), headers=NDJSON)
-    assert_refused(response, 400, "InvalidPath" if path else "InvalidPath")
+    assert_refused(response, 400, "InvalidPath")
     assert state(http) == before
 
 
-def test_commit_refuses_missing_file_deletion_and_unknown_lfs_object(http: httpx.Client) -> None:
+@pytest.mark.parametrize("path", ["../keep.txt", "/keep.txt", "a\\b"])
+def test_commit_refuses_path_traversal_in_deletions(http: httpx.Client, path: str) -> None:
+    before = state(http)
+    deletion = {"key": "deletedFile", "value": {"path": path}}
+    response = http.post(f"{REPO}/commit/main", content=ndjson(header(), deletion), headers=NDJSON)
+    assert_refused(response, 400, "InvalidPath")
+    assert state(http) == before
+
+
+def test_commit_refuses_deleting_a_missing_file_with_404(http: httpx.Client) -> None:
     before = state(http)
     delete = http.post(
         f"{REPO}/commit/main",
@@ -131,18 +205,24 @@ def test_commit_refuses_missing_file_deletion_and_unknown_lfs_object(http: httpx
         ),
     )
     assert_refused(delete, 404, "EntryNotFound")
-    assert "A file with this name doesn't exist" in delete.json()["error"]
+    assert "nope.txt" in delete.json()["error"]
+    assert state(http) == before
+
+
+def test_commit_refuses_lfs_object_never_uploaded(http: httpx.Client) -> None:
+    before = state(http)
     lfs = http.post(
         f"{REPO}/commit/main",
         headers=NDJSON,
         content=ndjson(
             header(),
+            add("also-new.txt"),
             {
                 "key": "lfsFile",
                 "value": {
                     "path": "w.bin",
                     "algo": "sha256",
-                    "oid": hashlib.sha256(b"never").hexdigest(),
+                    "oid": hashlib.sha256(os.urandom(32)).hexdigest(),
                     "size": 5,
                 },
             },
@@ -156,13 +236,22 @@ def test_commit_refuses_missing_file_deletion_and_unknown_lfs_object(http: httpx
     "body",
     [
         b"not json at all",
+        b"\xff\xfe",
         ndjson({"value": {"summary": "no key"}}),
+        ndjson({"key": "header"}),
         ndjson({"key": "header", "value": "not an object"}),
+        ndjson([1, 2]),
         ndjson(add("a.txt")),  # no header line
         ndjson(header(""), add("a.txt")),  # empty summary
+        ndjson(header("   "), add("a.txt")),  # blank summary
+        ndjson(header({"text": "x"}), add("a.txt")),  # summary not a string
         ndjson(header(), {"key": "copyFile", "value": {"path": "a.txt"}}),
         ndjson(header(), {"key": "file", "value": {"path": "a.txt", "content": "%%%notbase64"}}),
+        ndjson(header(), {"key": "file", "value": {"path": "a.txt", "content": 5}}),
         ndjson(header(), {"key": "lfsFile", "value": {"path": "a.bin", "oid": "xyz", "size": 1}}),
+        ndjson(
+            header(), {"key": "lfsFile", "value": {"path": "a.bin", "oid": "a" * 64, "size": -1}}
+        ),
         ndjson(header(), {"key": "file", "value": {"path": 5, "content": ""}}),
     ],
 )
@@ -174,83 +263,152 @@ def test_commit_refuses_malformed_ndjson(http: httpx.Client, body: bytes) -> Non
     assert state(http) == before
 
 
-def test_commit_with_stale_parent_is_refused(http: httpx.Client) -> None:
+def test_commit_refuses_stale_parent_with_412(http: httpx.Client) -> None:
     before = state(http)
-    stale = {"key": "header", "value": {"summary": "late", "parentCommit": "0" * 40}}
-    response = http.post(f"{REPO}/commit/main", content=ndjson(stale, add("a.txt")), headers=NDJSON)
-    assert_refused(response, 412, "ParentMismatch")
-    assert state(http) == before
+    old = http.get(f"{REPO}/commits/main").json()[-1]["id"]  # the initial commit
+    assert old != before[0]
+    for parent in (old, old[:7], "0" * 40):
+        stale = {"key": "header", "value": {"summary": "late", "parentCommit": parent}}
+        response = http.post(
+            f"{REPO}/commit/main", content=ndjson(stale, add("a.txt")), headers=NDJSON
+        )
+        assert_refused(response, 412, "ParentMismatch")
+        assert state(http) == before
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("method", "url"),
     [
-        f"{REPO}/revision/nope",
-        f"{REPO}/tree/nope",
-        f"{REPO}/commits/nope",
-        "/admin/guarded/resolve/nope/keep.txt",
-        f"{REPO}/revision/{'f' * 40}",
+        ("GET", f"{REPO}/revision/nope"),
+        ("GET", f"{REPO}/revision/{'f' * 40}"),
+        ("GET", f"{REPO}/revision/refs%2Fheads%2Fnope"),
+        ("GET", f"{REPO}/tree/nope"),
+        ("GET", f"{REPO}/commits/nope"),
+        ("POST", f"{REPO}/paths-info/nope"),
+        ("GET", "/admin/guarded/resolve/nope/keep.txt"),
+        ("HEAD", "/admin/guarded/resolve/nope/keep.txt"),
     ],
 )
-def test_unknown_revisions_are_404_revision_not_found(http: httpx.Client, url: str) -> None:
-    response = http.request("HEAD" if "/resolve/" in url else "GET", url)
+def test_unknown_revisions_are_404_revision_not_found(
+    http: httpx.Client, method: str, url: str
+) -> None:
+    response = http.request(method, url, data={"paths": "keep.txt"} if method == "POST" else None)
     assert response.status_code == 404
     assert response.headers["X-Error-Code"] == "RevisionNotFound"
+    if method != "HEAD":
+        assert_refused(response, 404, "RevisionNotFound")
+        assert "nope" in response.json()["error"] or "f" * 40 in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("GET", f"{REPO}/revision/%ff"),
+        ("GET", f"{REPO}/tree/main/%C3"),
+        ("HEAD", "/admin/guarded/resolve/main/%ff"),
+        ("GET", "/admin/guarded/resolve/%ff/keep.txt"),
+        ("POST", f"{REPO}/branch/%ff"),
+        ("POST", f"{REPO}/commit/%ff"),
+    ],
+)
+def test_urls_with_invalid_percent_encoding_are_400(
+    http: httpx.Client, method: str, url: str
+) -> None:
+    before = state(http)
+    response = http.request(method, url)
+    assert response.status_code == 400
+    assert response.headers["X-Error-Code"] == "BadRequest"
+    if method != "HEAD":
+        assert_refused(response, 400, "BadRequest")
+    assert state(http) == before
+
+
+def oversized_preupload() -> bytes:
+    files = [{"path": f"f{i}.txt", "size": 1, "sample": "x" * 100} for i in range(20_000)]
+    body = json.dumps({"files": files}).encode()
+    assert len(body) > 1024 * 1024
+    return body
 
 
 def test_oversized_json_body_is_413(http: httpx.Client) -> None:
-    files = [{"path": f"f{i}.txt", "size": 1, "sample": "x" * 100} for i in range(20_000)]
-    response = http.post(f"{REPO}/preupload/main", json={"files": files})
+    before = state(http)
+    response = http.post(
+        f"{REPO}/preupload/main",
+        content=oversized_preupload(),
+        headers={"content-type": "application/json"},
+    )
     assert_refused(response, 413, "PayloadTooLarge")
+    batch = http.post(
+        "/admin/guarded.git/info/lfs/objects/batch",
+        json={"operation": "upload", "objects": [{"oid": "a" * 64, "size": 1}] * 20_000},
+        headers=LFS_JSON,
+    )
+    assert_refused(batch, 413, "PayloadTooLarge")
+    assert state(http) == before
+
+
+def test_oversized_json_body_is_413_when_sent_chunked(http: httpx.Client) -> None:
+    """Without a Content-Length the cap applies while reading, with the same answer."""
+    before = state(http)
+    body = oversized_preupload()
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    response = http.post(
+        f"{REPO}/preupload/main", content=chunks, headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers
+    assert_refused(response, 413, "PayloadTooLarge")
+    create = http.post(
+        "/api/repos/create",
+        content=iter([b'{"name": "', b"a" * (2 * 1024 * 1024), b'"}']),
+        headers={"content-type": "application/json"},
+    )
+    assert_refused(create, 413, "PayloadTooLarge")
+    assert state(http) == before
 
 
 def test_huge_header_is_refused_with_431(node: RunningNode) -> None:
     with node.client() as client:
-        response = client.get("/v1/health", headers={"x-big": "a" * 200_000})
-        assert_refused(response, 431, "HeadersTooLarge")
+        for size in (100_000, 200_000):
+            response = client.get("/v1/health", headers={"x-big": "a" * size})
+            assert_refused(response, 431, "HeadersTooLarge")
         assert client.get("/v1/health", headers={"x-ok": "a" * 1000}).status_code == 200
 
 
-def lfs_href(http: httpx.Client, data: bytes) -> tuple[str, str]:
+def lfs_batch(http: httpx.Client, data: bytes) -> dict[str, object]:
     oid = hashlib.sha256(data).hexdigest()
-    batch = http.post(
+    response = http.post(
         "/admin/guarded.git/info/lfs/objects/batch",
         json={
             "operation": "upload",
             "transfers": ["basic"],
             "objects": [{"oid": oid, "size": len(data)}],
         },
-        headers={"content-type": "application/vnd.git-lfs+json"},
-    ).json()
-    return oid, batch["objects"][0]["actions"]["upload"]["href"]
+        headers=LFS_JSON,
+    )
+    assert response.status_code == 200, response.text
+    obj: dict[str, object] = response.json()["objects"][0]
+    assert obj["oid"] == oid
+    return obj
 
 
-def test_lfs_put_with_wrong_bytes_or_size_stores_nothing(http: httpx.Client) -> None:
-    data = os.urandom(100_000)
-    oid, href = lfs_href(http, data)
-    wrong = httpx.put(href, content=os.urandom(100_000))
-    assert_refused(wrong, 400, "DigestMismatch")
-    longer = httpx.put(href, content=data + b"x")
-    assert_refused(longer, 400, "SizeMismatch")
-    _, again = lfs_href(http, data)  # still needs uploading: nothing was stored
-    assert again
-    forged = href.replace("sig=", "sig=0")
-    assert_refused(httpx.put(forged, content=data), 401, "Unauthorized")
-    expired = href.replace("expires=", "expires=1")
-    assert_refused(httpx.put(expired, content=data), 401, "Unauthorized")
-    assert httpx.put(href, content=data).status_code == 200
-    assert http.post(f"/lfs/verify/{oid}", json={"oid": oid, "size": len(data)}).status_code == 200
+def upload_href(http: httpx.Client, data: bytes) -> str:
+    """The signed upload URL; its presence means the server still needs the object."""
+    actions = lfs_batch(http, data).get("actions")
+    assert isinstance(actions, dict) and "upload" in actions, actions
+    href: str = actions["upload"]["href"]
+    return href
 
 
-def truncated_put(url: str, path: str, token: str, declared: int, sent: bytes) -> None:
-    """Send a request whose body is shorter than its Content-Length, then hang up."""
+def send_truncated(url: str, target: str, declared: int, sent: bytes, token: str | None) -> None:
+    """Send a PUT whose body is shorter than its Content-Length, then hang up."""
     parts = urlsplit(url)
+    assert parts.hostname and parts.port
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    head = (
+        f"PUT {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n{auth}Content-Length: {declared}\r\n\r\n"
+    )
     with socket.create_connection((parts.hostname, parts.port)) as sock:
-        sock.sendall(
-            f"PUT {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Length: {declared}\r\n\r\n".encode()
-            + sent
-        )
+        sock.sendall(head.encode() + sent)
         sock.shutdown(socket.SHUT_WR)
         sock.settimeout(10)
         try:
@@ -260,19 +418,84 @@ def truncated_put(url: str, path: str, token: str, declared: int, sent: bytes) -
             pass
 
 
-def test_blob_put_refuses_wrong_hash_and_truncated_bodies(
+def test_lfs_put_refuses_wrong_bytes_and_wrong_sizes(node: RunningNode, http: httpx.Client) -> None:
+    before, files = state(http), stored_files(node)
+    data = os.urandom(100_000)
+    href = upload_href(http, data)
+    assert_refused(httpx.put(href, content=os.urandom(100_000)), 400, "DigestMismatch")
+    assert_refused(httpx.put(href, content=data + b"x"), 400, "SizeMismatch")
+    assert_refused(httpx.put(href, content=data[:-1]), 400, "SizeMismatch")
+    assert_refused(httpx.put(href, content=b""), 400, "SizeMismatch")
+    parts = urlsplit(href)
+    send_truncated(node.url, f"{parts.path}?{parts.query}", len(data), data[:5000], None)
+    assert answered(node, "/lfs/objects/{oid}", "PUT", 5) == {"4xx": 5.0}
+    assert not upload_leftovers(node)
+    assert stored_files(node) == files
+    assert upload_href(http, data)  # still needed: nothing was stored
+    oid = hashlib.sha256(data).hexdigest()
+    verify = http.post(f"/lfs/verify/{oid}", json={"oid": oid, "size": len(data)})
+    assert_refused(verify, 400, "MissingObject")
+    assert state(http) == before
+    # The same URL still works with the right bytes, and then the object is known.
+    assert httpx.put(href, content=data).status_code == 200
+    assert http.post(f"/lfs/verify/{oid}", json={"oid": oid, "size": len(data)}).status_code == 200
+    assert "actions" not in lfs_batch(http, data)
+
+
+def test_lfs_put_refuses_tampered_or_expired_signatures_with_401(
     node: RunningNode, http: httpx.Client
 ) -> None:
-    import blake3
+    files = stored_files(node)
+    data = os.urandom(10_000)
+    href = upload_href(http, data)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
+    base = href.split("?", 1)[0]
+    oid = hashlib.sha256(data).hexdigest()
+    secret = Database(node.settings.effective_database_url).node_value("secret", "")
+    expired_at = str(int(time.time()) - 60)
+    attempts = [
+        {**query, "sig": ("1" if query["sig"][0] == "0" else "0") + query["sig"][1:]},
+        {**query, "sig": ""},
+        {**query, "size": str(len(data) + 1)},  # size not covered by the signature
+        {**query, "expires": str(int(query["expires"]) + 3600)},  # extended by hand
+        {**query, "expires": expired_at, "sig": sign(secret, oid, str(len(data)), expired_at)},
+    ]
+    for params in attempts:
+        response = httpx.put(base, params=params, content=data)
+        assert_refused(response, 401, "Unauthorized")
+    other = hashlib.sha256(b"other").hexdigest()
+    response = httpx.put(href.replace(oid, other), content=b"other")  # signed for another oid
+    assert_refused(response, 401, "Unauthorized")
+    assert stored_files(node) == files
+    assert upload_href(http, data)
 
+
+def test_blob_put_refuses_body_with_wrong_hash(node: RunningNode, http: httpx.Client) -> None:
+    files = stored_files(node)
     data = os.urandom(300_000)
     digest = blake3.blake3(data).hexdigest()
-    wrong = http.put(f"/v1/blobs/{digest}", content=os.urandom(300_000))
-    assert_refused(wrong, 400, "DigestMismatch")
-    truncated_put(node.url, f"/v1/blobs/{digest}", node.admin_token, len(data), data[:1000])
-    assert http.head(f"/v1/blobs/{digest}").status_code == 404
-    store = node.settings.blob_dir
-    assert not [p for p in (store / "blobs").rglob(digest)]
-    assert not [p for p in (store / "uploads").iterdir()]
+    assert_refused(
+        http.put(f"/v1/blobs/{digest}", content=os.urandom(300_000)), 400, "DigestMismatch"
+    )
     assert_refused(http.put("/v1/blobs/not-a-digest", content=b"x"), 400, "BadRequest")
+    assert_refused(http.get(f"/v1/blobs/{digest}"), 404, "BlobNotFound")
+    assert stored_files(node) == files
+    assert not upload_leftovers(node)
+
+
+def test_blob_put_stores_nothing_when_body_is_truncated(
+    node: RunningNode, http: httpx.Client
+) -> None:
+    files = stored_files(node)
+    data = os.urandom(300_000)
+    digest = blake3.blake3(data).hexdigest()
+    send_truncated(node.url, f"/v1/blobs/{digest}", len(data), data[:1000], node.admin_token)
+    assert answered(node, "/v1/blobs/{blake3}", "PUT", 1) == {"4xx": 1.0}  # a client error
+    assert not upload_leftovers(node)
+    assert http.head(f"/v1/blobs/{digest}").status_code == 404
+    assert_refused(http.get(f"/v1/blobs/{digest}"), 404, "BlobNotFound")
+    assert stored_files(node) == files
+    assert not list((node.settings.blob_dir / "blobs").rglob(digest))
+    # The complete body is then accepted and served.
     assert http.put(f"/v1/blobs/{digest}", content=data).status_code == 201
+    assert http.get(f"/v1/blobs/{digest}").content == data

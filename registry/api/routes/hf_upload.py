@@ -158,8 +158,9 @@ def parse_ndjson(body: bytes) -> tuple[dict[str, object], list[Operation]]:
             operations.append(_operation(key, value, number))
     if header is None:
         raise InvalidError("The commit payload has no header line")
-    if not str(header.get("summary") or "").strip():
-        raise InvalidError("The commit message (summary) must not be empty")
+    summary = header.get("summary")
+    if not isinstance(summary, str) or not summary.strip():
+        raise InvalidError("The commit message (summary) must be a non-empty string")
     return header, operations
 
 

@@ -1,0 +1,193 @@
+"""Processes a benchmark starts: nginx and a modelyard node, on 127.0.0.1 only.
+
+Each is a context manager that polls for readiness against a deadline and, whatever happens,
+stops its process by PID (SIGTERM, then SIGKILL) on exit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+HOST = "127.0.0.1"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+POLL_INTERVAL = 0.05
+NGINX_SMALL_FILE = "small.txt"
+
+# sendfile is slower than large writes on this VM (design.md §9), hence `sendfile off` with two
+# 1 MiB output buffers. One worker, like the node's one process. The PUT location is WebDAV
+# (built into Debian's nginx); `/discard` reads and drops a body, to measure the client alone.
+# client_body_buffer_size made no measurable difference to PUT here (16k to 4m), so stays default.
+_NGINX_CONF = """\
+daemon off;
+{user}
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile off;
+  output_buffers 2 1m;
+  keepalive_requests 1000000;
+  client_body_temp_path {root}/body_temp;
+  proxy_temp_path {root}/proxy_temp;
+  fastcgi_temp_path {root}/fastcgi_temp;
+  uwsgi_temp_path {root}/uwsgi_temp;
+  scgi_temp_path {root}/scgi_temp;
+  default_type application/octet-stream;
+  server {{
+    listen {host}:{port};
+    root {root}/www;
+    client_max_body_size 0;
+    location / {{
+      dav_methods PUT DELETE;
+      create_full_put_path on;
+    }}
+    location = /discard {{ return 204; }}
+  }}
+}}
+"""
+
+
+@dataclass
+class Server:
+    """A started process and the base URL it answers on."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's resident-set high-water mark (VmHWM), or -1 once it has gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return -1
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else -1
+
+
+def stop(server: Server, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop the process by its PID: SIGTERM, and SIGKILL if it outlives the timeout."""
+    if server.proc.poll() is not None:
+        return
+    os.kill(server.pid, signal.SIGTERM)
+    try:
+        server.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(server.pid, signal.SIGKILL)
+        server.proc.wait(timeout=timeout)
+
+
+def wait_ready(server: Server, check: Callable[[httpx.Client], bool], timeout: float) -> None:
+    """Poll `check` until it holds; fail early if the process exits, or at the deadline."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=server.url, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}"
+                )
+            try:
+                if check(client):
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(POLL_INTERVAL)
+    raise RuntimeError(f"{server.name} not ready within {timeout:.0f}s:\n{server.log_tail()}")
+
+
+@contextmanager
+def running(server: Server, check: Callable[[httpx.Client], bool]) -> Iterator[Server]:
+    """Yield `server` once ready; stop it by PID on the way out, however that happens."""
+    try:
+        wait_ready(server, check, READY_TIMEOUT)
+        yield server
+    finally:
+        stop(server)
+
+
+def write_nginx_conf(root: Path, port: int) -> Path:
+    for sub in ("www", "body_temp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "www" / NGINX_SMALL_FILE).write_text("ok\n")
+    # As root, nginx's workers would switch to `nobody` and could not write into the temp dir.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = root / "nginx.conf"
+    conf.write_text(_NGINX_CONF.format(user=user, root=root, host=HOST, port=port))
+    return conf
+
+
+@contextmanager
+def nginx(root: Path) -> Iterator[Server]:
+    """nginx in the foreground (`daemon off`), with every path it writes under `root`."""
+    port = free_port()
+    conf = write_nginx_conf(root, port)
+    log = root / "error.log"
+    command = ["nginx", "-c", str(conf), "-p", str(root), "-e", str(log)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Server("nginx", proc, f"http://{HOST}:{port}", log)
+    with running(server, lambda c: c.get(f"/{NGINX_SMALL_FILE}").status_code == 200) as ready:
+        yield ready
+
+
+def _node_healthy(client: httpx.Client) -> bool:
+    response = client.get("/v1/health")
+    if response.status_code != 200:
+        return False
+    body = response.json()
+    return isinstance(body, dict) and {"node_id", "version", "serial"} <= body.keys()
+
+
+def modelyard_executable() -> str:
+    """The `modelyard` console script next to this interpreter (the project's venv)."""
+    beside = Path(sys.executable).with_name("modelyard")
+    return str(beside) if beside.exists() else (shutil.which("modelyard") or str(beside))
+
+
+@contextmanager
+def node(data_dir: Path, admin_token: str, log: Path) -> Iterator[Server]:
+    """`modelyard serve` as its own process, with a fresh data dir, logging to `log`."""
+    port = free_port()
+    # The caller's own MODELYARD_* settings would make runs differ; only the token goes in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["MODELYARD_ADMIN_TOKEN"] = admin_token
+    command = [modelyard_executable(), "serve", "--host", HOST, "--port", str(port)]
+    command += ["--data-dir", str(data_dir)]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"node {data_dir.name}", proc, f"http://{HOST}:{port}", log)
+    with running(server, _node_healthy) as ready:
+        yield ready
