@@ -104,6 +104,9 @@ class NodeSample:
     peers: list[PeerSample]
     disk_free: int
     disk_size: int
+    index_lag_entries: int
+    index_lag_seconds: float
+    scan_pending: int
 
 
 PEER_STATES = ("unknown", "up", "degraded", "down")
@@ -132,6 +135,21 @@ class NodeCollector(Collector):
         )
         yield GaugeMetricFamily(
             "modelyard_data_dir_size_bytes", "Size of the data dir's disk", value=s.disk_size
+        )
+        yield GaugeMetricFamily(
+            "modelyard_index_lag_entries",
+            "Change-log entries the search index has not caught up with",
+            value=s.index_lag_entries,
+        )
+        yield GaugeMetricFamily(
+            "modelyard_index_lag_seconds",
+            "Age of the oldest change the search index has not caught up with",
+            value=s.index_lag_seconds,
+        )
+        yield GaugeMetricFamily(
+            "modelyard_scan_pending_files",
+            "Files waiting for a safety verdict (counted up to 1000)",
+            value=s.scan_pending,
         )
         state = GaugeMetricFamily(
             "modelyard_peer_state", "1 for the peer's current state", labels=["peer", "state"]

@@ -6,20 +6,24 @@ import logging
 from dataclasses import dataclass
 
 from registry.metadata.db import Database
+from registry.metadata.fulltext import FullText
 from registry.service.auth import AuthService
 from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
 from registry.service.commits import CommitService
 from registry.service.downloads import DownloadCounter
 from registry.service.feed import ChangeNotifier, FeedService
+from registry.service.indexer import DocBuilder, Indexer
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
+from registry.service.metadata import MetadataService
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerService, Thresholds
 from registry.service.reads import ReadService
 from registry.service.replication import ReplicationService
 from registry.service.repos import RepoService
 from registry.service.scanning import ScanService
+from registry.service.search import SearchService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.settings import Settings
@@ -48,6 +52,9 @@ class Node:
     lineage: LineageService
     scans: ScanService
     downloads: DownloadCounter
+    indexer: Indexer
+    search: SearchService
+    metadata: MetadataService
     new_admin_token: str | None = None
 
     @classmethod
@@ -63,8 +70,14 @@ class Node:
         secret = settings.admin_token.get_secret_value() if settings.admin_token else None
         new_token = auth.ensure_admin(secret)
         repos = RepoService(db, blobs, identity)
+        commits = CommitService(db, blobs, identity, repos)
         cache = ReadCache()
-        reads = ReadService(db, cache, CardReader(blobs))
+        cards = CardReader(blobs)
+        reads = ReadService(db, cache, cards)
+        scans = ScanService(db, blobs)
+        builder = DocBuilder(blobs, cards)
+        fulltext = FullText(db.engine)
+        indexer = Indexer(db, builder, fulltext)
         lookup = LookupService(db)
         sync = settings.sync
         peers = PeerService(db, Thresholds(sync.degraded_after, sync.down_after, sync.up_after))
@@ -79,17 +92,20 @@ class Node:
             auth,
             repos,
             reads,
-            CommitService(db, blobs, identity, repos),
+            commits,
             UploadService(db, blobs, identity),
             peers,
             ReplicationService(db, blobs, identity),
             FeedService(db),
             notifier,
-            StatusService(db, peers, identity, settings.data_dir),
+            StatusService(db, peers, identity, settings.data_dir, (indexer, scans)),
             lookup,
             LineageService(repos, reads, lookup),
-            ScanService(db, blobs),
+            scans,
             DownloadCounter(db),
+            indexer,
+            SearchService(db, indexer, builder, fulltext, reads, scans),
+            MetadataService(reads, commits, scans),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

@@ -59,6 +59,12 @@ class ScanSettings(_Section):
     interval: float = 2.0  # seconds between scanner passes
 
 
+class IndexSettings(_Section):
+    enabled: bool = True  # off: search reads every repo directly (found, just slower)
+    interval: float = 0.5  # seconds between indexer passes when idle
+    batch: int = 500  # change-log entries indexed per transaction
+
+
 class Settings(BaseSettings):
     """Every flag of `modelyard serve` is also `MODELYARD_<NAME>` and a key in the TOML file."""
 
@@ -77,6 +83,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     sync: SyncSettings = SyncSettings()
     scan: ScanSettings = ScanSettings()
+    index: IndexSettings = IndexSettings()
     downloads_flush_interval: float = 5.0  # seconds between writes of download counts
 
     @field_validator("public_url")

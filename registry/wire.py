@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 def iso_ms(ms: int) -> str:
@@ -117,6 +117,7 @@ class RepoInfo(BaseModel):
     cardData: dict[str, object] | None = None
     safetensors: SafetensorsOut | None = None
     securityRepoStatus: SecurityStatus | None = None
+    modelyard: ModelMetadataOut | None = None  # huggingface_hub keeps it: info.modelyard
     siblings: list[Sibling] | None = None
 
 
@@ -326,3 +327,79 @@ class LineageOut(BaseModel):
     parents: list[ParentOut]
     ancestors: list[RelativeOut]
     descendants: list[RelativeOut]
+
+
+class ModelMetadataOut(BaseModel):
+    """What a model is, from its card, plus what was read from its files."""
+
+    kind: str | None
+    base_model: str | None
+    license: str | None
+    description: str
+    tags: list[str]
+    trigger_words: list[str]
+    lineage: list[ParentOut]
+    suggested_tags: list[str]  # from training metadata (kohya `ss_tag_frequency`)
+    training: dict[str, str]  # kohya `ss_*` keys: base model version, network dim/alpha ...
+    scan: str | None  # worst verdict over the scanned files: pending, clean, error, unsafe
+
+
+class LineageParentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repo: str | None = None  # ns/name or ns/name@revision
+    hash: str | None = None  # BLAKE3, SHA-256 or AutoV2 of a parent file
+    method: str | None = None
+    ratio: float | None = None
+
+
+class MetadataIn(BaseModel):
+    """Keys to set in the card's front matter; a key given as null is removed."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str | None = None
+    base_model: str | list[str] | None = None
+    license: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    trigger_words: list[str] | None = None
+    lineage: list[LineageParentIn] | None = None
+    parent_commit: str | None = None  # refuse (412) if main moved past this commit
+
+
+class MetadataCommitOut(BaseModel):
+    commit: str
+    metadata: ModelMetadataOut
+
+
+class IndexLagOut(BaseModel):
+    indexed_serial: int  # the change-log serial the index reflects
+    head_serial: int
+    behind_entries: int
+    pending_repos: int  # repos found by the direct query because the index lags
+    behind_seconds: float  # age of the oldest change not indexed yet
+    complete: bool = True  # results always include what the index has not caught up with
+
+
+class SearchHitOut(BaseModel):
+    id: str
+    type: str
+    author: str
+    private: bool
+    kind: str | None
+    base_model: str | None
+    license: str | None
+    description: str
+    tags: list[str]
+    trigger_words: list[str]
+    suggested_tags: list[str]
+    downloads: int
+    lastModified: str
+    createdAt: str
+    scan: str | None  # pending | clean | error | unsafe (flagged, never hidden)
+    indexed: bool  # False: found by the direct query over what is not indexed yet
+
+
+class SearchOut(BaseModel):
+    results: list[SearchHitOut]
+    index: IndexLagOut
+    next_offset: int | None

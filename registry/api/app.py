@@ -15,6 +15,7 @@ from registry.api import errors
 from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
 from registry.api.routes import (
+    discovery,
     hf_repos,
     hf_resolve,
     hf_tree,
@@ -26,14 +27,36 @@ from registry.api.routes import (
 )
 from registry.metrics import HttpMetrics, Metrics, NodeCollector
 from registry.node import Node
-from registry.service.downloads import FlushLoop
-from registry.service.scanning import ScanLoop
+from registry.service.worker import Worker
 from registry.settings import Settings
 from sync.loop import SyncLoop
 
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
+
+
+def helpers(node: Node) -> list[Worker]:
+    """The node's background helpers; each one off only delays or thins answers."""
+    settings = node.settings
+    counts = node.downloads
+    workers = [
+        Worker(
+            "download-counts",
+            counts.flush,
+            settings.downloads_flush_interval,
+            drain=False,
+            on_stop=counts.flush,  # what was counted before a clean stop is kept
+        )
+    ]
+    if settings.scan.enabled:
+        workers.append(Worker("scanner", node.scans.run_once, settings.scan.interval))
+    if settings.index.enabled:
+        batch = settings.index.batch
+        workers.append(
+            Worker("indexer", lambda: node.indexer.run_once(batch), settings.index.interval)
+        )
+    return workers
 
 
 def create_app(settings: Settings | None = None, *, node: Node | None = None) -> FastAPI:
@@ -48,11 +71,9 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             opened.identity, opened.peers, opened.replication, opened.uploads, opened.settings.sync
         )
         replicator.start()
-        counts = FlushLoop(opened.downloads, opened.settings.downloads_flush_interval)
-        counts.start()
-        scanner = ScanLoop(opened.scans, opened.settings.scan.interval)
-        if opened.settings.scan.enabled:
-            scanner.start()
+        workers = helpers(opened)
+        for worker in workers:
+            worker.start()
         collector = NodeCollector(opened.status.sample)
         metrics.registry.register(collector)
         app.state.node, app.state.sync = opened, replicator
@@ -60,9 +81,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             yield
         finally:
             replicator.stop()
-            counts.stop()
-            if opened.settings.scan.enabled:
-                scanner.stop()
+            for worker in workers:
+                worker.stop()
             metrics.registry.unregister(collector)
             if node is None:
                 opened.close()
@@ -76,7 +96,17 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     )
     app.state.metrics = metrics
     errors.install(app)
-    for module in (native, sync, peers, status, hf_repos, hf_tree, hf_upload, hf_resolve):
+    for module in (
+        native,
+        discovery,
+        sync,
+        peers,
+        status,
+        hf_repos,
+        hf_tree,
+        hf_upload,
+        hf_resolve,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(ReadFastPath)

@@ -36,6 +36,11 @@ class Database:
             if session.get(Counter, "serial") is None:
                 session.add(Counter(name="serial", value=0))
 
+    @property
+    def engine(self) -> Engine:
+        """The engine that writes (for schema statements beyond the tables)."""
+        return self._write
+
     def dispose(self) -> None:
         self._read.dispose()
         self._write.dispose()

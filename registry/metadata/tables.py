@@ -40,11 +40,11 @@ class Repo(SQLModel, table=True):
     private: bool = False
     home_node: str
     incarnation: str
-    created_ms: int
-    updated_ms: int
+    created_ms: int = Field(index=True)
+    updated_ms: int = Field(index=True)  # listings and search sort by these
     ref_version: int = 0
     pr_count: int = 0
-    downloads: int = 0  # counted on this node; not replicated
+    downloads: int = Field(default=0, index=True)  # counted on this node; not replicated
 
 
 class Blob(SQLModel, table=True):
@@ -127,3 +127,29 @@ class ScanResult(SQLModel, table=True):
     status: str  # clean | unsafe | error
     findings: str  # JSON list of strings
     scanned_ms: int
+
+
+class SearchEntry(SQLModel, table=True):
+    """A repo as the search index last saw it; a cache of its main branch, never the truth."""
+
+    __tablename__ = "search_entry"
+    repo_id: int = Field(primary_key=True)
+    commit_id: str | None = None
+    repo_updated_ms: int = 0  # the repo's updated_ms when indexed: a newer one means stale
+    kind: str | None = Field(default=None, index=True)
+    base_model: str | None = None  # as written
+    base_model_key: str | None = Field(default=None, index=True)  # normalized, for filters
+    license: str | None = None
+    description: str = ""
+    tags: str = "[]"  # JSON lists
+    trigger_words: str = "[]"
+    suggested_tags: str = "[]"
+    complete: bool = True  # False while README.md is not stored here (a replica)
+    indexed_ms: int
+
+
+class SearchTag(SQLModel, table=True):
+    __tablename__ = "search_tag"
+    __table_args__ = (Index("ix_search_tag_tag", "tag", "repo_id"),)
+    repo_id: int = Field(primary_key=True)
+    tag: str = Field(primary_key=True)

@@ -112,7 +112,11 @@ class AuthService:
 
 
 def can_read(principal: Principal, repo: Repo) -> bool:
-    return not repo.private or principal.is_admin or principal.user == repo.namespace
+    return may_read(principal, private=repo.private, namespace=repo.namespace)
+
+
+def may_read(principal: Principal, *, private: bool, namespace: str) -> bool:
+    return not private or principal.is_admin or principal.user == namespace
 
 
 def require_admin(principal: Principal) -> None:

@@ -14,17 +14,33 @@ from typing import Any
 import yaml
 
 from registry.domain.commit import TreeEntry
+from registry.domain.errors import InvalidError
 from registry.domain.safetensors import SafetensorsError, read_header
+from registry.domain.search import KINDS, normalize_key
 from registry.service.cache import Lru
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
 MAX_CARD_BYTES = 1024 * 1024
+MAX_DESCRIPTION = 1000
+TRIGGER_KEYS = ("trigger_words", "trained_words", "instance_prompt")
+# kohya-ss LoRA training metadata worth showing (the rest stays in the file).
+TRAINING_KEYS = (
+    "ss_base_model_version",
+    "ss_sd_model_name",
+    "ss_network_module",
+    "ss_network_dim",
+    "ss_network_alpha",
+    "ss_output_name",
+    "ss_num_epochs",
+    "ss_resolution",
+)
 
 
 @dataclass(frozen=True)
 class Card:
     data: dict[str, Any] = field(default_factory=dict)  # the front matter, as written
+    body: str = ""  # the Markdown after it
 
     @property
     def tags(self) -> list[str]:
@@ -34,6 +50,46 @@ class Card:
             tags += [f"{key}:{v}" for v in _as_list(self.data.get(key))]
         return list(dict.fromkeys(tags))
 
+    @property
+    def kind(self) -> str | None:
+        """One of KINDS; a kind the card names that is not one of them is `other`."""
+        value = normalize_key(_first(self.data.get("kind")))
+        if value is None:
+            return None
+        return value if value in KINDS else "other"
+
+    @property
+    def base_model(self) -> str | None:
+        return _first(self.data.get("base_model"))
+
+    @property
+    def license(self) -> str | None:
+        return _first(self.data.get("license"))
+
+    @property
+    def trigger_words(self) -> list[str]:
+        """`trigger_words`, or what trainers call them (`trained_words`, `instance_prompt`)."""
+        for key in TRIGGER_KEYS:
+            words = [str(w).strip() for w in _as_list(self.data.get(key)) if str(w).strip()]
+            if words:
+                return list(dict.fromkeys(words))
+        return []
+
+    @property
+    def description(self) -> str:
+        """`description` from the front matter, else the first paragraph of the body."""
+        given = self.data.get("description")
+        if isinstance(given, str) and given.strip():
+            return given.strip()[:MAX_DESCRIPTION]
+        paragraph: list[str] = []
+        for line in self.body.splitlines():
+            text = line.strip()
+            if text and not text.startswith(("#", "<", "!", "|", "```")):
+                paragraph.append(text)
+            elif paragraph:
+                break
+        return " ".join(paragraph)[:MAX_DESCRIPTION]
+
 
 def _as_list(value: object) -> list[object]:
     if value is None:
@@ -41,26 +97,64 @@ def _as_list(value: object) -> list[object]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+def _first(value: object) -> str | None:
+    items = [str(v).strip() for v in _as_list(value) if str(v).strip()]
+    return items[0] if items else None
+
+
 def parse_card(text: str) -> Card:
-    if not text.startswith("---"):
-        return Card()
-    _, _, rest = text.partition("\n")
-    front, sep, _ = rest.partition("\n---")
-    if not sep:
-        return Card()
+    front, body = _split(text)
+    if front is None:
+        return Card(body=body)
     try:
         data = yaml.safe_load(front)
     except yaml.YAMLError as exc:
         logger.info("model card front matter is not valid YAML: %s", exc)
-        return Card()
-    return Card(data) if isinstance(data, dict) else Card()
+        return Card(body=body)
+    return Card(data, body) if isinstance(data, dict) else Card(body=body)
+
+
+def _split(text: str) -> tuple[str | None, str]:
+    """(front matter, body); no front matter unless the text opens with a `---` line."""
+    if not text.startswith("---"):
+        return None, text
+    _, _, rest = text.partition("\n")
+    front, sep, after = rest.partition("\n---")
+    if not sep:
+        return None, text
+    return front, after.partition("\n")[2]
+
+
+def rewrite_card(text: str, changes: dict[str, object]) -> str:
+    """The card with `changes` merged into its front matter (None removes a key).
+
+    Raises:
+        InvalidError: the existing front matter is not a YAML mapping (it is not guessed at).
+    """
+    front, body = _split(text)
+    data: object = {}
+    if front is not None:
+        try:
+            data = yaml.safe_load(front) or {}
+        except yaml.YAMLError:
+            data = None
+    if not isinstance(data, dict):
+        raise InvalidError("The README.md front matter is not a YAML mapping; fix it first")
+    merged = {k: v for k, v in {**data, **changes}.items() if v is not None}
+    if not merged:
+        return body
+    dumped = yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
+    return f"---\n{dumped}---\n{body}"
 
 
 @dataclass(frozen=True)
 class WeightsSummary:
-    """Parameters by dtype over a commit's .safetensors files (the Hub's `safetensors`)."""
+    """Parameters by dtype over a commit's .safetensors files (the Hub's `safetensors`), and
+    the training metadata of the first file that carries kohya-style `ss_*` keys."""
 
     parameters: dict[str, int]
+    training: dict[str, str] = field(default_factory=dict)
+    suggested_tags: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -83,8 +177,13 @@ class CardReader:
             or self._blobs.stat(readme.blake3) is None
         ):
             return Card()  # a replica may not hold the bytes yet: do not cache
-        text = b"".join(self._blobs.open(readme.blake3)).decode("utf-8", "replace")
-        return self._cards.put(commit_id, parse_card(text))
+        return self._cards.put(commit_id, parse_card(self.text(readme)))
+
+    def text(self, entry: TreeEntry) -> str:
+        """A small stored file as text (undecodable bytes replaced)."""
+        if entry.size > MAX_CARD_BYTES:
+            raise InvalidError(f"{entry.path} is larger than {MAX_CARD_BYTES} bytes")
+        return b"".join(self._blobs.open(entry.blake3)).decode("utf-8", "replace")
 
     def weights(self, commit_id: str, files: list[TreeEntry]) -> WeightsSummary | None:
         """Sum the safetensors headers of a commit; files not stored here are skipped."""
@@ -92,6 +191,8 @@ class CardReader:
         if cached is not None:
             return cached
         total: dict[str, int] = {}
+        training: dict[str, str] = {}
+        suggested: list[str] = []
         complete = True
         for entry in files:
             if self._blobs.stat(entry.blake3) is None:
@@ -104,9 +205,12 @@ class CardReader:
                 continue
             for dtype, count in info.parameters.items():
                 total[dtype] = total.get(dtype, 0) + count
+            if not training:
+                training = {k: info.metadata[k] for k in TRAINING_KEYS if info.metadata.get(k)}
+                suggested = info.suggested_tags
         if not total:
             return None
-        summary = WeightsSummary(total)
+        summary = WeightsSummary(total, training, suggested)
         return self._weights.put(commit_id, summary) if complete else summary
 
 

@@ -44,26 +44,3 @@ class DownloadCounter:
                 )
         self.version += 1
         return sum(pending.values())
-
-
-class FlushLoop:
-    def __init__(self, counter: DownloadCounter, interval: float) -> None:
-        self._counter = counter
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="download-counts", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._counter.flush()  # what was counted before a clean stop is kept
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._counter.flush()
-            except Exception:  # counts stay pending only in this pass; logged
-                logger.exception("flushing download counts failed")

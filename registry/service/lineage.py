@@ -16,7 +16,7 @@ from registry.service.auth import Principal
 from registry.service.cards import Card
 from registry.service.lookup import LookupService
 from registry.service.reads import ReadService
-from registry.service.repos import ListQuery, RepoService, repo_id_of
+from registry.service.repos import RepoService, repo_id_of
 
 MAX_DEPTH = 16
 
@@ -94,7 +94,7 @@ class LineageService:
 
     def _graph(self, principal: Principal, kind: RepoType) -> dict[str, set[str]]:
         """name -> names of its parents, over every repo of this type the caller sees."""
-        rows = self._repos.list(principal, ListQuery(kind, limit=1_000_000))
+        rows = self._repos.visible(principal, kind)
         visible = {repo_id_of(r).full_name for r in rows}
         graph: dict[str, set[str]] = {}
         for row in rows:

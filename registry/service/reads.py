@@ -81,17 +81,16 @@ class ReadService:
         readme = self.tree_map(commit_id).get("README.md")
         return self._cards.card(commit_id, entry_of(readme) if readme else None)
 
+    def card_text(self, commit_id: str) -> str:
+        """README.md of a commit as text ("" when there is none)."""
+        readme = self.tree_map(commit_id).get("README.md")
+        return self._cards.text(entry_of(readme)) if readme else ""
+
     def weights(self, commit_id: str) -> WeightsSummary | None:
         files = [
             entry_of(r) for p, r in self.tree_map(commit_id).items() if p.endswith(".safetensors")
         ]
         return self._cards.weights(commit_id, files) if files else None
-
-    def repo_tags(self, repo: Repo) -> list[str]:
-        """Tags of the repo's main branch (its model card), for listings and filters."""
-        with self._db.read() as session:
-            ref = session.get(Ref, (repo.id, "refs/heads/main"))
-        return self.card(ref.commit_id).tags if ref else []
 
     def cached_snapshot(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot | None:
         """The snapshot if everything it needs is cached (no I/O), else None."""

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, or_
+from sqlalchemy import ColumnElement, delete, insert, or_, true
 from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry, commit_id
@@ -40,15 +38,11 @@ def find_repo(session: Session, principal: Principal, repo: RepoId) -> Repo:
     return row
 
 
-@dataclass(frozen=True)
-class ListQuery:
-    repo_type: RepoType
-    search: str | None = None
-    author: str | None = None
-    tags: tuple[str, ...] = ()
-    sort: str | None = None
-    offset: int = 0
-    limit: int = 1000
+def visible_to(principal: Principal) -> ColumnElement[bool]:
+    """The SQL condition for repos the principal may see (public, own, or all for the admin)."""
+    if principal.is_admin:
+        return true()
+    return or_(col(Repo.private).is_(False), col(Repo.namespace) == principal.user)
 
 
 class RepoService:
@@ -140,38 +134,11 @@ class RepoService:
         with self._db.read() as session:
             return find_repo(session, principal, repo)
 
-    def list(
-        self,
-        principal: Principal,
-        query: ListQuery,
-        tags_of: Callable[[Repo], list[str]] | None = None,
-    ) -> list[Repo]:
-        """Repos the principal may see; with `query.tags`, only those carrying every tag."""
-        stmt = select(Repo).where(Repo.type == query.repo_type.value)
-        if not principal.is_admin:
-            mine = col(Repo.namespace) == principal.user
-            stmt = stmt.where(or_(col(Repo.private).is_(False), mine))
-        if query.author:
-            stmt = stmt.where(Repo.namespace == query.author)
-        if query.search:
-            needle = f"%{query.search.lower()}%"
-            full = func.lower(Repo.namespace + "/" + Repo.name)
-            stmt = stmt.where(full.like(needle))
-        order = {
-            "createdAt": col(Repo.created_ms).desc(),
-            "downloads": col(Repo.downloads).desc(),
-        }.get(query.sort or "", col(Repo.updated_ms).desc())
-        stmt = stmt.order_by(order, col(Repo.id).desc())
-        if not query.tags or tags_of is None:
-            with self._db.read() as session:
-                return list(session.exec(stmt.offset(query.offset).limit(query.limit)).all())
-        # Tags live in model cards, read per commit (cached); the search index (a later
-        # step) will answer this from a table instead of a scan.
+    def visible(self, principal: Principal, repo_type: RepoType) -> list[Repo]:
+        """Every repo of a type the principal may see."""
+        stmt = select(Repo).where(Repo.type == repo_type.value, visible_to(principal))
         with self._db.read() as session:
-            rows = session.exec(stmt).all()
-        wanted = set(query.tags)
-        tagged = [r for r in rows if wanted <= set(tags_of(r))]
-        return tagged[query.offset : query.offset + query.limit]
+            return list(session.exec(stmt).all())
 
 
 def require_home(session: Session, repo: Repo, node: NodeIdentity) -> None:

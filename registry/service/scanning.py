@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,28 +130,3 @@ class ScanService:
                     "scan verdict=%s path=%s findings=%s", verdict.status, name, verdict.findings
                 )
         return recorded
-
-
-class ScanLoop:
-    """Runs the scanner in the background; stopping it only delays verdicts."""
-
-    def __init__(self, scans: ScanService, interval: float) -> None:
-        self._scans = scans
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scanner", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                while self._scans.run_once() and not self._stop.is_set():
-                    pass
-            except Exception:  # keep scanning later; logged
-                logger.exception("scanner pass failed")

@@ -14,9 +14,13 @@ from registry import __version__
 from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Commit, Repo
 from registry.metrics import NodeSample, PeerSample
+from registry.service.indexer import Indexer
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerService, PeerView
 from registry.service.repos import repo_id_of
+from registry.service.scanning import ScanService
+
+SCAN_COUNT_CAP = 1000
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,22 @@ class Status:
     blobs: int
     blob_bytes: int
     peers: list[PeerView]
+    index_behind_entries: int  # change-log entries search reads directly for now
+    index_behind_seconds: float
+    scans_pending: int  # files waiting for a verdict (counted up to SCAN_COUNT_CAP)
     recent: list[RecentCommit]  # public repos only: the page is public
 
 
 class StatusService:
     def __init__(
-        self, db: Database, peers: PeerService, node: NodeIdentity, data_dir: Path
+        self,
+        db: Database,
+        peers: PeerService,
+        node: NodeIdentity,
+        data_dir: Path,
+        helpers: tuple[Indexer, ScanService],
     ) -> None:
+        self._indexer, self._scans = helpers
         self._data_dir = data_dir
         self._db = db
         self._peers = peers
@@ -71,6 +84,7 @@ class StatusService:
             RecentCommit(repo_id_of(r).full_name, c.id, c.title, c.author, c.created_ms)
             for c, r in rows
         ]
+        index = self._indexer.position()
         return Status(
             self._node.node_id,
             __version__,
@@ -81,6 +95,9 @@ class StatusService:
             blobs,
             blob_bytes,
             self._peers.views(),
+            index.behind_entries,
+            index.behind_seconds,
+            len(self._scans.pending(SCAN_COUNT_CAP)),
             latest,
         )
 
@@ -98,6 +115,16 @@ class StatusService:
             for p in self._peers.views()
         ]
         disk = shutil.disk_usage(self._data_dir)
+        index = self._indexer.position()
         return NodeSample(
-            blobs, blob_bytes, self._db.head_serial(), self.started, peers, disk.free, disk.total
+            blobs,
+            blob_bytes,
+            self._db.head_serial(),
+            self.started,
+            peers,
+            disk.free,
+            disk.total,
+            index.behind_entries,
+            index.behind_seconds,
+            len(self._scans.pending(SCAN_COUNT_CAP)),
         )

@@ -7,7 +7,6 @@ in the blob store.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -25,25 +24,10 @@ from huggingface_hub import HfApi
 from registry.domain.tokens import sign
 from registry.metadata.db import Database
 from tests.conftest import RunningNode
+from tests.hub import NDJSON, add, header, ndjson
 
 REPO = "/api/models/admin/guarded"
-NDJSON = {"content-type": "application/x-ndjson"}
 LFS_JSON = {"content-type": "application/vnd.git-lfs+json"}
-
-
-def ndjson(*lines: object) -> bytes:
-    return "\n".join(json.dumps(line) for line in lines).encode()
-
-
-def header(summary: object = "change") -> dict[str, object]:
-    return {"key": "header", "value": {"summary": summary}}
-
-
-def add(path: str, data: bytes = b"x") -> dict[str, object]:
-    return {
-        "key": "file",
-        "value": {"path": path, "encoding": "base64", "content": base64.b64encode(data).decode()},
-    }
 
 
 def state(http: httpx.Client) -> tuple[object, ...]:

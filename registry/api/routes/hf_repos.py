@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -15,9 +16,9 @@ from registry.api.files import replica_headers
 from registry.api.paths import api_repo_path, parse_repo, public_base
 from registry.domain.errors import RepoExistsError, RepoNotFoundError, UnauthorizedError
 from registry.domain.names import RepoId, RepoType
-from registry.metadata.tables import Repo
+from registry.domain.search import SearchDoc, SearchQuery
 from registry.service.reads import Snapshot, entry_of
-from registry.service.repos import ListQuery, repo_id_of
+from registry.service.repos import repo_id_of
 from registry.service.scanning import SCANNED
 from registry.wire import (
     AccessToken,
@@ -25,6 +26,7 @@ from registry.wire import (
     CreateRepoIn,
     DeleteRepoIn,
     FileIssue,
+    ModelMetadataOut,
     RepoInfo,
     RepoUrl,
     SafetensorsOut,
@@ -103,6 +105,7 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
                 )
         siblings.append(sibling)
     card, weights = node.reads.card(snap.commit.id), node.reads.weights(snap.commit.id)
+    metadata = node.metadata.describe(snap)
     return RepoInfo(
         id=rid.full_name,
         modelId=rid.full_name if rid.type is RepoType.MODEL else None,
@@ -114,6 +117,7 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
         downloads=snap.repo.downloads,
         tags=card.tags,
         securityRepoStatus=security_status(node, snap),
+        modelyard=ModelMetadataOut.model_validate(asdict(metadata)),
         cardData=card.data or None,
         safetensors=SafetensorsOut(parameters=weights.parameters, total=weights.total)
         if weights
@@ -187,23 +191,27 @@ async def get_repo_info_at(
     return await info_response(node, principal, target.repo, "/".join(target.rest), blobs)
 
 
-def list_item(row: Repo, tags: list[str]) -> dict[str, object]:
-    rid = repo_id_of(row)
+def list_item(doc: SearchDoc, scan: str | None = None) -> dict[str, object]:
     item: dict[str, object] = {
-        "id": rid.full_name,
-        "author": rid.namespace,
-        "private": row.private,
-        "lastModified": iso_ms(row.updated_ms),
-        "createdAt": iso_ms(row.created_ms),
-        "tags": tags,
-        "downloads": row.downloads,
+        "id": f"{doc.namespace}/{doc.name}",
+        "author": doc.namespace,
+        "private": doc.private,
+        "lastModified": iso_ms(doc.updated_ms),
+        "createdAt": iso_ms(doc.created_ms),
+        "tags": list(doc.tags),
+        "downloads": doc.downloads,
         "likes": 0,
         "gated": False,
         "disabled": False,
     }
-    if rid.type is RepoType.MODEL:
-        item["modelId"] = rid.full_name
+    if doc.repo_type == RepoType.MODEL.value:
+        item["modelId"] = item["id"]
+    if scan is not None:
+        item["scan"] = scan
     return item
+
+
+HF_SORTS = {"downloads": "downloads", "createdAt": "created", "created_at": "created"}
 
 
 @router.get("/api/{repo_type}", response_model=list[dict[str, object]])
@@ -219,19 +227,32 @@ def list_repos(
     limit: int | None = Query(default=None, ge=1),
     offset: int = Query(default=0, ge=0),
 ) -> Response:
+    """The Hub's listing, answered by the same search as /v1/search (complete even while the
+    index lags; `X-Modelyard-Index-Behind` says by how many change-log entries)."""
     kind = RepoType.from_plural(repo_type)
     if kind is None:
         return error_response(404, "NotFound", f"Unknown listing {repo_type!r}")
     page = min(limit or node.settings.limits.max_page_size, node.settings.limits.max_page_size)
-    wanted = ListQuery(kind, search, author, tuple(filter or ()), sort, offset, page)
-    rows = node.repos.list(principal, wanted, tags_of=node.reads.repo_tags)
-    headers = {}
-    if len(rows) == page and (limit is None or limit > page):
+    query = SearchQuery(
+        repo_type=kind.value,
+        text=search or "",
+        tags=tuple(filter or ()),
+        author=author,
+        sort=HF_SORTS.get(sort or "", "recent"),
+        offset=offset,
+        limit=page,
+    )
+    found = node.search.search(principal, query)
+    headers = {
+        "X-Modelyard-Index-Behind": str(found.lag.behind_entries),
+        "X-Modelyard-Index-Pending": str(found.lag.pending_repos),
+    }
+    if found.more and (limit is None or limit > page):
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"]
-        query = urlencode([*params, ("offset", str(offset + page))])
-        next_url = str(request.url.replace(query=query))
+        query_string = urlencode([*params, ("offset", str(offset + page))])
+        next_url = str(request.url.replace(query=query_string))
         headers["Link"] = f'<{next_url}>; rel="next"'
-    return JSONResponse([list_item(r, node.reads.repo_tags(r)) for r in rows], headers=headers)
+    return JSONResponse([list_item(h.doc, h.scan) for h in found.hits], headers=headers)
 
 
 @router.post("/api/validate-yaml", response_model=ValidateYamlOut)

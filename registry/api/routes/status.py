@@ -30,6 +30,15 @@ def _size(n: float) -> str:
     return f"{n} B"
 
 
+def _index(s: Status) -> str:
+    if not s.index_behind_entries:
+        return "current"
+    return (
+        f"{s.index_behind_entries} changes behind ({_duration(s.index_behind_seconds)}); "
+        "search still finds them"
+    )
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -95,8 +104,8 @@ td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-a
 <tr><th>peer</th><th>url</th><th>state</th><th>lag (entries)</th><th>lag</th>
 <th>last success</th><th>last error</th></tr>{peers}</table></div>
 <h2>Mirrors</h2><p>none configured</p>
-<h2>Queues</h2><p>index: not running on this version; scanner: not running on this
-version</p>
+<h2>Queues</h2><dl id="queues"><dt>Search index</dt><dd>{_index(s)}</dd>
+<dt>Safety scans</dt><dd>{s.scans_pending} files pending</dd></dl>
 <h2>Latest uploads</h2><div class="wrap"><table id="recent">
 <tr><th>repo</th><th>commit</th><th>by</th><th>id</th><th>when</th></tr>{recent}</table></div>
 <p><small>Refreshes every {REFRESH_SECONDS} s. JSON: <a href="/v1/status">/v1/status</a>.

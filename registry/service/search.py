@@ -1,0 +1,238 @@
+"""Search that never hides an upload: the index answers for what it has caught up with, and a
+direct query over the change log's newer entries answers for the rest.
+
+Theory of operation: the index reflects the change log up to its cursor. The repos named by
+entries past the cursor are *pending*: their index rows are missing or stale, so their
+documents are built from the truth (repo row, main branch, card) and matched in memory by the
+same predicate the index evaluates (`registry.domain.search.matches`). The pending set is kept
+incrementally: each search reads only the entries written since the previous one. Results are
+the index's matches minus pending repos, merged with the pending repos' matches, so a search
+returns every matching repo whether the indexer is current, behind, stopped or crashed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select
+
+from registry.domain.search import SearchDoc, SearchQuery, matches, normalize_key, sort_key
+from registry.metadata.db import Database
+from registry.metadata.fulltext import FullText
+from registry.metadata.tables import Change, Repo, SearchEntry, SearchTag
+from registry.service.auth import Principal, may_read
+from registry.service.indexer import DocBuilder, Indexer, IndexPosition, rows_by_key
+from registry.service.metadata import worst_verdict
+from registry.service.reads import ReadService
+from registry.service.repos import visible_to
+from registry.service.scanning import SCANNED, ScanService
+
+PAGE = 200  # index rows read per query while skipping pending repos
+Matching = Select[Repo, SearchEntry]
+
+
+@dataclass(frozen=True)
+class IndexLag:
+    indexed_serial: int
+    head_serial: int
+    pending_repos: int
+    behind_seconds: float
+
+    @property
+    def behind_entries(self) -> int:
+        return self.head_serial - self.indexed_serial
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    doc: SearchDoc
+    indexed: bool  # False: found by the direct query (the index has not caught up yet)
+    scan: str | None  # worst verdict over the repo's scanned files; None if none are
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: list[SearchHit]
+    lag: IndexLag
+    more: bool
+
+
+class PendingDocs:
+    """Documents of the repos past the index cursor, kept current from the change log."""
+
+    def __init__(self, db: Database, builder: DocBuilder) -> None:
+        self._db = db
+        self._builder = builder
+        self._lock = threading.Lock()
+        self._covered: int | None = None  # change-log serial read up to
+        self._last: dict[str, int] = {}  # repo key -> serial of its newest entry
+        self._docs: dict[str, SearchDoc | None] = {}  # None: deleted
+
+    def current(self, position: IndexPosition) -> list[SearchDoc]:
+        with self._lock:
+            if self._covered is None or position.cursor > self._covered:
+                self._covered = max(position.cursor, self._covered or 0)
+            if position.head > self._covered:
+                self._read_entries(self._covered, position.head)
+            for key in [k for k, serial in self._last.items() if serial <= position.cursor]:
+                del self._last[key]
+                self._docs.pop(key, None)
+            self._build(
+                [k for k in self._last if k not in self._docs or _incomplete(self._docs[k])]
+            )
+            return [d for d in self._docs.values() if d is not None]
+
+    def _read_entries(self, after: int, upto: int) -> None:
+        with self._db.read() as session:
+            rows = session.exec(
+                select(Change.serial, Change.repo).where(
+                    Change.serial > after, Change.serial <= upto
+                )
+            ).all()
+        for serial, key in rows:
+            self._last[key] = max(serial, self._last.get(key, 0))
+            self._docs.pop(key, None)
+        self._covered = upto
+
+    def _build(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        with self._db.read() as session:
+            rows = rows_by_key(session, keys)
+            docs = {d.repo_id: d for d in self._builder.build(session, list(rows.values()))}
+        for key in keys:
+            row = rows.get(key)
+            self._docs[key] = docs.get(row.id) if row is not None and row.id is not None else None
+
+
+def _incomplete(doc: SearchDoc | None) -> bool:
+    """A document read before its card was stored here (a replica) is read again."""
+    return doc is not None and not doc.complete
+
+
+class SearchService:
+    def __init__(
+        self,
+        db: Database,
+        indexer: Indexer,
+        builder: DocBuilder,
+        fulltext: FullText,
+        reads: ReadService,
+        scans: ScanService,
+    ) -> None:
+        self._db = db
+        self._indexer = indexer
+        self._fulltext = fulltext
+        self._reads = reads
+        self._scans = scans
+        self._pending = PendingDocs(db, builder)
+
+    def lag(self) -> IndexLag:
+        position = self._indexer.position()
+        return self._lag(position, len(self._pending.current(position)))
+
+    def _lag(self, position: IndexPosition, pending: int) -> IndexLag:
+        return IndexLag(position.cursor, position.head, pending, position.behind_seconds)
+
+    def search(self, principal: Principal, query: SearchQuery) -> SearchPage:
+        position = self._indexer.position()
+        pending = self._pending.current(position)
+        need = query.offset + query.limit + 1  # one more tells whether a next page exists
+        direct = [
+            d
+            for d in pending
+            if may_read(principal, private=d.private, namespace=d.namespace) and matches(d, query)
+        ]
+        direct.sort(key=lambda d: sort_key(d, query.sort), reverse=True)
+        skip = {d.repo_id for d in pending}
+        indexed = self._from_index(principal, query, skip, need)
+        found = [(d, False) for d in direct[:need]] + [(d, True) for d in indexed]
+        found.sort(key=lambda pair: sort_key(pair[0], query.sort), reverse=True)
+        window = found[query.offset : query.offset + query.limit]
+        hits = [SearchHit(d, was_indexed, self._scan_of(d)) for d, was_indexed in window]
+        return SearchPage(
+            hits, self._lag(position, len(pending)), len(found) > len(window) + query.offset
+        )
+
+    def _from_index(
+        self, principal: Principal, query: SearchQuery, skip: set[int], need: int
+    ) -> list[SearchDoc]:
+        stmt = self._statement(principal, query)
+        found: list[SearchDoc] = []
+        with self._db.read() as session:
+            for doc in _paged(session, stmt):
+                if doc.repo_id not in skip:
+                    found.append(doc)
+                    if len(found) >= need:
+                        break
+        return found
+
+    def _statement(self, principal: Principal, query: SearchQuery) -> Matching:
+        stmt = (
+            select(Repo, SearchEntry)
+            .join(SearchEntry, col(SearchEntry.repo_id) == col(Repo.id))
+            .where(Repo.type == query.repo_type)
+            .where(col(SearchEntry.repo_updated_ms) == col(Repo.updated_ms))  # stale: pending
+            .where(visible_to(principal))
+        )
+        if query.author:
+            stmt = stmt.where(Repo.namespace == query.author)
+        if query.kind:
+            stmt = stmt.where(SearchEntry.kind == normalize_key(query.kind))
+        if query.base_model:
+            stmt = stmt.where(SearchEntry.base_model_key == normalize_key(query.base_model))
+        for tag in query.tags:
+            tagged = select(SearchTag.repo_id).where(SearchTag.tag == tag)
+            stmt = stmt.where(col(Repo.id).in_(tagged))
+        if query.words:
+            stmt = stmt.where(col(Repo.id).in_(self._fulltext.matching_ids(query.words)))
+        order = {"downloads": Repo.downloads, "created": Repo.created_ms}.get(
+            query.sort, Repo.updated_ms
+        )
+        return stmt.order_by(col(order).desc(), col(Repo.id).desc())
+
+    def _scan_of(self, doc: SearchDoc) -> str | None:
+        if doc.commit_id is None:
+            return None
+        files = [
+            r.blake3 for p, r in self._reads.tree_map(doc.commit_id).items() if p.endswith(SCANNED)
+        ]
+        return worst_verdict([v.status for v in self._scans.verdicts(set(files)).values()])
+
+
+def _paged(session: Session, stmt: Matching) -> Iterator[SearchDoc]:
+    offset = 0
+    while True:
+        rows = session.exec(stmt.offset(offset).limit(PAGE)).all()
+        for repo, entry in rows:
+            yield doc_of(repo, entry)
+        if len(rows) < PAGE:
+            return
+        offset += PAGE
+
+
+def doc_of(repo: Repo, entry: SearchEntry) -> SearchDoc:
+    assert repo.id is not None
+    return SearchDoc(
+        repo_id=repo.id,
+        repo_type=repo.type,
+        namespace=repo.namespace,
+        name=repo.name,
+        private=repo.private,
+        updated_ms=repo.updated_ms,
+        created_ms=repo.created_ms,
+        downloads=repo.downloads,
+        commit_id=entry.commit_id,
+        kind=entry.kind,
+        base_model=entry.base_model,
+        license=entry.license,
+        description=entry.description,
+        tags=tuple(json.loads(entry.tags)),
+        trigger_words=tuple(json.loads(entry.trigger_words)),
+        suggested_tags=tuple(json.loads(entry.suggested_tags)),
+        complete=entry.complete,
+    )

@@ -1,0 +1,51 @@
+"""A background worker thread for the node's helpers (scanner, indexer, download counts).
+
+A helper's pass is a function returning how much work it did; the worker repeats it at once
+while there is work, otherwise waits `interval`. A failed pass is logged and tried again next
+interval: helpers only make answers slower or less rich, so they must never stop for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], int],
+        interval: float,
+        *,
+        drain: bool = True,
+        on_stop: Callable[[], object] | None = None,
+    ) -> None:
+        self._name = name
+        self._step = step
+        self._interval = interval
+        self._drain = drain  # False: one pass per interval, whatever it did
+        self._on_stop = on_stop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join(timeout=10)
+        if self._on_stop is not None:
+            self._on_stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                while self._step() and self._drain and not self._stop.is_set():
+                    pass
+            except Exception:  # logged; the next interval tries again
+                logger.exception("background pass failed worker=%s", self._name)
