@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,16 +178,19 @@ def modelyard_executable() -> str:
 
 
 @contextmanager
-def node(data_dir: Path, admin_token: str, log: Path) -> Iterator[Server]:
-    """`modelyard serve` as its own process, with a fresh data dir, logging to `log`."""
+def node(
+    data_dir: Path, admin_token: str, log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """`modelyard serve` as its own process on `data_dir`, logging to `log`; `env` adds
+    MODELYARD_* settings."""
     port = free_port()
     # The caller's own MODELYARD_* settings would make runs differ; only the token goes in.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
-    env["MODELYARD_ADMIN_TOKEN"] = admin_token
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    environ |= {**(env or {}), "MODELYARD_ADMIN_TOKEN": admin_token}
     command = [modelyard_executable(), "serve", "--host", HOST, "--port", str(port)]
     command += ["--data-dir", str(data_dir)]
     with log.open("ab") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, env=environ, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"node {data_dir.name}", proc, f"http://{HOST}:{port}", log)
     with running(server, _node_healthy) as ready:
         yield ready

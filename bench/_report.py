@@ -122,7 +122,7 @@ def _rss_row(res: Results) -> str:
     )
 
 
-def _git_version() -> str:
+def git_version() -> str:
     def git(*args: str) -> str:
         out = subprocess.run(
             ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10
@@ -140,7 +140,7 @@ def _nginx_version() -> str:
 
 def _notes(res: Results) -> list[str]:
     notes = [
-        f"- node {res.node_version} at git {_git_version()}; nginx {_nginx_version()}; "
+        f"- node {res.node_version} at git {git_version()}; nginx {_nginx_version()}; "
         f"client curl for transfers, wrk/hey -c64 for {res.rps_seconds} s for rates.",
         "- 1-minute load average at start / end: "
         + " / ".join(f"{load:.2f}" for load in res.load)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+# Milliseconds, sizes and serials outgrow 32 bits: BIGINT on Postgres; SQLite's INTEGER is
+# already 64-bit (and an INTEGER primary key stays the rowid).
+BIG = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class NodeState(SQLModel, table=True):
@@ -19,7 +23,7 @@ class Counter(SQLModel, table=True):
 class User(SQLModel, table=True):
     name: str = Field(primary_key=True)
     is_admin: bool = False
-    created_ms: int
+    created_ms: int = Field(sa_type=BIG)
 
 
 class Token(SQLModel, table=True):
@@ -28,7 +32,7 @@ class Token(SQLModel, table=True):
     user: str = Field(index=True)
     write: bool = False
     label: str = ""
-    created_ms: int
+    created_ms: int = Field(sa_type=BIG)
 
 
 class Repo(SQLModel, table=True):
@@ -40,19 +44,21 @@ class Repo(SQLModel, table=True):
     private: bool = False
     home_node: str
     incarnation: str
-    created_ms: int = Field(index=True)
-    updated_ms: int = Field(index=True)  # listings and search sort by these
+    created_ms: int = Field(index=True, sa_type=BIG)
+    updated_ms: int = Field(index=True, sa_type=BIG)  # listings and search sort by these
     ref_version: int = 0
     pr_count: int = 0
-    downloads: int = Field(default=0, index=True)  # counted on this node; not replicated
+    downloads: int = Field(
+        default=0, index=True, sa_type=BIG
+    )  # counted on this node; not replicated
 
 
 class Blob(SQLModel, table=True):
     blake3: str = Field(primary_key=True)
     sha256: str = Field(index=True)
-    size: int
+    size: int = Field(sa_type=BIG)
     git_sha1: str | None = None
-    created_ms: int
+    created_ms: int = Field(sa_type=BIG)
 
 
 class Commit(SQLModel, table=True):
@@ -62,7 +68,7 @@ class Commit(SQLModel, table=True):
     author: str
     title: str
     message: str = ""
-    created_ms: int
+    created_ms: int = Field(sa_type=BIG)
 
 
 class TreeRow(SQLModel, table=True):
@@ -71,7 +77,7 @@ class TreeRow(SQLModel, table=True):
     path: str = Field(primary_key=True)
     blake3: str = Field(index=True)
     sha256: str = Field(index=True)  # lookup by SHA-256 and AutoV2 prefix
-    size: int
+    size: int = Field(sa_type=BIG)
     lfs: bool
     git_sha1: str | None = None
     last_commit: str
@@ -88,14 +94,14 @@ class Change(SQLModel, table=True):
     """The change log peers pull; `serial` is gap-free and written with each change."""
 
     __table_args__ = (Index("ix_change_origin", "origin", "origin_serial", unique=True),)
-    serial: int = Field(primary_key=True)
+    serial: int = Field(primary_key=True, sa_type=BIG)
     origin: str
-    origin_serial: int
+    origin_serial: int = Field(sa_type=BIG)
     kind: str
     repo: str
     private: bool  # entries of private repos go only to peers that may read them
     body: str
-    created_ms: int
+    created_ms: int = Field(sa_type=BIG)
 
 
 class Peer(SQLModel, table=True):
@@ -107,10 +113,12 @@ class Peer(SQLModel, table=True):
     blobs: str = "eager"  # eager | lazy
     node_id: str | None = None  # learned at first contact, then expected
     epoch: str | None = None
-    cursor: int = 0  # last serial of the peer's feed applied here
-    head: int = 0  # the peer's head serial when last seen
-    behind_since_ms: int | None = None  # when we first saw unapplied entries
-    created_ms: int
+    cursor: int = Field(default=0, sa_type=BIG)  # last serial of the peer's feed applied here
+    head: int = Field(default=0, sa_type=BIG)  # the peer's head serial when last seen
+    behind_since_ms: int | None = Field(
+        default=None, sa_type=BIG
+    )  # when we first saw unapplied entries
+    created_ms: int = Field(sa_type=BIG)
 
 
 class Tombstone(SQLModel, table=True):
@@ -126,7 +134,7 @@ class ScanResult(SQLModel, table=True):
     blake3: str = Field(primary_key=True)
     status: str  # clean | unsafe | error
     findings: str  # JSON list of strings
-    scanned_ms: int
+    scanned_ms: int = Field(sa_type=BIG)
 
 
 class SearchEntry(SQLModel, table=True):
@@ -135,7 +143,9 @@ class SearchEntry(SQLModel, table=True):
     __tablename__ = "search_entry"
     repo_id: int = Field(primary_key=True)
     commit_id: str | None = None
-    repo_updated_ms: int = 0  # the repo's updated_ms when indexed: a newer one means stale
+    repo_updated_ms: int = Field(
+        default=0, sa_type=BIG
+    )  # the repo's updated_ms when indexed: a newer one means stale
     kind: str | None = Field(default=None, index=True)
     base_model: str | None = None  # as written
     base_model_key: str | None = Field(default=None, index=True)  # normalized, for filters
@@ -145,7 +155,7 @@ class SearchEntry(SQLModel, table=True):
     trigger_words: str = "[]"
     suggested_tags: str = "[]"
     complete: bool = True  # False while README.md is not stored here (a replica)
-    indexed_ms: int
+    indexed_ms: int = Field(sa_type=BIG)
 
 
 class SearchTag(SQLModel, table=True):

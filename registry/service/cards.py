@@ -23,6 +23,8 @@ from registry.storage import BlobStore
 logger = logging.getLogger(__name__)
 MAX_CARD_BYTES = 1024 * 1024
 MAX_DESCRIPTION = 1000
+# libyaml's safe loader when PyYAML was built with it (10x faster: cards are read in bulk).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TRIGGER_KEYS = ("trigger_words", "trained_words", "instance_prompt")
 # kohya-ss LoRA training metadata worth showing (the rest stays in the file).
 TRAINING_KEYS = (
@@ -107,7 +109,7 @@ def parse_card(text: str) -> Card:
     if front is None:
         return Card(body=body)
     try:
-        data = yaml.safe_load(front)
+        data = yaml.load(front, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         logger.info("model card front matter is not valid YAML: %s", exc)
         return Card(body=body)
@@ -135,7 +137,7 @@ def rewrite_card(text: str, changes: dict[str, object]) -> str:
     data: object = {}
     if front is not None:
         try:
-            data = yaml.safe_load(front) or {}
+            data = yaml.load(front, Loader=SAFE_LOADER) or {}
         except yaml.YAMLError:
             data = None
     if not isinstance(data, dict):

@@ -31,7 +31,7 @@ from registry.service.reads import ReadService
 from registry.service.repos import visible_to
 from registry.service.scanning import SCANNED, ScanService
 
-PAGE = 200  # index rows read per query while skipping pending repos
+MAX_PAGE = 1000  # index rows read per query while skipping pending repos
 Matching = Select[Repo, SearchEntry]
 
 
@@ -164,7 +164,7 @@ class SearchService:
         stmt = self._statement(principal, query)
         found: list[SearchDoc] = []
         with self._db.read() as session:
-            for doc in _paged(session, stmt):
+            for doc in _paged(session, stmt, need):
                 if doc.repo_id not in skip:
                     found.append(doc)
                     if len(found) >= need:
@@ -204,15 +204,16 @@ class SearchService:
         return worst_verdict([v.status for v in self._scans.verdicts(set(files)).values()])
 
 
-def _paged(session: Session, stmt: Matching) -> Iterator[SearchDoc]:
-    offset = 0
+def _paged(session: Session, stmt: Matching, first: int) -> Iterator[SearchDoc]:
+    """Rows in order, fetched in pages that double from `first` (most searches need one)."""
+    offset, size = 0, first
     while True:
-        rows = session.exec(stmt.offset(offset).limit(PAGE)).all()
+        rows = session.exec(stmt.offset(offset).limit(size)).all()
         for repo, entry in rows:
             yield doc_of(repo, entry)
-        if len(rows) < PAGE:
+        if len(rows) < size:
             return
-        offset += PAGE
+        offset, size = offset + size, min(size * 2, MAX_PAGE)
 
 
 def doc_of(repo: Repo, entry: SearchEntry) -> SearchDoc:
