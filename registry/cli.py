@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,61 +12,24 @@ from typing import TYPE_CHECKING
 import click
 
 from registry import __version__
+from registry.cli_common import (
+    config_option,
+    configure_logging,
+    data_dir_option,
+    fail,
+    settings_from,
+)
+from registry.cli_mirrors import mirror
 from registry.domain.errors import (
-    ConflictError,
-    ForbiddenError,
-    InvalidError,
-    NotFoundError,
     RegistryError,
-    UnauthorizedError,
 )
 from registry.service.peers import mask
-from registry.settings import Settings, load_settings
+from registry.settings import Settings
 
 if TYPE_CHECKING:
     from registry.service.peers import PeerService
 
 logger = logging.getLogger(__name__)
-EXIT_CODES = [
-    (InvalidError, 2),
-    (NotFoundError, 3),
-    (ConflictError, 4),
-    (UnauthorizedError, 5),
-    (ForbiddenError, 5),
-]
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-
-
-def _fail(exc: RegistryError) -> None:
-    click.echo(f"error: {exc.code}: {exc.message}", err=True)
-    sys.exit(next((code for family, code in EXIT_CODES if isinstance(exc, family)), 1))
-
-
-def _settings(config: Path | None, **flags: object) -> Settings:
-    try:
-        return load_settings(config, **flags)
-    except ValueError as exc:
-        raise click.UsageError(f"invalid settings: {exc}") from exc
-
-
-config_option = click.option(
-    "--config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="MODELYARD_CONFIG",
-    help="TOML settings file.",
-)
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Data directory [env MODELYARD_DATA_DIR; ./modelyard-data]",
-)
 
 
 @click.group()
@@ -97,10 +59,10 @@ def serve(
     from registry.api.app import create_app
     from registry.node import Node
 
-    settings = _settings(
+    settings = settings_from(
         config, host=host, port=port, data_dir=data_dir, node_id=node_id, public_url=public_url
     )
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     try:
         node = Node.open(settings)
     except ValueError as exc:
@@ -144,13 +106,13 @@ def token_create(
     from registry.metadata.db import Database
     from registry.service.auth import AuthService
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = settings_from(config, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url)
     try:
         click.echo(AuthService(db).create_token(user, write=write, label=label))
     except RegistryError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         db.dispose()
 
@@ -160,13 +122,13 @@ def _peer_service(data_dir: Path | None, config: Path | None) -> Iterator[PeerSe
     from registry.metadata.db import Database
     from registry.service.peers import PeerService, Thresholds
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = settings_from(config, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url)
     try:
         yield PeerService(db, Thresholds())
     except RegistryError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         db.dispose()
 
@@ -236,6 +198,9 @@ def openapi(out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     click.echo(f"wrote {out}", err=True)
+
+
+cli.add_command(mirror)
 
 
 def main() -> None:

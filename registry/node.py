@@ -17,6 +17,7 @@ from registry.service.indexer import DocBuilder, Indexer
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
 from registry.service.metadata import MetadataService
+from registry.service.mirrors import MirrorService
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerService, Thresholds
 from registry.service.reads import ReadService
@@ -55,6 +56,7 @@ class Node:
     indexer: Indexer
     search: SearchService
     metadata: MetadataService
+    mirrors: MirrorService
     new_admin_token: str | None = None
 
     @classmethod
@@ -106,6 +108,7 @@ class Node:
             indexer,
             SearchService(db, indexer, builder, fulltext, reads, scans),
             MetadataService(reads, commits, scans),
+            MirrorService(db, settings.mirror.retry_initial, settings.mirror.retry_max),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

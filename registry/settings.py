@@ -65,6 +65,13 @@ class IndexSettings(_Section):
     batch: int = 500  # change-log entries indexed per transaction
 
 
+class MirrorSettings(_Section):
+    enabled: bool = True  # off: changes wait in the outbox (kept, pushed when turned on)
+    interval: float = 1.0  # seconds between outbox passes when idle
+    retry_initial: float = 1.0  # seconds before the first retry of a failed push (doubles)
+    retry_max: float = 300.0
+
+
 class Settings(BaseSettings):
     """Every flag of `modelyard serve` is also `MODELYARD_<NAME>` and a key in the TOML file."""
 
@@ -78,12 +85,14 @@ class Settings(BaseSettings):
     node_id: str | None = None
     public_url: str | None = None
     admin_token: SecretStr | None = None
+    token: SecretStr | None = None  # MODELYARD_TOKEN: a user's token for client commands
     database_url: str | None = None
     log_level: str = "INFO"
     limits: LimitSettings = LimitSettings()
     sync: SyncSettings = SyncSettings()
     scan: ScanSettings = ScanSettings()
     index: IndexSettings = IndexSettings()
+    mirror: MirrorSettings = MirrorSettings()
     downloads_flush_interval: float = 5.0  # seconds between writes of download counts
 
     @field_validator("public_url")

@@ -298,6 +298,29 @@ class PeerOut(BaseModel):
     bad_blobs: int
 
 
+class MirrorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=96)
+    kind: Literal["hf", "s3", "node"]
+    url: str | None = Field(default=None, max_length=2000)  # s3://bucket/prefix, or http(s)
+    token: str | None = Field(default=None, max_length=1000)
+    repos: str = Field(default="*", max_length=500)  # glob over namespace/name
+
+
+class MirrorOut(BaseModel):
+    name: str
+    kind: str
+    url: str | None
+    repos: str
+    token_set: bool  # the token itself is never shown back
+    state: str  # ok | pushing | failing
+    backlog: int  # changes waiting to be pushed
+    oldest_pending_seconds: float | None
+    pushed: int
+    last_success: str | None
+    last_error: str | None
+
+
 class FileHitOut(BaseModel):
     repo: str
     repo_type: str

@@ -17,6 +17,7 @@ import uvicorn
 
 from registry.api.app import create_app
 from registry.settings import Settings
+from tests.s3 import s3_bucket, s3_server  # noqa: F401 - fixtures for every test module
 
 ADMIN_TOKEN = "myd_test_admin_token"
 

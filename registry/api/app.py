@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
+from mirror.outbox import Pusher
 from registry import __version__
 from registry.api import errors
 from registry.api.fastpath import ReadFastPath
@@ -20,6 +21,7 @@ from registry.api.routes import (
     hf_resolve,
     hf_tree,
     hf_upload,
+    mirrors,
     native,
     peers,
     status,
@@ -51,6 +53,9 @@ def helpers(node: Node) -> list[Worker]:
     ]
     if settings.scan.enabled:
         workers.append(Worker("scanner", node.scans.run_once, settings.scan.interval))
+    if settings.mirror.enabled:
+        pusher = Pusher(node.mirrors, node.reads, node.blobs)
+        workers.append(Worker("mirrors", pusher.run_once, settings.mirror.interval))
     if settings.index.enabled:
         batch = settings.index.batch
         workers.append(
@@ -101,6 +106,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         discovery,
         sync,
         peers,
+        mirrors,
         status,
         hf_repos,
         hf_tree,

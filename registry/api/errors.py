@@ -31,6 +31,7 @@ STATUS = [
     (e.TooLargeError, 413),
     (e.InvalidError, 400),
     (e.StorageError, 503),
+    (e.UpstreamError, 502),
 ]
 
 

@@ -11,6 +11,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote
 
 import httpx
 from tenacity import (
@@ -25,6 +28,7 @@ from tenacity import (
 from registry import __version__
 from registry.domain import errors as e
 from registry.domain.digest import Digest
+from registry.domain.manifest import Manifest, parse_manifest
 from registry.wire import FeedOut, Health
 
 logger = logging.getLogger(__name__)
@@ -155,14 +159,63 @@ class RegistryClient:
         return FeedOut.model_validate(response.json())
 
     @contextmanager
-    def open_blob(self, digest: Digest, max_size: int) -> Iterator[Iterator[bytes]]:
-        """Stream a blob's bytes; stops with an error past `max_size` (a source cannot send
-        endless data). The caller verifies the hash (BlobStore.put does)."""
-        with self._http.stream("GET", f"/v1/blobs/{digest.hex}") as response:
+    def open_blob(self, digest: Digest, max_size: int, start: int = 0) -> Iterator[Iterator[bytes]]:
+        """Stream a blob's bytes from `start`; stops with an error past `max_size` (a source
+        cannot send endless data). The caller verifies the hash (BlobStore.put does)."""
+        headers = {"range": f"bytes={start}-"} if start else {}
+        with self._http.stream("GET", f"/v1/blobs/{digest.hex}", headers=headers) as response:
             if response.status_code >= 400:
                 response.read()
                 raise_for_error(response)
-            yield _capped(response.iter_bytes(4 * 1024 * 1024), max_size)
+            if start and response.status_code != 206:
+                raise e.UpstreamError(f"{self.base_url} ignored a Range request")
+            yield _capped(response.iter_bytes(4 * 1024 * 1024), max_size - start)
+
+    def has_blob(self, digest: Digest) -> bool:
+        for attempt in self._retrying():
+            with attempt:
+                response = self._http.head(f"/v1/blobs/{digest.hex}")
+                if response.status_code == 404:
+                    return False
+                raise_for_error(response)
+        return True
+
+    def upload_blob(self, digest: Digest, source: Path) -> None:
+        """PUT a blob from a file (stored only if it hashes to `digest`); retried, since a
+        content-addressed PUT is idempotent: each attempt re-opens the file."""
+        for attempt in self._retrying():
+            with attempt, source.open("rb") as body:
+                response = self._http.put(
+                    f"/v1/blobs/{digest.hex}",
+                    content=_file_chunks(body),
+                    headers={"content-length": str(source.stat().st_size)},
+                    timeout=None,
+                )
+                raise_for_error(response)
+
+    def manifest(self, repo_type: str, repo: str, revision: str) -> Manifest:
+        path = f"/v1/repos/{repo_type}/{repo}/manifest/{quote(revision, safe='')}"
+        return parse_manifest(self._get(path).json())
+
+    def hub(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One call to the node's Hub-compatible routes (not retried: commits are not
+        idempotent); errors are decoded like every other answer."""
+        response = self._http.request(method, path, json=json, content=content, headers=headers)
+        raise_for_error(response)
+        return response
+
+
+def _file_chunks(body: BinaryIO, size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
+    while chunk := body.read(size):
+        yield chunk
 
 
 def _capped(chunks: Iterator[bytes], max_size: int) -> Iterator[bytes]:

@@ -9,7 +9,8 @@
     ├── TooLargeError          PayloadTooLarge
     ├── UnauthorizedError      Unauthorized (no or bad token)
     ├── ForbiddenError         Forbidden (token lacks the right)
-    └── StorageError           StorageFailure, BlobUnavailable
+    ├── StorageError           StorageFailure, BlobUnavailable
+    └── UpstreamError          UpstreamFailure, MirrorUnavailable, AllSourcesFailed
 
 The HTTP mapping of families to status codes lives in `registry.api.errors` only.
 """
@@ -140,6 +141,22 @@ class StorageError(RegistryError):
 
 class BlobUnavailableError(StorageError):
     code = "BlobUnavailable"
+
+
+class UpstreamError(RegistryError):
+    """A mirror or download source failed (the node itself is fine)."""
+
+    code = "UpstreamFailure"
+
+
+class MirrorUnavailableError(UpstreamError):
+    code = "MirrorUnavailable"
+
+
+class AllSourcesFailedError(UpstreamError):
+    """Every source of a download failed; `detail["failures"]` says why, source by source."""
+
+    code = "AllSourcesFailed"
 
 
 def all_error_classes() -> list[type[RegistryError]]:

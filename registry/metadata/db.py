@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlmodel import Session, SQLModel, create_engine
 
+from registry.metadata.outbox import enqueue
 from registry.metadata.tables import Change, Counter, NodeState
 
 
@@ -93,6 +94,7 @@ class Database:
                 created_ms=now_ms(),
             )
         )
+        enqueue(session, serial, kind, repo, private=private)
         return serial
 
     def head_serial(self) -> int:

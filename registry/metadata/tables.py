@@ -163,3 +163,40 @@ class SearchTag(SQLModel, table=True):
     __table_args__ = (Index("ix_search_tag_tag", "tag", "repo_id"),)
     repo_id: int = Field(primary_key=True)
     tag: str = Field(primary_key=True)
+
+
+class Mirror(SQLModel, table=True):
+    """A push target. `token` is kept to be used, never shown back."""
+
+    name: str = Field(primary_key=True)
+    kind: str  # hf | s3 | node
+    url: str | None = None  # None: huggingface_hub's default endpoint (kind hf)
+    token: str | None = None
+    repos: str = "*"  # glob over namespace/name
+    created_ms: int = Field(sa_type=BIG)
+    last_success_ms: int | None = Field(default=None, sa_type=BIG)
+    last_error: str | None = None
+    last_error_ms: int | None = Field(default=None, sa_type=BIG)
+    pushed: int = 0  # outbox items completed
+
+
+class MirrorOutbox(SQLModel, table=True):
+    """A change still to push to a mirror; written in the transaction of the change."""
+
+    __tablename__ = "mirror_outbox"
+    mirror: str = Field(primary_key=True)
+    serial: int = Field(primary_key=True, sa_type=BIG)  # the change-log entry to push
+    repo: str = Field(index=True)
+    kind: str
+    attempts: int = 0
+    next_ms: int = Field(default=0, sa_type=BIG)  # not before (backoff after a failure)
+    last_error: str | None = None
+
+
+class MirrorCommit(SQLModel, table=True):
+    """Which commit on a Hub-like mirror carries one of ours (for tags and branches)."""
+
+    __tablename__ = "mirror_commit"
+    mirror: str = Field(primary_key=True)
+    commit_id: str = Field(primary_key=True)
+    remote_id: str

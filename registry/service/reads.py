@@ -10,7 +10,8 @@ from sqlmodel import Session, col, select
 from registry.domain.commit import TreeEntry, parent_dirs
 from registry.domain.digest import Digest
 from registry.domain.errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
-from registry.domain.names import COMMIT_SHA, SHORT_SHA, RepoId
+from registry.domain.manifest import Manifest, ManifestFile
+from registry.domain.names import COMMIT_SHA, SHORT_SHA, RepoId, RepoType
 from registry.metadata.db import Database
 from registry.metadata.tables import Commit, Ref, Repo, TreeRow
 from registry.service.auth import Principal, can_read
@@ -128,6 +129,23 @@ class ReadService:
                 select(TreeRow).where(TreeRow.commit_id == commit_id).order_by(col(TreeRow.path))
             ).all()
         return self.cache.trees.put(commit_id, {r.path: r for r in rows})
+
+    def manifest(self, snap: Snapshot) -> Manifest:
+        """The snapshot's files with every hash a client may verify them by."""
+        files = tuple(
+            ManifestFile(r.path, r.size, r.blake3, r.sha256, r.git_sha1)
+            for r in self.tree_map(snap.commit.id).values()
+        )
+        rid = RepoId(RepoType(snap.repo.type), snap.repo.namespace, snap.repo.name)
+        return Manifest(
+            repo=rid.full_name,
+            repo_type=rid.type.value,
+            commit=snap.commit.id,
+            files=files,
+            parent=snap.commit.parent,
+            title=snap.commit.title,
+            created_ms=snap.commit.created_ms,
+        )
 
     def tree(self, commit_id: str) -> list[TreeRow]:
         return list(self.tree_map(commit_id).values())

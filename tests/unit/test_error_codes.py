@@ -21,6 +21,7 @@ FAMILY_STATUS: list[tuple[type[e.RegistryError], int]] = [
     (e.UnauthorizedError, 401),
     (e.ForbiddenError, 403),
     (e.StorageError, 503),
+    (e.UpstreamError, 502),
 ]
 CLASSES = e.all_error_classes()
 

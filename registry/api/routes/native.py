@@ -96,6 +96,16 @@ def files_by_hash(file_hash: str, node: NodeDep, principal: PrincipalDep) -> lis
     return [FileHitOut(**asdict(hit)) for hit in node.lookup.by_hash(principal, file_hash)]
 
 
+@router.get("/repos/{repo_type}/{namespace}/{name}/manifest/{revision:path}")
+def manifest(
+    repo_type: str, namespace: str, name: str, revision: str, node: NodeDep, principal: PrincipalDep
+) -> JSONResponse:
+    """The files of a revision with their size, BLAKE3 and SHA-256 (`modelyard.manifest/1`)."""
+    repo = parse_repo(f"{repo_type}s", namespace, name)
+    snap = node.reads.snapshot(principal, repo, revision)
+    return JSONResponse(node.reads.manifest(snap).to_json())
+
+
 @router.get("/repos/{repo_type}/{namespace}/{name}/lineage", response_model=LineageOut)
 def lineage(
     repo_type: str, namespace: str, name: str, node: NodeDep, principal: PrincipalDep

@@ -1,0 +1,138 @@
+"""Another modelyard node as a mirror: blobs through its native API (verified by BLAKE3 on
+arrival, skipped when present), commits through its Hub-compatible routes naming those blobs,
+so no byte is sent twice and none is hashed again here."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from urllib.parse import quote
+
+from mirror.targets import COMMIT_MARKER, PushCommit, RemoteCommits
+from registry.client import RegistryClient, RetryPolicy
+from registry.domain.digest import Digest
+from registry.domain.errors import ConflictError, NotFoundError, RevisionNotFoundError
+from registry.domain.manifest import ManifestFile
+
+logger = logging.getLogger(__name__)
+INLINE_MAX = 1024 * 1024  # regular files up to this size travel inline in the commit
+
+
+class NodeTarget:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        token: str | None,
+        remotes: RemoteCommits | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.name = name
+        self._url = url
+        self._client = RegistryClient(url, token=token, retry=retry, timeout=60)
+        self._remotes = remotes
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _api(self, commit: PushCommit) -> str:
+        return f"/api/{commit.repo_type}s/{commit.repo}"
+
+    def push_commit(self, commit: PushCommit) -> None:
+        """Create the repo if needed, then send the blobs the node does not have."""
+        namespace, name = commit.repo.split("/", 1)
+        body = {"name": name, "organization": namespace, "type": commit.repo_type}
+        try:
+            self._client.hub("POST", "/api/repos/create", json=body)
+        except ConflictError:
+            pass  # it exists
+        for file in commit.files:
+            digest = Digest(file.blake3)
+            if not self._client.has_blob(digest):
+                self._client.upload_blob(digest, file.source)
+
+    def set_ref(self, commit: PushCommit, ref: str) -> None:
+        if ref.startswith("refs/heads/"):
+            self._set_branch(commit, ref.removeprefix("refs/heads/"))
+        elif ref.startswith("refs/tags/"):
+            self._set_tag(commit, ref.removeprefix("refs/tags/"))
+
+    def _set_branch(self, commit: PushCommit, branch: str) -> None:
+        """Make the branch's tree equal the commit's, in one commit (none if equal)."""
+        try:
+            remote = {
+                f.path: f
+                for f in self._client.manifest(commit.repo_type, commit.repo, branch).files
+            }
+        except RevisionNotFoundError:
+            self._client.hub(
+                "POST", f"{self._api(commit)}/branch/{quote(branch, safe='')}", json={}
+            )
+            remote = {}
+        lines = self._operations(commit, remote)
+        if not lines:
+            head = self._client.manifest(commit.repo_type, commit.repo, branch).commit
+            self._record(commit.commit, head)
+            return
+        header = {
+            "summary": commit.title or "Mirror commit",
+            "description": f"{COMMIT_MARKER} {commit.commit}",
+        }
+        payload = "\n".join(json.dumps(x) for x in [{"key": "header", "value": header}, *lines])
+        answer = self._client.hub(
+            "POST",
+            f"{self._api(commit)}/commit/{quote(branch, safe='')}",
+            content=payload.encode(),
+            headers={"content-type": "application/x-ndjson"},
+        )
+        self._record(commit.commit, str(answer.json()["commitOid"]))
+
+    def _operations(
+        self, commit: PushCommit, remote: dict[str, ManifestFile]
+    ) -> list[dict[str, object]]:
+        lines: list[dict[str, object]] = []
+        ours = {f.path for f in commit.files}
+        for file in commit.files:
+            there = remote.get(file.path)
+            if there is not None and there.blake3 == file.blake3:
+                continue
+            if file.lfs or file.size > INLINE_MAX:
+                value = {"path": file.path, "algo": "sha256", "oid": file.sha256, "size": file.size}
+                lines.append({"key": "lfsFile", "value": value})
+            else:
+                content = base64.b64encode(file.source.read_bytes()).decode()
+                value = {"path": file.path, "content": content, "encoding": "base64"}
+                lines.append({"key": "file", "value": value})
+        for path in sorted(set(remote) - ours):
+            lines.append({"key": "deletedFile", "value": {"path": path}})
+        return lines
+
+    def _record(self, ours: str, theirs: str) -> None:
+        if self._remotes is not None:
+            self._remotes.record_remote(self.name, ours, theirs)
+
+    def _set_tag(self, commit: PushCommit, tag: str) -> None:
+        remote = self._remotes.remote_commit(self.name, commit.commit) if self._remotes else None
+        if remote is None:
+            logger.warning(
+                "tag not mirrored mirror=%s tag=%s: commit %s was never a branch head there",
+                self.name,
+                tag,
+                commit.commit,
+            )
+            return
+        try:
+            self._client.hub("POST", f"{self._api(commit)}/tag/{remote}", json={"tag": tag})
+        except ConflictError:
+            pass  # already tagged
+
+    def delete_ref(self, repo_type: str, repo: str, ref: str) -> None:
+        kind, _, short = ref.removeprefix("refs/").partition("/")
+        route = {"heads": "branch", "tags": "tag"}.get(kind)
+        if route is None:
+            return
+        try:
+            self._client.hub("DELETE", f"/api/{repo_type}s/{repo}/{route}/{quote(short, safe='')}")
+        except NotFoundError:
+            pass  # already gone

@@ -1,0 +1,130 @@
+"""The node's mirror pusher: drains each mirror's outbox, oldest change first.
+
+Theory of operation: an outbox row names a change-log entry (a commit, or a ref move). A
+commit is pushed as its blobs then its manifest; a ref move points the mirror's ref at the
+commit. Rows of one repo go strictly in serial order: a failed row blocks the later rows of its
+repo until its backoff ends, while other repos go on. A target that cannot be reached at all
+pauses that mirror until the failed row's retry time. Every step is idempotent, so a row
+pushed twice (a crash after the push, before the row was deleted) does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mirror.build import build_target
+from mirror.targets import PushCommit, PushFile, Target
+from registry.domain.digest import Digest
+from registry.domain.errors import BlobUnavailableError, MirrorUnavailableError
+from registry.service.mirrors import MirrorConfig, MirrorService, OutboxItem
+from registry.service.reads import ReadService
+from registry.storage import BlobStore
+
+logger = logging.getLogger(__name__)
+BATCH = 100
+
+
+class Pusher:
+    def __init__(self, mirrors: MirrorService, reads: ReadService, blobs: BlobStore) -> None:
+        self._mirrors = mirrors
+        self._reads = reads
+        self._blobs = blobs
+        self._targets: dict[MirrorConfig, Target] = {}
+        self._paused: dict[str, float] = {}  # mirror -> monotonic time it may be tried again
+
+    def run_once(self) -> int:
+        """One pass over every mirror; returns how many outbox rows were pushed."""
+        pushed = 0
+        configs = self._mirrors.configs()
+        self._targets = {c: t for c, t in self._targets.items() if c in configs}
+        for config in configs:
+            if self._paused.get(config.name, 0) <= time.monotonic():
+                pushed += self._drain(config)
+        return pushed
+
+    def _target(self, config: MirrorConfig) -> Target:
+        target = self._targets.get(config)
+        if target is None:
+            target = build_target(config.kind, config.name, config.url, config.token, self._mirrors)
+            self._targets[config] = target
+        return target
+
+    def _drain(self, config: MirrorConfig) -> int:
+        pushed, blocked = 0, set()
+        now_ms = time.time() * 1000
+        for item in self._mirrors.next_items(config.name, BATCH):
+            if item.repo in blocked:
+                continue
+            if item.next_ms > now_ms:  # backing off: later rows of this repo wait
+                blocked.add(item.repo)
+                continue
+            try:
+                self._push(self._target(config), item)
+            except Exception as exc:  # recorded on the row; retried after its backoff
+                logger.warning(
+                    "mirror push failed mirror=%s serial=%d repo=%s error=%s",
+                    config.name,
+                    item.serial,
+                    item.repo,
+                    exc,
+                )
+                self._mirrors.failed(item, f"{type(exc).__name__}: {exc}")
+                blocked.add(item.repo)
+                if isinstance(exc, MirrorUnavailableError | OSError):
+                    self._pause(config.name, item)
+                    break
+                continue
+            self._mirrors.done(item)
+            pushed += 1
+        return pushed
+
+    def _pause(self, mirror: str, item: OutboxItem) -> None:
+        retry = next((i for i in self._mirrors.next_items(mirror, 1)), item)
+        delay = max(0.0, retry.next_ms / 1000 - time.time())
+        self._paused[mirror] = time.monotonic() + delay
+
+    def _push(self, target: Target, item: OutboxItem) -> None:
+        repo_type, repo = item.repo.split("/", 1)
+        if item.kind == "commit.add":
+            target.push_commit(self._from_body(repo_type, repo, item.body))
+        elif item.kind == "ref.set":
+            commit = self._from_store(repo_type, repo, str(item.body["commit"]))
+            if commit is None:
+                logger.info("mirror skips a ref to a commit deleted since serial=%d", item.serial)
+                return
+            target.set_ref(commit, str(item.body["ref"]))
+        elif item.kind == "ref.delete":
+            target.delete_ref(repo_type, repo, str(item.body["ref"]))
+
+    def _file(self, path: str, blake3: str, sha256: str, size: int, lfs: bool) -> PushFile:
+        local = self._blobs.local_path(Digest(blake3))
+        if local is None:
+            raise BlobUnavailableError(f"{path} ({blake3}) is not stored on this node yet")
+        return PushFile(path, size, blake3, sha256, lfs, local)
+
+    def _from_body(self, repo_type: str, repo: str, body: dict[str, object]) -> PushCommit:
+        tree = body["tree"]
+        assert isinstance(tree, list)
+        files = tuple(self._file(p, b3, sha, size, lfs) for p, b3, sha, size, lfs, _ in tree)
+        parent = body.get("parent")
+        return PushCommit(
+            repo_type,
+            repo,
+            str(body["id"]),
+            str(parent) if parent else None,
+            str(body.get("title") or ""),
+            int(str(body.get("created_ms") or 0)),
+            files,
+        )
+
+    def _from_store(self, repo_type: str, repo: str, commit_id: str) -> PushCommit | None:
+        commits = self._reads.commit_titles({commit_id})
+        if commit_id not in commits:
+            return None
+        row = commits[commit_id]
+        files = tuple(
+            self._file(t.path, t.blake3, t.sha256, t.size, t.lfs)
+            for t in self._reads.tree_map(commit_id).values()
+        )
+        return PushCommit(repo_type, repo, commit_id, row.parent, row.title, row.created_ms, files)

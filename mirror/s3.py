@@ -1,0 +1,169 @@
+"""An S3 mirror bucket (boto3, any S3-compatible store): written by pushes, read by clients.
+
+Credentials and the endpoint come from boto3's usual chain (environment, shared config,
+instance roles; `AWS_ENDPOINT_URL` for S3-compatible stores). botocore errors are translated
+here: a missing key is a NotFound, anything else an UpstreamError naming the bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mirror.layout import BucketPath, layout_document
+from mirror.targets import PushCommit
+from registry.domain.errors import (
+    BlobNotFoundError,
+    MirrorUnavailableError,
+    RevisionNotFoundError,
+)
+from registry.domain.manifest import Manifest, ManifestFile, parse_manifest, parse_ref, ref_json
+from registry.domain.names import COMMIT_SHA
+
+logger = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+# Large blobs go up in 64 MiB parts, a few at a time (boto3's managed transfer).
+_TRANSFER = TransferConfig(
+    multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024
+)
+
+
+def s3_client(timeout: float = 30.0, attempts: int = 3) -> Any:
+    """A boto3 S3 client from the usual credential and endpoint chain."""
+    config = Config(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries={"max_attempts": attempts, "mode": "standard"},
+    )
+    return boto3.client("s3", config=config)
+
+
+class S3Bucket:
+    def __init__(self, url: str, client: Any | None = None) -> None:
+        self.path = BucketPath.parse(url)
+        self._s3 = client if client is not None else s3_client()
+
+    @property
+    def name(self) -> str:
+        return self.path.url
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING:
+                raise BlobNotFoundError(f"{what} is not in {self.name}") from exc
+            raise MirrorUnavailableError(f"{self.name}: {what}: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise MirrorUnavailableError(f"{self.name}: {what}: {exc}") from exc
+
+    # Writing (pushes, the node's outbox): the Target protocol.
+
+    def push_commit(self, commit: PushCommit) -> None:
+        """Blobs first (those already in the bucket are skipped), then the manifest."""
+        self.ensure_layout()
+        for file in commit.files:
+            if not self.has_blob(file.blake3):
+                with file.source.open("rb") as fileobj:
+                    self.put_blob(file.blake3, fileobj)
+        self.put_manifest(commit.manifest())
+
+    def set_ref(self, commit: PushCommit, ref: str) -> None:
+        self.put_ref(commit.repo_type, commit.repo, ref, commit.commit, int(time.time() * 1000))
+
+    def ensure_layout(self) -> None:
+        """Write `modelyard.json` at the prefix, once, so the bucket describes itself."""
+        if not self._exists(self.path.layout_key()):
+            self._put_json(self.path.layout_key(), layout_document())
+
+    def has_blob(self, blake3_hex: str) -> bool:
+        return self._exists(self.path.blob_key(blake3_hex))
+
+    def put_blob(self, blake3_hex: str, fileobj: BinaryIO) -> None:
+        key = self.path.blob_key(blake3_hex)
+        with self._errors(f"upload of blob {blake3_hex}"):
+            self._s3.upload_fileobj(fileobj, self.path.bucket, key, Config=_TRANSFER)
+
+    def put_manifest(self, manifest: Manifest) -> None:
+        key = self.path.manifest_key(manifest.repo_type, manifest.repo, manifest.commit)
+        self._put_json(key, manifest.to_json())
+
+    def put_ref(self, repo_type: str, repo: str, ref: str, commit: str, updated_ms: int) -> None:
+        self._put_json(self.path.ref_key(repo_type, repo, ref), ref_json(ref, commit, updated_ms))
+
+    def delete_ref(self, repo_type: str, repo: str, ref: str) -> None:
+        with self._errors(f"deleting {ref}"):
+            self._s3.delete_object(
+                Bucket=self.path.bucket, Key=self.path.ref_key(repo_type, repo, ref)
+            )
+
+    def _exists(self, key: str) -> bool:
+        try:
+            with self._errors(key):
+                self._s3.head_object(Bucket=self.path.bucket, Key=key)
+        except BlobNotFoundError:
+            return False
+        return True
+
+    def _put_json(self, key: str, document: dict[str, Any]) -> None:
+        body = json.dumps(document, sort_keys=True).encode()
+        with self._errors(f"writing {key}"):
+            self._s3.put_object(
+                Bucket=self.path.bucket, Key=key, Body=body, ContentType="application/json"
+            )
+
+    # Reading (the client library, pull-through).
+
+    def _get_json(self, key: str, missing: str) -> object:
+        try:
+            with self._errors(key):
+                body = self._s3.get_object(Bucket=self.path.bucket, Key=key)["Body"].read()
+        except BlobNotFoundError:
+            raise RevisionNotFoundError(missing) from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise MirrorUnavailableError(f"{self.name}: {key} is not JSON") from None
+
+    def resolve(self, repo_type: str, repo: str, revision: str) -> Manifest:
+        """The manifest of `repo` at a branch, tag or commit id, read from the bucket."""
+        commit = revision if COMMIT_SHA.match(revision) else None
+        for ref in [] if commit else [f"refs/heads/{revision}", f"refs/tags/{revision}"]:
+            try:
+                commit = parse_ref(self._get_json(self.path.ref_key(repo_type, repo, ref), ref))
+                break
+            except RevisionNotFoundError:
+                continue
+        if commit is None:
+            raise RevisionNotFoundError(f"{repo}@{revision} is not in {self.name}")
+        key = self.path.manifest_key(repo_type, repo, commit)
+        manifest = parse_manifest(self._get_json(key, f"{repo}@{commit} has no manifest"))
+        if manifest.repo != repo or manifest.commit != commit:
+            raise MirrorUnavailableError(f"{self.name}: {key} describes another commit")
+        return manifest
+
+    def open(self, file: ManifestFile, start: int = 0) -> Iterator[bytes]:
+        """The blob's bytes from `start` (the caller verifies them against the manifest)."""
+        if file.blake3 is None:
+            raise BlobNotFoundError(f"{self.name} keeps blobs by BLAKE3; {file.path} has none")
+        key = self.path.blob_key(file.blake3)
+        extra = {"Range": f"bytes={start}-"} if start else {}
+        with self._errors(f"blob of {file.path}"):
+            body = self._s3.get_object(Bucket=self.path.bucket, Key=key, **extra)["Body"]
+        try:
+            with self._errors(f"reading the blob of {file.path}"):
+                yield from body.iter_chunks(CHUNK)
+        finally:
+            body.close()

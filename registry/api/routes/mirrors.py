@@ -1,0 +1,58 @@
+"""Mirrors of this node (admin): add, list with status, remove. No restart needed."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+
+from registry.api.deps import NodeDep, PrincipalDep
+from registry.service.auth import require_admin
+from registry.service.mirrors import MirrorView
+from registry.wire import MirrorIn, MirrorOut, iso_ms
+
+router = APIRouter(prefix="/v1/mirrors", tags=["mirrors"])
+
+
+def mirror_out(view: MirrorView) -> MirrorOut:
+    oldest = view.oldest_pending_ms
+    return MirrorOut(
+        name=view.name,
+        kind=view.kind,
+        url=view.url,
+        repos=view.repos,
+        token_set=view.token_set,
+        state=view.state,
+        backlog=view.backlog,
+        oldest_pending_seconds=round(time.time() - oldest / 1000, 3) if oldest else None,
+        pushed=view.pushed,
+        last_success=iso_ms(view.last_success_ms) if view.last_success_ms else None,
+        last_error=view.last_error,
+    )
+
+
+@router.post("", status_code=201, response_model=MirrorOut)
+def add_mirror(body: MirrorIn, node: NodeDep, principal: PrincipalDep) -> MirrorOut:
+    """Push every new commit of the repos matching `repos` (and what they hold now)."""
+    require_admin(principal)
+    added = node.mirrors.add(body.name, body.kind, body.url, body.token, body.repos)
+    return mirror_out(added)
+
+
+@router.get("", response_model=list[MirrorOut])
+def list_mirrors(node: NodeDep, principal: PrincipalDep) -> list[MirrorOut]:
+    require_admin(principal)
+    return [mirror_out(v) for v in node.mirrors.views()]
+
+
+@router.get("/{name}", response_model=MirrorOut)
+def get_mirror(name: str, node: NodeDep, principal: PrincipalDep) -> MirrorOut:
+    require_admin(principal)
+    return mirror_out(node.mirrors.view(name))
+
+
+@router.delete("/{name}")
+def remove_mirror(name: str, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
+    require_admin(principal)
+    node.mirrors.remove(name)
+    return {"deleted": name}

@@ -1,0 +1,62 @@
+"""What every `modelyard` command shares: settings, logging, and errors as exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from registry.domain.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    RegistryError,
+    UnauthorizedError,
+    UpstreamError,
+)
+from registry.settings import Settings, load_settings
+
+EXIT_CODES = [
+    (InvalidError, 2),
+    (NotFoundError, 3),
+    (ConflictError, 4),
+    (UnauthorizedError, 5),
+    (ForbiddenError, 5),
+    (UpstreamError, 6),
+]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def fail(exc: RegistryError) -> None:
+    click.echo(f"error: {exc.code}: {exc.message}", err=True)
+    sys.exit(next((code for family, code in EXIT_CODES if isinstance(exc, family)), 1))
+
+
+def settings_from(config: Path | None, **flags: object) -> Settings:
+    try:
+        return load_settings(config, **flags)
+    except ValueError as exc:
+        raise click.UsageError(f"invalid settings: {exc}") from exc
+
+
+config_option = click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MODELYARD_CONFIG",
+    help="TOML settings file.",
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Data directory [env MODELYARD_DATA_DIR; ./modelyard-data]",
+)

@@ -1,0 +1,114 @@
+"""Node-side mirroring: every commit reaches an S3 bucket and a Hub (a second node as the Hub
+endpoint, through huggingface_hub) with identical bytes and hashes, through the outbox."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import blake3
+import httpx
+from huggingface_hub import HfApi, hf_hub_download
+
+from mirror.s3 import S3Bucket
+from tests.conftest import RunningNode
+
+FAST = {"interval": 0.05, "retry_initial": 0.1, "retry_max": 0.5}
+WEIGHTS = os.urandom(3 * 1024 * 1024 + 17)
+CARD = b"---\nkind: lora\n---\nA mirrored LoRA.\n"
+
+
+def publish(node: RunningNode, repo: str = "admin/mirrored") -> HfApi:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo(repo)
+    api.upload_file(path_or_fileobj=CARD, path_in_repo="README.md", repo_id=repo)
+    api.upload_file(path_or_fileobj=WEIGHTS, path_in_repo="w.safetensors", repo_id=repo)
+    api.create_tag(repo, tag="v1")
+    return api
+
+
+def wait_pushed(node: RunningNode, names: set[str], timeout: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    with node.client(node.admin_token) as http:
+        while True:
+            mirrors = http.get("/v1/mirrors").json()
+            if {m["name"] for m in mirrors if m["backlog"] == 0} >= names:
+                return list(mirrors)
+            assert time.monotonic() < deadline, mirrors
+            time.sleep(0.05)
+
+
+def add_mirror(node: RunningNode, **body: object) -> httpx.Response:
+    with node.client(node.admin_token) as http:
+        return http.post("/v1/mirrors", json=body)
+
+
+def test_commits_reach_s3_and_a_hub_with_identical_bytes(
+    start_node: Callable[..., RunningNode], s3_bucket: str
+) -> None:
+    hub = start_node("hub")
+    node = start_node("home", mirror=FAST)
+    assert (
+        add_mirror(node, name="bucket", kind="s3", url=f"s3://{s3_bucket}/models").status_code
+        == 201
+    )
+    added = add_mirror(node, name="hub", kind="hf", url=hub.url, token=hub.admin_token)
+    assert added.status_code == 201 and added.json()["token_set"] is True
+    assert "token" not in added.json()
+    api = publish(node)
+    mirrors = wait_pushed(node, {"bucket", "hub"})
+    assert all(m["state"] == "ok" and m["pushed"] > 0 for m in mirrors), mirrors
+
+    home = api.model_info("admin/mirrored", files_metadata=True)
+    theirs = HfApi(endpoint=hub.url).model_info("admin/mirrored", files_metadata=True)
+    assert {s.rfilename: s.size for s in theirs.siblings or []} == {
+        s.rfilename: s.size for s in home.siblings or []
+    }
+    for sibling in home.siblings or []:
+        ours = Path(hf_hub_download("admin/mirrored", sibling.rfilename, endpoint=node.url))
+        copy = Path(hf_hub_download("admin/mirrored", sibling.rfilename, endpoint=hub.url))
+        assert copy.read_bytes() == ours.read_bytes(), sibling.rfilename
+    assert HfApi(endpoint=hub.url).list_repo_refs("admin/mirrored").tags[0].name == "v1"
+
+    # The bucket alone, with both nodes stopped: resolve main and verify every byte.
+    hub.server.stop()
+    node.server.stop()
+    bucket = S3Bucket(f"s3://{s3_bucket}/models")
+    for revision in ("main", "v1", home.sha or ""):
+        manifest = bucket.resolve("model", "admin/mirrored", revision)
+        assert manifest.commit == home.sha
+        files = {f.path: f for f in manifest.files}
+        data = b"".join(bucket.open(files["w.safetensors"]))
+        assert data == WEIGHTS
+        assert files["w.safetensors"].blake3 == blake3.blake3(WEIGHTS).hexdigest()
+        assert files["w.safetensors"].sha256 == hashlib.sha256(WEIGHTS).hexdigest()
+        assert set(files) == {".gitattributes", "README.md", "w.safetensors"}
+
+
+def test_mirror_api_refuses_bad_configs_and_hides_tokens(node: RunningNode, s3_bucket: str) -> None:
+    cases: list[tuple[dict[str, object], int, str]] = [
+        ({"name": "x", "kind": "ftp", "url": "ftp://h"}, 422, "BadRequest"),
+        ({"name": "x", "kind": "s3", "url": "http://not-s3"}, 400, "BadRequest"),
+        ({"name": "x", "kind": "node", "url": "file:///etc"}, 400, "BadRequest"),
+        ({"name": "../x", "kind": "s3", "url": f"s3://{s3_bucket}"}, 400, "BadRequest"),
+        ({"name": "x", "kind": "s3", "url": f"s3://{s3_bucket}", "extra": 1}, 422, "BadRequest"),
+    ]
+    for body, status, code in cases:
+        answer = add_mirror(node, **body)
+        assert (answer.status_code, answer.headers["X-Error-Code"]) == (status, code), body
+    with node.client() as http:
+        assert http.get("/v1/mirrors").status_code == 401
+        assert http.post("/v1/mirrors", json={"name": "y", "kind": "s3"}).status_code in (401, 422)
+    ok = add_mirror(node, name="b", kind="node", url="http://127.0.0.1:9", token="secret-token")
+    assert ok.status_code == 201
+    again = add_mirror(node, name="b", kind="s3", url=f"s3://{s3_bucket}")
+    assert (again.status_code, again.headers["X-Error-Code"]) == (409, "MirrorExists")
+    with node.client(node.admin_token) as http:
+        listing = http.get("/v1/mirrors")
+        assert "secret-token" not in listing.text
+        assert http.delete("/v1/mirrors/b").status_code == 200
+        assert http.delete("/v1/mirrors/b").headers["X-Error-Code"] == "MirrorNotFound"
