@@ -126,6 +126,10 @@ class S3Bucket:
 
     # Reading (the client library, pull-through).
 
+    def probe(self) -> None:
+        with self._errors("the bucket"):
+            self._s3.head_bucket(Bucket=self.path.bucket)
+
     def _get_json(self, key: str, missing: str) -> object:
         try:
             with self._errors(key):
@@ -154,12 +158,13 @@ class S3Bucket:
             raise MirrorUnavailableError(f"{self.name}: {key} describes another commit")
         return manifest
 
-    def open(self, file: ManifestFile, start: int = 0) -> Iterator[bytes]:
-        """The blob's bytes from `start` (the caller verifies them against the manifest)."""
+    def open(self, file: ManifestFile, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The blob's bytes [start, end) (the caller verifies them against the manifest)."""
         if file.blake3 is None:
             raise BlobNotFoundError(f"{self.name} keeps blobs by BLAKE3; {file.path} has none")
         key = self.path.blob_key(file.blake3)
-        extra = {"Range": f"bytes={start}-"} if start else {}
+        last = "" if end is None else str(end - 1)
+        extra = {"Range": f"bytes={start}-{last}"} if start or end is not None else {}
         with self._errors(f"blob of {file.path}"):
             body = self._s3.get_object(Bucket=self.path.bucket, Key=key, **extra)["Body"]
         try:

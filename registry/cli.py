@@ -20,6 +20,7 @@ from registry.cli_common import (
     settings_from,
 )
 from registry.cli_mirrors import mirror
+from registry.cli_transfer import pull, push
 from registry.domain.errors import (
     RegistryError,
 )
@@ -201,6 +202,8 @@ def openapi(out: Path) -> None:
 
 
 cli.add_command(mirror)
+cli.add_command(pull)
+cli.add_command(push)
 
 
 def main() -> None:

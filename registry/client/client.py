@@ -33,7 +33,6 @@ from registry.wire import FeedOut, Health
 
 logger = logging.getLogger(__name__)
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-_BY_CODE = {cls.code: cls for cls in e.all_error_classes()}
 
 
 class TransientError(Exception):
@@ -66,7 +65,9 @@ def raise_for_error(response: httpx.Response) -> None:
         message = str(response.json().get("error") or response.text)
     except ValueError:
         message = response.text[:500]
-    cls = _BY_CODE.get(code, e.RegistryError)
+    # Looked up per call: error classes defined in modules imported later count too.
+    by_code = {cls.code: cls for cls in e.all_error_classes()}
+    cls = by_code.get(code, e.RegistryError)
     error = cls(message or f"HTTP {response.status_code}")
     error.detail["request_id"] = response.headers.get("x-request-id", "")
     raise error
@@ -159,17 +160,23 @@ class RegistryClient:
         return FeedOut.model_validate(response.json())
 
     @contextmanager
-    def open_blob(self, digest: Digest, max_size: int, start: int = 0) -> Iterator[Iterator[bytes]]:
-        """Stream a blob's bytes from `start`; stops with an error past `max_size` (a source
-        cannot send endless data). The caller verifies the hash (BlobStore.put does)."""
-        headers = {"range": f"bytes={start}-"} if start else {}
+    def open_blob(
+        self, digest: Digest, max_size: int, start: int = 0, end: int | None = None
+    ) -> Iterator[Iterator[bytes]]:
+        """Stream a blob's bytes [start, end) (to the end by default); stops with an error
+        past what was asked (a source cannot send endless data). The caller verifies the
+        hash (BlobStore.put does)."""
+        ranged = bool(start) or end is not None
+        last = "" if end is None else str(end - 1)
+        headers = {"range": f"bytes={start}-{last}"} if ranged else {}
         with self._http.stream("GET", f"/v1/blobs/{digest.hex}", headers=headers) as response:
             if response.status_code >= 400:
                 response.read()
                 raise_for_error(response)
-            if start and response.status_code != 206:
+            if ranged and response.status_code != 206:
                 raise e.UpstreamError(f"{self.base_url} ignored a Range request")
-            yield _capped(response.iter_bytes(4 * 1024 * 1024), max_size - start)
+            wanted = (max_size if end is None else end) - start
+            yield _capped(response.iter_bytes(1024 * 1024), wanted)
 
     def has_blob(self, digest: Digest) -> bool:
         for attempt in self._retrying():

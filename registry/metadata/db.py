@@ -33,6 +33,9 @@ class Database:
         self._write = _engine(url, immediate=True) if self.is_sqlite else self._read
         self.after_write: list[Callable[[], None]] = []  # e.g. cache invalidation
         SQLModel.metadata.create_all(self._write)
+        for table in SQLModel.metadata.sorted_tables:  # indexes added since a table was made
+            for index in table.indexes:
+                index.create(self._write, checkfirst=True)
         with self.write() as session:
             if session.get(Counter, "serial") is None:
                 session.add(Counter(name="serial", value=0))

@@ -36,7 +36,13 @@ class Token(SQLModel, table=True):
 
 
 class Repo(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("type", "namespace", "name"),)
+    __table_args__ = (
+        UniqueConstraint("type", "namespace", "name"),
+        # Listings and search walk these in order and stop after a page.
+        Index("ix_repo_type_updated", "type", "updated_ms"),
+        Index("ix_repo_type_created", "type", "created_ms"),
+        Index("ix_repo_type_downloads", "type", "downloads"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     type: str
     namespace: str = Field(index=True)
@@ -44,13 +50,11 @@ class Repo(SQLModel, table=True):
     private: bool = False
     home_node: str
     incarnation: str
-    created_ms: int = Field(index=True, sa_type=BIG)
-    updated_ms: int = Field(index=True, sa_type=BIG)  # listings and search sort by these
+    created_ms: int = Field(sa_type=BIG)
+    updated_ms: int = Field(sa_type=BIG)
     ref_version: int = 0
     pr_count: int = 0
-    downloads: int = Field(
-        default=0, index=True, sa_type=BIG
-    )  # counted on this node; not replicated
+    downloads: int = Field(default=0, sa_type=BIG)  # counted on this node; not replicated
 
 
 class Blob(SQLModel, table=True):

@@ -1,0 +1,366 @@
+"""The resilient downloader: a repo or one file from whichever source is alive, every byte
+verified.
+
+Theory of operation: sources are probed at once and ordered healthy-first (then by how often
+they failed during this download). The manifest comes from the first source that resolves
+the revision; it names every file's size and hashes. Each file is fetched into a partial file
+named by its hash under `<dest>/.modelyard/`, by parallel ranges when large (finished ranges
+are recorded, so an interrupted download resumes where it stopped, from any source), then
+hashed whole and moved into place only if it matches. A source that sends wrong bytes is
+counted and the file is fetched again from the next one. When every source fails, one
+AllSourcesFailedError names each source and why it failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import blake3
+import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from mirror.sources import Location, Source, parse_source
+from registry.client import RetryPolicy
+from registry.client.client import TransientError
+from registry.domain.digest import git_blob_sha1
+from registry.domain.errors import (
+    AllSourcesFailedError,
+    DigestMismatchError,
+    InvalidPathError,
+    RegistryError,
+    UpstreamError,
+)
+from registry.domain.manifest import Manifest, ManifestFile
+
+logger = logging.getLogger(__name__)
+PARTIAL_DIR = ".modelyard"
+RANGE_SIZE = 32 * 1024 * 1024  # one parallel range
+TRANSIENT = (httpx.TransportError, TransientError, UpstreamError, OSError)
+
+
+@dataclass(frozen=True)
+class Progress:
+    path: str
+    done: int  # bytes of this file on disk so far
+    total: int
+    source: str
+
+
+@dataclass
+class DownloadResult:
+    repo: str
+    commit: str  # as the manifest's source named it
+    manifest_source: str
+    files: dict[str, Path] = field(default_factory=dict)  # repo path -> local file
+    fetched_bytes: int = 0  # bytes received in this call (resumed bytes not counted)
+    sources_used: dict[str, str] = field(default_factory=dict)  # repo path -> source name
+
+
+def _failures_error(what: str, failures: list[tuple[str, str]]) -> AllSourcesFailedError:
+    lines = "; ".join(f"{name}: {why}" for name, why in failures)
+    return AllSourcesFailedError(
+        f"{what}: every source failed ({lines})",
+        detail={"failures": [{"source": n, "error": w} for n, w in failures]},
+    )
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RegistryError):
+        return f"{exc.code}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Downloader:
+    """Downloads from an ordered list of sources (`http(s)://node`, `s3://bucket/prefix`,
+    `hf:org/name`, or Source objects); a context manager."""
+
+    def __init__(
+        self,
+        sources: Sequence[str | Source],
+        *,
+        token: str | None = None,
+        parallel: int = 4,
+        retry: RetryPolicy | None = None,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        if not sources:
+            raise UpstreamError("A download needs at least one source")
+        self._sources = [parse_source(s, token) if isinstance(s, str) else s for s in sources]
+        self._parallel = max(1, parallel)
+        self._retry = retry or RetryPolicy(attempts=3)
+        self._progress = progress
+        self._failures: dict[str, int] = {}
+        self._down: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Downloader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for source in self._sources:
+            source.close()
+
+    def _probe(self) -> None:
+        def probe(source: Source) -> str | None:
+            try:
+                source.probe()
+            except Exception:  # any failure only moves it to the back
+                return source.name
+            return None
+
+        with ThreadPoolExecutor(max_workers=len(self._sources)) as pool:
+            self._down = {n for n in pool.map(probe, self._sources) if n is not None}
+
+    def _ordered(self) -> list[Source]:
+        rank = {s.name: i for i, s in enumerate(self._sources)}
+        return sorted(
+            self._sources,
+            key=lambda s: (s.name in self._down, self._failures.get(s.name, 0), rank[s.name]),
+        )
+
+    def _failed(self, source: Source) -> None:
+        with self._lock:
+            self._failures[source.name] = self._failures.get(source.name, 0) + 1
+
+    def resolve(
+        self, repo: str, revision: str = "main", repo_type: str = "model"
+    ) -> tuple[Manifest, str]:
+        """The manifest of repo@revision from the first source that has it, and its name."""
+        self._probe()
+        failures: list[tuple[str, str]] = []
+        for source in self._ordered():
+            try:
+                return source.resolve(repo_type, repo, revision), source.name
+            except Exception as exc:  # any failure: the next source
+                self._failed(source)
+                failures.append((source.name, _why(exc)))
+        raise _failures_error(f"resolving {repo}@{revision}", failures)
+
+    def download_repo(
+        self,
+        repo: str,
+        to: Path,
+        *,
+        revision: str = "main",
+        repo_type: str = "model",
+        allow: Sequence[str] = (),
+    ) -> DownloadResult:
+        """Every file of repo@revision (or those matching `allow` globs) into `to`."""
+        manifest, origin = self.resolve(repo, revision, repo_type)
+        result = DownloadResult(repo, manifest.commit, origin)
+        where = Location(repo_type, repo, revision)
+        for file in manifest.files:
+            if allow and not any(fnmatchcase(file.path, g) for g in allow):
+                continue
+            result.files[file.path] = self._file(file, where, Path(to), result)
+        return result
+
+    def download_file(
+        self, repo: str, path: str, to: Path, *, revision: str = "main", repo_type: str = "model"
+    ) -> Path:
+        """One file of repo@revision into `to` (keeping its repo path); returns the file."""
+        manifest, origin = self.resolve(repo, revision, repo_type)
+        chosen = next((f for f in manifest.files if f.path == path), None)
+        if chosen is None:
+            raise AllSourcesFailedError(f"{origin} lists no {path!r} in {repo}@{revision}")
+        result = DownloadResult(repo, manifest.commit, origin)
+        return self._file(chosen, Location(repo_type, repo, revision), Path(to), result)
+
+    def _file(self, file: ManifestFile, where: Location, to: Path, result: DownloadResult) -> Path:
+        final = _inside(to, file.path)
+        if final.exists() and final.stat().st_size == file.size and _verified(final, file):
+            return final  # already here and correct
+        partial = to / PARTIAL_DIR / (file.blake3 or file.sha256 or file.git_sha1 or "x")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        failures: list[tuple[str, str]] = []
+        for source in self._ordered():
+            try:
+                result.fetched_bytes += self._fetch(source, file, where, partial)
+            except Exception as exc:  # this source failed for this file: the next one
+                self._failed(source)
+                failures.append((source.name, _why(exc)))
+                logger.warning(
+                    "download failed source=%s path=%s error=%s", source.name, file.path, exc
+                )
+                continue
+            if not _verified(partial, file):
+                self._failed(source)
+                failures.append(
+                    (source.name, f"DigestMismatch: {file.path} did not match the manifest")
+                )
+                logger.warning("wrong bytes source=%s path=%s", source.name, file.path)
+                _discard(partial)
+                continue
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, final)
+            _done_file(partial).unlink(missing_ok=True)
+            result.sources_used[file.path] = source.name
+            return final
+        raise _failures_error(f"downloading {file.path}", failures)
+
+    def _fetch(self, source: Source, file: ManifestFile, where: Location, partial: Path) -> int:
+        """Fill `partial` with the file's bytes; returns how many were received now."""
+        spans = [(s, min(s + RANGE_SIZE, file.size)) for s in range(0, file.size, RANGE_SIZE)]
+        ledger = Ledger.load(partial, spans)
+        before = ledger.total()
+        with partial.open("r+b" if partial.exists() else "w+b") as out:
+            out.truncate(file.size)
+            todo = [span for span in spans if ledger.left(span)]
+            workers = min(self._parallel, max(1, len(todo)))
+            try:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    futures = [
+                        pool.submit(self._range, source, file, where, out.fileno(), span, ledger)
+                        for span in todo
+                    ]
+                    for future in futures:
+                        future.result()
+            finally:
+                ledger.save()
+        return ledger.total() - before
+
+    def _range(
+        self,
+        source: Source,
+        file: ManifestFile,
+        where: Location,
+        fd: int,
+        span: tuple[int, int],
+        ledger: Ledger,
+    ) -> None:
+        """One range, resumed where it stopped and retried on transient failures."""
+        policy = self._retry
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TRANSIENT),
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
+            reraise=True,
+        ):
+            with attempt:
+                offset = span[0] + ledger.written(span)
+                whole = offset == 0 and span[1] == file.size
+                with source.open(file, where, offset, None if whole else span[1]) as chunks:
+                    for chunk in chunks:
+                        if offset + len(chunk) > span[1]:
+                            raise DigestMismatchError(f"{source.name} sent more than asked")
+                        os.pwrite(fd, chunk, offset)
+                        offset += len(chunk)
+                        ledger.advance(span, len(chunk))
+                        self._report(file, source, ledger.total())
+                if offset != span[1]:
+                    raise TransientError(f"{source.name} ended {file.path} early at {offset}")
+
+    def _report(self, file: ManifestFile, source: Source, done: int) -> None:
+        if self._progress is not None:
+            self._progress(Progress(file.path, done, file.size, source.name))
+
+
+def _inside(root: Path, path: str) -> Path:
+    """The local file for a repo path, refusing anything that would land outside `root`."""
+    target = (root / path).resolve()
+    if not target.is_relative_to(root.resolve()) or PARTIAL_DIR in Path(path).parts:
+        raise InvalidPathError(f"Refusing to write {path!r} outside {root}")
+    return target
+
+
+def _done_file(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".done")
+
+
+class Ledger:
+    """How many bytes of each range of a partial file are on disk (saved beside it every few
+    MiB and when a fetch stops), so a download resumes where it stopped, from any source."""
+
+    SAVE_EVERY = 8 * 1024 * 1024
+
+    def __init__(self, partial: Path, written: dict[int, int]) -> None:
+        self._path = _done_file(partial)
+        self._written = written
+        self._lock = threading.Lock()
+        self._unsaved = 0
+
+    @classmethod
+    def load(cls, partial: Path, spans: list[tuple[int, int]]) -> Ledger:
+        written: dict[int, int] = {}
+        try:
+            if partial.exists():
+                saved = json.loads(_done_file(partial).read_text())
+                limits = dict(spans)
+                written = {
+                    int(k): min(int(v), limits[int(k)] - int(k))
+                    for k, v in saved.items()
+                    if int(k) in limits
+                }
+        except (OSError, ValueError, AttributeError):
+            written = {}
+        return cls(partial, written)
+
+    def written(self, span: tuple[int, int]) -> int:
+        return self._written.get(span[0], 0)
+
+    def left(self, span: tuple[int, int]) -> bool:
+        return span[0] + self.written(span) < span[1]
+
+    def total(self) -> int:
+        return sum(self._written.values())
+
+    def advance(self, span: tuple[int, int], count: int) -> None:
+        with self._lock:
+            self._written[span[0]] = self._written.get(span[0], 0) + count
+            self._unsaved += count
+            if self._unsaved >= self.SAVE_EVERY:
+                self._save_locked()
+
+    def save(self) -> None:
+        with self._lock:
+            self._save_locked()
+
+    def _save_locked(self) -> None:
+        staged = self._path.with_name(self._path.name + ".tmp")
+        staged.write_text(json.dumps({str(k): v for k, v in self._written.items()}))
+        os.replace(staged, self._path)
+        self._unsaved = 0
+
+
+def _discard(partial: Path) -> None:
+    partial.unlink(missing_ok=True)
+    _done_file(partial).unlink(missing_ok=True)
+
+
+def _verified(path: Path, file: ManifestFile) -> bool:
+    """Does the file hash to what the manifest says (BLAKE3, else SHA-256, else git id)?"""
+    if path.stat().st_size != file.size:
+        return False
+    if file.blake3:
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        if file.size:
+            hasher.update_mmap(str(path))
+        return bool(hasher.hexdigest() == file.blake3)
+    if file.sha256:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() == file.sha256
+    return git_blob_sha1(path.read_bytes()) == file.git_sha1
+
+
+def download_repo(
+    spec: str,
+    to: Path | str,
+    sources: Sequence[str | Source],
+    *,
+    token: str | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    allow: Sequence[str] = (),
+) -> DownloadResult:
+    """`download_repo("alice/my-lora@v1", "./my-lora", ["http://node:8000", "s3://b/p"])`."""
+    repo, _, revision = spec.partition("@")
+    with Downloader(sources, token=token, progress=progress) as downloader:
+        return downloader.download_repo(repo, Path(to), revision=revision or "main", allow=allow)

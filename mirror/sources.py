@@ -1,0 +1,199 @@
+"""Where the client library reads from: a node, an S3 mirror bucket, or a Hub repo.
+
+Every source can resolve `repo@revision` to a manifest and stream a file's bytes by range.
+None of them is trusted: the downloader verifies every file against a manifest's hashes, so a
+stale, broken or hostile source costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
+
+import httpx
+
+from registry.client import RegistryClient, RetryPolicy, raise_for_error
+from registry.domain.digest import Digest
+from registry.domain.errors import BlobNotFoundError, InvalidError, UpstreamError
+from registry.domain.manifest import Manifest, ManifestFile
+from registry.domain.names import check_repo_path
+
+Chunks = AbstractContextManager[Iterator[bytes]]
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Location:
+    """What is being downloaded, for sources that address files by path (the Hub)."""
+
+    repo_type: str
+    repo: str
+    revision: str
+
+
+class Source(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def probe(self) -> None:
+        """Raise if the source cannot be reached (quickly)."""
+        ...
+
+    def resolve(self, repo_type: str, repo: str, revision: str) -> Manifest: ...
+
+    def open(self, file: ManifestFile, where: Location, start: int, end: int | None) -> Chunks:
+        """Bytes [start, end) of a file (`where` serves sources addressed by path)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class NodeSource:
+    """A modelyard node: manifests from its native API, blobs by BLAKE3 with Range."""
+
+    def __init__(self, url: str, token: str | None = None, retry: RetryPolicy | None = None):
+        self.name = url.rstrip("/")
+        self._client = RegistryClient(url, token=token, retry=retry or RetryPolicy(attempts=2))
+
+    def probe(self) -> None:
+        self._client.health()
+
+    def resolve(self, repo_type: str, repo: str, revision: str) -> Manifest:
+        return self._client.manifest(repo_type, repo, revision)
+
+    def open(
+        self,
+        file: ManifestFile,
+        where: Location,  # noqa: ARG002 - a node serves blobs by hash, wherever they are
+        start: int,
+        end: int | None,
+    ) -> Chunks:
+        if file.blake3 is None:
+            raise BlobNotFoundError(f"{self.name} serves blobs by BLAKE3; {file.path} has none")
+        return self._client.open_blob(Digest(file.blake3), file.size, start, end)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class S3Source:
+    """A mirror bucket in the modelyard layout (no node needed)."""
+
+    def __init__(self, url: str) -> None:
+        from mirror.s3 import S3Bucket  # boto3 only when a bucket is used
+
+        self._bucket = S3Bucket(url)
+        self.name = self._bucket.name
+
+    def probe(self) -> None:
+        self._bucket.probe()
+
+    def resolve(self, repo_type: str, repo: str, revision: str) -> Manifest:
+        return self._bucket.resolve(repo_type, repo, revision)
+
+    @contextmanager
+    def open(
+        self,
+        file: ManifestFile,
+        where: Location,  # noqa: ARG002 - a bucket keeps blobs by hash, wherever they are
+        start: int,
+        end: int | None,
+    ) -> Iterator[Iterator[bytes]]:
+        yield self._bucket.open(file, start, end)
+
+    def close(self) -> None:
+        pass
+
+
+class HubSource:
+    """A repo on a HuggingFace Hub (HF_ENDPOINT, else the public Hub), files by path.
+
+    `repo` overrides the name asked for (`hf:org/name` in a source list); the Hub knows no
+    BLAKE3, so its manifest verifies by SHA-256 (LFS files) or git blob id (the rest).
+    """
+
+    def __init__(
+        self, repo: str | None = None, endpoint: str | None = None, token: str | None = None
+    ) -> None:
+        from huggingface_hub import HfApi, constants
+
+        self._repo = repo
+        self._api = HfApi(endpoint=endpoint, token=token)
+        self._endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(headers=headers, timeout=30, follow_redirects=True)
+        self.name = f"hf:{repo}" if repo else f"hf ({self._endpoint})"
+
+    def _name(self, repo: str) -> str:
+        return self._repo or repo
+
+    def probe(self) -> None:
+        self._http.head(self._endpoint)
+
+    def resolve(self, repo_type: str, repo: str, revision: str) -> Manifest:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        name = self._name(repo)
+        try:
+            info = self._api.repo_info(
+                name, revision=revision, repo_type=repo_type, files_metadata=True
+            )
+        except HfHubHTTPError as exc:
+            raise UpstreamError(f"{self.name}: {exc}") from exc
+        files = []
+        for s in getattr(info, "siblings", None) or []:
+            lfs = s.lfs.sha256 if s.lfs else None
+            files.append(
+                ManifestFile(
+                    check_repo_path(s.rfilename),
+                    int(s.size or 0),
+                    None,
+                    lfs,
+                    None if lfs else s.blob_id,
+                )
+            )
+        if not info.sha:
+            raise InvalidError(f"{self.name} named no commit for {name}@{revision}")
+        return Manifest(name, repo_type, info.sha, tuple(files))
+
+    @contextmanager
+    def open(
+        self, file: ManifestFile, where: Location, start: int, end: int | None
+    ) -> Iterator[Iterator[bytes]]:
+        prefix = "" if where.repo_type == "model" else f"{where.repo_type}s/"
+        url = (
+            f"{self._endpoint}/{prefix}{self._name(where.repo)}/resolve/"
+            f"{quote(where.revision, safe='')}/{quote(file.path)}"
+        )
+        ranged = bool(start) or end is not None
+        last = "" if end is None else str(end - 1)
+        headers = {"range": f"bytes={start}-{last}"} if ranged else {}
+        with self._http.stream("GET", url, headers=headers) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise_for_error(response)
+            if ranged and response.status_code != 206:
+                raise UpstreamError(f"{self.name} ignored a Range request")
+            yield response.iter_bytes(CHUNK)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def parse_source(spec: str, token: str | None = None) -> Source:
+    """`http(s)://node`, `s3://bucket/prefix`, `hf:org/name` (a Hub repo) or `hf`."""
+    if spec.startswith("s3://"):
+        return S3Source(spec)
+    if spec == "hf" or spec.startswith("hf:"):
+        repo = spec[3:] or None
+        if repo is not None and repo.count("/") != 1:
+            raise InvalidError(f"A Hub source is hf:org/name, got {spec!r}")
+        return HubSource(repo)
+    if spec.startswith(("http://", "https://")):
+        return NodeSource(spec, token)
+    raise InvalidError(
+        f"Unknown source {spec!r}: use http(s)://node, s3://bucket/prefix or hf:org/name"
+    )

@@ -1,0 +1,135 @@
+"""`modelyard pull` and `modelyard push`: the client side, no node of your own needed."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from registry.cli_common import fail, settings_from
+from registry.domain.errors import AllSourcesFailedError, RegistryError
+
+DEFAULT_SOURCE = "http://127.0.0.1:8000"
+
+
+def _token(given: str | None) -> str | None:
+    if given:
+        return given
+    stored = settings_from(None).token  # MODELYARD_TOKEN
+    return stored.get_secret_value() if stored else None
+
+
+class _Bars:
+    """One progress bar per file, fed from the downloader's threads."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, Any] = {}  # tqdm bars
+        self._lock = threading.Lock()
+
+    def __call__(self, progress: object) -> None:
+        from mirror import Progress
+
+        assert isinstance(progress, Progress)
+        with self._lock:
+            bar = self._bars.get(progress.path)
+            if bar is None:
+                bar = tqdm(total=progress.total, unit="B", unit_scale=True, desc=progress.path)
+                self._bars[progress.path] = bar
+            bar.update(progress.done - bar.n)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+@click.command()
+@click.argument("spec", metavar="REPO[@REV]")
+@click.option("--to", "to", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="http(s)://node, s3://bucket/prefix or hf:org/name, tried in order (repeat the "
+    f"option) [default {DEFAULT_SOURCE}].",
+)
+@click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
+@click.option("--type", "repo_type", type=click.Choice(["model", "dataset"]), default="model")
+@click.option("--token", help="A token for node sources [env MODELYARD_TOKEN].")
+def pull(
+    spec: str,
+    to: Path,
+    sources: tuple[str, ...],
+    include: tuple[str, ...],
+    repo_type: str,
+    token: str | None,
+) -> None:
+    """Download REPO at REV (default main) into --to from whichever source works, verifying
+    every file; an interrupted pull resumes where it stopped."""
+    from mirror import Downloader
+
+    repo, _, revision = spec.partition("@")
+    bars = _Bars()
+    try:
+        with Downloader(sources or [DEFAULT_SOURCE], token=_token(token), progress=bars) as d:
+            result = d.download_repo(
+                repo, to, revision=revision or "main", repo_type=repo_type, allow=include
+            )
+    except AllSourcesFailedError as exc:
+        bars.close()
+        click.echo(f"error: {exc.code}: {exc.message}", err=True)
+        sys.exit(6)
+    except RegistryError as exc:
+        bars.close()
+        fail(exc)
+    bars.close()
+    click.echo(
+        f"pulled {len(result.files)} files of {repo}@{result.commit} (manifest from "
+        f"{result.manifest_source}) into {to}"
+    )
+
+
+@click.command()
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("repo", metavar="NAMESPACE/NAME")
+@click.option(
+    "--to",
+    "targets",
+    multiple=True,
+    required=True,
+    help="http(s)://node, s3://bucket/prefix or hf:org/name (repeat to push to several at once).",
+)
+@click.option("-m", "--message", default="Upload with modelyard push", show_default=True)
+@click.option("--type", "repo_type", type=click.Choice(["model", "dataset"]), default="model")
+@click.option("--token", help="A write token for node targets [env MODELYARD_TOKEN].")
+def push(
+    folder: Path,
+    repo: str,
+    targets: tuple[str, ...],
+    message: str,
+    repo_type: str,
+    token: str | None,
+) -> None:
+    """Push FOLDER as REPO to every --to target concurrently; report each one's result and
+    exit non-zero if any failed. Hub targets use HF_ENDPOINT and HF_TOKEN."""
+    from mirror.push import push_folder, snapshot_folder
+
+    try:
+        total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        with tqdm(total=total, unit="B", unit_scale=True, desc="hashing") as bar:
+            commit = snapshot_folder(
+                folder, repo, message=message, repo_type=repo_type, on_bytes=bar.update
+            )
+        results = push_folder(commit, targets, _token(token))
+    except RegistryError as exc:
+        fail(exc)
+        return
+    for result in results:
+        click.echo(f"{'ok' if result.ok else 'FAILED'}\t{result.target}\t{result.detail}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(results)} targets failed", err=True)
+        sys.exit(6)

@@ -1,0 +1,124 @@
+"""The resilient client: falls back across a dead node, a node serving corrupted bytes and an
+S3 mirror; names every source's failure when all fail; resumes an interrupted download."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import blake3
+import pytest
+from huggingface_hub import HfApi
+
+from mirror import AllSourcesFailedError, Downloader, Progress, RetryPolicy, download_repo
+from tests.conftest import RunningNode
+from tests.faultproxy import Fault, FaultProxy
+
+FAST = {"interval": 0.05, "retry_initial": 0.1, "retry_max": 0.5}
+NO_WAIT = RetryPolicy(attempts=1, initial_wait=0, max_wait=0)
+WEIGHTS = os.urandom(3 * 1024 * 1024 + 5)
+BIG = os.urandom(80 * 1024 * 1024 + 3)  # three parallel ranges
+
+
+def dead_url() -> str:
+    """A loopback port nothing listens on (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def publish(node: RunningNode, files: dict[str, bytes], repo: str = "admin/model") -> str:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo(repo)
+    for path, data in files.items():
+        api.upload_file(path_or_fileobj=data, path_in_repo=path, repo_id=repo)
+    return str(api.model_info(repo).sha)
+
+
+def wait_mirrored(node: RunningNode, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with node.client(node.admin_token) as http:
+        while any(m["backlog"] for m in http.get("/v1/mirrors").json()):
+            assert time.monotonic() < deadline, "the mirror did not catch up"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def corrupting(start_node: Callable[..., RunningNode]) -> Iterator[tuple[RunningNode, FaultProxy]]:
+    node = start_node("home", mirror=FAST)
+    proxy = FaultProxy(node.port)
+    yield node, proxy
+    proxy.close()
+
+
+def test_download_falls_back_past_a_dead_node_and_corrupted_bytes_to_s3(
+    corrupting: tuple[RunningNode, FaultProxy], s3_bucket: str, tmp_path: Path
+) -> None:
+    node, proxy = corrupting
+    with node.client(node.admin_token) as http:
+        body = {"name": "s3", "kind": "s3", "url": f"s3://{s3_bucket}/m"}
+        assert http.post("/v1/mirrors", json=body).status_code == 201
+    commit = publish(node, {"README.md": b"# hi\n", "w.safetensors": WEIGHTS})
+    wait_mirrored(node)
+    proxy.inject(Fault(corrupt_at=200_000, times=1000))  # every response past 200 kB is wrong
+    sources = [dead_url(), proxy.url, f"s3://{s3_bucket}/m"]
+    seen: list[Progress] = []
+    result = download_repo("admin/model@main", tmp_path / "out", sources, progress=seen.append)
+    assert (tmp_path / "out" / "w.safetensors").read_bytes() == WEIGHTS
+    assert (tmp_path / "out" / "README.md").read_bytes() == b"# hi\n"
+    assert result.commit == commit and result.manifest_source == proxy.url
+    assert result.sources_used["w.safetensors"] == f"s3://{s3_bucket}/m"  # proxy's bytes refused
+    assert result.sources_used["README.md"] == proxy.url
+    assert seen and seen[-1].done == seen[-1].total
+    assert not list((tmp_path / "out" / ".modelyard").iterdir())  # no partial file left
+
+
+def test_download_with_every_source_down_names_each_failure(tmp_path: Path, s3_bucket: str) -> None:
+    dead = dead_url()
+    sources = [dead, f"s3://{s3_bucket}-missing/m", "hf:nobody/nothing"]
+    with pytest.raises(AllSourcesFailedError) as caught:
+        with Downloader(sources, retry=NO_WAIT) as downloader:
+            downloader.download_repo("admin/model", tmp_path)
+    failures = caught.value.detail["failures"]
+    assert isinstance(failures, list)
+    assert [f["source"] for f in failures] == [
+        dead,
+        f"s3://{s3_bucket}-missing/m",
+        "hf:nobody/nothing",
+    ]
+    assert all(f["error"] for f in failures)
+    assert dead in str(caught.value) and "missing" in str(caught.value)
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_interrupted_download_resumes_without_starting_over(
+    corrupting: tuple[RunningNode, FaultProxy], tmp_path: Path
+) -> None:
+    node, proxy = corrupting
+    publish(node, {"big.safetensors": BIG})
+    cut_at = 50 * 1024 * 1024
+    proxy.inject(Fault(cut_after=cut_at, times=1))
+    with pytest.raises(AllSourcesFailedError):
+        with Downloader([proxy.url], retry=NO_WAIT, parallel=1) as downloader:
+            downloader.download_repo("admin/model", tmp_path)
+    assert not (tmp_path / "big.safetensors").exists()  # never a partial file in place
+    node.log.requests.clear()
+    with Downloader([node.url], retry=NO_WAIT, parallel=1) as downloader:
+        result = downloader.download_repo("admin/model", tmp_path)
+    data = (tmp_path / "big.safetensors").read_bytes()
+    assert blake3.blake3(data).digest() == blake3.blake3(BIG).digest()
+    # Roughly what was missing was fetched again, starting from where the cut left off.
+    assert result.fetched_bytes <= len(BIG) - cut_at + 16 * 1024 * 1024
+    ranges = [r for m, p, r in node.log.requests if "/v1/blobs/" in p and r]
+    assert ranges and int(ranges[0].split("=")[1].split("-")[0]) >= 32 * 1024 * 1024
+
+
+def test_download_repo_fetches_only_the_allowed_patterns(node: RunningNode, tmp_path: Path) -> None:
+    publish(node, {"ok.txt": b"fine", "skip.bin": b"no"})
+    with Downloader([node.url], retry=NO_WAIT) as downloader:
+        result = downloader.download_repo("admin/model", tmp_path / "t", allow=["*.txt"])
+    assert set(result.files) == {"ok.txt"}
+    assert result.files["ok.txt"].read_bytes() == b"fine"
