@@ -96,6 +96,14 @@ class PeerSample:
 
 
 @dataclass(frozen=True)
+class MirrorSample:
+    mirror: str
+    backlog: int
+    failing: bool
+    last_success: float | None  # unix seconds
+
+
+@dataclass(frozen=True)
 class NodeSample:
     blobs: int
     blob_bytes: int
@@ -107,6 +115,7 @@ class NodeSample:
     index_lag_entries: int
     index_lag_seconds: float
     scan_pending: int
+    mirrors: list[MirrorSample]
 
 
 PEER_STATES = ("unknown", "up", "degraded", "down")
@@ -177,3 +186,24 @@ class NodeCollector(Collector):
                 last.add_metric([p.peer], p.last_success)
             bad.add_metric([p.peer], p.bad_blobs)
         yield from (state, lag, lag_s, last, bad)
+        yield from _mirror_metrics(s.mirrors)
+
+
+def _mirror_metrics(mirrors: list[MirrorSample]) -> Iterator[Metric]:
+    backlog = GaugeMetricFamily(
+        "modelyard_mirror_backlog", "Changes waiting in a mirror's outbox", labels=["mirror"]
+    )
+    failing = GaugeMetricFamily(
+        "modelyard_mirror_failing", "1 if the newest push to the mirror failed", labels=["mirror"]
+    )
+    last = GaugeMetricFamily(
+        "modelyard_mirror_last_success_timestamp_seconds",
+        "Last successful push to the mirror",
+        labels=["mirror"],
+    )
+    for m in mirrors:
+        backlog.add_metric([m.mirror], m.backlog)
+        failing.add_metric([m.mirror], 1.0 if m.failing else 0.0)
+        if m.last_success is not None:
+            last.add_metric([m.mirror], m.last_success)
+    yield from (backlog, failing, last)

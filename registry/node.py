@@ -80,6 +80,7 @@ class Node:
         builder = DocBuilder(blobs, cards)
         fulltext = FullText(db.engine)
         indexer = Indexer(db, builder, fulltext)
+        mirrors = MirrorService(db, settings.mirror.retry_initial, settings.mirror.retry_max)
         lookup = LookupService(db)
         sync = settings.sync
         peers = PeerService(db, Thresholds(sync.degraded_after, sync.down_after, sync.up_after))
@@ -100,7 +101,7 @@ class Node:
             ReplicationService(db, blobs, identity),
             FeedService(db),
             notifier,
-            StatusService(db, peers, identity, settings.data_dir, (indexer, scans)),
+            StatusService(db, peers, identity, settings.data_dir, (indexer, scans, mirrors)),
             lookup,
             LineageService(repos, reads, lookup),
             scans,
@@ -108,7 +109,7 @@ class Node:
             indexer,
             SearchService(db, indexer, builder, fulltext, reads, scans),
             MetadataService(reads, commits, scans),
-            MirrorService(db, settings.mirror.retry_initial, settings.mirror.retry_max),
+            mirrors,
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

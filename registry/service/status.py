@@ -13,8 +13,9 @@ from sqlmodel import col, select
 from registry import __version__
 from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Commit, Repo
-from registry.metrics import NodeSample, PeerSample
+from registry.metrics import MirrorSample, NodeSample, PeerSample
 from registry.service.indexer import Indexer
+from registry.service.mirrors import MirrorService, MirrorView
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerService, PeerView
 from registry.service.repos import repo_id_of
@@ -46,6 +47,7 @@ class Status:
     index_behind_entries: int  # change-log entries search reads directly for now
     index_behind_seconds: float
     scans_pending: int  # files waiting for a verdict (counted up to SCAN_COUNT_CAP)
+    mirrors: list[MirrorView]
     recent: list[RecentCommit]  # public repos only: the page is public
 
 
@@ -56,9 +58,9 @@ class StatusService:
         peers: PeerService,
         node: NodeIdentity,
         data_dir: Path,
-        helpers: tuple[Indexer, ScanService],
+        helpers: tuple[Indexer, ScanService, MirrorService],
     ) -> None:
-        self._indexer, self._scans = helpers
+        self._indexer, self._scans, self._mirrors = helpers
         self._data_dir = data_dir
         self._db = db
         self._peers = peers
@@ -98,6 +100,7 @@ class StatusService:
             index.behind_entries,
             index.behind_seconds,
             len(self._scans.pending(SCAN_COUNT_CAP)),
+            self._mirrors.views(),
             latest,
         )
 
@@ -127,4 +130,13 @@ class StatusService:
             index.behind_entries,
             index.behind_seconds,
             len(self._scans.pending(SCAN_COUNT_CAP)),
+            [
+                MirrorSample(
+                    m.name,
+                    m.backlog,
+                    m.state == "failing",
+                    m.last_success_ms / 1000 if m.last_success_ms else None,
+                )
+                for m in self._mirrors.views()
+            ],
         )

@@ -96,6 +96,8 @@ def test_dashboard_and_alerts_use_only_metrics_a_node_exposes(node: RunningNode)
     )
     with node.client(ADMIN_TOKEN) as http:
         http.post("/v1/peers", json={"url": "http://127.0.0.1:9"})  # so peer series exist
+        mirror = {"name": "m", "kind": "node", "url": "http://127.0.0.1:9"}
+        http.post("/v1/mirrors", json=mirror)  # and mirror series
         http.get("/v1/health")
     exposed = set(scrape(node))
     assert referenced and referenced <= exposed, referenced - exposed

@@ -68,6 +68,22 @@ def render(s: Status) -> str:
         )
         or '<tr><td colspan="7">no peers configured</td></tr>'
     )
+    mirrors = (
+        _rows(
+            [
+                [
+                    escape(m.name),
+                    escape(m.kind),
+                    f'<b class="{"down" if m.state == "failing" else "up"}">{m.state}</b>',
+                    f"{m.backlog}",
+                    iso_ms(m.last_success_ms) if m.last_success_ms else "never",
+                    escape(m.last_error or ""),
+                ]
+                for m in s.mirrors
+            ]
+        )
+        or '<tr><td colspan="6">no mirrors configured</td></tr>'
+    )
     recent = (
         _rows(
             [
@@ -103,7 +119,9 @@ td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-a
 <h2>Peers</h2><div class="wrap"><table id="peers">
 <tr><th>peer</th><th>url</th><th>state</th><th>lag (entries)</th><th>lag</th>
 <th>last success</th><th>last error</th></tr>{peers}</table></div>
-<h2>Mirrors</h2><p>none configured</p>
+<h2>Mirrors</h2><div class="wrap"><table id="mirrors">
+<tr><th>mirror</th><th>kind</th><th>state</th><th>backlog</th><th>last success</th>
+<th>last error</th></tr>{mirrors}</table></div>
 <h2>Queues</h2><dl id="queues"><dt>Search index</dt><dd>{_index(s)}</dd>
 <dt>Safety scans</dt><dd>{s.scans_pending} files pending</dd></dl>
 <h2>Latest uploads</h2><div class="wrap"><table id="recent">
