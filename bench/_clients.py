@@ -100,9 +100,11 @@ def curl_put(url: str, path: Path, headers: Mapping[str, str], expect: int) -> T
     return transfer
 
 
-def curl_get(url: str, headers: Mapping[str, str], size: int) -> Transfer:
-    """GET into /dev/null (following redirects) and check status and length."""
-    transfer, command = _curl([*_auth(headers), "-L", url], Path("/dev/null"))
+def curl_get(
+    url: str, headers: Mapping[str, str], size: int, to: Path = Path("/dev/null")
+) -> Transfer:
+    """GET into `to` (/dev/null by default; following redirects); check status and length."""
+    transfer, command = _curl([*_auth(headers), "-L", url], to)
     if transfer.status != 200 or transfer.nbytes != size:
         answer = _first_bytes(url, headers)
         raise BenchError(

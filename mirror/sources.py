@@ -7,22 +7,25 @@ stale, broken or hostile source costs time, never correctness.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
 import httpx
 
-from registry.client import RegistryClient, RetryPolicy, raise_for_error
-from registry.domain.digest import Digest
-from registry.domain.errors import BlobNotFoundError, InvalidError, UpstreamError
+from mirror.rangeget import get_range_into
+from registry.client import RegistryClient, RetryPolicy
+from registry.client.client import TransientError
+from registry.domain.errors import (
+    BlobNotFoundError,
+    DigestMismatchError,
+    InvalidError,
+    UpstreamError,
+)
 from registry.domain.manifest import Manifest, ManifestFile
 from registry.domain.names import check_repo_path
-
-Chunks = AbstractContextManager[Iterator[bytes]]
-CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,16 @@ class Source(Protocol):
 
     def resolve(self, repo_type: str, repo: str, revision: str) -> Manifest: ...
 
-    def open(self, file: ManifestFile, where: Location, start: int, end: int | None) -> Chunks:
-        """Bytes [start, end) of a file (`where` serves sources addressed by path)."""
+    def read_into(
+        self,
+        file: ManifestFile,
+        where: Location,
+        span: tuple[int, int],
+        fd: int,
+        on_bytes: Callable[[int], None],
+    ) -> None:
+        """Write bytes [start, end) of a file to `fd` at their offsets, reporting each piece
+        (`where` serves sources addressed by path). Raises if the source fails."""
         ...
 
     def close(self) -> None: ...
@@ -57,6 +68,7 @@ class NodeSource:
     def __init__(self, url: str, token: str | None = None, retry: RetryPolicy | None = None):
         self.name = url.rstrip("/")
         self._client = RegistryClient(url, token=token, retry=retry or RetryPolicy(attempts=2))
+        self._headers = {"authorization": f"Bearer {token}"} if token else {}
 
     def probe(self) -> None:
         self._client.health()
@@ -64,16 +76,18 @@ class NodeSource:
     def resolve(self, repo_type: str, repo: str, revision: str) -> Manifest:
         return self._client.manifest(repo_type, repo, revision)
 
-    def open(
+    def read_into(
         self,
         file: ManifestFile,
         where: Location,  # noqa: ARG002 - a node serves blobs by hash, wherever they are
-        start: int,
-        end: int | None,
-    ) -> Chunks:
+        span: tuple[int, int],
+        fd: int,
+        on_bytes: Callable[[int], None],
+    ) -> None:
         if file.blake3 is None:
             raise BlobNotFoundError(f"{self.name} serves blobs by BLAKE3; {file.path} has none")
-        return self._client.open_blob(Digest(file.blake3), file.size, start, end)
+        url = f"{self.name}/v1/blobs/{file.blake3}"
+        get_range_into(url, self._headers, span[0], span[1], fd, on_bytes)
 
     def close(self) -> None:
         self._client.close()
@@ -94,15 +108,23 @@ class S3Source:
     def resolve(self, repo_type: str, repo: str, revision: str) -> Manifest:
         return self._bucket.resolve(repo_type, repo, revision)
 
-    @contextmanager
-    def open(
+    def read_into(
         self,
         file: ManifestFile,
         where: Location,  # noqa: ARG002 - a bucket keeps blobs by hash, wherever they are
-        start: int,
-        end: int | None,
-    ) -> Iterator[Iterator[bytes]]:
-        yield self._bucket.open(file, start, end)
+        span: tuple[int, int],
+        fd: int,
+        on_bytes: Callable[[int], None],
+    ) -> None:
+        offset = span[0]
+        for chunk in self._bucket.open(file, span[0], span[1]):
+            if offset + len(chunk) > span[1]:
+                raise DigestMismatchError(f"{self.name} sent more than was asked")
+            os.pwrite(fd, chunk, offset)
+            offset += len(chunk)
+            on_bytes(len(chunk))
+        if offset != span[1]:
+            raise TransientError(f"{self.name} ended {file.path} early at byte {offset}")
 
     def close(self) -> None:
         pass
@@ -123,8 +145,8 @@ class HubSource:
         self._repo = repo
         self._api = HfApi(endpoint=endpoint, token=token)
         self._endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(headers=headers, timeout=30, follow_redirects=True)
+        self._headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(headers=self._headers, timeout=30, follow_redirects=True)
         self.name = f"hf:{repo}" if repo else f"hf ({self._endpoint})"
 
     def _name(self, repo: str) -> str:
@@ -159,25 +181,20 @@ class HubSource:
             raise InvalidError(f"{self.name} named no commit for {name}@{revision}")
         return Manifest(name, repo_type, info.sha, tuple(files))
 
-    @contextmanager
-    def open(
-        self, file: ManifestFile, where: Location, start: int, end: int | None
-    ) -> Iterator[Iterator[bytes]]:
+    def read_into(
+        self,
+        file: ManifestFile,
+        where: Location,
+        span: tuple[int, int],
+        fd: int,
+        on_bytes: Callable[[int], None],
+    ) -> None:
         prefix = "" if where.repo_type == "model" else f"{where.repo_type}s/"
         url = (
             f"{self._endpoint}/{prefix}{self._name(where.repo)}/resolve/"
             f"{quote(where.revision, safe='')}/{quote(file.path)}"
         )
-        ranged = bool(start) or end is not None
-        last = "" if end is None else str(end - 1)
-        headers = {"range": f"bytes={start}-{last}"} if ranged else {}
-        with self._http.stream("GET", url, headers=headers) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise_for_error(response)
-            if ranged and response.status_code != 206:
-                raise UpstreamError(f"{self.name} ignored a Range request")
-            yield response.iter_bytes(CHUNK)
+        get_range_into(url, self._headers, span[0], span[1], fd, on_bytes)
 
     def close(self) -> None:
         self._http.close()

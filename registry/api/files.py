@@ -25,27 +25,59 @@ class BlobFileResponse(FileResponse):
 
 
 class PrefetchFileResponse(Response):
-    """A whole file, reading the next chunk on a thread while the current one is sent.
+    """A file or one byte range of it, reading the next chunk on a thread while the current
+    one is sent.
 
     Starlette's FileResponse reads and sends strictly in turn; overlapping them matters on
-    loopback, where the network is faster than either step alone.
+    loopback, where the network is faster than either step alone (parallel ranged downloads
+    by the client library ask for many ranges at once).
     """
 
-    def __init__(self, path: Path, size: int, headers: dict[str, str]) -> None:
-        super().__init__(status_code=200, headers={**headers, "Content-Length": str(size)})
+    def __init__(
+        self, path: Path, size: int, headers: dict[str, str], span: tuple[int, int] | None = None
+    ) -> None:
+        start, end = span or (0, size)
+        extra = {"Content-Length": str(end - start)}
+        if span is not None:
+            extra["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        super().__init__(status_code=206 if span else 200, headers={**headers, **extra})
         self._path = path
+        self._span = (start, end)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002 - ASGI signature
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         loop = asyncio.get_running_loop()
+        start, end = self._span
         with self._path.open("rb", buffering=0) as f:
-            pending = loop.run_in_executor(None, f.read, READ_CHUNK)
+            f.seek(start)
+            left = end - start
+
+            def read() -> bytes:
+                return f.read(min(READ_CHUNK, left))
+
+            pending = loop.run_in_executor(None, read)
             while chunk := await pending:
-                pending = loop.run_in_executor(None, f.read, READ_CHUNK)
+                left -= len(chunk)
+                pending = loop.run_in_executor(None, read)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def single_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """[start, end) of a satisfiable single `bytes=a-b` / `a-` / `-n` range; None otherwise
+    (no header, several ranges, or nonsense: Starlette's FileResponse answers those)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[6:].strip().partition("-")
+    if not sep or not (first.isdigit() or last.isdigit()):
+        return None
+    if not first:  # the last n bytes
+        start, end = max(0, size - int(last)), size
+    else:
+        start, end = int(first), min(size, int(last) + 1) if last.isdigit() else size
+    return (start, end) if start < end else None
 
 
 def replica_headers(peers: PeerService, node_id: str, repo: Repo) -> dict[str, str]:
@@ -98,8 +130,9 @@ def blob_response(
         return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
     headers.pop("Content-Length", None)  # the file response sets it (206 differs)
     path = blobs.local_path(digest)
-    if path is not None and range_header is None:
-        return PrefetchFileResponse(path, size, headers)
+    span = single_range(range_header, size)
+    if path is not None and (range_header is None or span is not None):
+        return PrefetchFileResponse(path, size, headers, span)
     if path is not None:
         return BlobFileResponse(path, headers=headers, media_type="application/octet-stream")
     return StreamingResponse(blobs.open(digest), headers={**headers, "Content-Length": str(size)})
