@@ -1,11 +1,14 @@
-"""Fetching blobs from peers: verified, one download per blob, next source on failure."""
+"""Fetching blobs from peers (and, after them, any extra sources the node was given, such as
+its mirrors): verified, one download per blob, next source on failure."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 from registry.client import RegistryClient, RetryPolicy
 from registry.domain.digest import Digest
@@ -15,6 +18,7 @@ from registry.domain.errors import (
     NotFoundError,
     SizeMismatchError,
 )
+from registry.metadata.tables import Peer
 from registry.service.peers import PeerService
 from registry.service.uploads import UploadService
 from registry.storage import Expected
@@ -22,13 +26,57 @@ from registry.storage import Expected
 logger = logging.getLogger(__name__)
 
 
+class BlobSource(Protocol):
+    """Somewhere a blob may be read by its BLAKE3 (a peer, a mirror)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def open_blob(self, digest: Digest, size: int) -> AbstractContextManager[Iterator[bytes]]: ...
+
+    def bad_bytes(self, error: str) -> None:
+        """It served bytes that did not hash to the name asked for."""
+        ...
+
+
+class PeerBlobs:
+    """A configured peer as a blob source; its failures count in the peer's health."""
+
+    def __init__(self, peers: PeerService, peer: Peer, node_id: str, attempts: int) -> None:
+        self._peers = peers
+        self._peer = peer
+        self._node_id = node_id
+        self._attempts = attempts
+        self.name = peer.id
+
+    @contextmanager
+    def open_blob(self, digest: Digest, size: int) -> Iterator[Iterator[bytes]]:
+        retry = RetryPolicy(attempts=self._attempts)
+        with (
+            RegistryClient(
+                self._peer.url, token=self._peer.token, node_id=self._node_id, retry=retry
+            ) as client,
+            client.open_blob(digest, size) as chunks,
+        ):
+            yield chunks
+
+    def bad_bytes(self, error: str) -> None:
+        self._peers.health.bad_blob(self._peer.id, error)
+
+
 class BlobFetcher:
     def __init__(
-        self, uploads: UploadService, peers: PeerService, node_id: str, workers: int
+        self,
+        uploads: UploadService,
+        peers: PeerService,
+        node_id: str,
+        workers: int,
+        extra: Callable[[], Sequence[BlobSource]] | None = None,
     ) -> None:
         self._uploads = uploads
         self._peers = peers
         self._node_id = node_id
+        self._extra = extra  # tried after every peer (the node's mirrors)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-fetch")
         self._inflight: dict[Digest, Future[bool]] = {}
         self._lock = threading.Lock()
@@ -75,36 +123,33 @@ class BlobFetcher:
     def _stream(self, digest: Digest, size: int, future: Future[bool]) -> Iterator[bytes]:
         stored = False
         try:
-            for peer_id, url, token in self._sources(None):
-                with RegistryClient(
-                    url, token=token, node_id=self._node_id, retry=RetryPolicy(attempts=1)
-                ) as client:
-                    try:
-                        opened = client.open_blob(digest, size)
-                        chunks = opened.__enter__()
-                    except Exception as exc:  # this source does not have it: next one
-                        logger.info("pull-through source skipped peer=%s error=%s", peer_id, exc)
-                        continue
-                    sent = False
-                    try:
-                        for chunk in self._store_while_streaming(peer_id, digest, size, chunks):
-                            sent = True
-                            yield chunk
-                        stored = True
-                        return
-                    except (DigestMismatchError, SizeMismatchError):
-                        if sent:
-                            raise  # bytes went out already: abort the client's response
-                        continue  # nothing sent yet: the next source may have good bytes
-                    finally:
-                        opened.__exit__(None, None, None)
-            raise BlobUnavailableError(f"No peer could serve blob {digest}")
+            for source in self._sources(None, attempts=1):
+                try:
+                    opened = source.open_blob(digest, size)
+                    chunks = opened.__enter__()
+                except Exception as exc:  # this source does not have it: next one
+                    logger.info("pull-through source skipped source=%s error=%s", source.name, exc)
+                    continue
+                sent = False
+                try:
+                    for chunk in self._store_while_streaming(source, digest, size, chunks):
+                        sent = True
+                        yield chunk
+                    stored = True
+                    return
+                except (DigestMismatchError, SizeMismatchError):
+                    if sent:
+                        raise  # bytes went out already: abort the client's response
+                    continue  # nothing sent yet: the next source may have good bytes
+                finally:
+                    opened.__exit__(None, None, None)
+            raise BlobUnavailableError(f"No peer or mirror could serve blob {digest}")
         finally:
             future.set_result(stored)
             self._done(digest)
 
     def _store_while_streaming(
-        self, peer_id: str, digest: Digest, size: int, chunks: Iterator[bytes]
+        self, source: BlobSource, digest: Digest, size: int, chunks: Iterator[bytes]
     ) -> Iterator[bytes]:
         writer = self._uploads.writer(size)
         held: bytes | None = None
@@ -120,42 +165,42 @@ class BlobFetcher:
         try:
             self._uploads.complete(writer, Expected(blake3=digest, size=size))
         except (DigestMismatchError, SizeMismatchError) as exc:
-            self._peers.health.bad_blob(peer_id, f"wrong bytes for {digest}: {exc}")
+            source.bad_bytes(f"wrong bytes for {digest}: {exc}")
             raise
         if held is not None:
             yield held
 
-    def _sources(self, first: str | None) -> list[tuple[str, str, str | None]]:
-        peers = self._peers.all()
+    def _sources(self, first: str | None, attempts: int) -> list[BlobSource]:
+        """Peers healthy-first (`first` before all), then the extra sources."""
         rank = {"up": 0, "unknown": 1, "degraded": 2, "down": 3}
 
         def order(peer_id: str) -> tuple[int, int, int]:
             health = self._peers.health.get(peer_id)
             return (0 if peer_id == first else 1, health.bad_blobs, rank[health.state])
 
-        ordered = sorted(peers, key=lambda p: order(p.id))
-        return [(p.id, p.url, p.token) for p in ordered]
+        ordered = sorted(self._peers.all(), key=lambda p: order(p.id))
+        peers: list[BlobSource] = [
+            PeerBlobs(self._peers, p, self._node_id, attempts) for p in ordered
+        ]
+        return peers + list(self._extra() if self._extra is not None else [])
 
     def _fetch(self, digest: Digest, size: int, first: str | None) -> bool:
         if self._uploads.stored(digest) is not None:
             return True
-        for peer_id, url, token in self._sources(first):
+        for source in self._sources(first, attempts=2):
             try:
-                with (
-                    RegistryClient(
-                        url, token=token, node_id=self._node_id, retry=RetryPolicy(attempts=2)
-                    ) as client,
-                    client.open_blob(digest, size) as chunks,
-                ):
+                with source.open_blob(digest, size) as chunks:
                     self._uploads.ingest(chunks, Expected(blake3=digest, size=size))
-                logger.info("blob fetched digest=%s peer=%s size=%d", digest, peer_id, size)
+                logger.info("blob fetched digest=%s source=%s size=%d", digest, source.name, size)
                 return True
             except (DigestMismatchError, SizeMismatchError) as exc:
-                logger.warning("peer served wrong bytes peer=%s digest=%s", peer_id, digest)
-                self._peers.health.bad_blob(peer_id, f"wrong bytes for {digest}: {exc}")
+                logger.warning("source served wrong bytes source=%s digest=%s", source.name, digest)
+                source.bad_bytes(f"wrong bytes for {digest}: {exc}")
             except NotFoundError:
                 continue
             except Exception as exc:  # any failure of one source: try the next
-                logger.warning("blob fetch failed peer=%s digest=%s error=%s", peer_id, digest, exc)
-        logger.error("blob not fetched from any peer digest=%s", digest)
+                logger.warning(
+                    "blob fetch failed source=%s digest=%s error=%s", source.name, digest, exc
+                )
+        logger.error("blob not fetched from any peer or mirror digest=%s", digest)
         return False

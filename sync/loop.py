@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
 import httpx
 from tenacity import (
@@ -24,7 +25,7 @@ from registry.service.peers import PeerNotFoundError, PeerService
 from registry.service.replication import ReplicationService
 from registry.service.uploads import UploadService
 from registry.settings import SyncSettings
-from sync.blobs import BlobFetcher
+from sync.blobs import BlobFetcher, BlobSource
 from sync.puller import Puller
 
 logger = logging.getLogger(__name__)
@@ -38,12 +39,13 @@ class SyncLoop:
         replication: ReplicationService,
         uploads: UploadService,
         settings: SyncSettings,
+        extra_blobs: Callable[[], Sequence[BlobSource]] | None = None,
     ) -> None:
         self._node = node
         self._peers = peers
         self._replication = replication
         self._settings = settings
-        self.fetcher = BlobFetcher(uploads, peers, node.node_id, settings.blob_workers)
+        self.fetcher = BlobFetcher(uploads, peers, node.node_id, settings.blob_workers, extra_blobs)
         self._stop = threading.Event()
         self._workers: dict[str, threading.Thread] = {}
         self._threads: list[threading.Thread] = []

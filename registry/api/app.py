@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from mirror.outbox import Pusher
+from mirror.pullthrough import Locate, MirrorBlobSources
 from registry import __version__
 from registry.api import errors
 from registry.api.fastpath import ReadFastPath
@@ -27,8 +28,10 @@ from registry.api.routes import (
     status,
     sync,
 )
+from registry.domain.digest import Digest
 from registry.metrics import HttpMetrics, Metrics, NodeCollector
 from registry.node import Node
+from registry.service.auth import ANONYMOUS
 from registry.service.worker import Worker
 from registry.settings import Settings
 from sync.loop import SyncLoop
@@ -36,6 +39,16 @@ from sync.loop import SyncLoop
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
+
+
+def public_copies(node: Node) -> Locate:
+    """Where public repos hold a blob: how a Hub mirror is asked for bytes by path."""
+
+    def locate(digest: Digest) -> list[tuple[str, str, str]]:
+        hits = node.lookup.by_hash(ANONYMOUS, f"blake3:{digest.hex}", limit=5)
+        return [(h.repo_type, h.repo, h.path) for h in hits]
+
+    return locate
 
 
 def helpers(node: Node) -> list[Worker]:
@@ -73,7 +86,12 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         opened = node or Node.open(settings)
         opened.notifier.bind(asyncio.get_running_loop())
         replicator = SyncLoop(
-            opened.identity, opened.peers, opened.replication, opened.uploads, opened.settings.sync
+            opened.identity,
+            opened.peers,
+            opened.replication,
+            opened.uploads,
+            opened.settings.sync,
+            MirrorBlobSources(opened.mirrors, public_copies(opened)),
         )
         replicator.start()
         workers = helpers(opened)
