@@ -14,6 +14,7 @@ import blake3
 import httpx
 from huggingface_hub import HfApi, hf_hub_download
 
+from mirror import download_repo
 from mirror.s3 import S3Bucket
 from tests.conftest import RunningNode
 
@@ -48,7 +49,7 @@ def add_mirror(node: RunningNode, **body: object) -> httpx.Response:
 
 
 def test_commits_reach_s3_and_a_hub_with_identical_bytes(
-    start_node: Callable[..., RunningNode], s3_bucket: str
+    start_node: Callable[..., RunningNode], s3_bucket: str, tmp_path: Path
 ) -> None:
     hub = start_node("hub")
     node = start_node("home", mirror=FAST)
@@ -87,6 +88,11 @@ def test_commits_reach_s3_and_a_hub_with_identical_bytes(
         assert files["w.safetensors"].blake3 == blake3.blake3(WEIGHTS).hexdigest()
         assert files["w.safetensors"].sha256 == hashlib.sha256(WEIGHTS).hexdigest()
         assert set(files) == {".gitattributes", "README.md", "w.safetensors"}
+    # ... and the client library pulls the repo from it, as a user would.
+    pulled = download_repo("admin/mirrored@v1", tmp_path / "pulled", [f"s3://{s3_bucket}/models"])
+    assert (tmp_path / "pulled" / "w.safetensors").read_bytes() == WEIGHTS
+    assert (tmp_path / "pulled" / "README.md").read_bytes() == CARD
+    assert pulled.commit == home.sha
 
 
 def test_mirror_api_refuses_bad_configs_and_hides_tokens(node: RunningNode, s3_bucket: str) -> None:
