@@ -29,6 +29,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from mirror.sources import Location, Source, parse_source
+from mirror.streaming import StreamFailedError, stream_to_file
 from registry.client import RetryPolicy
 from registry.client.client import TransientError
 from registry.domain.digest import git_blob_sha1
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 PARTIAL_DIR = ".modelyard"
 MIN_RANGE = 8 * 1024 * 1024  # parallel ranges: between these sizes, one per stream or more
 MAX_RANGE = 128 * 1024 * 1024
+STREAM_MIN = 64 * 1024 * 1024  # fresh files this large are hashed as they land
 TRANSIENT = (httpx.TransportError, TransientError, UpstreamError, OSError)
 
 
@@ -185,7 +187,8 @@ class Downloader:
         failures: list[tuple[str, str]] = []
         for source in self._ordered():
             try:
-                result.fetched_bytes += self._fetch(source, file, where, partial)
+                received, hashed = self._fetch(source, file, where, partial)
+                result.fetched_bytes += received
             except Exception as exc:  # this source failed for this file: the next one
                 self._failed(source)
                 failures.append((source.name, _why(exc)))
@@ -193,7 +196,7 @@ class Downloader:
                     "download failed source=%s path=%s error=%s", source.name, file.path, exc
                 )
                 continue
-            if not _verified(partial, file):
+            if not (hashed == file.blake3 if hashed else _verified(partial, file)):
                 self._failed(source)
                 failures.append(
                     (source.name, f"DigestMismatch: {file.path} did not match the manifest")
@@ -208,11 +211,19 @@ class Downloader:
             return final
         raise _failures_error(f"downloading {file.path}", failures)
 
-    def _fetch(self, source: Source, file: ManifestFile, where: Location, partial: Path) -> int:
-        """Fill `partial` with the file's bytes; returns how many were received now."""
-        step = min(MAX_RANGE, max(MIN_RANGE, -(-file.size // self._parallel)))
-        spans = [(s, min(s + step, file.size)) for s in range(0, file.size, step)]
+    def _spans(self, size: int) -> list[tuple[int, int]]:
+        step = min(MAX_RANGE, max(MIN_RANGE, -(-size // self._parallel)))
+        return [(s, min(s + step, size)) for s in range(0, size, step)]
+
+    def _fetch(
+        self, source: Source, file: ManifestFile, where: Location, partial: Path
+    ) -> tuple[int, str | None]:
+        """Fill `partial` with the file's bytes; returns how many were received now, and the
+        BLAKE3 of the file when it was hashed on the way (else None: hash it afterwards)."""
+        spans = self._spans(file.size)
         ledger = Ledger.load(partial, spans)
+        if ledger.total() == 0 and file.blake3 and file.size >= STREAM_MIN:
+            return file.size, self._stream(source, file, where, partial, ledger)
         before = ledger.total()
         with partial.open("r+b" if partial.exists() else "w+b") as out:
             out.truncate(file.size)
@@ -228,7 +239,40 @@ class Downloader:
                         future.result()
             finally:
                 ledger.save()
-        return ledger.total() - before
+        return ledger.total() - before, None
+
+    def _stream(
+        self, source: Source, file: ManifestFile, where: Location, partial: Path, ledger: Ledger
+    ) -> str:
+        """A fresh large file, hashed in order as it lands (mirror.streaming); on failure the
+        ledger records the good prefix, so the next attempt resumes after it."""
+        done = [0]
+
+        def fetch(span: tuple[int, int], sink: Callable[[int, memoryview], None]) -> None:
+            for attempt in self._retrying():
+                with attempt:
+                    source.read_into(file, where, span, sink, lambda _: None)
+
+        def landed(count: int) -> None:
+            done[0] += count
+            self._report(file, source, done[0])
+
+        with partial.open("w+b") as out:
+            try:
+                return stream_to_file(out.fileno(), file.size, fetch, self._parallel, landed)
+            except StreamFailedError as exc:
+                ledger.record_prefix(exc.prefix)
+                ledger.save()
+                raise exc.cause from None
+
+    def _retrying(self) -> Retrying:
+        policy = self._retry
+        return Retrying(
+            retry=retry_if_exception_type(TRANSIENT),
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
+            reraise=True,
+        )
 
     def _range(
         self,
@@ -240,13 +284,7 @@ class Downloader:
         ledger: Ledger,
     ) -> None:
         """One range, resumed where it stopped and retried on transient failures."""
-        policy = self._retry
-        for attempt in Retrying(
-            retry=retry_if_exception_type(TRANSIENT),
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
-            reraise=True,
-        ):
+        for attempt in self._retrying():
             with attempt:
 
                 def landed(count: int) -> None:
@@ -254,7 +292,7 @@ class Downloader:
                     self._report(file, source, ledger.total())
 
                 start = span[0] + ledger.written(span)
-                source.read_into(file, where, (start, span[1]), fd, landed)
+                source.read_into(file, where, (start, span[1]), _writer(fd), landed)
 
     def _report(self, file: ManifestFile, source: Source, done: int) -> None:
         if self._progress is not None:
@@ -269,6 +307,15 @@ def _inside(root: Path, path: str) -> Path:
     return target
 
 
+def _writer(fd: int) -> Callable[[int, memoryview], None]:
+    def write(offset: int, data: memoryview) -> None:
+        while data:
+            written = os.pwrite(fd, data, offset)
+            data, offset = data[written:], offset + written
+
+    return write
+
+
 def _done_file(partial: Path) -> Path:
     return partial.with_name(partial.name + ".done")
 
@@ -279,8 +326,11 @@ class Ledger:
 
     SAVE_EVERY = 8 * 1024 * 1024
 
-    def __init__(self, partial: Path, written: dict[int, int]) -> None:
+    def __init__(
+        self, partial: Path, written: dict[int, int], spans: list[tuple[int, int]]
+    ) -> None:
         self._path = _done_file(partial)
+        self._spans = spans
         self._written = written
         self._lock = threading.Lock()
         self._unsaved = 0
@@ -299,7 +349,7 @@ class Ledger:
                 }
         except (OSError, ValueError, AttributeError):
             written = {}
-        return cls(partial, written)
+        return cls(partial, written, spans)
 
     def written(self, span: tuple[int, int]) -> int:
         return self._written.get(span[0], 0)
@@ -309,6 +359,12 @@ class Ledger:
 
     def total(self) -> int:
         return sum(self._written.values())
+
+    def record_prefix(self, prefix: int) -> None:
+        """The first `prefix` bytes are on disk (a streamed download stopped there)."""
+        with self._lock:
+            for start, end in self._spans:
+                self._written[start] = max(0, min(end, prefix) - start)
 
     def advance(self, span: tuple[int, int], count: int) -> None:
         with self._lock:

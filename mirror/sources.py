@@ -7,7 +7,6 @@ stale, broken or hostile source costs time, never correctness.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +25,8 @@ from registry.domain.errors import (
 )
 from registry.domain.manifest import Manifest, ManifestFile
 from registry.domain.names import check_repo_path
+
+Sink = Callable[[int, memoryview], None]  # where the bytes at a file offset go
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,10 @@ class Source(Protocol):
         file: ManifestFile,
         where: Location,
         span: tuple[int, int],
-        fd: int,
+        sink: Sink,
         on_bytes: Callable[[int], None],
     ) -> None:
-        """Write bytes [start, end) of a file to `fd` at their offsets, reporting each piece
+        """Hand bytes [start, end) of a file to `sink(offset, bytes)`, reporting each piece
         (`where` serves sources addressed by path). Raises if the source fails."""
         ...
 
@@ -81,13 +82,13 @@ class NodeSource:
         file: ManifestFile,
         where: Location,  # noqa: ARG002 - a node serves blobs by hash, wherever they are
         span: tuple[int, int],
-        fd: int,
+        sink: Sink,
         on_bytes: Callable[[int], None],
     ) -> None:
         if file.blake3 is None:
             raise BlobNotFoundError(f"{self.name} serves blobs by BLAKE3; {file.path} has none")
         url = f"{self.name}/v1/blobs/{file.blake3}"
-        get_range_into(url, self._headers, span[0], span[1], fd, on_bytes)
+        get_range_into(url, self._headers, span[0], span[1], sink, on_bytes)
 
     def close(self) -> None:
         self._client.close()
@@ -113,14 +114,14 @@ class S3Source:
         file: ManifestFile,
         where: Location,  # noqa: ARG002 - a bucket keeps blobs by hash, wherever they are
         span: tuple[int, int],
-        fd: int,
+        sink: Sink,
         on_bytes: Callable[[int], None],
     ) -> None:
         offset = span[0]
         for chunk in self._bucket.open(file, span[0], span[1]):
             if offset + len(chunk) > span[1]:
                 raise DigestMismatchError(f"{self.name} sent more than was asked")
-            os.pwrite(fd, chunk, offset)
+            sink(offset, memoryview(chunk))
             offset += len(chunk)
             on_bytes(len(chunk))
         if offset != span[1]:
@@ -186,7 +187,7 @@ class HubSource:
         file: ManifestFile,
         where: Location,
         span: tuple[int, int],
-        fd: int,
+        sink: Sink,
         on_bytes: Callable[[int], None],
     ) -> None:
         prefix = "" if where.repo_type == "model" else f"{where.repo_type}s/"
@@ -194,7 +195,7 @@ class HubSource:
             f"{self._endpoint}/{prefix}{self._name(where.repo)}/resolve/"
             f"{quote(where.revision, safe='')}/{quote(file.path)}"
         )
-        get_range_into(url, self._headers, span[0], span[1], fd, on_bytes)
+        get_range_into(url, self._headers, span[0], span[1], sink, on_bytes)
 
     def close(self) -> None:
         self._http.close()

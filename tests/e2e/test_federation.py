@@ -60,6 +60,8 @@ def test_upload_on_a_reaches_b_and_c_through_a_chain(spawn: Spawn, tmp_path: Pat
     api(a).create_tag("admin/chain", tag="v1")
     for replica in (b, c):
         wait_until(lambda r=replica: head_of(r, "admin/chain") == sha)
+        # The tag is a later entry of the feed than the commit: it may arrive a batch later.
+        wait_until(lambda r=replica: bool(api(r).list_repo_refs("admin/chain").tags))
         assert [t.name for t in api(replica).list_repo_refs("admin/chain").tags] == ["v1"]
         local = hf_hub_download(
             "admin/chain",

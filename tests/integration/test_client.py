@@ -94,26 +94,53 @@ def test_download_with_every_source_down_names_each_failure(tmp_path: Path, s3_b
     assert not (tmp_path / "w.safetensors").exists()
 
 
-def test_interrupted_download_resumes_without_starting_over(
+def first_range_start(node: RunningNode) -> int:
+    ranges = [r for m, p, r in node.log.requests if "/v1/blobs/" in p and r]
+    assert ranges, "no ranged request reached the node"
+    return int(ranges[0].split("=")[1].split("-")[0])
+
+
+def test_interrupted_streamed_download_resumes_without_starting_over(
     corrupting: tuple[RunningNode, FaultProxy], tmp_path: Path
 ) -> None:
     node, proxy = corrupting
     publish(node, {"big.safetensors": BIG})
-    cut_at = 50 * 1024 * 1024
-    proxy.inject(Fault(cut_after=cut_at, times=5))  # only the blob transfer is that long
+    cut_at = 32 * 1024 * 1024  # the first streamed piece
+
+    def cut_later(progress: Progress) -> None:  # the source goes away mid-download
+        if progress.done >= cut_at:
+            proxy.inject(Fault(drop=True, times=1000))  # every new connection dropped
+
     with pytest.raises(AllSourcesFailedError):
-        with Downloader([proxy.url], retry=NO_WAIT, parallel=1) as downloader:
-            downloader.download_repo("admin/model", tmp_path)
+        with Downloader([proxy.url], retry=NO_WAIT, parallel=1, progress=cut_later) as d:
+            d.download_repo("admin/model", tmp_path)
     assert not (tmp_path / "big.safetensors").exists()  # never a partial file in place
     node.log.requests.clear()
     with Downloader([node.url], retry=NO_WAIT, parallel=1) as downloader:
         result = downloader.download_repo("admin/model", tmp_path)
     data = (tmp_path / "big.safetensors").read_bytes()
     assert blake3.blake3(data).digest() == blake3.blake3(BIG).digest()
-    # Roughly what was missing was fetched again, starting from where the cut left off.
-    assert result.fetched_bytes <= len(BIG) - cut_at + 16 * 1024 * 1024
-    ranges = [r for m, p, r in node.log.requests if "/v1/blobs/" in p and r]
-    assert ranges and int(ranges[0].split("=")[1].split("-")[0]) >= 32 * 1024 * 1024
+    # What was missing was fetched, starting where the verified prefix ended.
+    assert first_range_start(node) >= cut_at
+    assert result.fetched_bytes <= len(BIG) - cut_at
+
+
+def test_a_transfer_cut_mid_stream_resumes_from_the_bytes_it_kept(
+    corrupting: tuple[RunningNode, FaultProxy], tmp_path: Path
+) -> None:
+    node, proxy = corrupting
+    medium = BIG[: 20 * 1024 * 1024]  # one range, below the streaming size
+    publish(node, {"medium.bin": medium})
+    proxy.inject(Fault(cut_after=12 * 1024 * 1024, times=5))  # only the blob is that long
+    with pytest.raises(AllSourcesFailedError):
+        with Downloader([proxy.url], retry=NO_WAIT, parallel=1) as downloader:
+            downloader.download_repo("admin/model", tmp_path)
+    node.log.requests.clear()
+    with Downloader([node.url], retry=NO_WAIT, parallel=1) as downloader:
+        result = downloader.download_repo("admin/model", tmp_path)
+    assert (tmp_path / "medium.bin").read_bytes() == medium
+    assert first_range_start(node) >= 8 * 1024 * 1024  # the ledger is saved every 8 MiB
+    assert result.fetched_bytes <= len(medium) - 8 * 1024 * 1024
 
 
 def test_download_repo_fetches_only_the_allowed_patterns(node: RunningNode, tmp_path: Path) -> None:
