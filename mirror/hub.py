@@ -17,7 +17,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.hf_api import RepoFile
 
-from mirror.targets import COMMIT_MARKER, PushCommit, PushFile, RemoteCommits
+from mirror.targets import COMMIT_MARKER, PushCommit, PushFile, RemoteBook, RemoteCommits
 from registry.domain.digest import git_blob_sha1
 from registry.domain.errors import MirrorUnavailableError
 
@@ -35,7 +35,7 @@ class HubTarget:
     ) -> None:
         self.name = name
         self._api = HfApi(endpoint=endpoint, token=token)
-        self._remotes = remotes
+        self._book = RemoteBook(name, remotes)
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -83,7 +83,7 @@ class HubTarget:
         operations += [CommitOperationDelete(path_in_repo=p) for p in sorted(set(remote) - ours)]
         if not operations:
             head = self._api.repo_info(commit.repo, revision=branch, repo_type=commit.repo_type)
-            self._record(commit.commit, str(head.sha))
+            self._book.record(commit.commit, str(head.sha))
             return
         info = self._api.create_commit(
             commit.repo,
@@ -93,21 +93,11 @@ class HubTarget:
             revision=branch,
             repo_type=commit.repo_type,
         )
-        self._record(commit.commit, info.oid)
-
-    def _record(self, ours: str, theirs: str) -> None:
-        if self._remotes is not None:
-            self._remotes.record_remote(self.name, ours, theirs)
+        self._book.record(commit.commit, info.oid)
 
     def _set_tag(self, commit: PushCommit, tag: str) -> None:
-        remote = self._remotes.remote_commit(self.name, commit.commit) if self._remotes else None
+        remote = self._book.for_tag(commit.commit, tag)
         if remote is None:
-            logger.warning(
-                "tag not mirrored mirror=%s tag=%s: commit %s was never a branch head there",
-                self.name,
-                tag,
-                commit.commit,
-            )
             return
         self._api.create_tag(
             commit.repo, tag=tag, revision=remote, repo_type=commit.repo_type, exist_ok=True

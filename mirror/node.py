@@ -9,7 +9,7 @@ import json
 import logging
 from urllib.parse import quote
 
-from mirror.targets import COMMIT_MARKER, PushCommit, RemoteCommits
+from mirror.targets import COMMIT_MARKER, PushCommit, RemoteBook, RemoteCommits
 from registry.client import RegistryClient, RetryPolicy
 from registry.domain.digest import Digest
 from registry.domain.errors import ConflictError, NotFoundError, RevisionNotFoundError
@@ -31,7 +31,7 @@ class NodeTarget:
         self.name = name
         self._url = url
         self._client = RegistryClient(url, token=token, retry=retry, timeout=60)
-        self._remotes = remotes
+        self._book = RemoteBook(name, remotes)
 
     def close(self) -> None:
         self._client.close()
@@ -73,7 +73,7 @@ class NodeTarget:
         lines = self._operations(commit, remote)
         if not lines:
             head = self._client.manifest(commit.repo_type, commit.repo, branch).commit
-            self._record(commit.commit, head)
+            self._book.record(commit.commit, head)
             return
         header = {
             "summary": commit.title or "Mirror commit",
@@ -86,7 +86,7 @@ class NodeTarget:
             content=payload.encode(),
             headers={"content-type": "application/x-ndjson"},
         )
-        self._record(commit.commit, str(answer.json()["commitOid"]))
+        self._book.record(commit.commit, str(answer.json()["commitOid"]))
 
     def _operations(
         self, commit: PushCommit, remote: dict[str, ManifestFile]
@@ -108,19 +108,9 @@ class NodeTarget:
             lines.append({"key": "deletedFile", "value": {"path": path}})
         return lines
 
-    def _record(self, ours: str, theirs: str) -> None:
-        if self._remotes is not None:
-            self._remotes.record_remote(self.name, ours, theirs)
-
     def _set_tag(self, commit: PushCommit, tag: str) -> None:
-        remote = self._remotes.remote_commit(self.name, commit.commit) if self._remotes else None
+        remote = self._book.for_tag(commit.commit, tag)
         if remote is None:
-            logger.warning(
-                "tag not mirrored mirror=%s tag=%s: commit %s was never a branch head there",
-                self.name,
-                tag,
-                commit.commit,
-            )
             return
         try:
             self._client.hub("POST", f"{self._api(commit)}/tag/{remote}", json={"tag": tag})

@@ -8,12 +8,14 @@ simply done again.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from registry.domain.manifest import Manifest, ManifestFile
 
+logger = logging.getLogger(__name__)
 COMMIT_MARKER = "modelyard-commit:"  # in the description of commits made on Hub-like targets
 
 
@@ -50,6 +52,31 @@ class RemoteCommits(Protocol):
     def remote_commit(self, mirror: str, commit_id: str) -> str | None: ...
 
     def record_remote(self, mirror: str, commit_id: str, remote_id: str) -> None: ...
+
+
+class RemoteBook:
+    """A Hub-like target's memory of which remote commit carries each of ours (optional: a
+    one-off push keeps none)."""
+
+    def __init__(self, mirror: str, remotes: RemoteCommits | None) -> None:
+        self._mirror = mirror
+        self._remotes = remotes
+
+    def record(self, ours: str, theirs: str) -> None:
+        if self._remotes is not None:
+            self._remotes.record_remote(self._mirror, ours, theirs)
+
+    def for_tag(self, ours: str, tag: str) -> str | None:
+        """The remote commit to put `tag` on; None (logged) if ours was never pushed there."""
+        remote = self._remotes.remote_commit(self._mirror, ours) if self._remotes else None
+        if remote is None:
+            logger.warning(
+                "tag not mirrored mirror=%s tag=%s: commit %s was never a branch head there",
+                self._mirror,
+                tag,
+                ours,
+            )
+        return remote
 
 
 class Target(Protocol):
