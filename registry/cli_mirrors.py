@@ -65,9 +65,7 @@ def mirror_add(
         token = given.get_secret_value() if given else None
     with _mirror_service(data_dir, config) as mirrors:
         view = mirrors.add(name, kind, url, token, repos)
-        click.echo(
-            f"{view.name}\t{view.kind}\t{view.url or '(Hub default)'}\tbacklog={view.backlog}"
-        )
+        click.echo(f"{_where(view)}\tbacklog={view.backlog}")
 
 
 def _where(view: MirrorView) -> str:
@@ -83,7 +81,7 @@ def _line(view: MirrorView) -> str:
         else "never"
     )
     return (
-        f"{view.name}\t{view.kind}\t{view.url or '(Hub default)'}\trepos={view.repos}\t"
+        f"{_where(view)}\trepos={view.repos}\t"
         f"state={view.state}\tbacklog={view.backlog}\toldest={age}\tpushed={view.pushed}\t"
         f"last_success={last}\tlast_error={view.last_error or '-'}"
     )
@@ -96,9 +94,7 @@ def mirror_list(data_dir: Path | None, config: Path | None) -> None:
     """List mirrors (tokens are never shown)."""
     with _mirror_service(data_dir, config) as mirrors:
         for view in mirrors.views():
-            click.echo(
-                f"{view.name}\t{view.kind}\t{view.url or '(Hub default)'}\trepos={view.repos}"
-            )
+            click.echo(f"{_where(view)}\trepos={view.repos}")
 
 
 @mirror.command("status")

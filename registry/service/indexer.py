@@ -47,6 +47,22 @@ def rows_by_key(session: Session, keys: Iterable[str]) -> dict[str, Repo]:
     return found
 
 
+def repo_doc(row: Repo, commit_id: str | None) -> SearchDoc:
+    """What a search document takes from the repo row itself (the rest is card and files)."""
+    assert row.id is not None
+    return SearchDoc(
+        repo_id=row.id,
+        repo_type=row.type,
+        namespace=row.namespace,
+        name=row.name,
+        private=row.private,
+        updated_ms=row.updated_ms,
+        created_ms=row.created_ms,
+        downloads=row.downloads,
+        commit_id=commit_id,
+    )
+
+
 class DocBuilder:
     """Builds search documents from the truth: a repo row, its main branch, card and weights."""
 
@@ -89,19 +105,7 @@ class DocBuilder:
         readmes: dict[str, TreeEntry],
         files: dict[str, list[TreeEntry]],
     ) -> SearchDoc:
-        assert row.id is not None
-        rid = repo_id_of(row)
-        base = SearchDoc(
-            repo_id=row.id,
-            repo_type=rid.type.value,
-            namespace=rid.namespace,
-            name=rid.name,
-            private=row.private,
-            updated_ms=row.updated_ms,
-            created_ms=row.created_ms,
-            downloads=row.downloads,
-            commit_id=commit,
-        )
+        base = repo_doc(row, commit)
         if commit is None:
             return base.with_words()
         readme = readmes.get(commit)

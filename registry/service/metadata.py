@@ -17,9 +17,7 @@ from registry.service.cards import Card, rewrite_card
 from registry.service.commits import AddBytes, CommitResult, CommitService
 from registry.service.lineage import Parent, declared_parents
 from registry.service.reads import ReadService, Snapshot
-from registry.service.scanning import SCANNED, ScanService
-
-SEVERITY = ("clean", "pending", "error", "unsafe")  # worst last
+from registry.service.scanning import ScanService
 
 
 @dataclass(frozen=True)
@@ -34,13 +32,6 @@ class ModelMetadata:
     suggested_tags: list[str] = field(default_factory=list)
     training: dict[str, str] = field(default_factory=dict)
     scan: str | None = None
-
-
-def worst_verdict(statuses: list[str]) -> str | None:
-    """The most severe scan status of a set of files (None when no file is scanned)."""
-    if not statuses:
-        return None
-    return max(statuses, key=lambda s: SEVERITY.index(s) if s in SEVERITY else 2)
 
 
 def validate_changes(changes: dict[str, object]) -> dict[str, object]:
@@ -69,9 +60,6 @@ class MetadataService:
         commit = snap.commit.id
         card: Card = self._reads.card(commit)
         weights = self._reads.weights(commit)
-        tree = self._reads.tree_map(commit)
-        scanned = {r.blake3 for p, r in tree.items() if p.endswith(SCANNED)}
-        verdicts = [v.status for v in self._scans.verdicts(scanned).values()]
         return ModelMetadata(
             kind=card.kind,
             base_model=card.base_model,
@@ -82,7 +70,7 @@ class MetadataService:
             lineage=declared_parents(card),
             suggested_tags=weights.suggested_tags if weights else [],
             training=weights.training if weights else {},
-            scan=worst_verdict(verdicts),
+            scan=self._scans.worst(self._reads.tree_map(commit)),
         )
 
     def update(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class Verdict:
 
 
 PENDING = Verdict("pending", [])
+SEVERITY = ("clean", "pending", "error", "unsafe")  # worst last
 
 
 def scan_path(path: Path, name: str) -> Verdict:
@@ -88,6 +90,14 @@ class ScanService:
             for r in rows:
                 self._known[r.blake3] = Verdict(r.status, json.loads(r.findings))
         return {d: self._known.get(d, PENDING) for d in digests}
+
+    def worst(self, tree: Mapping[str, TreeRow]) -> str | None:
+        """The most severe verdict over a tree's scanned files (None when none is scanned)."""
+        scanned = {row.blake3 for path, row in tree.items() if path.endswith(SCANNED)}
+        statuses = [v.status for v in self.verdicts(scanned).values()]
+        if not statuses:
+            return None
+        return max(statuses, key=lambda s: SEVERITY.index(s) if s in SEVERITY else 2)
 
     def pending(self, limit: int = 50) -> list[tuple[str, str]]:
         done = select(ScanResult.blake3)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
@@ -25,11 +25,10 @@ from registry.metadata.db import Database
 from registry.metadata.fulltext import FullText
 from registry.metadata.tables import Change, Repo, SearchEntry, SearchTag
 from registry.service.auth import Principal, may_read
-from registry.service.indexer import DocBuilder, Indexer, IndexPosition, rows_by_key
-from registry.service.metadata import worst_verdict
+from registry.service.indexer import DocBuilder, Indexer, IndexPosition, repo_doc, rows_by_key
 from registry.service.reads import ReadService
 from registry.service.repos import visible_to
-from registry.service.scanning import SCANNED, ScanService
+from registry.service.scanning import ScanService
 
 MAX_PAGE = 1000  # index rows read per query while skipping pending repos
 Matching = Select[Repo, SearchEntry]
@@ -198,10 +197,7 @@ class SearchService:
     def _scan_of(self, doc: SearchDoc) -> str | None:
         if doc.commit_id is None:
             return None
-        files = [
-            r.blake3 for p, r in self._reads.tree_map(doc.commit_id).items() if p.endswith(SCANNED)
-        ]
-        return worst_verdict([v.status for v in self._scans.verdicts(set(files)).values()])
+        return self._scans.worst(self._reads.tree_map(doc.commit_id))
 
 
 def _paged(session: Session, stmt: Matching, first: int) -> Iterator[SearchDoc]:
@@ -217,17 +213,8 @@ def _paged(session: Session, stmt: Matching, first: int) -> Iterator[SearchDoc]:
 
 
 def doc_of(repo: Repo, entry: SearchEntry) -> SearchDoc:
-    assert repo.id is not None
-    return SearchDoc(
-        repo_id=repo.id,
-        repo_type=repo.type,
-        namespace=repo.namespace,
-        name=repo.name,
-        private=repo.private,
-        updated_ms=repo.updated_ms,
-        created_ms=repo.created_ms,
-        downloads=repo.downloads,
-        commit_id=entry.commit_id,
+    return replace(
+        repo_doc(repo, entry.commit_id),
         kind=entry.kind,
         base_model=entry.base_model,
         license=entry.license,
