@@ -29,7 +29,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from mirror.sources import Location, Source, parse_source
-from mirror.streaming import StreamFailedError, stream_to_file
+from mirror.streaming import StreamFailedError, pwrite_all, stream_to_file
 from registry.client import RetryPolicy
 from registry.client.client import TransientError
 from registry.domain.digest import git_blob_sha1
@@ -251,7 +251,7 @@ class Downloader:
         def fetch(span: tuple[int, int], sink: Callable[[int, memoryview], None]) -> None:
             for attempt in self._retrying():
                 with attempt:
-                    source.read_into(file, where, span, sink, lambda _: None)
+                    source.read_into(file, where, span, sink)
 
         def landed(count: int) -> None:
             done[0] += count
@@ -287,12 +287,13 @@ class Downloader:
         for attempt in self._retrying():
             with attempt:
 
-                def landed(count: int) -> None:
-                    ledger.advance(span, count)
+                def write(offset: int, data: memoryview) -> None:
+                    pwrite_all(fd, data, offset)
+                    ledger.advance(span, len(data))
                     self._report(file, source, ledger.total())
 
                 start = span[0] + ledger.written(span)
-                source.read_into(file, where, (start, span[1]), _writer(fd), landed)
+                source.read_into(file, where, (start, span[1]), write)
 
     def _report(self, file: ManifestFile, source: Source, done: int) -> None:
         if self._progress is not None:
@@ -305,15 +306,6 @@ def _inside(root: Path, path: str) -> Path:
     if not target.is_relative_to(root.resolve()) or PARTIAL_DIR in Path(path).parts:
         raise InvalidPathError(f"Refusing to write {path!r} outside {root}")
     return target
-
-
-def _writer(fd: int) -> Callable[[int, memoryview], None]:
-    def write(offset: int, data: memoryview) -> None:
-        while data:
-            written = os.pwrite(fd, data, offset)
-            data, offset = data[written:], offset + written
-
-    return write
 
 
 def _done_file(partial: Path) -> Path:

@@ -30,7 +30,6 @@ def get_range_into(
     start: int,
     end: int,
     sink: Callable[[int, memoryview], None],
-    on_bytes: Callable[[int], None],
     timeout: float = 30.0,
 ) -> None:
     """Hand bytes [start, end) of `url` to `sink(offset, bytes)` (following redirects).
@@ -55,7 +54,6 @@ def get_range_into(
                     raise TransientError(f"{url} ended early at byte {offset} of {end}")
                 sink(offset, buffer[:n])
                 offset += n
-                on_bytes(n)
             return
         except (OSError, http.client.HTTPException) as exc:
             raise TransientError(f"{url}: {type(exc).__name__}: {exc}") from exc

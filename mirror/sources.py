@@ -54,10 +54,9 @@ class Source(Protocol):
         where: Location,
         span: tuple[int, int],
         sink: Sink,
-        on_bytes: Callable[[int], None],
     ) -> None:
-        """Hand bytes [start, end) of a file to `sink(offset, bytes)`, reporting each piece
-        (`where` serves sources addressed by path). Raises if the source fails."""
+        """Hand bytes [start, end) of a file to `sink(offset, bytes)` as they arrive (`where`
+        serves sources addressed by path). Raises if the source fails."""
         ...
 
     def close(self) -> None: ...
@@ -83,12 +82,11 @@ class NodeSource:
         where: Location,  # noqa: ARG002 - a node serves blobs by hash, wherever they are
         span: tuple[int, int],
         sink: Sink,
-        on_bytes: Callable[[int], None],
     ) -> None:
         if file.blake3 is None:
             raise BlobNotFoundError(f"{self.name} serves blobs by BLAKE3; {file.path} has none")
         url = f"{self.name}/v1/blobs/{file.blake3}"
-        get_range_into(url, self._headers, span[0], span[1], sink, on_bytes)
+        get_range_into(url, self._headers, span[0], span[1], sink)
 
     def close(self) -> None:
         self._client.close()
@@ -115,7 +113,6 @@ class S3Source:
         where: Location,  # noqa: ARG002 - a bucket keeps blobs by hash, wherever they are
         span: tuple[int, int],
         sink: Sink,
-        on_bytes: Callable[[int], None],
     ) -> None:
         offset = span[0]
         for chunk in self._bucket.open(file, span[0], span[1]):
@@ -123,7 +120,6 @@ class S3Source:
                 raise DigestMismatchError(f"{self.name} sent more than was asked")
             sink(offset, memoryview(chunk))
             offset += len(chunk)
-            on_bytes(len(chunk))
         if offset != span[1]:
             raise TransientError(f"{self.name} ended {file.path} early at byte {offset}")
 
@@ -188,14 +184,13 @@ class HubSource:
         where: Location,
         span: tuple[int, int],
         sink: Sink,
-        on_bytes: Callable[[int], None],
     ) -> None:
         prefix = "" if where.repo_type == "model" else f"{where.repo_type}s/"
         url = (
             f"{self._endpoint}/{prefix}{self._name(where.repo)}/resolve/"
             f"{quote(where.revision, safe='')}/{quote(file.path)}"
         )
-        get_range_into(url, self._headers, span[0], span[1], sink, on_bytes)
+        get_range_into(url, self._headers, span[0], span[1], sink)
 
     def close(self) -> None:
         self._http.close()

@@ -115,18 +115,19 @@ def _write(fd: int, view: memoryview, offset: int, direct: bool) -> bool:
     aligned = len(view) - len(view) % ALIGN if direct else 0
     if aligned:
         try:
-            _pwrite_all(fd, view[:aligned], offset)
+            pwrite_all(fd, view[:aligned], offset)
         except OSError:  # the filesystem refused O_DIRECT after all
             direct = _set_direct(fd, False)
             aligned = 0
     if aligned < len(view):
         if direct:
             direct = _set_direct(fd, False)
-        _pwrite_all(fd, view[aligned:], offset + aligned)
+        pwrite_all(fd, view[aligned:], offset + aligned)
     return direct
 
 
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """Write all of `data` at `offset` (pwrite may write less than asked)."""
     while data:
         written = os.pwrite(fd, data, offset)
         data, offset = data[written:], offset + written
