@@ -46,20 +46,36 @@ def get_range_into(
                 _raise(url, response)
             if response.status != 206 and not (start == 0 and response.status == 200):
                 raise UpstreamError(f"{url} answered {response.status} to a Range request")
-            buffer = memoryview(bytearray(BUFFER))
-            offset = start
-            while offset < end:
-                n = response.readinto(buffer[: min(BUFFER, end - offset)])
-                if not n:
-                    raise TransientError(f"{url} ended early at byte {offset} of {end}")
-                sink(offset, buffer[:n])
-                offset += n
+            _receive(url, response, start, end, sink)
             return
         except (OSError, http.client.HTTPException) as exc:
             raise TransientError(f"{url}: {type(exc).__name__}: {exc}") from exc
         finally:
             connection.close()
     raise UpstreamError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+def _receive(
+    url: str,
+    response: http.client.HTTPResponse,
+    start: int,
+    end: int,
+    sink: Callable[[int, memoryview], None],
+) -> None:
+    """Read the body into the sink's own memory when it offers it (`place`, see
+    mirror.streaming.BufferSink), else through one reused buffer."""
+    place: Callable[[int, int], memoryview] | None = getattr(sink, "place", None)
+    scratch = memoryview(bytearray(BUFFER)) if place is None else None
+    offset = start
+    while offset < end:
+        want = min(BUFFER, end - offset)
+        with scratch[:want] if scratch is not None else place(offset, want) as target:  # type: ignore[misc]
+            n = response.readinto(target)
+            if not n:
+                raise TransientError(f"{url} ended early at byte {offset} of {end}")
+            if scratch is not None:
+                sink(offset, target[:n])
+        offset += n
 
 
 def _request(

@@ -97,17 +97,37 @@ def _write_piece(fd: int, buffer: mmap.mmap, span: tuple[int, int], direct: list
         direct[0] = _write(fd, view, span[0], direct[0])
 
 
+class BufferSink:
+    """A sink for bytes [low, ...) of a file that land in `buffer` at `offset - low`.
+
+    Called with bytes, it copies them in; a reader that can fill memory itself (a socket's
+    `readinto`) asks `place(offset, n)` for the spot instead and saves that copy.
+    """
+
+    def __init__(self, buffer: mmap.mmap, low: int) -> None:
+        self._view = memoryview(buffer)
+        self._low = low
+
+    def __call__(self, offset: int, data: memoryview) -> None:
+        self._view[offset - self._low : offset - self._low + len(data)] = data
+
+    def place(self, offset: int, size: int) -> memoryview:
+        return self._view[offset - self._low : offset - self._low + size]
+
+    def release(self) -> None:
+        self._view.release()
+
+
 def _fill(
     fetch: Callable[[tuple[int, int], Callable[[int, memoryview], None]], None],
     span: tuple[int, int],
     buffer: mmap.mmap,
 ) -> None:
-    low = span[0]
-
-    def sink(offset: int, data: memoryview) -> None:
-        buffer[offset - low : offset - low + len(data)] = data
-
-    fetch(span, sink)
+    sink = BufferSink(buffer, span[0])
+    try:
+        fetch(span, sink)
+    finally:
+        sink.release()
 
 
 def _write(fd: int, view: memoryview, offset: int, direct: bool) -> bool:
