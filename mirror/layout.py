@@ -22,6 +22,7 @@ from typing import Any
 
 from registry.domain.errors import InvalidError
 from registry.domain.names import COMMIT_SHA
+from registry.storage.s3 import parse_s3_url
 
 LAYOUT_FORMAT = "modelyard.layout/1"
 
@@ -34,13 +35,7 @@ class BucketPath:
     @classmethod
     def parse(cls, url: str) -> BucketPath:
         """`s3://bucket/some/prefix` -> bucket, `some/prefix/`."""
-        if not url.startswith("s3://"):
-            raise InvalidError(f"Not an S3 URL (s3://bucket/prefix): {url!r}")
-        bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise InvalidError(f"An S3 URL names a bucket: {url!r}")
-        prefix = prefix.strip("/")
-        return cls(bucket, f"{prefix}/" if prefix else "")
+        return cls(*parse_s3_url(url))
 
     @property
     def url(self) -> str:

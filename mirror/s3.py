@@ -11,13 +11,10 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, BinaryIO
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from mirror.layout import BucketPath, layout_document
 from mirror.targets import PushCommit
@@ -28,6 +25,7 @@ from registry.domain.errors import (
 )
 from registry.domain.manifest import Manifest, ManifestFile, parse_manifest, parse_ref, ref_json
 from registry.domain.names import COMMIT_SHA
+from registry.storage.s3 import s3_client, s3_errors
 
 logger = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -36,16 +34,6 @@ _MISSING = {"404", "NoSuchKey", "NotFound"}
 _TRANSFER = TransferConfig(
     multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024
 )
-
-
-def s3_client(timeout: float = 30.0, attempts: int = 3) -> Any:
-    """A boto3 S3 client from the usual credential and endpoint chain."""
-    config = Config(
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        retries={"max_attempts": attempts, "mode": "standard"},
-    )
-    return boto3.client("s3", config=config)
 
 
 class S3Bucket:
@@ -57,17 +45,8 @@ class S3Bucket:
     def name(self) -> str:
         return self.path.url
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _MISSING:
-                raise BlobNotFoundError(f"{what} is not in {self.name}") from exc
-            raise MirrorUnavailableError(f"{self.name}: {what}: {code or exc}") from exc
-        except BotoCoreError as exc:
-            raise MirrorUnavailableError(f"{self.name}: {what}: {exc}") from exc
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        return s3_errors(self.name, what, MirrorUnavailableError)
 
     # Writing (pushes, the node's outbox): the Target protocol.
 

@@ -1,4 +1,4 @@
-"""One BlobStore contract, run against every backend (the S3 backend joins the params later).
+"""One BlobStore contract, run against every backend (S3: moto's server on 127.0.0.1).
 
 Local-only checks (files on disk, `clear_uploads`) sit after the class; everything in the class
 must hold for any backend that claims to be a BlobStore.
@@ -20,8 +20,10 @@ from registry.domain.errors import BlobNotFoundError, DigestMismatchError, SizeM
 from registry.storage import BlobStore, Expected, put
 from registry.storage.local import DIRECT_MIN, LocalBlobStore
 from registry.storage.memory import MemoryBlobStore
+from registry.storage.s3 import PART as S3_PART
+from registry.storage.s3 import S3BlobStore
 
-BACKENDS = ["memory", "local"]  # "s3" (moto server) is added here with its backend
+BACKENDS = ["memory", "local", "s3"]
 LARGE = DIRECT_MIN + 4 * 1024 * 1024 + 17  # known-size uploads this big take the O_DIRECT path
 
 
@@ -32,6 +34,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
             return MemoryBlobStore()
         case "local":
             return LocalBlobStore(tmp_path / "store")
+        case "s3":
+            bucket = request.getfixturevalue("s3_bucket")
+            return S3BlobStore(f"s3://{bucket}/node/blobs")
     raise AssertionError(f"unknown backend {request.param}")
 
 
@@ -58,11 +63,22 @@ def files_on_disk(store: BlobStore) -> list[Path]:
     return []
 
 
+def objects_in_bucket(store: BlobStore) -> list[str]:
+    """Every key and unfinished multipart upload an S3 store keeps; [] for other backends."""
+    if not isinstance(store, S3BlobStore):
+        return []
+    listed = store.s3.list_objects_v2(Bucket=store.bucket, Prefix=store.prefix)
+    pending = store.s3.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix)
+    keys = [item["Key"] for item in listed.get("Contents", [])]
+    return sorted(keys + [f"multipart:{item['Key']}" for item in pending.get("Uploads", [])])
+
+
 def assert_empty(store: BlobStore, *digests: Digest) -> None:
     for digest in digests:
         assert store.stat(digest) is None
     assert list(store.iter_digests()) == []
     assert files_on_disk(store) == []
+    assert objects_in_bucket(store) == []
 
 
 class TestBlobStoreContract:
@@ -178,6 +194,8 @@ class TestBlobStoreContract:
         assert read(store, digest_of(data)) == data
         if isinstance(store, LocalBlobStore):
             assert files_on_disk(store) == [store.path_of(digest_of(data))]
+        if isinstance(store, S3BlobStore):
+            assert objects_in_bucket(store) == [store.key_of(digest_of(data))]
 
     @pytest.mark.parametrize("size_hint", [None, 1000, LARGE])
     def test_writer_abort_leaves_nothing(self, store: BlobStore, size_hint: int | None) -> None:
@@ -265,6 +283,8 @@ class TestBlobStoreContract:
         assert read(store, digest_of(data)) == data
         if isinstance(store, LocalBlobStore):
             assert files_on_disk(store) == [store.path_of(digest_of(data))]
+        if isinstance(store, S3BlobStore):
+            assert objects_in_bucket(store) == [store.key_of(digest_of(data))]
 
 
 def test_local_store_layout_is_sharded_by_blake3(tmp_path: Path) -> None:
@@ -298,3 +318,36 @@ def test_local_store_clear_uploads_removes_leftovers(tmp_path: Path) -> None:
     assert list(store.iter_digests()) == [kept] and read(store, kept) == b"complete"
     small.abort()  # closes the descriptors the "dead process" held
     large.abort()
+
+
+MULTIPART = 2 * S3_PART + 5  # three parts: the multipart path, the last part short
+
+
+def test_s3_store_large_upload_goes_up_in_parts_and_leaves_only_the_blob(s3_bucket: str) -> None:
+    store = S3BlobStore(f"s3://{s3_bucket}/p")
+    data = payload(MULTIPART, seed=3)
+    digest = put(store, Expected(size=len(data)), chunked(data, 3 * 1024 * 1024)).blake3
+    assert objects_in_bucket(store) == [store.key_of(digest)]
+    assert read(store, digest, S3_PART - 1, S3_PART + 1) == data[S3_PART - 1 : S3_PART + 1]
+    assert read(store, digest) == data
+    again = put(store, Expected(blake3=digest), chunked(data, 5 * 1024 * 1024))
+    assert again.blake3 == digest and objects_in_bucket(store) == [store.key_of(digest)]
+
+
+def test_s3_store_large_mismatch_aborts_the_multipart_upload(s3_bucket: str) -> None:
+    store = S3BlobStore(f"s3://{s3_bucket}/p")
+    data = payload(MULTIPART, seed=4)
+    with pytest.raises(DigestMismatchError):
+        put(store, Expected(blake3=digest_of(b"other")), chunked(data, 4 * 1024 * 1024))
+    assert objects_in_bucket(store) == []
+
+
+def test_s3_store_clear_uploads_aborts_only_stale_ones(s3_bucket: str) -> None:
+    store = S3BlobStore(f"s3://{s3_bucket}/p")
+    writer = store.writer()
+    writer.write(payload(S3_PART + 1))  # one part sent: a multipart upload is pending
+    assert len(objects_in_bucket(store)) == 1
+    assert store.clear_uploads() == 0  # young: another process may be uploading it
+    assert store.clear_uploads(older_than=-60) == 1
+    assert objects_in_bucket(store) == []
+    writer.abort()  # the upload is gone already: aborting again is harmless
