@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 
 from mirror.build import build_target
 from mirror.targets import PushCommit, PushFile, Target
@@ -19,7 +20,7 @@ from registry.domain.digest import Digest
 from registry.domain.errors import BlobUnavailableError, MirrorUnavailableError
 from registry.service.mirrors import MirrorConfig, MirrorService, OutboxItem
 from registry.service.reads import ReadService
-from registry.storage import BlobStore
+from registry.storage import BlobStore, local_copy
 
 logger = logging.getLogger(__name__)
 BATCH = 100
@@ -85,11 +86,15 @@ class Pusher:
         self._paused[mirror] = time.monotonic() + delay
 
     def _push(self, target: Target, item: OutboxItem) -> None:
+        with ExitStack() as files:  # temporary copies of blobs from a store without files
+            self._push_item(target, item, files)
+
+    def _push_item(self, target: Target, item: OutboxItem, files: ExitStack) -> None:
         repo_type, repo = item.repo.split("/", 1)
         if item.kind == "commit.add":
-            target.push_commit(self._from_body(repo_type, repo, item.body))
+            target.push_commit(self._from_body(repo_type, repo, item.body, files))
         elif item.kind == "ref.set":
-            commit = self._from_store(repo_type, repo, str(item.body["commit"]))
+            commit = self._from_store(repo_type, repo, str(item.body["commit"]), files)
             if commit is None:
                 logger.info("mirror skips a ref to a commit deleted since serial=%d", item.serial)
                 return
@@ -97,16 +102,20 @@ class Pusher:
         elif item.kind == "ref.delete":
             target.delete_ref(repo_type, repo, str(item.body["ref"]))
 
-    def _file(self, path: str, blake3: str, sha256: str, size: int, lfs: bool) -> PushFile:
-        local = self._blobs.local_path(Digest(blake3))
+    def _file(
+        self, files: ExitStack, path: str, blake3: str, sha256: str, size: int, lfs: bool
+    ) -> PushFile:
+        local = files.enter_context(local_copy(self._blobs, Digest(blake3)))
         if local is None:
             raise BlobUnavailableError(f"{path} ({blake3}) is not stored on this node yet")
         return PushFile(path, size, blake3, sha256, lfs, local)
 
-    def _from_body(self, repo_type: str, repo: str, body: dict[str, object]) -> PushCommit:
+    def _from_body(
+        self, repo_type: str, repo: str, body: dict[str, object], stack: ExitStack
+    ) -> PushCommit:
         tree = body["tree"]
         assert isinstance(tree, list)
-        files = tuple(self._file(p, b3, sha, size, lfs) for p, b3, sha, size, lfs, _ in tree)
+        files = tuple(self._file(stack, p, b3, sha, size, lfs) for p, b3, sha, size, lfs, _ in tree)
         parent = body.get("parent")
         return PushCommit(
             repo_type,
@@ -118,13 +127,15 @@ class Pusher:
             files,
         )
 
-    def _from_store(self, repo_type: str, repo: str, commit_id: str) -> PushCommit | None:
+    def _from_store(
+        self, repo_type: str, repo: str, commit_id: str, stack: ExitStack
+    ) -> PushCommit | None:
         commits = self._reads.commit_titles({commit_id})
         if commit_id not in commits:
             return None
         row = commits[commit_id]
         files = tuple(
-            self._file(t.path, t.blake3, t.sha256, t.size, t.lfs)
+            self._file(stack, t.path, t.blake3, t.sha256, t.size, t.lfs)
             for t in self._reads.tree_map(commit_id).values()
         )
         return PushCommit(repo_type, repo, commit_id, row.parent, row.title, row.created_ms, files)

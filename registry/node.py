@@ -29,6 +29,7 @@ from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.settings import Settings
 from registry.storage.local import LocalBlobStore
+from registry.storage.s3 import S3BlobStore
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 class Node:
     settings: Settings
     db: Database
-    blobs: LocalBlobStore
+    blobs: LocalBlobStore | S3BlobStore
     identity: NodeIdentity
     auth: AuthService
     repos: RepoService
@@ -63,7 +64,11 @@ class Node:
     def open(cls, settings: Settings) -> Node:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.effective_database_url)
-        blobs = LocalBlobStore(settings.blob_dir)
+        blobs: LocalBlobStore | S3BlobStore = (
+            S3BlobStore(settings.blob_store)
+            if settings.blob_store
+            else LocalBlobStore(settings.blob_dir)
+        )
         removed = blobs.clear_uploads()
         if removed:
             logger.warning("removed %d interrupted uploads", removed)

@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     token: SecretStr | None = None  # MODELYARD_TOKEN: a user's token for client commands
     database_url: str | None = None
+    blob_store: str | None = None  # MODELYARD_BLOB_STORE=s3://bucket/prefix; default: data_dir
     log_level: str = "INFO"
     limits: LimitSettings = LimitSettings()
     sync: SyncSettings = SyncSettings()
@@ -94,6 +95,13 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     mirror: MirrorSettings = MirrorSettings()
     downloads_flush_interval: float = 5.0  # seconds between writes of download counts
+
+    @field_validator("blob_store")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value and (not value.startswith("s3://") or not value[5:].partition("/")[0]):
+            raise ValueError("blob_store is an S3 URL: s3://bucket/prefix")
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from registry.domain.commit import TreeEntry
@@ -14,6 +14,7 @@ from registry.metadata.tables import Repo
 from registry.service.peers import PeerService
 from registry.service.scanning import Verdict
 from registry.storage import BlobStore
+from registry.storage.s3 import S3BlobStore
 
 READ_CHUNK = 4 * 1024 * 1024  # 64 KiB (the default) is ~6x slower on loopback
 
@@ -135,4 +136,6 @@ def blob_response(
         return PrefetchFileResponse(path, size, headers, span)
     if path is not None:
         return BlobFileResponse(path, headers=headers, media_type="application/octet-stream")
+    if isinstance(blobs, S3BlobStore):  # the store serves the bytes (clients follow redirects)
+        return RedirectResponse(blobs.presigned_url(digest), status_code=302, headers=headers)
     return StreamingResponse(blobs.open(digest), headers={**headers, "Content-Length": str(size)})

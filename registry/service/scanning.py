@@ -22,7 +22,7 @@ from registry.domain.digest import Digest
 from registry.domain.safetensors import SafetensorsError, read_header
 from registry.metadata.db import Database, now_ms
 from registry.metadata.tables import ScanResult, TreeRow
-from registry.storage import BlobStore
+from registry.storage import BlobStore, local_copy
 
 logger = logging.getLogger(__name__)
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
@@ -115,13 +115,13 @@ class ScanService:
         """Scan what is pending and stored here; returns how many verdicts were recorded."""
         recorded = 0
         for b3, name in self.pending(limit):
-            path = self._blobs.local_path(Digest(b3))
-            if path is None:
-                continue  # bytes not here yet (a replica): stays pending
-            try:
-                verdict = scan_path(path, name)
-            except Exception as exc:  # a scanner failure is a verdict, not a crash
-                verdict = Verdict("error", [f"{type(exc).__name__}: {exc}"])
+            with local_copy(self._blobs, Digest(b3)) as path:
+                if path is None:
+                    continue  # bytes not here yet (a replica): stays pending
+                try:
+                    verdict = scan_path(path, name)
+                except Exception as exc:  # a scanner failure is a verdict, not a crash
+                    verdict = Verdict("error", [f"{type(exc).__name__}: {exc}"])
             with self._db.write() as session:
                 if session.get(ScanResult, b3) is None:
                     session.add(

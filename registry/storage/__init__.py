@@ -11,7 +11,9 @@ the file was fsynced, so a crash at any point leaves either no blob or the whole
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -92,3 +94,19 @@ def put(store: BlobStore, expected: Expected, chunks: Iterable[bytes]) -> Hashes
         writer.abort()
         raise
     return writer.commit(expected)
+
+
+@contextmanager
+def local_copy(store: BlobStore, digest: Digest) -> Iterator[Path | None]:
+    """A filesystem path holding the blob: the store's own file, or for a store without files
+    (S3) a temporary copy removed on exit; None when the blob is not stored."""
+    path = store.local_path(digest)
+    if path is not None or store.stat(digest) is None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="modelyard-blob-") as scratch:
+        copy = Path(scratch) / digest.hex
+        with copy.open("wb") as f:
+            for chunk in store.open(digest):
+                f.write(chunk)
+        yield copy

@@ -1,0 +1,74 @@
+"""A node whose blobs live in S3 (`MODELYARD_BLOB_STORE`, moto's server on 127.0.0.1): uploads
+land in the bucket, downloads are redirected to presigned URLs, the scanner and mirrors read
+the blobs through temporary copies."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import blake3
+import boto3
+import pytest
+from huggingface_hub import HfApi, hf_hub_download
+
+from registry.settings import Settings
+from tests.conftest import RunningNode
+from tests.integration.test_mirrors import FAST, add_mirror, wait_pushed
+
+
+def bucket_keys(bucket: str) -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def test_a_node_on_s3_stores_serves_and_scans_through_the_bucket(
+    start_node: Callable[..., RunningNode], s3_bucket: str, tmp_path: Path
+) -> None:
+    node = start_node("s3node", blob_store=f"s3://{s3_bucket}/node", mirror=FAST)
+    assert (
+        add_mirror(node, name="copy", kind="s3", url=f"s3://{s3_bucket}/mirror").status_code == 201
+    )
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    weights = os.urandom(21 * 1024 * 1024 + 3)  # more than one multipart part
+    (tmp_path / "w.bin").write_bytes(weights)
+    api.create_repo("admin/on-s3")
+    api.upload_file(path_or_fileobj=tmp_path / "w.bin", path_in_repo="w.bin", repo_id="admin/on-s3")
+    api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id="admin/on-s3")
+
+    digest = blake3.blake3(weights).hexdigest()
+    keys = bucket_keys(s3_bucket)
+    assert f"node/blobs/blake3/{digest[:2]}/{digest}" in keys
+    assert not [k for k in keys if "/uploads/" in k]
+    assert not list((node.settings.data_dir / "store" / "blobs").rglob("*"))  # nothing local
+
+    got = hf_hub_download("admin/on-s3", "w.bin", endpoint=node.url, cache_dir=tmp_path / "c")
+    assert Path(got).read_bytes() == weights
+    with node.client(node.admin_token) as http:
+        resolve = http.get("/admin/on-s3/resolve/main/w.bin")
+        assert resolve.status_code == 302 and resolve.headers["location"].startswith(
+            os.environ["AWS_ENDPOINT_URL"]
+        )
+        ranged = http.get(
+            f"/v1/blobs/{digest}", headers={"range": "bytes=5-9"}, follow_redirects=True
+        )
+        assert ranged.status_code == 206 and ranged.content == weights[5:10]
+
+        deadline = time.monotonic() + 30
+        scan = None
+        while scan is None and time.monotonic() < deadline:
+            head = http.head("/admin/on-s3/resolve/main/w.bin")
+            scan = head.headers.get("x-modelyard-scan")
+            time.sleep(0.2)
+    assert scan is not None, "the scanner never read the blob from the bucket"
+
+    wait_pushed(node, {"copy"})  # the outbox pushed from temporary copies of the blobs
+    assert f"mirror/blobs/blake3/{digest[:2]}/{digest}" in bucket_keys(s3_bucket)
+
+
+def test_blob_store_setting_must_be_an_s3_url(tmp_path: Path) -> None:
+    for bad in ("/var/blobs", "s3://", "s3:///prefix", "http://bucket"):
+        with pytest.raises(ValueError, match="s3://bucket/prefix"):
+            Settings(data_dir=tmp_path, blob_store=bad)
