@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
@@ -20,6 +21,9 @@ from registry.settings import Settings
 from tests.s3 import s3_bucket, s3_server  # noqa: F401 - fixtures for every test module
 
 ADMIN_TOKEN = "myd_test_admin_token"
+# Which metadata backend nodes under test use: "sqlite" (default) or "postgres". Read once,
+# before the autouse fixture below clears every MODELYARD_* variable from each test.
+TEST_DATABASE = os.environ.get("MODELYARD_TEST_DATABASE", "sqlite")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -110,8 +114,28 @@ class RunningNode:
 
 
 def node_settings(data_dir: Path, **overrides: object) -> Settings:
+    if TEST_DATABASE == "postgres":
+        overrides.setdefault("database_url", postgres_database_for(data_dir))
     # pydantic validates each override; mypy cannot type a **kwargs of mixed values.
     return Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, **overrides)  # type: ignore[arg-type]
+
+
+_made_databases: set[str] = set()
+
+
+def postgres_database_for(data_dir: Path) -> str:
+    """The node's database on the machine's PostgreSQL (127.0.0.1, user postgres): one per
+    data dir, so a node restarted on its data dir finds its metadata again; made empty the
+    first time this test run asks for it."""
+    import psycopg
+
+    name = "myd_test_" + hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:20]
+    if name not in _made_databases:
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as pg:
+            pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            pg.execute(f'CREATE DATABASE "{name}"')
+        _made_databases.add(name)
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 
 # Peers probed and long-polled quickly, so state changes show within a second.

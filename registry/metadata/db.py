@@ -59,6 +59,12 @@ class Database:
         """One write transaction; committed on success, rolled back on any error."""
         with Session(self._write, expire_on_commit=False) as session:
             with session.begin():
+                if self._write.dialect.name == "postgresql":
+                    # The write lock up front, as BEGIN IMMEDIATE on SQLite: a transaction that
+                    # reads a branch head and moves it must not interleave with another.
+                    counter = session.get(Counter, "serial", with_for_update=True)
+                    if counter is not None:  # None only while the schema is being created
+                        session.info["serial_counter"] = counter
                 yield session
             for callback in self.after_write:
                 callback()
