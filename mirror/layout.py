@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry.domain.errors import InvalidError
-from registry.domain.names import COMMIT_SHA
-from registry.storage.s3 import parse_s3_url
+from registry.domain.names import COMMIT_SHA, parse_s3_url
 
 LAYOUT_FORMAT = "modelyard.layout/1"
 

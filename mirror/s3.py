@@ -29,7 +29,6 @@ from registry.storage.s3 import s3_client, s3_errors
 
 logger = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
-_MISSING = {"404", "NoSuchKey", "NotFound"}
 # Large blobs go up in 64 MiB parts, a few at a time (boto3's managed transfer).
 _TRANSFER = TransferConfig(
     multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024

@@ -13,6 +13,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from registry.domain.errors import InvalidError
+from registry.domain.names import parse_s3_url
+
 
 class _Section(BaseModel):
     """A settings sub-model: a misspelt key is an error, never silently ignored."""
@@ -99,8 +102,11 @@ class Settings(BaseSettings):
     @field_validator("blob_store")
     @classmethod
     def _s3_url(cls, value: str | None) -> str | None:
-        if value and (not value.startswith("s3://") or not value[5:].partition("/")[0]):
-            raise ValueError("blob_store is an S3 URL: s3://bucket/prefix")
+        if value:
+            try:
+                parse_s3_url(value)
+            except InvalidError as exc:
+                raise ValueError(f"blob_store is an S3 URL: s3://bucket/prefix ({exc})") from None
         return value
 
     @field_validator("public_url")

@@ -6,7 +6,12 @@ import enum
 import re
 from dataclasses import dataclass
 
-from registry.domain.errors import InvalidNameError, InvalidPathError, InvalidRevisionError
+from registry.domain.errors import (
+    InvalidError,
+    InvalidNameError,
+    InvalidPathError,
+    InvalidRevisionError,
+)
 
 NAME_PART = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?$")
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -131,3 +136,14 @@ def _path_problem(path: str) -> str | None:
     if any(p in (".git", ".cache") for p in parts):
         return "'.git' or '.cache' segment"
     return None
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` -> (`bucket`, `some/prefix/`); the prefix may be ""."""
+    if not url.startswith("s3://"):
+        raise InvalidError(f"Not an S3 URL (s3://bucket/prefix): {url!r}")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise InvalidError(f"An S3 URL names a bucket: {url!r}")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""

@@ -28,7 +28,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.domain.digest import Digest, Hasher, Hashes
-from registry.domain.errors import BlobNotFoundError, InvalidError, RegistryError, UpstreamError
+from registry.domain.errors import BlobNotFoundError, RegistryError, UpstreamError
+from registry.domain.names import parse_s3_url
 from registry.storage import BlobInfo, Expected
 
 logger = logging.getLogger(__name__)
@@ -37,17 +38,6 @@ READ_CHUNK = 4 * 1024 * 1024
 STALE_UPLOAD_SECONDS = 24 * 3600  # other processes may share the bucket: only old ones go
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _COPY = TransferConfig(multipart_threshold=1024 * 1024 * 1024, multipart_chunksize=256 * 1024**2)
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix` -> (`bucket`, `some/prefix/`); the prefix may be ""."""
-    if not url.startswith("s3://"):
-        raise InvalidError(f"Not an S3 URL (s3://bucket/prefix): {url!r}")
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise InvalidError(f"An S3 URL names a bucket: {url!r}")
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
 
 
 def s3_client(timeout: float = 30.0, attempts: int = 3) -> Any:
