@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from registry.domain.digest import Digest, Hashes
-from registry.domain.errors import DigestMismatchError, SizeMismatchError
+from registry.domain.errors import BlobNotFoundError, DigestMismatchError, SizeMismatchError
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,19 @@ def local_copy(store: BlobStore, digest: Digest) -> Iterator[Path | None]:
     """A filesystem path holding the blob: the store's own file, or for a store without files
     (S3) a temporary copy removed on exit; None when the blob is not stored."""
     path = store.local_path(digest)
-    if path is not None or store.stat(digest) is None:
+    if path is not None:
         yield path
+        return
+    try:
+        chunks: Iterator[bytes] | None = store.open(digest)
+    except BlobNotFoundError:
+        chunks = None
+    if chunks is None:
+        yield None
         return
     with tempfile.TemporaryDirectory(prefix="modelyard-blob-") as scratch:
         copy = Path(scratch) / digest.hex
         with copy.open("wb") as f:
-            for chunk in store.open(digest):
+            for chunk in chunks:
                 f.write(chunk)
         yield copy

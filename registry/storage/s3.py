@@ -87,19 +87,24 @@ class S3BlobStore:
         return BlobInfo(digest, int(head["ContentLength"]))
 
     def open(self, digest: Digest, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        info = self.stat(digest)
-        if info is None:
-            raise BlobNotFoundError(f"Blob {digest} not found")
-        end = info.size if end is None else min(end, info.size)
-        return self._read(digest, start, end)
+        """One GET (a missing blob raises here, not when iterated); S3 clips a range's end."""
+        if end is not None and start >= end:
+            if self.stat(digest) is None:
+                raise BlobNotFoundError(f"Blob {digest} not found")
+            return iter(())
+        last = "" if end is None else str(end - 1)
+        extra = {"Range": f"bytes={start}-{last}"} if start or end is not None else {}
+        try:
+            with self.errors(f"blob {digest}"):
+                body = self.s3.get_object(Bucket=self.bucket, Key=self.key_of(digest), **extra)
+        except UpstreamError:
+            info = self.stat(digest) if start else None
+            if info is not None and start >= info.size:
+                return iter(())  # the range starts at or past the end (S3 answers 416)
+            raise
+        return self._chunks(digest, body["Body"])
 
-    def _read(self, digest: Digest, start: int, end: int) -> Iterator[bytes]:
-        if start >= end:
-            return
-        with self.errors(f"blob {digest}"):
-            body = self.s3.get_object(
-                Bucket=self.bucket, Key=self.key_of(digest), Range=f"bytes={start}-{end - 1}"
-            )["Body"]
+    def _chunks(self, digest: Digest, body: Any) -> Iterator[bytes]:
         try:
             with self.errors(f"reading blob {digest}"):
                 yield from body.iter_chunks(READ_CHUNK)
