@@ -65,15 +65,20 @@ def _receive(
     """Read the body into the sink's own memory when it offers it (`place`, see
     mirror.streaming.BufferSink), else through one reused buffer."""
     place: Callable[[int, int], memoryview] | None = getattr(sink, "place", None)
-    scratch = memoryview(bytearray(BUFFER)) if place is None else None
+    copy = place is None
+    if place is None:
+        scratch = memoryview(bytearray(BUFFER))
+
+        def place(_offset: int, size: int) -> memoryview:
+            return scratch[:size]
+
     offset = start
     while offset < end:
-        want = min(BUFFER, end - offset)
-        with scratch[:want] if scratch is not None else place(offset, want) as target:  # type: ignore[misc]
+        with place(offset, min(BUFFER, end - offset)) as target:
             n = response.readinto(target)
             if not n:
                 raise TransientError(f"{url} ended early at byte {offset} of {end}")
-            if scratch is not None:
+            if copy:
                 sink(offset, target[:n])
         offset += n
 
