@@ -204,3 +204,12 @@ class MirrorCommit(SQLModel, table=True):
     mirror: str = Field(primary_key=True)
     commit_id: str = Field(primary_key=True)
     remote_id: str
+
+
+class Lease(SQLModel, table=True):
+    """Who runs a node-wide background job (a puller, the indexer, ...) when several processes
+    share one database; a holder that stops renewing loses it when `expires_ms` passes."""
+
+    name: str = Field(primary_key=True)
+    holder: str  # process id: node, host, pid and a random part
+    expires_ms: int = Field(sa_type=BIG)
