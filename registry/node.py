@@ -14,6 +14,7 @@ from registry.service.commits import CommitService
 from registry.service.downloads import DownloadCounter
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.indexer import DocBuilder, Indexer
+from registry.service.leases import Leases, process_name
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
 from registry.service.metadata import MetadataService
@@ -32,6 +33,7 @@ from registry.storage.local import LocalBlobStore
 from registry.storage.s3 import S3BlobStore
 
 logger = logging.getLogger(__name__)
+SHARED_FEED_POLL = 0.25  # seconds: how soon a long-poll sees another process's write
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Node:
     search: SearchService
     metadata: MetadataService
     mirrors: MirrorService
+    leases: Leases
     new_admin_token: str | None = None
 
     @classmethod
@@ -90,7 +93,7 @@ class Node:
         sync = settings.sync
         peers = PeerService(db, Thresholds(sync.degraded_after, sync.down_after, sync.up_after))
         db.after_write.append(cache.new_generation)
-        notifier = ChangeNotifier()
+        notifier = ChangeNotifier(poll=SHARED_FEED_POLL if db.shared else None)
         db.after_write.append(notifier.notify)
         node = cls(
             settings,
@@ -115,6 +118,7 @@ class Node:
             SearchService(db, indexer, builder, fulltext, reads, scans),
             MetadataService(reads, commits, scans),
             mirrors,
+            Leases(db, process_name(identity.node_id), settings.lease_seconds),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

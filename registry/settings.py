@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     mirror: MirrorSettings = MirrorSettings()
     downloads_flush_interval: float = 5.0  # seconds between writes of download counts
+    # Seconds a node-wide background job stays with a process that stopped renewing its lease
+    # (one that died); then another process of the node takes the job over.
+    lease_seconds: float = 10.0
 
     @field_validator("blob_store")
     @classmethod

@@ -2,7 +2,9 @@
 
 Peers added or removed through the API are picked up within a second; nothing needs a
 restart. A failing pull is retried with exponential backoff and jitter (tenacity), forever,
-so one misbehaving peer never stops replication from the others.
+so one misbehaving peer never stops replication from the others. When several processes of
+a node share its database, each peer's puller and the backfill run in the one process that
+holds their lease; every process probes (health is kept per process).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tenacity import (
 )
 
 from registry.client import RegistryClient, RetryPolicy
+from registry.service.leases import Leases
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerNotFoundError, PeerService
 from registry.service.replication import ReplicationService
@@ -29,12 +32,14 @@ from sync.blobs import BlobFetcher, BlobSource
 from sync.puller import Puller
 
 logger = logging.getLogger(__name__)
+LEASE_RETRY = 1.0  # seconds between tries for a lease another process holds
 
 
 class SyncLoop:
     def __init__(
         self,
         node: NodeIdentity,
+        leases: Leases,
         peers: PeerService,
         replication: ReplicationService,
         uploads: UploadService,
@@ -42,6 +47,7 @@ class SyncLoop:
         extra_blobs: Callable[[], Sequence[BlobSource]] | None = None,
     ) -> None:
         self._node = node
+        self._leases = leases
         self._peers = peers
         self._replication = replication
         self._settings = settings
@@ -101,6 +107,12 @@ class SyncLoop:
         def sleep(seconds: float) -> None:
             self._stop.wait(seconds)
 
+        def pull() -> bool:
+            if not self._leases.holds(f"sync:{peer_id}"):
+                return False
+            puller.pull_once()
+            return True
+
         retrying = Retrying(
             retry=retry_if_not_exception_type(PeerNotFoundError),
             wait=wait_random_exponential(multiplier=0.2, max=10),
@@ -111,9 +123,10 @@ class SyncLoop:
         )
         try:
             while not self._stop.is_set():
-                retrying(puller.pull_once)
-                if not self._stop.is_set():
+                if retrying(pull):
                     self._peers.health.success(peer_id)
+                else:  # another process pulls this peer (or we are stopping)
+                    self._stop.wait(LEASE_RETRY)
         except PeerNotFoundError:
             logger.info("peer removed, puller stops peer=%s", peer_id)
         finally:
@@ -125,7 +138,8 @@ class SyncLoop:
         while not self._stop.wait(interval):
             interval = self._settings.backfill_interval
             try:
-                if any(p.blobs == "eager" for p in self._peers.all()):
+                eager = any(p.blobs == "eager" for p in self._peers.all())
+                if eager and self._leases.holds("sync-backfill"):
                     self.fetcher.enqueue(self._replication.missing_blobs())
             except Exception:  # keep sweeping; logged
                 logger.exception("blob backfill failed")

@@ -64,15 +64,23 @@ def helpers(node: Node) -> list[Worker]:
             on_stop=counts.flush,  # what was counted before a clean stop is kept
         )
     ]
+    leases = node.leases  # one process of the node runs each of these
     if settings.scan.enabled:
-        workers.append(Worker("scanner", node.scans.run_once, settings.scan.interval))
+        workers.append(
+            Worker("scanner", node.scans.run_once, settings.scan.interval, leases=leases)
+        )
     if settings.mirror.enabled:
         pusher = Pusher(node.mirrors, node.reads, node.blobs)
-        workers.append(Worker("mirrors", pusher.run_once, settings.mirror.interval))
+        workers.append(Worker("mirrors", pusher.run_once, settings.mirror.interval, leases=leases))
     if settings.index.enabled:
         batch = settings.index.batch
         workers.append(
-            Worker("indexer", lambda: node.indexer.run_once(batch), settings.index.interval)
+            Worker(
+                "indexer",
+                lambda: node.indexer.run_once(batch),
+                settings.index.interval,
+                leases=leases,
+            )
         )
     return workers
 
@@ -85,8 +93,10 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = node or Node.open(settings)
         opened.notifier.bind(asyncio.get_running_loop())
+        opened.leases.start()
         replicator = SyncLoop(
             opened.identity,
+            opened.leases,
             opened.peers,
             opened.replication,
             opened.uploads,
@@ -106,6 +116,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             replicator.stop()
             for worker in workers:
                 worker.stop()
+            opened.leases.stop()
             metrics.registry.unregister(collector)
             if node is None:
                 opened.close()

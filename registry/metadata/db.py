@@ -4,6 +4,9 @@ Theory of operation: every write runs in `Database.write()`, one transaction tha
 database's write lock up front (`BEGIN IMMEDIATE` on SQLite, the serial counter's row lock on
 Postgres). Each change appends a `Change` row whose serial comes from that counter inside the
 same transaction, so serials are gap-free and no reader ever sees serial N+1 before N.
+
+A database several processes share (Postgres) also keeps a `generation` counter that every
+write transaction moves: a process's read cache compares it to tell that another process wrote.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
 from registry.metadata.outbox import enqueue
@@ -29,6 +33,8 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # Several node processes may share a server database; an embedded one has one process.
+        self.shared = not self.is_sqlite
         self._read = _engine(url, immediate=False)
         self._write = _engine(url, immediate=True) if self.is_sqlite else self._read
         self.after_write: list[Callable[[], None]] = []  # e.g. cache invalidation
@@ -36,9 +42,8 @@ class Database:
         for table in SQLModel.metadata.sorted_tables:  # indexes added since a table was made
             for index in table.indexes:
                 index.create(self._write, checkfirst=True)
-        with self.write() as session:
-            if session.get(Counter, "serial") is None:
-                session.add(Counter(name="serial", value=0))
+        for name in ("serial", "generation"):
+            _ensure_counter(self._write, name)
 
     @property
     def engine(self) -> Engine:
@@ -55,19 +60,33 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One write transaction; committed on success, rolled back on any error."""
+    def write(self, *, invalidates: bool = True) -> Iterator[Session]:
+        """One write transaction; committed on success, rolled back on any error.
+
+        `invalidates=False` is for bookkeeping no reader caches (leases): it leaves the read
+        caches and long-polls of every process alone.
+        """
         with Session(self._write, expire_on_commit=False) as session:
             with session.begin():
-                if self._write.dialect.name == "postgresql":
+                if not self.is_sqlite:
                     # The write lock up front, as BEGIN IMMEDIATE on SQLite: a transaction that
                     # reads a branch head and moves it must not interleave with another.
                     counter = session.get(Counter, "serial", with_for_update=True)
-                    if counter is not None:  # None only while the schema is being created
-                        session.info["serial_counter"] = counter
+                    assert counter is not None, "created when the database was opened"
+                    session.info["serial_counter"] = counter
                 yield session
-            for callback in self.after_write:
-                callback()
+                if self.shared and invalidates:
+                    session.execute(_NEXT_GENERATION)
+            if invalidates:
+                for callback in self.after_write:
+                    callback()
+
+    def generation(self) -> int:
+        """The shared write generation (moves with every write transaction of any process)."""
+        with self._read.connect() as connection:
+            value = connection.execute(_GENERATION).scalar()
+            connection.rollback()
+        return int(value or 0)
 
     def append_change(
         self,
@@ -119,6 +138,22 @@ class Database:
                 row = NodeState(key=key, value=default)
                 session.add(row)
             return row.value
+
+
+_GENERATION = text("SELECT value FROM counter WHERE name = 'generation'")
+_NEXT_GENERATION = text("UPDATE counter SET value = value + 1 WHERE name = 'generation'")
+
+
+def _ensure_counter(engine: Engine, name: str) -> None:
+    """Create a counter row once; processes starting together may race to, and one wins."""
+    with Session(engine) as session:
+        if session.get(Counter, name) is not None:
+            return
+        session.add(Counter(name=name, value=0))
+        try:
+            session.commit()
+        except IntegrityError:  # another process created it first
+            session.rollback()
 
 
 def _engine(url: str, *, immediate: bool) -> Engine:

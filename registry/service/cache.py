@@ -3,8 +3,10 @@
 Theory of operation: a commit and its tree never change once written, so anything keyed by a
 commit id is cached until evicted (bounded LRU). Repo rows and ref resolutions do change; they
 are cached per *generation*, and every write transaction this process commits starts a new
-generation, dropping them. A node with several processes on one database (a later step) must
-also advance the generation when the change log's head serial moves.
+generation, dropping them. When several processes share the database, a read first compares
+the database's write generation with the last one seen (`follow`): another process's write
+drops the same entries, and the cached responses too (they show scan verdicts and download
+counts another process may have changed).
 """
 
 from __future__ import annotations
@@ -54,9 +56,17 @@ class ReadCache:
         self.repos: Lru[RepoId, Repo] = Lru(capacity)
         self.revisions: Lru[tuple[int, str], str] = Lru(capacity)
         self.generation = 0
+        self._seen = -1  # the shared database's write generation last followed
 
     def new_generation(self) -> None:
         """Called after every committed write: drop what a write may have changed."""
         self.generation += 1
         self.repos.clear()
         self.revisions.clear()
+
+    def follow(self, shared_generation: int) -> None:
+        """Drop what another process may have changed since the last call."""
+        if shared_generation != self._seen:
+            self._seen = shared_generation
+            self.new_generation()
+            self.responses.clear()

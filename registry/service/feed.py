@@ -4,7 +4,8 @@ Theory of operation: serials are gap-free and committed in order (see metadata/d
 page "entries with serial > since, in order" never skips one. Entries of private repos are
 left out for readers that may not see them, but `last_serial` still moves past them, so the
 reader's cursor never stalls on what it may not read. A long-poll waits on `ChangeNotifier`,
-which every committed write fires.
+which every write this process commits fires; when several processes share the database, it
+also looks again every `poll` seconds, for writes the other processes made.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def _entry(row: Change) -> Entry:
 class ChangeNotifier:
     """Wakes long-polls when a write commits (writes happen on worker threads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, poll: float | None = None) -> None:
+        self._poll = poll  # seconds: the longest wait between looks at the feed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
 
@@ -104,11 +106,10 @@ class ChangeNotifier:
             self._event.set()
         self._event = asyncio.Event()
 
-    @staticmethod
-    async def wait(event: asyncio.Event | None, timeout: float) -> None:
+    async def wait(self, event: asyncio.Event | None, timeout: float) -> None:
         if event is None:
             return
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(event.wait(), min(timeout, self._poll or timeout))
         except TimeoutError:
             pass

@@ -94,7 +94,10 @@ class ReadService:
         return self._cards.weights(commit_id, files) if files else None
 
     def cached_snapshot(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot | None:
-        """The snapshot if everything it needs is cached (no I/O), else None."""
+        """The snapshot if everything it needs is cached, else None (no I/O, but for one
+        look at the write generation when the database is shared by several processes)."""
+        if self._db.shared:
+            self.cache.follow(self._db.generation())
         row = self.cache.repos.get(repo)
         if row is None or row.id is None:
             return None

@@ -11,6 +11,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from registry.service.leases import Leases
+
 logger = logging.getLogger(__name__)
 
 
@@ -23,12 +25,14 @@ class Worker:
         *,
         drain: bool = True,
         on_stop: Callable[[], object] | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self._name = name
         self._step = step
         self._interval = interval
         self._drain = drain  # False: one pass per interval, whatever it did
         self._on_stop = on_stop
+        self._leases = leases
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -45,6 +49,8 @@ class Worker:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
+                if self._leases is not None and not self._leases.holds(self._name):
+                    continue  # another process of this node runs it
                 while self._step() and self._drain and not self._stop.is_set():
                     pass
             except Exception:  # logged; the next interval tries again

@@ -1,0 +1,96 @@
+"""Which process runs a node-wide background job when several processes share one database.
+
+Theory of operation: a job (the indexer, the scanner, the mirror pusher, one peer's puller)
+runs only in the process that holds its lease row. A claim is a write transaction, and write
+transactions are serialized (see metadata/db.py), so two processes never both win one lease.
+The holder renews its leases every `ttl / 3` from a thread of its own, so a long pass keeps
+its lease; it counts a lease as its own for only `2/3 ttl` after the last renewal, a margin
+against clocks that differ between machines. A process that stops cleanly releases its
+leases and another takes over at its next try; one that dies stops renewing, and another
+takes over once `ttl` has passed. The jobs themselves resume from what they committed (a
+cursor, an outbox row), so a job cut short is finished by the next holder, not redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from sqlmodel import col, delete
+
+from registry.metadata.db import Database, now_ms
+from registry.metadata.tables import Lease
+
+logger = logging.getLogger(__name__)
+
+
+def process_name(node_id: str) -> str:
+    """A holder name unique to this process: node, host, pid and a random part."""
+    return f"{node_id}/{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+
+
+class Leases:
+    def __init__(self, db: Database, holder: str, ttl: float) -> None:
+        self.holder = holder
+        self._db = db
+        self._ttl = ttl
+        self._valid: dict[str, float] = {}  # lease -> monotonic time our claim is good until
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="leases", daemon=True)
+
+    def holds(self, name: str) -> bool:
+        """Whether this process runs job `name` now; claims the lease when it is free."""
+        with self._lock:
+            if self._valid.get(name, 0.0) > time.monotonic():
+                return True
+        return self._claim(name)
+
+    def held(self) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            return sorted(name for name, until in self._valid.items() if until > now)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop renewing and release every lease, so another process takes over at once."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        with self._lock:
+            self._valid.clear()
+        with self._db.write(invalidates=False) as session:
+            session.execute(delete(Lease).where(col(Lease.holder) == self.holder))
+
+    def _claim(self, name: str) -> bool:
+        started = time.monotonic()
+        now = now_ms()
+        with self._db.write(invalidates=False) as session:
+            row = session.get(Lease, name)
+            taken = row is None or row.holder == self.holder or row.expires_ms <= now
+            if taken:
+                if row is not None and row.holder != self.holder:
+                    logger.info("lease taken over lease=%s from=%s", name, row.holder)
+                row = row or Lease(name=name, holder=self.holder, expires_ms=0)
+                row.holder, row.expires_ms = self.holder, now + int(self._ttl * 1000)
+                session.add(row)
+        with self._lock:
+            if taken:
+                self._valid[name] = started + self._ttl * 2 / 3
+            else:
+                self._valid.pop(name, None)
+        return taken
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self._ttl / 3):
+            for name in self.held():
+                try:
+                    self._claim(name)
+                except Exception:  # the claim lapses by itself; the next round tries again
+                    logger.exception("lease renewal failed lease=%s", name)
