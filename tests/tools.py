@@ -15,3 +15,15 @@ def require(program: str) -> str:
             pytest.fail(f"{program} is required in CI (.ci/run installs it)")
         pytest.skip(f"{program} is not installed")
     return path
+
+
+def require_postgres() -> None:
+    """The machine's PostgreSQL (127.0.0.1:5432, user postgres), as .ci/run starts it."""
+    import psycopg
+
+    try:
+        psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI (.ci/run starts it): {exc}")
+        pytest.skip(f"PostgreSQL is not running: {exc}")

@@ -207,11 +207,10 @@ class MirrorService:
 
     def done(self, item: OutboxItem) -> None:
         with self._db.write() as session:
-            session.execute(
-                delete(MirrorOutbox).where(
-                    col(MirrorOutbox.mirror) == item.mirror, col(MirrorOutbox.serial) == item.serial
-                )
-            )
+            row = session.get(MirrorOutbox, (item.mirror, item.serial))
+            if row is None:  # another process of the node pushed it too and counted it
+                return
+            session.delete(row)
             mirror = session.get(Mirror, item.mirror)
             if mirror is not None:
                 mirror.pushed += 1

@@ -24,9 +24,16 @@ def free_port() -> int:
 
 class NodeProcess:
     def __init__(
-        self, root: Path, name: str, *, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        root: Path,
+        name: str,
+        *,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        node_id: str | None = None,
     ) -> None:
         self.name = name
+        self.node_id = node_id or name  # processes of one node share its id
         self.data_dir = root / name
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -56,7 +63,7 @@ class NodeProcess:
                     "--data-dir",
                     str(self.data_dir),
                     "--node-id",
-                    self.name,
+                    self.node_id,
                 ],
                 env=self._env,
                 stdout=log,
@@ -73,6 +80,10 @@ class NodeProcess:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not become healthy")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash."""
