@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import blake3
 import httpx
 import psycopg
 import pytest
@@ -196,3 +197,46 @@ def _s3_json(bucket: str, key: str) -> dict[str, Any]:
 
     body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     return dict(json.loads(body))
+
+
+def test_killed_process_mid_pull_the_other_finishes_replication(
+    one_node: tuple[NodeProcess, NodeProcess, str], spawn: Callable[..., NodeProcess]
+) -> None:
+    first, second, database = one_node
+    source = spawn("p")
+    api = HfApi(endpoint=source.url, token=TOKEN)
+    api.create_repo("admin/big")
+    blobs: dict[str, bytes] = {}  # blake3 -> bytes, of every file on the peer
+    for i in range(30):
+        data = os.urandom(4_000_000)
+        blobs[blake3.blake3(data).hexdigest()] = data
+        api.create_commit(
+            "admin/big", [CommitOperationAdd(f"w-{i}.bin", data)], commit_message=f"c{i}"
+        )
+    peer_id = first.add_peer(source)  # stored in the shared database: both processes see it
+
+    def present(node: NodeProcess) -> set[str]:
+        with httpx.Client(base_url=node.url, timeout=30) as http:
+            return {h for h in blobs if http.head(f"/v1/blobs/{h}").status_code in (200, 302)}
+
+    # Kill whichever process pulls, once it has applied some of the feed.
+    wait_until(lambda: any(p["cursor"] > 0 for p in second.peers()), timeout=60, interval=0.01)
+    holder = lease_holder(database, f"sync:{peer_id}")
+    victim, survivor = (first, second) if holder == first.pid else (second, first)
+    assert holder == victim.pid
+    victim.kill()
+    cursor = survivor.peers()[0]["cursor"]
+    missing = set(blobs) - present(survivor)
+    assert cursor < len(feed(source)) or missing, "the job was done before the kill"
+
+    # The survivor takes the leases over once they run out and finishes: every entry of the
+    # peer applied once, every blob fetched (eagerly, not pulled through by a download).
+    head = len(feed(source))
+    wait_until(lambda: survivor.peers()[0]["cursor"] == head, timeout=90)
+    wait_until(lambda: present(survivor) == set(blobs), timeout=90, interval=0.5)
+    assert lease_holder(database, f"sync:{peer_id}") == survivor.pid
+    learned = [e for e in feed(survivor) if e["origin"] == "p"]
+    assert sorted(e["origin_serial"] for e in learned) == list(range(1, head + 1))
+    with httpx.Client(base_url=survivor.url, timeout=60, follow_redirects=True) as http:
+        for digest, data in blobs.items():
+            assert http.get(f"/v1/blobs/{digest}").content == data
