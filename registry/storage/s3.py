@@ -37,6 +37,7 @@ PART = 16 * 1024 * 1024  # multipart part size (S3's minimum is 5 MiB)
 READ_CHUNK = 4 * 1024 * 1024
 STALE_UPLOAD_SECONDS = 24 * 3600  # other processes may share the bucket: only old ones go
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+KNOWN_BLOBS = 100_000  # sizes of blobs seen stored, remembered (blobs never change)
 _COPY = TransferConfig(multipart_threshold=1024 * 1024 * 1024, multipart_chunksize=256 * 1024**2)
 
 
@@ -71,6 +72,9 @@ class S3BlobStore:
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.s3 = client if client is not None else s3_client()
+        # A blob once seen stored stays the same bytes, so `stat` answers it from here without
+        # a HEAD: downloads and resolve HEADs stat every file they serve.
+        self._known: dict[str, int] = {}
 
     def key_of(self, digest: Digest) -> str:
         return f"{self.prefix}blobs/blake3/{digest.hex[:2]}/{digest.hex}"
@@ -79,12 +83,19 @@ class S3BlobStore:
         return s3_errors(self.url, what)
 
     def stat(self, digest: Digest) -> BlobInfo | None:
+        size = self._known.get(digest.hex)
+        if size is not None:
+            return BlobInfo(digest, size)
         try:
             with self.errors(f"blob {digest}"):
                 head = self.s3.head_object(Bucket=self.bucket, Key=self.key_of(digest))
         except BlobNotFoundError:
             return None
-        return BlobInfo(digest, int(head["ContentLength"]))
+        size = int(head["ContentLength"])
+        if len(self._known) >= KNOWN_BLOBS:
+            self._known.clear()  # bounded; refilled by the next stats
+        self._known[digest.hex] = size
+        return BlobInfo(digest, size)
 
     def open(self, digest: Digest, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """One GET (a missing blob raises here, not when iterated); S3 clips a range's end."""
@@ -128,6 +139,7 @@ class S3BlobStore:
         return S3BlobWriter(self, size_hint)
 
     def delete(self, digest: Digest) -> None:
+        self._known.pop(digest.hex, None)
         with self.errors(f"deleting blob {digest}"):
             self.s3.delete_object(Bucket=self.bucket, Key=self.key_of(digest))
 
