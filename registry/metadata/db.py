@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from registry.metadata.outbox import enqueue
+from registry.metadata.schema import migrate
 from registry.metadata.tables import Change, Counter, NodeState
 
 
@@ -32,10 +33,7 @@ class Database:
         self._read = _engine(url, immediate=False)
         self._write = _engine(url, immediate=True) if self.is_sqlite else self._read
         self.after_write: list[Callable[[], None]] = []  # e.g. cache invalidation
-        SQLModel.metadata.create_all(self._write)
-        for table in SQLModel.metadata.sorted_tables:  # indexes added since a table was made
-            for index in table.indexes:
-                index.create(self._write, checkfirst=True)
+        migrate(self._write)
         with self.write() as session:
             if session.get(Counter, "serial") is None:
                 session.add(Counter(name="serial", value=0))
