@@ -19,9 +19,10 @@ from typing import Any
 
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from registry.metadata.outbox import enqueue
+from registry.metadata.schema import migrate
 from registry.metadata.tables import Change, Counter, NodeState
 
 
@@ -38,11 +39,8 @@ class Database:
         self._read = _engine(url, immediate=False)
         self._write = _engine(url, immediate=True) if self.is_sqlite else self._read
         self.after_write: list[Callable[[], None]] = []  # e.g. cache invalidation
-        SQLModel.metadata.create_all(self._write)
-        for table in SQLModel.metadata.sorted_tables:  # indexes added since a table was made
-            for index in table.indexes:
-                index.create(self._write, checkfirst=True)
-        for name in ("serial", "generation"):
+        migrate(self._write)  # under a lock: processes starting together migrate once
+        for name in ("serial", "generation"):  # "serial" is made by the baseline already
             _ensure_counter(self._write, name)
 
     @property

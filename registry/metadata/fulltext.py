@@ -11,21 +11,8 @@ from sqlmodel import Session
 
 class FullText:
     def __init__(self, engine: Engine) -> None:
+        # The tables are made by the migrations (registry/metadata/migrations).
         self._sqlite = engine.dialect.name == "sqlite"
-        with engine.begin() as connection:
-            for statement in self._schema():
-                connection.execute(text(statement))
-
-    def _schema(self) -> list[str]:
-        if self._sqlite:
-            return [
-                "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(words, "
-                "tokenize = 'unicode61 remove_diacritics 0')"
-            ]
-        return [
-            "CREATE TABLE IF NOT EXISTS search_text (repo_id BIGINT PRIMARY KEY, words TSVECTOR)",
-            "CREATE INDEX IF NOT EXISTS ix_search_text_words ON search_text USING GIN (words)",
-        ]
 
     def put(self, session: Session, repo_id: int, words: str) -> None:
         self.delete(session, repo_id)

@@ -1,0 +1,1 @@
+"""One module per revision, chained by `down_revision`."""

@@ -1,0 +1,170 @@
+"""Schema migrations on SQLite and Postgres: the revisions match the tables, databases made
+before migrations are adopted with their data, and processes starting at once take turns."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from multiprocessing.synchronize import Barrier as BarrierType
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+from sqlmodel import SQLModel
+
+from registry.metadata import tables  # noqa: F401 - the tables register on SQLModel.metadata
+from registry.metadata.db import Database
+from registry.metadata.schema import MIGRATIONS, alembic_config, current_revision, include_name
+from tests.conftest import postgres_database_for
+
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+FULLTEXT = {"sqlite": "search_fts", "postgresql": "search_text"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database (a fresh SQLite file, or a fresh database on the local Postgres)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'metadata.db'}"
+    try:
+        return postgres_database_for(tmp_path)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI (.ci/run starts it): {exc}")
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+
+
+def drift(url: str) -> list[object]:
+    """What alembic's autogenerate would change to make the database match the tables."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"include_name": include_name})
+            return list(compare_metadata(context, SQLModel.metadata))
+    finally:
+        engine.dispose()
+
+
+def open_and_close(url: str) -> None:
+    Database(url).dispose()
+
+
+def test_schema_migrated_from_empty_matches_the_tables(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        assert current_revision(db.engine) == HEAD
+        assert db.head_serial() == 0
+    finally:
+        db.dispose()
+    # A table changed without a revision fails here: scripts/new_migration.py writes one.
+    assert drift(database_url) == []
+
+
+def test_schema_drift_check_sees_a_missing_index(database_url: str) -> None:
+    open_and_close(database_url)
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP INDEX ix_repo_type_updated"))
+    engine.dispose()
+    assert [d[0] for d in drift(database_url) if isinstance(d, tuple)] == ["add_index"]
+
+
+def test_schema_reopened_database_keeps_its_revision_and_data(database_url: str) -> None:
+    db = Database(database_url)
+    db.node_value("node_id", "first")
+    db.dispose()
+    db = Database(database_url)
+    try:
+        assert db.node_value("node_id", "second") == "first"
+        assert current_revision(db.engine) == HEAD
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("with_lease", [False, True], ids=["before-lease", "with-lease"])
+def test_schema_database_made_before_migrations_is_adopted_with_its_data(
+    database_url: str, with_lease: bool
+) -> None:
+    make_old_database(database_url, with_lease=with_lease)
+    db = Database(database_url)
+    try:
+        assert current_revision(db.engine) == HEAD
+        assert db.head_serial() == 7
+        assert db.node_value("node_id", "new") == "old-node"
+        with db.engine.connect() as connection:
+            names = set(inspect(connection).get_table_names())
+            assert "lease" in names
+            expires = connection.execute(text("SELECT expires_ms FROM lease")).scalars().all()
+            assert expires == ([1] if with_lease else [])
+    finally:
+        db.dispose()
+    assert drift(database_url) == []
+
+
+def test_schema_old_database_gets_what_its_version_lacked(database_url: str) -> None:
+    """A data dir last opened by an older version: the baseline adds its missing tables,
+    indexes and full-text table, as the old start-up code did."""
+    make_old_database(database_url, with_lease=False, fulltext=False)
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP INDEX ix_repo_type_downloads"))
+        connection.execute(text("DROP TABLE mirror_outbox"))
+    engine.dispose()
+    open_and_close(database_url)
+    assert drift(database_url) == []
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        assert FULLTEXT[engine.dialect.name] in inspect(connection).get_table_names()
+    engine.dispose()
+
+
+def test_schema_processes_starting_at_once_all_open_the_database(database_url: str) -> None:
+    # Processes, not threads: a process runs one migration at a time anyway (schema._RUNNING),
+    # so only processes show that the database's own lock keeps starts apart.
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(4)
+    starts = [spawn.Process(target=open_at_once, args=(database_url, barrier)) for _ in range(4)]
+    for process in starts:
+        process.start()
+    for process in starts:
+        process.join(timeout=120)
+    assert [process.exitcode for process in starts] == [0, 0, 0, 0]
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        counters = connection.execute(text("SELECT name, value FROM counter")).all()
+    engine.dispose()
+    assert [tuple(row) for row in versions] == [(HEAD,)]
+    assert sorted(tuple(row) for row in counters) == [("generation", 0), ("serial", 0)]
+
+
+def open_at_once(url: str, barrier: BarrierType) -> None:
+    """A node process starting: imports done, it waits for the others, then opens."""
+    barrier.wait(timeout=60)
+    open_and_close(url)
+
+
+def make_old_database(url: str, *, with_lease: bool, fulltext: bool = True) -> None:
+    """A database as the code before migrations left it (no alembic_version), with some data.
+
+    That code made the tables with create_all; their schema is the baseline's (`drift` shows
+    that revisions and tables agree), so the revision of that time makes them here, and this
+    keeps working when the tables change later.
+    """
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0002" if with_lease else "0001")
+        connection.execute(text("DROP TABLE alembic_version"))
+        if not fulltext:
+            connection.execute(text(f"DROP TABLE {FULLTEXT[engine.dialect.name]}"))
+        connection.execute(text("DELETE FROM counter"))
+        connection.execute(text("INSERT INTO counter VALUES ('serial', 7)"))
+        connection.execute(text("INSERT INTO nodestate VALUES ('node_id', 'old-node')"))
+        if with_lease:
+            connection.execute(text("INSERT INTO lease VALUES ('indexer', 'p1', 1)"))
+    engine.dispose()
