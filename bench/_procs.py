@@ -1,4 +1,5 @@
-"""Processes a benchmark starts: nginx and a modelyard node, on 127.0.0.1 only.
+"""Processes a benchmark starts: nginx, moto's S3 server and modelyard nodes, on 127.0.0.1
+only; and the CPU time they (and the machine) spend.
 
 Each is a context manager that polls for readiness against a deadline and, whatever happens,
 stops its process by PID (SIGTERM, then SIGKILL) on exit.
@@ -99,6 +100,24 @@ def peak_rss_bytes(pid: int) -> int:
     return int(match.group(1)) * 1024 if match else -1
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far, or 0.0 once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores have spent running something since boot (user, nice, system, irq,
+    softirq; not idle, iowait, or steal, the time the hypervisor ran someone else)."""
+    ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = ticks[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(server: Server, timeout: float = STOP_TIMEOUT) -> None:
     """Stop the process by its PID: SIGTERM, and SIGKILL if it outlives the timeout."""
     if server.proc.poll() is not None:
@@ -163,6 +182,32 @@ def nginx(root: Path) -> Iterator[Server]:
         yield ready
 
 
+def _beside_python(name: str) -> str:
+    """A console script of this interpreter's environment (the project's venv), else PATH's."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else (shutil.which(name) or str(beside))
+
+
+def moto_executable() -> str:
+    """moto's `moto_server` console script (moto[server], in the dev extra)."""
+    return _beside_python("moto_server")
+
+
+@contextmanager
+def moto_s3(root: Path) -> Iterator[Server]:
+    """moto's S3 server (`moto_server`, from moto[server]) as its own process, so that serving
+    S3 does not share the benchmark's GIL; its state lives in that process only."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    log = root / "moto.log"
+    with log.open("ab") as out:
+        command = [moto_executable(), "-H", HOST, "-p", str(port)]
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    server = Server("moto_server", proc, f"http://{HOST}:{port}", log)
+    with running(server, lambda c: c.get("/").status_code == 200) as ready:
+        yield ready
+
+
 def _node_healthy(client: httpx.Client) -> bool:
     response = client.get("/v1/health")
     if response.status_code != 200:
@@ -173,8 +218,7 @@ def _node_healthy(client: httpx.Client) -> bool:
 
 def modelyard_executable() -> str:
     """The `modelyard` console script next to this interpreter (the project's venv)."""
-    beside = Path(sys.executable).with_name("modelyard")
-    return str(beside) if beside.exists() else (shutil.which("modelyard") or str(beside))
+    return _beside_python("modelyard")
 
 
 @contextmanager
@@ -182,7 +226,7 @@ def node(
     data_dir: Path, admin_token: str, log: Path, env: Mapping[str, str] | None = None
 ) -> Iterator[Server]:
     """`modelyard serve` as its own process on `data_dir`, logging to `log`; `env` adds
-    MODELYARD_* settings."""
+    MODELYARD_* settings (and anything else the node should see, such as AWS_*)."""
     port = free_port()
     # The caller's own MODELYARD_* settings would make runs differ; only the token goes in.
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import _procs
 import blake3
@@ -34,6 +35,9 @@ from _clients import (
     wrk_parses_head,
 )
 from _report import Results, append_results, render
+
+if TYPE_CHECKING:  # imported for real late: HF_HUB_* must be set first
+    from huggingface_hub.errors import HfHubHTTPError
 
 REQUIRED_TOOLS = ("nginx", "wrk", "curl")
 INSTALL_HINT = "apt-get install -y nginx wrk curl hey"
@@ -141,13 +145,18 @@ def hf_upload(node_url: str, token: str, data: Path) -> tuple[str, float]:
         start = time.perf_counter()
         info = api.upload_file(path_or_fileobj=str(data), path_in_repo=FILENAME, repo_id=REPO)
     except HfHubHTTPError as exc:
-        response = exc.response
-        raise BenchError(
-            f"huggingface_hub against {node_url}: {exc}\n"
-            f"{response.request.method} {response.request.url} -> HTTP {response.status_code}: "
-            f"{response.text[:2000]}"
-        ) from exc
+        raise hub_error(node_url, exc) from exc
     return str(info.oid), time.perf_counter() - start
+
+
+def hub_error(node_url: str, exc: HfHubHTTPError) -> BenchError:
+    """What huggingface_hub's failed request asked and what the node answered."""
+    response = exc.response
+    return BenchError(
+        f"huggingface_hub against {node_url}: {exc}\n"
+        f"{response.request.method} {response.request.url} -> HTTP {response.status_code}: "
+        f"{response.text[:2000]}"
+    )
 
 
 def measure_downloads(urls: dict[str, tuple[str, dict[str, str]]], res: Results) -> None:
