@@ -31,7 +31,7 @@ class ReadFastPath:
         answer = None
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             try:
-                answer = _answer(scope)
+                answer = await _answer(scope)
             except (RegistryError, ValueError, IndexError):
                 answer = None  # let the regular route produce the error response
         if answer is None:
@@ -46,7 +46,7 @@ class ReadFastPath:
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
-def _answer(scope: Scope) -> Answer | None:
+async def _answer(scope: Scope) -> Answer | None:
     node: Node | None = getattr(scope["app"].state, "node", None)
     if node is None:
         return None
@@ -55,9 +55,9 @@ def _answer(scope: Scope) -> Answer | None:
     if principal is None:
         return None
     if scope["method"] == "GET" and len(parts) in (5, 7) and parts[1] == "api":
-        return _info(node, principal, parts, scope["query_string"])
+        return await _info(node, principal, parts, scope["query_string"])
     if scope["method"] == "HEAD":
-        return _resolve_head(node, principal, parts)
+        return await _resolve_head(node, principal, parts)
     return None
 
 
@@ -69,7 +69,7 @@ def _principal(node: Node, scope: Scope) -> Principal | None:
     return node.auth.cached(None)
 
 
-def _info(node: Node, principal: Principal, parts: list[str], query: bytes) -> Answer | None:
+async def _info(node: Node, principal: Principal, parts: list[str], query: bytes) -> Answer | None:
     # ['', 'api', 'models', ns, name] or [..., 'revision', rev]
     repo_type = RepoType.from_plural(parts[2])
     if repo_type is None or (len(parts) == 7 and parts[5] != "revision"):
@@ -78,7 +78,8 @@ def _info(node: Node, principal: Principal, parts: list[str], query: bytes) -> A
         return None
     blobs = query == b"blobs=true"
     revision = parts[6] if len(parts) == 7 else "main"
-    snap = node.reads.cached_snapshot(principal, RepoId(repo_type, parts[3], parts[4]), revision)
+    repo = RepoId(repo_type, parts[3], parts[4])
+    snap = await node.reads.cached_snapshot(principal, repo, revision)
     if snap is None or snap.repo.home_node != node.identity.node_id:
         return None  # replicas add headers about their copy: the regular route does
     key = (
@@ -99,7 +100,7 @@ def _info(node: Node, principal: Principal, parts: list[str], query: bytes) -> A
     )
 
 
-def _resolve_head(node: Node, principal: Principal, parts: list[str]) -> Answer | None:
+async def _resolve_head(node: Node, principal: Principal, parts: list[str]) -> Answer | None:
     # ['', [datasets,] ns, name, 'resolve', rev, *path]
     repo_type = (
         RepoType.DATASET if parts[1] == "datasets" and parts[4] == "resolve" else RepoType.MODEL
@@ -108,7 +109,7 @@ def _resolve_head(node: Node, principal: Principal, parts: list[str]) -> Answer 
     if len(parts) < offset + 5 or parts[offset + 2] != "resolve":
         return None
     repo = RepoId(repo_type, parts[offset], parts[offset + 1])
-    snap = node.reads.cached_snapshot(principal, repo, parts[offset + 3])
+    snap = await node.reads.cached_snapshot(principal, repo, parts[offset + 3])
     entry = node.reads.cached_file(snap, "/".join(parts[offset + 4 :])) if snap else None
     if snap is None or entry is None or node.blobs.stat(entry.blake3) is None:
         return None

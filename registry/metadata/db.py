@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, create_engine
 
 from registry.metadata.outbox import enqueue
@@ -38,6 +38,13 @@ class Database:
         self.shared = not self.is_sqlite
         self._read = _engine(url, immediate=False)
         self._write = _engine(url, immediate=True) if self.is_sqlite else self._read
+        # The shared generation is read on every cached read: one round trip on a connection
+        # of its own (autocommit, no pre-ping; a dropped connection is retried once).
+        self._generation = (
+            create_engine(url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=16)
+            if self.shared
+            else None
+        )
         self.after_write: list[Callable[[], None]] = []  # e.g. cache invalidation
         migrate(self._write)  # under a lock: processes starting together migrate once
         for name in ("serial", "generation"):  # "serial" is made by the baseline already
@@ -51,6 +58,8 @@ class Database:
     def dispose(self) -> None:
         self._read.dispose()
         self._write.dispose()
+        if self._generation is not None:
+            self._generation.dispose()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -81,10 +90,17 @@ class Database:
 
     def generation(self) -> int:
         """The shared write generation (moves with every write transaction of any process)."""
-        with self._read.connect() as connection:
-            value = connection.execute(_GENERATION).scalar()
-            connection.rollback()
-        return int(value or 0)
+        try:
+            return self._read_generation()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            return self._read_generation()  # a dead pooled connection was dropped: once more
+
+    def _read_generation(self) -> int:
+        assert self._generation is not None, "kept only when the database is shared"
+        with self._generation.connect() as connection:
+            return int(connection.execute(_GENERATION).scalar() or 0)
 
     def append_change(
         self,

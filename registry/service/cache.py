@@ -11,13 +11,17 @@ counts another process may have changed).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from registry.domain.names import RepoId
 from registry.metadata.tables import Commit, Repo, TreeRow
 
+logger = logging.getLogger(__name__)
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -70,3 +74,53 @@ class ReadCache:
             self._seen = shared_generation
             self.new_generation()
             self.responses.clear()
+
+
+class SharedGeneration:
+    """Brings a ReadCache up to date with a database that several processes write.
+
+    Theory of operation: a request may answer from the cache once a look at the shared write
+    generation that *started after the request arrived* has been followed: everything any
+    process committed before then is seen. Requests on the event loop share those looks: one
+    runs at a time, on a thread, and the requests that arrive meanwhile wait for the next,
+    which starts the moment it ends. So the loop never blocks on the database, and one round
+    trip serves every request that came in during the previous one.
+    """
+
+    def __init__(self, cache: ReadCache, read: Callable[[], int]) -> None:
+        self._cache = cache
+        self._read = read
+        self._next: asyncio.Future[bool] | None = None  # the look not started yet
+        self._running = False
+
+    def follow(self) -> None:
+        """Look now, on this thread (for callers off the event loop)."""
+        self._cache.follow(self._read())
+
+    async def followed(self) -> bool:
+        """Wait for a look that starts after this call; False if it failed (the caller then
+        reads through, and meets the database's error itself)."""
+        look = self._next
+        if look is None:
+            look = self._next = asyncio.get_running_loop().create_future()
+            if not self._running:
+                self._start()
+        return await asyncio.shield(look)  # one waiter leaving cancels nothing
+
+    def _start(self) -> None:
+        assert self._next is not None
+        done, self._next = self._next, None
+        self._running = True
+        look = asyncio.get_running_loop().run_in_executor(None, self._read)
+        look.add_done_callback(lambda result: self._finish(done, result))
+
+    def _finish(self, done: asyncio.Future[bool], look: asyncio.Future[int]) -> None:
+        self._running = False
+        failed = look.exception()
+        if failed is None:
+            self._cache.follow(look.result())
+        else:
+            logger.warning("could not read the shared write generation: %s", failed)
+        done.set_result(failed is None)
+        if self._next is not None:  # requests arrived while it ran
+            self._start()

@@ -15,7 +15,7 @@ from registry.domain.names import COMMIT_SHA, SHORT_SHA, RepoId, RepoType
 from registry.metadata.db import Database
 from registry.metadata.tables import Commit, Ref, Repo, TreeRow
 from registry.service.auth import Principal, can_read
-from registry.service.cache import ReadCache
+from registry.service.cache import ReadCache, SharedGeneration
 from registry.service.cards import Card, CardReader, WeightsSummary
 from registry.service.repos import find_repo
 
@@ -77,6 +77,7 @@ class ReadService:
         self._db = db
         self.cache = cache
         self._cards = cards
+        self._shared = SharedGeneration(cache, db.generation) if db.shared else None
 
     def card(self, commit_id: str) -> Card:
         readme = self.tree_map(commit_id).get("README.md")
@@ -93,11 +94,16 @@ class ReadService:
         ]
         return self._cards.weights(commit_id, files) if files else None
 
-    def cached_snapshot(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot | None:
-        """The snapshot if everything it needs is cached, else None (no I/O, but for one
-        look at the write generation when the database is shared by several processes)."""
-        if self._db.shared:
-            self.cache.follow(self._db.generation())
+    async def cached_snapshot(
+        self, principal: Principal, repo: RepoId, revision: str
+    ) -> Snapshot | None:
+        """The snapshot if everything it needs is cached, else None. Awaits nothing but, on a
+        database several processes share, a look at its write generation (SharedGeneration)."""
+        if self._shared is not None and not await self._shared.followed():
+            return None
+        return self._cached(principal, repo, revision)
+
+    def _cached(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot | None:
         row = self.cache.repos.get(repo)
         if row is None or row.id is None:
             return None
@@ -108,7 +114,9 @@ class ReadService:
         return Snapshot(row, commit) if commit is not None else None
 
     def snapshot(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot:
-        cached = self.cached_snapshot(principal, repo, revision)
+        if self._shared is not None:
+            self._shared.follow()
+        cached = self._cached(principal, repo, revision)
         if cached is not None:
             return cached
         generation = self.cache.generation

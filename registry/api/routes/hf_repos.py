@@ -145,7 +145,7 @@ async def info_response(
     node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str, blobs: bool
 ) -> Response:
     """Repo info; answered from the cache without I/O when the commit was seen before."""
-    snap = node.reads.cached_snapshot(principal, repo, revision)
+    snap = await node.reads.cached_snapshot(principal, repo, revision)
     if snap is None:
         snap = await run_in_threadpool(node.reads.snapshot, principal, repo, revision)
     key = (

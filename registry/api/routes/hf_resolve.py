@@ -44,7 +44,7 @@ async def _resolve(
         parts = parts[1:]
     repo = parse_repo(plural, parts[0], parts[1])
     revision, path = parts[3], "/".join(parts[4:])
-    cached = node.reads.cached_snapshot(principal, repo, revision)
+    cached = await node.reads.cached_snapshot(principal, repo, revision)
     hit = node.reads.cached_file(cached, path) if cached else None
     if cached is not None and hit is not None:
         snap, entry = cached, hit
