@@ -65,8 +65,11 @@ class Leases:
             self._thread.join(timeout=10)
         with self._lock:
             self._valid.clear()
-        with self._db.write(invalidates=False) as session:
-            session.execute(delete(Lease).where(col(Lease.holder) == self.holder))
+        try:
+            with self._db.write(invalidates=False) as session:
+                session.execute(delete(Lease).where(col(Lease.holder) == self.holder))
+        except Exception:  # best effort: unreleased leases run out by themselves
+            logger.exception("could not release leases holder=%s", self.holder)
 
     def _claim(self, name: str) -> bool:
         started = time.monotonic()
