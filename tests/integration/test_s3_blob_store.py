@@ -15,7 +15,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
 from registry.settings import Settings
-from tests.conftest import RunningNode
+from tests.conftest import FAST_SYNC, RunningNode
 from tests.integration.test_mirrors import FAST, add_mirror, wait_pushed
 
 
@@ -72,3 +72,38 @@ def test_blob_store_setting_must_be_an_s3_url(tmp_path: Path) -> None:
     for bad in ("/var/blobs", "s3://", "s3:///prefix", "http://bucket"):
         with pytest.raises(ValueError, match="s3://bucket/prefix"):
             Settings(data_dir=tmp_path, blob_store=bad)
+
+
+def test_a_replica_copies_and_streams_blobs_from_a_home_on_s3(
+    start_node: Callable[..., RunningNode], s3_bucket: str
+) -> None:
+    """The home answers its peers' blob GETs with redirects to its bucket, which they follow."""
+    home = start_node("home", blob_store=f"s3://{s3_bucket}/home")
+    api = HfApi(endpoint=home.url, token=home.admin_token)
+    api.create_repo("admin/shared")
+    eager_data, lazy_data = os.urandom(300_000), os.urandom(200_000)
+    api.upload_file(path_or_fileobj=eager_data, path_in_repo="e.bin", repo_id="admin/shared")
+    replicas = {}
+    for blobs in ("eager", "lazy"):
+        replicas[blobs] = replica = start_node(blobs, sync=FAST_SYNC)
+        with replica.client(replica.admin_token) as http:
+            body = {"url": home.url, "token": home.admin_token, "blobs": blobs}
+            assert http.post("/v1/peers", json=body).status_code == 201
+    api.upload_file(path_or_fileobj=lazy_data, path_in_repo="l.bin", repo_id="admin/shared")
+    eager_digest = blake3.blake3(eager_data).hexdigest()
+    with replicas["eager"].client() as http:
+        deadline = time.monotonic() + 30
+        while http.head(f"/v1/blobs/{eager_digest}").status_code != 200:
+            assert time.monotonic() < deadline, "the eager replica never copied the blob"
+            time.sleep(0.05)
+        assert http.get(f"/v1/blobs/{eager_digest}").content == eager_data
+    with replicas["lazy"].client() as http:
+        deadline = time.monotonic() + 30
+        while http.head("/admin/shared/resolve/main/l.bin").status_code != 200:
+            assert time.monotonic() < deadline, "the lazy replica never learned of the file"
+            time.sleep(0.05)
+        assert http.get("/admin/shared/resolve/main/l.bin").content == lazy_data  # pulled through
+    for replica in replicas.values():
+        with replica.client(replica.admin_token) as http:
+            [peer] = http.get("/v1/peers").json()
+        assert peer["bad_blobs"] == 0, peer
