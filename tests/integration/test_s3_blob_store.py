@@ -16,7 +16,9 @@ from huggingface_hub import HfApi, hf_hub_download
 
 from registry.settings import Settings
 from tests.conftest import FAST_SYNC, RunningNode
+from tests.faultproxy import FaultProxy
 from tests.integration.test_mirrors import FAST, add_mirror, wait_pushed
+from tests.s3 import S3Server
 
 
 def bucket_keys(bucket: str) -> list[str]:
@@ -107,3 +109,27 @@ def test_a_replica_copies_and_streams_blobs_from_a_home_on_s3(
         with replica.client(replica.admin_token) as http:
             [peer] = http.get("/v1/peers").json()
         assert peer["bad_blobs"] == 0, peer
+
+
+def test_a_node_reaches_its_blob_store_through_its_own_endpoint(
+    start_node: Callable[..., RunningNode], s3_bucket: str, s3_server: S3Server
+) -> None:
+    """MODELYARD_BLOB_STORE_ENDPOINT wins over boto3's AWS_ENDPOINT_URL (the S3 mirrors' one):
+    here another way to the same moto server, a faithful proxy."""
+    proxy = FaultProxy(s3_server.port)
+    try:
+        node = start_node("own", blob_store=f"s3://{s3_bucket}/own", blob_store_endpoint=proxy.url)
+        api = HfApi(endpoint=node.url, token=node.admin_token)
+        api.create_repo("admin/own")
+        api.upload_file(path_or_fileobj=b"w" * 5000, path_in_repo="w.bin", repo_id="admin/own")
+        digest = blake3.blake3(b"w" * 5000).hexdigest()
+        assert f"own/blobs/blake3/{digest[:2]}/{digest}" in bucket_keys(s3_bucket)
+        with node.client() as http:
+            resolve = http.get("/admin/own/resolve/main/w.bin", follow_redirects=False)
+            assert resolve.status_code == 302
+            assert resolve.headers["location"].startswith(f"{proxy.url}/{s3_bucket}/own/blobs/")
+            got = http.get("/admin/own/resolve/main/w.bin", follow_redirects=True)
+            assert got.content == b"w" * 5000
+        node.server.stop()  # before its endpoint goes away
+    finally:
+        proxy.close()
