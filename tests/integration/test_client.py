@@ -54,7 +54,9 @@ def wait_mirrored(node: RunningNode, timeout: float = 60) -> None:
 
 @pytest.fixture
 def corrupting(start_node: Callable[..., RunningNode]) -> Iterator[tuple[RunningNode, FaultProxy]]:
-    node = start_node("home", mirror=FAST)
+    """A node behind a fault proxy. Its blobs stay on its local disk whatever the test run's
+    blob store: the bytes must flow through the proxy, and a node on S3 redirects around it."""
+    node = start_node("home", mirror=FAST, blob_store=None)
     proxy = FaultProxy(node.port)
     yield node, proxy
     proxy.close()
