@@ -32,7 +32,8 @@ def get_range_into(
     sink: Callable[[int, memoryview], None],
     timeout: float = 30.0,
 ) -> None:
-    """Hand bytes [start, end) of `url` to `sink(offset, bytes)` (following redirects).
+    """Hand bytes [start, end) of `url` to `sink(offset, bytes)`, following redirects (an
+    `authorization` header is not sent on to another origin, such as an S3 presigned URL).
 
     The view passed to `sink` is reused for the next read: copy or write it before returning.
     """
@@ -40,7 +41,10 @@ def get_range_into(
         connection, response = _request(url, headers, start, end, timeout)
         try:
             if response.status in (301, 302, 303, 307, 308):
-                url = urljoin(url, response.getheader("location") or "")
+                target = urljoin(url, response.getheader("location") or "")
+                if _origin(target) != _origin(url):  # a node's token is for the node only
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                url = target
                 continue
             if response.status >= 400:
                 _raise(url, response)
@@ -81,6 +85,12 @@ def _receive(
             if copy:
                 sink(offset, target[:n])
         offset += n
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """Scheme and host:port, as browsers and httpx compare them before sending credentials."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.rpartition("@")[2].lower()
 
 
 def _request(

@@ -36,6 +36,13 @@ logger = logging.getLogger(__name__)
 SHARED_FEED_POLL = 0.25  # seconds: how soon a long-poll sees another process's write
 
 
+def open_blob_store(settings: Settings) -> LocalBlobStore | S3BlobStore:
+    """The node's blob store: an S3 bucket (`blob_store`) or the data dir's `store/`."""
+    if settings.blob_store:
+        return S3BlobStore(settings.blob_store, endpoint_url=settings.blob_store_endpoint)
+    return LocalBlobStore(settings.blob_dir)
+
+
 @dataclass
 class Node:
     settings: Settings
@@ -67,11 +74,7 @@ class Node:
     def open(cls, settings: Settings) -> Node:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.effective_database_url)
-        blobs: LocalBlobStore | S3BlobStore = (
-            S3BlobStore(settings.blob_store)
-            if settings.blob_store
-            else LocalBlobStore(settings.blob_dir)
-        )
+        blobs = open_blob_store(settings)
         removed = blobs.clear_uploads()
         if removed:
             logger.warning("removed %d interrupted uploads", removed)

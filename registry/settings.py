@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     token: SecretStr | None = None  # MODELYARD_TOKEN: a user's token for client commands
     database_url: str | None = None
     blob_store: str | None = None  # MODELYARD_BLOB_STORE=s3://bucket/prefix; default: data_dir
+    # The blob store's own S3 endpoint (default: boto3's chain, AWS_ENDPOINT_URL included), so
+    # a node's blobs and its S3 mirrors may live on different S3-compatible services.
+    blob_store_endpoint: str | None = None
     log_level: str = "INFO"
     limits: LimitSettings = LimitSettings()
     sync: SyncSettings = SyncSettings()
@@ -111,6 +114,12 @@ class Settings(BaseSettings):
             except InvalidError as exc:
                 raise ValueError(f"blob_store is an S3 URL: s3://bucket/prefix ({exc})") from None
         return value
+
+    @model_validator(mode="after")
+    def _endpoint_needs_store(self) -> Settings:
+        if self.blob_store_endpoint and not self.blob_store:
+            raise ValueError("blob_store_endpoint is the endpoint of an S3 blob_store: set both")
+        return self
 
     @field_validator("public_url")
     @classmethod

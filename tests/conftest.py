@@ -12,18 +12,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 import uvicorn
 
 from registry.api.app import create_app
 from registry.settings import Settings
-from tests.s3 import s3_bucket, s3_server  # noqa: F401 - fixtures for every test module
+from tests.s3 import (
+    CREDENTIALS,
+    S3Server,
+    s3_bucket,  # noqa: F401 - a fixture for every test module
+    s3_server,  # noqa: F401 - a fixture for every test module
+    start_s3_server,
+)
 
 ADMIN_TOKEN = "myd_test_admin_token"
-# Which metadata backend nodes under test use: "sqlite" (default) or "postgres". Read once,
-# before the autouse fixture below clears every MODELYARD_* variable from each test.
+# Which metadata backend nodes under test use: "sqlite" (default) or "postgres", and which
+# blob store: "local" (default: the data dir) or "s3". Read once, before the autouse fixture
+# below clears every MODELYARD_* variable from each test.
 TEST_DATABASE = os.environ.get("MODELYARD_TEST_DATABASE", "sqlite")
+TEST_BLOB_STORE = os.environ.get("MODELYARD_TEST_BLOB_STORE", "local")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,6 +51,26 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("MODELYARD_"):
             monkeypatch.delenv(key)
+    if TEST_BLOB_STORE == "s3":  # credentials for boto3 in the nodes (endpoint: their settings)
+        for key, value in CREDENTIALS.items():
+            monkeypatch.setenv(key, value)
+
+
+_blob_servers: list[S3Server] = []  # the one below, while the session runs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _blob_server() -> Iterator[None]:
+    """With MODELYARD_TEST_BLOB_STORE=s3, the moto server holding every node's blobs. It is not
+    `s3_server`: tests stop that one to take "S3" (a mirror, an upstream) down, and the nodes
+    under test must keep their blob store meanwhile. moto's state is process-global, so the
+    buckets are visible through either server."""
+    if TEST_BLOB_STORE != "s3":
+        yield
+        return
+    _blob_servers.append(start_s3_server())
+    yield
+    _blob_servers.pop().stop()
 
 
 class ServerThread:
@@ -109,13 +138,19 @@ class RunningNode:
     server: ServerThread
 
     def client(self, token: str | None = None) -> httpx.Client:
+        """Follows redirects, as the Hub client and curl -L do: a node whose blobs are in S3
+        answers downloads with a redirect to the bucket (httpx drops the token on the way)."""
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, follow_redirects=True)
 
 
 def node_settings(data_dir: Path, **overrides: object) -> Settings:
+    """A test node's settings: metadata and blobs where the test run says (TEST_DATABASE,
+    TEST_BLOB_STORE) unless overridden; `blob_store=None` keeps its blobs in its data dir."""
     if TEST_DATABASE == "postgres":
         overrides.setdefault("database_url", postgres_database_for(data_dir))
+    if TEST_BLOB_STORE == "s3" and "blob_store" not in overrides:  # a test's own store wins
+        overrides["blob_store"], overrides["blob_store_endpoint"] = s3_blob_store_for(data_dir)
     # pydantic validates each override; mypy cannot type a **kwargs of mixed values.
     return Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, **overrides)  # type: ignore[arg-type]
 
@@ -136,6 +171,21 @@ def postgres_database_for(data_dir: Path) -> str:
             pg.execute(f'CREATE DATABASE "{name}"')
         _made_databases.add(name)
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+_made_buckets: set[str] = set()
+
+
+def s3_blob_store_for(data_dir: Path) -> tuple[str, str]:
+    """The node's blob store (URL, endpoint) on the blob server: a bucket per data dir, so a
+    node restarted on its data dir finds its blobs again; made the first time it is asked for
+    (moto starts empty with each test run)."""
+    server = _blob_servers[0]
+    name = "myd-" + hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:20]
+    if name not in _made_buckets:
+        boto3.client("s3", endpoint_url=server.url).create_bucket(Bucket=name)
+        _made_buckets.add(name)
+    return f"s3://{name}/store", server.url
 
 
 # Peers probed and long-polled quickly, so state changes show within a second.

@@ -165,7 +165,8 @@ class RegistryClient:
     ) -> Iterator[Iterator[bytes]]:
         """Stream a blob's bytes [start, end) (to the end by default); stops with an error
         past what was asked (a source cannot send endless data). The caller verifies the
-        hash (BlobStore.put does)."""
+        hash (BlobStore.put does). A node whose blobs are in S3 redirects to the bucket: the
+        redirect is followed (httpx drops the token when it leaves the node's origin)."""
         ranged = bool(start) or end is not None
         last = "" if end is None else str(end - 1)
         headers = {"range": f"bytes={start}-{last}"} if ranged else {}

@@ -9,7 +9,8 @@ Visibility follows the local store's rule: a blob's key exists only once its byt
 hashed and checked. Small uploads are buffered (at most one part) and put under the final key
 in one PUT; large ones go up as a multipart upload under `uploads/`, which S3 shows to nobody
 until it is completed, and are then copied server-side to the final key. Credentials and the
-endpoint come from boto3's usual chain (`AWS_ENDPOINT_URL` for S3-compatible stores).
+endpoint come from boto3's usual chain (`AWS_ENDPOINT_URL` for S3-compatible stores), unless
+the store is given its own endpoint (`MODELYARD_BLOB_STORE_ENDPOINT`).
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ KNOWN_BLOBS = 100_000  # sizes of blobs seen stored, remembered (blobs never cha
 _COPY = TransferConfig(multipart_threshold=1024 * 1024 * 1024, multipart_chunksize=256 * 1024**2)
 
 
-def s3_client(timeout: float = 30.0, attempts: int = 3) -> Any:
-    """A boto3 S3 client from the usual credential and endpoint chain."""
+def s3_client(timeout: float = 30.0, attempts: int = 3, endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client from the usual credential chain; the endpoint too unless given."""
     config = Config(
         connect_timeout=timeout,
         read_timeout=timeout,
         retries={"max_attempts": attempts, "mode": "standard"},
     )
-    return boto3.client("s3", config=config)
+    return boto3.client("s3", config=config, endpoint_url=endpoint_url)
 
 
 @contextmanager
@@ -68,10 +69,12 @@ def s3_errors(
 
 
 class S3BlobStore:
-    def __init__(self, url: str, client: Any | None = None) -> None:
+    def __init__(
+        self, url: str, client: Any | None = None, endpoint_url: str | None = None
+    ) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-        self.s3 = client if client is not None else s3_client()
+        self.s3 = client if client is not None else s3_client(endpoint_url=endpoint_url)
         # A blob once seen stored stays the same bytes, so `stat` answers it from here without
         # a HEAD: downloads and resolve HEADs stat every file they serve.
         self._known: dict[str, int] = {}

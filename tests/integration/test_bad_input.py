@@ -13,7 +13,6 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import blake3
@@ -23,6 +22,7 @@ from huggingface_hub import HfApi
 
 from registry.domain.tokens import sign
 from registry.metadata.db import Database
+from tests.blobs import stored_blob_files, upload_leftovers
 from tests.conftest import RunningNode
 from tests.hub import NDJSON, add, header, ndjson
 
@@ -36,14 +36,6 @@ def state(http: httpx.Client) -> tuple[object, ...]:
     refs = http.get(f"{REPO}/refs").json()
     tree = http.get(f"{REPO}/tree/main", params={"recursive": "true"}).json()
     return info["sha"], json.dumps(refs, sort_keys=True), [(e["path"], e["oid"]) for e in tree]
-
-
-def stored_files(node: RunningNode) -> set[Path]:
-    return {p for p in (node.settings.blob_dir / "blobs").rglob("*") if p.is_file()}
-
-
-def upload_leftovers(node: RunningNode) -> list[Path]:
-    return list((node.settings.blob_dir / "uploads").iterdir())
 
 
 def answered(node: RunningNode, route: str, method: str, total: int) -> dict[str, float]:
@@ -403,7 +395,7 @@ def send_truncated(url: str, target: str, declared: int, sent: bytes, token: str
 
 
 def test_lfs_put_refuses_wrong_bytes_and_wrong_sizes(node: RunningNode, http: httpx.Client) -> None:
-    before, files = state(http), stored_files(node)
+    before, files = state(http), stored_blob_files(node.settings)
     data = os.urandom(100_000)
     href = upload_href(http, data)
     assert_refused(httpx.put(href, content=os.urandom(100_000)), 400, "DigestMismatch")
@@ -413,8 +405,8 @@ def test_lfs_put_refuses_wrong_bytes_and_wrong_sizes(node: RunningNode, http: ht
     parts = urlsplit(href)
     send_truncated(node.url, f"{parts.path}?{parts.query}", len(data), data[:5000], None)
     assert answered(node, "/lfs/objects/{oid}", "PUT", 5) == {"4xx": 5.0}
-    assert not upload_leftovers(node)
-    assert stored_files(node) == files
+    assert not upload_leftovers(node.settings)
+    assert stored_blob_files(node.settings) == files
     assert upload_href(http, data)  # still needed: nothing was stored
     oid = hashlib.sha256(data).hexdigest()
     verify = http.post(f"/lfs/verify/{oid}", json={"oid": oid, "size": len(data)})
@@ -429,7 +421,7 @@ def test_lfs_put_refuses_wrong_bytes_and_wrong_sizes(node: RunningNode, http: ht
 def test_lfs_put_refuses_tampered_or_expired_signatures_with_401(
     node: RunningNode, http: httpx.Client
 ) -> None:
-    files = stored_files(node)
+    files = stored_blob_files(node.settings)
     data = os.urandom(10_000)
     href = upload_href(http, data)
     query = {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
@@ -450,12 +442,12 @@ def test_lfs_put_refuses_tampered_or_expired_signatures_with_401(
     other = hashlib.sha256(b"other").hexdigest()
     response = httpx.put(href.replace(oid, other), content=b"other")  # signed for another oid
     assert_refused(response, 401, "Unauthorized")
-    assert stored_files(node) == files
+    assert stored_blob_files(node.settings) == files
     assert upload_href(http, data)
 
 
 def test_blob_put_refuses_body_with_wrong_hash(node: RunningNode, http: httpx.Client) -> None:
-    files = stored_files(node)
+    files = stored_blob_files(node.settings)
     data = os.urandom(300_000)
     digest = blake3.blake3(data).hexdigest()
     assert_refused(
@@ -463,23 +455,23 @@ def test_blob_put_refuses_body_with_wrong_hash(node: RunningNode, http: httpx.Cl
     )
     assert_refused(http.put("/v1/blobs/not-a-digest", content=b"x"), 400, "BadRequest")
     assert_refused(http.get(f"/v1/blobs/{digest}"), 404, "BlobNotFound")
-    assert stored_files(node) == files
-    assert not upload_leftovers(node)
+    assert stored_blob_files(node.settings) == files
+    assert not upload_leftovers(node.settings)
 
 
 def test_blob_put_stores_nothing_when_body_is_truncated(
     node: RunningNode, http: httpx.Client
 ) -> None:
-    files = stored_files(node)
+    files = stored_blob_files(node.settings)
     data = os.urandom(300_000)
     digest = blake3.blake3(data).hexdigest()
     send_truncated(node.url, f"/v1/blobs/{digest}", len(data), data[:1000], node.admin_token)
     assert answered(node, "/v1/blobs/{blake3}", "PUT", 1) == {"4xx": 1.0}  # a client error
-    assert not upload_leftovers(node)
+    assert not upload_leftovers(node.settings)
     assert http.head(f"/v1/blobs/{digest}").status_code == 404
     assert_refused(http.get(f"/v1/blobs/{digest}"), 404, "BlobNotFound")
-    assert stored_files(node) == files
-    assert not list((node.settings.blob_dir / "blobs").rglob(digest))
+    assert stored_blob_files(node.settings) == files
+    assert not [key for key in stored_blob_files(node.settings) if key.endswith(digest)]
     # The complete body is then accepted and served.
     assert http.put(f"/v1/blobs/{digest}", content=data).status_code == 201
     assert http.get(f"/v1/blobs/{digest}").content == data

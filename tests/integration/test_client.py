@@ -1,5 +1,6 @@
 """The resilient client: falls back across a dead node, a node serving corrupted bytes and an
-S3 mirror; names every source's failure when all fail; resumes an interrupted download."""
+S3 mirror; names every source's failure when all fail; resumes an interrupted download; keeps
+a node's token from the bucket a download is redirected to."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from pathlib import Path
 import blake3
 import pytest
 from huggingface_hub import HfApi
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 
 from mirror import AllSourcesFailedError, Downloader, Progress, RetryPolicy, download_repo
-from tests.conftest import RunningNode
+from mirror.rangeget import get_range_into
+from tests.conftest import RunningNode, ServerThread
 from tests.faultproxy import Fault, FaultProxy
 
 FAST = {"interval": 0.05, "retry_initial": 0.1, "retry_max": 0.5}
@@ -48,7 +54,9 @@ def wait_mirrored(node: RunningNode, timeout: float = 60) -> None:
 
 @pytest.fixture
 def corrupting(start_node: Callable[..., RunningNode]) -> Iterator[tuple[RunningNode, FaultProxy]]:
-    node = start_node("home", mirror=FAST)
+    """A node behind a fault proxy. Its blobs stay on its local disk whatever the test run's
+    blob store: the bytes must flow through the proxy, and a node on S3 redirects around it."""
+    node = start_node("home", mirror=FAST, blob_store=None)
     proxy = FaultProxy(node.port)
     yield node, proxy
     proxy.close()
@@ -149,3 +157,38 @@ def test_download_repo_fetches_only_the_allowed_patterns(node: RunningNode, tmp_
         result = downloader.download_repo("admin/model", tmp_path / "t", allow=["*.txt"])
     assert set(result.files) == {"ok.txt"}
     assert result.files["ok.txt"].read_bytes() == b"fine"
+
+
+def test_a_ranged_get_keeps_the_token_from_the_origin_it_is_redirected_to() -> None:
+    """A node on S3 redirects downloads to presigned bucket URLs: the node's token must not
+    follow (S3 refuses a request with two credentials, and the bucket's host is not the node)."""
+    seen: list[tuple[str, str | None]] = []
+
+    def recorded(request: Request) -> None:
+        seen.append((request.url.path, request.headers.get("authorization")))
+
+    async def blob(request: Request) -> Response:
+        recorded(request)
+        return Response(b"hello", status_code=206, headers={"content-range": "bytes 0-4/5"})
+
+    bucket = ServerThread(Starlette(routes=[Route("/bucket/blob", blob)]))
+    bucket.start()
+
+    async def redirect(request: Request) -> Response:
+        recorded(request)
+        return RedirectResponse(f"{bucket.url}/bucket/blob?X-Amz-Signature=x", status_code=302)
+
+    node = ServerThread(Starlette(routes=[Route("/v1/blobs/{digest}", redirect)]))
+    node.start()
+    got = bytearray(5)
+
+    def sink(offset: int, view: memoryview) -> None:
+        got[offset : offset + len(view)] = view
+
+    try:
+        get_range_into(f"{node.url}/v1/blobs/ab", {"authorization": "Bearer myd_x"}, 0, 5, sink)
+    finally:
+        node.stop()
+        bucket.stop()
+    assert got == b"hello"
+    assert seen == [("/v1/blobs/ab", "Bearer myd_x"), ("/bucket/blob", None)]

@@ -194,7 +194,8 @@ def test_search_results_are_ordered_by_each_sort_and_paged_without_repeats(
 ) -> None:
     node, url, _ = fixture_node
     node.indexer.run_once(batch=150)  # part indexed, part pending
-    with httpx.Client(base_url=url, timeout=30) as http:
+    # Downloads follow redirects: a node whose blobs are in S3 redirects them to the bucket.
+    with httpx.Client(base_url=url, timeout=30, follow_redirects=True) as http:
         for _ in range(3):
             http.get(f"/{SPECS[5].id}/resolve/main/README.md").raise_for_status()
         http.get(f"/{SPECS[9].id}/resolve/main/README.md").raise_for_status()

@@ -125,3 +125,17 @@ def test_load_settings_rejects_badly_typed_values(monkeypatch: pytest.MonkeyPatc
 def test_settings_refuse_duplicate_peers() -> None:
     with pytest.raises(ValidationError, match="unique"):
         Settings(sync={"peers": [{"url": "http://a"}, {"url": "http://a/"}]})
+
+
+def test_settings_blob_store_endpoint_from_env_and_only_with_an_s3_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODELYARD_BLOB_STORE_ENDPOINT", "http://127.0.0.1:9000")
+    with pytest.raises(ValidationError, match="blob_store_endpoint"):
+        load_settings()  # an endpoint for blobs kept in the data dir is a mistake
+    monkeypatch.setenv("MODELYARD_BLOB_STORE", "s3://models/node")
+    settings = load_settings()
+    assert (settings.blob_store, settings.blob_store_endpoint) == (
+        "s3://models/node",
+        "http://127.0.0.1:9000",
+    )

@@ -1,0 +1,36 @@
+"""What a node's blob store holds, read from the store the node was given (the data dir or an
+S3 bucket), so tests about stored bytes hold on either (MODELYARD_TEST_BLOB_STORE)."""
+
+from __future__ import annotations
+
+from registry.node import open_blob_store
+from registry.settings import Settings
+from registry.storage.local import LocalBlobStore
+
+
+def _keys(settings: Settings, under: str) -> set[str]:
+    """Every file (local) or key (S3) under `blobs/` or `uploads/` of the node's store, by its
+    path relative to the store, whatever its name; S3 adds unfinished multipart uploads."""
+    store = open_blob_store(settings)
+    if isinstance(store, LocalBlobStore):
+        root = store.root
+        return {p.relative_to(root).as_posix() for p in (root / under).rglob("*") if p.is_file()}
+    prefix = f"{store.prefix}{under}/"
+    keys = set()
+    for page in store.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=store.bucket, Prefix=prefix
+    ):
+        keys |= {item["Key"].removeprefix(store.prefix) for item in page.get("Contents", [])}
+    pending = store.s3.list_multipart_uploads(Bucket=store.bucket, Prefix=prefix)
+    return keys | {f"multipart:{item['Key']}" for item in pending.get("Uploads", [])}
+
+
+def stored_blob_files(settings: Settings) -> set[str]:
+    """Every file or key under the store's `blobs/` (stray ones included, not only digests)."""
+    return _keys(settings, "blobs")
+
+
+def upload_leftovers(settings: Settings) -> set[str]:
+    """What uploads in progress keep in the store: files under `uploads/` (local); keys and
+    unfinished multipart uploads under `uploads/` (S3)."""
+    return _keys(settings, "uploads")
