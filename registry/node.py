@@ -14,7 +14,7 @@ from registry.service.commits import CommitService
 from registry.service.downloads import DownloadCounter
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.indexer import DocBuilder, Indexer
-from registry.service.leases import Leases, process_name
+from registry.service.leases import Leases, holder_name
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
 from registry.service.metadata import MetadataService
@@ -121,7 +121,7 @@ class Node:
             SearchService(db, indexer, builder, fulltext, reads, scans),
             MetadataService(reads, commits, scans),
             mirrors,
-            Leases(db, process_name(identity.node_id), settings.lease_seconds),
+            Leases(db, holder_name(db, identity.node_id), settings.lease_seconds),
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

@@ -28,8 +28,12 @@ from registry.metadata.tables import Lease
 logger = logging.getLogger(__name__)
 
 
-def process_name(node_id: str) -> str:
-    """A holder name unique to this process: node, host, pid and a random part."""
+def holder_name(db: Database, node_id: str) -> str:
+    """Who holds leases for this process. On a shared database: a name unique to the process
+    (node, host, pid, a random part). An embedded database has one process, so the name is the
+    node's own and a node restarted after a crash takes its jobs back at once."""
+    if not db.shared:
+        return node_id
     return f"{node_id}/{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
 
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from registry.metadata.db import Database
-from registry.service.leases import Leases
+from registry.service.leases import Leases, holder_name
 from tests.conftest import node_settings
 
 
@@ -51,4 +51,17 @@ def test_lease_kept_by_renewal_past_its_ttl(tmp_path: Path) -> None:
         time.sleep(0.1)
     holder.stop()
     assert other.holds("sync:p")
+    db.dispose()
+
+
+def test_lease_after_a_crash_comes_back_at_once_only_on_an_embedded_database(
+    tmp_path: Path,
+) -> None:
+    db = open_db(tmp_path)
+    crashed = Leases(db, holder_name(db, "n"), ttl=30)
+    assert crashed.holds("indexer")  # then the process dies without releasing
+    restarted = Leases(db, holder_name(db, "n"), ttl=30)
+    # One process per embedded database: the restarted node is the holder. Processes sharing
+    # a server database have names of their own and wait for the lease to run out.
+    assert restarted.holds("indexer") is (not db.shared)
     db.dispose()
