@@ -170,7 +170,7 @@ class RegistryClient:
         ranged = bool(start) or end is not None
         last = "" if end is None else str(end - 1)
         headers = {"range": f"bytes={start}-{last}"} if ranged else {}
-        url = f"/v1/blobs/{digest.hex}"  # a node with its blobs in S3 redirects to the bucket
+        url = f"/v1/blobs/{digest.hex}"
         with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
             if response.status_code >= 400:
                 response.read()

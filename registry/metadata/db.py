@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 from registry.metadata.outbox import enqueue
@@ -47,8 +47,6 @@ class Database:
         )
         self.after_write: list[Callable[[], None]] = []  # e.g. cache invalidation
         migrate(self._write)  # under a lock: processes starting together migrate once
-        for name in ("serial", "generation"):  # "serial" is made by the baseline already
-            _ensure_counter(self._write, name)
 
     @property
     def engine(self) -> Engine:
@@ -156,18 +154,6 @@ class Database:
 
 _GENERATION = text("SELECT value FROM counter WHERE name = 'generation'")
 _NEXT_GENERATION = text("UPDATE counter SET value = value + 1 WHERE name = 'generation'")
-
-
-def _ensure_counter(engine: Engine, name: str) -> None:
-    """Create a counter row once; processes starting together may race to, and one wins."""
-    with Session(engine) as session:
-        if session.get(Counter, name) is not None:
-            return
-        session.add(Counter(name=name, value=0))
-        try:
-            session.commit()
-        except IntegrityError:  # another process created it first
-            session.rollback()
 
 
 def _engine(url: str, *, immediate: bool) -> Engine:

@@ -211,5 +211,5 @@ class Lease(SQLModel, table=True):
     share one database; a holder that stops renewing loses it when `expires_ms` passes."""
 
     name: str = Field(primary_key=True)
-    holder: str  # process id: node, host, pid and a random part
+    holder: str  # the process (node/host/pid/random), or the node on an embedded database
     expires_ms: int = Field(sa_type=BIG)
