@@ -83,8 +83,8 @@ def gc(
     grace = settings.gc.grace if grace is None else grace
     if delete and grace < SHORT_GRACE:
         click.echo(
-            f"note: grace {grace:g} s: a blob uploaded longer ago than that and not committed "
-            "yet is freed; its commit then fails (MissingObject) and must be uploaded again",
+            f"note: grace {grace:g} s: uploads not committed for that long are freed; their "
+            "commits then fail (MissingObject) until the files are uploaded again",
             err=True,
         )
     db = Database(settings.effective_database_url)
@@ -130,9 +130,9 @@ def _as_text(report: GcReport, verbose: bool) -> str:
         f"and {report.uploads} stale upload leftovers"
     )
     lines.append(
-        f"kept {report.kept_recent} unreferenced blobs younger than the grace period "
-        f"({report.grace:g} s) and {report.kept_for_mirrors} a mirror push still needs"
-        + (f"; {report.changed} were wanted again meanwhile" if report.changed else "")
+        f"kept unreferenced: {report.kept_recent} wanted within the grace period "
+        f"({report.grace:g} s), {report.kept_for_mirrors} still to push to a mirror"
+        + (f", {report.changed} wanted again while gc ran" if report.changed else "")
     )
     if not report.deleted:
         lines.append("dry run: nothing was deleted (run with --delete to free them)")

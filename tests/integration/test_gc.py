@@ -384,6 +384,12 @@ def test_gc_frees_stored_bytes_no_record_names_once_they_are_old(node: RunningNo
     assert blob_file(b3(data)) not in stored_blob_files(node.settings)
 
 
+def test_gc_grace_comes_from_the_node_settings_unless_given(gc: Gc, two_repos: TwoRepos) -> None:
+    gc.config.write_text(gc.config.read_text() + "\n[gc]\ngrace = 0\n")
+    assert gc("--grace", str(HOUR))["blobs"] == 0  # the flag wins
+    assert freed(gc("--delete")) == two_repos.a_only
+
+
 def test_gc_refuses_a_data_dir_without_a_node(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["gc", "--data-dir", str(tmp_path / "nothing")])
     assert result.exit_code == 2
