@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Protocol
 
-from sqlalchemy import delete, exists, func
+from sqlalchemy import delete as delete_where
+from sqlalchemy import exists, func
 from sqlmodel import Session, col, select
 
 from registry.domain.digest import Digest
@@ -100,8 +101,12 @@ class GarbageCollector:
         self._grace = grace
 
     def run(self, *, delete: bool, progress: Progress | None = None) -> GcReport:
-        """Find the garbage; with `delete`, remove it. Raises StorageError or UpstreamError
-        when the blob store fails (what was deleted before that stays deleted)."""
+        """Find the garbage; with `delete`, remove it.
+
+        Raises:
+            RegistryError: the blob store failed (UpstreamError for S3); OSError for a local
+                store. What was deleted before that stays deleted, its rows with it.
+        """
         report = progress or _quiet
         cutoff = _Cutoff(now_ms(), self._grace)
         result = GcReport(deleted=delete, grace=self._grace)
@@ -215,8 +220,8 @@ class GarbageCollector:
                 deleted.append(garbage)
             gone = [g.digest.hex for g in deleted]
             if gone:
-                session.execute(delete(Blob).where(col(Blob.blake3).in_(gone)))
-                session.execute(delete(ScanResult).where(col(ScanResult.blake3).in_(gone)))
+                session.execute(delete_where(Blob).where(col(Blob.blake3).in_(gone)))
+                session.execute(delete_where(ScanResult).where(col(ScanResult.blake3).in_(gone)))
         if failure is not None:
             raise failure
         return deleted
