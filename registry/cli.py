@@ -19,6 +19,7 @@ from registry.cli_common import (
     fail,
     settings_from,
 )
+from registry.cli_gc import gc
 from registry.cli_mirrors import mirror
 from registry.cli_transfer import pull, push
 from registry.domain.errors import (
@@ -201,6 +202,7 @@ def openapi(out: Path) -> None:
     click.echo(f"wrote {out}", err=True)
 
 
+cli.add_command(gc)
 cli.add_command(mirror)
 cli.add_command(pull)
 cli.add_command(push)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -75,6 +75,12 @@ class MirrorSettings(_Section):
     retry_max: float = 300.0
 
 
+class GcSettings(_Section):
+    # Seconds an unreferenced blob, or an upload's leftover, is kept after an upload last
+    # stored or relied on it: longer than any client takes from its upload to its commit.
+    grace: float = Field(default=24 * 3600, ge=0)
+
+
 class Settings(BaseSettings):
     """Every flag of `modelyard serve` is also `MODELYARD_<NAME>` and a key in the TOML file."""
 
@@ -100,6 +106,7 @@ class Settings(BaseSettings):
     scan: ScanSettings = ScanSettings()
     index: IndexSettings = IndexSettings()
     mirror: MirrorSettings = MirrorSettings()
+    gc: GcSettings = GcSettings()
     downloads_flush_interval: float = 5.0  # seconds between writes of download counts
     # Seconds a node-wide background job stays with a process that stopped renewing its lease
     # (one that died); then another process of the node takes the job over.

@@ -63,6 +63,9 @@ class Blob(SQLModel, table=True):
     size: int = Field(sa_type=BIG)
     git_sha1: str | None = None
     created_ms: int = Field(sa_type=BIG)
+    # When an upload last stored or reused these bytes (an LFS batch answering "already
+    # stored", say): gc keeps an unreferenced blob until its grace period has passed since.
+    wanted_ms: int = Field(default=0, sa_type=BIG)
 
 
 class Commit(SQLModel, table=True):

@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import ColumnElement, delete, insert, or_, true
+from sqlalchemy import ColumnElement, delete, insert, or_, true, update
 from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry, commit_id
 from registry.domain.digest import Digest, hash_bytes
-from registry.domain.errors import HomeMismatchError, RepoExistsError, RepoNotFoundError
+from registry.domain.errors import (
+    HomeMismatchError,
+    MissingObjectError,
+    RepoExistsError,
+    RepoNotFoundError,
+)
 from registry.domain.names import RepoId, RepoType
 from registry.domain.patterns import DEFAULT_GITATTRIBUTES
 from registry.metadata.db import Database, now_ms
@@ -54,7 +59,10 @@ class RepoService:
     def store_bytes(self, data: bytes) -> TreeEntry:
         """Ingest small in-memory content (regular files) and record its blob row."""
         hashes = hash_bytes(data)
-        if self._blobs.stat(hashes.blake3) is None:
+        # Bytes stored already are reused only once marked wanted (gc then keeps them), and
+        # only if their row says they are stored: a size cached by the store may be stale.
+        reused = want_blobs(self._db, col(Blob.blake3) == hashes.blake3.hex) > 0
+        if not reused or self._blobs.stat(hashes.blake3) is None:
             put(self._blobs, Expected(blake3=hashes.blake3, size=len(data)), [data])
         with self._db.write() as session:
             record_blob(session, hashes.blake3, hashes.sha256, hashes.size, hashes.git_sha1)
@@ -166,16 +174,48 @@ def repo_body(row: Repo) -> dict[str, object]:
 def record_blob(
     session: Session, digest: Digest, sha256: str, size: int, git_sha1: str | None
 ) -> None:
+    """Record a blob just stored (or stored again): it is wanted now (see `want_blobs`)."""
+    now = now_ms()
     row = session.get(Blob, digest.hex)
     if row is None:
-        session.add(
-            Blob(
-                blake3=digest.hex, sha256=sha256, size=size, git_sha1=git_sha1, created_ms=now_ms()
-            )
+        row = Blob(
+            blake3=digest.hex,
+            sha256=sha256,
+            size=size,
+            git_sha1=git_sha1,
+            created_ms=now,
+            wanted_ms=now,
         )
-    elif row.git_sha1 is None and git_sha1 is not None:
+    row.wanted_ms = now
+    if row.git_sha1 is None and git_sha1 is not None:
         row.git_sha1 = git_sha1
-        session.add(row)
+    session.add(row)
+
+
+def want_blobs(db: Database, which: ColumnElement[bool]) -> int:
+    """Mark stored blobs wanted now, before an upload relies on bytes already stored: gc
+    keeps an unreferenced blob for its grace period after this. Returns how many rows matched
+    (none: not stored, or gc took it just before; store the bytes again)."""
+    with db.write(invalidates=False) as session:  # no reader caches these times
+        result = session.connection().execute(update(Blob).where(which).values(wanted_ms=now_ms()))
+    return result.rowcount
+
+
+def require_recorded(session: Session, entries: list[TreeEntry]) -> None:
+    """Refuse a commit of files whose blob rows are gone (gc took them after the upload).
+
+    Called in the commit's write transaction: gc deletes blobs in write transactions too,
+    which are serialized, so gc either saw this commit's tree rows or runs entirely before.
+    """
+    wanted = {e.blake3.hex: e.path for e in entries}
+    recorded = set(session.exec(select(Blob.blake3).where(col(Blob.blake3).in_(wanted))).all())
+    gone = sorted(path for b3, path in wanted.items() if b3 not in recorded)
+    if gone:
+        raise MissingObjectError(
+            f"The content of {gone[0]!r} is no longer stored on this node (garbage collection "
+            "removed it after it was uploaded): upload it again and retry the commit",
+            detail={"paths": gone},
+        )
 
 
 def write_commit(
@@ -194,6 +234,7 @@ def write_commit(
     last_commits: dict[str, str] | None = None,
 ) -> str:
     """Insert a commit with its full tree, move `ref` to it, and log both changes."""
+    require_recorded(session, [e for e in tree if e.path in changed])
     created = now_ms()
     rid = repo_id_of(repo)
     sha = commit_id(

@@ -13,7 +13,7 @@ from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Commit, Repo, TreeRow
 from registry.service.auth import Principal, require_write
 from registry.service.node import NodeIdentity
-from registry.service.repos import find_repo, record_blob, require_home
+from registry.service.repos import find_repo, record_blob, require_home, want_blobs
 from registry.storage import BlobStore, BlobWriter, Expected, put
 
 
@@ -44,7 +44,16 @@ class UploadService:
             row = find_repo(session, principal, repo)
             require_write(principal, repo.namespace)
             require_home(session, row, self._node)
-        return [self._answer(o) for o in objects]
+        answers = [self._answer(o) for o in objects]
+        reused = {a.oid for a in answers if not a.upload and a.error is None}
+        if not reused:
+            return answers
+        # The client will not send these: mark them wanted so gc keeps them until its commit
+        # (within gc's grace period), then look again in case gc took one just before.
+        want_blobs(self._db, col(Blob.sha256).in_(reused))
+        return [
+            self._answer(o) if o.oid in reused else a for o, a in zip(objects, answers, strict=True)
+        ]
 
     def _answer(self, obj: LfsObject) -> LfsAnswer:
         if not is_sha256(obj.oid) or obj.size < 0:
@@ -59,6 +68,21 @@ class UploadService:
             and (size is None or blob.size == size)
             and self._blobs.stat(Digest(blob.blake3)) is not None
         )
+
+    def reuse_sha256(self, sha256: str, size: int) -> bool:
+        """Whether an upload may skip sending a blob stored already; if so it is marked wanted,
+        so gc keeps it for its grace period."""
+        if not self.has_sha256(sha256, size):
+            return False
+        want_blobs(self._db, col(Blob.sha256) == sha256)
+        return self.has_sha256(sha256, size)  # gc may have taken it just before
+
+    def reuse(self, digest: Digest) -> Blob | None:
+        """`stored`, for an upload that then skips sending the blob: marks it wanted."""
+        if self.stored(digest) is None:
+            return None
+        want_blobs(self._db, col(Blob.blake3) == digest.hex)
+        return self.stored(digest)
 
     def stored(self, digest: Digest) -> Blob | None:
         """The blob's record if it is stored and complete."""

@@ -4,6 +4,7 @@ Layout of the local backend under its root directory::
 
     blobs/blake3/<hex[:2]>/<hex>   complete, verified blobs (never modified after rename)
     uploads/<uuid>                 uploads in progress; never served, removed on abort/startup
+                                   (and by `modelyard gc` once idle for its grace period)
 
 A blob becomes visible only by an atomic rename after its hashes and size were verified and
 the file was fsynced, so a crash at any point leaves either no blob or the whole blob.
@@ -26,6 +27,7 @@ from registry.domain.errors import BlobNotFoundError, DigestMismatchError, SizeM
 class BlobInfo:
     digest: Digest
     size: int
+    modified: float | None = None  # when it was stored (Unix seconds), where the store says
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ class BlobStore(Protocol):
     def delete(self, digest: Digest) -> None: ...
 
     def iter_digests(self) -> Iterator[Digest]: ...
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every stored blob with its size and when it was stored (`modified` always set)."""
+        ...
 
 
 def put(store: BlobStore, expected: Expected, chunks: Iterable[bytes]) -> Hashes:

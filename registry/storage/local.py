@@ -7,6 +7,7 @@ import fcntl
 import logging
 import mmap
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,11 +33,20 @@ class LocalBlobStore:
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
 
-    def clear_uploads(self) -> int:
-        """Remove leftovers of uploads a crash interrupted; called once at startup."""
+    def clear_uploads(self, older_than: float | None = None, *, dry_run: bool = False) -> int:
+        """Remove leftovers of uploads a crash interrupted: all of them at startup, or (gc,
+        while the node may be uploading) those not written to for `older_than` seconds.
+        Returns how many were (or, with `dry_run`, would be) removed."""
+        cutoff = None if older_than is None else time.time() - older_than
         removed = 0
         for leftover in self._uploads.iterdir():
-            leftover.unlink(missing_ok=True)
+            try:
+                if cutoff is not None and leftover.stat().st_mtime >= cutoff:
+                    continue
+                if not dry_run:
+                    leftover.unlink()
+            except FileNotFoundError:  # finished or aborted meanwhile
+                continue
             removed += 1
         return removed
 
@@ -70,6 +80,14 @@ class LocalBlobStore:
         for shard in sorted(self._blobs.iterdir()):
             for blob in sorted(shard.iterdir()):
                 yield Digest(blob.name)
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        for digest in self.iter_digests():
+            try:
+                found = self.path_of(digest).stat()
+            except FileNotFoundError:  # deleted since it was listed
+                continue
+            yield BlobInfo(digest, found.st_size, found.st_mtime)
 
     def publish(self, temp: Path, digest: Digest) -> None:
         final = self.path_of(digest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from registry.storage import BlobInfo, Expected
 class MemoryBlobStore:
     def __init__(self) -> None:
         self._blobs: dict[Digest, bytes] = {}
+        self._stored_at: dict[Digest, float] = {}
         self._lock = threading.Lock()
 
     def stat(self, digest: Digest) -> BlobInfo | None:
@@ -35,13 +37,21 @@ class MemoryBlobStore:
     def delete(self, digest: Digest) -> None:
         with self._lock:
             self._blobs.pop(digest, None)
+            self._stored_at.pop(digest, None)
 
     def iter_digests(self) -> Iterator[Digest]:
         return iter(sorted(self._blobs))
 
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        with self._lock:
+            listed = [(d, len(b), self._stored_at[d]) for d, b in sorted(self._blobs.items())]
+        return (BlobInfo(d, size, at) for d, size, at in listed)
+
     def publish(self, digest: Digest, data: bytes) -> None:
         with self._lock:
-            self._blobs.setdefault(digest, data)
+            if digest not in self._blobs:
+                self._blobs[digest] = data
+                self._stored_at[digest] = time.time()
 
 
 class MemoryBlobWriter:

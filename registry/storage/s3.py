@@ -4,6 +4,7 @@ Layout under `s3://bucket/prefix` (the same blob keys as a mirror bucket, mirror
 
     {prefix}blobs/blake3/<hex[:2]>/<hex>   complete, verified blobs
     {prefix}uploads/<unix-ms>-<uuid>       large uploads in progress (multipart), never served
+                                           (`modelyard gc` removes those older than its grace)
 
 Visibility follows the local store's rule: a blob's key exists only once its bytes were
 hashed and checked. Small uploads are buffered (at most one part) and put under the final key
@@ -147,18 +148,25 @@ class S3BlobStore:
             self.s3.delete_object(Bucket=self.bucket, Key=self.key_of(digest))
 
     def iter_digests(self) -> Iterator[Digest]:
+        return (info.digest for info in self.iter_blobs())
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=f"{self.prefix}blobs/blake3/"
         )
         with self.errors("listing blobs"):
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield Digest(item["Key"].rsplit("/", 1)[1])
+                    digest = Digest(item["Key"].rsplit("/", 1)[1])
+                    yield BlobInfo(digest, int(item["Size"]), item["LastModified"].timestamp())
 
-    def clear_uploads(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
+    def clear_uploads(
+        self, older_than: float = STALE_UPLOAD_SECONDS, *, dry_run: bool = False
+    ) -> int:
         """Abort multipart uploads (and drop staged copies) a crash left behind; only those
         older than `older_than` seconds, since other node processes may be uploading now.
-        Age is read from the key (some S3-compatible stores report no real start time)."""
+        Age is read from the key (some S3-compatible stores report no real start time).
+        Returns how many were (or, with `dry_run`, would be) removed."""
         cutoff = time.time() - older_than
         removed = 0
         uploads = f"{self.prefix}uploads/"
@@ -169,9 +177,10 @@ class S3BlobStore:
             for page in pending:
                 for item in page.get("Uploads", []):
                     if _started(item["Key"]) < cutoff:
-                        self.s3.abort_multipart_upload(
-                            Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]
-                        )
+                        if not dry_run:
+                            self.s3.abort_multipart_upload(
+                                Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]
+                            )
                         removed += 1
             staged = self.s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=uploads
@@ -179,7 +188,8 @@ class S3BlobStore:
             for page in staged:
                 for item in page.get("Contents", []):
                     if _started(item["Key"]) < cutoff:
-                        self.s3.delete_object(Bucket=self.bucket, Key=item["Key"])
+                        if not dry_run:
+                            self.s3.delete_object(Bucket=self.bucket, Key=item["Key"])
                         removed += 1
         return removed
 
@@ -244,10 +254,11 @@ class S3BlobWriter:
                 MultipartUpload={"Parts": self._parts},
             )
             self._upload_id = None
+            # Copied even when the key exists (same bytes, stored once): the size `stat`
+            # remembers may be stale, as gc may have deleted the blob from another process.
             try:
-                if store.stat(digest) is None:  # same bytes uploaded twice are stored once
-                    source = {"Bucket": store.bucket, "Key": self._key}
-                    s3.copy(source, store.bucket, final, Config=_COPY)
+                source = {"Bucket": store.bucket, "Key": self._key}
+                s3.copy(source, store.bucket, final, Config=_COPY)
             finally:
                 s3.delete_object(Bucket=store.bucket, Key=self._key)
 

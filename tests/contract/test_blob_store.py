@@ -7,8 +7,10 @@ must hold for any backend that claims to be a BlobStore.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,6 +248,19 @@ class TestBlobStoreContract:
         assert len(listed) == len(set(listed)) == 20
         assert set(listed) == {digest_of(data) for data in blobs}
 
+    def test_iter_blobs_lists_every_blob_with_its_size_and_time(self, store: BlobStore) -> None:
+        before = time.time() - 5  # S3 keeps whole seconds; clocks of a store may differ a bit
+        blobs = [payload(10 + i, seed=i) for i in range(5)]
+        for data in blobs + blobs[:2]:
+            put(store, Expected(), [data])
+        store.delete(digest_of(blobs[4]))
+        listed = list(store.iter_blobs())
+        assert sorted((b.digest, b.size) for b in listed) == sorted(
+            (digest_of(data), len(data)) for data in blobs[:4]
+        )
+        for info in listed:
+            assert info.modified is not None and before <= info.modified <= time.time() + 5
+
     def test_open_of_a_missing_digest_raises_blob_not_found(self, store: BlobStore) -> None:
         missing = digest_of(b"never stored")
         assert store.stat(missing) is None
@@ -320,6 +335,26 @@ def test_local_store_clear_uploads_removes_leftovers(tmp_path: Path) -> None:
     large.abort()
 
 
+def test_local_store_clear_uploads_older_than_spares_uploads_still_writing(
+    tmp_path: Path,
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    idle, busy = store.writer(100), store.writer(100)
+    idle.write(b"stalled")
+    busy.write(b"writing")
+    stalled = next(p for p in (tmp_path / "uploads").iterdir() if p.read_bytes() == b"stalled")
+    an_hour_ago = time.time() - 3600
+    os.utime(stalled, (an_hour_ago, an_hour_ago))  # no write for an hour
+    assert store.clear_uploads(older_than=600, dry_run=True) == 1
+    assert len(list((tmp_path / "uploads").iterdir())) == 2
+    assert store.clear_uploads(older_than=600) == 1
+    assert [p.read_bytes() for p in (tmp_path / "uploads").iterdir()] == [b"writing"]
+    busy.write(b" on")
+    assert put(store, Expected(), [b"after"]).size == 5
+    assert busy.commit(Expected(size=len(b"writing on"))).size == len(b"writing on")
+    idle.abort()
+
+
 MULTIPART = 2 * S3_PART + 5  # three parts: the multipart path, the last part short
 
 
@@ -348,6 +383,8 @@ def test_s3_store_clear_uploads_aborts_only_stale_ones(s3_bucket: str) -> None:
     writer.write(payload(S3_PART + 1))  # one part sent: a multipart upload is pending
     assert len(objects_in_bucket(store)) == 1
     assert store.clear_uploads() == 0  # young: another process may be uploading it
+    assert store.clear_uploads(older_than=-60, dry_run=True) == 1
+    assert len(objects_in_bucket(store)) == 1
     assert store.clear_uploads(older_than=-60) == 1
     assert objects_in_bucket(store) == []
     writer.abort()  # the upload is gone already: aborting again is harmless

@@ -139,3 +139,17 @@ def test_settings_blob_store_endpoint_from_env_and_only_with_an_s3_store(
         "s3://models/node",
         "http://127.0.0.1:9000",
     )
+
+
+def test_settings_gc_grace_from_file_and_env_and_never_negative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().gc.grace == 24 * 3600
+    path = tmp_path / "gc.toml"
+    path.write_text("[gc]\ngrace = 600\n")
+    assert load_settings(path).gc.grace == 600
+    monkeypatch.setenv("MODELYARD_GC__GRACE", "0")
+    assert load_settings(path).gc.grace == 0
+    monkeypatch.setenv("MODELYARD_GC__GRACE", "-1")
+    with pytest.raises(ValidationError):
+        load_settings(path)

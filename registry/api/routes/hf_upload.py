@@ -122,7 +122,7 @@ async def lfs_upload(
         raise UnauthorizedError(
             "Upload URL signature is invalid or expired; ask the batch endpoint for a new one"
         )
-    if await run_in_threadpool(node.uploads.has_sha256, oid, size):
+    if await run_in_threadpool(node.uploads.reuse_sha256, oid, size):
         return {"oid": oid, "size": size, "stored": False}
     writer = node.uploads.writer(size)
     await receive_body(request, writer, size)

@@ -70,7 +70,7 @@ async def put_blob(
     require_uploader(principal)
     length = request.headers.get("content-length")
     size = int(length) if length and length.isdigit() else None
-    existing = await run_in_threadpool(node.uploads.stored, digest)
+    existing = await run_in_threadpool(node.uploads.reuse, digest)
     if existing is not None:
         return JSONResponse(
             BlobStored(

@@ -1,0 +1,282 @@
+"""Blobs in an S3 bucket (boto3; any S3-compatible store), for nodes that outgrow one disk.
+
+Layout under `s3://bucket/prefix` (the same blob keys as a mirror bucket, mirror/layout.py)::
+
+    {prefix}blobs/blake3/<hex[:2]>/<hex>   complete, verified blobs
+    {prefix}uploads/<unix-ms>-<uuid>       large uploads in progress (multipart), never served
+                                           (`modelyard gc` removes those older than its grace)
+
+Visibility follows the local store's rule: a blob's key exists only once its bytes were
+hashed and checked. Small uploads are buffered (at most one part) and put under the final key
+in one PUT; large ones go up as a multipart upload under `uploads/`, which S3 shows to nobody
+until it is completed, and are then copied server-side to the final key. Credentials and the
+endpoint come from boto3's usual chain (`AWS_ENDPOINT_URL` for S3-compatible stores), unless
+the store is given its own endpoint (`MODELYARD_BLOB_STORE_ENDPOINT`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from registry.domain.digest import Digest, Hasher, Hashes
+from registry.domain.errors import BlobNotFoundError, RegistryError, UpstreamError
+from registry.domain.names import parse_s3_url
+from registry.storage import BlobInfo, Expected
+
+logger = logging.getLogger(__name__)
+PART = 16 * 1024 * 1024  # multipart part size (S3's minimum is 5 MiB)
+READ_CHUNK = 4 * 1024 * 1024
+STALE_UPLOAD_SECONDS = 24 * 3600  # other processes may share the bucket: only old ones go
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+KNOWN_BLOBS = 100_000  # sizes of blobs seen stored, remembered (blobs never change)
+_COPY = TransferConfig(multipart_threshold=1024 * 1024 * 1024, multipart_chunksize=256 * 1024**2)
+
+
+def s3_client(timeout: float = 30.0, attempts: int = 3, endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client from the usual credential chain; the endpoint too unless given."""
+    config = Config(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries={"max_attempts": attempts, "mode": "standard"},
+    )
+    return boto3.client("s3", config=config, endpoint_url=endpoint_url)
+
+
+@contextmanager
+def s3_errors(
+    where: str, what: str, unavailable: type[RegistryError] = UpstreamError
+) -> Iterator[None]:
+    """botocore errors as ours: a missing key is BlobNotFoundError, the rest `unavailable`."""
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _MISSING:
+            raise BlobNotFoundError(f"{what} is not in {where}") from exc
+        raise unavailable(f"{where}: {what}: {code or exc}") from exc
+    except BotoCoreError as exc:
+        raise unavailable(f"{where}: {what}: {exc}") from exc
+
+
+class S3BlobStore:
+    def __init__(
+        self, url: str, client: Any | None = None, endpoint_url: str | None = None
+    ) -> None:
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.s3 = client if client is not None else s3_client(endpoint_url=endpoint_url)
+        # A blob once seen stored stays the same bytes, so `stat` answers it from here without
+        # a HEAD: downloads and resolve HEADs stat every file they serve.
+        self._known: dict[str, int] = {}
+
+    def key_of(self, digest: Digest) -> str:
+        return f"{self.prefix}blobs/blake3/{digest.hex[:2]}/{digest.hex}"
+
+    def errors(self, what: str) -> AbstractContextManager[None]:
+        return s3_errors(self.url, what)
+
+    def stat(self, digest: Digest) -> BlobInfo | None:
+        size = self._known.get(digest.hex)
+        if size is not None:
+            return BlobInfo(digest, size)
+        try:
+            with self.errors(f"blob {digest}"):
+                head = self.s3.head_object(Bucket=self.bucket, Key=self.key_of(digest))
+        except BlobNotFoundError:
+            return None
+        size = int(head["ContentLength"])
+        if len(self._known) >= KNOWN_BLOBS:
+            self._known.clear()  # bounded; refilled by the next stats
+        self._known[digest.hex] = size
+        return BlobInfo(digest, size)
+
+    def open(self, digest: Digest, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """One GET (a missing blob raises here, not when iterated); S3 clips a range's end."""
+        if end is not None and start >= end:
+            if self.stat(digest) is None:
+                raise BlobNotFoundError(f"Blob {digest} not found")
+            return iter(())
+        last = "" if end is None else str(end - 1)
+        extra = {"Range": f"bytes={start}-{last}"} if start or end is not None else {}
+        try:
+            with self.errors(f"blob {digest}"):
+                body = self.s3.get_object(Bucket=self.bucket, Key=self.key_of(digest), **extra)
+        except UpstreamError:
+            info = self.stat(digest) if start else None
+            if info is not None and start >= info.size:
+                return iter(())  # the range starts at or past the end (S3 answers 416)
+            raise
+        return self._chunks(digest, body["Body"])
+
+    def _chunks(self, digest: Digest, body: Any) -> Iterator[bytes]:
+        try:
+            with self.errors(f"reading blob {digest}"):
+                yield from body.iter_chunks(READ_CHUNK)
+        finally:
+            body.close()
+
+    def local_path(self, digest: Digest) -> Path | None:  # noqa: ARG002 - nothing on disk
+        return None
+
+    def presigned_url(self, digest: Digest, seconds: int = 3600) -> str:
+        """A time-limited GET URL of the blob, for redirecting downloads to the store."""
+        return str(
+            self.s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self.key_of(digest)},
+                ExpiresIn=seconds,
+            )
+        )
+
+    def writer(self, size_hint: int | None = None) -> S3BlobWriter:
+        return S3BlobWriter(self, size_hint)
+
+    def delete(self, digest: Digest) -> None:
+        self._known.pop(digest.hex, None)
+        with self.errors(f"deleting blob {digest}"):
+            self.s3.delete_object(Bucket=self.bucket, Key=self.key_of(digest))
+
+    def iter_digests(self) -> Iterator[Digest]:
+        return (info.digest for info in self.iter_blobs())
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}blobs/blake3/"
+        )
+        with self.errors("listing blobs"):
+            for page in pages:
+                for item in page.get("Contents", []):
+                    digest = Digest(item["Key"].rsplit("/", 1)[1])
+                    yield BlobInfo(digest, int(item["Size"]), item["LastModified"].timestamp())
+
+    def clear_uploads(
+        self, older_than: float = STALE_UPLOAD_SECONDS, *, dry_run: bool = False
+    ) -> int:
+        """Abort multipart uploads (and drop staged copies) a crash left behind; only those
+        older than `older_than` seconds, since other node processes may be uploading now.
+        Age is read from the key (some S3-compatible stores report no real start time).
+        Returns how many were (or, with `dry_run`, would be) removed."""
+        cutoff = time.time() - older_than
+        removed = 0
+        uploads = f"{self.prefix}uploads/"
+        with self.errors("clearing uploads"):
+            pending = self.s3.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=uploads
+            )
+            for page in pending:
+                for item in page.get("Uploads", []):
+                    if _started(item["Key"]) < cutoff:
+                        if not dry_run:
+                            self.s3.abort_multipart_upload(
+                                Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]
+                            )
+                        removed += 1
+            staged = self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=uploads
+            )
+            for page in staged:
+                for item in page.get("Contents", []):
+                    if _started(item["Key"]) < cutoff:
+                        if not dry_run:
+                            self.s3.delete_object(Bucket=self.bucket, Key=item["Key"])
+                        removed += 1
+        return removed
+
+
+class S3BlobWriter:
+    """Hashes one upload while it goes up; at most one part is held in memory."""
+
+    def __init__(self, store: S3BlobStore, size_hint: int | None) -> None:
+        self._store = store
+        self._hasher = Hasher(size_hint)
+        self._buffer = bytearray()
+        self._key = f"{store.prefix}uploads/{int(time.time() * 1000)}-{uuid.uuid4().hex}"
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._hasher.update(data)
+        self._buffer += data
+        while len(self._buffer) >= PART:
+            self._send_part(bytes(self._buffer[:PART]))
+            del self._buffer[:PART]
+
+    def _send_part(self, body: bytes) -> None:
+        s3, bucket = self._store.s3, self._store.bucket
+        with self._store.errors("an upload part"):
+            if self._upload_id is None:
+                self._upload_id = s3.create_multipart_upload(Bucket=bucket, Key=self._key)[
+                    "UploadId"
+                ]
+            number = len(self._parts) + 1
+            answer = s3.upload_part(
+                Bucket=bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
+            )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    def commit(self, expected: Expected) -> Hashes:
+        try:
+            hashes = self._hasher.result()
+            expected.check(hashes)
+            self._publish(hashes.blake3)
+            return hashes
+        except BaseException:
+            self.abort()
+            raise
+
+    def _publish(self, digest: Digest) -> None:
+        store, s3 = self._store, self._store.s3
+        final = store.key_of(digest)
+        if self._upload_id is None:  # small: one PUT under the final key, atomic in S3
+            with store.errors(f"storing blob {digest}"):
+                s3.put_object(Bucket=store.bucket, Key=final, Body=bytes(self._buffer))
+            self._buffer = bytearray()
+            return
+        if self._buffer:
+            self._send_part(bytes(self._buffer))
+            self._buffer = bytearray()
+        with store.errors(f"storing blob {digest}"):
+            s3.complete_multipart_upload(
+                Bucket=store.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+            self._upload_id = None
+            # Copied even when the key exists (same bytes, stored once): the size `stat`
+            # remembers may be stale, as gc may have deleted the blob from another process.
+            try:
+                source = {"Bucket": store.bucket, "Key": self._key}
+                s3.copy(source, store.bucket, final, Config=_COPY)
+            finally:
+                s3.delete_object(Bucket=store.bucket, Key=self._key)
+
+    def abort(self) -> None:
+        self._buffer = bytearray()
+        if self._upload_id is None:
+            return
+        upload_id, self._upload_id = self._upload_id, None
+        try:
+            with self._store.errors("aborting an upload"):
+                self._store.s3.abort_multipart_upload(
+                    Bucket=self._store.bucket, Key=self._key, UploadId=upload_id
+                )
+        except UpstreamError as exc:  # left for clear_uploads; the blob was never visible
+            logger.warning("could not abort upload %s: %s", self._key, exc)
+
+
+def _started(key: str) -> float:
+    """When an upload under `uploads/<unix-ms>-<uuid>` began (0 for keys of another form)."""
+    stamp = key.rsplit("/", 1)[-1].partition("-")[0]
+    return int(stamp) / 1000 if stamp.isdigit() else 0.0

@@ -1,0 +1,279 @@
+"""Garbage collection: remove the blobs no commit references, and stale upload leftovers.
+
+Theory of operation: a blob is *referenced* while a tree entry of any commit of any repo names
+it (every branch, tag and PR ref and every older commit: history is never rewritten, only
+whole repos are deleted) or while a pending mirror push (a `commit.add` row of the mirror
+outbox, which pushes from the change's own tree) still has to send it. Scan verdicts do not
+keep a blob alive (they are facts about bytes the scanner reads only while a commit holds
+them); they are removed with it. Everything else, such as a blob only deleted repos held, or an
+upload never committed, is garbage once its grace period has passed:
+
+- a recorded blob (a `blob` row) counts from `wanted_ms`: the last time an upload stored it or
+  relied on it being stored (an LFS batch answering "already stored", an LFS or native PUT
+  skipped for it, a regular file a commit reused);
+- bytes with no row (a crash between storing and recording them) count from the store's own
+  modification time;
+- upload temporaries count from their last write (local store) or their start (S3 multipart).
+
+Whatever the grace period, even 0, gc keeps for HOLD seconds a blob an upload relied on after
+it was stored (`wanted_ms > created_ms`), and bytes with no row yet: a commit or a row is
+then moments away, and taking the bytes in between would leave it pointing at nothing.
+
+gc deletes in write transactions, which the database serializes with every other write
+(commits, replication; see metadata/db.py). In each it checks again, under that lock, that the
+blob is unreferenced, not wanted within the grace period and not needed by the outbox, then
+deletes its bytes, then its row, and commits. So a commit racing gc either committed first (gc
+sees its tree rows and keeps the blob) or comes after and finds the row gone: it fails with
+`MissingObject` (`repos.require_recorded`) instead of pointing at missing bytes. An upload that
+relies on stored bytes marks them wanted first (`repos.want_blobs`), then looks again: gc has
+either deleted them already (the upload stores them anew) or keeps them for the grace period,
+which must therefore be longer than a client takes from upload to commit (default 24 h).
+Listing and checking only read: a dry run changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Protocol
+
+from sqlalchemy import delete as delete_where
+from sqlalchemy import exists, func
+from sqlmodel import Session, col, select
+
+from registry.domain.digest import Digest
+from registry.domain.errors import RegistryError
+from registry.metadata.db import Database, now_ms
+from registry.metadata.tables import Blob, Change, MirrorOutbox, ScanResult, TreeRow
+from registry.storage import BlobInfo, BlobStore
+
+logger = logging.getLogger(__name__)
+PAGE = 1000  # rows or listed blobs looked at per query
+BATCH = 32  # blobs deleted per write transaction (holding the write lock meanwhile)
+HOLD = 600  # seconds bytes reused or not recorded yet are kept, whatever the grace (above)
+
+# Why a blob is garbage: bytes and row | bytes with no row | a row whose bytes are gone.
+UNREFERENCED, UNRECORDED, BYTES_MISSING = "unreferenced", "unrecorded", "bytes_missing"
+
+Progress = Callable[[str, int, int | None], None]  # phase, done, total (None: unknown)
+
+
+class CollectableStore(BlobStore, Protocol):
+    def clear_uploads(self, older_than: float, *, dry_run: bool = False) -> int: ...
+
+
+@dataclass(frozen=True)
+class Garbage:
+    digest: Digest
+    size: int
+    reason: str  # UNREFERENCED | UNRECORDED | BYTES_MISSING
+
+    @property
+    def stored_bytes(self) -> int:
+        return 0 if self.reason == BYTES_MISSING else self.size
+
+
+@dataclass
+class GcReport:
+    """What a run found: in a dry run what would be freed, else what was freed."""
+
+    deleted: bool
+    grace: float
+    garbage: list[Garbage] = field(default_factory=list)
+    kept_recent: int = 0  # unreferenced, but wanted (or stored) within the grace period
+    kept_for_mirrors: int = 0  # unreferenced, but a pending mirror push still sends it
+    changed: int = 0  # garbage when listed, referenced or wanted again by its turn: kept
+    uploads: int = 0  # stale upload leftovers
+
+    @property
+    def bytes(self) -> int:
+        return sum(g.stored_bytes for g in self.garbage)
+
+
+class GarbageCollector:
+    def __init__(self, db: Database, blobs: CollectableStore, grace: float) -> None:
+        """`grace`: seconds an unreferenced blob or upload leftover is kept (see module)."""
+        self._db = db
+        self._blobs = blobs
+        self._grace = grace
+
+    def run(self, *, delete: bool, progress: Progress | None = None) -> GcReport:
+        """Find the garbage; with `delete`, remove it.
+
+        Raises:
+            RegistryError: the blob store failed (UpstreamError for S3); OSError for a local
+                store. What was deleted before that stays deleted, its rows with it.
+        """
+        report = progress or _quiet
+        cutoff = _Cutoff(now_ms(), self._grace)
+        result = GcReport(deleted=delete, grace=self._grace)
+        with self._db.read() as session:
+            needed = _outbox_blobs(session)
+        candidates = [*self._unreferenced_rows(cutoff, needed, result, report)]
+        candidates += self._unrecorded_bytes(cutoff, needed, result, report)
+        result.uploads = self._blobs.clear_uploads(self._grace, dry_run=not delete)
+        if not delete:
+            result.garbage = candidates
+            return result
+        for start in range(0, len(candidates), BATCH):
+            result.garbage += self._delete(candidates[start : start + BATCH], cutoff)
+            report("delete", min(start + BATCH, len(candidates)), len(candidates))
+        result.changed = len(candidates) - len(result.garbage)
+        logger.info(
+            "gc freed blobs=%d bytes=%d uploads=%d kept_recent=%d kept_for_mirrors=%d",
+            len(result.garbage),
+            result.bytes,
+            result.uploads,
+            result.kept_recent,
+            result.kept_for_mirrors,
+        )
+        return result
+
+    def _unreferenced_rows(
+        self, cutoff: _Cutoff, needed: set[str], result: GcReport, report: Progress
+    ) -> Iterator[Garbage]:
+        """Blob rows no tree entry names, page by page in blake3 order."""
+        with self._db.read() as session:
+            total = int(session.exec(select(func.count()).select_from(Blob)).one())
+        referenced = exists().where(col(TreeRow.blake3) == col(Blob.blake3))
+        after, seen = "", 0
+        while True:
+            with self._db.read() as session:
+                page = session.exec(
+                    select(Blob.blake3, Blob.size, Blob.wanted_ms, Blob.created_ms)
+                    .where(col(Blob.blake3) > after)
+                    .order_by(col(Blob.blake3))
+                    .limit(PAGE)
+                ).all()
+                unreferenced = set(
+                    session.exec(
+                        select(Blob.blake3).where(
+                            col(Blob.blake3).in_([r[0] for r in page]), ~referenced
+                        )
+                    ).all()
+                )
+            for b3, size, wanted, created in page:
+                if b3 not in unreferenced:
+                    continue
+                if cutoff.keeps_row(wanted, created):
+                    result.kept_recent += 1
+                elif b3 in needed:
+                    result.kept_for_mirrors += 1
+                else:
+                    digest = Digest(b3)
+                    stored = self._blobs.stat(digest) is not None
+                    yield Garbage(digest, size, UNREFERENCED if stored else BYTES_MISSING)
+            seen += len(page)
+            report("records", seen, total)
+            if len(page) < PAGE:
+                return
+            after = page[-1][0]
+
+    def _unrecorded_bytes(
+        self, cutoff: _Cutoff, needed: set[str], result: GcReport, report: Progress
+    ) -> list[Garbage]:
+        """Stored blobs with no row that nothing references (crash leftovers)."""
+        found: list[Garbage] = []
+        listed = self._blobs.iter_blobs()
+        seen = 0
+        while chunk := list(islice(listed, PAGE)):
+            by_hex = {info.digest.hex: info for info in chunk}
+            with self._db.read() as session:
+                recorded = set(
+                    session.exec(select(Blob.blake3).where(col(Blob.blake3).in_(by_hex))).all()
+                )
+                held = set(
+                    session.exec(
+                        select(TreeRow.blake3).where(col(TreeRow.blake3).in_(by_hex)).distinct()
+                    ).all()
+                )
+            for b3, info in by_hex.items():
+                if b3 in recorded or b3 in held:
+                    continue  # rows are judged above; bytes a replica lacks a row for are kept
+                if cutoff.keeps_unrecorded(info):
+                    result.kept_recent += 1
+                elif b3 in needed:
+                    result.kept_for_mirrors += 1
+                else:
+                    found.append(Garbage(info.digest, info.size, UNRECORDED))
+            seen += len(chunk)
+            report("store", seen, None)
+        return found
+
+    def _delete(self, batch: list[Garbage], cutoff: _Cutoff) -> list[Garbage]:
+        """Delete what is still garbage under the write lock; returns what was deleted."""
+        deleted: list[Garbage] = []
+        failure: Exception | None = None
+        with self._db.write(invalidates=False) as session:  # no reader caches these rows
+            needed = _outbox_blobs(session)
+            for garbage in batch:
+                if not _still_garbage(session, garbage, cutoff, needed):
+                    continue
+                try:
+                    self._blobs.delete(garbage.digest)
+                except (RegistryError, OSError) as exc:
+                    failure = exc  # rows of the blobs deleted so far still go, below
+                    break
+                deleted.append(garbage)
+            gone = [g.digest.hex for g in deleted]
+            if gone:
+                session.execute(delete_where(Blob).where(col(Blob.blake3).in_(gone)))
+                session.execute(delete_where(ScanResult).where(col(ScanResult.blake3).in_(gone)))
+        if failure is not None:
+            raise failure
+        return deleted
+
+
+def _still_garbage(session: Session, garbage: Garbage, cutoff: _Cutoff, needed: set[str]) -> bool:
+    b3 = garbage.digest.hex
+    if b3 in needed:
+        return False
+    if session.exec(select(TreeRow.blake3).where(TreeRow.blake3 == b3).limit(1)).first():
+        return False
+    row = session.get(Blob, b3)
+    if garbage.reason == UNRECORDED:
+        return row is None  # recorded since: an upload of the same bytes finished
+    return row is not None and not cutoff.keeps_row(row.wanted_ms, row.created_ms)
+
+
+def _outbox_blobs(session: Session) -> set[str]:
+    """Blobs a pending mirror push of a commit still has to send (from the change's tree)."""
+    bodies = session.exec(
+        select(Change.body)
+        .join(MirrorOutbox, col(MirrorOutbox.serial) == col(Change.serial))
+        .where(MirrorOutbox.kind == "commit.add")
+    ).all()
+    return {str(entry[1]) for body in set(bodies) for entry in json.loads(body).get("tree", [])}
+
+
+@dataclass(frozen=True)
+class _Cutoff:
+    """Which times are too recent to collect, for a run started at `now_ms`."""
+
+    now_ms: int
+    grace: float
+
+    @property
+    def _grace_ms(self) -> int:
+        return self.now_ms - int(self.grace * 1000)
+
+    @property
+    def _hold_ms(self) -> int:
+        return self.now_ms - HOLD * 1000
+
+    def keeps_row(self, wanted_ms: int, created_ms: int) -> bool:
+        reused = wanted_ms > created_ms
+        return max(wanted_ms, created_ms) >= self._grace_ms or (
+            reused and wanted_ms >= self._hold_ms
+        )
+
+    def keeps_unrecorded(self, info: BlobInfo) -> bool:
+        assert info.modified is not None, "iter_blobs always says when"
+        return info.modified * 1000 >= min(self._grace_ms, self._hold_ms)
+
+
+def _quiet(_phase: str, _done: int, _total: int | None) -> None:
+    return None
