@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    NonNegativeInt,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,11 +32,14 @@ class _Section(BaseModel):
 
 
 class LimitSettings(_Section):
-    max_header_bytes: int = 64 * 1024  # all request headers together
-    max_json_bytes: int = 1024 * 1024
-    max_commit_bytes: int = 256 * 1024 * 1024
-    max_commit_operations: int = 100_000
-    max_page_size: int = 1000
+    """Abuse limits. Sizes: 0 turns a limit off (not the header limit)."""
+
+    max_header_bytes: PositiveInt = 64 * 1024  # all request headers together
+    max_json_bytes: NonNegativeInt = 1024 * 1024
+    max_commit_bytes: NonNegativeInt = 256 * 1024 * 1024
+    max_commit_operations: NonNegativeInt = 100_000  # files added or deleted by one commit
+    max_blob_bytes: NonNegativeInt = 50 * 1024**3  # one uploaded file (the Hub's own limit)
+    max_page_size: PositiveInt = 1000
 
 
 class PeerConfig(_Section):
