@@ -18,6 +18,9 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ROUTE_KEY = "modelyard.route"  # set by layers that answer without the router
+# Names the abuse limit (a LimitSettings field) that refused a request; counted below.
+LIMIT_HEADER = "X-Modelyard-Limit"
+_LIMIT_KEY = LIMIT_HEADER.lower().encode()
 
 
 class Metrics:
@@ -45,6 +48,12 @@ class Metrics:
         self.sent = Counter(
             "modelyard_http_sent_bytes_total", "Response body bytes", ["route"], registry=registry
         )
+        self.limit_rejections = Counter(
+            "modelyard_limit_rejections_total",
+            "Requests refused by an abuse limit (rate, size), by the limit's setting",
+            ["limit"],
+            registry=registry,
+        )
 
 
 class HttpMetrics:
@@ -67,6 +76,9 @@ class HttpMetrics:
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 counts["status"] = message["status"]
+                for key, value in message.get("headers", ()):
+                    if key == _LIMIT_KEY:
+                        self.metrics.limit_rejections.labels(value.decode("latin-1")).inc()
             else:
                 counts["out"] += len(message.get("body", b""))
             await send(message)

@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from limits import parse as parse_rate
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,11 +34,39 @@ class _Section(BaseModel):
 
 
 class LimitSettings(_Section):
-    max_header_bytes: int = 64 * 1024  # all request headers together
-    max_json_bytes: int = 1024 * 1024
-    max_commit_bytes: int = 256 * 1024 * 1024
-    max_commit_operations: int = 100_000
-    max_page_size: int = 1000
+    """Abuse limits. Sizes: 0 turns a limit off (not the header limit). Rates: "<count>/<window>"
+    in the `limits` package's notation ("1800/minute", "10 per 2 seconds"), counted in fixed
+    windows by each process on its own; "" turns a rate limit off."""
+
+    max_header_bytes: PositiveInt = 64 * 1024  # all request headers together
+    max_json_bytes: NonNegativeInt = 1024 * 1024
+    max_commit_bytes: NonNegativeInt = 256 * 1024 * 1024
+    max_commit_operations: NonNegativeInt = 100_000  # files added or deleted by one commit
+    max_blob_bytes: NonNegativeInt = 50 * 1024**3  # one uploaded file (the Hub's own limit)
+    max_page_size: PositiveInt = 1000
+    writes_per_token: str | None = "1800/minute"  # POST, PUT, PATCH, DELETE
+    writes_per_address: str | None = "3600/minute"
+    reads_per_token: str | None = "3600/minute"  # search, listings, trees, the change feed
+    reads_per_address: str | None = "7200/minute"
+    exempt_users: list[str] = []  # users never rate limited (the admin never is either)
+
+    @field_validator(
+        "writes_per_token", "writes_per_address", "reads_per_token", "reads_per_address"
+    )
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        try:
+            positive = parse_rate(value).amount > 0
+        except ValueError:
+            positive = False
+        if not positive:
+            raise ValueError(
+                f"{value!r} is not a rate: write '<count>/<window>', e.g. '600/minute' "
+                "or '10 per 2 seconds' (\"\" for no limit)"
+            )
+        return value
 
 
 class PeerConfig(_Section):

@@ -16,6 +16,7 @@ from registry import __version__
 from registry.api import errors
 from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
+from registry.api.ratelimit import RateLimit
 from registry.api.routes import (
     discovery,
     hf_repos,
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         hf_resolve,
     ):
         app.include_router(module.router)
+    app.add_middleware(RateLimit, limits=settings.limits)
     app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(ReadFastPath)
     app.add_middleware(HttpMetrics, metrics=metrics)  # outermost: counts fast-path answers

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from registry.domain import errors as e
+from registry.metrics import LIMIT_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ def registry_error_response(
     commit = exc.detail.get("commit")
     if isinstance(exc, e.EntryNotFoundError) and isinstance(commit, str):
         headers["X-Repo-Commit"] = commit
+    limit = exc.detail.get("limit")
+    if isinstance(exc, e.TooLargeError) and isinstance(limit, str):
+        headers[LIMIT_HEADER] = limit  # which setting refused it (and counted in metrics)
     return error_response(
         status_of(exc), exc.code, exc.message, exc.detail, extra=extra, headers=headers
     )

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep
 from registry.api.ingest import receive_body
+from registry.api.limits import check_commit, check_file_sizes
 from registry.api.paths import api_repo_path, parse_repo, public_base, raw_segments
 from registry.domain.digest import is_sha256
 from registry.domain.errors import (
@@ -50,6 +51,7 @@ def preupload(
 ) -> PreuploadOut:
     target = api_repo_path(request)
     files = [PreuploadFile(check_repo_path(f.path), f.size) for f in body.files]
+    check_file_sizes(node.settings.limits, ((f.path, f.size) for f in files))
     answers = node.commits.preupload(
         principal, target.repo, "/".join(target.rest), files, body.gitIgnore
     )
@@ -78,6 +80,7 @@ def _lfs_batch(
 ) -> LfsBatchOut:
     if body.operation != "upload":
         raise InvalidError("Only the upload operation is supported; download via /resolve")
+    check_file_sizes(node.settings.limits, ((f"LFS object {o.oid}", o.size) for o in body.objects))
     answers = node.uploads.lfs_batch(
         principal, _batch_repo(request), [LfsObject(o.oid, o.size) for o in body.objects]
     )
@@ -204,6 +207,7 @@ async def commit(
 
     def run() -> CommitOut:
         header, operations = parse_ndjson(body)
+        check_commit(node.settings.limits, operations)
         parent = header.get("parentCommit")
         result = node.commits.commit(
             principal,
