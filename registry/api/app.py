@@ -70,8 +70,21 @@ def helpers(node: Node) -> list[Worker]:
             Worker("scanner", node.scans.run_once, settings.scan.interval, leases=leases)
         )
     if settings.mirror.enabled:
-        pusher = Pusher(node.mirrors, node.reads, node.blobs)
-        workers.append(Worker("mirrors", pusher.run_once, settings.mirror.interval, leases=leases))
+        pusher = Pusher(
+            node.mirrors,
+            node.reads,
+            node.blobs,
+            allow_private_redirects=settings.allow_private_redirects,
+        )
+        workers.append(
+            Worker(
+                "mirrors",
+                pusher.run_once,
+                settings.mirror.interval,
+                leases=leases,
+                on_stop=pusher.close,
+            )
+        )
     if settings.index.enabled:
         batch = settings.index.batch
         workers.append(
@@ -101,7 +114,12 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             opened.replication,
             opened.uploads,
             opened.settings.sync,
-            MirrorBlobSources(opened.mirrors, public_copies(opened)),
+            MirrorBlobSources(
+                opened.mirrors,
+                public_copies(opened),
+                allow_private_redirects=opened.settings.allow_private_redirects,
+            ),
+            allow_private_redirects=opened.settings.allow_private_redirects,
         )
         replicator.start()
         workers = helpers(opened)
