@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = node or Node.open(settings)
+        allow_private_redirects = opened.settings.allow_private_redirects
         opened.notifier.bind(asyncio.get_running_loop())
         opened.leases.start()
         replicator = SyncLoop(
@@ -117,9 +118,9 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             MirrorBlobSources(
                 opened.mirrors,
                 public_copies(opened),
-                allow_private_redirects=opened.settings.allow_private_redirects,
+                allow_private_redirects=allow_private_redirects,
             ),
-            allow_private_redirects=opened.settings.allow_private_redirects,
+            allow_private_redirects=allow_private_redirects,
         )
         replicator.start()
         workers = helpers(opened)
