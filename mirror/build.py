@@ -7,7 +7,13 @@ from registry.domain.errors import InvalidError
 
 
 def build_target(
-    kind: str, name: str, url: str | None, token: str | None, remotes: RemoteCommits | None
+    kind: str,
+    name: str,
+    url: str | None,
+    token: str | None,
+    remotes: RemoteCommits | None,
+    *,
+    allow_private_redirects: bool = False,
 ) -> Target:
     # Backends are imported when used: boto3 and huggingface_hub are heavy, and the latter
     # reads its settings (HF_HUB_DISABLE_XET, ...) from the environment at import.
@@ -27,5 +33,7 @@ def build_target(
 
             if url is None:
                 raise InvalidError("A node mirror needs the node's URL")
-            return NodeTarget(name, url, token, remotes)
+            return NodeTarget(
+                name, url, token, remotes, allow_private_redirects=allow_private_redirects
+            )
     raise InvalidError(f"Unknown mirror kind {kind!r}")

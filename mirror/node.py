@@ -27,10 +27,18 @@ class NodeTarget:
         token: str | None,
         remotes: RemoteCommits | None = None,
         retry: RetryPolicy | None = None,
+        *,
+        allow_private_redirects: bool = False,
     ) -> None:
         self.name = name
         self._url = url
-        self._client = RegistryClient(url, token=token, retry=retry, timeout=60)
+        self._client = RegistryClient(
+            url,
+            token=token,
+            retry=retry,
+            timeout=60,
+            allow_private_redirects=allow_private_redirects,
+        )
         self._book = RemoteBook(name, remotes)
 
     def close(self) -> None:

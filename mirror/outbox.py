@@ -15,6 +15,7 @@ import time
 from contextlib import ExitStack
 
 from mirror.build import build_target
+from mirror.node import NodeTarget
 from mirror.targets import PushCommit, PushFile, Target
 from registry.domain.digest import Digest
 from registry.domain.errors import BlobUnavailableError, MirrorUnavailableError
@@ -27,10 +28,18 @@ BATCH = 100
 
 
 class Pusher:
-    def __init__(self, mirrors: MirrorService, reads: ReadService, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        mirrors: MirrorService,
+        reads: ReadService,
+        blobs: BlobStore,
+        *,
+        allow_private_redirects: bool = False,
+    ) -> None:
         self._mirrors = mirrors
         self._reads = reads
         self._blobs = blobs
+        self._allow_private_redirects = allow_private_redirects
         self._targets: dict[MirrorConfig, Target] = {}
         self._paused: dict[str, float] = {}  # mirror -> monotonic time it may be tried again
 
@@ -38,16 +47,29 @@ class Pusher:
         """One pass over every mirror; returns how many outbox rows were pushed."""
         pushed = 0
         configs = self._mirrors.configs()
-        self._targets = {c: t for c, t in self._targets.items() if c in configs}
+        for config in [c for c in self._targets if c not in configs]:  # removed or changed
+            _close(self._targets.pop(config))
         for config in configs:
             if self._paused.get(config.name, 0) <= time.monotonic():
                 pushed += self._drain(config)
         return pushed
 
+    def close(self) -> None:
+        for target in self._targets.values():
+            _close(target)
+        self._targets = {}
+
     def _target(self, config: MirrorConfig) -> Target:
         target = self._targets.get(config)
         if target is None:
-            target = build_target(config.kind, config.name, config.url, config.token, self._mirrors)
+            target = build_target(
+                config.kind,
+                config.name,
+                config.url,
+                config.token,
+                self._mirrors,
+                allow_private_redirects=self._allow_private_redirects,
+            )
             self._targets[config] = target
         return target
 
@@ -139,3 +161,8 @@ class Pusher:
             for t in self._reads.tree_map(commit_id).values()
         )
         return PushCommit(repo_type, repo, commit_id, row.parent, row.title, row.created_ms, files)
+
+
+def _close(target: Target) -> None:
+    if isinstance(target, NodeTarget):  # the one kind holding a connection pool of its own
+        target.close()

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from registry.client import RegistryClient, RetryPolicy, raise_for_error
+from registry.client.redirects import RedirectGuard
 from registry.domain.digest import Digest
 from registry.domain.errors import BlobNotFoundError
 from registry.domain.manifest import ManifestFile
@@ -22,9 +23,10 @@ Locate = Callable[[Digest], list[tuple[str, str, str]]]  # (repo type, namespace
 
 
 class _MirrorBlobs:
-    def __init__(self, config: MirrorConfig, locate: Locate) -> None:
+    def __init__(self, config: MirrorConfig, locate: Locate, allow_private: bool) -> None:
         self._config = config
         self._locate = locate
+        self._allow_private = allow_private
         self.name = f"mirror {config.name}"
 
     def bad_bytes(self, error: str) -> None:
@@ -36,7 +38,10 @@ class _MirrorBlobs:
                 return self._from_bucket(digest, size)
             case "node":
                 client = RegistryClient(
-                    self._config.url or "", token=self._config.token, retry=RetryPolicy(2)
+                    self._config.url or "",
+                    token=self._config.token,
+                    retry=RetryPolicy(2),
+                    allow_private_redirects=self._allow_private,
                 )
                 return _closing(client, client.open_blob(digest, size))
         return self._from_hub(digest)
@@ -53,7 +58,10 @@ class _MirrorBlobs:
 
         endpoint = (self._config.url or constants.ENDPOINT).rstrip("/")
         headers = {"authorization": f"Bearer {self._config.token}"} if self._config.token else {}
-        with httpx.Client(headers=headers, timeout=30, follow_redirects=True) as http:
+        guard = RedirectGuard(self._allow_private)
+        with httpx.Client(
+            headers=headers, timeout=30, follow_redirects=True, event_hooks={"response": [guard]}
+        ) as http:
             for repo_type, repo, path in self._locate(digest):
                 prefix = "" if repo_type == "model" else f"{repo_type}s/"
                 url = f"{endpoint}/{prefix}{repo}/resolve/main/{quote(path)}"
@@ -81,9 +89,12 @@ def _closing(
 class MirrorBlobSources:
     """The current mirrors, as blob sources (read from the configuration on every call)."""
 
-    def __init__(self, mirrors: MirrorService, locate: Locate) -> None:
+    def __init__(
+        self, mirrors: MirrorService, locate: Locate, *, allow_private_redirects: bool = False
+    ) -> None:
         self._mirrors = mirrors
         self._locate = locate
+        self._allow_private = allow_private_redirects
 
     def __call__(self) -> list[_MirrorBlobs]:
-        return [_MirrorBlobs(c, self._locate) for c in self._mirrors.configs()]
+        return [_MirrorBlobs(c, self._locate, self._allow_private) for c in self._mirrors.configs()]

@@ -25,7 +25,6 @@ from registry.cli_transfer import pull, push
 from registry.domain.errors import (
     RegistryError,
 )
-from registry.service.peers import mask
 from registry.settings import Settings
 
 if TYPE_CHECKING:
@@ -81,6 +80,7 @@ def serve(
         create_app(settings, node=node),
         host=settings.host,
         port=settings.port,
+        log_config=None,  # uvicorn's records go through our handler (and its redaction)
         log_level="warning",
         loop="uvloop",
         http="httptools",
@@ -122,13 +122,14 @@ def token_create(
 @contextmanager
 def _peer_service(data_dir: Path | None, config: Path | None) -> Iterator[PeerService]:
     from registry.metadata.db import Database
+    from registry.service.credentials import credential_box
     from registry.service.peers import PeerService, Thresholds
 
     settings = settings_from(config, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url)
     try:
-        yield PeerService(db, Thresholds())
+        yield PeerService(db, Thresholds(), credential_box(settings))
     except RegistryError as exc:
         fail(exc)
     finally:
@@ -170,7 +171,7 @@ def peer_list(data_dir: Path | None, config: Path | None) -> None:
         for p in peers.all():
             click.echo(
                 f"{p.id}\t{p.url}\t{p.blobs}\tnode={p.node_id or '?'}\t"
-                f"cursor={p.cursor}/{p.head}\ttoken={mask(p.token) or '-'}"
+                f"cursor={p.cursor}/{p.head}\ttoken={'set' if p.token else '-'}"
             )
 
 

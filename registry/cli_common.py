@@ -15,12 +15,15 @@ from registry.domain.errors import (
     NotFoundError,
     RegistryError,
     UnauthorizedError,
+    UnprocessableError,
     UpstreamError,
 )
+from registry.domain.redaction import redact
 from registry.settings import Settings, load_settings
 
 EXIT_CODES = [
     (InvalidError, 2),
+    (UnprocessableError, 2),
     (NotFoundError, 3),
     (ConflictError, 4),
     (UnauthorizedError, 5),
@@ -29,12 +32,33 @@ EXIT_CODES = [
 ]
 
 
+class RedactingFilter(logging.Filter):
+    """Scrubs credentials out of each record a handler writes, traceback included: a safety
+    net under third-party debug logs (httpx, botocore) and errors quoting what they were sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.msg, record.args = redact(record.getMessage()), None
+        except Exception:  # a malformed record: logging reports it as it would have
+            return True
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
 def configure_logging(level: str) -> None:
+    """One stderr handler on the root logger, every record passed through RedactingFilter."""
     logging.basicConfig(
         level=level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
 def fail(exc: RegistryError) -> None:

@@ -13,6 +13,7 @@ import click
 from registry.cli_common import config_option, data_dir_option, fail, settings_from
 from registry.domain.errors import RegistryError
 from registry.metadata.db import Database
+from registry.service.credentials import credential_box
 from registry.service.mirrors import MirrorService, MirrorView
 
 
@@ -22,7 +23,8 @@ def _mirror_service(data_dir: Path | None, config: Path | None) -> Iterator[Mirr
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url)
     try:
-        yield MirrorService(db, settings.mirror.retry_initial, settings.mirror.retry_max)
+        mirror = settings.mirror
+        yield MirrorService(db, mirror.retry_initial, mirror.retry_max, credential_box(settings))
     except RegistryError as exc:
         fail(exc)
     finally:

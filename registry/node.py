@@ -11,6 +11,7 @@ from registry.service.auth import AuthService
 from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
 from registry.service.commits import CommitService
+from registry.service.credentials import CredentialsKeyError, credential_box
 from registry.service.downloads import DownloadCounter
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.indexer import DocBuilder, Indexer
@@ -74,6 +75,17 @@ class Node:
     def open(cls, settings: Settings) -> Node:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.effective_database_url)
+        box = credential_box(settings)
+        mirrors = MirrorService(db, settings.mirror.retry_initial, settings.mirror.retry_max, box)
+        sync = settings.sync
+        thresholds = Thresholds(sync.degraded_after, sync.down_after, sync.up_after)
+        peers = PeerService(db, thresholds, box)
+        try:  # fail fast when the stored credentials do not open with the configured key
+            peers.reseal()
+            mirrors.reseal()
+        except CredentialsKeyError:
+            db.dispose()
+            raise
         blobs = open_blob_store(settings)
         removed = blobs.clear_uploads()
         if removed:
@@ -91,10 +103,7 @@ class Node:
         builder = DocBuilder(blobs, cards)
         fulltext = FullText(db.engine)
         indexer = Indexer(db, builder, fulltext)
-        mirrors = MirrorService(db, settings.mirror.retry_initial, settings.mirror.retry_max)
         lookup = LookupService(db)
-        sync = settings.sync
-        peers = PeerService(db, Thresholds(sync.degraded_after, sync.down_after, sync.up_after))
         db.after_write.append(cache.new_generation)
         notifier = ChangeNotifier(poll=SHARED_FEED_POLL if db.shared else None)
         db.after_write.append(notifier.notify)

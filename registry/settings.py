@@ -23,14 +23,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from registry.domain.errors import InvalidError
+from registry.domain.errors import InvalidError, RegistryError
 from registry.domain.names import parse_s3_url
+from registry.domain.tokens import check_credential
+from registry.domain.urls import check_http_url
 
 
 class _Section(BaseModel):
     """A settings sub-model: a misspelt key is an error, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class LimitSettings(_Section):
@@ -71,8 +73,25 @@ class LimitSettings(_Section):
 
 class PeerConfig(_Section):
     url: str
-    token: str | None = None
+    token: SecretStr | None = None  # shown as ********** in settings errors and reprs
     blobs: Literal["eager", "lazy"] = "eager"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            return check_http_url(value, "A peer's url")
+        except RegistryError as exc:
+            raise ValueError(f"{exc.code}: {exc.message}") from None
+
+    @field_validator("token")
+    @classmethod
+    def _credential(cls, value: SecretStr | None) -> SecretStr | None:
+        try:
+            check_credential(value.get_secret_value() if value else None, "A peer's token")
+        except RegistryError as exc:
+            raise ValueError(f"{exc.code}: {exc.message}") from None
+        return value
 
 
 class SyncSettings(_Section):
@@ -122,8 +141,12 @@ class GcSettings(_Section):
 class Settings(BaseSettings):
     """Every flag of `modelyard serve` is also `MODELYARD_<NAME>` and a key in the TOML file."""
 
+    # Errors never quote values: they may be tokens or a database URL with its password.
     model_config = SettingsConfigDict(
-        env_prefix="MODELYARD_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="MODELYARD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        hide_input_in_errors=True,
     )
 
     host: str = "127.0.0.1"
@@ -132,6 +155,13 @@ class Settings(BaseSettings):
     node_id: str | None = None
     public_url: str | None = None
     admin_token: SecretStr | None = None
+    # Seals the peer and mirror tokens this node stores (any string of 32+ characters, such as
+    # `openssl rand -hex 32`); every process of a node needs the same one. Without it they are
+    # stored as given.
+    credentials_key: SecretStr | None = None
+    # Follow a peer's or mirror's redirect into another kind of non-public address (a public
+    # node into loopback or a private network, a loopback node to a private network).
+    allow_private_redirects: bool = False
     token: SecretStr | None = None  # MODELYARD_TOKEN: a user's token for client commands
     database_url: str | None = None
     blob_store: str | None = None  # MODELYARD_BLOB_STORE=s3://bucket/prefix; default: data_dir
@@ -158,6 +188,13 @@ class Settings(BaseSettings):
                 parse_s3_url(value)
             except InvalidError as exc:
                 raise ValueError(f"blob_store is an S3 URL: s3://bucket/prefix ({exc})") from None
+        return value
+
+    @field_validator("credentials_key")
+    @classmethod
+    def _long_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("credentials_key needs 32 characters or more (openssl rand -hex 32)")
         return value
 
     @model_validator(mode="after")

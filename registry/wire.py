@@ -285,7 +285,7 @@ class PeerIn(BaseModel):
 class PeerOut(BaseModel):
     id: str
     url: str
-    token: str | None  # masked: never shown back in full
+    token_set: bool  # the token itself is never shown back
     blobs: str
     node_id: str | None
     state: str

@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
-from registry.client import RegistryClient, RetryPolicy
+from registry.client import RetryPolicy
 from registry.domain.digest import Digest
 from registry.domain.errors import (
     BlobUnavailableError,
@@ -19,9 +19,9 @@ from registry.domain.errors import (
     SizeMismatchError,
 )
 from registry.metadata.tables import Peer
-from registry.service.peers import PeerService
 from registry.service.uploads import UploadService
 from registry.storage import Expected
+from sync.connect import PeerConnector
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,9 @@ class BlobSource(Protocol):
 class PeerBlobs:
     """A configured peer as a blob source; its failures count in the peer's health."""
 
-    def __init__(self, peers: PeerService, peer: Peer, node_id: str, attempts: int) -> None:
-        self._peers = peers
+    def __init__(self, connect: PeerConnector, peer: Peer, attempts: int) -> None:
+        self._connect = connect
         self._peer = peer
-        self._node_id = node_id
         self._attempts = attempts
         self.name = peer.id
 
@@ -53,29 +52,26 @@ class PeerBlobs:
     def open_blob(self, digest: Digest, size: int) -> Iterator[Iterator[bytes]]:
         retry = RetryPolicy(attempts=self._attempts)
         with (
-            RegistryClient(
-                self._peer.url, token=self._peer.token, node_id=self._node_id, retry=retry
-            ) as client,
+            self._connect.client(self._peer, retry) as client,
             client.open_blob(digest, size) as chunks,
         ):
             yield chunks
 
     def bad_bytes(self, error: str) -> None:
-        self._peers.health.bad_blob(self._peer.id, error)
+        self._connect.peers.health.bad_blob(self._peer.id, error)
 
 
 class BlobFetcher:
     def __init__(
         self,
         uploads: UploadService,
-        peers: PeerService,
-        node_id: str,
+        connect: PeerConnector,
         workers: int,
         extra: Callable[[], Sequence[BlobSource]] | None = None,
     ) -> None:
         self._uploads = uploads
-        self._peers = peers
-        self._node_id = node_id
+        self._connect = connect
+        self._peers = connect.peers
         self._extra = extra  # tried after every peer (the node's mirrors)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-fetch")
         self._inflight: dict[Digest, Future[bool]] = {}
@@ -179,9 +175,7 @@ class BlobFetcher:
             return (0 if peer_id == first else 1, health.bad_blobs, rank[health.state])
 
         ordered = sorted(self._peers.all(), key=lambda p: order(p.id))
-        peers: list[BlobSource] = [
-            PeerBlobs(self._peers, p, self._node_id, attempts) for p in ordered
-        ]
+        peers: list[BlobSource] = [PeerBlobs(self._connect, p, attempts) for p in ordered]
         return peers + list(self._extra() if self._extra is not None else [])
 
     def _fetch(self, digest: Digest, size: int, first: str | None) -> bool:

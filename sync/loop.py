@@ -21,7 +21,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from registry.client import RegistryClient, RetryPolicy
+from registry.client import RetryPolicy
 from registry.service.leases import Leases
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerNotFoundError, PeerService
@@ -29,6 +29,7 @@ from registry.service.replication import ReplicationService
 from registry.service.uploads import UploadService
 from registry.settings import SyncSettings
 from sync.blobs import BlobFetcher, BlobSource
+from sync.connect import PeerConnector
 from sync.puller import Puller
 
 logger = logging.getLogger(__name__)
@@ -45,20 +46,24 @@ class SyncLoop:
         uploads: UploadService,
         settings: SyncSettings,
         extra_blobs: Callable[[], Sequence[BlobSource]] | None = None,
+        *,
+        allow_private_redirects: bool = False,
     ) -> None:
         self._node = node
         self._leases = leases
         self._peers = peers
         self._replication = replication
         self._settings = settings
-        self.fetcher = BlobFetcher(uploads, peers, node.node_id, settings.blob_workers, extra_blobs)
+        self._connect = PeerConnector(peers, node.node_id, allow_private_redirects)
+        self.fetcher = BlobFetcher(uploads, self._connect, settings.blob_workers, extra_blobs)
         self._stop = threading.Event()
         self._workers: dict[str, threading.Thread] = {}
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         for peer in self._settings.peers:
-            self._peers.add(peer.url, peer.token, peer.blobs, exist_ok=True)
+            token = peer.token.get_secret_value() if peer.token else None
+            self._peers.add(peer.url, token, peer.blobs, exist_ok=True)
         for target, name in (
             (self._supervise, "sync-supervisor"),
             (self._probe, "sync-probe"),
@@ -93,8 +98,7 @@ class SyncLoop:
     def _run_peer(self, peer_id: str) -> None:
         puller = Puller(
             peer_id,
-            self._node.node_id,
-            self._peers,
+            self._connect,
             self._replication,
             self.fetcher,
             self._settings,
@@ -148,12 +152,8 @@ class SyncLoop:
         while not self._stop.wait(self._settings.probe_interval):
             for peer in self._peers.all():
                 try:
-                    with RegistryClient(
-                        peer.url,
-                        token=peer.token,
-                        node_id=self._node.node_id,
-                        timeout=max(1.0, self._settings.probe_interval),
-                        retry=RetryPolicy(attempts=1),
+                    with self._connect.client(
+                        peer, RetryPolicy(attempts=1), max(1.0, self._settings.probe_interval)
                     ) as client:
                         client.health()
                     self._peers.health.success(peer.id)

@@ -6,10 +6,11 @@ import logging
 
 from registry.client import RegistryClient, RetryPolicy
 from registry.domain.replication import Entry
-from registry.service.peers import PeerService
+from registry.metadata.tables import Peer
 from registry.service.replication import ReplicationService
 from registry.settings import SyncSettings
 from sync.blobs import BlobFetcher
+from sync.connect import PeerConnector
 from sync.planner import plan
 
 logger = logging.getLogger(__name__)
@@ -19,15 +20,14 @@ class Puller:
     def __init__(
         self,
         peer_id: str,
-        node_id: str,
-        peers: PeerService,
+        connect: PeerConnector,
         replication: ReplicationService,
         fetcher: BlobFetcher,
         settings: SyncSettings,
     ) -> None:
         self.peer_id = peer_id
-        self._node_id = node_id
-        self._peers = peers
+        self._connect = connect
+        self._peers = connect.peers
         self._replication = replication
         self._fetcher = fetcher
         self._settings = settings
@@ -38,20 +38,19 @@ class Puller:
         if self._client is not None:
             self._client.close()
 
-    def _client_for(self, url: str, token: str | None) -> RegistryClient:
-        if self._client is None or self._client_key != (url, token):
+    def _client_for(self, peer: Peer) -> RegistryClient:
+        """One client while the peer's URL and token stay as they are."""
+        if self._client is None or self._client_key != (peer.url, peer.token):
             self.close()
-            self._client = RegistryClient(
-                url, token=token, node_id=self._node_id, retry=RetryPolicy(attempts=1)
-            )
-            self._client_key = (url, token)
+            self._client = self._connect.client(peer, RetryPolicy(attempts=1))
+            self._client_key = (peer.url, peer.token)
         return self._client
 
     def pull_once(self) -> int:
         """One long-poll and its application; returns the number of entries received."""
         peer = self._peers.get(self.peer_id)
         since = peer.cursor
-        feed = self._client_for(peer.url, peer.token).changes(
+        feed = self._client_for(peer).changes(
             since,
             limit=self._settings.batch,
             wait=self._settings.long_poll,

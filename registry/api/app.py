@@ -71,8 +71,21 @@ def helpers(node: Node) -> list[Worker]:
             Worker("scanner", node.scans.run_once, settings.scan.interval, leases=leases)
         )
     if settings.mirror.enabled:
-        pusher = Pusher(node.mirrors, node.reads, node.blobs)
-        workers.append(Worker("mirrors", pusher.run_once, settings.mirror.interval, leases=leases))
+        pusher = Pusher(
+            node.mirrors,
+            node.reads,
+            node.blobs,
+            allow_private_redirects=settings.allow_private_redirects,
+        )
+        workers.append(
+            Worker(
+                "mirrors",
+                pusher.run_once,
+                settings.mirror.interval,
+                leases=leases,
+                on_stop=pusher.close,
+            )
+        )
     if settings.index.enabled:
         batch = settings.index.batch
         workers.append(
@@ -93,6 +106,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = node or Node.open(settings)
+        allow_private_redirects = opened.settings.allow_private_redirects
         opened.notifier.bind(asyncio.get_running_loop())
         opened.leases.start()
         replicator = SyncLoop(
@@ -102,7 +116,12 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             opened.replication,
             opened.uploads,
             opened.settings.sync,
-            MirrorBlobSources(opened.mirrors, public_copies(opened)),
+            MirrorBlobSources(
+                opened.mirrors,
+                public_copies(opened),
+                allow_private_redirects=allow_private_redirects,
+            ),
+            allow_private_redirects=allow_private_redirects,
         )
         replicator.start()
         workers = helpers(opened)

@@ -31,6 +31,7 @@ STATUS = [
     (e.PreconditionError, 412),
     (e.TooLargeError, 413),
     (e.InvalidError, 400),
+    (e.UnprocessableError, 422),
     (e.StorageError, 503),
     (e.UpstreamError, 502),
 ]

@@ -2,7 +2,9 @@
 
 Idempotent calls (GET, HEAD) are retried on timeouts, network errors, 408, 429 and 5xx
 (honouring `Retry-After`) through a tenacity `Retrying` built from a frozen RetryPolicy, so
-tests can pass zero waits. Errors are decoded in exactly one place, `raise_for_error`.
+tests can pass zero waits. Errors are decoded in exactly one place, `raise_for_error`. GETs
+follow redirects that `RedirectGuard` allows (httpx drops the token when one leaves the
+node's origin); other calls treat a redirect as an error.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from tenacity import (
 )
 
 from registry import __version__
+from registry.client.redirects import RedirectGuard, shown
 from registry.domain import errors as e
 from registry.domain.digest import Digest
 from registry.domain.manifest import Manifest, parse_manifest
+from registry.domain.urls import safe_url
 from registry.wire import FeedOut, Health
 
 logger = logging.getLogger(__name__)
@@ -52,12 +56,21 @@ class RetryPolicy:
 
 def raise_for_error(response: httpx.Response) -> None:
     """Map a node's error response back to the registry error class of its code."""
-    if response.status_code < 400:
+    if response.status_code < 300:
         return
+    if response.status_code < 400:
+        location = response.headers.get("location")
+        where = f", a redirect to {safe_url(location.split('?')[0])}" if location else ""
+        raise e.UpstreamError(
+            f"{response.request.method} {shown(response.request.url)} answered "
+            f"{response.status_code}{where}, which this call does not follow: "
+            "configure the URL it points to"
+        )
     if response.status_code in RETRY_STATUS:
         after = response.headers.get("retry-after", "")
         raise TransientError(
-            f"{response.request.method} {response.request.url} answered {response.status_code}",
+            f"{response.request.method} {shown(response.request.url)} answered "
+            f"{response.status_code}",
             float(after) if after.replace(".", "", 1).isdigit() else None,
         )
     code = response.headers.get("x-error-code", "")
@@ -87,6 +100,7 @@ class RegistryClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        allow_private_redirects: bool = False,
     ) -> None:
         headers = {"user-agent": f"modelyard/{__version__} node/{node_id or '-'}"}
         if token:
@@ -96,7 +110,11 @@ class RegistryClient:
         self.base_url = base_url.rstrip("/")
         self._retry = retry or RetryPolicy()
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            event_hooks={"response": [RedirectGuard(allow_private_redirects)]},
         )
 
     def __enter__(self) -> RegistryClient:
@@ -140,6 +158,7 @@ class RegistryClient:
                     params=params,
                     headers=headers,
                     timeout=timeout if timeout is not None else self._http.timeout,
+                    follow_redirects=True,
                 )
                 raise_for_error(response)
         return response
@@ -166,7 +185,7 @@ class RegistryClient:
         """Stream a blob's bytes [start, end) (to the end by default); stops with an error
         past what was asked (a source cannot send endless data). The caller verifies the
         hash (BlobStore.put does). A node whose blobs are in S3 redirects to the bucket: the
-        redirect is followed (httpx drops the token when it leaves the node's origin)."""
+        redirect is followed if the guard allows it."""
         ranged = bool(start) or end is not None
         last = "" if end is None else str(end - 1)
         headers = {"range": f"bytes={start}-{last}"} if ranged else {}

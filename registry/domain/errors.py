@@ -6,11 +6,15 @@
     ├── PreconditionError      ParentMismatch (optimistic concurrency)
     ├── InvalidError           InvalidName, InvalidPath, InvalidRevision, BadRequest,
     │                          DigestMismatch, SizeMismatch, MissingObject, XetUnsupported
+    ├── UnprocessableError     a peer's or mirror's URL or credential is refused: InvalidUrl,
+    │                          UrlSchemeNotAllowed, UrlHasCredentials, UrlHostMissing,
+    │                          InvalidCredential
     ├── TooLargeError          PayloadTooLarge
     ├── UnauthorizedError      Unauthorized (no or bad token)
     ├── ForbiddenError         Forbidden (token lacks the right)
     ├── StorageError           StorageFailure, BlobUnavailable
-    └── UpstreamError          UpstreamFailure, MirrorUnavailable, AllSourcesFailed
+    └── UpstreamError          UpstreamFailure, MirrorUnavailable, AllSourcesFailed,
+                               RedirectRefused
 
 The HTTP mapping of families to status codes lives in `registry.api.errors` only.
 """
@@ -111,6 +115,32 @@ class XetUnsupportedError(InvalidError):
     code = "XetUnsupported"
 
 
+class UnprocessableError(RegistryError):
+    """Well-formed input the node refuses to act on (a URL it will not contact, say)."""
+
+    code = "Unprocessable"
+
+
+class InvalidUrlError(UnprocessableError):
+    code = "InvalidUrl"
+
+
+class UrlSchemeError(InvalidUrlError):
+    code = "UrlSchemeNotAllowed"
+
+
+class UrlCredentialsError(InvalidUrlError):
+    code = "UrlHasCredentials"
+
+
+class UrlHostError(InvalidUrlError):
+    code = "UrlHostMissing"
+
+
+class InvalidCredentialError(UnprocessableError):
+    code = "InvalidCredential"
+
+
 class TooLargeError(RegistryError):
     code = "PayloadTooLarge"
 
@@ -151,6 +181,12 @@ class UpstreamError(RegistryError):
 
 class MirrorUnavailableError(UpstreamError):
     code = "MirrorUnavailable"
+
+
+class RedirectRefusedError(UpstreamError):
+    """A peer or mirror answered with a redirect the node will not follow."""
+
+    code = "RedirectRefused"
 
 
 class AllSourcesFailedError(UpstreamError):

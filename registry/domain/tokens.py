@@ -1,12 +1,17 @@
-"""Access tokens (stored only as hashes) and signed, expiring upload URLs."""
+"""Access tokens (stored only as hashes), credentials given for peers and mirrors, and
+signed, expiring upload URLs."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
+from registry.domain.errors import InvalidCredentialError
+
 TOKEN_PREFIX = "myd_"
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")
 
 
 def new_token() -> str:
@@ -15,6 +20,19 @@ def new_token() -> str:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_credential(token: str | None, what: str) -> str | None:
+    """A peer's or mirror's token as given (None for none), if it is printable ASCII without
+    spaces: anything else breaks the Authorization header, and the header error would quote
+    the token (into logs and status)."""
+    if not token:
+        return None
+    if not _PRINTABLE.fullmatch(token):
+        raise InvalidCredentialError(
+            f"{what} must be printable ASCII without spaces or line breaks (a stray newline?)"
+        )
+    return token
 
 
 def sign(secret: str, *parts: str) -> str:

@@ -112,11 +112,12 @@ class Change(SQLModel, table=True):
 
 
 class Peer(SQLModel, table=True):
-    """A node this one pulls from. `token` is kept to be used, never shown back in full."""
+    """A node this one pulls from. `token` is kept to be used (sealed when the node has a
+    credentials key: `registry.service.credentials`), never shown back."""
 
     id: str = Field(primary_key=True)
     url: str = Field(unique=True)
-    token: str | None = None
+    token: str | None = Field(default=None, repr=False)
     blobs: str = "eager"  # eager | lazy
     node_id: str | None = None  # learned at first contact, then expected
     epoch: str | None = None
@@ -173,12 +174,13 @@ class SearchTag(SQLModel, table=True):
 
 
 class Mirror(SQLModel, table=True):
-    """A push target. `token` is kept to be used, never shown back."""
+    """A push target. `token` is kept to be used (sealed when the node has a credentials key:
+    `registry.service.credentials`), never shown back."""
 
     name: str = Field(primary_key=True)
     kind: str  # hf | s3 | node
     url: str | None = None  # None: huggingface_hub's default endpoint (kind hf)
-    token: str | None = None
+    token: str | None = Field(default=None, repr=False)
     repos: str = "*"  # glob over namespace/name
     created_ms: int = Field(sa_type=BIG)
     last_success_ms: int | None = Field(default=None, sa_type=BIG)

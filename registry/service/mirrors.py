@@ -7,6 +7,10 @@ only when its push succeeded; a failure records the error and a time before whic
 not tried again (exponential backoff with jitter). Rows of one repo are pushed in serial order,
 so a mirror never sees a ref before the commit it names. Adding a mirror enqueues what its
 repos already hold, so it converges to the node's state, not only to later changes.
+
+A mirror's token is stored through a CredentialBox (sealed when the node has a credentials
+key), opened only in `configs()` for the pusher, and never shown back: views say only whether
+one is set.
 """
 
 from __future__ import annotations
@@ -14,18 +18,21 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, insert
 from sqlmodel import col, select
 
 from registry.domain.errors import ConflictError, InvalidError, NotFoundError
 from registry.domain.names import NAME_PART
+from registry.domain.redaction import redact
+from registry.domain.tokens import check_credential
+from registry.domain.urls import check_http_url, check_s3_url
 from registry.metadata.db import Database, now_ms
 from registry.metadata.outbox import MIRRORED_KINDS, covers
 from registry.metadata.tables import Change, Mirror, MirrorCommit, MirrorOutbox
+from registry.service.credentials import CredentialBox
 
 logger = logging.getLogger(__name__)
 KINDS = ("hf", "s3", "node")
@@ -44,7 +51,7 @@ class MirrorConfig:
     name: str
     kind: str
     url: str | None  # None for `hf`: huggingface_hub's own default (HF_ENDPOINT, else the Hub)
-    token: str | None
+    token: str | None = field(repr=False)
     repos: str
 
 
@@ -89,27 +96,26 @@ def check_config(name: str, kind: str, url: str | None, repos: str) -> str | Non
         raise InvalidError(f"Mirror kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not repos.strip():
         raise InvalidError("`repos` is a glob over namespace/name, such as `alice/*` or `*`")
-    if kind == "s3":
-        if not url or not url.startswith("s3://") or not url[5:].split("/")[0]:
-            raise InvalidError(f"An s3 mirror's url is s3://bucket[/prefix], got {url!r}")
-        return url.rstrip("/")
     if url is None and kind == "hf":
         return None
-    parts = urlsplit((url or "").strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidError(f"A {kind} mirror's url is http(s)://host[:port], got {url!r}")
-    return (url or "").strip().rstrip("/")
+    if kind == "s3":
+        return check_s3_url(url or "", "An s3 mirror's url")
+    return check_http_url(url or "", f"A {kind} mirror's url")
 
 
 class MirrorService:
-    def __init__(self, db: Database, retry_initial: float, retry_max: float) -> None:
+    def __init__(
+        self, db: Database, retry_initial: float, retry_max: float, box: CredentialBox
+    ) -> None:
         self._db = db
         self._retry = (retry_initial, retry_max)
+        self._box = box
 
     def add(
         self, name: str, kind: str, url: str | None, token: str | None, repos: str = "*"
     ) -> MirrorView:
         checked = check_config(name, kind, url, repos)
+        token = check_credential(token, "A mirror's token")
         with self._db.write() as session:
             if session.get(Mirror, name) is not None:
                 raise MirrorExistsError(f"A mirror named {name!r} exists; remove it first")
@@ -118,7 +124,7 @@ class MirrorService:
                     name=name,
                     kind=kind,
                     url=checked,
-                    token=token,
+                    token=self._box.seal(token),
                     repos=repos,
                     created_ms=now_ms(),
                 )
@@ -152,10 +158,26 @@ class MirrorService:
     def configs(self) -> list[MirrorConfig]:
         with self._db.read() as session:
             rows = session.exec(select(Mirror).order_by(col(Mirror.name))).all()
-        return [MirrorConfig(m.name, m.kind, m.url, m.token, m.repos) for m in rows]
+        box = self._box
+        return [
+            MirrorConfig(m.name, m.kind, m.url, box.unseal(m.token, f"mirror {m.name}"), m.repos)
+            for m in rows
+        ]
+
+    def reseal(self) -> None:
+        """At start: check every stored token opens, and seal those kept as given once a
+        credentials key is configured."""
+        with self._db.write() as session:
+            for mirror in session.exec(select(Mirror)).all():
+                sealed = self._box.reseal(mirror.token, f"mirror {mirror.name}")
+                if sealed is not None:
+                    mirror.token = sealed
+                    session.add(mirror)
 
     def views(self) -> list[MirrorView]:
-        return [self.view(c.name) for c in self.configs()]
+        with self._db.read() as session:
+            names = session.exec(select(Mirror.name).order_by(col(Mirror.name))).all()
+        return [self.view(name) for name in names]
 
     def view(self, name: str) -> MirrorView:
         with self._db.read() as session:
@@ -219,6 +241,7 @@ class MirrorService:
 
     def failed(self, item: OutboxItem, error: str) -> None:
         """Record a failed push; the row waits 2^attempts x the initial delay (jittered)."""
+        error = redact(error)  # shown in the API and status; a remote's answer may quote one
         initial, cap = self._retry
         delay = min(cap, initial * 2 ** min(item.attempts, 30)) * random.uniform(0.5, 1.0)
         with self._db.write() as session:

@@ -1,4 +1,9 @@
-"""Configured peers (persisted) and their health (in memory, fed by the sync loop)."""
+"""Configured peers (persisted) and their health (in memory, fed by the sync loop).
+
+A peer's token is stored through a CredentialBox (sealed when the node has a credentials
+key), opened only by `credential()` when the node talks to the peer, and never shown back:
+views say only whether one is set.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
 
 from sqlmodel import col, select
 
 from registry.domain.errors import ConflictError, InvalidError, NotFoundError
+from registry.domain.redaction import redact
+from registry.domain.tokens import check_credential
+from registry.domain.urls import check_http_url
 from registry.metadata.db import Database, now_ms
 from registry.metadata.tables import Peer
+from registry.service.credentials import CredentialBox
 
 logger = logging.getLogger(__name__)
 BLOB_POLICIES = ("eager", "lazy")
@@ -64,6 +72,7 @@ class HealthBook:
 
     def failure(self, peer_id: str, error: str, *, refused: bool = False) -> None:
         """Count a failure; a refused connection (nothing listens) is down at once."""
+        error = redact(error)  # shown in the API and status; a remote's answer may quote one
         with self._lock:
             h = self.get(peer_id)
             failures = h.failures + 1
@@ -81,27 +90,21 @@ class HealthBook:
     def bad_blob(self, peer_id: str, error: str) -> None:
         with self._lock:
             h = self.get(peer_id)
-            self._health[peer_id] = replace(h, bad_blobs=h.bad_blobs + 1, last_error=error[:300])
+            error = redact(error)[:300]
+            self._health[peer_id] = replace(h, bad_blobs=h.bad_blobs + 1, last_error=error)
 
     def forget(self, peer_id: str) -> None:
         with self._lock:
             self._health.pop(peer_id, None)
 
 
-def normalise_url(url: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidError(f"Peer URL must be http(s)://host[:port], got {url!r}")
-    return url.strip().rstrip("/")
-
-
 @dataclass(frozen=True)
 class PeerView:
-    """A peer as operators see it: configuration, health and lag (token masked)."""
+    """A peer as operators see it: configuration, health and lag (never its token)."""
 
     id: str
     url: str
-    token: str | None
+    token_set: bool
     blobs: str
     node_id: str | None
     state: str
@@ -115,13 +118,15 @@ class PeerView:
 
 
 class PeerService:
-    def __init__(self, db: Database, thresholds: Thresholds) -> None:
+    def __init__(self, db: Database, thresholds: Thresholds, box: CredentialBox) -> None:
         self._db = db
+        self._box = box
         self.health = HealthBook(thresholds)
         self.started = time.monotonic()
 
     def add(self, url: str, token: str | None, blobs: str, *, exist_ok: bool = False) -> Peer:
-        url = normalise_url(url)
+        url = check_http_url(url, "A peer's url")
+        token = check_credential(token, "A peer's token")
         if blobs not in BLOB_POLICIES:
             raise InvalidError(f"blobs must be one of {BLOB_POLICIES}, got {blobs!r}")
         with self._db.write() as session:
@@ -129,13 +134,15 @@ class PeerService:
             if existing is not None:
                 if not exist_ok:
                     raise ConflictError(f"Peer {url} is already configured as {existing.id}")
-                existing.token, existing.blobs = token, blobs
+                if self._box.unseal(existing.token, existing.id) != token:
+                    existing.token = self._box.seal(token)
+                existing.blobs = blobs
                 session.add(existing)
                 return existing
             peer = Peer(
                 id="p-" + hashlib.sha256(url.encode()).hexdigest()[:10],
                 url=url,
-                token=token,
+                token=self._box.seal(token),
                 blobs=blobs,
                 created_ms=now_ms(),
             )
@@ -157,7 +164,7 @@ class PeerService:
                 PeerView(
                     peer.id,
                     peer.url,
-                    mask(peer.token),
+                    bool(peer.token),
                     peer.blobs,
                     peer.node_id,
                     health.state,
@@ -174,6 +181,20 @@ class PeerService:
 
     def view(self, peer: Peer) -> PeerView:
         return next(v for v in self.views() if v.id == peer.id)
+
+    def credential(self, peer: Peer) -> str | None:
+        """The token to send to `peer` (opened only here, when the node talks to it)."""
+        return self._box.unseal(peer.token, f"peer {peer.id}")
+
+    def reseal(self) -> None:
+        """At start: check every stored token opens, and seal those kept as given once a
+        credentials key is configured."""
+        with self._db.write() as session:
+            for peer in session.exec(select(Peer)).all():
+                sealed = self._box.reseal(peer.token, f"peer {peer.id}")
+                if sealed is not None:
+                    peer.token = sealed
+                    session.add(peer)
 
     def get(self, peer_id: str) -> Peer:
         with self._db.read() as session:
@@ -213,7 +234,3 @@ class PeerService:
         times = [self.health.get(p.id).last_success_ms for p in direct or peers]
         known = [t for t in times if t is not None]
         return (now_ms() - max(known)) / 1000 if known else None
-
-
-def mask(token: str | None) -> str | None:
-    return None if not token else f"{token[:4]}…{token[-4:]}" if len(token) > 12 else "…"

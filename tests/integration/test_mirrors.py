@@ -98,8 +98,8 @@ def test_commits_reach_s3_and_a_hub_with_identical_bytes(
 def test_mirror_api_refuses_bad_configs_and_hides_tokens(node: RunningNode, s3_bucket: str) -> None:
     cases: list[tuple[dict[str, object], int, str]] = [
         ({"name": "x", "kind": "ftp", "url": "ftp://h"}, 422, "BadRequest"),
-        ({"name": "x", "kind": "s3", "url": "http://not-s3"}, 400, "BadRequest"),
-        ({"name": "x", "kind": "node", "url": "file:///etc"}, 400, "BadRequest"),
+        ({"name": "x", "kind": "s3", "url": "http://not-s3"}, 422, "UrlSchemeNotAllowed"),
+        ({"name": "x", "kind": "node", "url": "file:///etc"}, 422, "UrlSchemeNotAllowed"),
         ({"name": "../x", "kind": "s3", "url": f"s3://{s3_bucket}"}, 400, "BadRequest"),
         ({"name": "x", "kind": "s3", "url": f"s3://{s3_bucket}", "extra": 1}, 422, "BadRequest"),
     ]

@@ -17,6 +17,7 @@ FAMILY_STATUS: list[tuple[type[e.RegistryError], int]] = [
     (e.PeerError, 409),
     (e.PreconditionError, 412),
     (e.InvalidError, 400),
+    (e.UnprocessableError, 422),
     (e.TooLargeError, 413),
     (e.UnauthorizedError, 401),
     (e.ForbiddenError, 403),

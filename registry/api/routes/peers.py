@@ -16,7 +16,7 @@ def peer_out(view: PeerView) -> PeerOut:
     return PeerOut(
         id=view.id,
         url=view.url,
-        token=view.token,
+        token_set=view.token_set,
         blobs=view.blobs,
         node_id=view.node_id,
         state=view.state,
