@@ -29,8 +29,10 @@ class LocalBlobStore:
         self.root = root
         self._blobs = root / "blobs" / "blake3"
         self._uploads = root / "uploads"
+        self._aside = root / "quarantine"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
+        self._aside.mkdir(exist_ok=True)
 
     def clear_uploads(self) -> int:
         """Remove leftovers of uploads a crash interrupted; called once at startup."""
@@ -70,6 +72,17 @@ class LocalBlobStore:
         for shard in sorted(self._blobs.iterdir()):
             for blob in sorted(shard.iterdir()):
                 yield Digest(blob.name)
+
+    def set_aside(self, digest: Digest) -> bool:
+        try:
+            os.replace(self.path_of(digest), self._aside / digest.hex)
+        except FileNotFoundError:
+            return False
+        _fsync_dir(self._aside)
+        return True
+
+    def drop_aside(self, digest: Digest) -> None:
+        (self._aside / digest.hex).unlink(missing_ok=True)
 
     def publish(self, temp: Path, digest: Digest) -> None:
         final = self.path_of(digest)

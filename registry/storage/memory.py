@@ -14,6 +14,7 @@ from registry.storage import BlobInfo, Expected
 class MemoryBlobStore:
     def __init__(self) -> None:
         self._blobs: dict[Digest, bytes] = {}
+        self._aside: dict[Digest, bytes] = {}
         self._lock = threading.Lock()
 
     def stat(self, digest: Digest) -> BlobInfo | None:
@@ -38,6 +39,17 @@ class MemoryBlobStore:
 
     def iter_digests(self) -> Iterator[Digest]:
         return iter(sorted(self._blobs))
+
+    def set_aside(self, digest: Digest) -> bool:
+        with self._lock:
+            data = self._blobs.pop(digest, None)
+            if data is not None:
+                self._aside[digest] = data
+        return data is not None
+
+    def drop_aside(self, digest: Digest) -> None:
+        with self._lock:
+            self._aside.pop(digest, None)
 
     def publish(self, digest: Digest, data: bytes) -> None:
         with self._lock:
