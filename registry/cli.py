@@ -21,6 +21,7 @@ from registry.cli_common import (
 )
 from registry.cli_mirrors import mirror
 from registry.cli_transfer import pull, push
+from registry.cli_verify import verify
 from registry.domain.errors import (
     RegistryError,
 )
@@ -204,6 +205,7 @@ def openapi(out: Path) -> None:
 cli.add_command(mirror)
 cli.add_command(pull)
 cli.add_command(push)
+cli.add_command(verify)
 
 
 def main() -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -75,6 +83,15 @@ class MirrorSettings(_Section):
     retry_max: float = 300.0
 
 
+class ScrubSettings(_Section):
+    """Reading stored blobs back (`modelyard verify`, and passes inside `modelyard serve`)."""
+
+    enabled: bool = True  # passes in `serve` (one process of the node runs them at a time)
+    rate: ByteSize = ByteSize(32 * 1024 * 1024)  # bytes read per second ("64MiB"; 0: no limit)
+    # Seconds from the end of one pass to the start of the next (a new node: from its start).
+    interval: float = Field(default=7 * 24 * 3600.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every flag of `modelyard serve` is also `MODELYARD_<NAME>` and a key in the TOML file."""
 
@@ -100,6 +117,7 @@ class Settings(BaseSettings):
     scan: ScanSettings = ScanSettings()
     index: IndexSettings = IndexSettings()
     mirror: MirrorSettings = MirrorSettings()
+    scrub: ScrubSettings = ScrubSettings()
     downloads_flush_interval: float = 5.0  # seconds between writes of download counts
     # Seconds a node-wide background job stays with a process that stopped renewing its lease
     # (one that died); then another process of the node takes the job over.

@@ -9,7 +9,7 @@
     ├── TooLargeError          PayloadTooLarge
     ├── UnauthorizedError      Unauthorized (no or bad token)
     ├── ForbiddenError         Forbidden (token lacks the right)
-    ├── StorageError           StorageFailure, BlobUnavailable
+    ├── StorageError           StorageFailure, BlobUnavailable, BlobQuarantined
     └── UpstreamError          UpstreamFailure, MirrorUnavailable, AllSourcesFailed
 
 The HTTP mapping of families to status codes lives in `registry.api.errors` only.
@@ -141,6 +141,13 @@ class StorageError(RegistryError):
 
 class BlobUnavailableError(StorageError):
     code = "BlobUnavailable"
+
+
+class BlobQuarantinedError(StorageError):
+    """The stored bytes failed verification (a scrub found them corrupt or gone): never
+    served until a good copy is back."""
+
+    code = "BlobQuarantined"
 
 
 class UpstreamError(RegistryError):

@@ -139,3 +139,22 @@ def test_settings_blob_store_endpoint_from_env_and_only_with_an_s3_store(
         "s3://models/node",
         "http://127.0.0.1:9000",
     )
+
+
+def test_scrub_rate_reads_units_from_variables_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().scrub.rate == 32 * 1024 * 1024
+    path = tmp_path / "node.toml"
+    path.write_text('[scrub]\nrate = "1GiB"\ninterval = 3600\n')
+    assert (load_settings(path).scrub.rate, load_settings(path).scrub.interval) == (2**30, 3600)
+    monkeypatch.setenv("MODELYARD_SCRUB__RATE", "64MiB")
+    assert load_settings(path).scrub.rate == 64 * 1024 * 1024
+    monkeypatch.setenv("MODELYARD_SCRUB__RATE", "fast")
+    with pytest.raises(ValidationError, match="scrub.rate"):
+        load_settings(path)
+
+
+def test_scrub_interval_must_be_positive() -> None:
+    with pytest.raises(ValidationError, match="scrub.interval"):
+        Settings(scrub={"interval": 0})
