@@ -10,7 +10,7 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import blake3
@@ -231,8 +231,31 @@ def test_verify_reports_a_blob_no_peer_has_and_the_node_never_serves_it(
     assert metric(b, "modelyard_scrub_unrepairable_blobs_total") == 1
     with b.client() as http:
         page = http.get("/status").text
-    assert "1 quarantined</b>" in page and f"<td>{digest.hex[:16]}</td>" in page
+    assert '<b class="held">1</b> quarantined' in page and f"<td>{digest.hex[:16]}</td>" in page
     assert set_aside_files(b.settings) == {f"quarantine/{digest.hex}"}  # kept to inspect
+
+
+def test_verify_repairs_a_corrupted_blob_from_an_s3_mirror(
+    start_node: Callable[..., RunningNode], s3_bucket: str
+) -> None:
+    node = start_node("mirrored", mirror={"interval": 0.05})
+    with node.client(ADMIN_TOKEN) as http:
+        body = {"name": "bucket", "kind": "s3", "url": f"s3://{s3_bucket}/models"}
+        assert http.post("/v1/mirrors", json=body).status_code == 201
+    data = payload(300_000, seed=6)
+    (digest,) = upload(node, {PATH: data})
+
+    def pushed() -> bool:
+        with node.client(ADMIN_TOKEN) as http:
+            return bool(http.get("/v1/mirrors").json()[0]["backlog"] == 0)
+
+    wait_for(pushed, 60, "the commit pushed to the bucket", interval=0.1)
+    corrupt_stored_blob(node.settings, digest)
+
+    code, run = verify(node)  # no peers: the bucket is the only good copy
+
+    assert code == 0 and (run["corrupt"], run["repaired"]) == (1, 1), run
+    assert stored_bytes(node.settings, digest) == data
 
 
 def test_a_blob_with_no_good_copy_is_repaired_by_uploading_it_again(
@@ -255,28 +278,26 @@ def test_a_blob_with_no_good_copy_is_repaired_by_uploading_it_again(
     assert verify(node)[0] == 0
 
 
-def cursor_of(settings: Settings) -> str | None:
-    db = Database(settings.effective_database_url)
-    try:
-        with db.read() as session:
-            row = session.get(NodeState, "scrub.cursor")
-        return row.value if row is not None else None
-    finally:
-        db.dispose()
+def cursor_of(db: Database) -> str | None:
+    with db.read() as session:
+        row = session.get(NodeState, "scrub.cursor")
+    return row.value if row is not None else None
 
 
-def blob_digests(settings: Settings) -> list[str]:
-    db = Database(settings.effective_database_url)
-    try:
-        with db.read() as session:
-            return sorted(session.exec(select(Blob.blake3)).all())
-    finally:
-        db.dispose()
+@pytest.fixture
+def node_db(node: RunningNode) -> Iterator[Database]:
+    """The node's database, opened beside it (as `modelyard verify` opens it)."""
+    db = Database(node.settings.effective_database_url)
+    yield db
+    db.dispose()
 
 
-def test_verify_interrupted_continues_where_it_stopped(node: RunningNode) -> None:
+def test_verify_interrupted_continues_where_it_stopped(
+    node: RunningNode, node_db: Database
+) -> None:
     upload(node, {f"part-{i}.safetensors": payload(100_000, seed=10 + i) for i in range(8)})
-    everything = blob_digests(node.settings)
+    with node_db.read() as session:
+        everything = sorted(session.exec(select(Blob.blake3)).all())
     command = [sys.executable, "-m", "registry", "verify", "--json", "--rate", "50k"]
     slow = subprocess.Popen(
         command,
@@ -285,7 +306,7 @@ def test_verify_interrupted_continues_where_it_stopped(node: RunningNode) -> Non
         stderr=subprocess.PIPE,
     )
     try:
-        wait_for(lambda: cursor_of(node.settings), 60, "the first run saved a cursor")
+        wait_for(lambda: cursor_of(node_db), 60, "the first run saved a cursor", interval=0.2)
         busy = CliRunner().invoke(cli, ["verify"], env=env_of(node.settings))
         assert busy.exit_code == 4 and "ScrubRunning" in busy.output  # one scrub at a time
         slow.send_signal(signal.SIGTERM)
@@ -296,7 +317,7 @@ def test_verify_interrupted_continues_where_it_stopped(node: RunningNode) -> Non
             slow.wait(timeout=10)
     assert slow.returncode == 130, err.decode()
     first = json.loads(out)
-    cursor = cursor_of(node.settings)
+    cursor = cursor_of(node_db)
     assert not first["complete"] and first["resumed_from"] is None
     assert cursor == everything[first["checked"] - 1]  # the last blob it finished
 
@@ -304,7 +325,7 @@ def test_verify_interrupted_continues_where_it_stopped(node: RunningNode) -> Non
 
     assert code == 0 and second["complete"] and second["resumed_from"] == cursor
     assert first["checked"] + second["checked"] == len(everything)  # nothing skipped or redone
-    assert cursor_of(node.settings) == ""  # the pass is done: the next one starts over
+    assert cursor_of(node_db) == ""  # the pass is done: the next one starts over
     code, third = verify(node, "--rate", "0")
     assert third["resumed_from"] is None and third["checked"] == len(everything)
 
@@ -317,9 +338,17 @@ def test_serve_scrubs_by_itself_and_stops_serving_a_corrupt_blob(
     (digest,) = upload(node, {PATH: data})
     corrupt_stored_blob(node.settings, digest)
 
-    wait_for(lambda: scrub_status(node)["quarantined"] == 1, 60, "the node's own pass held it")
+    def finished() -> dict[str, Any] | None:
+        status = scrub_status(node)  # a pass a second; each run counts what stays held
+        last_run = status["last_run"]
+        return status if status["totals"]["corrupt"] and last_run else None
 
-    assert scrub_status(node)["last_run"]["by"] == "serve"
+    wait_for(finished, 60, "a pass of the node's own held the blob", interval=0.1)
+
+    status = finished()
+    assert status is not None and status["last_run"]["by"] == "serve"
+    assert status["last_run"]["unrepaired"] == 1 and status["totals"]["unrepairable"] >= 1
+    assert scrub_status(node)["quarantined"] == 1
     with node.client(ADMIN_TOKEN) as http:
         held = http.get(f"/v1/blobs/{digest.hex}")
         assert held.status_code == 503 and error_code(held) == "BlobQuarantined"

@@ -50,11 +50,10 @@ def _scrub(s: Status) -> str:
     scrub = s.scrub
     last = iso_ms(scrub.last_pass_ms) if scrub.last_pass_ms else "never"
     running = f"; running now ({escape(scrub.running)})" if scrub.running else ""
-    state = "down" if scrub.quarantined else "up"
+    held = f'<b class="held">{scrub.quarantined}</b>' if scrub.quarantined else "none"
     return (
         f"last complete pass {last}{running}; {scrub.totals['checked']} blobs checked, "
-        f"{scrub.totals['repaired']} repaired, "
-        f'<b class="{state}">{scrub.quarantined} quarantined</b> (never served)'
+        f"{scrub.totals['repaired']} repaired, {held} quarantined (never served)"
     )
 
 
@@ -136,7 +135,7 @@ body{{font-family:system-ui,sans-serif;margin:1em;max-width:70em}}
 table{{border-collapse:collapse;width:100%;margin-bottom:1.5em;font-size:.9em}}
 td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}}
 .wrap{{overflow-x:auto}} .up{{color:#17803d}} .degraded{{color:#b26b00}}
-.down{{color:#c0162f}} .unknown{{color:#666}} dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
+.down,.held{{color:#c0162f}} .unknown{{color:#666}} dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
 </style></head><body>
 <h1>modelyard node {escape(s.node_id)}</h1>
 <dl><dt>Version</dt><dd>{escape(s.version)}</dd>
