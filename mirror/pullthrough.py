@@ -16,10 +16,22 @@ from registry.client.redirects import RedirectGuard
 from registry.domain.digest import Digest
 from registry.domain.errors import BlobNotFoundError
 from registry.domain.manifest import ManifestFile
+from registry.service.auth import ANONYMOUS
+from registry.service.lookup import LookupService
 from registry.service.mirrors import MirrorConfig, MirrorService
 
 logger = logging.getLogger(__name__)
 Locate = Callable[[Digest], list[tuple[str, str, str]]]  # (repo type, namespace/name, path)
+
+
+def public_copies(lookup: LookupService) -> Locate:
+    """Where public repos hold a blob: how a Hub mirror is asked for bytes by path."""
+
+    def locate(digest: Digest) -> list[tuple[str, str, str]]:
+        hits = lookup.by_hash(ANONYMOUS, f"blake3:{digest.hex}", limit=5)
+        return [(h.repo_type, h.repo, h.path) for h in hits]
+
+    return locate
 
 
 class _MirrorBlobs:

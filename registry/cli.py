@@ -22,6 +22,7 @@ from registry.cli_common import (
 from registry.cli_gc import gc
 from registry.cli_mirrors import mirror
 from registry.cli_transfer import pull, push
+from registry.cli_verify import verify
 from registry.domain.errors import (
     RegistryError,
 )
@@ -207,6 +208,7 @@ cli.add_command(gc)
 cli.add_command(mirror)
 cli.add_command(pull)
 cli.add_command(push)
+cli.add_command(verify)
 
 
 def main() -> None:

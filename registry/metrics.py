@@ -116,6 +116,13 @@ class MirrorSample:
 
 
 @dataclass(frozen=True)
+class ScrubSample:
+    totals: dict[str, int]  # checked, checked_bytes, corrupt, missing, repaired, unrepairable
+    quarantined: int
+    last_pass: float | None  # unix seconds
+
+
+@dataclass(frozen=True)
 class NodeSample:
     blobs: int
     blob_bytes: int
@@ -128,6 +135,7 @@ class NodeSample:
     index_lag_seconds: float
     scan_pending: int
     mirrors: list[MirrorSample]
+    scrub: ScrubSample
 
 
 PEER_STATES = ("unknown", "up", "degraded", "down")
@@ -199,6 +207,7 @@ class NodeCollector(Collector):
             bad.add_metric([p.peer], p.bad_blobs)
         yield from (state, lag, lag_s, last, bad)
         yield from _mirror_metrics(s.mirrors)
+        yield from _scrub_metrics(s.scrub)
 
 
 def _mirror_metrics(mirrors: list[MirrorSample]) -> Iterator[Metric]:
@@ -219,3 +228,34 @@ def _mirror_metrics(mirrors: list[MirrorSample]) -> Iterator[Metric]:
         if m.last_success is not None:
             last.add_metric([m.mirror], m.last_success)
     yield from (backlog, failing, last)
+
+
+_SCRUB_TOTALS = (
+    ("checked", "modelyard_scrub_checked_blobs", "Blobs a scrub read back and hashed"),
+    ("checked_bytes", "modelyard_scrub_checked_bytes", "Bytes a scrub read back and hashed"),
+    ("corrupt", "modelyard_scrub_corrupt_blobs", "Blobs found not to hash to their name"),
+    ("missing", "modelyard_scrub_missing_blobs", "Blobs found recorded but not stored"),
+    ("repaired", "modelyard_scrub_repaired_blobs", "Held blobs whose good bytes came back"),
+    (
+        "unrepairable",
+        "modelyard_scrub_unrepairable_blobs",
+        "Repairs that found no good copy at any peer or mirror",
+    ),
+)
+
+
+def _scrub_metrics(scrub: ScrubSample) -> Iterator[Metric]:
+    """Totals kept in the database: `modelyard verify` runs in a process of its own."""
+    for key, name, documentation in _SCRUB_TOTALS:
+        yield CounterMetricFamily(name, documentation, value=scrub.totals.get(key, 0))
+    yield GaugeMetricFamily(
+        "modelyard_scrub_quarantined_blobs",
+        "Blobs held (never served) until good bytes are back",
+        value=scrub.quarantined,
+    )
+    if scrub.last_pass is not None:
+        yield GaugeMetricFamily(
+            "modelyard_scrub_last_pass_timestamp_seconds",
+            "End of the last complete scrub pass",
+            value=scrub.last_pass,
+        )

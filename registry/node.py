@@ -22,10 +22,12 @@ from registry.service.metadata import MetadataService
 from registry.service.mirrors import MirrorService
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerService, Thresholds
+from registry.service.quarantine import Quarantine
 from registry.service.reads import ReadService
 from registry.service.replication import ReplicationService
 from registry.service.repos import RepoService
 from registry.service.scanning import ScanService
+from registry.service.scrub import ScrubService
 from registry.service.search import SearchService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
@@ -69,6 +71,8 @@ class Node:
     metadata: MetadataService
     mirrors: MirrorService
     leases: Leases
+    quarantine: Quarantine
+    scrub: ScrubService
     new_admin_token: str | None = None
 
     @classmethod
@@ -107,6 +111,9 @@ class Node:
         db.after_write.append(cache.new_generation)
         notifier = ChangeNotifier(poll=SHARED_FEED_POLL if db.shared else None)
         db.after_write.append(notifier.notify)
+        leases = Leases(db, holder_name(db, identity.node_id), settings.lease_seconds)
+        quarantine = Quarantine(db, blobs)
+        scrub = ScrubService(db, blobs, quarantine, leases, settings.scrub)
         node = cls(
             settings,
             db,
@@ -116,12 +123,12 @@ class Node:
             repos,
             reads,
             commits,
-            UploadService(db, blobs, identity),
+            UploadService(db, blobs, identity, quarantine),
             peers,
             ReplicationService(db, blobs, identity),
             FeedService(db),
             notifier,
-            StatusService(db, peers, identity, settings.data_dir, (indexer, scans, mirrors)),
+            StatusService(db, peers, identity, settings.data_dir, (indexer, scans, mirrors, scrub)),
             lookup,
             LineageService(repos, reads, lookup),
             scans,
@@ -130,7 +137,9 @@ class Node:
             SearchService(db, indexer, builder, fulltext, reads, scans),
             MetadataService(reads, commits, scans),
             mirrors,
-            Leases(db, holder_name(db, identity.node_id), settings.lease_seconds),
+            leases,
+            quarantine,
+            scrub,
             new_token,
         )
         logger.info("node open node_id=%s data_dir=%s", identity.node_id, settings.data_dir)

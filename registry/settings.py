@@ -8,6 +8,7 @@ from typing import Literal
 from limits import parse as parse_rate
 from pydantic import (
     BaseModel,
+    ByteSize,
     ConfigDict,
     Field,
     NonNegativeInt,
@@ -138,6 +139,15 @@ class GcSettings(_Section):
     grace: float = Field(default=24 * 3600, ge=0)
 
 
+class ScrubSettings(_Section):
+    """Reading stored blobs back (`modelyard verify`, and passes inside `modelyard serve`)."""
+
+    enabled: bool = True  # passes in `serve` (one process of the node runs them at a time)
+    rate: ByteSize = ByteSize(32 * 1024 * 1024)  # bytes read per second ("64MiB"; 0: no limit)
+    # Seconds from the end of one pass to the start of the next (a new node: from its start).
+    interval: float = Field(default=7 * 24 * 3600.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every flag of `modelyard serve` is also `MODELYARD_<NAME>` and a key in the TOML file."""
 
@@ -175,6 +185,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     mirror: MirrorSettings = MirrorSettings()
     gc: GcSettings = GcSettings()
+    scrub: ScrubSettings = ScrubSettings()
     downloads_flush_interval: float = 5.0  # seconds between writes of download counts
     # Seconds a node-wide background job stays with a process that stopped renewing its lease
     # (one that died); then another process of the node takes the job over.

@@ -3,6 +3,7 @@ S3 bucket), so tests about stored bytes hold on either (MODELYARD_TEST_BLOB_STOR
 
 from __future__ import annotations
 
+from registry.domain.digest import Digest
 from registry.node import open_blob_store
 from registry.settings import Settings
 from registry.storage.local import LocalBlobStore
@@ -34,3 +35,35 @@ def upload_leftovers(settings: Settings) -> set[str]:
     """What uploads in progress keep in the store: files under `uploads/` (local); keys and
     unfinished multipart uploads under `uploads/` (S3)."""
     return _keys(settings, "uploads")
+
+
+def set_aside_files(settings: Settings) -> set[str]:
+    """What a scrub set aside: files (local) or keys (S3) under the store's `quarantine/`."""
+    return _keys(settings, "quarantine")
+
+
+def stored_bytes(settings: Settings, digest: Digest) -> bytes:
+    """The bytes under a blob's key, read from the store (not through a node)."""
+    return b"".join(open_blob_store(settings).open(digest))
+
+
+def corrupt_stored_blob(settings: Settings, digest: Digest) -> bytes:
+    """Flip one bit in the middle of a stored blob, behind the node's back (the file on disk,
+    or the object overwritten through boto3); returns the corrupt bytes."""
+    store = open_blob_store(settings)
+    data = bytearray(stored_bytes(settings, digest))
+    data[len(data) // 2] ^= 0x01
+    if isinstance(store, LocalBlobStore):
+        store.path_of(digest).write_bytes(data)
+    else:
+        store.s3.put_object(Bucket=store.bucket, Key=store.key_of(digest), Body=bytes(data))
+    return bytes(data)
+
+
+def delete_stored_blob(settings: Settings, digest: Digest) -> None:
+    """Remove a blob's bytes behind the node's back (its row stays)."""
+    store = open_blob_store(settings)
+    if isinstance(store, LocalBlobStore):
+        store.path_of(digest).unlink()
+    else:
+        store.s3.delete_object(Bucket=store.bucket, Key=store.key_of(digest))

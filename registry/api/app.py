@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from mirror.outbox import Pusher
-from mirror.pullthrough import Locate, MirrorBlobSources
+from mirror.pullthrough import MirrorBlobSources, public_copies
 from registry import __version__
 from registry.api import errors
 from registry.api.fastpath import ReadFastPath
@@ -29,10 +29,9 @@ from registry.api.routes import (
     status,
     sync,
 )
-from registry.domain.digest import Digest
 from registry.metrics import HttpMetrics, Metrics, NodeCollector
 from registry.node import Node
-from registry.service.auth import ANONYMOUS
+from registry.service.scrub import ScrubLoop
 from registry.service.worker import Worker
 from registry.settings import Settings
 from sync.loop import SyncLoop
@@ -40,16 +39,6 @@ from sync.loop import SyncLoop
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
-
-
-def public_copies(node: Node) -> Locate:
-    """Where public repos hold a blob: how a Hub mirror is asked for bytes by path."""
-
-    def locate(digest: Digest) -> list[tuple[str, str, str]]:
-        hits = node.lookup.by_hash(ANONYMOUS, f"blake3:{digest.hex}", limit=5)
-        return [(h.repo_type, h.repo, h.path) for h in hits]
-
-    return locate
 
 
 def helpers(node: Node) -> list[Worker]:
@@ -118,12 +107,14 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             opened.settings.sync,
             MirrorBlobSources(
                 opened.mirrors,
-                public_copies(opened),
+                public_copies(opened.lookup),
                 allow_private_redirects=allow_private_redirects,
             ),
             allow_private_redirects=allow_private_redirects,
         )
         replicator.start()
+        scrubber = ScrubLoop(opened.scrub, opened.settings.scrub, replicator.fetcher.fetch_now)
+        scrubber.start()
         workers = helpers(opened)
         for worker in workers:
             worker.start()
@@ -133,6 +124,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         try:
             yield
         finally:
+            scrubber.stop()
             replicator.stop()
             for worker in workers:
                 worker.stop()

@@ -12,7 +12,7 @@
     ├── TooLargeError          PayloadTooLarge
     ├── UnauthorizedError      Unauthorized (no or bad token)
     ├── ForbiddenError         Forbidden (token lacks the right)
-    ├── StorageError           StorageFailure, BlobUnavailable
+    ├── StorageError           StorageFailure, BlobUnavailable, BlobQuarantined
     └── UpstreamError          UpstreamFailure, MirrorUnavailable, AllSourcesFailed,
                                RedirectRefused
 
@@ -171,6 +171,13 @@ class StorageError(RegistryError):
 
 class BlobUnavailableError(StorageError):
     code = "BlobUnavailable"
+
+
+class BlobQuarantinedError(StorageError):
+    """The stored bytes failed verification (a scrub found them corrupt or gone): never
+    served until a good copy is back."""
+
+    code = "BlobQuarantined"
 
 
 class UpstreamError(RegistryError):

@@ -68,6 +68,20 @@ class Blob(SQLModel, table=True):
     wanted_ms: int = Field(default=0, sa_type=BIG)
 
 
+class BlobQuarantine(SQLModel, table=True):
+    """A blob whose stored bytes failed a scrub: never served while the row exists. Removed
+    only once the bytes under the blob's key were read back and hash to its name."""
+
+    __tablename__ = "blob_quarantine"
+    blake3: str = Field(primary_key=True)
+    reason: str  # corrupt | missing
+    detail: str  # what was found, e.g. "hashes to blake3:..." or "12 bytes, expected 40"
+    found_ms: int = Field(sa_type=BIG)
+    attempts: int = 0  # repairs tried
+    last_attempt_ms: int | None = Field(default=None, sa_type=BIG)
+    last_error: str | None = None
+
+
 class Commit(SQLModel, table=True):
     id: str = Field(primary_key=True)
     repo_id: int = Field(index=True)

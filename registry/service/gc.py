@@ -47,7 +47,14 @@ from sqlmodel import Session, col, select
 from registry.domain.digest import Digest
 from registry.domain.errors import RegistryError
 from registry.metadata.db import Database, now_ms
-from registry.metadata.tables import Blob, Change, MirrorOutbox, ScanResult, TreeRow
+from registry.metadata.tables import (
+    Blob,
+    BlobQuarantine,
+    Change,
+    MirrorOutbox,
+    ScanResult,
+    TreeRow,
+)
 from registry.storage import BlobInfo, BlobStore
 
 logger = logging.getLogger(__name__)
@@ -214,6 +221,7 @@ class GarbageCollector:
                     continue
                 try:
                     self._blobs.delete(garbage.digest)
+                    self._blobs.drop_aside(garbage.digest)  # a held blob's bad copy goes too
                 except (RegistryError, OSError) as exc:
                     failure = exc  # rows of the blobs deleted so far still go, below
                     break
@@ -222,6 +230,8 @@ class GarbageCollector:
             if gone:
                 session.execute(delete_where(Blob).where(col(Blob.blake3).in_(gone)))
                 session.execute(delete_where(ScanResult).where(col(ScanResult.blake3).in_(gone)))
+                held = delete_where(BlobQuarantine).where(col(BlobQuarantine.blake3).in_(gone))
+                session.execute(held)
         if failure is not None:
             raise failure
         return deleted

@@ -44,6 +44,7 @@ class Leases:
         self._ttl = ttl
         self._valid: dict[str, float] = {}  # lease -> monotonic time our claim is good until
         self._lock = threading.Lock()
+        self._claiming = threading.Lock()  # a renewal never takes back a lease just released
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="leases", daemon=True)
 
@@ -75,7 +76,29 @@ class Leases:
         except Exception:  # best effort: unreleased leases run out by themselves
             logger.exception("could not release leases holder=%s", self.holder)
 
-    def _claim(self, name: str) -> bool:
+    def release(self, name: str) -> None:
+        """Give a lease up now, so another process may take the job at once."""
+        with self._claiming:
+            with self._lock:
+                self._valid.pop(name, None)
+            with self._db.write(invalidates=False) as session:
+                session.execute(
+                    delete(Lease).where(col(Lease.name) == name, col(Lease.holder) == self.holder)
+                )
+
+    def holder_of(self, name: str) -> str | None:
+        """Who holds a lease now, whatever process (None: free or run out)."""
+        with self._db.read() as session:
+            row = session.get(Lease, name)
+        return row.holder if row is not None and row.expires_ms > now_ms() else None
+
+    def _claim(self, name: str, *, renewal: bool = False) -> bool:
+        with self._claiming:
+            if renewal and name not in self.held():
+                return False  # released since the renewal round began
+            return self._take(name)
+
+    def _take(self, name: str) -> bool:
         started = time.monotonic()
         now = now_ms()
         with self._db.write(invalidates=False) as session:
@@ -98,6 +121,6 @@ class Leases:
         while not self._stop.wait(self._ttl / 3):
             for name in self.held():
                 try:
-                    self._claim(name)
+                    self._claim(name, renewal=True)
                 except Exception:  # the claim lapses by itself; the next round tries again
                     logger.exception("lease renewal failed lease=%s", name)

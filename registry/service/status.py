@@ -13,13 +13,14 @@ from sqlmodel import col, select
 from registry import __version__
 from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Commit, Repo
-from registry.metrics import MirrorSample, NodeSample, PeerSample
+from registry.metrics import MirrorSample, NodeSample, PeerSample, ScrubSample
 from registry.service.indexer import Indexer
 from registry.service.mirrors import MirrorService, MirrorView
 from registry.service.node import NodeIdentity
 from registry.service.peers import PeerService, PeerView
 from registry.service.repos import repo_id_of
 from registry.service.scanning import ScanService
+from registry.service.scrub import ScrubService, ScrubStatus
 
 SCAN_COUNT_CAP = 1000
 
@@ -49,6 +50,7 @@ class Status:
     scans_pending: int  # files waiting for a verdict (counted up to SCAN_COUNT_CAP)
     mirrors: list[MirrorView]
     recent: list[RecentCommit]  # public repos only: the page is public
+    scrub: ScrubStatus
 
 
 class StatusService:
@@ -58,9 +60,9 @@ class StatusService:
         peers: PeerService,
         node: NodeIdentity,
         data_dir: Path,
-        helpers: tuple[Indexer, ScanService, MirrorService],
+        helpers: tuple[Indexer, ScanService, MirrorService, ScrubService],
     ) -> None:
-        self._indexer, self._scans, self._mirrors = helpers
+        self._indexer, self._scans, self._mirrors, self._scrub = helpers
         self._data_dir = data_dir
         self._db = db
         self._peers = peers
@@ -102,6 +104,7 @@ class StatusService:
             len(self._scans.pending(SCAN_COUNT_CAP)),
             self._mirrors.views(),
             latest,
+            self._scrub.status(),
         )
 
     def sample(self) -> NodeSample:
@@ -139,4 +142,10 @@ class StatusService:
                 )
                 for m in self._mirrors.views()
             ],
+            self._scrub_sample(),
         )
+
+    def _scrub_sample(self) -> ScrubSample:
+        scrub = self._scrub.status()
+        last = scrub.last_pass_ms / 1000 if scrub.last_pass_ms else None
+        return ScrubSample(scrub.totals, scrub.quarantined, last)

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from sqlmodel import col, or_, select
 
 from registry.domain.digest import Digest, Hashes, is_sha256
+from registry.domain.errors import BlobQuarantinedError, RegistryError
 from registry.domain.names import RepoId
 from registry.metadata.db import Database
-from registry.metadata.tables import Blob, Commit, Repo, TreeRow
+from registry.metadata.tables import Blob, BlobQuarantine, Commit, Repo, TreeRow
 from registry.service.auth import Principal, require_write
 from registry.service.node import NodeIdentity
+from registry.service.quarantine import Quarantine
 from registry.service.repos import find_repo, record_blob, require_home, want_blobs
-from registry.storage import BlobStore, BlobWriter, Expected, put
+from registry.storage import BlobInfo, BlobStore, BlobWriter, Expected, put
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,13 @@ class LfsAnswer:
 
 
 class UploadService:
-    def __init__(self, db: Database, blobs: BlobStore, node: NodeIdentity) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, node: NodeIdentity, quarantine: Quarantine
+    ) -> None:
         self._db = db
         self._blobs = blobs
         self._node = node
+        self._quarantine = quarantine
 
     def lfs_batch(
         self, principal: Principal, repo: RepoId, objects: list[LfsObject]
@@ -63,8 +68,10 @@ class UploadService:
     def has_sha256(self, sha256: str, size: int | None = None) -> bool:
         with self._db.read() as session:
             blob = session.exec(select(Blob).where(Blob.sha256 == sha256)).first()
+            held = blob is not None and session.get(BlobQuarantine, blob.blake3) is not None
         return (
             blob is not None
+            and not held
             and (size is None or blob.size == size)
             and self._blobs.stat(Digest(blob.blake3)) is not None
         )
@@ -85,10 +92,35 @@ class UploadService:
         return self.stored(digest)
 
     def stored(self, digest: Digest) -> Blob | None:
-        """The blob's record if it is stored and complete."""
+        """The blob's record if it is stored, complete and not held (a held blob's bytes
+        failed verification: writing it again is how it is repaired)."""
         with self._db.read() as session:
             blob = session.get(Blob, digest.hex)
-        return blob if blob is not None and self._blobs.stat(digest) is not None else None
+            held = session.get(BlobQuarantine, digest.hex) is not None
+        if blob is None or held or self._blobs.stat(digest) is None:
+            return None
+        return blob
+
+    def servable(self, digest: Digest) -> BlobInfo | None:
+        """The blob's size if its bytes may be served: stored and not held. Asked of the
+        database on every download, so a hold made by another process (`modelyard verify`)
+        stops the very next one."""
+        return None if self._quarantine.held(digest) else self._blobs.stat(digest)
+
+    def require_servable(self, digest: Digest, missing: RegistryError) -> BlobInfo:
+        """As `servable`; raises BlobQuarantinedError for a held blob, `missing` when the
+        bytes are not stored."""
+        held = self._quarantine.get(digest)
+        if held is not None:
+            raise BlobQuarantinedError(
+                f"Blob {digest} failed verification on this node ({held.reason}: "
+                f"{held.detail}); it is quarantined, never served, until a good copy is back",
+                detail={"blake3": digest.hex, "reason": held.reason},
+            )
+        info = self._blobs.stat(digest)
+        if info is None:
+            raise missing
+        return info
 
     def writer(self, size: int | None) -> BlobWriter:
         return self._blobs.writer(size)
@@ -96,16 +128,21 @@ class UploadService:
     def ingest(self, chunks: Iterable[bytes], expected: Expected) -> Hashes:
         """Store a stream of bytes as a verified blob and record it."""
         hashes = put(self._blobs, expected, chunks)
-        with self._db.write() as session:
-            record_blob(session, hashes.blake3, hashes.sha256, hashes.size, hashes.git_sha1)
+        self._record(hashes)
         return hashes
 
     def complete(self, writer: BlobWriter, expected: Expected) -> Hashes:
         """Verify and publish an upload, then record it; raises on any mismatch."""
         hashes = writer.commit(expected)
+        self._record(hashes)
+        return hashes
+
+    def _record(self, hashes: Hashes) -> None:
         with self._db.write() as session:
             record_blob(session, hashes.blake3, hashes.sha256, hashes.size, hashes.git_sha1)
-        return hashes
+            held = session.get(BlobQuarantine, hashes.blake3.hex) is not None
+        if held:  # these bytes may be what repairs it, if they reached the blob's key
+            self._quarantine.lift_if_good(hashes.blake3, hashes.size)
 
     def readable(self, principal: Principal, digest: Digest) -> bool:
         """Whether the principal may read a blob: it is in a repo they can see, or it is in

@@ -5,6 +5,8 @@ Layout of the local backend under its root directory::
     blobs/blake3/<hex[:2]>/<hex>   complete, verified blobs (never modified after rename)
     uploads/<uuid>                 uploads in progress; never served, removed on abort/startup
                                    (and by `modelyard gc` once idle for its grace period)
+    quarantine/<hex>               bytes a scrub found not to hash to <hex>, set aside for an
+                                   operator to inspect; never served, dropped once repaired
 
 A blob becomes visible only by an atomic rename after its hashes and size were verified and
 the file was fsynced, so a crash at any point leaves either no blob or the whole blob.
@@ -87,6 +89,14 @@ class BlobStore(Protocol):
 
     def iter_blobs(self) -> Iterator[BlobInfo]:
         """Every stored blob with its size and when it was stored (`modified` always set)."""
+
+    def set_aside(self, digest: Digest) -> bool:
+        """Move a blob's bytes out of the served layout into `quarantine/` (replacing an older
+        copy there); False when there were none. The blob then reads as absent."""
+        ...
+
+    def drop_aside(self, digest: Digest) -> None:
+        """Delete the set-aside copy of a blob, if there is one."""
         ...
 
 

@@ -30,8 +30,10 @@ class LocalBlobStore:
         self.root = root
         self._blobs = root / "blobs" / "blake3"
         self._uploads = root / "uploads"
+        self._aside = root / "quarantine"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
+        self._aside.mkdir(exist_ok=True)
 
     def clear_uploads(self, older_than: float | None = None, *, dry_run: bool = False) -> int:
         """Remove leftovers of uploads a crash interrupted: all of them at startup, or (gc,
@@ -88,6 +90,17 @@ class LocalBlobStore:
             except FileNotFoundError:  # deleted since it was listed
                 continue
             yield BlobInfo(digest, found.st_size, found.st_mtime)
+
+    def set_aside(self, digest: Digest) -> bool:
+        try:
+            os.replace(self.path_of(digest), self._aside / digest.hex)
+        except FileNotFoundError:
+            return False
+        _fsync_dir(self._aside)
+        return True
+
+    def drop_aside(self, digest: Digest) -> None:
+        (self._aside / digest.hex).unlink(missing_ok=True)
 
     def publish(self, temp: Path, digest: Digest) -> None:
         final = self.path_of(digest)

@@ -16,6 +16,7 @@ class MemoryBlobStore:
     def __init__(self) -> None:
         self._blobs: dict[Digest, bytes] = {}
         self._stored_at: dict[Digest, float] = {}
+        self._aside: dict[Digest, bytes] = {}
         self._lock = threading.Lock()
 
     def stat(self, digest: Digest) -> BlobInfo | None:
@@ -46,6 +47,17 @@ class MemoryBlobStore:
         with self._lock:
             listed = [(d, len(b), self._stored_at[d]) for d, b in sorted(self._blobs.items())]
         return (BlobInfo(d, size, at) for d, size, at in listed)
+
+    def set_aside(self, digest: Digest) -> bool:
+        with self._lock:
+            data = self._blobs.pop(digest, None)
+            if data is not None:
+                self._aside[digest] = data
+        return data is not None
+
+    def drop_aside(self, digest: Digest) -> None:
+        with self._lock:
+            self._aside.pop(digest, None)
 
     def publish(self, digest: Digest, data: bytes) -> None:
         with self._lock:

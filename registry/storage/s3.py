@@ -5,6 +5,7 @@ Layout under `s3://bucket/prefix` (the same blob keys as a mirror bucket, mirror
     {prefix}blobs/blake3/<hex[:2]>/<hex>   complete, verified blobs
     {prefix}uploads/<unix-ms>-<uuid>       large uploads in progress (multipart), never served
                                            (`modelyard gc` removes those older than its grace)
+    {prefix}quarantine/<hex>               bytes set aside by a scrub (they do not hash to <hex>)
 
 Visibility follows the local store's rule: a blob's key exists only once its bytes were
 hashed and checked. Small uploads are buffered (at most one part) and put under the final key
@@ -86,20 +87,30 @@ class S3BlobStore:
     def errors(self, what: str) -> AbstractContextManager[None]:
         return s3_errors(self.url, what)
 
+    def aside_key_of(self, digest: Digest) -> str:
+        return f"{self.prefix}quarantine/{digest.hex}"
+
     def stat(self, digest: Digest) -> BlobInfo | None:
         size = self._known.get(digest.hex)
         if size is not None:
             return BlobInfo(digest, size)
+        size = self.head(digest)
+        if size is None:
+            return None
+        if len(self._known) >= KNOWN_BLOBS:
+            self._known.clear()  # bounded; refilled by the next stats
+        self._known[digest.hex] = size
+        return BlobInfo(digest, size)
+
+    def head(self, digest: Digest) -> int | None:
+        """The size of the object under the blob's key as the bucket has it now (no cache:
+        another process may have set the blob aside)."""
         try:
             with self.errors(f"blob {digest}"):
                 head = self.s3.head_object(Bucket=self.bucket, Key=self.key_of(digest))
         except BlobNotFoundError:
             return None
-        size = int(head["ContentLength"])
-        if len(self._known) >= KNOWN_BLOBS:
-            self._known.clear()  # bounded; refilled by the next stats
-        self._known[digest.hex] = size
-        return BlobInfo(digest, size)
+        return int(head["ContentLength"])
 
     def open(self, digest: Digest, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """One GET (a missing blob raises here, not when iterated); S3 clips a range's end."""
@@ -146,6 +157,21 @@ class S3BlobStore:
         self._known.pop(digest.hex, None)
         with self.errors(f"deleting blob {digest}"):
             self.s3.delete_object(Bucket=self.bucket, Key=self.key_of(digest))
+
+    def set_aside(self, digest: Digest) -> bool:
+        self._known.pop(digest.hex, None)
+        if self.head(digest) is None:
+            return False
+        key = self.key_of(digest)
+        with self.errors(f"setting blob {digest} aside"):
+            source = {"Bucket": self.bucket, "Key": key}
+            self.s3.copy(source, self.bucket, self.aside_key_of(digest), Config=_COPY)
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+        return True
+
+    def drop_aside(self, digest: Digest) -> None:
+        with self.errors(f"dropping the set-aside copy of {digest}"):
+            self.s3.delete_object(Bucket=self.bucket, Key=self.aside_key_of(digest))
 
     def iter_digests(self) -> Iterator[Digest]:
         return (info.digest for info in self.iter_blobs())
@@ -257,8 +283,11 @@ class S3BlobWriter:
             # Copied even when the key exists (same bytes, stored once): the size `stat`
             # remembers may be stale, as gc may have deleted the blob from another process.
             try:
-                source = {"Bucket": store.bucket, "Key": self._key}
-                s3.copy(source, store.bucket, final, Config=_COPY)
+                # Same bytes uploaded twice are stored once. Asked of the bucket, not the cache:
+                # a blob set aside by another process's scrub must be written again.
+                if store.head(digest) is None:
+                    source = {"Bucket": store.bucket, "Key": self._key}
+                    s3.copy(source, store.bucket, final, Config=_COPY)
             finally:
                 s3.delete_object(Bucket=store.bucket, Key=self._key)
 

@@ -240,6 +240,30 @@ class TestBlobStoreContract:
         put(store, Expected(blake3=digest_of(data)), [data])
         assert read(store, digest_of(data)) == data
 
+    def test_set_aside_hides_a_blob_until_it_is_stored_again(self, store: BlobStore) -> None:
+        keep, bad = payload(1000, seed=1), payload(1000, seed=2)
+        put(store, Expected(), [keep])
+        put(store, Expected(), [bad])
+        assert store.set_aside(digest_of(bad)) is True
+        assert store.stat(digest_of(bad)) is None
+        with pytest.raises(BlobNotFoundError):
+            read(store, digest_of(bad))
+        assert list(store.iter_digests()) == [digest_of(keep)]
+        assert store.set_aside(digest_of(bad)) is False  # nothing left to move
+        put(store, Expected(blake3=digest_of(bad)), [bad])
+        assert read(store, digest_of(bad)) == bad
+        store.drop_aside(digest_of(bad))
+        store.drop_aside(digest_of(bad))  # nothing left to drop: harmless
+        assert read(store, digest_of(bad)) == bad and read(store, digest_of(keep)) == keep
+        store.delete(digest_of(keep))
+        store.delete(digest_of(bad))
+        assert_empty(store)
+
+    def test_set_aside_of_a_missing_blob_is_a_no_op(self, store: BlobStore) -> None:
+        assert store.set_aside(digest_of(b"never stored")) is False
+        store.drop_aside(digest_of(b"never stored"))
+        assert_empty(store)
+
     def test_iter_digests_lists_every_blob_once(self, store: BlobStore) -> None:
         blobs = [payload(100 + i, seed=i) for i in range(20)]
         for data in blobs + blobs[:5]:
@@ -312,6 +336,17 @@ def test_local_store_layout_is_sharded_by_blake3(tmp_path: Path) -> None:
     assert list((tmp_path / "uploads").iterdir()) == []
 
 
+def test_local_store_sets_bytes_aside_under_quarantine(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "store")
+    data = payload(100)
+    digest = put(store, Expected(), [data]).blake3
+    store.set_aside(digest)
+    assert files_on_disk(store) == [tmp_path / "store" / "quarantine" / digest.hex]
+    assert files_on_disk(store)[0].read_bytes() == data  # kept for an operator to inspect
+    store.drop_aside(digest)
+    assert files_on_disk(store) == []
+
+
 def test_local_store_keeps_blobs_across_instances(tmp_path: Path) -> None:
     data = payload(1000)
     digest = put(LocalBlobStore(tmp_path), Expected(), [data]).blake3
@@ -367,6 +402,17 @@ def test_s3_store_large_upload_goes_up_in_parts_and_leaves_only_the_blob(s3_buck
     assert read(store, digest) == data
     again = put(store, Expected(blake3=digest), chunked(data, 5 * 1024 * 1024))
     assert again.blake3 == digest and objects_in_bucket(store) == [store.key_of(digest)]
+
+
+def test_s3_store_writes_again_a_blob_another_process_set_aside(s3_bucket: str) -> None:
+    mine, theirs = S3BlobStore(f"s3://{s3_bucket}/p"), S3BlobStore(f"s3://{s3_bucket}/p")
+    data = payload(MULTIPART, seed=5)
+    digest = put(mine, Expected(size=len(data)), chunked(data, 4 * 1024 * 1024)).blake3
+    assert mine.stat(digest) is not None  # now remembered by `mine`
+    assert theirs.set_aside(digest)
+    again = put(mine, Expected(blake3=digest), chunked(data, 4 * 1024 * 1024))  # multipart
+    assert again.blake3 == digest and read(theirs, digest) == data
+    assert objects_in_bucket(mine) == sorted([mine.key_of(digest), mine.aside_key_of(digest)])
 
 
 def test_s3_store_large_mismatch_aborts_the_multipart_upload(s3_bucket: str) -> None:

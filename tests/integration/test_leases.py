@@ -29,6 +29,25 @@ def test_lease_held_by_one_process_until_released(tmp_path: Path) -> None:
     db.dispose()
 
 
+def test_lease_released_alone_stays_free_while_its_holder_renews_the_others(
+    tmp_path: Path,
+) -> None:
+    db = open_db(tmp_path)
+    holder, other = Leases(db, "holder", ttl=0.6), Leases(db, "other", ttl=0.6)
+    holder.start()
+    assert holder.holds("scrub") and holder.holds("indexer")
+    assert other.holder_of("scrub") == "holder"
+    holder.release("scrub")
+    assert other.holder_of("scrub") is None
+    deadline = time.monotonic() + 1.5  # several renewal rounds: none takes it back
+    while time.monotonic() < deadline:
+        assert holder.held() == ["indexer"]
+        time.sleep(0.1)
+    assert other.holds("scrub") and not other.holds("indexer")
+    holder.stop()
+    db.dispose()
+
+
 def test_lease_taken_over_when_its_holder_stops_renewing(tmp_path: Path) -> None:
     db = open_db(tmp_path)
     dead, alive = Leases(db, "dead", ttl=0.5), Leases(db, "alive", ttl=0.5)

@@ -153,3 +153,22 @@ def test_settings_gc_grace_from_file_and_env_and_never_negative(
     monkeypatch.setenv("MODELYARD_GC__GRACE", "-1")
     with pytest.raises(ValidationError):
         load_settings(path)
+
+
+def test_scrub_rate_reads_units_from_variables_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().scrub.rate == 32 * 1024 * 1024
+    path = tmp_path / "node.toml"
+    path.write_text('[scrub]\nrate = "1GiB"\ninterval = 3600\n')
+    assert (load_settings(path).scrub.rate, load_settings(path).scrub.interval) == (2**30, 3600)
+    monkeypatch.setenv("MODELYARD_SCRUB__RATE", "64MiB")
+    assert load_settings(path).scrub.rate == 64 * 1024 * 1024
+    monkeypatch.setenv("MODELYARD_SCRUB__RATE", "fast")
+    with pytest.raises(ValidationError, match="scrub.rate"):
+        load_settings(path)
+
+
+def test_scrub_interval_must_be_positive() -> None:
+    with pytest.raises(ValidationError, match="scrub.interval"):
+        Settings(scrub={"interval": 0})

@@ -59,15 +59,16 @@ async def _resolve(
         **replica_headers(node.peers, node.identity.node_id, snap.repo),
         **scan_headers(node.scans.verdict_of(entry.path, entry.blake3.hex)),
     }
-    if not head and node.blobs.stat(entry.blake3) is None:  # a replica: pull through
+    # Not stored (a replica), or held by a scrub (never served): pull through from a peer.
+    if not head and await run_in_threadpool(node.uploads.servable, entry.blake3) is None:
         streamed = await _pull_through(replicator, entry)
         if streamed is not None:
             return StreamingResponse(streamed, headers=headers)
-    if not head and node.blobs.stat(entry.blake3) is None:
-        raise BlobUnavailableError(
+        missing = BlobUnavailableError(
             f"The bytes of {path} are not on this node yet and no peer could serve them",
             detail={"commit": snap.commit.id, "path": path},
         )
+        await run_in_threadpool(node.uploads.require_servable, entry.blake3, missing)
     return blob_response(
         node.blobs,
         entry.blake3,

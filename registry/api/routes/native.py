@@ -34,9 +34,10 @@ def health(node: NodeDep) -> Health:
 
 def get_blob(blake3: str, request: Request, node: NodeDep, principal: PrincipalDep) -> Response:
     digest = Digest.parse(blake3)
-    info = node.blobs.stat(digest)
-    if info is None or not node.uploads.readable(principal, digest):
-        raise BlobNotFoundError(f"Blob {digest} not found")
+    missing = BlobNotFoundError(f"Blob {digest} not found")
+    if not node.uploads.readable(principal, digest):
+        raise missing
+    info = node.uploads.require_servable(digest, missing)
     return blob_response(
         node.blobs,
         digest,

@@ -46,6 +46,17 @@ def _duration(seconds: float) -> str:
     return f"{days}d {hours}h {minutes}m" if days else f"{hours}h {minutes}m {secs}s"
 
 
+def _scrub(s: Status) -> str:
+    scrub = s.scrub
+    last = iso_ms(scrub.last_pass_ms) if scrub.last_pass_ms else "never"
+    running = f"; running now ({escape(scrub.running)})" if scrub.running else ""
+    held = f'<b class="held">{scrub.quarantined}</b>' if scrub.quarantined else "none"
+    return (
+        f"last complete pass {last}{running}; {scrub.totals['checked']} blobs checked, "
+        f"{scrub.totals['repaired']} repaired, {held} quarantined (never served)"
+    )
+
+
 def _rows(cells: list[list[str]]) -> str:
     return "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells)
 
@@ -99,6 +110,21 @@ def render(s: Status) -> str:
         )
         or '<tr><td colspan="5">no uploads yet</td></tr>'
     )
+    quarantined = (
+        _rows(
+            [
+                [
+                    h.blake3[:16],
+                    escape(h.reason),
+                    escape(h.detail),
+                    iso_ms(h.found_ms),
+                    escape(h.last_error or ""),
+                ]
+                for h in s.scrub.unrepaired
+            ]
+        )
+        or '<tr><td colspan="5">none</td></tr>'
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -109,7 +135,7 @@ body{{font-family:system-ui,sans-serif;margin:1em;max-width:70em}}
 table{{border-collapse:collapse;width:100%;margin-bottom:1.5em;font-size:.9em}}
 td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}}
 .wrap{{overflow-x:auto}} .up{{color:#17803d}} .degraded{{color:#b26b00}}
-.down{{color:#c0162f}} .unknown{{color:#666}} dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
+.down,.held{{color:#c0162f}} .unknown{{color:#666}} dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
 </style></head><body>
 <h1>modelyard node {escape(s.node_id)}</h1>
 <dl><dt>Version</dt><dd>{escape(s.version)}</dd>
@@ -123,7 +149,11 @@ td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-a
 <tr><th>mirror</th><th>kind</th><th>state</th><th>backlog</th><th>last success</th>
 <th>last error</th></tr>{mirrors}</table></div>
 <h2>Queues</h2><dl id="queues"><dt>Search index</dt><dd>{_index(s)}</dd>
-<dt>Safety scans</dt><dd>{s.scans_pending} files pending</dd></dl>
+<dt>Safety scans</dt><dd>{s.scans_pending} files pending</dd>
+<dt>Scrub</dt><dd>{_scrub(s)}</dd></dl>
+<h2>Quarantined blobs</h2><div class="wrap"><table id="quarantined">
+<tr><th>blake3</th><th>reason</th><th>found</th><th>since</th><th>last repair error</th></tr>
+{quarantined}</table></div>
 <h2>Latest uploads</h2><div class="wrap"><table id="recent">
 <tr><th>repo</th><th>commit</th><th>by</th><th>id</th><th>when</th></tr>{recent}</table></div>
 <p><small>Refreshes every {REFRESH_SECONDS} s. JSON: <a href="/v1/status">/v1/status</a>.
