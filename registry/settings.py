@@ -47,6 +47,9 @@ class LimitSettings(_Section):
     max_commit_operations: NonNegativeInt = 100_000  # files added or deleted by one commit
     max_blob_bytes: NonNegativeInt = 50 * 1024**3  # one uploaded file (the Hub's own limit)
     max_page_size: PositiveInt = 1000
+    # Memory for the large pieces of downloads and uploads in flight, node process-wide; past
+    # it, transfers go on with small pieces (slower) instead of growing memory per connection.
+    transfer_buffer_bytes: PositiveInt = 256 * 1024 * 1024
     writes_per_token: str | None = "1800/minute"  # POST, PUT, PATCH, DELETE
     writes_per_address: str | None = "3600/minute"
     reads_per_token: str | None = "3600/minute"  # search, listings, trees, the change feed

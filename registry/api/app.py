@@ -14,6 +14,7 @@ from mirror.outbox import Pusher
 from mirror.pullthrough import MirrorBlobSources, public_copies
 from registry import __version__
 from registry.api import errors
+from registry.api.buffers import TransferBuffers
 from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
 from registry.api.ratelimit import RateLimit
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         generate_unique_id_function=_operation_id,
     )
     app.state.metrics = metrics
+    app.state.buffers = TransferBuffers(settings.limits.transfer_buffer_bytes)
     errors.install(app)
     for module in (
         native,

@@ -8,6 +8,7 @@ from pathlib import Path
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from registry.api.buffers import transfer_buffers
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
 from registry.metadata.tables import Repo
@@ -51,12 +52,15 @@ class PrefetchFileResponse(Response):
         )
         loop = asyncio.get_running_loop()
         start, end = self._span
-        with self._path.open("rb", buffering=0) as f:
+        with (
+            transfer_buffers(scope["app"]).piece(end - start) as piece,
+            self._path.open("rb", buffering=0) as f,
+        ):
             f.seek(start)
             left = end - start
 
             def read() -> bytes:
-                return f.read(min(READ_CHUNK, left))
+                return f.read(min(piece, left))
 
             pending = loop.run_in_executor(None, read)
             while chunk := await pending:

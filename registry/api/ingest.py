@@ -1,8 +1,9 @@
 """Streaming a request body into a BlobWriter without holding it in memory.
 
-The body is gathered into ~4 MiB pieces; each piece is hashed and written on a worker thread
-(hashlib and blake3 release the GIL) while the event loop receives the next one, so receiving,
-hashing and writing overlap. At most two pieces are in memory at once.
+The body is gathered into pieces (~4 MiB while the node's transfer budget lasts, see
+registry.api.buffers); each piece is hashed and written on a worker thread (hashlib and blake3
+release the GIL) while the event loop receives the next one, so receiving, hashing and writing
+overlap. At most two pieces are in memory at once.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ import asyncio
 
 from fastapi import Request
 
+from registry.api.buffers import transfer_buffers
 from registry.domain.errors import SizeMismatchError
 from registry.storage import BlobWriter
-
-PIECE = 4 * 1024 * 1024
 
 
 async def receive_body(request: Request, writer: BlobWriter, max_size: int | None) -> None:
     """Feed the whole body to `writer`; abort it (and re-raise) on any failure."""
+    with transfer_buffers(request.app).piece(max_size) as size:
+        await _receive(request, writer, max_size, size)
+
+
+async def _receive(request: Request, writer: BlobWriter, max_size: int | None, size: int) -> None:
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
     piece = bytearray()
@@ -29,7 +34,7 @@ async def receive_body(request: Request, writer: BlobWriter, max_size: int | Non
             if max_size is not None and received > max_size:
                 raise SizeMismatchError(f"Body is longer than the declared {max_size} bytes")
             piece += chunk
-            if len(piece) >= PIECE:
+            if len(piece) >= size:
                 if pending is not None:
                     await pending
                 pending = loop.run_in_executor(None, writer.write, piece)

@@ -1,7 +1,8 @@
 """The load test: a real `modelyard serve` process under ~30 s of mixed load from 32 concurrent
 workers (downloads whole and ranged through /resolve and /v1/blobs, native and Hub-flow uploads,
-metadata reads, bad requests). Zero errors, the node's RSS bounded by its concurrency rather than
-by the bytes it moved, no file descriptor leak, and no upload temporaries left behind.
+metadata reads, bad requests). Zero errors, the node's RSS bounded by its transfer budget
+rather than by its concurrency or the bytes it moved, no file descriptor leak, and no upload
+temporaries left behind.
 
 The generator lives in tests/load/ (bench/load.py runs the same one for longer); the node is
 watched from outside through /proc/<pid>. Nothing here asserts latency: CI shares 2 cores.
@@ -38,11 +39,13 @@ WARMUP_SECONDS = 6.0
 LOAD_SECONDS = 24.0
 LARGE_MIB = 32  # the largest fixture file; most of the downloaded bytes come from it
 MIN_OPS = 10  # of every kind, so each was really exercised
-# One transfer holds up to ~12 MiB in the node: two 4 MiB pieces (a download's piece being sent
-# and the next one read ahead; an upload's piece being received and the one being hashed and
-# written) and, for a large upload, a 4 MiB O_DIRECT stage. 16 MiB each leaves room for the
-# allocator; the node starts near 120 MB: 32 workers bound it near 650 MB, whatever the bytes.
-RSS_CAP = 120 * MB + WORKERS * 16 * 1024 * 1024
+# The node's budget for transfer buffers (MODELYARD_LIMITS__TRANSFER_BUFFER_BYTES), set below
+# what 32 workers would take (one transfer holds up to three 4 MiB pieces), so most transfers
+# run on small pieces and the cap below does not follow the number of workers.
+BUDGET = 48 * 1024 * 1024
+# The node starts near 120 MB; beyond the budget, allow for small pieces, large uploads' O_DIRECT
+# stages (4 MiB each, outside the budget) and the allocator's slack.
+RSS_CAP = 120 * MB + BUDGET + 200 * MB
 MOVED_OVER_PEAK = 4  # the load moves at least this many times the node's peak RSS (7-12x here)
 # Median RSS of the second half of the load over the first: glibc's arenas keep creeping up for
 # a while under this churn of 4 MiB buffers (up to +70 MB seen here); a leak of 100 KiB per
@@ -80,7 +83,11 @@ def describe(m: Measured) -> str:
 
 
 def test_load_mixed_has_no_errors_bounded_rss_and_no_fd_leak(tmp_path: Path) -> None:
-    node = NodeProcess(tmp_path / "node", TOKEN)
+    node = NodeProcess(
+        tmp_path / "node",
+        TOKEN,
+        env={"MODELYARD_LIMITS__TRANSFER_BUFFER_BYTES": str(BUDGET)},
+    )
     with node:
         assert node.pid is not None
         with node.client() as http:
