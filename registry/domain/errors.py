@@ -7,6 +7,7 @@
     ├── InvalidError           InvalidName, InvalidPath, InvalidRevision, BadRequest,
     │                          DigestMismatch, SizeMismatch, MissingObject, XetUnsupported
     ├── TooLargeError          PayloadTooLarge
+    ├── RangeNotSatisfiableError  RangeNotSatisfiable (no byte range asked for is in the file)
     ├── UnauthorizedError      Unauthorized (no or bad token)
     ├── ForbiddenError         Forbidden (token lacks the right)
     ├── StorageError           StorageFailure, BlobUnavailable
@@ -109,6 +110,12 @@ class MissingObjectError(InvalidError):
 
 class XetUnsupportedError(InvalidError):
     code = "XetUnsupported"
+
+
+class RangeNotSatisfiableError(RegistryError):
+    """No byte range a request asked for overlaps the file (`detail["size"]` is its size)."""
+
+    code = "RangeNotSatisfiable"
 
 
 class TooLargeError(RegistryError):
