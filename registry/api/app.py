@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from mirror.outbox import Pusher
 from mirror.pullthrough import Locate, MirrorBlobSources
 from registry import __version__
-from registry.api import errors
+from registry.api import errors, openapi
 from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
 from registry.api.routes import (
@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         generate_unique_id_function=_operation_id,
     )
     app.state.metrics = metrics
+    openapi.install(app)
     errors.install(app)
     for module in (
         native,

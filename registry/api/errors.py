@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +42,20 @@ STATUS = [
 
 def status_of(exc: e.RegistryError) -> int:
     return next((status for family, status in STATUS if isinstance(exc, family)), 500)
+
+
+ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorOut"}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route may answer (`ErrorOut` bodies)."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
 
 
 def error_response(

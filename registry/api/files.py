@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from registry.api.errors import documented
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
 from registry.domain.errors import InvalidError, RangeNotSatisfiableError
@@ -19,6 +21,29 @@ from registry.storage import BlobStore
 from registry.storage.s3 import S3BlobStore
 
 READ_CHUNK = 4 * 1024 * 1024  # 64 KiB (the default) is ~6x slower on loopback
+# The `Range` a GET of bytes may send (HEAD ignores it).
+_RANGE = {
+    "name": "Range",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "bytes=start-end, start- or -n (206); several ranges: the whole file",
+}
+
+
+def bytes_route_docs(method: str) -> dict[str, Any]:
+    """OpenAPI arguments of a route serving a blob's bytes (GET) or only its headers (HEAD)."""
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"application/octet-stream": {}}},
+        **documented(400, 401, 404),
+    }
+    if method != "GET":
+        return {"responses": responses}
+    responses[206] = {"description": "Partial Content: the one range asked for"}
+    responses[302] = {"description": "Found: the bytes are in the blob store, at Location"}
+    return {"responses": responses | documented(416), "openapi_extra": {"parameters": [_RANGE]}}
+
+
 _SPAN = re.compile(r"\s*(\d{0,20})\s*-\s*(\d{0,20})\s*", re.ASCII)  # beyond any file size
 
 

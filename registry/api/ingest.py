@@ -15,6 +15,13 @@ from registry.domain.errors import SizeMismatchError
 from registry.storage import BlobWriter
 
 PIECE = 4 * 1024 * 1024
+# The OpenAPI request body of the routes that stream raw bytes (their `openapi_extra`).
+BYTES_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
 async def receive_body(request: Request, writer: BlobWriter, max_size: int | None) -> None:
