@@ -538,16 +538,22 @@ def test_unsatisfiable_ranges_are_416_with_the_size(http: httpx.Client, range_: 
 
 
 @pytest.mark.parametrize(
-    ("range_", "status", "body"),
-    [
-        ("bytes=1-2", 206, b"ee"),
-        ("bytes=-1", 206, b"p"),
-        ("bytes=2-999", 206, b"ep"),
-        ("bytes=0-0,2-3", 200, b"keep"),  # several ranges: the whole file
-        ("items=0-1", 200, b"keep"),  # a unit we do not know is ignored
-    ],
+    ("range_", "body"), [("bytes=1-2", b"ee"), ("bytes=-1", b"p"), ("bytes=2-999", b"ep")]
 )
-def test_good_ranges_are_served(http: httpx.Client, range_: str, status: int, body: bytes) -> None:
+def test_single_ranges_are_served(http: httpx.Client, range_: str, body: bytes) -> None:
     for url in DOWNLOADS:
         response = get_range(http, url, range_)
-        assert (response.status_code, response.content) == (status, body), url
+        assert (response.status_code, response.content) == (206, body), url
+
+
+@pytest.mark.parametrize("range_", ["bytes=0-0,2-3", "items=0-1"])
+def test_several_ranges_or_an_unknown_unit_get_the_whole_file(
+    http: httpx.Client, range_: str
+) -> None:
+    """RFC 9110 lets a server ignore them. A node with its blobs in S3 redirects there, and
+    what S3 does with the header is its own affair."""
+    for url in DOWNLOADS:
+        response = http.get(url, headers={"range": range_}, follow_redirects=False)
+        assert response.status_code in (200, 302), (url, response.text)
+        if response.status_code == 200:
+            assert response.content == b"keep"
