@@ -57,7 +57,7 @@ def _line(key: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
 NDJSON = {
     "schema": {
         "type": "array",
-        "description": "One JSON object per line: a header, then the file operations",
+        "description": "One JSON object per line: a header and the file operations",
         "minItems": 1,
         "items": {
             "oneOf": [
