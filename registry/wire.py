@@ -14,6 +14,15 @@ def iso_ms(ms: int) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
+class ErrorOut(BaseModel):
+    """Every error answer: a message, a machine-readable code, and details (also HEAD's headers
+    `X-Error-Code` and `X-Error-Message`)."""
+
+    error: str
+    code: str
+    detail: dict[str, object]
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     node_id: str
@@ -333,11 +342,12 @@ class FileHitOut(BaseModel):
 
 
 class ParentOut(BaseModel):
-    repo: str | None
-    revision: str | None
-    hash: str | None
-    method: str | None
-    ratio: float | None
+    # Defaults, so the schema holds where empty fields are left out (`response_model_exclude_none`).
+    repo: str | None = None
+    revision: str | None = None
+    hash: str | None = None
+    method: str | None = None
+    ratio: float | None = None
 
 
 class RelativeOut(BaseModel):
@@ -355,16 +365,16 @@ class LineageOut(BaseModel):
 class ModelMetadataOut(BaseModel):
     """What a model is, from its card, plus what was read from its files."""
 
-    kind: str | None
-    base_model: str | None
-    license: str | None
+    kind: str | None = None  # defaults: see ParentOut
+    base_model: str | None = None
+    license: str | None = None
     description: str
     tags: list[str]
     trigger_words: list[str]
     lineage: list[ParentOut]
     suggested_tags: list[str]  # from training metadata (kohya `ss_tag_frequency`)
     training: dict[str, str]  # kohya `ss_*` keys: base model version, network dim/alpha ...
-    scan: str | None  # worst verdict over the scanned files: pending, clean, error, unsafe
+    scan: str | None = None  # worst verdict over the scanned files: pending, clean, error, unsafe
 
 
 class LineageParentIn(BaseModel):
@@ -408,9 +418,9 @@ class SearchHitOut(BaseModel):
     type: str
     author: str
     private: bool
-    kind: str | None
-    base_model: str | None
-    license: str | None
+    kind: str | None = None  # defaults: see ParentOut
+    base_model: str | None = None
+    license: str | None = None
     description: str
     tags: list[str]
     trigger_words: list[str]

@@ -120,7 +120,7 @@ class RequestLog:
             headers = dict(scope["headers"])
             range_ = headers.get(b"range")
             self.requests.append(
-                (scope["method"], scope["path"], range_.decode() if range_ else None)
+                (scope["method"], scope["path"], range_.decode("latin-1") if range_ else None)
             )
         await self.app(scope, receive, send)
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from mirror.outbox import Pusher
 from mirror.pullthrough import MirrorBlobSources, public_copies
 from registry import __version__
-from registry.api import errors
+from registry.api import errors, openapi
 from registry.api.buffers import TransferBuffers
 from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     )
     app.state.metrics = metrics
     app.state.buffers = TransferBuffers(settings.limits.transfer_buffer_bytes)
+    openapi.install(app)
     errors.install(app)
     for module in (
         native,

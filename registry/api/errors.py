@@ -9,7 +9,10 @@ The code is repeated in `X-Error-Code` (what the Hub client maps to exception cl
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +24,7 @@ from registry.domain import errors as e
 from registry.metrics import LIMIT_HEADER
 
 logger = logging.getLogger(__name__)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 STATUS = [
     (e.UnauthorizedError, 401),
@@ -30,6 +34,7 @@ STATUS = [
     (e.PeerError, 409),
     (e.PreconditionError, 412),
     (e.TooLargeError, 413),
+    (e.RangeNotSatisfiableError, 416),
     (e.InvalidError, 400),
     (e.UnprocessableError, 422),
     (e.StorageError, 503),
@@ -39,6 +44,20 @@ STATUS = [
 
 def status_of(exc: e.RegistryError) -> int:
     return next((status for family, status in STATUS if isinstance(exc, family)), 500)
+
+
+ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorOut"}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route may answer (`ErrorOut` bodies)."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
 
 
 def error_response(
@@ -52,7 +71,7 @@ def error_response(
 ) -> JSONResponse:
     body: dict[str, object] = {"error": message, "code": code, "detail": detail or {}}
     body.update(extra or {})
-    safe = message.encode("latin-1", "backslashreplace").decode("latin-1")[:1000]
+    safe = _header_safe(message)
     all_headers = {
         "X-Error-Code": code,
         "X-Registry-Error": code,
@@ -61,6 +80,13 @@ def error_response(
         **(headers or {}),
     }
     return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+def _header_safe(message: str) -> str:
+    """The message as a valid header value: Latin-1 without control characters, the rest
+    escaped (a newline from the request would make the server drop the whole answer)."""
+    text = message.encode("latin-1", "backslashreplace").decode("latin-1")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:1000]
 
 
 def registry_error_response(
@@ -73,6 +99,9 @@ def registry_error_response(
     limit = exc.detail.get("limit")
     if isinstance(exc, e.TooLargeError) and isinstance(limit, str):
         headers[LIMIT_HEADER] = limit  # which setting refused it (and counted in metrics)
+    size = exc.detail.get("size")
+    if isinstance(exc, e.RangeNotSatisfiableError) and isinstance(size, int):
+        headers["Content-Range"] = f"bytes */{size}"
     return error_response(
         status_of(exc), exc.code, exc.message, exc.detail, extra=extra, headers=headers
     )
@@ -96,7 +125,8 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
         # a generic 400; the original error knows the right answer (413).
         return registry_error_response(exc.__cause__)
     code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "BadRequest")
-    return error_response(exc.status_code, code, str(exc.detail))
+    # Keep the exception's headers: a 405 must say which methods are allowed (`Allow`).
+    return error_response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 async def _on_disconnect(request: Request, _exc: Exception) -> JSONResponse:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+from typing import Any
 
-from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from registry.api.buffers import transfer_buffers
+from registry.api.errors import documented
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
+from registry.domain.errors import InvalidError, RangeNotSatisfiableError
 from registry.metadata.tables import Repo
 from registry.service.peers import PeerService
 from registry.service.scanning import Verdict
@@ -18,12 +22,30 @@ from registry.storage import BlobStore
 from registry.storage.s3 import S3BlobStore
 
 READ_CHUNK = 4 * 1024 * 1024  # 64 KiB (the default) is ~6x slower on loopback
+# The `Range` a GET of bytes may send (HEAD ignores it).
+_RANGE = {
+    "name": "Range",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "bytes=start-end, start- or -n (206); several ranges: the whole file",
+}
 
 
-class BlobFileResponse(FileResponse):
-    """Ranged reads (206) through Starlette, with large chunks."""
+def bytes_route_docs(method: str) -> dict[str, Any]:
+    """OpenAPI arguments of a route serving a blob's bytes (GET) or only its headers (HEAD)."""
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"application/octet-stream": {}}},
+        **documented(400, 401, 404),
+    }
+    if method != "GET":
+        return {"responses": responses}
+    responses[206] = {"description": "Partial Content: the one range asked for"}
+    responses[302] = {"description": "Found: the bytes are in the blob store, at Location"}
+    return {"responses": responses | documented(416), "openapi_extra": {"parameters": [_RANGE]}}
 
-    chunk_size = READ_CHUNK
+
+_SPAN = re.compile(r"\s*(\d{0,20})\s*-\s*(\d{0,20})\s*", re.ASCII)  # beyond any file size
 
 
 class PrefetchFileResponse(Response):
@@ -70,19 +92,40 @@ class PrefetchFileResponse(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def single_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """[start, end) of a satisfiable single `bytes=a-b` / `a-` / `-n` range; None otherwise
-    (no header, several ranges, or nonsense: Starlette's FileResponse answers those)."""
-    if not header or not header.startswith("bytes=") or "," in header:
+def requested_span(header: str | None, size: int) -> tuple[int, int] | None:
+    """[start, end) of the bytes a `Range` header asks for; None for the whole file (no header,
+    another unit than bytes, or several ranges: a server may answer those with the whole file).
+
+    Raises:
+        InvalidError: the header is not `bytes=start-end`, `bytes=start-` or `bytes=-n`.
+        RangeNotSatisfiableError: no range asked for overlaps the file.
+    """
+    if header is None:
         return None
-    first, sep, last = header[6:].strip().partition("-")
-    if not sep or not (first.isdigit() or last.isdigit()):
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes":  # a unit we do not know: ignored (RFC 9110)
         return None
+    matches = [_SPAN.fullmatch(part) for part in spec.split(",") if part.strip()]
+    spans = [_span(m.group(1), m.group(2), size) for m in matches if m and any(m.groups())]
+    if not spans or len(spans) != len(matches) or None in spans:
+        raise InvalidError(
+            f"Malformed Range header {header[:100]!r}: use bytes=start-end, start- or -n"
+        )
+    satisfiable = [span for span in spans if span and span[0] < span[1]]
+    if not satisfiable:
+        raise RangeNotSatisfiableError(
+            f"Range {header[:100]!r} lies outside the file's {size} bytes", detail={"size": size}
+        )
+    return satisfiable[0] if len(spans) == 1 else None
+
+
+def _span(first: str, last: str, size: int) -> tuple[int, int] | None:
+    """One range clipped to the file, or None when it ends before it starts."""
     if not first:  # the last n bytes
-        start, end = max(0, size - int(last)), size
-    else:
-        start, end = int(first), min(size, int(last) + 1) if last.isdigit() else size
-    return (start, end) if start < end else None
+        return max(0, size - int(last)), size
+    if last and int(last) < int(first):
+        return None
+    return int(first), min(size, int(last) + 1 if last else size)
 
 
 def replica_headers(peers: PeerService, node_id: str, repo: Repo) -> dict[str, str]:
@@ -135,11 +178,9 @@ def blob_response(
         return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
     headers.pop("Content-Length", None)  # the file response sets it (206 differs)
     path = blobs.local_path(digest)
-    span = single_range(range_header, size)
-    if path is not None and (range_header is None or span is not None):
-        return PrefetchFileResponse(path, size, headers, span)
+    span = requested_span(range_header, size)
     if path is not None:
-        return BlobFileResponse(path, headers=headers, media_type="application/octet-stream")
+        return PrefetchFileResponse(path, size, headers, span)
     if isinstance(blobs, S3BlobStore):  # the store serves the bytes (clients follow redirects)
         return RedirectResponse(blobs.presigned_url(digest), status_code=302, headers=headers)
     return StreamingResponse(blobs.open(digest), headers={**headers, "Content-Length": str(size)})

@@ -16,6 +16,14 @@ from registry.api.buffers import transfer_buffers
 from registry.domain.errors import SizeMismatchError
 from registry.storage import BlobWriter
 
+# The OpenAPI request body of the routes that stream raw bytes (their `openapi_extra`).
+BYTES_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
 
 async def receive_body(request: Request, writer: BlobWriter, max_size: int | None) -> None:
     """Feed the whole body to `writer`; abort it (and re-raise) on any failure."""

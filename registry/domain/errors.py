@@ -10,6 +10,7 @@
     │                          UrlSchemeNotAllowed, UrlHasCredentials, UrlHostMissing,
     │                          InvalidCredential
     ├── TooLargeError          PayloadTooLarge
+    ├── RangeNotSatisfiableError  RangeNotSatisfiable (no byte range asked for is in the file)
     ├── UnauthorizedError      Unauthorized (no or bad token)
     ├── ForbiddenError         Forbidden (token lacks the right)
     ├── StorageError           StorageFailure, BlobUnavailable, BlobQuarantined
@@ -139,6 +140,12 @@ class UrlHostError(InvalidUrlError):
 
 class InvalidCredentialError(UnprocessableError):
     code = "InvalidCredential"
+
+
+class RangeNotSatisfiableError(RegistryError):
+    """No byte range a request asked for overlaps the file (`detail["size"]` is its size)."""
+
+    code = "RangeNotSatisfiable"
 
 
 class TooLargeError(RegistryError):

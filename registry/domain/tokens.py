@@ -41,4 +41,5 @@ def sign(secret: str, *parts: str) -> str:
 
 
 def verify_signature(secret: str, signature: str, *parts: str) -> bool:
-    return hmac.compare_digest(sign(secret, *parts), signature)
+    # As bytes: compare_digest refuses str with non-ASCII characters, and a URL may hold any.
+    return hmac.compare_digest(sign(secret, *parts).encode(), signature.encode())

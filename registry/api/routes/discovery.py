@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.errors import documented
 from registry.api.paths import parse_repo
 from registry.domain.search import SORTS, SearchQuery
 from registry.service.search import IndexLag, SearchHit
@@ -51,7 +52,7 @@ def hit_out(hit: SearchHit) -> SearchHitOut:
     )
 
 
-@router.get("/search", response_model=SearchOut)
+@router.get("/search", responses=documented(401), response_model=SearchOut)
 def search(
     node: NodeDep,
     principal: PrincipalDep,
@@ -84,7 +85,11 @@ def search_status(node: NodeDep) -> IndexLagOut:
     return lag_out(node.search.lag())
 
 
-@router.get("/repos/{repo_type}/{namespace}/{name}/metadata", response_model=ModelMetadataOut)
+@router.get(
+    "/repos/{repo_type}/{namespace}/{name}/metadata",
+    responses=documented(400, 401, 404),
+    response_model=ModelMetadataOut,
+)
 def get_metadata(
     repo_type: str,
     namespace: str,
@@ -99,7 +104,11 @@ def get_metadata(
     return ModelMetadataOut.model_validate(asdict(node.metadata.describe(snap)))
 
 
-@router.put("/repos/{repo_type}/{namespace}/{name}/metadata", response_model=MetadataCommitOut)
+@router.put(
+    "/repos/{repo_type}/{namespace}/{name}/metadata",
+    responses=documented(400, 401, 403, 404, 409, 412),
+    response_model=MetadataCommitOut,
+)
 def put_metadata(
     repo_type: str,
     namespace: str,

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep
-from registry.api.errors import error_response, registry_error_response
+from registry.api.errors import documented, error_response, registry_error_response
 from registry.api.files import replica_headers
 from registry.api.paths import api_repo_path, parse_repo, public_base
 from registry.domain.errors import RepoExistsError, RepoNotFoundError, UnauthorizedError
@@ -42,7 +42,7 @@ from registry.wire import (
 router = APIRouter(tags=["huggingface"])
 
 
-@router.get("/api/whoami-v2", response_model=WhoAmI)
+@router.get("/api/whoami-v2", responses=documented(401), response_model=WhoAmI)
 def whoami(principal: PrincipalDep) -> WhoAmI:
     if principal.user is None:
         raise UnauthorizedError("Invalid credentials in Authorization header")
@@ -64,7 +64,7 @@ def repo_url(request: Request, node: NodeDep, repo: RepoId) -> RepoUrl:
     )
 
 
-@router.post("/api/repos/create", response_model=RepoUrl)
+@router.post("/api/repos/create", responses=documented(400, 401, 403, 409), response_model=RepoUrl)
 def create_repo(
     body: CreateRepoIn, request: Request, node: NodeDep, principal: PrincipalDep
 ) -> Response:
@@ -81,7 +81,7 @@ def create_repo(
     return JSONResponse(url.model_dump())
 
 
-@router.delete("/api/repos/delete", status_code=200)
+@router.delete("/api/repos/delete", responses=documented(400, 401, 403, 404, 409), status_code=200)
 def delete_repo(body: DeleteRepoIn, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
     namespace = body.organization or principal.user
     if namespace is None:
@@ -165,7 +165,10 @@ async def info_response(
 
 
 @router.get(
-    "/api/{repo_type}/{namespace}/{name}", response_model=RepoInfo, response_model_exclude_none=True
+    "/api/{repo_type}/{namespace}/{name}",
+    responses=documented(401, 404),
+    response_model=RepoInfo,
+    response_model_exclude_none=True,
 )
 async def get_repo_info(
     repo_type: str,
@@ -181,6 +184,7 @@ async def get_repo_info(
 
 @router.get(
     "/api/{repo_type}/{namespace}/{name}/revision/{revision:path}",
+    responses=documented(400, 401, 404),
     response_model=RepoInfo,
     response_model_exclude_none=True,
 )
@@ -214,7 +218,9 @@ def list_item(doc: SearchDoc, scan: str | None = None) -> dict[str, object]:
 HF_SORTS = {"downloads": "downloads", "createdAt": "created", "created_at": "created"}
 
 
-@router.get("/api/{repo_type}", response_model=list[dict[str, object]])
+@router.get(
+    "/api/{repo_type}", responses=documented(401, 404), response_model=list[dict[str, object]]
+)
 def list_repos(
     repo_type: str,
     request: Request,

@@ -14,7 +14,13 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep, SyncDep
-from registry.api.files import blob_response, replica_headers, resolve_headers, scan_headers
+from registry.api.files import (
+    blob_response,
+    bytes_route_docs,
+    replica_headers,
+    resolve_headers,
+    scan_headers,
+)
 from registry.api.paths import parse_repo, raw_segments
 from registry.domain.commit import TreeEntry
 from registry.domain.errors import BlobUnavailableError
@@ -22,10 +28,6 @@ from registry.domain.names import RepoId
 from registry.service.reads import Snapshot
 
 router = APIRouter(tags=["huggingface"])
-_RESPONSES: dict[int | str, dict[str, object]] = {
-    200: {"content": {"application/octet-stream": {}}},
-    206: {},
-}
 
 
 def _lookup(
@@ -95,9 +97,9 @@ async def _pull_through(replicator: SyncDep, entry: TreeEntry) -> Iterator[bytes
 for _prefix, _kind in (("/datasets", "dataset"), ("", "model")):
     for _method in ("GET", "HEAD"):
         router.api_route(
-            _prefix + "/{namespace}/{name}/resolve/{rest:path}",
+            _prefix + "/{namespace}/{name}/resolve/{revision}/{path:path}",
             methods=[_method],
             response_class=Response,
-            responses=_RESPONSES,
             operation_id=f"resolve_{_kind}_file_{_method.lower()}",
+            **bytes_route_docs(_method),
         )(_resolve)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.errors import documented
 from registry.api.paths import api_repo_path
 from registry.domain.commit import tree_oid
 from registry.domain.errors import InvalidRevisionError
@@ -68,7 +69,9 @@ def paginated(
     return JSONResponse(page, headers=headers)
 
 
-@router.get(PREFIX + "/tree/{rest:path}", response_model=list[TreeItem])
+@router.get(
+    PREFIX + "/tree/{rest:path}", responses=documented(400, 401, 404), response_model=list[TreeItem]
+)
 def list_tree(
     request: Request,
     node: NodeDep,
@@ -85,7 +88,11 @@ def list_tree(
     return paginated(request, tree_items(node, items, expand=expand), page_size, cursor)
 
 
-@router.post(PREFIX + "/paths-info/{revision:path}", response_model=list[TreeItem])
+@router.post(
+    PREFIX + "/paths-info/{revision:path}",
+    responses=documented(400, 401, 404),
+    response_model=list[TreeItem],
+)
 def paths_info(
     request: Request,
     node: NodeDep,
@@ -103,7 +110,12 @@ def ref_item(ref: Ref, kind: str) -> RefItem:
     return RefItem(name=short, ref=ref.name, targetCommit=ref.commit_id)
 
 
-@router.get(PREFIX + "/refs", response_model=RefsOut, response_model_exclude_none=True)
+@router.get(
+    PREFIX + "/refs",
+    responses=documented(400, 401, 404),
+    response_model=RefsOut,
+    response_model_exclude_none=True,
+)
 def list_refs(
     request: Request, node: NodeDep, principal: PrincipalDep, include_prs: bool = False
 ) -> RefsOut:
@@ -120,7 +132,11 @@ def list_refs(
     )
 
 
-@router.get(PREFIX + "/commits/{revision:path}", response_model=list[CommitItem])
+@router.get(
+    PREFIX + "/commits/{revision:path}",
+    responses=documented(400, 401, 404),
+    response_model=list[CommitItem],
+)
 def list_commits(
     request: Request, node: NodeDep, principal: PrincipalDep, p: Annotated[int, Query(ge=0)] = 0
 ) -> Response:
@@ -146,7 +162,7 @@ def list_commits(
     return JSONResponse(items, headers=headers)
 
 
-@router.post(PREFIX + "/branch/{branch:path}")
+@router.post(PREFIX + "/branch/{branch:path}", responses=documented(400, 401, 403, 404, 409))
 def create_branch(
     request: Request, node: NodeDep, principal: PrincipalDep, body: BranchIn | None = None
 ) -> dict[str, str]:
@@ -156,7 +172,7 @@ def create_branch(
     return {"ref": f"refs/heads/{branch}"}
 
 
-@router.delete(PREFIX + "/branch/{branch:path}")
+@router.delete(PREFIX + "/branch/{branch:path}", responses=documented(400, 401, 403, 404, 409))
 def delete_branch(request: Request, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
     target = api_repo_path(request)
     ref = f"refs/heads/{'/'.join(target.rest)}"
@@ -164,7 +180,7 @@ def delete_branch(request: Request, node: NodeDep, principal: PrincipalDep) -> d
     return {"deleted": ref}
 
 
-@router.post(PREFIX + "/tag/{revision:path}")
+@router.post(PREFIX + "/tag/{revision:path}", responses=documented(400, 401, 403, 404, 409))
 def create_tag(
     request: Request, body: TagIn, node: NodeDep, principal: PrincipalDep
 ) -> dict[str, str]:
@@ -173,7 +189,7 @@ def create_tag(
     return {"ref": f"refs/tags/{body.tag}"}
 
 
-@router.delete(PREFIX + "/tag/{tag:path}")
+@router.delete(PREFIX + "/tag/{tag:path}", responses=documented(400, 401, 403, 404, 409))
 def delete_tag(request: Request, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
     target = api_repo_path(request)
     tag = "/".join(target.rest)

@@ -6,13 +6,15 @@ import base64
 import binascii
 import json
 import time
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep
-from registry.api.ingest import receive_body
+from registry.api.errors import documented
+from registry.api.ingest import BYTES_BODY, receive_body
 from registry.api.limits import check_commit, check_file_sizes
 from registry.api.paths import api_repo_path, parse_repo, public_base, raw_segments
 from registry.domain.digest import is_sha256
@@ -41,10 +43,73 @@ from registry.wire import (
 
 router = APIRouter(tags=["huggingface"])
 LFS_URL_TTL = 24 * 3600
+# The commit body (NDJSON): one JSON object per line, a header and file operations.
+_PATH = {"type": "string", "minLength": 1}
+
+
+def _line(key: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["key", "value"],
+        "properties": {"key": key, "value": {"type": "object", **value}},
+    }
+
+
+NDJSON = {
+    "schema": {
+        "type": "array",
+        "description": "One JSON object per line: a header and the file operations",
+        "minItems": 1,
+        "items": {
+            "oneOf": [
+                _line(
+                    {"const": "header"},
+                    {
+                        "required": ["summary"],
+                        "properties": {
+                            "summary": {"type": "string", "minLength": 1},
+                            "description": {"type": "string"},
+                            "parentCommit": {"type": "string"},
+                        },
+                    },
+                ),
+                _line(
+                    {"const": "file"},
+                    {
+                        "required": ["path", "content"],
+                        "properties": {
+                            "path": _PATH,
+                            "content": {"type": "string", "pattern": "^([A-Za-z0-9+/]{4})*$"},
+                            "encoding": {"const": "base64"},
+                        },
+                    },
+                ),
+                _line(
+                    {"const": "lfsFile"},
+                    {
+                        "required": ["path", "oid"],
+                        "properties": {
+                            "path": _PATH,
+                            "algo": {"const": "sha256"},
+                            "oid": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                            "size": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                ),
+                _line(
+                    {"enum": ["deletedFile", "deletedFolder"]},
+                    {"required": ["path"], "properties": {"path": _PATH}},
+                ),
+            ]
+        },
+    }
+}
 
 
 @router.post(
-    "/api/{repo_type}/{namespace}/{name}/preupload/{revision:path}", response_model=PreuploadOut
+    "/api/{repo_type}/{namespace}/{name}/preupload/{revision:path}",
+    responses=documented(400, 401, 403, 404),
+    response_model=PreuploadOut,
 )
 def preupload(
     request: Request, body: PreuploadIn, node: NodeDep, principal: PrincipalDep
@@ -109,11 +174,14 @@ for _prefix, _kind in (("", "model"), ("/datasets", "dataset")):
         _prefix + "/{namespace}/{name_git}/info/lfs/objects/batch",
         response_model=LfsBatchOut,
         response_model_exclude_none=True,
+        responses=documented(400, 401, 403, 404, 409),
         operation_id=f"lfs_batch_{_kind}",
     )(_lfs_batch)
 
 
-@router.put("/lfs/objects/{oid}", status_code=200)
+@router.put(
+    "/lfs/objects/{oid}", responses=documented(400, 401), status_code=200, openapi_extra=BYTES_BODY
+)
 async def lfs_upload(
     oid: str, size: int, expires: str, sig: str, request: Request, node: NodeDep
 ) -> dict[str, object]:
@@ -133,7 +201,7 @@ async def lfs_upload(
     return {"oid": oid, "size": size, "stored": True}
 
 
-@router.post("/lfs/verify/{oid}")
+@router.post("/lfs/verify/{oid}", responses=documented(400))
 def lfs_verify(oid: str, body: LfsVerifyIn, node: NodeDep) -> dict[str, object]:
     if body.oid != oid or not node.uploads.has_sha256(oid, body.size):
         raise MissingObjectError(f"LFS object {oid} of {body.size} bytes is not stored")
@@ -195,9 +263,10 @@ def _operation(key: str, value: dict[str, object], number: int) -> Operation:
 
 @router.post(
     "/api/{repo_type}/{namespace}/{name}/commit/{revision:path}",
+    responses=documented(400, 401, 403, 404, 409, 412),
     response_model=CommitOut,
     response_model_exclude_none=True,
-    openapi_extra={"requestBody": {"content": {"application/x-ndjson": {}}}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": NDJSON}}},
 )
 async def commit(
     request: Request, node: NodeDep, principal: PrincipalDep, create_pr: bool = False

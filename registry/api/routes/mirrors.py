@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter
 
 from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.errors import documented
 from registry.service.auth import require_admin
 from registry.service.mirrors import MirrorView
 from registry.wire import MirrorIn, MirrorOut, iso_ms
@@ -31,7 +32,9 @@ def mirror_out(view: MirrorView) -> MirrorOut:
     )
 
 
-@router.post("", status_code=201, response_model=MirrorOut)
+@router.post(
+    "", responses=documented(400, 401, 403, 409), status_code=201, response_model=MirrorOut
+)
 def add_mirror(body: MirrorIn, node: NodeDep, principal: PrincipalDep) -> MirrorOut:
     """Push every new commit of the repos matching `repos` (and what they hold now)."""
     require_admin(principal)
@@ -39,19 +42,19 @@ def add_mirror(body: MirrorIn, node: NodeDep, principal: PrincipalDep) -> Mirror
     return mirror_out(added)
 
 
-@router.get("", response_model=list[MirrorOut])
+@router.get("", responses=documented(401, 403), response_model=list[MirrorOut])
 def list_mirrors(node: NodeDep, principal: PrincipalDep) -> list[MirrorOut]:
     require_admin(principal)
     return [mirror_out(v) for v in node.mirrors.views()]
 
 
-@router.get("/{name}", response_model=MirrorOut)
+@router.get("/{name}", responses=documented(401, 403, 404), response_model=MirrorOut)
 def get_mirror(name: str, node: NodeDep, principal: PrincipalDep) -> MirrorOut:
     require_admin(principal)
     return mirror_out(node.mirrors.view(name))
 
 
-@router.delete("/{name}")
+@router.delete("/{name}", responses=documented(401, 403, 404))
 def remove_mirror(name: str, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
     require_admin(principal)
     node.mirrors.remove(name)

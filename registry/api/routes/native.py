@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from registry import __version__
 from registry.api.deps import NodeDep, PrincipalDep
-from registry.api.files import blob_response
-from registry.api.ingest import receive_body
+from registry.api.errors import documented
+from registry.api.files import blob_response, bytes_route_docs
+from registry.api.ingest import BYTES_BODY, receive_body
 from registry.api.paths import parse_repo
 from registry.domain.digest import Digest
 from registry.domain.errors import BlobNotFoundError
@@ -54,7 +55,7 @@ for _method in ("GET", "HEAD"):
         methods=[_method],
         response_class=Response,
         operation_id=f"{_method.lower()}_blob",
-        responses={200: {"content": {"application/octet-stream": {}}}, 206: {}},
+        **bytes_route_docs(_method),
     )(get_blob)
 
 
@@ -62,7 +63,8 @@ for _method in ("GET", "HEAD"):
     "/blobs/{blake3}",
     status_code=201,
     response_model=BlobStored,
-    responses={200: {"model": BlobStored}},
+    responses={200: {"model": BlobStored}, **documented(400, 401, 403)},
+    openapi_extra=BYTES_BODY,
 )
 async def put_blob(
     blake3: str, request: Request, node: NodeDep, principal: PrincipalDep
@@ -91,13 +93,18 @@ async def put_blob(
     )
 
 
-@router.get("/files/by-hash/{file_hash}", response_model=list[FileHitOut])
+@router.get(
+    "/files/by-hash/{file_hash}", responses=documented(400, 401), response_model=list[FileHitOut]
+)
 def files_by_hash(file_hash: str, node: NodeDep, principal: PrincipalDep) -> list[FileHitOut]:
     """Every repo, ref and path holding a file with this BLAKE3, SHA-256 or AutoV2 hash."""
     return [FileHitOut(**asdict(hit)) for hit in node.lookup.by_hash(principal, file_hash)]
 
 
-@router.get("/repos/{repo_type}/{namespace}/{name}/manifest/{revision:path}")
+@router.get(
+    "/repos/{repo_type}/{namespace}/{name}/manifest/{revision:path}",
+    responses=documented(400, 401, 404),
+)
 def manifest(
     repo_type: str, namespace: str, name: str, revision: str, node: NodeDep, principal: PrincipalDep
 ) -> JSONResponse:
@@ -107,7 +114,11 @@ def manifest(
     return JSONResponse(node.reads.manifest(snap).to_json())
 
 
-@router.get("/repos/{repo_type}/{namespace}/{name}/lineage", response_model=LineageOut)
+@router.get(
+    "/repos/{repo_type}/{namespace}/{name}/lineage",
+    responses=documented(401, 404),
+    response_model=LineageOut,
+)
 def lineage(
     repo_type: str, namespace: str, name: str, node: NodeDep, principal: PrincipalDep
 ) -> LineageOut:

@@ -11,13 +11,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.errors import documented
 from registry.domain.errors import PeerMismatchError
 from registry.wire import FeedEntryOut, FeedOut
 
 router = APIRouter(prefix="/v1/sync", tags=["federation"])
 
 
-@router.get("/changes", response_model=FeedOut)
+@router.get("/changes", responses=documented(401, 409), response_model=FeedOut)
 async def changes(
     request: Request,
     node: NodeDep,
