@@ -75,10 +75,11 @@ class HubTarget:
             )
             remote = self._remote_tree(commit, branch) or {}
         ours = {f.path for f in commit.files}
+        changed = [f for f in commit.files if not _same(f, remote.get(f.path))]
+        for f in changed:
+            f.require_intact()  # huggingface_hub would hash rotted bytes and send them as new
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
-            CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.source))
-            for f in commit.files
-            if not _same(f, remote.get(f.path))
+            CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.source)) for f in changed
         ]
         operations += [CommitOperationDelete(path_in_repo=p) for p in sorted(set(remote) - ours)]
         if not operations:

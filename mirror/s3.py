@@ -54,6 +54,7 @@ class S3Bucket:
         self.ensure_layout()
         for file in commit.files:
             if not self.has_blob(file.blake3):
+                file.require_intact()
                 with file.source.open("rb") as fileobj:
                     self.put_blob(file.blake3, fileobj)
         self.put_manifest(commit.manifest())

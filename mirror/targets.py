@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import blake3
+
+from registry.domain.errors import BlobUnavailableError
 from registry.domain.manifest import Manifest, ManifestFile
 
 logger = logging.getLogger(__name__)
@@ -27,6 +30,18 @@ class PushFile:
     sha256: str
     lfs: bool  # stored through Git LFS at the source (large or matching .gitattributes)
     source: Path  # a local file with exactly these bytes
+
+    def require_intact(self) -> None:
+        """Check, before sending, that the source still hashes to the file's BLAKE3: bytes that
+        rotted on this node (before a scrub found them) never reach a mirror; the push fails
+        and is retried from the outbox once the blob is repaired."""
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        hasher.update_mmap(self.source)
+        if hasher.hexdigest() != self.blake3 or self.source.stat().st_size != self.size:
+            raise BlobUnavailableError(
+                f"{self.path}: the stored bytes no longer hash to blake3:{self.blake3}; "
+                "not pushed until the blob is repaired (modelyard verify)"
+            )
 
 
 @dataclass(frozen=True)

@@ -50,14 +50,19 @@ def stored_bytes(settings: Settings, digest: Digest) -> bytes:
 def corrupt_stored_blob(settings: Settings, digest: Digest) -> bytes:
     """Flip one bit in the middle of a stored blob, behind the node's back (the file on disk,
     or the object overwritten through boto3); returns the corrupt bytes."""
-    store = open_blob_store(settings)
     data = bytearray(stored_bytes(settings, digest))
     data[len(data) // 2] ^= 0x01
+    overwrite_stored_blob(settings, digest, bytes(data))
+    return bytes(data)
+
+
+def overwrite_stored_blob(settings: Settings, digest: Digest, data: bytes) -> None:
+    """Put `data` under a blob's key behind the node's back (the file, or the object)."""
+    store = open_blob_store(settings)
     if isinstance(store, LocalBlobStore):
         store.path_of(digest).write_bytes(data)
     else:
-        store.s3.put_object(Bucket=store.bucket, Key=store.key_of(digest), Body=bytes(data))
-    return bytes(data)
+        store.s3.put_object(Bucket=store.bucket, Key=store.key_of(digest), Body=data)
 
 
 def delete_stored_blob(settings: Settings, digest: Digest) -> None:

@@ -4,6 +4,7 @@ endpoint, through huggingface_hub) with identical bytes and hashes, through the 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from huggingface_hub import HfApi, hf_hub_download
 
 from mirror import download_repo
 from mirror.s3 import S3Bucket
+from registry.domain.digest import Digest
+from tests.blobs import corrupt_stored_blob, overwrite_stored_blob
 from tests.conftest import RunningNode
 
 FAST = {"interval": 0.05, "retry_initial": 0.1, "retry_max": 0.5}
@@ -175,3 +178,46 @@ def test_a_replica_pulls_missing_bytes_through_its_hub_mirror_by_path(
         "admin/mirrored", "w.safetensors", endpoint=replica.url, cache_dir=tmp_path
     )
     assert Path(got).read_bytes() == WEIGHTS
+
+
+def test_bytes_that_rotted_on_the_node_never_reach_a_mirror(
+    start_node: Callable[..., RunningNode], s3_bucket: str
+) -> None:
+    hub = start_node("hub")
+    node = start_node("home", mirror=FAST)
+    url = f"s3://{s3_bucket}/rot"
+    assert add_mirror(node, name="bucket", kind="s3", url=url).status_code == 201
+    assert add_mirror(node, name="hub", kind="hf", url=hub.url, token=hub.admin_token).status_code
+    digest = Digest(blake3.blake3(WEIGHTS).hexdigest())
+    with node.client(node.admin_token) as http:  # stored first, then rots, then is committed
+        assert http.put(f"/v1/blobs/{digest.hex}", content=WEIGHTS).status_code == 201
+        corrupt_stored_blob(node.settings, digest)
+        HfApi(endpoint=node.url, token=node.admin_token).create_repo("admin/rot")
+        lfs = {"path": "w.bin", "algo": "sha256", "oid": hashlib.sha256(WEIGHTS).hexdigest()}
+        lines = [{"key": "header", "value": {"summary": "rot"}}, {"key": "lfsFile", "value": lfs}]
+        body = "\n".join(json.dumps(line) for line in lines)
+        headers = {"content-type": "application/x-ndjson"}
+        assert http.post("/api/models/admin/rot/commit/main", content=body, headers=headers)
+
+    def failing() -> bool:
+        with node.client(node.admin_token) as http:
+            states = {m["name"]: m for m in http.get("/v1/mirrors").json()}
+        return all("no longer hash" in (m["last_error"] or "") for m in states.values())
+
+    wait_until(failing, "both pushes refused the rotted bytes")
+    bucket = S3Bucket(url)
+    assert not bucket.has_blob(digest.hex)
+    assert "w.bin" not in HfApi(endpoint=hub.url).list_repo_files("admin/rot")
+
+    overwrite_stored_blob(node.settings, digest, WEIGHTS)  # repaired (as a scrub would)
+    wait_pushed(node, {"bucket", "hub"})
+    assert b"".join(bucket.open(bucket.resolve("model", "admin/rot", "main").files[-1])) == WEIGHTS
+    copy = hf_hub_download("admin/rot", "w.bin", endpoint=hub.url)
+    assert Path(copy).read_bytes() == WEIGHTS
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
