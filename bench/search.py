@@ -31,7 +31,7 @@ from _report import append_results, git_version
 
 from registry.domain.names import RepoId, RepoType
 from registry.domain.search import tokens
-from registry.node import Node
+from registry.runtime import Runtime
 from registry.service.auth import Principal
 from registry.service.commits import AddBytes
 from registry.settings import Settings
@@ -63,7 +63,9 @@ def card(rng: random.Random, i: int) -> tuple[str, bytes]:
 
 def build_fixture(target: Path, repos: int) -> None:
     """`repos` repos with cards, through the node's services (the real write path)."""
-    node = Node.open(Settings(data_dir=target, index={"enabled": False}, scan={"enabled": False}))
+    node = Runtime.open(
+        Settings(data_dir=target, index={"enabled": False}, scan={"enabled": False})
+    )
     rng = random.Random(FIXTURE_VERSION)
     started = time.perf_counter()
     try:
@@ -84,7 +86,9 @@ def build_fixture(target: Path, repos: int) -> None:
 
 def index_until(data_dir: Path, serial: int | None) -> tuple[int, float]:
     """Run the indexer up to `serial` (None: the head); returns (entries, seconds)."""
-    node = Node.open(Settings(data_dir=data_dir, index={"enabled": False}, scan={"enabled": False}))
+    node = Runtime.open(
+        Settings(data_dir=data_dir, index={"enabled": False}, scan={"enabled": False})
+    )
     done, started = 0, time.perf_counter()
     try:
         while True:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
 
 import httpx
 from tenacity import (
@@ -22,13 +21,12 @@ from tenacity import (
 )
 
 from registry.client import RetryPolicy
+from registry.service.identity import NodeIdentity
 from registry.service.leases import Leases
-from registry.service.node import NodeIdentity
 from registry.service.peers import PeerNotFoundError, PeerService
 from registry.service.replication import ReplicationService
-from registry.service.uploads import UploadService
 from registry.settings import SyncSettings
-from sync.blobs import BlobFetcher, BlobSource
+from sync.blobs import BlobFetcher
 from sync.connect import PeerConnector
 from sync.puller import Puller
 
@@ -43,19 +41,17 @@ class SyncLoop:
         leases: Leases,
         peers: PeerService,
         replication: ReplicationService,
-        uploads: UploadService,
+        fetcher: BlobFetcher,
+        connect: PeerConnector,
         settings: SyncSettings,
-        extra_blobs: Callable[[], Sequence[BlobSource]] | None = None,
-        *,
-        allow_private_redirects: bool = False,
     ) -> None:
         self._node = node
         self._leases = leases
         self._peers = peers
         self._replication = replication
         self._settings = settings
-        self._connect = PeerConnector(peers, node.node_id, allow_private_redirects)
-        self.fetcher = BlobFetcher(uploads, self._connect, settings.blob_workers, extra_blobs)
+        self._connect = connect
+        self.fetcher = fetcher
         self._stop = threading.Event()
         self._workers: dict[str, threading.Thread] = {}
         self._threads: list[threading.Thread] = []
@@ -77,7 +73,6 @@ class SyncLoop:
         self._stop.set()
         for thread in [*self._threads, *self._workers.values()]:
             thread.join(timeout=5)
-        self.fetcher.stop()
 
     def _supervise(self) -> None:
         while not self._stop.wait(0.5):

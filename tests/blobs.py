@@ -3,8 +3,9 @@ S3 bucket), so tests about stored bytes hold on either (MODELYARD_TEST_BLOB_STOR
 
 from __future__ import annotations
 
-from registry.domain.digest import Digest
 from registry.node import open_blob_store
+
+from registry.domain.digest import Digest
 from registry.settings import Settings
 from registry.storage.local import LocalBlobStore
 

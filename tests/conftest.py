@@ -17,7 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
-from registry.api.app import create_app
+from registry.runtime import Runtime
 from registry.settings import Settings
 from tests.s3 import (
     CREDENTIALS,
@@ -136,6 +136,7 @@ class RunningNode:
     log: RequestLog
     port: int
     server: ServerThread
+    runtime: Runtime  # the node's own parts, for what a test cannot do over HTTP
 
     def client(self, token: str | None = None) -> httpx.Client:
         """Follows redirects, as the Hub client and curl -L do: a node whose blobs are in S3
@@ -195,19 +196,26 @@ FAST_SYNC = {"long_poll": 1, "probe_interval": 0.2, "down_after": 3}
 @pytest.fixture
 def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
     """Start nodes (uvicorn in a thread, own data dir); all are stopped at teardown."""
-    servers: list[ServerThread] = []
+    running: list[tuple[ServerThread, Runtime]] = []
 
     def start(name: str, port: int = 0, **overrides: object) -> RunningNode:
         settings = node_settings(tmp_path / name, node_id=name, **overrides)
-        log = RequestLog(create_app(settings))
+        runtime = Runtime.open(settings)
+        runtime.boot()
+        log = RequestLog(runtime.app())
         server = ServerThread(log, port=port)
-        server.start()
-        servers.append(server)
-        return RunningNode(server.url, settings, ADMIN_TOKEN, log, server.port, server)
+        try:
+            server.start()
+        except BaseException:
+            runtime.close()
+            raise
+        running.append((server, runtime))
+        return RunningNode(server.url, settings, ADMIN_TOKEN, log, server.port, server, runtime)
 
     yield start
-    for server in servers:
+    for server, runtime in running:
         server.stop()
+        runtime.close()
 
 
 @pytest.fixture

@@ -1,17 +1,15 @@
-"""create_app(): the FastAPI application of one node, built from Settings."""
+"""create_app(): the FastAPI application of one node, over the services the runtime built."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from mirror.outbox import Pusher
-from mirror.pullthrough import MirrorBlobSources, public_copies
 from registry import __version__
 from registry.api import errors, openapi
 from registry.api.buffers import TransferBuffers
@@ -31,108 +29,36 @@ from registry.api.routes import (
     sync,
 )
 from registry.metrics import HttpMetrics, Metrics, NodeCollector
-from registry.node import Node
-from registry.service.scrub import ScrubLoop
-from registry.service.worker import Worker
+from registry.service.services import Services
 from registry.settings import Settings
-from sync.loop import SyncLoop
+
+Jobs = Callable[[], AbstractContextManager[None]]
 
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def helpers(node: Node) -> list[Worker]:
-    """The node's background helpers; each one off only delays or thins answers."""
-    settings = node.settings
-    counts = node.downloads
-    workers = [
-        Worker(
-            "download-counts",
-            counts.flush,
-            settings.downloads_flush_interval,
-            drain=False,
-            on_stop=counts.flush,  # what was counted before a clean stop is kept
-        )
-    ]
-    leases = node.leases  # one process of the node runs each of these
-    if settings.scan.enabled:
-        workers.append(
-            Worker("scanner", node.scans.run_once, settings.scan.interval, leases=leases)
-        )
-    if settings.mirror.enabled:
-        pusher = Pusher(
-            node.mirrors,
-            node.reads,
-            node.blobs,
-            allow_private_redirects=settings.allow_private_redirects,
-        )
-        workers.append(
-            Worker(
-                "mirrors",
-                pusher.run_once,
-                settings.mirror.interval,
-                leases=leases,
-                on_stop=pusher.close,
-            )
-        )
-    if settings.index.enabled:
-        batch = settings.index.batch
-        workers.append(
-            Worker(
-                "indexer",
-                lambda: node.indexer.run_once(batch),
-                settings.index.interval,
-                leases=leases,
-            )
-        )
-    return workers
-
-
-def create_app(settings: Settings | None = None, *, node: Node | None = None) -> FastAPI:
-    """Build the app; the lifespan opens the node (or uses `node`) and closes what it opened."""
-    settings = settings or (node.settings if node else Settings())
+def create_app(
+    settings: Settings, services: Services | None = None, *, jobs: Jobs | None = None
+) -> FastAPI:
+    """The HTTP app over a node's services (built by `registry.runtime`); while it serves, it
+    runs `jobs` (the runtime's background jobs) and starts none of its own. Without services
+    it only describes itself (`modelyard openapi`)."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        opened = node or Node.open(settings)
-        allow_private_redirects = opened.settings.allow_private_redirects
-        opened.notifier.bind(asyncio.get_running_loop())
-        opened.leases.start()
-        replicator = SyncLoop(
-            opened.identity,
-            opened.leases,
-            opened.peers,
-            opened.replication,
-            opened.uploads,
-            opened.settings.sync,
-            MirrorBlobSources(
-                opened.mirrors,
-                public_copies(opened.lookup),
-                allow_private_redirects=allow_private_redirects,
-            ),
-            allow_private_redirects=allow_private_redirects,
-        )
-        replicator.start()
-        scrubber = ScrubLoop(opened.scrub, opened.settings.scrub, replicator.fetcher.fetch_now)
-        scrubber.start()
-        workers = helpers(opened)
-        for worker in workers:
-            worker.start()
-        collector = NodeCollector(opened.status.sample)
-        metrics.registry.register(collector)
-        app.state.node, app.state.sync = opened, replicator
-        try:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if services is None:
             yield
+            return
+        services.notifier.bind(asyncio.get_running_loop())
+        collector = NodeCollector(services.status.sample)
+        metrics.registry.register(collector)
+        try:
+            with jobs() if jobs is not None else nullcontext():
+                yield
         finally:
-            scrubber.stop()
-            replicator.stop()
-            for worker in workers:
-                worker.stop()
-            opened.leases.stop()
             metrics.registry.unregister(collector)
-            if node is None:
-                opened.close()
 
     metrics = Metrics(CollectorRegistry())  # injected: no default-registry globals
     app = FastAPI(
@@ -142,6 +68,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         generate_unique_id_function=_operation_id,
     )
     app.state.metrics = metrics
+    app.state.node = services
     app.state.buffers = TransferBuffers(settings.limits.transfer_buffer_bytes)
     openapi.install(app)
     errors.install(app)

@@ -10,9 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from registry.node import Node
 from registry.service.auth import Principal
-from sync.loop import SyncLoop
+from registry.service.services import Services as Node
 
 
 async def get_node(request: Request) -> Node:
@@ -29,11 +28,3 @@ async def get_principal(request: Request) -> Principal:
 
 NodeDep = Annotated[Node, Depends(get_node)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-async def get_sync(request: Request) -> SyncLoop:
-    loop: SyncLoop = request.app.state.sync
-    return loop
-
-
-SyncDep = Annotated[SyncLoop, Depends(get_sync)]

@@ -18,9 +18,9 @@ from registry.api.files import resolve_headers, scan_headers
 from registry.domain.errors import RegistryError
 from registry.domain.names import RepoId, RepoType
 from registry.metrics import ROUTE_KEY
-from registry.node import Node
 from registry.service.auth import Principal
 from registry.service.scanning import SCANNED
+from registry.service.services import Services as Node
 
 
 class ReadFastPath:

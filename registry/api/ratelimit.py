@@ -30,8 +30,8 @@ from registry.api.errors import error_response
 from registry.domain.errors import RegistryError
 from registry.domain.tokens import hash_token
 from registry.metrics import LIMIT_HEADER
-from registry.node import Node
 from registry.service.auth import Principal
+from registry.service.services import Services as Node
 from registry.settings import LimitSettings
 
 RATE_LIMITED = "RateLimited"

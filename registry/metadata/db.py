@@ -46,7 +46,11 @@ class Database:
             else None
         )
         self.after_write: list[Callable[[], None]] = []  # e.g. cache invalidation
-        migrate(self._write)  # under a lock: processes starting together migrate once
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (under a lock: processes starting together
+        migrate once)."""
+        migrate(self._write)
 
     @property
     def engine(self) -> Engine:

@@ -24,7 +24,7 @@ from registry.domain.patterns import ignore_spec, lfs_spec
 from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Ref, Repo, TreeRow
 from registry.service.auth import Principal, require_write
-from registry.service.node import NodeIdentity
+from registry.service.identity import NodeIdentity
 from registry.service.reads import entry_of, resolve_commit
 from registry.service.repos import (
     RepoService,

@@ -40,6 +40,10 @@ class FeedService:
         self._db = db
         self._max_bytes = max_page_bytes
 
+    def head(self) -> int:
+        """The serial of the newest entry (0 for an empty log)."""
+        return self._db.head_serial()
+
     def page(self, principal: Principal, since: int, limit: int) -> FeedPage:
         with self._db.read() as session:
             counter = session.get(Counter, "serial")

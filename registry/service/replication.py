@@ -33,7 +33,7 @@ from registry.metadata.tables import (
     Tombstone,
     TreeRow,
 )
-from registry.service.node import NodeIdentity
+from registry.service.identity import NodeIdentity
 from registry.service.repos import insert_tree
 from registry.storage import BlobStore
 

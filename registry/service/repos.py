@@ -21,7 +21,7 @@ from registry.domain.patterns import DEFAULT_GITATTRIBUTES
 from registry.metadata.db import Database, now_ms
 from registry.metadata.tables import Blob, Commit, Peer, Ref, Repo, TreeRow
 from registry.service.auth import Principal, can_read, require_write
-from registry.service.node import NodeIdentity
+from registry.service.identity import NodeIdentity
 from registry.storage import BlobStore, Expected, put
 
 logger = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from registry import __version__
 from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Commit, Repo
 from registry.metrics import MirrorSample, NodeSample, PeerSample, ScrubSample
+from registry.service.identity import NodeIdentity
 from registry.service.indexer import Indexer
 from registry.service.mirrors import MirrorService, MirrorView
-from registry.service.node import NodeIdentity
 from registry.service.peers import PeerService, PeerView
 from registry.service.repos import repo_id_of
 from registry.service.scanning import ScanService

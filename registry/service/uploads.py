@@ -13,7 +13,7 @@ from registry.domain.names import RepoId
 from registry.metadata.db import Database
 from registry.metadata.tables import Blob, BlobQuarantine, Commit, Repo, TreeRow
 from registry.service.auth import Principal, require_write
-from registry.service.node import NodeIdentity
+from registry.service.identity import NodeIdentity
 from registry.service.quarantine import Quarantine
 from registry.service.repos import find_repo, record_blob, require_home, want_blobs
 from registry.storage import BlobInfo, BlobStore, BlobWriter, Expected, put

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from registry.metadata.db import Database
-from registry.service.auth import AuthService
 from tests.conftest import RunningNode
 
 
 @pytest.fixture
-def make_token(node: RunningNode) -> Iterator[Callable[..., str]]:
-    db = Database(node.settings.effective_database_url)
-
+def make_token(node: RunningNode) -> Callable[..., str]:
     def make(user: str, *, write: bool = True) -> str:
-        return AuthService(db).create_token(user, write=write)
+        return node.runtime.auth.create_token(user, write=write)
 
-    yield make
-    db.dispose()
+    return make

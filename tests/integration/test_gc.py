@@ -22,12 +22,12 @@ import pytest
 from click.testing import CliRunner
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
+from registry.node import open_blob_store
 from sqlalchemy import text
 
 from registry.cli import cli
 from registry.domain.digest import Digest
 from registry.metadata.db import Database
-from registry.node import open_blob_store
 from registry.storage import Expected, put
 from registry.storage.local import LocalBlobStore
 from tests.blobs import stored_blob_files, upload_leftovers

@@ -13,7 +13,9 @@ from tests.conftest import node_settings
 def open_db(tmp_path: Path) -> Database:
     settings = node_settings(tmp_path / "node")
     settings.data_dir.mkdir()
-    return Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url)
+    db.migrate()
+    return db
 
 
 def test_lease_held_by_one_process_until_released(tmp_path: Path) -> None:

@@ -50,12 +50,18 @@ def drift(url: str) -> list[object]:
         engine.dispose()
 
 
+def migrated(url: str) -> Database:
+    db = Database(url)
+    db.migrate()
+    return db
+
+
 def open_and_close(url: str) -> None:
-    Database(url).dispose()
+    migrated(url).dispose()
 
 
 def test_schema_migrated_from_empty_matches_the_tables(database_url: str) -> None:
-    db = Database(database_url)
+    db = migrated(database_url)
     try:
         assert current_revision(db.engine) == HEAD
         assert db.head_serial() == 0
@@ -75,10 +81,10 @@ def test_schema_drift_check_sees_a_missing_index(database_url: str) -> None:
 
 
 def test_schema_reopened_database_keeps_its_revision_and_data(database_url: str) -> None:
-    db = Database(database_url)
+    db = migrated(database_url)
     db.node_value("node_id", "first")
     db.dispose()
-    db = Database(database_url)
+    db = migrated(database_url)
     try:
         assert db.node_value("node_id", "second") == "first"
         assert current_revision(db.engine) == HEAD
@@ -91,7 +97,7 @@ def test_schema_database_made_before_migrations_is_adopted_with_its_data(
     database_url: str, with_lease: bool
 ) -> None:
     make_old_database(database_url, with_lease=with_lease)
-    db = Database(database_url)
+    db = migrated(database_url)
     try:
         assert current_revision(db.engine) == HEAD
         assert db.head_serial() == 7

@@ -19,8 +19,7 @@ import httpx
 import pytest
 from huggingface_hub import HfApi
 
-from registry.api.app import create_app
-from registry.node import Node
+from registry.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, RunningNode, ServerThread, node_settings
 from tests.hub import create_with_files
 
@@ -140,10 +139,11 @@ def check_cases(node_url: str, tokens: dict[str, str]) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def manual_node(data_dir: Path) -> Iterator[tuple[Node, str]]:
+def manual_node(data_dir: Path) -> Iterator[tuple[Runtime, str]]:
     """A served node whose indexer does not run by itself: the test calls it."""
-    node = Node.open(node_settings(data_dir, index={"enabled": False}))
-    server = ServerThread(create_app(node=node))
+    node = Runtime.open(node_settings(data_dir, index={"enabled": False}))
+    node.boot()
+    server = ServerThread(node.app())
     server.start()
     try:
         yield node, server.url
@@ -153,7 +153,7 @@ def manual_node(data_dir: Path) -> Iterator[tuple[Node, str]]:
 
 
 @pytest.fixture
-def fixture_node(tmp_path: Path) -> Iterator[tuple[Node, str, dict[str, str]]]:
+def fixture_node(tmp_path: Path) -> Iterator[tuple[Runtime, str, dict[str, str]]]:
     """240 repos on a node whose indexer has not run."""
     with manual_node(tmp_path / "n") as (node, url):
         tokens = {"admin": ADMIN_TOKEN, "carol": node.auth.create_token("carol", write=True)}
@@ -165,7 +165,7 @@ def fixture_node(tmp_path: Path) -> Iterator[tuple[Node, str, dict[str, str]]]:
 
 
 def test_search_over_240_repos_is_complete_before_during_and_after_indexing(
-    fixture_node: tuple[Node, str, dict[str, str]],
+    fixture_node: tuple[Runtime, str, dict[str, str]],
 ) -> None:
     node, url, tokens = fixture_node
     # Nothing indexed: every answer comes from the direct query, and the lag says so.
@@ -190,7 +190,7 @@ def test_search_over_240_repos_is_complete_before_during_and_after_indexing(
 
 
 def test_search_results_are_ordered_by_each_sort_and_paged_without_repeats(
-    fixture_node: tuple[Node, str, dict[str, str]],
+    fixture_node: tuple[Runtime, str, dict[str, str]],
 ) -> None:
     node, url, _ = fixture_node
     node.indexer.run_once(batch=150)  # part indexed, part pending
@@ -199,7 +199,7 @@ def test_search_results_are_ordered_by_each_sort_and_paged_without_repeats(
         for _ in range(3):
             http.get(f"/{SPECS[5].id}/resolve/main/README.md").raise_for_status()
         http.get(f"/{SPECS[9].id}/resolve/main/README.md").raise_for_status()
-        node.downloads.flush()
+        node.services.downloads.flush()
         ids, _ = search_all(http, {"sort": "downloads"})
         assert ids[:2] == [SPECS[5].id, SPECS[9].id]
         created, _ = search_all(http, {"sort": "created"})

@@ -21,11 +21,10 @@ from click.testing import CliRunner
 from huggingface_hub import HfApi
 from pydantic import SecretStr
 
-from registry.api.app import create_app
 from registry.cli import cli
 from registry.domain.tokens import hash_token
 from registry.metadata.db import Database
-from registry.node import Node
+from registry.runtime import Runtime
 from registry.service.auth import AuthService
 from registry.service.credentials import CredentialsKeyError
 from tests.conftest import (
@@ -118,8 +117,8 @@ def test_node_tokens_are_stored_only_as_hashes(tmp_path: Path) -> None:
     settings = node_settings(tmp_path / "node", node_id="node").model_copy(
         update={"admin_token": None}
     )
-    first = Node.open(settings)
-    first_start = first.new_admin_token
+    first = Runtime.open(settings)
+    first_start = first.boot()
     first.close()
     assert first_start is not None
     configured = "myd_configured_" + secrets.token_urlsafe(24)
@@ -132,9 +131,10 @@ def test_node_tokens_are_stored_only_as_hashes(tmp_path: Path) -> None:
     )
     assert made.exit_code == 0, made.output
     from_cli = made.stdout.strip()
-    node = Node.open(settings)
+    node = Runtime.open(settings)
+    node.boot()
     from_library = node.auth.create_token("bob", write=False, label="library")
-    server = ServerThread(create_app(settings, node=node))
+    server = ServerThread(node.app())
     server.start()
     tokens = {first_start: "admin", configured: "admin", from_cli: "alice", from_library: "bob"}
     try:
@@ -291,14 +291,14 @@ def test_sealed_tokens_need_their_key_and_plain_ones_are_sealed_once_it_is_set(
 ) -> None:
     plain = node_settings(tmp_path / "node", node_id="node")
     token = "myd_plain_" + secrets.token_urlsafe(24)
-    node = Node.open(plain)
+    node = Runtime.open(plain)
     node.peers.add("http://127.0.0.1:9", token, "lazy")
     node.mirrors.add("m", "node", "http://127.0.0.1:9", token)
     node.close()
     assert token in dump_database(plain.effective_database_url)  # no key: kept as given
 
     keyed = plain.model_copy(update={"credentials_key": SecretStr(KEY)})
-    node = Node.open(keyed)
+    node = Runtime.open(keyed)
     try:
         assert node.peers.credential(node.peers.all()[0]) == token
         assert node.mirrors.configs()[0].token == token
@@ -307,10 +307,10 @@ def test_sealed_tokens_need_their_key_and_plain_ones_are_sealed_once_it_is_set(
     assert absent(token, dump_database(plain.effective_database_url))
 
     with pytest.raises(CredentialsKeyError, match="MODELYARD_CREDENTIALS_KEY"):
-        Node.open(plain)
+        Runtime.open(plain)
     other = plain.model_copy(update={"credentials_key": SecretStr("another-key-" + "9" * 32)})
     with pytest.raises(CredentialsKeyError, match="another key"):
-        Node.open(other)
+        Runtime.open(other)
 
 
 # Never logged ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from registry.cli_common import RedactingFilter
+from registry.cli.common import RedactingFilter
 from registry.client import RegistryClient, RetryPolicy
 from registry.domain import errors as e
 from registry.domain.redaction import redact

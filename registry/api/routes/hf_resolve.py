@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from registry.api.deps import NodeDep, PrincipalDep, SyncDep
+from registry.api.deps import NodeDep, PrincipalDep
 from registry.api.files import (
     blob_response,
     bytes_route_docs,
@@ -26,6 +26,7 @@ from registry.domain.commit import TreeEntry
 from registry.domain.errors import BlobUnavailableError
 from registry.domain.names import RepoId
 from registry.service.reads import Snapshot
+from registry.service.services import PullThrough
 
 router = APIRouter(tags=["huggingface"])
 
@@ -37,9 +38,7 @@ def _lookup(
     return snap, node.reads.file(snap, path)
 
 
-async def _resolve(
-    request: Request, node: NodeDep, principal: PrincipalDep, replicator: SyncDep
-) -> Response:
+async def _resolve(request: Request, node: NodeDep, principal: PrincipalDep) -> Response:
     parts = raw_segments(request)
     plural = "datasets" if parts[0] == "datasets" and parts[3] == "resolve" else "models"
     if plural == "datasets":
@@ -63,7 +62,7 @@ async def _resolve(
     }
     # Not stored (a replica), or held by a scrub (never served): pull through from a peer.
     if not head and await run_in_threadpool(node.uploads.servable, entry.blake3) is None:
-        streamed = await _pull_through(replicator, entry)
+        streamed = await _pull_through(node.pullthrough, entry)
         if streamed is not None:
             return StreamingResponse(streamed, headers=headers)
         missing = BlobUnavailableError(
@@ -81,11 +80,11 @@ async def _resolve(
     )
 
 
-async def _pull_through(replicator: SyncDep, entry: TreeEntry) -> Iterator[bytes] | None:
+async def _pull_through(fetcher: PullThrough, entry: TreeEntry) -> Iterator[bytes] | None:
     """Stream from a peer while storing, or wait for the fetch already running (None)."""
-    stream = replicator.fetcher.stream(entry.blake3, entry.size)
+    stream = fetcher.stream(entry.blake3, entry.size)
     if stream is None:
-        await run_in_threadpool(replicator.fetcher.fetch_now, entry.blake3, entry.size)
+        await run_in_threadpool(fetcher.fetch_now, entry.blake3, entry.size)
         return None
     try:  # wait until a source answered before committing to a 200
         first = await run_in_threadpool(next, stream, None)

@@ -28,7 +28,7 @@ def health(node: NodeDep) -> Health:
     return Health(
         node_id=node.identity.node_id,
         version=__version__,
-        serial=node.db.head_serial(),
+        serial=node.feed.head(),
         epoch=node.identity.epoch,
     )
 

@@ -4,31 +4,15 @@ within a second; pushing happens in the node)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from registry.cli_common import config_option, data_dir_option, fail, settings_from
-from registry.domain.errors import RegistryError
-from registry.metadata.db import Database
-from registry.service.credentials import credential_box
-from registry.service.mirrors import MirrorService, MirrorView
+from registry.cli.common import config_option, data_dir_option, opened, settings_from
 
-
-@contextmanager
-def _mirror_service(data_dir: Path | None, config: Path | None) -> Iterator[MirrorService]:
-    settings = settings_from(config, data_dir=data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
-    try:
-        mirror = settings.mirror
-        yield MirrorService(db, mirror.retry_initial, mirror.retry_max, credential_box(settings))
-    except RegistryError as exc:
-        fail(exc)
-    finally:
-        db.dispose()
+if TYPE_CHECKING:
+    from registry.service.mirrors import MirrorView
 
 
 @click.group()
@@ -65,8 +49,8 @@ def mirror_add(
     if kind == "node" and token is None:
         given = settings_from(config, data_dir=data_dir).token
         token = given.get_secret_value() if given else None
-    with _mirror_service(data_dir, config) as mirrors:
-        view = mirrors.add(name, kind, url, token, repos)
+    with opened(settings_from(config, data_dir=data_dir)) as runtime:
+        view = runtime.mirrors.add(name, kind, url, token, repos)
         click.echo(f"{_where(view)}\tbacklog={view.backlog}")
 
 
@@ -94,8 +78,8 @@ def _line(view: MirrorView) -> str:
 @config_option
 def mirror_list(data_dir: Path | None, config: Path | None) -> None:
     """List mirrors (tokens are never shown)."""
-    with _mirror_service(data_dir, config) as mirrors:
-        for view in mirrors.views():
+    with opened(settings_from(config, data_dir=data_dir)) as runtime:
+        for view in runtime.mirrors.views():
             click.echo(f"{_where(view)}\trepos={view.repos}")
 
 
@@ -104,8 +88,8 @@ def mirror_list(data_dir: Path | None, config: Path | None) -> None:
 @config_option
 def mirror_status(data_dir: Path | None, config: Path | None) -> None:
     """Each mirror's backlog, last success and last error."""
-    with _mirror_service(data_dir, config) as mirrors:
-        for view in mirrors.views():
+    with opened(settings_from(config, data_dir=data_dir)) as runtime:
+        for view in runtime.mirrors.views():
             click.echo(_line(view))
 
 
@@ -115,6 +99,6 @@ def mirror_status(data_dir: Path | None, config: Path | None) -> None:
 @config_option
 def mirror_remove(name: str, data_dir: Path | None, config: Path | None) -> None:
     """Stop pushing to NAME (what was pushed stays there)."""
-    with _mirror_service(data_dir, config) as mirrors:
-        mirrors.remove(name)
+    with opened(settings_from(config, data_dir=data_dir)) as runtime:
+        runtime.mirrors.remove(name)
         click.echo(f"removed {name}")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from registry.cli_common import fail, settings_from
+from registry.cli.common import fail, settings_from
 from registry.domain.errors import AllSourcesFailedError, RegistryError
 
 DEFAULT_SOURCE = "http://127.0.0.1:8000"

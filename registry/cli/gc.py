@@ -9,14 +9,13 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from registry.cli_common import (
+from registry.cli.common import (
     config_option,
     configure_logging,
     data_dir_option,
-    fail,
+    opened,
     settings_from,
 )
-from registry.domain.errors import RegistryError
 from registry.service.gc import GcReport
 
 SHORT_GRACE = 3600.0  # below this, --delete warns: clients may upload and commit slower
@@ -72,10 +71,6 @@ def gc(
     Exit status: 0 done (whatever was found), 2 bad usage or settings, 6 the blob store could
     not be reached, 1 any other failure.
     """
-    from registry.metadata.db import Database
-    from registry.node import open_blob_store
-    from registry.service.gc import GarbageCollector
-
     settings = settings_from(config, data_dir=data_dir)
     configure_logging(settings.log_level)
     if settings.database_url is None and not (settings.data_dir / "modelyard.db").exists():
@@ -87,19 +82,12 @@ def gc(
             "commits then fail (MissingObject) until the files are uploaded again",
             err=True,
         )
-    db = Database(settings.effective_database_url)
     bars = _Bars()
     try:
-        report = GarbageCollector(db, open_blob_store(settings), grace).run(
-            delete=delete, progress=bars
-        )
-    except RegistryError as exc:
-        bars.close()
-        fail(exc)
-        return
+        with opened(settings) as runtime:
+            report = runtime.collector(grace).run(delete=delete, progress=bars)
     finally:
-        db.dispose()
-    bars.close()
+        bars.close()
     click.echo(_as_json(report) if as_json else _as_text(report, verbose))
 
 

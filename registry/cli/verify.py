@@ -4,9 +4,7 @@ node's own database and blob store (the settings `modelyard serve` reads), runni
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -14,23 +12,24 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ByteSize, TypeAdapter, ValidationError
 from tqdm import tqdm
 
-from registry.cli_common import (
+from registry.cli.common import (
     config_option,
     configure_logging,
     data_dir_option,
-    fail,
+    opened,
     settings_from,
 )
-from registry.domain.errors import RegistryError
-from registry.metadata.db import Database
-from registry.service.quarantine import Held
-from registry.service.scrub import ScrubRun, ScrubService
-from registry.settings import Settings
+
+if TYPE_CHECKING:
+    from registry.runtime import Runtime
+    from registry.service.quarantine import Held
+    from registry.service.scrub import ScrubRun
 
 EXIT_HELD = 1  # some blobs stay held: no good copy was found
 EXIT_INTERRUPTED = 130
@@ -101,15 +100,8 @@ def verify(
     """
     settings = settings_from(config, data_dir=data_dir)
     configure_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
-    try:
-        with _stop_on_signals() as stop:
-            run, held = _verify(settings, db, rate, repair, from_start, as_json, stop)
-    except RegistryError as exc:
-        fail(exc)
-    finally:
-        db.dispose()
+    with opened(settings, process="verify") as runtime, _stop_on_signals() as stop:
+        run, held = _verify(runtime, rate, repair, from_start, as_json, stop)
     _report(run, held, as_json)
     if not run.complete and stop.is_set():
         sys.exit(EXIT_INTERRUPTED)
@@ -118,61 +110,30 @@ def verify(
 
 
 def _verify(
-    settings: Settings,
-    db: Database,
+    runtime: Runtime,
     rate: int | None,
     repair: bool,
     from_start: bool,
     quiet: bool,
     stop: threading.Event,
 ) -> tuple[ScrubRun, list[Held]]:
-    from mirror.pullthrough import MirrorBlobSources, public_copies
-    from registry.node import open_blob_store
-    from registry.service.credentials import credential_box
-    from registry.service.leases import Leases
-    from registry.service.lookup import LookupService
-    from registry.service.mirrors import MirrorService
-    from registry.service.node import NodeIdentity
-    from registry.service.peers import PeerService, Thresholds
-    from registry.service.quarantine import Quarantine
-    from registry.service.uploads import UploadService
-    from sync.blobs import BlobFetcher
-    from sync.connect import PeerConnector
-
-    blobs = open_blob_store(settings)
-    identity = NodeIdentity.load(db, settings.node_id)
-    holder = f"{identity.node_id}/verify/{socket.gethostname()}/{os.getpid()}"
-    leases = Leases(db, holder, settings.lease_seconds)
-    quarantine = Quarantine(db, blobs)
-    scrub = ScrubService(db, blobs, quarantine, leases, settings.scrub)
-    box = credential_box(settings)
-    mirrors = MirrorService(db, settings.mirror.retry_initial, settings.mirror.retry_max, box)
-    private = settings.allow_private_redirects
-    fetcher = BlobFetcher(
-        UploadService(db, blobs, identity, quarantine),
-        PeerConnector(PeerService(db, Thresholds(), box), identity.node_id, private),
-        workers=1,
-        extra=MirrorBlobSources(
-            mirrors, public_copies(LookupService(db)), allow_private_redirects=private
-        ),
-    )
+    scrub, leases = runtime.scrub, runtime.leases
     _, total = scrub.remaining(from_start)
     leases.start()
     try:
         with tqdm(total=total, unit="B", unit_scale=True, disable=quiet, desc="verify") as bar:
             run = scrub.run(
                 by="verify",
-                rate=int(settings.scrub.rate) if rate is None else rate,
-                repair=fetcher.fetch_now if repair else None,
+                rate=int(runtime.settings.scrub.rate) if rate is None else rate,
+                repair=runtime.fetcher.fetch_now if repair else None,
                 stop=stop,
                 progress=bar.update,
                 from_start=from_start,
                 retry_all=True,
             )
-        return run, quarantine.listing()
+        return run, runtime.quarantine.listing()
     finally:
         leases.stop()
-        fetcher.stop()
 
 
 def _report(run: ScrubRun, held: list[Held], as_json: bool) -> None:

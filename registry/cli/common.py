@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +23,9 @@ from registry.domain.errors import (
 )
 from registry.domain.redaction import redact
 from registry.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from registry.runtime import Runtime
 
 EXIT_CODES = [
     (InvalidError, 2),
@@ -84,3 +90,20 @@ data_dir_option = click.option(
     type=click.Path(path_type=Path, file_okay=False),
     help="Data directory [env MODELYARD_DATA_DIR; ./modelyard-data]",
 )
+
+
+@contextmanager
+def opened(settings: Settings, *, process: str = "serve") -> Iterator[Runtime]:
+    """The node on `settings`, for one command; its errors become exit codes."""
+    from registry.runtime import Runtime
+
+    try:
+        runtime = Runtime.open(settings, process=process)
+    except ValueError as exc:  # stored credentials that do not open with the key
+        raise click.UsageError(str(exc)) from exc
+    try:
+        yield runtime
+    except RegistryError as exc:
+        fail(exc)
+    finally:
+        runtime.close()

@@ -1,0 +1,345 @@
+"""The one place a node is wired: every part built from the one `Settings`, and the node's
+background jobs started and stopped.
+
+Theory of operation: `Runtime.open` builds the database (migrated to the newest schema), the
+blob store, the node's identity and every service; it starts nothing. What only a serving
+node does at start (dropping interrupted uploads, the first admin token) is `boot()`. The jobs
+(leases, the pullers, the blob fetcher's backfill, the scrub, the mirror pusher, the indexer,
+the scanner, the download-count flush) run inside `jobs()`, which the HTTP app built by
+`app()` enters in its lifespan, so `modelyard serve` and the tests run the same node. The
+console commands (`token`, `peer`, `mirror`, `gc`, `verify`) open a runtime and use its
+parts without starting the jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+
+from fastapi import FastAPI
+
+from mirror.outbox import Pusher
+from mirror.pullthrough import MirrorBlobSources, public_copies
+from registry.api.app import create_app
+from registry.metadata.db import Database
+from registry.metadata.fulltext import FullText
+from registry.service.auth import AuthService
+from registry.service.cache import ReadCache
+from registry.service.cards import CardReader
+from registry.service.commits import CommitService
+from registry.service.credentials import credential_box
+from registry.service.downloads import DownloadCounter
+from registry.service.feed import ChangeNotifier, FeedService
+from registry.service.gc import GarbageCollector
+from registry.service.identity import NodeIdentity
+from registry.service.indexer import DocBuilder, Indexer
+from registry.service.leases import Leases, holder_name
+from registry.service.lineage import LineageService
+from registry.service.lookup import LookupService
+from registry.service.metadata import MetadataService
+from registry.service.mirrors import MirrorService
+from registry.service.peers import PeerService, Thresholds
+from registry.service.quarantine import Quarantine
+from registry.service.reads import ReadService
+from registry.service.replication import ReplicationService
+from registry.service.repos import RepoService
+from registry.service.scanning import ScanService
+from registry.service.scrub import ScrubLoop, ScrubService
+from registry.service.search import SearchService
+from registry.service.services import Services
+from registry.service.status import StatusService
+from registry.service.uploads import UploadService
+from registry.service.worker import Worker
+from registry.settings import Settings
+from registry.storage import BlobStore
+from registry.storage.local import LocalBlobStore
+from registry.storage.s3 import S3BlobStore
+from sync.blobs import BlobFetcher
+from sync.connect import PeerConnector
+from sync.loop import SyncLoop
+
+logger = logging.getLogger(__name__)
+SHARED_FEED_POLL = 0.25  # seconds: how soon a long-poll sees another process's write
+
+
+class Runtime:
+    """A node's parts, each built on first use (so `modelyard token create` builds no blob
+    store and fixes no node id), and its jobs."""
+
+    def __init__(self, settings: Settings, db: Database, process: str) -> None:
+        self.settings = settings
+        self.db = db
+        self._process = process
+
+    @classmethod
+    def open(cls, settings: Settings, *, process: str = "serve") -> Runtime:
+        """Open the node on `settings`' data, its schema migrated; starts no job.
+
+        `process` names what this process is for: "serve" holds the node's leases in the
+        node's name (see `holder_name`), anything else (e.g. "verify") in a name of its own.
+
+        Raises:
+            CredentialsKeyError: stored peer or mirror tokens do not open with the key.
+        """
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.effective_database_url)
+        try:
+            db.migrate()
+            runtime = cls(settings, db, process)
+            runtime.peers.reseal()  # fail fast when stored credentials do not open
+            runtime.mirrors.reseal()
+        except BaseException:
+            db.dispose()
+            raise
+        return runtime
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return _blob_store(self.settings)
+
+    @cached_property
+    def identity(self) -> NodeIdentity:
+        return NodeIdentity.load(self.db, self.settings.node_id)
+
+    @cached_property
+    def leases(self) -> Leases:
+        node_id = self.identity.node_id
+        if self._process == "serve":
+            return Leases(self.db, holder_name(self.db, node_id), self.settings.lease_seconds)
+        holder = f"{node_id}/{self._process}/{socket.gethostname()}/{os.getpid()}"
+        return Leases(self.db, holder, self.settings.lease_seconds)
+
+    @cached_property
+    def peers(self) -> PeerService:
+        sync = self.settings.sync
+        thresholds = Thresholds(sync.degraded_after, sync.down_after, sync.up_after)
+        return PeerService(self.db, thresholds, credential_box(self.settings))
+
+    @cached_property
+    def mirrors(self) -> MirrorService:
+        mirror = self.settings.mirror
+        box = credential_box(self.settings)
+        return MirrorService(self.db, mirror.retry_initial, mirror.retry_max, box)
+
+    @cached_property
+    def auth(self) -> AuthService:
+        return AuthService(self.db)
+
+    @cached_property
+    def cache(self) -> ReadCache:
+        cache = ReadCache()
+        self.db.after_write.append(cache.new_generation)
+        return cache
+
+    @cached_property
+    def notifier(self) -> ChangeNotifier:
+        notifier = ChangeNotifier(poll=SHARED_FEED_POLL if self.db.shared else None)
+        self.db.after_write.append(notifier.notify)
+        return notifier
+
+    @cached_property
+    def cards(self) -> CardReader:
+        return CardReader(self.blobs)
+
+    @cached_property
+    def repos(self) -> RepoService:
+        return RepoService(self.db, self.blobs, self.identity)
+
+    @cached_property
+    def reads(self) -> ReadService:
+        return ReadService(self.db, self.cache, self.cards)
+
+    @cached_property
+    def commits(self) -> CommitService:
+        return CommitService(self.db, self.blobs, self.identity, self.repos)
+
+    @cached_property
+    def quarantine(self) -> Quarantine:
+        return Quarantine(self.db, self.blobs)
+
+    @cached_property
+    def uploads(self) -> UploadService:
+        return UploadService(self.db, self.blobs, self.identity, self.quarantine)
+
+    @cached_property
+    def scans(self) -> ScanService:
+        return ScanService(self.db, self.blobs)
+
+    @cached_property
+    def docs(self) -> DocBuilder:
+        return DocBuilder(self.blobs, self.cards)
+
+    @cached_property
+    def fulltext(self) -> FullText:
+        return FullText(self.db.engine)
+
+    @cached_property
+    def indexer(self) -> Indexer:
+        return Indexer(self.db, self.docs, self.fulltext)
+
+    @cached_property
+    def lookup(self) -> LookupService:
+        return LookupService(self.db)
+
+    @cached_property
+    def scrub(self) -> ScrubService:
+        return ScrubService(self.db, self.blobs, self.quarantine, self.leases, self.settings.scrub)
+
+    @cached_property
+    def replication(self) -> ReplicationService:
+        return ReplicationService(self.db, self.blobs, self.identity)
+
+    @cached_property
+    def connector(self) -> PeerConnector:
+        allow_private = self.settings.allow_private_redirects
+        return PeerConnector(self.peers, self.identity.node_id, allow_private)
+
+    @cached_property
+    def fetcher(self) -> BlobFetcher:
+        """Blobs from peers, then mirrors: eager replication, pull-through, scrub repairs."""
+        mirrors = MirrorBlobSources(
+            self.mirrors,
+            public_copies(self.lookup),
+            allow_private_redirects=self.settings.allow_private_redirects,
+        )
+        workers = self.settings.sync.blob_workers if self._process == "serve" else 1
+        return BlobFetcher(self.uploads, self.connector, workers, mirrors)
+
+    @cached_property
+    def services(self) -> Services:
+        """What the HTTP API calls."""
+        return Services(
+            settings=self.settings,
+            blobs=self.blobs,
+            identity=self.identity,
+            auth=self.auth,
+            repos=self.repos,
+            reads=self.reads,
+            commits=self.commits,
+            uploads=self.uploads,
+            peers=self.peers,
+            feed=FeedService(self.db),
+            notifier=self.notifier,
+            status=StatusService(
+                self.db,
+                self.peers,
+                self.identity,
+                self.settings.data_dir,
+                (self.indexer, self.scans, self.mirrors, self.scrub),
+            ),
+            lookup=self.lookup,
+            lineage=LineageService(self.repos, self.reads, self.lookup),
+            scans=self.scans,
+            downloads=DownloadCounter(self.db),
+            search=SearchService(
+                self.db, self.indexer, self.docs, self.fulltext, self.reads, self.scans
+            ),
+            metadata=MetadataService(self.reads, self.commits, self.scans),
+            mirrors=self.mirrors,
+            pullthrough=self.fetcher,
+        )
+
+    def boot(self) -> str | None:
+        """What a node does before it serves: drop the uploads a stop interrupted, and make
+        the admin token (the configured one, or a new one on the first start).
+
+        Returns:
+            A newly created admin token, to be shown once; None if there was one already.
+        """
+        removed = self.blobs.clear_uploads()
+        if removed:
+            logger.warning("removed %d interrupted uploads", removed)
+        secret = self.settings.admin_token
+        return self.auth.ensure_admin(secret.get_secret_value() if secret else None)
+
+    def app(self) -> FastAPI:
+        """The node's HTTP app; serving it runs the node's jobs (`jobs()`)."""
+        return create_app(self.settings, self.services, jobs=self.jobs)
+
+    @contextmanager
+    def jobs(self) -> Iterator[None]:
+        """Run the node's background jobs until the block ends."""
+        self.leases.start()
+        replicator = SyncLoop(
+            self.identity,
+            self.leases,
+            self.peers,
+            self.replication,
+            self.fetcher,
+            self.connector,
+            self.settings.sync,
+        )
+        scrubber = ScrubLoop(self.scrub, self.settings.scrub, self.fetcher.fetch_now)
+        workers = self._workers()
+        replicator.start()
+        scrubber.start()
+        for worker in workers:
+            worker.start()
+        try:
+            yield
+        finally:
+            scrubber.stop()
+            replicator.stop()
+            for worker in workers:
+                worker.stop()
+            self.leases.stop()
+
+    def _workers(self) -> list[Worker]:
+        """The node's helpers; each one off only delays or thins answers."""
+        settings = self.settings
+        counts = self.services.downloads
+        workers = [
+            Worker(
+                "download-counts",
+                counts.flush,
+                settings.downloads_flush_interval,
+                drain=False,
+                on_stop=counts.flush,  # what was counted before a clean stop is kept
+            )
+        ]
+        leases = self.leases  # one process of the node runs each of these
+        if settings.scan.enabled:
+            workers.append(
+                Worker("scanner", self.scans.run_once, settings.scan.interval, leases=leases)
+            )
+        if settings.mirror.enabled:
+            pusher = Pusher(
+                self.mirrors,
+                self.reads,
+                self.blobs,
+                allow_private_redirects=settings.allow_private_redirects,
+            )
+            interval = settings.mirror.interval
+            workers.append(
+                Worker("mirrors", pusher.run_once, interval, leases=leases, on_stop=pusher.close)
+            )
+        if settings.index.enabled:
+            batch = settings.index.batch
+            workers.append(
+                Worker(
+                    "indexer",
+                    lambda: self.indexer.run_once(batch),
+                    settings.index.interval,
+                    leases=leases,
+                )
+            )
+        return workers
+
+    def collector(self, grace: float) -> GarbageCollector:
+        """`modelyard gc`'s collector over this node's database and blob store."""
+        return GarbageCollector(self.db, self.blobs, grace)
+
+    def close(self) -> None:
+        if "fetcher" in self.__dict__:  # built: its pool may be fetching
+            self.fetcher.stop()
+        self.db.dispose()
+
+
+def _blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_store:
+        return S3BlobStore(settings.blob_store, endpoint_url=settings.blob_store_endpoint)
+    return LocalBlobStore(settings.blob_dir)
