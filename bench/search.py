@@ -32,7 +32,7 @@ from _report import append_results, git_version
 from registry.domain.names import RepoId, RepoType
 from registry.domain.search import tokens
 from registry.runtime import Runtime
-from registry.service.auth import Principal
+from registry.domain.access import Principal
 from registry.service.commits import AddBytes
 from registry.settings import Settings
 

@@ -17,7 +17,8 @@ from contextlib import ExitStack
 from mirror.build import build_target
 from mirror.node import NodeTarget
 from mirror.targets import PushCommit, PushFile, Target
-from registry.domain.digest import Digest
+from registry.domain.changes import CommitAdd, RefDelete, RefSet, decode
+from registry.domain.commit import TreeEntry
 from registry.domain.errors import BlobUnavailableError, MirrorUnavailableError
 from registry.service.mirrors import MirrorConfig, MirrorService, OutboxItem
 from registry.service.reads import ReadService
@@ -113,40 +114,34 @@ class Pusher:
 
     def _push_item(self, target: Target, item: OutboxItem, files: ExitStack) -> None:
         repo_type, repo = item.repo.split("/", 1)
-        if item.kind == "commit.add":
-            target.push_commit(self._from_body(repo_type, repo, item.body, files))
-        elif item.kind == "ref.set":
-            commit = self._from_store(repo_type, repo, str(item.body["commit"]), files)
-            if commit is None:
-                logger.info("mirror skips a ref to a commit deleted since serial=%d", item.serial)
-                return
-            target.set_ref(commit, str(item.body["ref"]))
-        elif item.kind == "ref.delete":
-            target.delete_ref(repo_type, repo, str(item.body["ref"]))
+        match decode(item.kind, item.body):
+            case CommitAdd() as added:
+                target.push_commit(self._from_change(repo_type, repo, added, files))
+            case RefSet(ref=ref, commit=commit_id):
+                commit = self._from_store(repo_type, repo, commit_id, files)
+                if commit is None:
+                    logger.info(
+                        "mirror skips a ref to a commit deleted since serial=%d", item.serial
+                    )
+                    return
+                target.set_ref(commit, ref)
+            case RefDelete(ref=ref):
+                target.delete_ref(repo_type, repo, ref)
 
-    def _file(
-        self, files: ExitStack, path: str, blake3: str, sha256: str, size: int, lfs: bool
-    ) -> PushFile:
-        local = files.enter_context(local_copy(self._blobs, Digest(blake3)))
+    def _file(self, files: ExitStack, entry: TreeEntry) -> PushFile:
+        local = files.enter_context(local_copy(self._blobs, entry.blake3))
         if local is None:
-            raise BlobUnavailableError(f"{path} ({blake3}) is not stored on this node yet")
-        return PushFile(path, size, blake3, sha256, lfs, local)
+            raise BlobUnavailableError(
+                f"{entry.path} ({entry.blake3}) is not stored on this node yet"
+            )
+        return PushFile(entry.path, entry.size, entry.blake3.hex, entry.sha256, entry.lfs, local)
 
-    def _from_body(
-        self, repo_type: str, repo: str, body: dict[str, object], stack: ExitStack
+    def _from_change(
+        self, repo_type: str, repo: str, commit: CommitAdd, stack: ExitStack
     ) -> PushCommit:
-        tree = body["tree"]
-        assert isinstance(tree, list)
-        files = tuple(self._file(stack, p, b3, sha, size, lfs) for p, b3, sha, size, lfs, _ in tree)
-        parent = body.get("parent")
+        files = tuple(self._file(stack, entry) for entry in commit.tree)
         return PushCommit(
-            repo_type,
-            repo,
-            str(body["id"]),
-            str(parent) if parent else None,
-            str(body.get("title") or ""),
-            int(str(body.get("created_ms") or 0)),
-            files,
+            repo_type, repo, commit.id, commit.parent, commit.title, commit.created_ms, files
         )
 
     def _from_store(
@@ -156,10 +151,7 @@ class Pusher:
         if commit_id not in commits:
             return None
         row = commits[commit_id]
-        files = tuple(
-            self._file(stack, t.path, t.blake3, t.sha256, t.size, t.lfs)
-            for t in self._reads.tree_map(commit_id).values()
-        )
+        files = tuple(self._file(stack, f.entry) for f in self._reads.tree_map(commit_id).values())
         return PushCommit(repo_type, repo, commit_id, row.parent, row.title, row.created_ms, files)
 
 

@@ -13,10 +13,10 @@ import httpx
 
 from registry.client import RegistryClient, RetryPolicy, raise_for_error
 from registry.client.redirects import RedirectGuard
+from registry.domain.access import ANONYMOUS
 from registry.domain.digest import Digest
 from registry.domain.errors import BlobNotFoundError
 from registry.domain.manifest import ManifestFile
-from registry.service.auth import ANONYMOUS
 from registry.service.lookup import LookupService
 from registry.service.mirrors import MirrorConfig, MirrorService
 

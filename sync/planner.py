@@ -4,7 +4,9 @@ Theory of operation (invariants the puller relies on):
 - An entry is identified by (origin, origin_serial); one already applied, or one that
   originated here, yields nothing: applying a batch twice is a no-op.
 - Every other entry is recorded in the local log, even when it changes nothing (stale), so
-  it is re-served to our own peers (A -> B -> C) and recognised when it arrives again.
+  it is re-served to our own peers (A -> B -> C) and recognised when it arrives again. So are
+  entries of a kind this version does not know, and entries whose body cannot be decoded:
+  recorded as they came, never applied.
 - Only a repo's home node speaks for it: entries about repo R are used only if their origin
   is R's home. A deleted incarnation (tombstone) never comes back.
 - Ref moves apply only with a version newer than the one held, and only to a commit the node
@@ -14,13 +16,22 @@ The planner mutates `view` as it goes, so later entries of a batch see earlier o
 
 from __future__ import annotations
 
+from registry.domain.changes import (
+    ChangeEntry,
+    CommitAdd,
+    RefDelete,
+    RefSet,
+    RepoDelete,
+    RepoUpsert,
+    UnknownChange,
+)
+from registry.domain.errors import InvalidError
 from registry.domain.replication import (
     Action,
     AddCommit,
     CreateRepo,
     DeleteRef,
     DeleteRepo,
-    Entry,
     LocalView,
     Record,
     RepoState,
@@ -28,7 +39,7 @@ from registry.domain.replication import (
 )
 
 
-def plan(view: LocalView, entries: list[Entry]) -> list[Action]:
+def plan(view: LocalView, entries: list[ChangeEntry]) -> list[Action]:
     actions: list[Action] = []
     for entry in entries:
         key = (entry.origin, entry.origin_serial)
@@ -40,65 +51,66 @@ def plan(view: LocalView, entries: list[Entry]) -> list[Action]:
     return actions
 
 
-def _plan_entry(view: LocalView, entry: Entry) -> list[Action]:
-    incarnation = str(entry.body.get("incarnation", ""))
-    if (entry.repo, incarnation) in view.tombstones:
+def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
+    try:
+        change = entry.change()
+    except InvalidError:
+        return []  # a body its kind cannot have: recorded, not applied
+    if isinstance(change, UnknownChange):
+        return []  # a kind this version does not know: recorded, not applied
+    if (entry.repo, change.incarnation) in view.tombstones:
         return []
-    if entry.kind == "repo.upsert":
-        return _upsert(view, entry, incarnation)
+    if isinstance(change, RepoUpsert):
+        return _upsert(view, entry, change)
     state = view.repos.get(entry.repo)
-    if state is None or state.incarnation != incarnation or state.home != entry.origin:
+    if state is None or state.incarnation != change.incarnation or state.home != entry.origin:
         return []  # unknown repo, another incarnation, or not said by its home
-    if entry.kind == "commit.add":
-        return _add_commit(view, entry)
-    if entry.kind == "ref.set":
-        return _set_ref(view, state, entry)
-    if entry.kind == "ref.delete":
-        return _delete_ref(state, entry)
-    if entry.kind == "repo.delete":
-        view.tombstones.add((entry.repo, incarnation))
-        del view.repos[entry.repo]
-        return [DeleteRepo(entry.repo, incarnation)]
-    return []  # a kind this version does not know: recorded, not applied
+    match change:
+        case CommitAdd():
+            return _add_commit(view, entry.repo, change)
+        case RefSet():
+            return _set_ref(view, state, entry.repo, change)
+        case RefDelete():
+            return _delete_ref(state, entry.repo, change)
+        case RepoDelete():
+            view.tombstones.add((entry.repo, change.incarnation))
+            del view.repos[entry.repo]
+            return [DeleteRepo(entry.repo, change.incarnation)]
 
 
-def _upsert(view: LocalView, entry: Entry, incarnation: str) -> list[Action]:
-    home = str(entry.body.get("home", ""))
-    if home != entry.origin or home == view.node_id:
+def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert) -> list[Action]:
+    if change.home != entry.origin or change.home == view.node_id:
         return []
     actions: list[Action] = []
     state = view.repos.get(entry.repo)
-    if state is not None and state.incarnation == incarnation:
+    if state is not None and state.incarnation == change.incarnation:
         return []
     if state is not None:  # an older incarnation whose delete we never saw
         view.tombstones.add((entry.repo, state.incarnation))
         actions.append(DeleteRepo(entry.repo, state.incarnation))
-    view.repos[entry.repo] = RepoState(incarnation, home)
-    created = int(entry.body.get("created_ms", entry.created_ms))
-    actions.append(CreateRepo(entry.repo, incarnation, home, entry.private, created))
+    view.repos[entry.repo] = RepoState(change.incarnation, change.home)
+    actions.append(
+        CreateRepo(entry.repo, change.incarnation, change.home, entry.private, change.created_ms)
+    )
     return actions
 
 
-def _add_commit(view: LocalView, entry: Entry) -> list[Action]:
-    commit_id = str(entry.body.get("id", ""))
-    if not commit_id or commit_id in view.commits:
+def _add_commit(view: LocalView, repo: str, change: CommitAdd) -> list[Action]:
+    if change.id in view.commits:
         return []
-    view.commits.add(commit_id)
-    return [AddCommit(entry.repo, entry.body)]
+    view.commits.add(change.id)
+    return [AddCommit(repo, change)]
 
 
-def _set_ref(view: LocalView, state: RepoState, entry: Entry) -> list[Action]:
-    ref, commit = str(entry.body.get("ref", "")), str(entry.body.get("commit", ""))
-    version = int(entry.body.get("version", 0))
-    if version <= state.refs.get(ref, 0) or commit not in view.commits:
+def _set_ref(view: LocalView, state: RepoState, repo: str, change: RefSet) -> list[Action]:
+    if change.version <= state.refs.get(change.ref, 0) or change.commit not in view.commits:
         return []
-    state.refs[ref] = version
-    return [SetRef(entry.repo, ref, commit, version)]
+    state.refs[change.ref] = change.version
+    return [SetRef(repo, change.ref, change.commit, change.version)]
 
 
-def _delete_ref(state: RepoState, entry: Entry) -> list[Action]:
-    ref, version = str(entry.body.get("ref", "")), int(entry.body.get("version", 0))
-    if version <= state.refs.get(ref, 0):
+def _delete_ref(state: RepoState, repo: str, change: RefDelete) -> list[Action]:
+    if change.version <= state.refs.get(change.ref, 0):
         return []
-    state.refs[ref] = version
-    return [DeleteRef(entry.repo, ref, version)]
+    state.refs[change.ref] = change.version
+    return [DeleteRef(repo, change.ref, change.version)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from registry.client import RegistryClient, RetryPolicy
-from registry.domain.replication import Entry
+from registry.domain.changes import ChangeEntry
 from registry.metadata.tables import Peer
 from registry.service.replication import ReplicationService
 from registry.settings import SyncSettings
@@ -59,7 +59,7 @@ class Puller:
         peer = self._peers.contact(self.peer_id, feed.node_id, feed.epoch)
         if peer.cursor != since:
             return 0  # the peer's epoch changed: start over from its new history
-        entries = [Entry(**e.model_dump()) for e in feed.entries]
+        entries = [ChangeEntry(**e.model_dump()) for e in feed.entries]
         missing = self._replication.apply(self.peer_id, entries, feed.last_serial, feed.head, plan)
         if missing and peer.blobs == "eager":
             self._fetcher.enqueue(missing, first=self.peer_id)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from registry.service.auth import Principal
+from registry.domain.access import Principal
 from registry.service.services import Services as Node
 
 

@@ -15,10 +15,10 @@ from urllib.parse import unquote
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.api.files import resolve_headers, scan_headers
+from registry.domain.access import Principal
 from registry.domain.errors import RegistryError
 from registry.domain.names import RepoId, RepoType
 from registry.metrics import ROUTE_KEY
-from registry.service.auth import Principal
 from registry.service.scanning import SCANNED
 from registry.service.services import Services as Node
 

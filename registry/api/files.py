@@ -15,7 +15,7 @@ from registry.api.errors import documented
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
 from registry.domain.errors import InvalidError, RangeNotSatisfiableError
-from registry.metadata.tables import Repo
+from registry.domain.records import RepoRecord
 from registry.service.peers import PeerService
 from registry.service.scanning import Verdict
 from registry.storage import BlobStore
@@ -127,7 +127,7 @@ def _span(first: str, last: str, size: int) -> tuple[int, int] | None:
     return int(first), min(size, int(last) + 1 if last else size)
 
 
-def replica_headers(peers: PeerService, node_id: str, repo: Repo) -> dict[str, str]:
+def replica_headers(peers: PeerService, node_id: str, repo: RepoRecord) -> dict[str, str]:
     """On a replica: which node is the repo's home, and how old our copy may be."""
     if repo.home_node == node_id:
         return {}

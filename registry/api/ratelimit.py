@@ -27,10 +27,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.api.errors import error_response
+from registry.domain.access import Principal
 from registry.domain.errors import RegistryError
 from registry.domain.tokens import hash_token
 from registry.metrics import LIMIT_HEADER
-from registry.service.auth import Principal
 from registry.service.services import Services as Node
 from registry.settings import LimitSettings
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
 import pathspec
 
 _LFS_EXTENSIONS = (
@@ -28,3 +30,8 @@ def lfs_spec(gitattributes: str) -> pathspec.PathSpec[pathspec.Pattern]:
 
 def ignore_spec(gitignore: str) -> pathspec.PathSpec[pathspec.Pattern]:
     return pathspec.PathSpec.from_lines("gitignore", gitignore.splitlines())
+
+
+def covers(glob: str, repo_key: str) -> bool:
+    """Does a mirror's `repos` glob (over namespace/name) cover a repo key (`model/ns/n`)?"""
+    return fnmatchcase(repo_key.split("/", 1)[-1], glob)

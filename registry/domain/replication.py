@@ -3,21 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-
-@dataclass(frozen=True)
-class Entry:
-    """One change-log entry as a peer serves it."""
-
-    serial: int
-    origin: str
-    origin_serial: int
-    kind: str
-    repo: str
-    private: bool
-    body: dict[str, Any]
-    created_ms: int
+from registry.domain.changes import ChangeEntry, CommitAdd
 
 
 @dataclass
@@ -56,7 +43,7 @@ class DeleteRepo:
 @dataclass(frozen=True)
 class AddCommit:
     repo: str
-    body: dict[str, Any]  # id, parent, author, title, message, created_ms, tree
+    commit: CommitAdd
 
 
 @dataclass(frozen=True)
@@ -78,7 +65,7 @@ class DeleteRef:
 class Record:
     """Append the entry to this node's own log (keeping its origin), so it is re-served."""
 
-    entry: Entry
+    entry: ChangeEntry
 
 
 Action = CreateRepo | DeleteRepo | AddCommit | SetRef | DeleteRef | Record

@@ -1,9 +1,11 @@
-"""Engines, transactions and the change log.
+"""Engines and transactions: `Database.read()` and `Database.write()` each give a `Tx`, the
+metadata's query groups over one transaction (registry/metadata/tx.py).
 
 Theory of operation: every write runs in `Database.write()`, one transaction that takes the
 database's write lock up front (`BEGIN IMMEDIATE` on SQLite, the serial counter's row lock on
 Postgres). Each change appends a `Change` row whose serial comes from that counter inside the
-same transaction, so serials are gap-free and no reader ever sees serial N+1 before N.
+same transaction (`registry.metadata.changelog`), so serials are gap-free and no reader ever
+sees serial N+1 before N.
 
 A database several processes share (Postgres) also keeps a `generation` counter that every
 write transaction moves: a process's read cache compares it to tell that another process wrote.
@@ -11,8 +13,6 @@ write transaction moves: a process's read cache compares it to tell that another
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,13 +21,8 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
-from registry.metadata.outbox import enqueue
 from registry.metadata.schema import migrate
-from registry.metadata.tables import Change, Counter, NodeState
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+from registry.metadata.tx import Tx
 
 
 class Database:
@@ -64,12 +59,12 @@ class Database:
             self._generation.dispose()
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
+    def read(self) -> Iterator[Tx]:
         with Session(self._read, expire_on_commit=False) as session:
-            yield session
+            yield Tx(session)
 
     @contextmanager
-    def write(self, *, invalidates: bool = True) -> Iterator[Session]:
+    def write(self, *, invalidates: bool = True) -> Iterator[Tx]:
         """One write transaction; committed on success, rolled back on any error.
 
         `invalidates=False` is for bookkeeping no reader caches (leases): it leaves the read
@@ -77,18 +72,28 @@ class Database:
         """
         with Session(self._write, expire_on_commit=False) as session:
             with session.begin():
+                tx = Tx(session)
                 if not self.is_sqlite:
                     # The write lock up front, as BEGIN IMMEDIATE on SQLite: a transaction that
                     # reads a branch head and moves it must not interleave with another.
-                    counter = session.get(Counter, "serial", with_for_update=True)
-                    assert counter is not None, "created when the database was opened"
-                    session.info["serial_counter"] = counter
-                yield session
+                    tx.changes.lock()
+                yield tx
                 if self.shared and invalidates:
                     session.execute(_NEXT_GENERATION)
             if invalidates:
                 for callback in self.after_write:
                     callback()
+
+    # TEMPORARY while services move onto `Tx` (removed before this branch lands).
+    @contextmanager
+    def legacy_read(self) -> Iterator[Session]:
+        with self.read() as tx:
+            yield tx._session
+
+    @contextmanager
+    def legacy_write(self, *, invalidates: bool = True) -> Iterator[Session]:
+        with self.write(invalidates=invalidates) as tx:
+            yield tx._session
 
     def generation(self) -> int:
         """The shared write generation (moves with every write transaction of any process)."""
@@ -104,56 +109,9 @@ class Database:
         with self._generation.connect() as connection:
             return int(connection.execute(_GENERATION).scalar() or 0)
 
-    def append_change(
-        self,
-        session: Session,
-        origin: str,
-        kind: str,
-        repo: str,
-        body: dict[str, Any],
-        *,
-        private: bool,
-        origin_serial: int | None = None,
-    ) -> int:
-        """Append one entry with the next serial; `origin_serial` is given for entries
-        learned from a peer (their own serial is then kept for dedup)."""
-        # Row-locked once per transaction (Postgres), then reused from the session.
-        counter = session.info.get("serial_counter")
-        if counter is None:
-            counter = session.get(Counter, "serial", with_for_update=True)
-            assert counter is not None, "created with the schema"
-            session.info["serial_counter"] = counter
-        counter.value += 1
-        session.add(counter)
-        serial = counter.value
-        session.add(
-            Change(
-                serial=serial,
-                origin=origin,
-                origin_serial=serial if origin_serial is None else origin_serial,
-                kind=kind,
-                repo=repo,
-                private=private,
-                body=json.dumps(body, sort_keys=True),
-                created_ms=now_ms(),
-            )
-        )
-        enqueue(session, serial, kind, repo, private=private)
-        return serial
-
     def head_serial(self) -> int:
-        with self.read() as session:
-            counter = session.get(Counter, "serial")
-            return counter.value if counter else 0
-
-    def node_value(self, key: str, default: str) -> str:
-        """A persisted node property; `default` is stored on first use."""
-        with self.write() as session:
-            row = session.get(NodeState, key)
-            if row is None:
-                row = NodeState(key=key, value=default)
-                session.add(row)
-            return row.value
+        with self.read() as tx:
+            return tx.changes.head()
 
 
 _GENERATION = text("SELECT value FROM counter WHERE name = 'generation'")

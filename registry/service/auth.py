@@ -1,36 +1,18 @@
-"""Users, hashed tokens, and who may read or write what."""
+"""Users and hashed tokens: who a bearer token stands for."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 
-from sqlmodel import select
-
-from registry.domain.errors import ForbiddenError, InvalidNameError, UnauthorizedError
+from registry.domain.access import ANONYMOUS, Principal
+from registry.domain.errors import InvalidNameError, UnauthorizedError
 from registry.domain.names import NAME_PART
 from registry.domain.tokens import hash_token, new_token
-from registry.metadata.db import Database, now_ms
-from registry.metadata.tables import Repo, Token, User
+from registry.metadata.db import Database
 
 logger = logging.getLogger(__name__)
 ADMIN_USER = "admin"
-
-
-@dataclass(frozen=True)
-class Principal:
-    user: str | None
-    is_admin: bool = False
-    can_write: bool = False
-    token_label: str = ""
-
-    @property
-    def anonymous(self) -> bool:
-        return self.user is None
-
-
-ANONYMOUS = Principal(None)
 
 
 class AuthService:
@@ -51,12 +33,13 @@ class AuthService:
         cached = self._cache.get(digest)
         if cached is not None:
             return cached
-        with self._db.read() as session:
-            row = session.exec(select(Token).where(Token.hash == digest)).first()
-            user = session.get(User, row.user) if row else None
-        if row is None or user is None:
+        with self._db.read() as tx:
+            holder = tx.accounts.holder(digest)
+        if holder is None:
             raise UnauthorizedError("Invalid credentials in Authorization header")
-        principal = Principal(user.name, user.is_admin, row.write or user.is_admin, row.label)
+        principal = Principal(
+            holder.user, holder.is_admin, holder.write or holder.is_admin, holder.label
+        )
         with self._lock:
             self._cache[digest] = principal
         return principal
@@ -74,24 +57,9 @@ class AuthService:
         if not NAME_PART.match(user):
             raise InvalidNameError(f"Invalid user name {user!r}")
         token = token or new_token()
-        with self._db.write() as session:
-            row = session.get(User, user)
-            if row is None:
-                session.add(User(name=user, is_admin=admin, created_ms=now_ms()))
-            elif admin and not row.is_admin:
-                row.is_admin = True
-                session.add(row)
-            digest = hash_token(token)
-            if session.exec(select(Token).where(Token.hash == digest)).first() is None:
-                session.add(
-                    Token(
-                        hash=digest,
-                        user=user,
-                        write=write or admin,
-                        label=label,
-                        created_ms=now_ms(),
-                    )
-                )
+        with self._db.write() as tx:
+            tx.accounts.ensure_user(user, admin=admin)
+            tx.accounts.add_token(hash_token(token), user, write=write or admin, label=label)
         return token
 
     def ensure_admin(self, configured: str | None) -> str | None:
@@ -104,32 +72,8 @@ class AuthService:
                 ADMIN_USER, write=True, admin=True, label="configured", token=configured
             )
             return None
-        with self._db.read() as session:
-            has_admin = session.exec(select(User).where(User.is_admin)).first() is not None
+        with self._db.read() as tx:
+            has_admin = tx.accounts.has_admin()
         if has_admin:
             return None
         return self.create_token(ADMIN_USER, write=True, admin=True, label="first start")
-
-
-def can_read(principal: Principal, repo: Repo) -> bool:
-    return may_read(principal, private=repo.private, namespace=repo.namespace)
-
-
-def may_read(principal: Principal, *, private: bool, namespace: str) -> bool:
-    return not private or principal.is_admin or principal.user == namespace
-
-
-def require_admin(principal: Principal) -> None:
-    if principal.anonymous:
-        raise UnauthorizedError("This needs the admin token")
-    if not principal.is_admin:
-        raise ForbiddenError("Only the node's admin may do this")
-
-
-def require_write(principal: Principal, namespace: str) -> None:
-    if principal.anonymous:
-        raise UnauthorizedError("Write access needs a token: pass one as a Bearer token")
-    if not principal.can_write:
-        raise ForbiddenError("This token is read-only; create one with --write")
-    if not principal.is_admin and principal.user != namespace:
-        raise ForbiddenError(f"You have no write access to namespace {namespace!r}")

@@ -1,7 +1,7 @@
 """In-process cache for the hot read paths (repo info, resolve HEAD).
 
 Theory of operation: a commit and its tree never change once written, so anything keyed by a
-commit id is cached until evicted (bounded LRU). Repo rows and ref resolutions do change; they
+commit id is cached until evicted (bounded LRU). Repo records and ref resolutions do change; they
 are cached per *generation*, and every write transaction this process commits starts a new
 generation, dropping them. When several processes share the database, a read first compares
 the database's write generation with the last one seen (`follow`): another process's write
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from registry.domain.names import RepoId
-from registry.metadata.tables import Commit, Repo, TreeRow
+from registry.domain.records import CommitRecord, RepoRecord, TreeFile
 
 logger = logging.getLogger(__name__)
 K = TypeVar("K")
@@ -54,10 +54,10 @@ class Lru(Generic[K, V]):
 
 class ReadCache:
     def __init__(self, capacity: int = 2048) -> None:
-        self.commits: Lru[str, Commit] = Lru(capacity * 4)
-        self.trees: Lru[str, dict[str, TreeRow]] = Lru(capacity)
+        self.commits: Lru[str, CommitRecord] = Lru(capacity * 4)
+        self.trees: Lru[str, dict[str, TreeFile]] = Lru(capacity)
         self.responses: Lru[tuple[object, ...], bytes] = Lru(capacity)
-        self.repos: Lru[RepoId, Repo] = Lru(capacity)
+        self.repos: Lru[RepoId, RepoRecord] = Lru(capacity)
         self.revisions: Lru[tuple[int, str], str] = Lru(capacity)
         self.generation = 0
         self._seen = -1  # the shared database's write generation last followed

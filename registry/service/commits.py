@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
-
+from registry.domain.access import Principal
+from registry.domain.changes import RefDelete
 from registry.domain.commit import TreeEntry, parent_dirs
-from registry.domain.digest import REGULAR_FILE_MAX, Digest
+from registry.domain.digest import REGULAR_FILE_MAX
 from registry.domain.errors import (
     EntryNotFoundError,
     InvalidPathError,
@@ -21,17 +21,16 @@ from registry.domain.errors import (
 )
 from registry.domain.names import RepoId, check_ref_name
 from registry.domain.patterns import ignore_spec, lfs_spec
+from registry.domain.records import RepoRecord
 from registry.metadata.db import Database
-from registry.metadata.tables import Blob, Ref, Repo, TreeRow
-from registry.service.auth import Principal, require_write
+from registry.metadata.tx import Tx
 from registry.service.identity import NodeIdentity
-from registry.service.reads import entry_of, resolve_commit
+from registry.service.reads import resolve_commit
 from registry.service.repos import (
+    NewCommit,
     RepoService,
-    find_repo,
-    log_change,
-    require_home,
-    set_ref,
+    move_ref,
+    writable_repo,
     write_commit,
 )
 from registry.storage import BlobStore
@@ -90,12 +89,6 @@ class CommitService:
         self._node = node
         self._repos = repos
 
-    def _writable(self, session: Session, principal: Principal, repo: RepoId) -> Repo:
-        row = find_repo(session, principal, repo)
-        require_write(principal, repo.namespace)
-        require_home(session, row, self._node)
-        return row
-
     def commit(
         self,
         principal: Principal,
@@ -108,35 +101,31 @@ class CommitService:
         parent_commit: str | None = None,
         create_pr: bool = False,
     ) -> CommitResult:
-        with self._db.read() as session:  # fail fast before storing any bytes
-            resolve_commit(session, self._writable(session, principal, repo), revision)
+        with self._db.read() as tx:  # fail fast before storing any bytes
+            resolve_commit(tx, writable_repo(tx, principal, repo, self._node), revision)
         added = {op.path: self._entry(op) for op in operations if not isinstance(op, Delete)}
-        with self._db.write() as session:
-            row = self._writable(session, principal, repo)
-            head = resolve_commit(session, row, revision)
+        with self._db.write() as tx:
+            found = writable_repo(tx, principal, repo, self._node)
+            head = resolve_commit(tx, found, revision)
             if parent_commit and not head.id.startswith(parent_commit.lower()):
                 raise ParentMismatchError(
                     f"The branch {revision} was updated since {parent_commit}: its head is now "
                     f"{head.id}. Pull and retry."
                 )
-            rows = session.exec(select(TreeRow).where(TreeRow.commit_id == head.id)).all()
-            tree = {r.path: entry_of(r) for r in rows}
+            files = tx.commits.tree(head.id)
+            tree = {f.path: f.entry for f in files}
             changed = _apply(tree, operations, added)
-            ref, pr = self._target_ref(session, row, revision, create_pr)
-            sha = write_commit(
-                self._db,
-                session,
-                self._node,
-                row,
-                parent=head.id,
-                author=principal.user or "",
-                title=title,
-                message=message,
-                tree=list(tree.values()),
-                changed=changed,
-                ref=ref,
-                last_commits={r.path: r.last_commit for r in rows},
+            ref, pr = self._target_ref(tx, found, revision, create_pr)
+            new = NewCommit(
+                head.id,
+                principal.user or "",
+                title,
+                message,
+                list(tree.values()),
+                changed,
+                {f.path: f.last_commit for f in files},
             )
+            sha = write_commit(tx, self._node, found, new, ref)
         logger.info("commit repo=%s ref=%s commit=%s ops=%d", repo, ref, sha, len(operations))
         return CommitResult(sha, pr)
 
@@ -146,9 +135,9 @@ class CommitService:
             return TreeEntry(
                 op.path, stored.blake3, stored.sha256, stored.size, False, stored.git_sha1
             )
-        with self._db.read() as session:
-            blob = session.exec(select(Blob).where(Blob.sha256 == op.sha256)).first()
-        if blob is None or self._blobs.stat(_digest(blob)) is None:
+        with self._db.read() as tx:
+            blob = tx.blobs.by_sha256(op.sha256)
+        if blob is None or self._blobs.stat(blob.digest) is None:
             raise MissingObjectError(
                 f"LFS object {op.sha256} for {op.path!r} was never uploaded",
                 detail={"path": op.path, "oid": op.sha256},
@@ -158,17 +147,16 @@ class CommitService:
                 f"LFS object {op.sha256} has {blob.size} bytes, the commit says {op.size}",
                 detail={"path": op.path},
             )
-        return TreeEntry(op.path, _digest(blob), blob.sha256, blob.size, True, blob.git_sha1)
+        return TreeEntry(op.path, blob.digest, blob.sha256, blob.size, True, blob.git_sha1)
 
     def _target_ref(
-        self, session: Session, repo: Repo, revision: str, create_pr: bool
+        self, tx: Tx, repo: RepoRecord, revision: str, create_pr: bool
     ) -> tuple[str, int | None]:
         if create_pr:
-            repo.pr_count += 1
-            session.add(repo)
-            return f"refs/pr/{repo.pr_count}", repo.pr_count
+            number = tx.repos.next_pr(repo.id)
+            return f"refs/pr/{number}", number
         for name in [revision] if revision.startswith("refs/") else [f"refs/heads/{revision}"]:
-            if session.get(Ref, (repo.id, name)) is not None and not name.startswith("refs/tags/"):
+            if tx.refs.get(repo.id, name) is not None and not name.startswith("refs/tags/"):
                 return name, None
         raise RevisionNotFoundError(
             f"Invalid rev id: {revision} (commits go to a branch or a refs/pr/N ref)"
@@ -178,42 +166,32 @@ class CommitService:
         self, principal: Principal, repo: RepoId, branch: str, starting_point: str | None
     ) -> None:
         check_ref_name(branch)
-        with self._db.write() as session:
-            row = self._writable(session, principal, repo)
-            start = resolve_commit(session, row, starting_point or "main")
-            self._new_ref(session, row, f"refs/heads/{branch}", start.id)
+        with self._db.write() as tx:
+            found = writable_repo(tx, principal, repo, self._node)
+            start = resolve_commit(tx, found, starting_point or "main")
+            self._new_ref(tx, found, f"refs/heads/{branch}", start.id)
 
     def create_tag(self, principal: Principal, repo: RepoId, revision: str, tag: str) -> None:
         check_ref_name(tag)
-        with self._db.write() as session:
-            row = self._writable(session, principal, repo)
-            target = resolve_commit(session, row, revision)
-            self._new_ref(session, row, f"refs/tags/{tag}", target.id)
+        with self._db.write() as tx:
+            found = writable_repo(tx, principal, repo, self._node)
+            target = resolve_commit(tx, found, revision)
+            self._new_ref(tx, found, f"refs/tags/{tag}", target.id)
 
-    def _new_ref(self, session: Session, row: Repo, ref: str, sha: str) -> None:
-        if session.get(Ref, (row.id, ref)) is not None:
+    def _new_ref(self, tx: Tx, repo: RepoRecord, ref: str, sha: str) -> None:
+        if tx.refs.get(repo.id, ref) is not None:
             raise RefExistsError(f"Reference {ref} already exists")
-        set_ref(self._db, session, self._node, row, ref, sha)
+        move_ref(tx, self._node, repo, ref, sha)
 
     def delete_ref(self, principal: Principal, repo: RepoId, ref: str) -> None:
-        with self._db.write() as session:
-            row = self._writable(session, principal, repo)  # who asks comes first: 404/401/403
+        with self._db.write() as tx:
+            found = writable_repo(tx, principal, repo, self._node)  # who asks comes first
             if ref == "refs/heads/main":
                 raise ProtectedRefError("Cannot delete refs/heads/main")
-            existing = session.get(Ref, (row.id, ref))
-            if existing is None:
+            if not tx.refs.delete(found.id, ref):
                 raise RevisionNotFoundError(f"Invalid rev id: {ref} does not exist")
-            session.delete(existing)
-            row.ref_version += 1
-            session.add(row)
-            log_change(
-                self._db,
-                session,
-                self._node,
-                row,
-                "ref.delete",
-                {"ref": ref, "version": row.ref_version},
-            )
+            version = tx.repos.next_ref_version(found.id)
+            tx.changes.append(self._node.node_id, found, RefDelete(found.incarnation, ref, version))
 
     def preupload(
         self,
@@ -223,13 +201,9 @@ class CommitService:
         files: list[PreuploadFile],
         gitignore: str | None,
     ) -> list[PreuploadAnswer]:
-        with self._db.read() as session:
-            row = self._writable(session, principal, repo)
-            head = resolve_commit(session, row, revision)
-            tree = {
-                r.path: entry_of(r)
-                for r in session.exec(select(TreeRow).where(TreeRow.commit_id == head.id)).all()
-            }
+        with self._db.read() as tx:
+            head = resolve_commit(tx, writable_repo(tx, principal, repo, self._node), revision)
+            tree = {f.path: f.entry for f in tx.commits.tree(head.id)}
         lfs = lfs_spec(self._text(tree.get(".gitattributes")))
         ignored = ignore_spec(
             gitignore if gitignore is not None else self._text(tree.get(".gitignore"))
@@ -246,10 +220,6 @@ class CommitService:
         if entry is None or entry.size > REGULAR_FILE_MAX:
             return ""
         return b"".join(self._blobs.open(entry.blake3)).decode("utf-8", "replace")
-
-
-def _digest(blob: Blob) -> Digest:
-    return Digest(blob.blake3)
 
 
 def _apply(

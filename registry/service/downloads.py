@@ -1,7 +1,7 @@
 """Download counts: counted in memory on the download path, written in the background.
 
 A download is a GET of a file from its first byte. Counting it is a dict increment under a
-lock; a flush thread adds the counts to the repo rows every few seconds, so downloads never
+lock; a flush thread adds the counts to the repos every few seconds, so downloads never
 wait on the database. A crash loses at most one interval of counts, never a file.
 """
 
@@ -11,10 +11,7 @@ import logging
 import threading
 from collections import Counter
 
-from sqlmodel import col, update
-
 from registry.metadata.db import Database
-from registry.metadata.tables import Repo
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +32,7 @@ class DownloadCounter:
             pending, self._pending = self._pending, Counter()
         if not pending:
             return 0
-        with self._db.write() as session:
-            for repo_id, n in pending.items():
-                session.execute(
-                    update(Repo)
-                    .where(col(Repo.id) == repo_id)
-                    .values(downloads=col(Repo.downloads) + n)
-                )
+        with self._db.write() as tx:
+            tx.repos.add_downloads(pending)
         self.version += 1
         return sum(pending.values())

@@ -11,28 +11,23 @@ also looks again every `poll` seconds, for writes the other processes made.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 
-from sqlmodel import col, select
-
+from registry.domain.access import Principal, may_read
+from registry.domain.changes import ChangeEntry
 from registry.domain.errors import CursorAheadError
-from registry.domain.replication import Entry
 from registry.metadata.db import Database
-from registry.metadata.tables import Change, Counter
-from registry.service.auth import Principal
 
 
 @dataclass(frozen=True)
 class FeedPage:
     head: int
     last_serial: int  # the last serial examined; the reader's next `since`
-    entries: list[Entry]
+    entries: list[ChangeEntry]
 
 
-def may_read_entry(principal: Principal, change: Change) -> bool:
-    namespace = change.repo.split("/")[1]
-    return not change.private or principal.is_admin or principal.user == namespace
+def may_read_entry(principal: Principal, entry: ChangeEntry) -> bool:
+    return may_read(principal, private=entry.private, namespace=entry.repo.split("/")[1])
 
 
 class FeedService:
@@ -45,44 +40,25 @@ class FeedService:
         return self._db.head_serial()
 
     def page(self, principal: Principal, since: int, limit: int) -> FeedPage:
-        with self._db.read() as session:
-            counter = session.get(Counter, "serial")
-            head = counter.value if counter else 0
+        with self._db.read() as tx:
+            head = tx.changes.head()
             if since > head:
                 raise CursorAheadError(
                     f"Cursor {since} is beyond this node's head serial {head}: it belongs to "
                     "another history (was the node reset?)",
                     detail={"since": since, "head": head},
                 )
-            rows = session.exec(
-                select(Change)
-                .where(col(Change.serial) > since)
-                .order_by(col(Change.serial))
-                .limit(limit)
-            ).all()
-        entries: list[Entry] = []
+            logged = tx.changes.page(since, limit)
+        entries: list[ChangeEntry] = []
         last, size = since, 0
-        for row in rows:
-            if entries and size + len(row.body) > self._max_bytes:
+        for item in logged:
+            if entries and size + item.size > self._max_bytes:
                 break  # bounded by bytes too; the rest comes in the next page
-            last = row.serial
-            if may_read_entry(principal, row):
-                size += len(row.body)
-                entries.append(_entry(row))
+            last = item.entry.serial
+            if may_read_entry(principal, item.entry):
+                size += item.size
+                entries.append(item.entry)
         return FeedPage(head, last, entries)
-
-
-def _entry(row: Change) -> Entry:
-    return Entry(
-        row.serial,
-        row.origin,
-        row.origin_serial,
-        row.kind,
-        row.repo,
-        row.private,
-        json.loads(row.body),
-        row.created_ms,
-    )
 
 
 class ChangeNotifier:

@@ -44,9 +44,10 @@ from sqlalchemy import delete as delete_where
 from sqlalchemy import exists, func
 from sqlmodel import Session, col, select
 
+from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.errors import RegistryError
-from registry.metadata.db import Database, now_ms
+from registry.metadata.db import Database
 from registry.metadata.tables import (
     Blob,
     BlobQuarantine,
@@ -117,7 +118,7 @@ class GarbageCollector:
         report = progress or _quiet
         cutoff = _Cutoff(now_ms(), self._grace)
         result = GcReport(deleted=delete, grace=self._grace)
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             needed = _outbox_blobs(session)
         candidates = [*self._unreferenced_rows(cutoff, needed, result, report)]
         candidates += self._unrecorded_bytes(cutoff, needed, result, report)
@@ -143,12 +144,12 @@ class GarbageCollector:
         self, cutoff: _Cutoff, needed: set[str], result: GcReport, report: Progress
     ) -> Iterator[Garbage]:
         """Blob rows no tree entry names, page by page in blake3 order."""
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             total = int(session.exec(select(func.count()).select_from(Blob)).one())
         referenced = exists().where(col(TreeRow.blake3) == col(Blob.blake3))
         after, seen = "", 0
         while True:
-            with self._db.read() as session:
+            with self._db.legacy_read() as session:
                 page = session.exec(
                     select(Blob.blake3, Blob.size, Blob.wanted_ms, Blob.created_ms)
                     .where(col(Blob.blake3) > after)
@@ -188,7 +189,7 @@ class GarbageCollector:
         seen = 0
         while chunk := list(islice(listed, PAGE)):
             by_hex = {info.digest.hex: info for info in chunk}
-            with self._db.read() as session:
+            with self._db.legacy_read() as session:
                 recorded = set(
                     session.exec(select(Blob.blake3).where(col(Blob.blake3).in_(by_hex))).all()
                 )
@@ -214,7 +215,7 @@ class GarbageCollector:
         """Delete what is still garbage under the write lock; returns what was deleted."""
         deleted: list[Garbage] = []
         failure: Exception | None = None
-        with self._db.write(invalidates=False) as session:  # no reader caches these rows
+        with self._db.legacy_write(invalidates=False) as session:  # no reader caches these rows
             needed = _outbox_blobs(session)
             for garbage in batch:
                 if not _still_garbage(session, garbage, cutoff, needed):

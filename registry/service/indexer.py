@@ -19,14 +19,15 @@ from dataclasses import dataclass, replace
 from sqlalchemy import delete, tuple_
 from sqlmodel import Session, col, select
 
+from registry.domain.clock import now_ms
 from registry.domain.commit import TreeEntry
 from registry.domain.search import SearchDoc, normalize_key
-from registry.metadata.db import Database, now_ms
+from registry.metadata.commits import tree_file
+from registry.metadata.db import Database
 from registry.metadata.fulltext import FullText
+from registry.metadata.repos import record_of
 from registry.metadata.tables import Change, NodeState, Ref, Repo, SearchEntry, SearchTag, TreeRow
 from registry.service.cards import CardReader
-from registry.service.reads import entry_of
-from registry.service.repos import repo_id_of
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def rows_by_key(session: Session, keys: Iterable[str]) -> dict[str, Repo]:
         part = wanted[start : start + CHUNK]
         where = tuple_(col(Repo.type), col(Repo.namespace), col(Repo.name)).in_(part)
         for row in session.exec(select(Repo).where(where)).all():
-            found[repo_id_of(row).key] = row
+            found[record_of(row).key] = row
     return found
 
 
@@ -91,7 +92,17 @@ class DocBuilder:
         for tree_row in session.exec(
             select(TreeRow).where(col(TreeRow.commit_id).in_(list(heads.values())), interesting)
         ).all():
-            entry = entry_of(tree_row)
+            entry = tree_file(
+                (
+                    tree_row.path,
+                    tree_row.blake3,
+                    tree_row.sha256,
+                    tree_row.size,
+                    tree_row.lfs,
+                    tree_row.git_sha1,
+                    tree_row.last_commit,
+                )
+            ).entry
             if entry.path == "README.md":
                 readmes[tree_row.commit_id] = entry
             else:
@@ -149,7 +160,7 @@ class Indexer:
         self._fulltext = fulltext
 
     def position(self) -> IndexPosition:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             cursor = _cursor(session)
             first = session.exec(
                 select(Change.created_ms)
@@ -161,7 +172,7 @@ class Indexer:
 
     def run_once(self, batch: int = 500) -> int:
         """Index the repos of the next `batch` log entries; returns how many were consumed."""
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             cursor = _cursor(session)
             changes = session.exec(
                 select(Change.serial, Change.repo)
@@ -174,7 +185,7 @@ class Indexer:
             keys = {repo for _, repo in changes}
             rows = rows_by_key(session, keys)
             docs = self._builder.build(session, list(rows.values()))  # file reads: no lock held
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             if _cursor(session) != cursor:
                 return 0  # another process indexed these entries meanwhile
             for doc in docs:
@@ -192,7 +203,7 @@ class Indexer:
         rows = session.exec(select(Repo).where(col(Repo.id).in_(ids))).all() if ids else []
         docs = [d for d in self._builder.build(session, rows) if d.complete]
         if docs:
-            with self._db.write() as writer:
+            with self._db.legacy_write() as writer:
                 for doc in docs:
                     self._put(writer, doc)
         return 0

@@ -22,7 +22,8 @@ import uuid
 
 from sqlmodel import col, delete
 
-from registry.metadata.db import Database, now_ms
+from registry.domain.clock import now_ms
+from registry.metadata.db import Database
 from registry.metadata.tables import Lease
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class Leases:
         with self._lock:
             self._valid.clear()
         try:
-            with self._db.write(invalidates=False) as session:
+            with self._db.legacy_write(invalidates=False) as session:
                 session.execute(delete(Lease).where(col(Lease.holder) == self.holder))
         except Exception:  # best effort: unreleased leases run out by themselves
             logger.exception("could not release leases holder=%s", self.holder)
@@ -81,14 +82,14 @@ class Leases:
         with self._claiming:
             with self._lock:
                 self._valid.pop(name, None)
-            with self._db.write(invalidates=False) as session:
+            with self._db.legacy_write(invalidates=False) as session:
                 session.execute(
                     delete(Lease).where(col(Lease.name) == name, col(Lease.holder) == self.holder)
                 )
 
     def holder_of(self, name: str) -> str | None:
         """Who holds a lease now, whatever process (None: free or run out)."""
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             row = session.get(Lease, name)
         return row.holder if row is not None and row.expires_ms > now_ms() else None
 
@@ -101,7 +102,7 @@ class Leases:
     def _take(self, name: str) -> bool:
         started = time.monotonic()
         now = now_ms()
-        with self._db.write(invalidates=False) as session:
+        with self._db.legacy_write(invalidates=False) as session:
             row = session.get(Lease, name)
             taken = row is None or row.holder == self.holder or row.expires_ms <= now
             if taken:

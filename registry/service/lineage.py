@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from registry.domain.access import Principal
 from registry.domain.names import RepoId, RepoType
-from registry.service.auth import Principal
 from registry.service.cards import Card
 from registry.service.lookup import LookupService
 from registry.service.reads import ReadService
-from registry.service.repos import RepoService, repo_id_of
+from registry.service.repos import RepoService
 
 MAX_DEPTH = 16
 
@@ -95,10 +95,10 @@ class LineageService:
     def _graph(self, principal: Principal, kind: RepoType) -> dict[str, set[str]]:
         """name -> names of its parents, over every repo of this type the caller sees."""
         rows = self._repos.visible(principal, kind)
-        visible = {repo_id_of(r).full_name for r in rows}
+        visible = {r.repo.full_name for r in rows}
         graph: dict[str, set[str]] = {}
         for row in rows:
-            rid = repo_id_of(row)
+            rid = row.repo
             names = set()
             for parent in declared_parents(self._card(principal, rid)):
                 if parent.repo:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_
-from sqlmodel import col, select
-
+from registry.domain.access import Principal
 from registry.domain.errors import InvalidError
+from registry.metadata.commits import HashKind
 from registry.metadata.db import Database
-from registry.metadata.tables import Ref, Repo, TreeRow
-from registry.service.auth import Principal, can_read
-from registry.service.repos import repo_id_of
+from registry.service.repos import can_read
 
 _HASH = re.compile(r"^(?:(blake3|sha256|autov2):)?([0-9a-fA-F]{10}|[0-9a-fA-F]{64})$")
+_KINDS: dict[str, HashKind] = {"blake3": "blake3", "sha256": "sha256", "": "either"}
 
 
 @dataclass(frozen=True)
@@ -46,32 +44,20 @@ class LookupService:
                 "blake3: or sha256:) or 10 hex (AutoV2)"
             )
         kind, value = match.group(1), match.group(2).lower()
-        if len(value) == 10:
-            wanted = and_(col(TreeRow.sha256) >= value, col(TreeRow.sha256) < value + "g")
-        else:
-            by_b3, by_sha = col(TreeRow.blake3) == value, col(TreeRow.sha256) == value
-            wanted = {"blake3": by_b3, "sha256": by_sha}.get(kind or "", or_(by_b3, by_sha))
-        stmt = (
-            select(TreeRow, Ref, Repo)
-            .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
-            .join(Repo, col(Repo.id) == Ref.repo_id)
-            .where(wanted)
-            .order_by(col(Repo.namespace), col(Repo.name), col(Ref.name))
-            .limit(limit)
-        )
-        with self._db.read() as session:
-            rows = session.exec(stmt).all()
+        by: HashKind = "sha256_prefix" if len(value) == 10 else _KINDS.get(kind or "", "either")
+        with self._db.read() as tx:
+            found = tx.commits.under_refs(value, by, limit)
         return [
             FileHit(
-                repo_id_of(repo).full_name,
-                repo.type,
-                ref.name,
-                ref.commit_id,
-                tree.path,
-                tree.size,
-                tree.blake3,
-                tree.sha256,
+                hit.repo.repo.full_name,
+                hit.repo.repo.type.value,
+                hit.ref.name,
+                hit.ref.commit_id,
+                hit.file.path,
+                hit.file.entry.size,
+                hit.file.entry.blake3.hex,
+                hit.file.entry.sha256,
             )
-            for tree, ref, repo in rows
-            if can_read(principal, repo)
+            for hit in found
+            if can_read(principal, hit.repo)
         ]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from registry.domain.access import Principal
 from registry.domain.errors import InvalidError
 from registry.domain.names import RepoId
 from registry.domain.search import KINDS
-from registry.service.auth import Principal
 from registry.service.cards import Card, rewrite_card
 from registry.service.commits import AddBytes, CommitResult, CommitService
 from registry.service.lineage import Parent, declared_parents

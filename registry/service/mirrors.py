@@ -24,13 +24,15 @@ from typing import Any
 from sqlalchemy import delete, func, insert
 from sqlmodel import col, select
 
+from registry.domain.changes import MIRRORED_KINDS
+from registry.domain.clock import now_ms
 from registry.domain.errors import ConflictError, InvalidError, NotFoundError
 from registry.domain.names import NAME_PART
+from registry.domain.patterns import covers
 from registry.domain.redaction import redact
 from registry.domain.tokens import check_credential
 from registry.domain.urls import check_http_url, check_s3_url
-from registry.metadata.db import Database, now_ms
-from registry.metadata.outbox import MIRRORED_KINDS, covers
+from registry.metadata.db import Database
 from registry.metadata.tables import Change, Mirror, MirrorCommit, MirrorOutbox
 from registry.service.credentials import CredentialBox
 
@@ -116,7 +118,7 @@ class MirrorService:
     ) -> MirrorView:
         checked = check_config(name, kind, url, repos)
         token = check_credential(token, "A mirror's token")
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             if session.get(Mirror, name) is not None:
                 raise MirrorExistsError(f"A mirror named {name!r} exists; remove it first")
             session.add(
@@ -147,7 +149,7 @@ class MirrorService:
         return self.view(name)
 
     def remove(self, name: str) -> None:
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             if session.get(Mirror, name) is None:
                 raise MirrorNotFoundError(f"No mirror named {name!r}")
             session.execute(delete(MirrorOutbox).where(col(MirrorOutbox.mirror) == name))
@@ -156,7 +158,7 @@ class MirrorService:
         logger.info("mirror removed name=%s", name)
 
     def configs(self) -> list[MirrorConfig]:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             rows = session.exec(select(Mirror).order_by(col(Mirror.name))).all()
         box = self._box
         return [
@@ -167,7 +169,7 @@ class MirrorService:
     def reseal(self) -> None:
         """At start: check every stored token opens, and seal those kept as given once a
         credentials key is configured."""
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             for mirror in session.exec(select(Mirror)).all():
                 sealed = self._box.reseal(mirror.token, f"mirror {mirror.name}")
                 if sealed is not None:
@@ -175,12 +177,12 @@ class MirrorService:
                     session.add(mirror)
 
     def views(self) -> list[MirrorView]:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             names = session.exec(select(Mirror.name).order_by(col(Mirror.name))).all()
         return [self.view(name) for name in names]
 
     def view(self, name: str) -> MirrorView:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             mirror = session.get(Mirror, name)
             if mirror is None:
                 raise MirrorNotFoundError(f"No mirror named {name!r}")
@@ -206,7 +208,7 @@ class MirrorService:
 
     def next_items(self, mirror: str, limit: int = 100) -> list[OutboxItem]:
         """The oldest outbox rows of a mirror, with what each change says (serial order)."""
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             rows = session.exec(
                 select(MirrorOutbox, Change)
                 .join(Change, col(Change.serial) == col(MirrorOutbox.serial), isouter=True)
@@ -228,7 +230,7 @@ class MirrorService:
         ]
 
     def done(self, item: OutboxItem) -> None:
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             row = session.get(MirrorOutbox, (item.mirror, item.serial))
             if row is None:  # another process of the node pushed it too and counted it
                 return
@@ -244,7 +246,7 @@ class MirrorService:
         error = redact(error)  # shown in the API and status; a remote's answer may quote one
         initial, cap = self._retry
         delay = min(cap, initial * 2 ** min(item.attempts, 30)) * random.uniform(0.5, 1.0)
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             row = session.get(MirrorOutbox, (item.mirror, item.serial))
             if row is not None:
                 row.attempts += 1
@@ -257,12 +259,12 @@ class MirrorService:
                 session.add(mirror)
 
     def remote_commit(self, mirror: str, commit_id: str) -> str | None:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             row = session.get(MirrorCommit, (mirror, commit_id))
         return row.remote_id if row else None
 
     def record_remote(self, mirror: str, commit_id: str, remote_id: str) -> None:
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             row = session.get(MirrorCommit, (mirror, commit_id))
             session.add(
                 row or MirrorCommit(mirror=mirror, commit_id=commit_id, remote_id=remote_id)

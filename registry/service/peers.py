@@ -15,11 +15,12 @@ from dataclasses import dataclass, replace
 
 from sqlmodel import col, select
 
+from registry.domain.clock import now_ms
 from registry.domain.errors import ConflictError, InvalidError, NotFoundError
 from registry.domain.redaction import redact
 from registry.domain.tokens import check_credential
 from registry.domain.urls import check_http_url
-from registry.metadata.db import Database, now_ms
+from registry.metadata.db import Database
 from registry.metadata.tables import Peer
 from registry.service.credentials import CredentialBox
 
@@ -129,7 +130,7 @@ class PeerService:
         token = check_credential(token, "A peer's token")
         if blobs not in BLOB_POLICIES:
             raise InvalidError(f"blobs must be one of {BLOB_POLICIES}, got {blobs!r}")
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             existing = session.exec(select(Peer).where(Peer.url == url)).first()
             if existing is not None:
                 if not exist_ok:
@@ -151,7 +152,7 @@ class PeerService:
         return peer
 
     def all(self) -> list[Peer]:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             return list(session.exec(select(Peer).order_by(col(Peer.created_ms))).all())
 
     def views(self) -> list[PeerView]:
@@ -189,7 +190,7 @@ class PeerService:
     def reseal(self) -> None:
         """At start: check every stored token opens, and seal those kept as given once a
         credentials key is configured."""
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             for peer in session.exec(select(Peer)).all():
                 sealed = self._box.reseal(peer.token, f"peer {peer.id}")
                 if sealed is not None:
@@ -197,14 +198,14 @@ class PeerService:
                     session.add(peer)
 
     def get(self, peer_id: str) -> Peer:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             peer = session.get(Peer, peer_id)
         if peer is None:
             raise PeerNotFoundError(f"No peer {peer_id!r}")
         return peer
 
     def remove(self, peer_id: str) -> None:
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             peer = session.get(Peer, peer_id)
             if peer is None:
                 raise PeerNotFoundError(f"No peer {peer_id!r}")
@@ -214,7 +215,7 @@ class PeerService:
 
     def contact(self, peer_id: str, node_id: str, epoch: str) -> Peer:
         """Record who answered; a new epoch (reset or restored peer) restarts from 0."""
-        with self._db.write() as session:
+        with self._db.legacy_write() as session:
             peer = session.get(Peer, peer_id)
             if peer is None:
                 raise PeerNotFoundError(f"No peer {peer_id!r}")

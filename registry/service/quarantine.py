@@ -20,9 +20,10 @@ import blake3
 from sqlalchemy import ColumnElement, func, true
 from sqlmodel import Session, col, delete, select
 
+from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.errors import BlobNotFoundError
-from registry.metadata.db import Database, now_ms
+from registry.metadata.db import Database
 from registry.metadata.tables import Blob, BlobQuarantine, Counter
 from registry.storage import BlobStore
 
@@ -93,13 +94,13 @@ class Quarantine:
         self._blobs = blobs
 
     def held(self, digest: Digest) -> bool:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             return session.get(BlobQuarantine, digest.hex) is not None
 
     def hold(self, digest: Digest, finding: Finding) -> bool:
         """Hold a blob; False when its row is gone (deleted since it was read) and nothing is
         held. A blob held already keeps what was found first."""
-        with self._db.write(invalidates=False) as session:
+        with self._db.legacy_write(invalidates=False) as session:
             if session.get(Blob, digest.hex) is None:
                 return False
             if session.get(BlobQuarantine, digest.hex) is not None:
@@ -123,7 +124,7 @@ class Quarantine:
         copy set aside); False when they do not, or nothing was held."""
         if inspect(self._blobs, digest, size) is not None:
             return False
-        with self._db.write(invalidates=False) as session:
+        with self._db.legacy_write(invalidates=False) as session:
             lifted = session.get(BlobQuarantine, digest.hex)
             if lifted is not None:
                 session.delete(lifted)
@@ -136,7 +137,7 @@ class Quarantine:
 
     def failed(self, digest: Digest, error: str) -> None:
         """A repair found no good copy; the blob stays held."""
-        with self._db.write(invalidates=False) as session:
+        with self._db.legacy_write(invalidates=False) as session:
             row = session.get(BlobQuarantine, digest.hex)
             if row is not None:
                 row.attempts += 1
@@ -147,7 +148,7 @@ class Quarantine:
 
     def due(self, tried_before_ms: int, limit: int = 1000) -> list[tuple[Digest, int]]:
         """Held blobs (with their sizes) whose last repair was before `tried_before_ms`."""
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             rows = session.exec(
                 select(Blob.blake3, Blob.size)
                 .join(BlobQuarantine, col(BlobQuarantine.blake3) == Blob.blake3)
@@ -162,13 +163,13 @@ class Quarantine:
 
     def forget_deleted(self) -> None:
         """Drop the holds of blobs deleted since (they are no longer anyone's to repair)."""
-        with self._db.write(invalidates=False) as session:
+        with self._db.legacy_write(invalidates=False) as session:
             session.execute(
                 delete(BlobQuarantine).where(col(BlobQuarantine.blake3).not_in(select(Blob.blake3)))
             )
 
     def count(self) -> int:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             held = select(func.count()).select_from(BlobQuarantine)
             kept = held.join(Blob, col(Blob.blake3) == BlobQuarantine.blake3)
             return int(session.exec(kept).one())
@@ -182,7 +183,7 @@ class Quarantine:
         return self._held(true(), limit)
 
     def _held(self, where: ColumnElement[bool], limit: int) -> list[Held]:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             rows = session.exec(
                 select(BlobQuarantine, Blob.size)
                 .join(Blob, col(Blob.blake3) == BlobQuarantine.blake3)

@@ -5,27 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlmodel import Session, col, select
-
+from registry.domain.access import Principal
 from registry.domain.commit import TreeEntry, parent_dirs
-from registry.domain.digest import Digest
 from registry.domain.errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
 from registry.domain.manifest import Manifest, ManifestFile
-from registry.domain.names import COMMIT_SHA, SHORT_SHA, RepoId, RepoType
+from registry.domain.names import COMMIT_SHA, SHORT_SHA, RepoId
+from registry.domain.records import CommitRecord, RefRecord, RepoRecord, TreeFile
 from registry.metadata.db import Database
-from registry.metadata.tables import Commit, Ref, Repo, TreeRow
-from registry.service.auth import Principal, can_read
+from registry.metadata.tx import Tx
 from registry.service.cache import ReadCache, SharedGeneration
 from registry.service.cards import Card, CardReader, WeightsSummary
-from registry.service.repos import find_repo
+from registry.service.repos import can_read, find_repo
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """A repo at one resolved commit."""
 
-    repo: Repo
-    commit: Commit
+    repo: RepoRecord
+    commit: CommitRecord
 
 
 @dataclass(frozen=True)
@@ -37,15 +35,10 @@ class Listed:
     last_commit: str | None = None
 
 
-def entry_of(row: TreeRow) -> TreeEntry:
-    return TreeEntry(row.path, Digest(row.blake3), row.sha256, row.size, row.lfs, row.git_sha1)
-
-
-def resolve_commit(session: Session, repo: Repo, revision: str) -> Commit:
+def resolve_commit(tx: Tx, repo: RepoRecord, revision: str) -> CommitRecord:
     """A branch, tag, `refs/...` name, full or abbreviated (>= 7 hex) commit id."""
-    assert repo.id is not None
     if COMMIT_SHA.match(revision):
-        commit = session.get(Commit, revision)
+        commit = tx.commits.get(revision)
         if commit is not None and commit.repo_id == repo.id:
             return commit
     names = (
@@ -54,17 +47,13 @@ def resolve_commit(session: Session, repo: Repo, revision: str) -> Commit:
         else [f"refs/heads/{revision}", f"refs/tags/{revision}"]
     )
     for name in names:
-        ref = session.get(Ref, (repo.id, name))
+        ref = tx.refs.get(repo.id, name)
         if ref is not None:
-            found = session.get(Commit, ref.commit_id)
+            found = tx.commits.get(ref.commit_id)
             assert found is not None, "a ref always points at a stored commit"
             return found
     if SHORT_SHA.match(revision):
-        matches = session.exec(
-            select(Commit)
-            .where(Commit.repo_id == repo.id, col(Commit.id).startswith(revision))
-            .limit(2)
-        ).all()
+        matches = tx.commits.with_prefix(repo.id, revision, limit=2)
         if len(matches) == 1:
             return matches[0]
     raise RevisionNotFoundError(f"Invalid rev id: {revision}")
@@ -81,17 +70,15 @@ class ReadService:
 
     def card(self, commit_id: str) -> Card:
         readme = self.tree_map(commit_id).get("README.md")
-        return self._cards.card(commit_id, entry_of(readme) if readme else None)
+        return self._cards.card(commit_id, readme.entry if readme else None)
 
     def card_text(self, commit_id: str) -> str:
         """README.md of a commit as text ("" when there is none)."""
         readme = self.tree_map(commit_id).get("README.md")
-        return self._cards.text(entry_of(readme)) if readme else ""
+        return self._cards.text(readme.entry) if readme else ""
 
     def weights(self, commit_id: str) -> WeightsSummary | None:
-        files = [
-            entry_of(r) for p, r in self.tree_map(commit_id).items() if p.endswith(".safetensors")
-        ]
+        files = [f.entry for p, f in self.tree_map(commit_id).items() if p.endswith(".safetensors")]
         return self._cards.weights(commit_id, files) if files else None
 
     async def cached_snapshot(
@@ -104,14 +91,14 @@ class ReadService:
         return self._cached(principal, repo, revision)
 
     def _cached(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot | None:
-        row = self.cache.repos.get(repo)
-        if row is None or row.id is None:
+        found = self.cache.repos.get(repo)
+        if found is None:
             return None
-        if not can_read(principal, row):
+        if not can_read(principal, found):
             raise RepoNotFoundError()
-        sha = self.cache.revisions.get((row.id, revision))
+        sha = self.cache.revisions.get((found.id, revision))
         commit = self.cache.commits.get(sha) if sha else None
-        return Snapshot(row, commit) if commit is not None else None
+        return Snapshot(found, commit) if commit is not None else None
 
     def snapshot(self, principal: Principal, repo: RepoId, revision: str) -> Snapshot:
         if self._shared is not None:
@@ -120,34 +107,31 @@ class ReadService:
         if cached is not None:
             return cached
         generation = self.cache.generation
-        with self._db.read() as session:
-            row = find_repo(session, principal, repo)
-            commit = resolve_commit(session, row, revision)
-        assert row.id is not None
+        with self._db.read() as tx:
+            found = find_repo(tx, principal, repo)
+            commit = resolve_commit(tx, found, revision)
         self.cache.commits.put(commit.id, commit)
         if generation == self.cache.generation:  # no write committed meanwhile
-            self.cache.repos.put(repo, row)
-            self.cache.revisions.put((row.id, revision), commit.id)
-        return Snapshot(row, commit)
+            self.cache.repos.put(repo, found)
+            self.cache.revisions.put((found.id, revision), commit.id)
+        return Snapshot(found, commit)
 
-    def tree_map(self, commit_id: str) -> dict[str, TreeRow]:
-        """Path -> row of a commit's tree, sorted by path (cached: trees are immutable)."""
+    def tree_map(self, commit_id: str) -> dict[str, TreeFile]:
+        """Path -> file of a commit's tree, sorted by path (cached: trees are immutable)."""
         cached = self.cache.trees.get(commit_id)
         if cached is not None:
             return cached
-        with self._db.read() as session:
-            rows = session.exec(
-                select(TreeRow).where(TreeRow.commit_id == commit_id).order_by(col(TreeRow.path))
-            ).all()
-        return self.cache.trees.put(commit_id, {r.path: r for r in rows})
+        with self._db.read() as tx:
+            files = tx.commits.tree(commit_id)
+        return self.cache.trees.put(commit_id, {f.path: f for f in files})
 
     def manifest(self, snap: Snapshot) -> Manifest:
         """The snapshot's files with every hash a client may verify them by."""
         files = tuple(
-            ManifestFile(r.path, r.size, r.blake3, r.sha256, r.git_sha1)
-            for r in self.tree_map(snap.commit.id).values()
+            ManifestFile(e.path, e.size, e.blake3.hex, e.sha256, e.git_sha1)
+            for e in (f.entry for f in self.tree_map(snap.commit.id).values())
         )
-        rid = RepoId(RepoType(snap.repo.type), snap.repo.namespace, snap.repo.name)
+        rid = snap.repo.repo
         return Manifest(
             repo=rid.full_name,
             repo_type=rid.type.value,
@@ -158,22 +142,22 @@ class ReadService:
             created_ms=snap.commit.created_ms,
         )
 
-    def tree(self, commit_id: str) -> list[TreeRow]:
+    def tree(self, commit_id: str) -> list[TreeFile]:
         return list(self.tree_map(commit_id).values())
 
     def cached_file(self, snap: Snapshot, path: str) -> TreeEntry | None:
         tree = self.cache.trees.get(snap.commit.id)
-        row = tree.get(path) if tree is not None else None
-        return entry_of(row) if row is not None else None
+        found = tree.get(path) if tree is not None else None
+        return found.entry if found is not None else None
 
     def file(self, snap: Snapshot, path: str) -> TreeEntry:
-        row = self.tree_map(snap.commit.id).get(path)
-        if row is None:
+        found = self.tree_map(snap.commit.id).get(path)
+        if found is None:
             raise EntryNotFoundError(
                 f"{path} does not exist at {snap.commit.id}",
                 detail={"commit": snap.commit.id, "path": path},
             )
-        return entry_of(row)
+        return found.entry
 
     def listing(self, snap: Snapshot, folder: str, *, recursive: bool) -> list[Listed]:
         """Files and directories under `folder` ("" = root), sorted, directories included."""
@@ -186,13 +170,13 @@ class ReadService:
                 detail={"commit": snap.commit.id, "path": folder},
             )
         items: dict[str, Listed] = {}
-        for row in inside:
-            rest = row.path[len(prefix) :]
+        for f in inside:
+            rest = f.path[len(prefix) :]
             if not recursive and "/" in rest:
                 child = prefix + rest.split("/", 1)[0]
                 items.setdefault(child, Listed(child, None))
                 continue
-            items[row.path] = Listed(row.path, entry_of(row), row.last_commit)
+            items[f.path] = Listed(f.path, f.entry, f.last_commit)
             for d in parent_dirs(rest) if recursive else []:
                 items.setdefault(prefix + d, Listed(prefix + d, None))
         return [items[k] for k in sorted(items)]
@@ -203,36 +187,26 @@ class ReadService:
         found: list[Listed] = []
         for path in dict.fromkeys(p.strip("/") for p in paths):
             if path in rows:
-                found.append(Listed(path, entry_of(rows[path]), rows[path].last_commit))
+                found.append(Listed(path, rows[path].entry, rows[path].last_commit))
             elif path in dirs:
                 found.append(Listed(path, None))
         return found
 
-    def commits(self, snap: Snapshot) -> list[Commit]:
+    def commits(self, snap: Snapshot) -> list[CommitRecord]:
         """History from the snapshot's commit back to the first, newest first."""
-        assert snap.repo.id is not None
-        with self._db.read() as session:
-            by_id = {
-                c.id: c
-                for c in session.exec(select(Commit).where(Commit.repo_id == snap.repo.id)).all()
-            }
-        history: list[Commit] = []
-        current: Commit | None = snap.commit
+        with self._db.read() as tx:
+            by_id = {c.id: c for c in tx.commits.of_repo(snap.repo.id)}
+        history: list[CommitRecord] = []
+        current: CommitRecord | None = snap.commit
         while current is not None and len(history) <= len(by_id):
             history.append(current)
             current = by_id.get(current.parent) if current.parent else None
         return history
 
-    def commit_titles(self, ids: set[str]) -> dict[str, Commit]:
-        with self._db.read() as session:
-            return {
-                c.id: c for c in session.exec(select(Commit).where(col(Commit.id).in_(ids))).all()
-            }
+    def commit_titles(self, ids: set[str]) -> dict[str, CommitRecord]:
+        with self._db.read() as tx:
+            return tx.commits.by_ids(ids)
 
-    def refs(self, repo: Repo) -> list[Ref]:
-        with self._db.read() as session:
-            return list(
-                session.exec(
-                    select(Ref).where(Ref.repo_id == repo.id).order_by(col(Ref.name))
-                ).all()
-            )
+    def refs(self, repo: RepoRecord) -> list[RefRecord]:
+        with self._db.read() as tx:
+            return tx.refs.of_repo(repo.id)

@@ -18,9 +18,11 @@ from picklescan.scanner import SafetyLevel, scan_bytes
 from sqlalchemy import or_
 from sqlmodel import col, select
 
+from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
+from registry.domain.records import TreeFile
 from registry.domain.safetensors import SafetensorsError, read_header
-from registry.metadata.db import Database, now_ms
+from registry.metadata.db import Database
 from registry.metadata.tables import ScanResult, TreeRow
 from registry.storage import BlobStore, local_copy
 
@@ -83,7 +85,7 @@ class ScanService:
         """Verdicts of these blobs; a blob with none is pending."""
         missing = digests - self._known.keys()
         if missing:
-            with self._db.read() as session:
+            with self._db.legacy_read() as session:
                 rows = session.exec(
                     select(ScanResult).where(col(ScanResult.blake3).in_(missing))
                 ).all()
@@ -91,9 +93,9 @@ class ScanService:
                 self._known[r.blake3] = Verdict(r.status, json.loads(r.findings))
         return {d: self._known.get(d, PENDING) for d in digests}
 
-    def worst(self, tree: Mapping[str, TreeRow]) -> str | None:
+    def worst(self, tree: Mapping[str, TreeFile]) -> str | None:
         """The most severe verdict over a tree's scanned files (None when none is scanned)."""
-        scanned = {row.blake3 for path, row in tree.items() if path.endswith(SCANNED)}
+        scanned = {f.entry.blake3.hex for path, f in tree.items() if path.endswith(SCANNED)}
         statuses = [v.status for v in self.verdicts(scanned).values()]
         if not statuses:
             return None
@@ -102,7 +104,7 @@ class ScanService:
     def pending(self, limit: int = 50) -> list[tuple[str, str]]:
         done = select(ScanResult.blake3)
         wanted = or_(*(col(TreeRow.path).endswith(ext) for ext in SCANNED))
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             rows = session.exec(
                 select(TreeRow.blake3, TreeRow.path)
                 .where(wanted, col(TreeRow.blake3).not_in(done))
@@ -122,7 +124,7 @@ class ScanService:
                     verdict = scan_path(path, name)
                 except Exception as exc:  # a scanner failure is a verdict, not a crash
                     verdict = Verdict("error", [f"{type(exc).__name__}: {exc}"])
-            with self._db.write() as session:
+            with self._db.legacy_write() as session:
                 if session.get(ScanResult, b3) is None:
                     session.add(
                         ScanResult(

@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.errors import ConflictError
-from registry.metadata.db import Database, now_ms
+from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Counter, NodeState
 from registry.service.leases import Leases
 from registry.service.quarantine import Finding, Held, Quarantine, bump, inspect
@@ -168,7 +169,7 @@ class ScrubService:
             return True
         last = self._value(_LAST_PASS) or self._value(_SINCE)
         if last is None:
-            with self._db.write(invalidates=False) as session:
+            with self._db.legacy_write(invalidates=False) as session:
                 _put(session, _SINCE, str(now_ms()))
             return False
         return now_ms() >= int(last) + self._settings.interval * 1000
@@ -179,14 +180,14 @@ class ScrubService:
     def remaining(self, from_start: bool = False) -> tuple[int, int]:
         """Blobs and bytes a run would check (from the cursor, or from the first blob)."""
         after = "" if from_start else self._value(_CURSOR) or ""
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             count, size = session.exec(
                 select(func.count(), func.sum(Blob.size)).where(col(Blob.blake3) > after)
             ).one()
         return int(count or 0), int(size or 0)
 
     def status(self) -> ScrubStatus:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             values = {
                 row.key: row.value
                 for row in session.exec(
@@ -304,7 +305,7 @@ class ScrubService:
         return False
 
     def _after(self, cursor: str) -> list[tuple[Digest, int]]:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             rows = session.exec(
                 select(Blob.blake3, Blob.size)
                 .where(col(Blob.blake3) > cursor)
@@ -314,7 +315,7 @@ class ScrubService:
         return [(Digest(b3), size) for b3, size in rows]
 
     def _save(self, cursor: str, unsaved: list[int], *, complete: bool = False) -> None:
-        with self._db.write(invalidates=False) as session:
+        with self._db.legacy_write(invalidates=False) as session:
             _put(session, _CURSOR, cursor)
             if complete:
                 _put(session, _LAST_PASS, str(now_ms()))
@@ -324,7 +325,7 @@ class ScrubService:
     def _finish(self, run: ScrubRun) -> None:
         run.unrepaired = self._quarantine.count()
         run.finished_ms = now_ms()
-        with self._db.write(invalidates=False) as session:
+        with self._db.legacy_write(invalidates=False) as session:
             _put(session, _LAST_RUN, json.dumps(asdict(run)))
         logger.info(
             "scrub run by=%s complete=%s checked=%d corrupt=%d missing=%d repaired=%d held=%d",
@@ -338,7 +339,7 @@ class ScrubService:
         )
 
     def _value(self, key: str) -> str | None:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             row = session.get(NodeState, key)
         return row.value if row is not None else None
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass, replace
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
+from registry.domain.access import Principal, may_read
 from registry.domain.search import SearchDoc, SearchQuery, matches, normalize_key, sort_key
 from registry.metadata.db import Database
 from registry.metadata.fulltext import FullText
+from registry.metadata.repos import visible_to
 from registry.metadata.tables import Change, Repo, SearchEntry, SearchTag
-from registry.service.auth import Principal, may_read
 from registry.service.indexer import DocBuilder, Indexer, IndexPosition, repo_doc, rows_by_key
 from registry.service.reads import ReadService
-from registry.service.repos import visible_to
 from registry.service.scanning import ScanService
 
 MAX_PAGE = 1000  # index rows read per query while skipping pending repos
@@ -86,7 +86,7 @@ class PendingDocs:
             return [d for d in self._docs.values() if d is not None]
 
     def _read_entries(self, after: int, upto: int) -> None:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             rows = session.exec(
                 select(Change.serial, Change.repo).where(
                     Change.serial > after, Change.serial <= upto
@@ -100,7 +100,7 @@ class PendingDocs:
     def _build(self, keys: list[str]) -> None:
         if not keys:
             return
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             rows = rows_by_key(session, keys)
             docs = {d.repo_id: d for d in self._builder.build(session, list(rows.values()))}
         for key in keys:
@@ -162,7 +162,7 @@ class SearchService:
     ) -> list[SearchDoc]:
         stmt = self._statement(principal, query)
         found: list[SearchDoc] = []
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             for doc in _paged(session, stmt, need):
                 if doc.repo_id not in skip:
                     found.append(doc)
@@ -176,7 +176,7 @@ class SearchService:
             .join(SearchEntry, col(SearchEntry.repo_id) == col(Repo.id))
             .where(Repo.type == query.repo_type)
             .where(col(SearchEntry.repo_updated_ms) == col(Repo.updated_ms))  # stale: pending
-            .where(visible_to(principal))
+            .where(visible_to(principal.user, principal.is_admin))
         )
         if query.author:
             stmt = stmt.where(Repo.namespace == query.author)

@@ -12,13 +12,13 @@ from sqlmodel import col, select
 
 from registry import __version__
 from registry.metadata.db import Database
+from registry.metadata.repos import record_of
 from registry.metadata.tables import Blob, Commit, Repo
 from registry.metrics import MirrorSample, NodeSample, PeerSample, ScrubSample
 from registry.service.identity import NodeIdentity
 from registry.service.indexer import Indexer
 from registry.service.mirrors import MirrorService, MirrorView
 from registry.service.peers import PeerService, PeerView
-from registry.service.repos import repo_id_of
 from registry.service.scanning import ScanService
 from registry.service.scrub import ScrubService, ScrubStatus
 
@@ -70,13 +70,13 @@ class StatusService:
         self.started = time.time()
 
     def _storage(self) -> tuple[int, int]:
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             count, total = session.exec(select(func.count(), func.sum(Blob.size))).one()
         return int(count or 0), int(total or 0)
 
     def status(self, recent: int = 10) -> Status:
         blobs, blob_bytes = self._storage()
-        with self._db.read() as session:
+        with self._db.legacy_read() as session:
             rows = session.exec(
                 select(Commit, Repo)
                 .join(Repo, col(Repo.id) == Commit.repo_id)
@@ -85,7 +85,7 @@ class StatusService:
                 .limit(recent)
             ).all()
         latest = [
-            RecentCommit(repo_id_of(r).full_name, c.id, c.title, c.author, c.created_ms)
+            RecentCommit(record_of(r).repo.full_name, c.id, c.title, c.author, c.created_ms)
             for c, r in rows
         ]
         index = self._indexer.position()

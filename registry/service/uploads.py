@@ -5,17 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlmodel import col, or_, select
-
+from registry.domain.access import Principal, require_write
 from registry.domain.digest import Digest, Hashes, is_sha256
 from registry.domain.errors import BlobQuarantinedError, RegistryError
 from registry.domain.names import RepoId
+from registry.domain.records import BlobRecord
 from registry.metadata.db import Database
-from registry.metadata.tables import Blob, BlobQuarantine, Commit, Repo, TreeRow
-from registry.service.auth import Principal, require_write
 from registry.service.identity import NodeIdentity
 from registry.service.quarantine import Quarantine
-from registry.service.repos import find_repo, record_blob, require_home, want_blobs
+from registry.service.repos import writable_repo
 from registry.storage import BlobInfo, BlobStore, BlobWriter, Expected, put
 
 
@@ -45,17 +43,15 @@ class UploadService:
     def lfs_batch(
         self, principal: Principal, repo: RepoId, objects: list[LfsObject]
     ) -> list[LfsAnswer]:
-        with self._db.read() as session:
-            row = find_repo(session, principal, repo)
-            require_write(principal, repo.namespace)
-            require_home(session, row, self._node)
+        with self._db.read() as tx:
+            writable_repo(tx, principal, repo, self._node)
         answers = [self._answer(o) for o in objects]
         reused = {a.oid for a in answers if not a.upload and a.error is None}
         if not reused:
             return answers
         # The client will not send these: mark them wanted so gc keeps them until its commit
         # (within gc's grace period), then look again in case gc took one just before.
-        want_blobs(self._db, col(Blob.sha256).in_(reused))
+        self._want_sha256(reused)
         return [
             self._answer(o) if o.oid in reused else a for o, a in zip(objects, answers, strict=True)
         ]
@@ -66,14 +62,14 @@ class UploadService:
         return LfsAnswer(obj.oid, obj.size, not self.has_sha256(obj.oid, obj.size))
 
     def has_sha256(self, sha256: str, size: int | None = None) -> bool:
-        with self._db.read() as session:
-            blob = session.exec(select(Blob).where(Blob.sha256 == sha256)).first()
-            held = blob is not None and session.get(BlobQuarantine, blob.blake3) is not None
+        with self._db.read() as tx:
+            blob = tx.blobs.by_sha256(sha256)
+            held = blob is not None and tx.quarantine.holds(blob.digest)
         return (
             blob is not None
             and not held
             and (size is None or blob.size == size)
-            and self._blobs.stat(Digest(blob.blake3)) is not None
+            and self._blobs.stat(blob.digest) is not None
         )
 
     def reuse_sha256(self, sha256: str, size: int) -> bool:
@@ -81,22 +77,29 @@ class UploadService:
         so gc keeps it for its grace period."""
         if not self.has_sha256(sha256, size):
             return False
-        want_blobs(self._db, col(Blob.sha256) == sha256)
+        self._want_sha256({sha256})
         return self.has_sha256(sha256, size)  # gc may have taken it just before
 
-    def reuse(self, digest: Digest) -> Blob | None:
+    def _want_sha256(self, sha256s: set[str]) -> None:
+        """Mark blobs wanted now, before an upload relies on bytes already stored: gc keeps
+        an unreferenced blob for its grace period after this."""
+        with self._db.write(invalidates=False) as tx:  # no reader caches these times
+            tx.blobs.want_sha256(sha256s)
+
+    def reuse(self, digest: Digest) -> BlobRecord | None:
         """`stored`, for an upload that then skips sending the blob: marks it wanted."""
         if self.stored(digest) is None:
             return None
-        want_blobs(self._db, col(Blob.blake3) == digest.hex)
+        with self._db.write(invalidates=False) as tx:
+            tx.blobs.want([digest])
         return self.stored(digest)
 
-    def stored(self, digest: Digest) -> Blob | None:
+    def stored(self, digest: Digest) -> BlobRecord | None:
         """The blob's record if it is stored, complete and not held (a held blob's bytes
         failed verification: writing it again is how it is repaired)."""
-        with self._db.read() as session:
-            blob = session.get(Blob, digest.hex)
-            held = session.get(BlobQuarantine, digest.hex) is not None
+        with self._db.read() as tx:
+            blob = tx.blobs.get(digest)
+            held = tx.quarantine.holds(digest)
         if blob is None or held or self._blobs.stat(digest) is None:
             return None
         return blob
@@ -138,9 +141,9 @@ class UploadService:
         return hashes
 
     def _record(self, hashes: Hashes) -> None:
-        with self._db.write() as session:
-            record_blob(session, hashes.blake3, hashes.sha256, hashes.size, hashes.git_sha1)
-            held = session.get(BlobQuarantine, hashes.blake3.hex) is not None
+        with self._db.write() as tx:
+            tx.blobs.record(hashes.blake3, hashes.sha256, hashes.size, hashes.git_sha1)
+            held = tx.quarantine.holds(hashes.blake3)
         if held:  # these bytes may be what repairs it, if they reached the blob's key
             self._quarantine.lift_if_good(hashes.blake3, hashes.size)
 
@@ -149,20 +152,9 @@ class UploadService:
         no repo at all and they hold a valid token (an upload not yet committed)."""
         if principal.is_admin:
             return True
-        with self._db.read() as session:
-            holders = (
-                select(Repo.id)
-                .join(Commit, col(Commit.repo_id) == Repo.id)
-                .join(TreeRow, col(TreeRow.commit_id) == Commit.id)
-                .where(TreeRow.blake3 == digest.hex)
-            )
-            visible = holders.where(
-                or_(col(Repo.private).is_(False), Repo.namespace == principal.user)
-            )
-            if session.exec(visible.limit(1)).first() is not None:
-                return True
-            referenced = session.exec(holders.limit(1)).first() is not None
-        return not referenced and not principal.anonymous
+        with self._db.read() as tx:
+            visible = tx.blobs.in_visible_repo(digest, principal)
+        return visible if visible is not None else not principal.anonymous
 
 
 def require_uploader(principal: Principal) -> None:

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 
-from registry.metadata.outbox import MIRRORED_KINDS
+from registry.domain.changes import MIRRORED_KINDS
 from tests.conftest import postgres_database_for
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
 from tests.tools import require_postgres

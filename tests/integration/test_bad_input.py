@@ -21,7 +21,6 @@ import pytest
 from huggingface_hub import HfApi
 
 from registry.domain.tokens import sign
-from registry.metadata.db import Database
 from tests.blobs import stored_blob_files, upload_leftovers
 from tests.conftest import RunningNode
 from tests.hub import NDJSON, add, header, ndjson
@@ -427,7 +426,7 @@ def test_lfs_put_refuses_tampered_or_expired_signatures_with_401(
     query = {k: v[0] for k, v in parse_qs(urlsplit(href).query).items()}
     base = href.split("?", 1)[0]
     oid = hashlib.sha256(data).hexdigest()
-    secret = Database(node.settings.effective_database_url).node_value("secret", "")
+    secret = node.runtime.identity.secret
     expired_at = str(int(time.time()) - 60)
     attempts = [
         {**query, "sig": ("1" if query["sig"][0] == "0" else "0") + query["sig"][1:]},

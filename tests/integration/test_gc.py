@@ -27,7 +27,6 @@ from sqlalchemy import text
 
 from registry.cli import cli
 from registry.domain.digest import Digest
-from registry.metadata.db import Database
 from registry.storage import Expected, put
 from registry.storage.local import LocalBlobStore
 from tests.blobs import stored_blob_files, upload_leftovers
@@ -86,15 +85,11 @@ def reasons(report: dict[str, object]) -> set[str]:
 
 def age_blobs(node: RunningNode, seconds: int) -> None:
     """Move every blob's recorded times back, as if stored `seconds` earlier."""
-    db = Database(node.settings.effective_database_url)
-    try:
-        with db.write() as session:
-            session.execute(
-                text("UPDATE blob SET created_ms = created_ms - :d, wanted_ms = wanted_ms - :d"),
-                {"d": seconds * 1000},
-            )
-    finally:
-        db.dispose()
+    with node.runtime.db.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE blob SET created_ms = created_ms - :d, wanted_ms = wanted_ms - :d"),
+            {"d": seconds * 1000},
+        )
 
 
 def status(node: RunningNode) -> tuple[int, int]:

@@ -333,7 +333,7 @@ def test_oversized_blob_is_413_before_anything_is_stored(
     assert_refused(streamed, 413, "PayloadTooLarge", "max_blob_bytes")
     # An LFS upload URL validly signed for the size (the batch would not have given one).
     oid = hashlib.sha256(data).hexdigest()
-    secret = Database(sized.settings.effective_database_url).node_value("secret", "")
+    secret = sized.runtime.identity.secret
     expires = str(int(time.time()) + 600)
     query: dict[str, str | int] = {
         "size": len(data),

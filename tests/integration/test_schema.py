@@ -56,6 +56,11 @@ def migrated(url: str) -> Database:
     return db
 
 
+def node_value(db: Database, key: str, default: str) -> str:
+    with db.write() as tx:
+        return tx.values.setdefault(key, default)
+
+
 def open_and_close(url: str) -> None:
     migrated(url).dispose()
 
@@ -82,11 +87,11 @@ def test_schema_drift_check_sees_a_missing_index(database_url: str) -> None:
 
 def test_schema_reopened_database_keeps_its_revision_and_data(database_url: str) -> None:
     db = migrated(database_url)
-    db.node_value("node_id", "first")
+    node_value(db, "node_id", "first")
     db.dispose()
     db = migrated(database_url)
     try:
-        assert db.node_value("node_id", "second") == "first"
+        assert node_value(db, "node_id", "second") == "first"
         assert current_revision(db.engine) == HEAD
     finally:
         db.dispose()
@@ -101,7 +106,7 @@ def test_schema_database_made_before_migrations_is_adopted_with_its_data(
     try:
         assert current_revision(db.engine) == HEAD
         assert db.head_serial() == 7
-        assert db.node_value("node_id", "new") == "old-node"
+        assert node_value(db, "node_id", "new") == "old-node"
         with db.engine.connect() as connection:
             names = set(inspect(connection).get_table_names())
             assert "lease" in names

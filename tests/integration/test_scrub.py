@@ -18,12 +18,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from huggingface_hub import HfApi
-from sqlmodel import select
 
 from registry.cli import cli
 from registry.domain.digest import Digest
 from registry.metadata.db import Database
-from registry.metadata.tables import Blob, NodeState
 from registry.settings import Settings
 from tests.blobs import (
     corrupt_stored_blob,
@@ -279,9 +277,8 @@ def test_a_blob_with_no_good_copy_is_repaired_by_uploading_it_again(
 
 
 def cursor_of(db: Database) -> str | None:
-    with db.read() as session:
-        row = session.get(NodeState, "scrub.cursor")
-    return row.value if row is not None else None
+    with db.read() as tx:
+        return tx.values.get("scrub.cursor")
 
 
 @pytest.fixture
@@ -296,8 +293,7 @@ def test_verify_interrupted_continues_where_it_stopped(
     node: RunningNode, node_db: Database
 ) -> None:
     upload(node, {f"part-{i}.safetensors": payload(100_000, seed=10 + i) for i in range(8)})
-    with node_db.read() as session:
-        everything = sorted(session.exec(select(Blob.blake3)).all())
+    everything = sorted(d.hex for d in node.runtime.blobs.iter_digests())
     command = [sys.executable, "-m", "registry", "verify", "--json", "--rate", "50k"]
     slow = subprocess.Popen(
         command,

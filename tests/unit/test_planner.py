@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from registry.domain.changes import ChangeEntry
 from registry.domain.replication import (
     AddCommit,
     CreateRepo,
     DeleteRef,
     DeleteRepo,
-    Entry,
     LocalView,
     Record,
     SetRef,
@@ -19,14 +19,27 @@ REPO = "model/alice/m1"
 
 def entry(
     serial: int, kind: str, body: dict[str, object], origin: str = "A", repo: str = REPO
-) -> Entry:
-    return Entry(serial, origin, serial, kind, repo, False, {"incarnation": "i1", **body}, 0)
+) -> ChangeEntry:
+    return ChangeEntry(serial, origin, serial, kind, repo, False, {"incarnation": "i1", **body}, 0)
 
 
-def history(origin: str = "A") -> list[Entry]:
+def commit(commit_id: str, parent: str | None = None) -> dict[str, object]:
+    """A commit.add body with an empty tree."""
+    return {
+        "id": commit_id,
+        "parent": parent,
+        "author": "alice",
+        "title": "t",
+        "message": "",
+        "created_ms": 7,
+        "tree": [],
+    }
+
+
+def history(origin: str = "A") -> list[ChangeEntry]:
     return [
         entry(1, "repo.upsert", {"home": "A", "private": False, "created_ms": 5}, origin),
-        entry(2, "commit.add", {"id": "c1", "tree": []}, origin),
+        entry(2, "commit.add", commit("c1"), origin),
         entry(3, "ref.set", {"ref": "refs/heads/main", "commit": "c1", "version": 1}, origin),
     ]
 
@@ -86,17 +99,17 @@ def test_plan_delete_leaves_a_tombstone_so_late_entries_stay_dead() -> None:
     plan(view, history())
     actions = plan(view, [entry(4, "repo.delete", {})])
     assert actions[0] == DeleteRepo(REPO, "i1")
-    late = entry(2, "commit.add", {"id": "c2", "tree": []}, origin="A")
-    late = Entry(2, "A", 99, late.kind, late.repo, False, late.body, 0)
+    late = entry(2, "commit.add", commit("c2"), origin="A")
+    late = ChangeEntry(2, "A", 99, late.kind, late.repo, False, late.body, 0)
     assert plan(view, [late]) == [Record(late)]
-    again = Entry(
+    again = ChangeEntry(
         1,
         "A",
         100,
         "repo.upsert",
         REPO,
         False,
-        {"incarnation": "i1", "home": "A", "created_ms": 1},
+        {"incarnation": "i1", "home": "A", "private": False, "created_ms": 1},
         0,
     )
     assert plan(view, [again]) == [Record(again)]
@@ -105,14 +118,14 @@ def test_plan_delete_leaves_a_tombstone_so_late_entries_stay_dead() -> None:
 def test_plan_new_incarnation_replaces_the_old_one() -> None:
     view = empty_view()
     plan(view, history())
-    reborn = Entry(
+    reborn = ChangeEntry(
         7,
         "A",
         7,
         "repo.upsert",
         REPO,
         False,
-        {"incarnation": "i2", "home": "A", "created_ms": 9},
+        {"incarnation": "i2", "home": "A", "private": False, "created_ms": 9},
         0,
     )
     actions = plan(view, [reborn])
@@ -129,3 +142,17 @@ def test_plan_ref_delete_needs_a_newer_version() -> None:
         DeleteRef(REPO, "refs/heads/main", 2),
         Record(fresh),
     ]
+
+
+def test_plan_records_unknown_kinds_and_malformed_bodies_without_applying_them() -> None:
+    view = empty_view()
+    plan(view, history())
+    newer = entry(4, "xet.recipe", {"anything": [1, 2]})
+    broken = entry(5, "commit.add", {"id": "c9", "tree": "not a list"})
+    stale_looking = entry(6, "ref.set", {"ref": "refs/heads/main", "commit": "c1"})  # no version
+    assert plan(view, [newer, broken, stale_looking]) == [
+        Record(newer),
+        Record(broken),
+        Record(stale_looking),
+    ]
+    assert plan(view, [newer]) == []  # recorded once: known by (origin, origin serial) after

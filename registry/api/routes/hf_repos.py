@@ -17,8 +17,7 @@ from registry.api.paths import api_repo_path, parse_repo, public_base
 from registry.domain.errors import RepoExistsError, RepoNotFoundError, UnauthorizedError
 from registry.domain.names import RepoId, RepoType
 from registry.domain.search import SearchDoc, SearchQuery
-from registry.service.reads import Snapshot, entry_of
-from registry.service.repos import repo_id_of
+from registry.service.reads import Snapshot
 from registry.service.scanning import SCANNED
 from registry.wire import (
     AccessToken,
@@ -92,12 +91,12 @@ def delete_repo(body: DeleteRepoIn, node: NodeDep, principal: PrincipalDep) -> d
 
 
 def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
-    rid = repo_id_of(snap.repo)
+    rid = snap.repo.repo
     siblings = []
-    for row in node.reads.tree(snap.commit.id):
-        sibling = Sibling(rfilename=row.path)
+    for file in node.reads.tree(snap.commit.id):
+        sibling = Sibling(rfilename=file.path)
         if blobs:
-            entry = entry_of(row)
+            entry = file.entry
             sibling.size, sibling.blobId = entry.size, entry.oid
             if entry.lfs:
                 sibling.lfs = SiblingLfs(
@@ -129,7 +128,9 @@ def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
 def security_status(node: NodeDep, snap: Snapshot) -> SecurityStatus:
     """The Hub's `securityRepoStatus`: are scans done, and which files have issues."""
     files = {
-        p: r.blake3 for p, r in node.reads.tree_map(snap.commit.id).items() if p.endswith(SCANNED)
+        p: f.entry.blake3.hex
+        for p, f in node.reads.tree_map(snap.commit.id).items()
+        if p.endswith(SCANNED)
     }
     verdicts = node.scans.verdicts(set(files.values()))
     issues = [

@@ -13,7 +13,7 @@ from registry.api.errors import documented
 from registry.api.paths import api_repo_path
 from registry.domain.commit import tree_oid
 from registry.domain.errors import InvalidRevisionError
-from registry.metadata.tables import Ref
+from registry.domain.records import RefRecord
 from registry.service.reads import Listed
 from registry.wire import (
     BranchIn,
@@ -105,7 +105,7 @@ def paths_info(
     return JSONResponse(tree_items(node, node.reads.paths_info(snap, paths), expand=expand))
 
 
-def ref_item(ref: Ref, kind: str) -> RefItem:
+def ref_item(ref: RefRecord, kind: str) -> RefItem:
     short = ref.name if kind == "refs/pr/" else ref.name.removeprefix(kind)
     return RefItem(name=short, ref=ref.name, targetCommit=ref.commit_id)
 

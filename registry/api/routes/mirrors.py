@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from registry.api.deps import NodeDep, PrincipalDep
 from registry.api.errors import documented
-from registry.service.auth import require_admin
+from registry.domain.access import require_admin
 from registry.service.mirrors import MirrorView
 from registry.wire import MirrorIn, MirrorOut, iso_ms
 

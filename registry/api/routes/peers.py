@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from registry.api.deps import NodeDep, PrincipalDep
 from registry.api.errors import documented
-from registry.service.auth import require_admin
+from registry.domain.access import require_admin
 from registry.service.peers import PeerView
 from registry.wire import PeerIn, PeerOut, iso_ms
 

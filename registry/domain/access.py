@@ -1,0 +1,43 @@
+"""Who a request acts as, and the rules for what they may read and write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry.domain.errors import ForbiddenError, UnauthorizedError
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: str | None
+    is_admin: bool = False
+    can_write: bool = False
+    token_label: str = ""
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user is None
+
+
+ANONYMOUS = Principal(None)
+
+
+def may_read(principal: Principal, *, private: bool, namespace: str) -> bool:
+    """Public repos are for everyone; a private one for its namespace's user and the admin."""
+    return not private or principal.is_admin or principal.user == namespace
+
+
+def require_admin(principal: Principal) -> None:
+    if principal.anonymous:
+        raise UnauthorizedError("This needs the admin token")
+    if not principal.is_admin:
+        raise ForbiddenError("Only the node's admin may do this")
+
+
+def require_write(principal: Principal, namespace: str) -> None:
+    if principal.anonymous:
+        raise UnauthorizedError("Write access needs a token: pass one as a Bearer token")
+    if not principal.can_write:
+        raise ForbiddenError("This token is read-only; create one with --write")
+    if not principal.is_admin and principal.user != namespace:
+        raise ForbiddenError(f"You have no write access to namespace {namespace!r}")

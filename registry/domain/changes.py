@@ -1,0 +1,240 @@
+"""The change log's entries: one class per kind of change, with the body it is written as.
+
+Theory of operation: every metadata change a node makes appends one entry to its change log
+(`registry.metadata.changelog`), in the transaction of the change. The entry's body is a JSON
+object; the classes below are the only code that writes or reads one. A body is kept and
+served exactly as it was written, and a node decodes it only where it acts on it (replication,
+the mirror pusher). Nothing re-encodes a body it received: a kind, or a field, that a later
+version adds passes through this version unchanged (recorded and re-served as it came), so
+nodes of different versions replicate with each other. The wire form of each kind is held byte
+for byte by tests/integration/test_feed_golden.py.
+
+Adding a kind: a frozen dataclass here with `KIND`, its fields, `body()` and `from_body()`,
+added to `Change` and `_DECODERS`; the service that makes the change appends it; then decide
+what a replica does with it (`sync/planner.py`, `registry.service.replication`) and what a
+mirror does (`mirror/outbox.py`, `registry.metadata.changelog.MIRRORED`). docs/architecture.md
+walks through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from registry.domain.commit import TreeEntry
+from registry.domain.digest import Digest
+from registry.domain.errors import InvalidError
+
+Body = dict[str, Any]  # a JSON object
+
+
+@dataclass(frozen=True)
+class RepoUpsert:
+    """A repo came into being (or a new incarnation of a deleted one)."""
+
+    KIND: ClassVar[str] = "repo.upsert"
+    incarnation: str
+    private: bool
+    home: str
+    created_ms: int
+
+    def body(self) -> Body:
+        return {
+            "private": self.private,
+            "home": self.home,
+            "incarnation": self.incarnation,
+            "created_ms": self.created_ms,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RepoUpsert:
+        return cls(
+            _text(body, "incarnation"),
+            _flag(body, "private"),
+            _text(body, "home"),
+            _number(body, "created_ms"),
+        )
+
+
+@dataclass(frozen=True)
+class RepoDelete:
+    """A repo's incarnation was deleted; it never comes back (a tombstone on replicas)."""
+
+    KIND: ClassVar[str] = "repo.delete"
+    incarnation: str
+
+    def body(self) -> Body:
+        return {"incarnation": self.incarnation}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RepoDelete:
+        return cls(_text(body, "incarnation"))
+
+
+@dataclass(frozen=True)
+class CommitAdd:
+    """A commit with its whole tree (each file: path, BLAKE3, SHA-256, size, LFS, git SHA-1)."""
+
+    KIND: ClassVar[str] = "commit.add"
+    incarnation: str
+    id: str
+    parent: str | None
+    author: str
+    title: str
+    message: str
+    created_ms: int
+    tree: tuple[TreeEntry, ...]
+
+    def body(self) -> Body:
+        return {
+            "id": self.id,
+            "parent": self.parent,
+            "author": self.author,
+            "title": self.title,
+            "message": self.message,
+            "created_ms": self.created_ms,
+            "tree": [
+                [e.path, e.blake3.hex, e.sha256, e.size, e.lfs, e.git_sha1] for e in self.tree
+            ],
+            "incarnation": self.incarnation,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> CommitAdd:
+        parent = body.get("parent")
+        if parent is not None and not isinstance(parent, str):
+            raise InvalidError("A commit's parent is a commit id or null")
+        rows = body.get("tree")
+        if not isinstance(rows, list):
+            raise InvalidError("A commit's tree is a list of files")
+        return cls(
+            _text(body, "incarnation"),
+            _text(body, "id"),
+            parent,
+            _text(body, "author"),
+            _text(body, "title"),
+            str(body.get("message", "")),
+            _number(body, "created_ms"),
+            tuple(_tree_entry(row) for row in rows),
+        )
+
+
+@dataclass(frozen=True)
+class RefSet:
+    """A branch, tag or PR ref points at a commit; `version` orders a repo's ref moves."""
+
+    KIND: ClassVar[str] = "ref.set"
+    incarnation: str
+    ref: str
+    commit: str
+    version: int
+
+    def body(self) -> Body:
+        return {
+            "ref": self.ref,
+            "commit": self.commit,
+            "version": self.version,
+            "incarnation": self.incarnation,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RefSet:
+        return cls(
+            _text(body, "incarnation"),
+            _text(body, "ref"),
+            _text(body, "commit"),
+            _number(body, "version"),
+        )
+
+
+@dataclass(frozen=True)
+class RefDelete:
+    KIND: ClassVar[str] = "ref.delete"
+    incarnation: str
+    ref: str
+    version: int
+
+    def body(self) -> Body:
+        return {"ref": self.ref, "version": self.version, "incarnation": self.incarnation}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RefDelete:
+        return cls(_text(body, "incarnation"), _text(body, "ref"), _number(body, "version"))
+
+
+@dataclass(frozen=True)
+class UnknownChange:
+    """A kind this version does not know (a newer peer's): recorded and re-served, not applied."""
+
+    kind: str
+    raw: Mapping[str, Any]
+
+
+Change = RepoUpsert | RepoDelete | CommitAdd | RefSet | RefDelete
+_DECODERS: dict[str, Callable[[Mapping[str, Any]], Change]] = {
+    cls.KIND: cls.from_body for cls in (RepoUpsert, RepoDelete, CommitAdd, RefSet, RefDelete)
+}
+# What a mirror carries: a push-outbox row is written for these kinds (of public repos only).
+MIRRORED_KINDS = (CommitAdd.KIND, RefSet.KIND, RefDelete.KIND)
+
+
+@dataclass(frozen=True)
+class ChangeEntry:
+    """One entry of a change log as it is stored and served: where it was first written
+    (`origin`, `origin_serial`), its serial in this log, and its body as written."""
+
+    serial: int
+    origin: str
+    origin_serial: int
+    kind: str
+    repo: str  # repo key: type/namespace/name
+    private: bool
+    body: Body
+    created_ms: int
+
+    def change(self) -> Change | UnknownChange:
+        """The typed change; raises InvalidError for a body its kind cannot have."""
+        return decode(self.kind, self.body)
+
+
+def decode(kind: str, body: Mapping[str, Any]) -> Change | UnknownChange:
+    """The change an entry of `kind` with `body` stands for; raises InvalidError for a body
+    its kind cannot have."""
+    decoder = _DECODERS.get(kind)
+    return UnknownChange(kind, body) if decoder is None else decoder(body)
+
+
+def _text(body: Mapping[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise InvalidError(f"Change entry field {key!r} must be a string")
+    return value
+
+
+def _number(body: Mapping[str, Any], key: str) -> int:
+    value = body.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidError(f"Change entry field {key!r} must be an integer")
+    return value
+
+
+def _flag(body: Mapping[str, Any], key: str) -> bool:
+    value = body.get(key)
+    if not isinstance(value, bool):
+        raise InvalidError(f"Change entry field {key!r} must be true or false")
+    return value
+
+
+def _tree_entry(row: object) -> TreeEntry:
+    if not isinstance(row, list) or len(row) != 6:
+        raise InvalidError("A tree row is [path, blake3, sha256, size, lfs, git_sha1]")
+    path, b3, sha256, size, lfs, git_sha1 = row
+    fields = {"path": path, "sha256": sha256, "size": size, "lfs": lfs}
+    if not (isinstance(path, str) and isinstance(b3, str) and isinstance(sha256, str)):
+        raise InvalidError(f"Malformed tree row {fields!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not isinstance(lfs, bool):
+        raise InvalidError(f"Malformed tree row {fields!r}")
+    if git_sha1 is not None and not isinstance(git_sha1, str):
+        raise InvalidError(f"Malformed tree row {fields!r}")
+    return TreeEntry(path, Digest(b3), sha256, size, lfs, git_sha1)

@@ -1,0 +1,71 @@
+"""What the metadata layer answers with: frozen values, never table rows.
+
+`registry.metadata` reads these out of its tables and takes them back in its commands; the
+services above it see nothing else of the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry.domain.commit import TreeEntry
+from registry.domain.digest import Digest
+from registry.domain.names import RepoId
+
+
+@dataclass(frozen=True)
+class RepoRecord:
+    id: int  # this node's row id: never leaves the node
+    repo: RepoId
+    private: bool
+    home_node: str  # the node that accepts the repo's writes
+    incarnation: str  # a new one for each creation under the same name
+    created_ms: int
+    updated_ms: int
+    ref_version: int  # the version of the newest ref move (orders replicated ref moves)
+    pr_count: int
+    downloads: int  # counted on this node; not replicated
+
+    @property
+    def key(self) -> str:
+        return self.repo.key
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    id: str
+    repo_id: int
+    parent: str | None
+    author: str
+    title: str
+    message: str
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class RefRecord:
+    name: str  # refs/heads/main, refs/tags/v1, refs/pr/1
+    commit_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    """A file of a commit's tree, with the commit that last changed it."""
+
+    entry: TreeEntry
+    last_commit: str
+
+    @property
+    def path(self) -> str:
+        return self.entry.path
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    digest: Digest
+    sha256: str
+    size: int
+    git_sha1: str | None
+    created_ms: int
+    wanted_ms: int  # when an upload last stored or relied on these bytes (gc's grace)

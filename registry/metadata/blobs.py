@@ -1,0 +1,97 @@
+"""Blob records: the hashes and size of bytes the blob store holds, and when they were last
+wanted by an upload (gc keeps unreferenced blobs for a grace period after that)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import ColumnElement, update
+from sqlmodel import Session, col, select
+
+from registry.domain.access import Principal
+from registry.domain.clock import now_ms
+from registry.domain.digest import Digest
+from registry.domain.records import BlobRecord
+from registry.metadata.repos import visible_to
+from registry.metadata.tables import Blob, Commit, Repo, TreeRow
+
+
+def _record(row: Blob) -> BlobRecord:
+    return BlobRecord(
+        Digest(row.blake3), row.sha256, row.size, row.git_sha1, row.created_ms, row.wanted_ms
+    )
+
+
+class Blobs:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, digest: Digest) -> BlobRecord | None:
+        row = self._session.get(Blob, digest.hex)
+        return None if row is None else _record(row)
+
+    def by_sha256(self, sha256: str) -> BlobRecord | None:
+        row = self._session.exec(select(Blob).where(Blob.sha256 == sha256)).first()
+        return None if row is None else _record(row)
+
+    def recorded(self, digests: Iterable[Digest]) -> set[Digest]:
+        """Which of these blobs have a record."""
+        hexes = {d.hex for d in digests}
+        found = self._session.exec(select(Blob.blake3).where(col(Blob.blake3).in_(hexes))).all()
+        return {Digest(h) for h in found}
+
+    def record(self, digest: Digest, sha256: str, size: int, git_sha1: str | None) -> None:
+        """Record a blob just stored (or stored again): it is wanted now (see `want`)."""
+        now = now_ms()
+        row = self._session.get(Blob, digest.hex)
+        if row is None:
+            row = Blob(
+                blake3=digest.hex,
+                sha256=sha256,
+                size=size,
+                git_sha1=git_sha1,
+                created_ms=now,
+                wanted_ms=now,
+            )
+        row.wanted_ms = now
+        if row.git_sha1 is None and git_sha1 is not None:
+            row.git_sha1 = git_sha1
+        self._session.add(row)
+
+    def want(self, digests: Iterable[Digest]) -> int:
+        """Mark these blobs wanted now; returns how many have a record."""
+        return self._want(col(Blob.blake3).in_({d.hex for d in digests}))
+
+    def want_sha256(self, sha256s: Iterable[str]) -> int:
+        """As `want`, for blobs named by their SHA-256 (the Git LFS oid)."""
+        return self._want(col(Blob.sha256).in_(set(sha256s)))
+
+    def _want(self, which: ColumnElement[bool]) -> int:
+        result = self._session.connection().execute(
+            update(Blob).where(which).values(wanted_ms=now_ms())
+        )
+        return int(result.rowcount)
+
+    def missing(self, limit: int) -> list[tuple[Digest, int]]:
+        """Blobs some commit references that have no record here (not stored yet)."""
+        rows = self._session.exec(
+            select(TreeRow.blake3, TreeRow.size)
+            .where(col(TreeRow.blake3).not_in(select(Blob.blake3)))
+            .distinct()
+            .limit(limit)
+        ).all()
+        return [(Digest(b3), size) for b3, size in rows]
+
+    def in_visible_repo(self, digest: Digest, principal: Principal) -> bool | None:
+        """Whether a repo the principal may see holds the blob in some commit; None when no
+        repo holds it at all."""
+        holders = (
+            select(Repo.id)
+            .join(Commit, col(Commit.repo_id) == Repo.id)
+            .join(TreeRow, col(TreeRow.commit_id) == Commit.id)
+            .where(TreeRow.blake3 == digest.hex)
+        )
+        visible = holders.where(visible_to(principal.user, principal.is_admin))
+        if self._session.exec(visible.limit(1)).first() is not None:
+            return True
+        return False if self._session.exec(holders.limit(1)).first() is not None else None

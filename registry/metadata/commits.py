@@ -1,0 +1,150 @@
+"""Commits and their trees (immutable once written)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy
+from sqlalchemy import and_, insert, or_
+from sqlmodel import Session, col, select
+
+from registry.domain.commit import TreeEntry
+from registry.domain.digest import Digest
+from registry.domain.records import CommitRecord, RefRecord, RepoRecord, TreeFile
+from registry.metadata.repos import record_of
+from registry.metadata.tables import Commit, Ref, Repo, TreeRow
+
+HashKind = Literal["blake3", "sha256", "either", "sha256_prefix"]
+
+
+@dataclass(frozen=True)
+class RefFile:
+    """A file of the commit a ref points at."""
+
+    repo: RepoRecord
+    ref: RefRecord
+    file: TreeFile
+
+
+_TREE_COLUMNS = (
+    col(TreeRow.path),
+    col(TreeRow.blake3),
+    col(TreeRow.sha256),
+    col(TreeRow.size),
+    col(TreeRow.lfs),
+    col(TreeRow.git_sha1),
+    col(TreeRow.last_commit),
+)
+
+
+def _record(row: Commit) -> CommitRecord:
+    return CommitRecord(
+        row.id, row.repo_id, row.parent, row.author, row.title, row.message, row.created_ms
+    )
+
+
+def tree_file(values: Sequence[object]) -> TreeFile:
+    """A tree file from a row of `_TREE_COLUMNS`' values."""
+    path, b3, sha256, size, lfs, git_sha1, last = values
+    assert isinstance(path, str) and isinstance(b3, str) and isinstance(sha256, str)
+    assert isinstance(size, int) and isinstance(last, str)
+    assert git_sha1 is None or isinstance(git_sha1, str)
+    return TreeFile(TreeEntry(path, Digest(b3), sha256, size, bool(lfs), git_sha1), last)
+
+
+class Commits:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, commit_id: str) -> CommitRecord | None:
+        row = self._session.get(Commit, commit_id)
+        return None if row is None else _record(row)
+
+    def by_ids(self, ids: Iterable[str]) -> dict[str, CommitRecord]:
+        rows = self._session.exec(select(Commit).where(col(Commit.id).in_(set(ids)))).all()
+        return {r.id: _record(r) for r in rows}
+
+    def existing(self, ids: Iterable[str]) -> set[str]:
+        return set(self._session.exec(select(Commit.id).where(col(Commit.id).in_(set(ids)))).all())
+
+    def of_repo(self, repo_id: int) -> list[CommitRecord]:
+        rows = self._session.exec(select(Commit).where(Commit.repo_id == repo_id)).all()
+        return [_record(r) for r in rows]
+
+    def with_prefix(self, repo_id: int, prefix: str, limit: int) -> list[CommitRecord]:
+        """Commits of the repo whose id starts with `prefix` (an abbreviated id)."""
+        rows = self._session.exec(
+            select(Commit)
+            .where(Commit.repo_id == repo_id, col(Commit.id).startswith(prefix))
+            .limit(limit)
+        ).all()
+        return [_record(r) for r in rows]
+
+    def tree(self, commit_id: str) -> list[TreeFile]:
+        """The commit's files, sorted by path."""
+        rows = self._session.execute(
+            sqlalchemy.select(*_TREE_COLUMNS)
+            .where(col(TreeRow.commit_id) == commit_id)
+            .order_by(col(TreeRow.path))
+        ).all()
+        return [tree_file(r) for r in rows]
+
+    def add(self, commit: CommitRecord, files: Iterable[TreeFile]) -> None:
+        """A commit and its whole tree; the tree goes in one statement (ORM objects cost ~10x
+        more per row)."""
+        self._session.add(
+            Commit(
+                id=commit.id,
+                repo_id=commit.repo_id,
+                parent=commit.parent,
+                author=commit.author,
+                title=commit.title,
+                message=commit.message,
+                created_ms=commit.created_ms,
+            )
+        )
+        rows = [
+            {
+                "commit_id": commit.id,
+                "path": f.entry.path,
+                "blake3": f.entry.blake3.hex,
+                "sha256": f.entry.sha256,
+                "size": f.entry.size,
+                "lfs": f.entry.lfs,
+                "git_sha1": f.entry.git_sha1,
+                "last_commit": f.last_commit,
+            }
+            for f in files
+        ]
+        if rows:
+            self._session.execute(insert(TreeRow), rows)
+
+    def under_refs(self, value: str, by: HashKind, limit: int) -> list[RefFile]:
+        """Files with this hash in the commits refs point at, by repo and ref name."""
+        match by:
+            case "blake3":
+                wanted = col(TreeRow.blake3) == value
+            case "sha256":
+                wanted = col(TreeRow.sha256) == value
+            case "either":
+                wanted = or_(col(TreeRow.blake3) == value, col(TreeRow.sha256) == value)
+            case "sha256_prefix":
+                wanted = and_(col(TreeRow.sha256) >= value, col(TreeRow.sha256) < value + "g")
+        rows = self._session.execute(
+            sqlalchemy.select(*_TREE_COLUMNS, Ref, Repo)
+            .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
+            .join(Repo, col(Repo.id) == Ref.repo_id)
+            .where(wanted)
+            .order_by(col(Repo.namespace), col(Repo.name), col(Ref.name))
+            .limit(limit)
+        ).all()
+        return [
+            RefFile(
+                record_of(row[-1]),
+                RefRecord(row[-2].name, row[-2].commit_id, row[-2].version),
+                tree_file(row[:-2]),
+            )
+            for row in rows
+        ]

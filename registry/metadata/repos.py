@@ -1,0 +1,143 @@
+"""Repos and the tombstones of deleted ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import ColumnElement, delete, or_, true, update
+from sqlmodel import Session, col, select
+
+from registry.domain.names import RepoId, RepoType
+from registry.domain.records import RepoRecord
+from registry.metadata.tables import Commit, Ref, Repo, Tombstone, TreeRow
+
+
+def record_of(row: Repo) -> RepoRecord:
+    assert row.id is not None, "rows are flushed before they are read back"
+    return RepoRecord(
+        row.id,
+        RepoId(RepoType(row.type), row.namespace, row.name),
+        row.private,
+        row.home_node,
+        row.incarnation,
+        row.created_ms,
+        row.updated_ms,
+        row.ref_version,
+        row.pr_count,
+        row.downloads,
+    )
+
+
+def visible_to(user: str | None, is_admin: bool) -> ColumnElement[bool]:
+    """The SQL condition for repos a reader may see (public, their own, all for the admin)."""
+    if is_admin:
+        return true()
+    return or_(col(Repo.private).is_(False), col(Repo.namespace) == user)
+
+
+def _where(repo: RepoId) -> ColumnElement[bool]:
+    return (
+        (col(Repo.type) == repo.type.value)
+        & (col(Repo.namespace) == repo.namespace)
+        & (col(Repo.name) == repo.name)
+    )
+
+
+class Repos:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def find(self, repo: RepoId) -> RepoRecord | None:
+        row = self._session.exec(select(Repo).where(_where(repo))).first()
+        return None if row is None else record_of(row)
+
+    def by_key(self, key: str) -> RepoRecord | None:
+        """The repo of a change-log key (`type/namespace/name`)."""
+        kind, namespace, name = key.split("/")
+        return self.find(RepoId(RepoType(kind), namespace, name))
+
+    def get(self, repo_id: int) -> RepoRecord | None:
+        row = self._session.get(Repo, repo_id)
+        return None if row is None else record_of(row)
+
+    def visible(self, repo_type: RepoType, user: str | None, is_admin: bool) -> list[RepoRecord]:
+        """Every repo of a type the reader may see."""
+        rows = self._session.exec(
+            select(Repo).where(Repo.type == repo_type.value, visible_to(user, is_admin))
+        ).all()
+        return [record_of(r) for r in rows]
+
+    def create(
+        self, repo: RepoId, *, private: bool, home: str, incarnation: str, created_ms: int
+    ) -> RepoRecord:
+        row = Repo(
+            type=repo.type.value,
+            namespace=repo.namespace,
+            name=repo.name,
+            private=private,
+            home_node=home,
+            incarnation=incarnation,
+            created_ms=created_ms,
+            updated_ms=created_ms,
+        )
+        self._session.add(row)
+        self._session.flush()
+        return record_of(row)
+
+    def delete(self, repo_id: int) -> None:
+        """The repo with its commits, trees and refs (the blobs stay for gc)."""
+        self._session.flush()  # what this transaction changed of them first
+        commits = select(Commit.id).where(Commit.repo_id == repo_id)
+        self._session.execute(delete(TreeRow).where(col(TreeRow.commit_id).in_(commits)))
+        self._session.execute(delete(Commit).where(col(Commit.repo_id) == repo_id))
+        self._session.execute(delete(Ref).where(col(Ref.repo_id) == repo_id))
+        self._session.delete(self._row(repo_id))
+        self._session.flush()
+
+    def touch(self, repo_id: int, updated_ms: int) -> None:
+        """The repo changed at `updated_ms` (its updated time never goes back)."""
+        row = self._row(repo_id)
+        row.updated_ms = max(row.updated_ms, updated_ms)
+        self._session.add(row)
+
+    def next_ref_version(self, repo_id: int) -> int:
+        """The version of the repo's next ref move (one more than the newest)."""
+        row = self._row(repo_id)
+        row.ref_version += 1
+        self._session.add(row)
+        return row.ref_version
+
+    def saw_ref_version(self, repo_id: int, version: int) -> None:
+        """A replicated ref move of `version` was applied."""
+        row = self._row(repo_id)
+        row.ref_version = max(row.ref_version, version)
+        self._session.add(row)
+
+    def next_pr(self, repo_id: int) -> int:
+        row = self._row(repo_id)
+        row.pr_count += 1
+        self._session.add(row)
+        return row.pr_count
+
+    def add_downloads(self, counts: Mapping[int, int]) -> None:
+        for repo_id, n in counts.items():
+            self._session.execute(
+                update(Repo)
+                .where(col(Repo.id) == repo_id)
+                .values(downloads=col(Repo.downloads) + n)
+            )
+
+    def tombstone(self, key: str, incarnation: str) -> None:
+        """An incarnation of a repo was deleted: entries about it are ignored from now on."""
+        self._session.merge(Tombstone(repo=key, incarnation=incarnation))
+
+    def tombstones(self, keys: Iterable[str]) -> set[tuple[str, str]]:
+        rows = self._session.exec(
+            select(Tombstone.repo, Tombstone.incarnation).where(col(Tombstone.repo).in_(set(keys)))
+        ).all()
+        return {(repo, incarnation) for repo, incarnation in rows}
+
+    def _row(self, repo_id: int) -> Repo:
+        row = self._session.get(Repo, repo_id)
+        assert row is not None, "the caller read the repo in this transaction"
+        return row
