@@ -34,6 +34,7 @@ from registry.service.commits import CommitService
 from registry.service.credentials import credential_box
 from registry.service.downloads import DownloadCounter
 from registry.service.feed import ChangeNotifier, FeedService
+from registry.service.files import FileService
 from registry.service.gc import GarbageCollector
 from registry.service.identity import NodeIdentity
 from registry.service.indexer import DocBuilder, Indexer
@@ -46,6 +47,7 @@ from registry.service.peers import PeerService, Thresholds
 from registry.service.quarantine import Quarantine
 from registry.service.reads import ReadService
 from registry.service.replication import ReplicationService
+from registry.service.repoinfo import RepoInfoService
 from registry.service.repos import RepoService
 from registry.service.scanning import ScanService
 from registry.service.scrub import ScrubLoop, ScrubService
@@ -212,18 +214,31 @@ class Runtime:
     @cached_property
     def services(self) -> Services:
         """What the HTTP API calls."""
+        downloads = DownloadCounter(self.db)
+        metadata = MetadataService(self.reads, self.commits, self.scans)
         return Services(
             settings=self.settings,
-            blobs=self.blobs,
             identity=self.identity,
             auth=self.auth,
             repos=self.repos,
             reads=self.reads,
+            repoinfo=RepoInfoService(
+                self.identity, self.reads, metadata, self.scans, downloads, self.peers
+            ),
             commits=self.commits,
             uploads=self.uploads,
+            files=FileService(
+                self.blobs,
+                self.identity,
+                self.reads,
+                self.uploads,
+                self.peers,
+                self.scans,
+                downloads,
+                self.fetcher,
+            ),
             peers=self.peers,
-            feed=FeedService(self.db),
-            notifier=self.notifier,
+            feed=FeedService(self.db, self.identity, self.notifier),
             status=StatusService(
                 self.db,
                 self.peers,
@@ -233,14 +248,13 @@ class Runtime:
             ),
             lookup=self.lookup,
             lineage=LineageService(self.repos, self.reads, self.lookup),
-            scans=self.scans,
-            downloads=DownloadCounter(self.db),
             search=SearchService(
                 self.db, self.indexer, self.docs, self.fulltext, self.reads, self.scans
             ),
-            metadata=MetadataService(self.reads, self.commits, self.scans),
+            metadata=metadata,
             mirrors=self.mirrors,
-            pullthrough=self.fetcher,
+            scans=self.scans,
+            downloads=downloads,
         )
 
     def boot(self) -> str | None:

@@ -51,7 +51,7 @@ def create_app(
         if services is None:
             yield
             return
-        services.notifier.bind(asyncio.get_running_loop())
+        services.feed.bind(asyncio.get_running_loop())
         collector = NodeCollector(services.status.sample)
         metrics.registry.register(collector)
         try:
@@ -68,7 +68,7 @@ def create_app(
         generate_unique_id_function=_operation_id,
     )
     app.state.metrics = metrics
-    app.state.node = services
+    app.state.services = services
     app.state.buffers = TransferBuffers(settings.limits.transfer_buffer_bytes)
     openapi.install(app)
     errors.install(app)

@@ -1,4 +1,4 @@
-"""Tiny request-scoped providers; no business logic here.
+"""Tiny request-scoped providers: each route depends on the parts it uses; no logic here.
 
 They are `async` so FastAPI calls them on the event loop instead of the threadpool: the token
 lookup is cached after its first use, and the hot read routes answer cache hits on the loop.
@@ -6,25 +6,75 @@ lookup is cached after its first use, and the hot read routes answer cache hits 
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from registry.domain.access import Principal
-from registry.service.services import Services as Node
+from registry.service.auth import AuthService
+from registry.service.commits import CommitService
+from registry.service.feed import FeedService
+from registry.service.files import FileService
+from registry.service.identity import NodeIdentity
+from registry.service.lineage import LineageService
+from registry.service.lookup import LookupService
+from registry.service.metadata import MetadataService
+from registry.service.mirrors import MirrorService
+from registry.service.peers import PeerService
+from registry.service.reads import ReadService
+from registry.service.repoinfo import RepoInfoService
+from registry.service.repos import RepoService
+from registry.service.search import SearchService
+from registry.service.services import Services
+from registry.service.status import StatusService
+from registry.service.uploads import UploadService
+from registry.settings import Settings
 
 
-async def get_node(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
+def bearer_token(scope: Scope) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (None: no bearer token)."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+def services_of(scope: Scope) -> Services | None:
+    """The node's services, from the app serving this request (None: only describing)."""
+    found: Services | None = getattr(scope["app"].state, "services", None)
+    return found
 
 
 async def get_principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    node: Node = request.app.state.node
-    return node.auth.authenticate(token.strip() if scheme.lower() == "bearer" else None)
+    auth: AuthService = request.app.state.services.auth
+    return auth.authenticate(bearer_token(request.scope))
 
 
-NodeDep = Annotated[Node, Depends(get_node)]
+def _part(name: str) -> Callable[[Request], Awaitable[Any]]:
+    async def provide(request: Request) -> Any:
+        return getattr(request.app.state.services, name)
+
+    provide.__name__ = f"get_{name}"
+    return provide
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+SettingsDep = Annotated[Settings, Depends(_part("settings"))]
+IdentityDep = Annotated[NodeIdentity, Depends(_part("identity"))]
+ReposDep = Annotated[RepoService, Depends(_part("repos"))]
+ReadsDep = Annotated[ReadService, Depends(_part("reads"))]
+RepoInfoDep = Annotated[RepoInfoService, Depends(_part("repoinfo"))]
+CommitsDep = Annotated[CommitService, Depends(_part("commits"))]
+UploadsDep = Annotated[UploadService, Depends(_part("uploads"))]
+FilesDep = Annotated[FileService, Depends(_part("files"))]
+FeedDep = Annotated[FeedService, Depends(_part("feed"))]
+PeersDep = Annotated[PeerService, Depends(_part("peers"))]
+MirrorsDep = Annotated[MirrorService, Depends(_part("mirrors"))]
+StatusDep = Annotated[StatusService, Depends(_part("status"))]
+LookupDep = Annotated[LookupService, Depends(_part("lookup"))]
+LineageDep = Annotated[LineageService, Depends(_part("lineage"))]
+SearchDep = Annotated[SearchService, Depends(_part("search"))]
+MetadataDep = Annotated[MetadataService, Depends(_part("metadata"))]

@@ -14,13 +14,13 @@ from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry.api.files import resolve_headers, scan_headers
+from registry.api.deps import bearer_token, services_of
+from registry.api.files import file_headers
 from registry.domain.access import Principal
 from registry.domain.errors import RegistryError
 from registry.domain.names import RepoId, RepoType
 from registry.metrics import ROUTE_KEY
-from registry.service.scanning import SCANNED
-from registry.service.services import Services as Node
+from registry.service.services import Services
 
 
 class ReadFastPath:
@@ -47,50 +47,32 @@ Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 async def _answer(scope: Scope) -> Answer | None:
-    node: Node | None = getattr(scope["app"].state, "node", None)
-    if node is None:
+    services = services_of(scope)
+    if services is None:
         return None
     parts = [unquote(p, errors="strict") for p in scope["raw_path"].decode("latin-1").split("/")]
-    principal = _principal(node, scope)
+    principal = services.auth.cached(bearer_token(scope))
     if principal is None:
         return None
     if scope["method"] == "GET" and len(parts) in (5, 7) and parts[1] == "api":
-        return await _info(node, principal, parts, scope["query_string"])
+        return await _info(services, principal, parts, scope["query_string"])
     if scope["method"] == "HEAD":
-        return await _resolve_head(node, principal, parts)
+        return await _resolve_head(services, principal, parts)
     return None
 
 
-def _principal(node: Node, scope: Scope) -> Principal | None:
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return node.auth.cached(token.strip()) if scheme.lower() == "bearer" else None
-    return node.auth.cached(None)
-
-
-async def _info(node: Node, principal: Principal, parts: list[str], query: bytes) -> Answer | None:
+async def _info(
+    services: Services, principal: Principal, parts: list[str], query: bytes
+) -> Answer | None:
     # ['', 'api', 'models', ns, name] or [..., 'revision', rev]
     repo_type = RepoType.from_plural(parts[2])
     if repo_type is None or (len(parts) == 7 and parts[5] != "revision"):
         return None
     if query not in (b"", b"blobs=true", b"blobs=false"):
         return None
-    blobs = query == b"blobs=true"
     revision = parts[6] if len(parts) == 7 else "main"
     repo = RepoId(repo_type, parts[3], parts[4])
-    snap = await node.reads.cached_snapshot(principal, repo, revision)
-    if snap is None or snap.repo.home_node != node.identity.node_id:
-        return None  # replicas add headers about their copy: the regular route does
-    key = (
-        "info",
-        snap.commit.id,
-        snap.repo.private,
-        blobs,
-        node.scans.version,
-        node.downloads.version,
-    )
-    body = node.reads.cache.responses.get(key)
+    body = await services.repoinfo.cached(principal, repo, revision, query == b"blobs=true")
     if body is None:
         return None
     return (
@@ -100,7 +82,9 @@ async def _info(node: Node, principal: Principal, parts: list[str], query: bytes
     )
 
 
-async def _resolve_head(node: Node, principal: Principal, parts: list[str]) -> Answer | None:
+async def _resolve_head(
+    services: Services, principal: Principal, parts: list[str]
+) -> Answer | None:
     # ['', [datasets,] ns, name, 'resolve', rev, *path]
     repo_type = (
         RepoType.DATASET if parts[1] == "datasets" and parts[4] == "resolve" else RepoType.MODEL
@@ -109,16 +93,8 @@ async def _resolve_head(node: Node, principal: Principal, parts: list[str]) -> A
     if len(parts) < offset + 5 or parts[offset + 2] != "resolve":
         return None
     repo = RepoId(repo_type, parts[offset], parts[offset + 1])
-    snap = await node.reads.cached_snapshot(principal, repo, parts[offset + 3])
-    entry = node.reads.cached_file(snap, "/".join(parts[offset + 4 :])) if snap else None
-    if snap is None or entry is None or node.blobs.stat(entry.blake3) is None:
+    path = "/".join(parts[offset + 4 :])
+    file = await services.files.cached_head(principal, repo, parts[offset + 3], path)
+    if file is None:
         return None
-    if snap.repo.home_node != node.identity.node_id:
-        return None
-    headers = resolve_headers(snap.commit.id, entry)
-    if entry.path.endswith(SCANNED):
-        verdict = node.scans.cached(entry.blake3.hex)
-        if verdict is None:
-            return None  # pending or not loaded yet: the regular route looks it up
-        headers.update(scan_headers(verdict))
-    return 200, [(k.lower().encode(), v.encode()) for k, v in headers.items()], b""
+    return 200, [(k.lower().encode(), v.encode()) for k, v in file_headers(file).items()], b""

@@ -13,12 +13,9 @@ from starlette.types import Receive, Scope, Send
 from registry.api.buffers import transfer_buffers
 from registry.api.errors import documented
 from registry.domain.commit import TreeEntry
-from registry.domain.digest import Digest
 from registry.domain.errors import InvalidError, RangeNotSatisfiableError
-from registry.domain.records import RepoRecord
-from registry.service.peers import PeerService
+from registry.service.files import Replica, ResolvedFile, Stored, Streamed
 from registry.service.scanning import Verdict
-from registry.storage import BlobStore
 from registry.storage.s3 import S3BlobStore
 
 # The `Range` a GET of bytes may send (HEAD ignores it).
@@ -127,14 +124,22 @@ def _span(first: str, last: str, size: int) -> tuple[int, int] | None:
     return int(first), min(size, int(last) + 1 if last else size)
 
 
-def replica_headers(peers: PeerService, node_id: str, repo: RepoRecord) -> dict[str, str]:
+def file_headers(file: ResolvedFile) -> dict[str, str]:
+    """The headers of a `/resolve/` answer: the Hub's, a replica's, and the file's scan."""
+    return {
+        **resolve_headers(file.commit_id, file.entry),
+        **replica_headers(file.replica),
+        **scan_headers(file.verdict),
+    }
+
+
+def replica_headers(replica: Replica | None) -> dict[str, str]:
     """On a replica: which node is the repo's home, and how old our copy may be."""
-    if repo.home_node == node_id:
+    if replica is None:
         return {}
-    headers = {"X-Modelyard-Home": repo.home_node}
-    age = peers.copy_age(repo.home_node)
-    if age is not None:
-        headers["X-Modelyard-Replica-Age"] = f"{age:.1f}"
+    headers = {"X-Modelyard-Home": replica.home}
+    if replica.age_seconds is not None:
+        headers["X-Modelyard-Replica-Age"] = f"{replica.age_seconds:.1f}"
     return headers
 
 
@@ -163,16 +168,20 @@ def resolve_headers(commit_id: str, entry: TreeEntry) -> dict[str, str]:
 
 
 def blob_response(
-    blobs: BlobStore,
-    digest: Digest,
-    size: int,
+    source: Stored | Streamed,
     headers: dict[str, str],
     *,
-    head: bool,
+    head: bool = False,
     range_header: str | None = None,
 ) -> Response:
-    """A 200/206 response for a blob; HEAD answers headers only, with the true length."""
+    """A 200/206 response with a blob's bytes; HEAD answers headers only, with the true length.
+
+    Bytes streamed from a peer are sent whole (a Range is for bytes stored here).
+    """
     headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", **headers}
+    if isinstance(source, Streamed):
+        return StreamingResponse(source.chunks, headers=headers)
+    blobs, digest, size = source.blobs, source.digest, source.size
     if head:
         return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
     headers.pop("Content-Length", None)  # the file response sets it (206 differs)

@@ -26,12 +26,12 @@ from limits.strategies import FixedWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from registry.api.deps import bearer_token, services_of
 from registry.api.errors import error_response
 from registry.domain.access import Principal
 from registry.domain.errors import RegistryError
 from registry.domain.tokens import hash_token
 from registry.metrics import LIMIT_HEADER
-from registry.service.services import Services as Node
 from registry.settings import LimitSettings
 
 RATE_LIMITED = "RateLimited"
@@ -55,14 +55,10 @@ def request_class(method: str, path: str) -> str | None:
     return "writes" if method in _WRITES else None
 
 
-def bearer_token(scope: Scope) -> str | None:
+def plausible_token(scope: Scope) -> str | None:
     """The request's bearer token if it looks like one (else the address alone counts)."""
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and _TOKEN.fullmatch(token) else None
-    return None
+    token = bearer_token(scope)
+    return token if token is not None and _TOKEN.fullmatch(token) else None
 
 
 class RateLimit:
@@ -89,7 +85,7 @@ class RateLimit:
             await refusal(scope, receive, send)
 
     async def _check(self, scope: Scope, kind: str) -> JSONResponse | None:
-        token = bearer_token(scope)
+        token = plausible_token(scope)
         if token is not None and await self._exempt(scope, token):
             return None
         client = scope.get("client")
@@ -130,13 +126,13 @@ class RateLimit:
 
 async def _principal(scope: Scope, token: str) -> Principal | None:
     """Whom a token stands for (a lookup once, then cached); None if unknown or not started."""
-    node: Node | None = getattr(scope["app"].state, "node", None)
-    if node is None:
+    services = services_of(scope)
+    if services is None:
         return None
-    principal = node.auth.cached(token)
+    principal = services.auth.cached(token)
     if principal is not None:
         return principal
     try:
-        return await run_in_threadpool(node.auth.authenticate, token)
+        return await run_in_threadpool(services.auth.authenticate, token)
     except RegistryError:  # an unknown token: the route itself answers 401
         return None

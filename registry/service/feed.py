@@ -15,12 +15,16 @@ from dataclasses import dataclass
 
 from registry.domain.access import Principal, may_read
 from registry.domain.changes import ChangeEntry
-from registry.domain.errors import CursorAheadError
+from registry.domain.errors import CursorAheadError, PeerMismatchError
 from registry.metadata.db import Database
+from registry.service.identity import NodeIdentity
+from registry.service.offload import on_thread
 
 
 @dataclass(frozen=True)
 class FeedPage:
+    node_id: str
+    epoch: str
     head: int
     last_serial: int  # the last serial examined; the reader's next `since`
     entries: list[ChangeEntry]
@@ -31,9 +35,51 @@ def may_read_entry(principal: Principal, entry: ChangeEntry) -> bool:
 
 
 class FeedService:
-    def __init__(self, db: Database, max_page_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        db: Database,
+        node: NodeIdentity,
+        notifier: ChangeNotifier,
+        max_page_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
         self._db = db
+        self._node = node
+        self._notifier = notifier
         self._max_bytes = max_page_bytes
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake long-polls on `loop` (the HTTP server's) when a write commits."""
+        self._notifier.bind(loop)
+
+    async def changes(
+        self,
+        principal: Principal,
+        since: int,
+        limit: int,
+        wait: float,
+        expect_node: str | None = None,
+    ) -> FeedPage:
+        """Entries after `since`; with none, hold up to `wait` seconds for one (long-poll).
+
+        Raises:
+            PeerMismatchError: the reader expects another node (this one was replaced).
+            CursorAheadError: `since` is beyond this node's head (another history).
+        """
+        if expect_node and expect_node != self._node.node_id:
+            raise PeerMismatchError(
+                f"This is node {self._node.node_id}, not {expect_node}: it was replaced or "
+                "reset; re-add it as a peer deliberately",
+                detail={"node_id": self._node.node_id, "expected": expect_node},
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:  # wakes on every committed write; bounded by `wait`
+            event = self._notifier.current()
+            page = await on_thread(self.page, principal, since, limit)
+            remaining = deadline - loop.time()
+            if page.last_serial != since or remaining <= 0:
+                return page
+            await self._notifier.wait(event, remaining)
 
     def head(self) -> int:
         """The serial of the newest entry (0 for an empty log)."""
@@ -58,7 +104,7 @@ class FeedService:
             if may_read_entry(principal, item.entry):
                 size += item.size
                 entries.append(item.entry)
-        return FeedPage(head, last, entries)
+        return FeedPage(self._node.node_id, self._node.epoch, head, last, entries)
 
 
 class ChangeNotifier:

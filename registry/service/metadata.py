@@ -14,7 +14,7 @@ from registry.domain.errors import InvalidError
 from registry.domain.names import RepoId
 from registry.domain.search import KINDS
 from registry.service.cards import Card, rewrite_card
-from registry.service.commits import AddBytes, CommitResult, CommitService
+from registry.service.commits import AddBytes, CommitService
 from registry.service.lineage import Parent, declared_parents
 from registry.service.reads import ReadService, Snapshot
 from registry.service.scanning import ScanService
@@ -73,6 +73,10 @@ class MetadataService:
             scan=self._scans.worst(self._reads.tree_map(commit)),
         )
 
+    def read(self, principal: Principal, repo: RepoId, revision: str) -> ModelMetadata:
+        """The metadata of a repo at a revision."""
+        return self.describe(self._reads.snapshot(principal, repo, revision))
+
     def update(
         self,
         principal: Principal,
@@ -80,11 +84,15 @@ class MetadataService:
         changes: dict[str, object],
         *,
         parent_commit: str | None,
-    ) -> CommitResult:
-        """Commit `changes` into main's README.md front matter (the body is kept)."""
+    ) -> tuple[str, ModelMetadata]:
+        """Commit `changes` into main's README.md front matter (the body is kept).
+
+        Returns:
+            The new commit's id and the metadata it holds.
+        """
         snap = self._reads.snapshot(principal, repo, "main")
         updated = rewrite_card(self._reads.card_text(snap.commit.id), validate_changes(changes))
-        return self._commits.commit(
+        result = self._commits.commit(
             principal,
             repo,
             "main",
@@ -93,3 +101,4 @@ class MetadataService:
             operations=[AddBytes("README.md", updated.encode())],
             parent_commit=parent_commit or snap.commit.id,
         )
+        return result.sha, self.read(principal, repo, result.sha)

@@ -125,8 +125,9 @@ class ReadService:
             files = tx.commits.tree(commit_id)
         return self.cache.trees.put(commit_id, {f.path: f for f in files})
 
-    def manifest(self, snap: Snapshot) -> Manifest:
-        """The snapshot's files with every hash a client may verify them by."""
+    def manifest(self, principal: Principal, repo: RepoId, revision: str) -> Manifest:
+        """A revision's files with every hash a client may verify them by."""
+        snap = self.snapshot(principal, repo, revision)
         files = tuple(
             ManifestFile(e.path, e.size, e.blake3.hex, e.sha256, e.git_sha1)
             for e in (f.entry for f in self.tree_map(snap.commit.id).values())
@@ -159,8 +160,12 @@ class ReadService:
             )
         return found.entry
 
-    def listing(self, snap: Snapshot, folder: str, *, recursive: bool) -> list[Listed]:
-        """Files and directories under `folder` ("" = root), sorted, directories included."""
+    def listing(
+        self, principal: Principal, repo: RepoId, revision: str, folder: str, *, recursive: bool
+    ) -> list[Listed]:
+        """Files and directories under `folder` ("" = root) of a revision, sorted,
+        directories included."""
+        snap = self.snapshot(principal, repo, revision)
         rows = self.tree(snap.commit.id)
         prefix = f"{folder}/" if folder else ""
         inside = [r for r in rows if r.path.startswith(prefix)]
@@ -181,8 +186,11 @@ class ReadService:
                 items.setdefault(prefix + d, Listed(prefix + d, None))
         return [items[k] for k in sorted(items)]
 
-    def paths_info(self, snap: Snapshot, paths: Iterable[str]) -> list[Listed]:
-        rows = self.tree_map(snap.commit.id)
+    def paths_info(
+        self, principal: Principal, repo: RepoId, revision: str, paths: Iterable[str]
+    ) -> list[Listed]:
+        """The files and directories of a revision at these paths (unknown paths left out)."""
+        rows = self.tree_map(self.snapshot(principal, repo, revision).commit.id)
         dirs = {d for p in rows for d in parent_dirs(p)}
         found: list[Listed] = []
         for path in dict.fromkeys(p.strip("/") for p in paths):
@@ -192,8 +200,9 @@ class ReadService:
                 found.append(Listed(path, None))
         return found
 
-    def commits(self, snap: Snapshot) -> list[CommitRecord]:
-        """History from the snapshot's commit back to the first, newest first."""
+    def commits(self, principal: Principal, repo: RepoId, revision: str) -> list[CommitRecord]:
+        """History from a revision's commit back to the first, newest first."""
+        snap = self.snapshot(principal, repo, revision)
         with self._db.read() as tx:
             by_id = {c.id: c for c in tx.commits.of_repo(snap.repo.id)}
         history: list[CommitRecord] = []
@@ -207,6 +216,7 @@ class ReadService:
         with self._db.read() as tx:
             return tx.commits.by_ids(ids)
 
-    def refs(self, repo: RepoRecord) -> list[RefRecord]:
+    def refs(self, principal: Principal, repo: RepoId) -> list[RefRecord]:
+        """A repo's branches, tags and PR refs, sorted by name."""
         with self._db.read() as tx:
-            return tx.refs.of_repo(repo.id)
+            return tx.refs.of_repo(find_repo(tx, principal, repo).id)

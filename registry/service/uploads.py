@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from registry.domain.access import Principal, require_write
 from registry.domain.digest import Digest, Hashes, is_sha256
-from registry.domain.errors import BlobQuarantinedError, RegistryError
+from registry.domain.errors import BlobQuarantinedError, RegistryError, UnauthorizedError
 from registry.domain.names import RepoId
 from registry.domain.records import BlobRecord
+from registry.domain.tokens import sign, verify_signature
 from registry.metadata.db import Database
 from registry.service.identity import NodeIdentity
 from registry.service.quarantine import Quarantine
@@ -29,6 +31,10 @@ class LfsAnswer:
     size: int
     upload: bool
     error: str | None = None
+    grant: str | None = None  # for an upload: the signed query string its URL carries
+
+
+LFS_GRANT_SECONDS = 24 * 3600  # how long an LFS upload URL from the batch stays valid
 
 
 class UploadService:
@@ -47,14 +53,35 @@ class UploadService:
             writable_repo(tx, principal, repo, self._node)
         answers = [self._answer(o) for o in objects]
         reused = {a.oid for a in answers if not a.upload and a.error is None}
-        if not reused:
-            return answers
-        # The client will not send these: mark them wanted so gc keeps them until its commit
-        # (within gc's grace period), then look again in case gc took one just before.
-        self._want_sha256(reused)
-        return [
-            self._answer(o) if o.oid in reused else a for o, a in zip(objects, answers, strict=True)
-        ]
+        if reused:
+            # The client will not send these: mark them wanted so gc keeps them until its
+            # commit (within gc's grace period), then look again in case gc took one before.
+            self._want_sha256(reused)
+            answers = [
+                self._answer(o) if o.oid in reused else a
+                for o, a in zip(objects, answers, strict=True)
+            ]
+        expires = str(int(time.time()) + LFS_GRANT_SECONDS)
+        return [replace(a, grant=self._grant(a, expires)) if a.upload else a for a in answers]
+
+    def _grant(self, answer: LfsAnswer, expires: str) -> str:
+        sig = sign(self._node.secret, answer.oid, str(answer.size), expires)
+        return f"size={answer.size}&expires={expires}&sig={sig}"
+
+    def lfs_upload_wanted(self, oid: str, size: int, expires: str, sig: str) -> bool:
+        """Whether an LFS upload granted by the batch must send its bytes (False: they are
+        stored already, and now marked wanted).
+
+        Raises:
+            UnauthorizedError: the grant's signature is wrong or it has expired.
+        """
+        if not verify_signature(self._node.secret, sig, oid, str(size), expires) or (
+            int(expires) < time.time()
+        ):
+            raise UnauthorizedError(
+                "Upload URL signature is invalid or expired; ask the batch endpoint for a new one"
+            )
+        return not self.reuse_sha256(oid, size)
 
     def _answer(self, obj: LfsObject) -> LfsAnswer:
         if not is_sha256(obj.oid) or obj.size < 0:
@@ -86,8 +113,14 @@ class UploadService:
         with self._db.write(invalidates=False) as tx:  # no reader caches these times
             tx.blobs.want_sha256(sha256s)
 
-    def reuse(self, digest: Digest) -> BlobRecord | None:
-        """`stored`, for an upload that then skips sending the blob: marks it wanted."""
+    def reuse(self, principal: Principal, digest: Digest) -> BlobRecord | None:
+        """`stored`, for a native upload that then skips sending the blob: marks it wanted.
+
+        Raises:
+            UnauthorizedError, ForbiddenError: a native upload needs a write token (of any
+                namespace: a blob belongs to no repo until a commit names it).
+        """
+        require_write(principal, principal.user or "")
         if self.stored(digest) is None:
             return None
         with self._db.write(invalidates=False) as tx:
@@ -155,8 +188,3 @@ class UploadService:
         with self._db.read() as tx:
             visible = tx.blobs.in_visible_repo(digest, principal)
         return visible if visible is not None else not principal.anonymous
-
-
-def require_uploader(principal: Principal) -> None:
-    """Native blob PUTs need a write token (any namespace: blobs belong to no repo yet)."""
-    require_write(principal, principal.user or "")

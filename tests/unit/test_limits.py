@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from registry.api.ratelimit import bearer_token, request_class
+from registry.api.ratelimit import plausible_token, request_class
 from registry.settings import LimitSettings, load_settings
 
 R = "/api/models/alice/lora"
@@ -65,9 +65,9 @@ def test_request_class_sorts_writes_and_expensive_reads(
         (b"Bearer two words", None),
     ],
 )
-def test_bearer_token_only_when_it_looks_like_one(header: bytes, token: str | None) -> None:
+def test_plausible_token_only_when_it_looks_like_one(header: bytes, token: str | None) -> None:
     scope = {"headers": [(b"host", b"x"), (b"authorization", header)]}
-    assert bearer_token(scope) == token
+    assert plausible_token(scope) == token
 
 
 def test_rate_limits_accept_the_limits_notation_and_empty_for_none() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.deps import MetadataDep, PrincipalDep, SearchDep
 from registry.api.errors import documented
 from registry.api.paths import parse_repo
 from registry.domain.search import SORTS, SearchQuery
@@ -54,7 +54,7 @@ def hit_out(hit: SearchHit) -> SearchHitOut:
 
 @router.get("/search", responses=documented(401), response_model=SearchOut)
 def search(
-    node: NodeDep,
+    search_service: SearchDep,
     principal: PrincipalDep,
     q: Annotated[str, Query(max_length=500)] = "",
     type: Annotated[str, Query(pattern="^(model|dataset)$")] = "model",
@@ -71,7 +71,7 @@ def search(
     `index` says how far behind the index is; results are complete either way.
     """
     query = SearchQuery(type, q, kind, base_model, tuple(tag or ()), author, sort, offset, limit)
-    page = node.search.search(principal, query)
+    page = search_service.search(principal, query)
     return SearchOut(
         results=[hit_out(h) for h in page.hits],
         index=lag_out(page.lag),
@@ -80,9 +80,9 @@ def search(
 
 
 @router.get("/search/status", response_model=IndexLagOut)
-def search_status(node: NodeDep) -> IndexLagOut:
+def search_status(search_service: SearchDep) -> IndexLagOut:
     """How far the search index is behind the change log."""
-    return lag_out(node.search.lag())
+    return lag_out(search_service.lag())
 
 
 @router.get(
@@ -94,14 +94,13 @@ def get_metadata(
     repo_type: str,
     namespace: str,
     name: str,
-    node: NodeDep,
+    metadata: MetadataDep,
     principal: PrincipalDep,
     revision: str = "main",
 ) -> ModelMetadataOut:
     """Kind, base model, tags, trigger words, lineage, and what was read from the files."""
     repo = parse_repo(f"{repo_type}s", namespace, name)
-    snap = node.reads.snapshot(principal, repo, revision)
-    return ModelMetadataOut.model_validate(asdict(node.metadata.describe(snap)))
+    return ModelMetadataOut.model_validate(asdict(metadata.read(principal, repo, revision)))
 
 
 @router.put(
@@ -114,15 +113,11 @@ def put_metadata(
     namespace: str,
     name: str,
     body: MetadataIn,
-    node: NodeDep,
+    metadata: MetadataDep,
     principal: PrincipalDep,
 ) -> MetadataCommitOut:
     """Set card keys (null removes one) by a commit to main rewriting README.md's front matter."""
     repo = parse_repo(f"{repo_type}s", namespace, name)
     changes = body.model_dump(exclude_unset=True, exclude={"parent_commit"})
-    result = node.metadata.update(principal, repo, changes, parent_commit=body.parent_commit)
-    snap = node.reads.snapshot(principal, repo, result.sha)
-    return MetadataCommitOut(
-        commit=result.sha,
-        metadata=ModelMetadataOut.model_validate(asdict(node.metadata.describe(snap))),
-    )
+    sha, now = metadata.update(principal, repo, changes, parent_commit=body.parent_commit)
+    return MetadataCommitOut(commit=sha, metadata=ModelMetadataOut.model_validate(asdict(now)))

@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.deps import PrincipalDep, RepoInfoDep, ReposDep, SearchDep, SettingsDep
 from registry.api.errors import documented, error_response, registry_error_response
 from registry.api.files import replica_headers
 from registry.api.paths import api_repo_path, parse_repo, public_base
 from registry.domain.errors import RepoExistsError, RepoNotFoundError, UnauthorizedError
 from registry.domain.names import RepoId, RepoType
 from registry.domain.search import SearchDoc, SearchQuery
-from registry.service.reads import Snapshot
-from registry.service.scanning import SCANNED
 from registry.wire import (
     AccessToken,
     AuthOut,
     CreateRepoIn,
     DeleteRepoIn,
-    FileIssue,
-    ModelMetadataOut,
     RepoInfo,
     RepoUrl,
-    SafetensorsOut,
-    SecurityStatus,
-    Sibling,
-    SiblingLfs,
     ValidateYamlIn,
     ValidateYamlOut,
     WhoAmI,
@@ -56,8 +46,8 @@ def whoami(principal: PrincipalDep) -> WhoAmI:
     )
 
 
-def repo_url(request: Request, node: NodeDep, repo: RepoId) -> RepoUrl:
-    base = public_base(request, node.settings.public_url)
+def repo_url(request: Request, settings: SettingsDep, repo: RepoId) -> RepoUrl:
+    base = public_base(request, settings.public_url)
     return RepoUrl(
         url=f"{base}/{repo.type.url_prefix}{repo.full_name}", name=repo.full_name, id=repo.full_name
     )
@@ -65,104 +55,41 @@ def repo_url(request: Request, node: NodeDep, repo: RepoId) -> RepoUrl:
 
 @router.post("/api/repos/create", responses=documented(400, 401, 403, 409), response_model=RepoUrl)
 def create_repo(
-    body: CreateRepoIn, request: Request, node: NodeDep, principal: PrincipalDep
+    body: CreateRepoIn,
+    request: Request,
+    repos: ReposDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> Response:
     namespace = body.organization or principal.user
     if namespace is None:
         raise UnauthorizedError("Creating a repo needs a token")
     repo = RepoId.parse(RepoType.parse(body.type), namespace, body.name)
     private = body.visibility == "private" if body.visibility else bool(body.private)
-    url = repo_url(request, node, repo)
+    url = repo_url(request, settings, repo)
     try:
-        node.repos.create(principal, repo, private=private)
+        repos.create(principal, repo, private=private)
     except RepoExistsError as exc:
         return registry_error_response(exc, extra=url.model_dump())
     return JSONResponse(url.model_dump())
 
 
 @router.delete("/api/repos/delete", responses=documented(400, 401, 403, 404, 409), status_code=200)
-def delete_repo(body: DeleteRepoIn, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
+def delete_repo(body: DeleteRepoIn, repos: ReposDep, principal: PrincipalDep) -> dict[str, str]:
     namespace = body.organization or principal.user
     if namespace is None:
         raise RepoNotFoundError()
     repo = parse_repo(RepoType.parse(body.type).plural, namespace, body.name)
-    node.repos.delete(principal, repo)
+    repos.delete(principal, repo)
     return {"deleted": repo.full_name}
 
 
-def repo_info(node: NodeDep, snap: Snapshot, *, blobs: bool) -> RepoInfo:
-    rid = snap.repo.repo
-    siblings = []
-    for file in node.reads.tree(snap.commit.id):
-        sibling = Sibling(rfilename=file.path)
-        if blobs:
-            entry = file.entry
-            sibling.size, sibling.blobId = entry.size, entry.oid
-            if entry.lfs:
-                sibling.lfs = SiblingLfs(
-                    size=entry.size, sha256=entry.sha256, pointerSize=len(entry.pointer)
-                )
-        siblings.append(sibling)
-    card, weights = node.reads.card(snap.commit.id), node.reads.weights(snap.commit.id)
-    metadata = node.metadata.describe(snap)
-    return RepoInfo(
-        id=rid.full_name,
-        modelId=rid.full_name if rid.type is RepoType.MODEL else None,
-        author=rid.namespace,
-        sha=snap.commit.id,
-        private=snap.repo.private,
-        lastModified=iso_ms(snap.commit.created_ms),
-        createdAt=iso_ms(snap.repo.created_ms),
-        downloads=snap.repo.downloads,
-        tags=card.tags,
-        securityRepoStatus=security_status(node, snap),
-        modelyard=ModelMetadataOut.model_validate(asdict(metadata)),
-        cardData=card.data or None,
-        safetensors=SafetensorsOut(parameters=weights.parameters, total=weights.total)
-        if weights
-        else None,
-        siblings=siblings,
-    )
-
-
-def security_status(node: NodeDep, snap: Snapshot) -> SecurityStatus:
-    """The Hub's `securityRepoStatus`: are scans done, and which files have issues."""
-    files = {
-        p: f.entry.blake3.hex
-        for p, f in node.reads.tree_map(snap.commit.id).items()
-        if p.endswith(SCANNED)
-    }
-    verdicts = node.scans.verdicts(set(files.values()))
-    issues = [
-        FileIssue(path=p, status=verdicts[b3].status, findings=verdicts[b3].findings)
-        for p, b3 in files.items()
-        if verdicts[b3].status in ("unsafe", "error")
-    ]
-    done = all(v.status != "pending" for v in verdicts.values())
-    return SecurityStatus(scansDone=done, filesWithIssues=issues)
-
-
 async def info_response(
-    node: NodeDep, principal: PrincipalDep, repo: RepoId, revision: str, blobs: bool
+    repoinfo: RepoInfoDep, principal: PrincipalDep, repo: RepoId, revision: str, blobs: bool
 ) -> Response:
-    """Repo info; answered from the cache without I/O when the commit was seen before."""
-    snap = await node.reads.cached_snapshot(principal, repo, revision)
-    if snap is None:
-        snap = await run_in_threadpool(node.reads.snapshot, principal, repo, revision)
-    key = (
-        "info",
-        snap.commit.id,
-        snap.repo.private,
-        blobs,
-        node.scans.version,
-        node.downloads.version,
-    )
-    body = node.reads.cache.responses.get(key)
-    if body is None:
-        info = await run_in_threadpool(repo_info, node, snap, blobs=blobs)
-        body = node.reads.cache.responses.put(key, info.model_dump_json(exclude_none=True).encode())
-    headers = replica_headers(node.peers, node.identity.node_id, snap.repo)
-    return Response(body, media_type="application/json", headers=headers)
+    answer = await repoinfo.info(principal, repo, revision, blobs)
+    headers = replica_headers(answer.replica)
+    return Response(answer.body, media_type="application/json", headers=headers)
 
 
 @router.get(
@@ -175,12 +102,12 @@ async def get_repo_info(
     repo_type: str,
     namespace: str,
     name: str,
-    node: NodeDep,
+    repoinfo: RepoInfoDep,
     principal: PrincipalDep,
     blobs: bool = False,
 ) -> Response:
     repo = parse_repo(repo_type, namespace, name)
-    return await info_response(node, principal, repo, "main", blobs)
+    return await info_response(repoinfo, principal, repo, "main", blobs)
 
 
 @router.get(
@@ -190,10 +117,10 @@ async def get_repo_info(
     response_model_exclude_none=True,
 )
 async def get_repo_info_at(
-    request: Request, node: NodeDep, principal: PrincipalDep, blobs: bool = False
+    request: Request, repoinfo: RepoInfoDep, principal: PrincipalDep, blobs: bool = False
 ) -> Response:
     target = api_repo_path(request)
-    return await info_response(node, principal, target.repo, "/".join(target.rest), blobs)
+    return await info_response(repoinfo, principal, target.repo, "/".join(target.rest), blobs)
 
 
 def list_item(doc: SearchDoc, scan: str | None = None) -> dict[str, object]:
@@ -225,7 +152,8 @@ HF_SORTS = {"downloads": "downloads", "createdAt": "created", "created_at": "cre
 def list_repos(
     repo_type: str,
     request: Request,
-    node: NodeDep,
+    search_service: SearchDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
     search: str | None = None,
     author: str | None = None,
@@ -239,7 +167,7 @@ def list_repos(
     kind = RepoType.from_plural(repo_type)
     if kind is None:
         return error_response(404, "NotFound", f"Unknown listing {repo_type!r}")
-    page = min(limit or node.settings.limits.max_page_size, node.settings.limits.max_page_size)
+    page = min(limit or settings.limits.max_page_size, settings.limits.max_page_size)
     query = SearchQuery(
         repo_type=kind.value,
         text=search or "",
@@ -249,7 +177,7 @@ def list_repos(
         offset=offset,
         limit=page,
     )
-    found = node.search.search(principal, query)
+    found = search_service.search(principal, query)
     headers = {
         "X-Modelyard-Index-Behind": str(found.lag.behind_entries),
         "X-Modelyard-Index-Pending": str(found.lag.pending_repos),

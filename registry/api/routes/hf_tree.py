@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.deps import CommitsDep, PrincipalDep, ReadsDep, SettingsDep
 from registry.api.errors import documented
 from registry.api.paths import api_repo_path
 from registry.domain.commit import tree_oid
@@ -33,10 +33,8 @@ PREFIX = "/api/{repo_type}/{namespace}/{name}"
 COMMITS_PAGE = 100
 
 
-def tree_items(node: NodeDep, items: list[Listed], *, expand: bool) -> list[dict[str, object]]:
-    commits = (
-        node.reads.commit_titles({i.last_commit for i in items if i.last_commit}) if expand else {}
-    )
+def tree_items(reads: ReadsDep, items: list[Listed], *, expand: bool) -> list[dict[str, object]]:
+    commits = reads.commit_titles({i.last_commit for i in items if i.last_commit}) if expand else {}
     out = []
     for item in items:
         if item.entry is None:
@@ -74,18 +72,18 @@ def paginated(
 )
 def list_tree(
     request: Request,
-    node: NodeDep,
+    reads: ReadsDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
     recursive: bool = False,
     expand: bool = False,
     cursor: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     target = api_repo_path(request)
-    snap = node.reads.snapshot(principal, target.repo, target.rest[0])
     folder = "/".join(target.rest[1:]).strip("/")
-    items = node.reads.listing(snap, folder, recursive=recursive)
-    page_size = 50 if expand else node.settings.limits.max_page_size
-    return paginated(request, tree_items(node, items, expand=expand), page_size, cursor)
+    items = reads.listing(principal, target.repo, target.rest[0], folder, recursive=recursive)
+    page_size = 50 if expand else settings.limits.max_page_size
+    return paginated(request, tree_items(reads, items, expand=expand), page_size, cursor)
 
 
 @router.post(
@@ -95,14 +93,14 @@ def list_tree(
 )
 def paths_info(
     request: Request,
-    node: NodeDep,
+    reads: ReadsDep,
     principal: PrincipalDep,
     paths: Annotated[list[str], Form(max_length=1000)],
     expand: Annotated[bool, Form()] = False,
 ) -> Response:
     target = api_repo_path(request)
-    snap = node.reads.snapshot(principal, target.repo, "/".join(target.rest))
-    return JSONResponse(tree_items(node, node.reads.paths_info(snap, paths), expand=expand))
+    found = reads.paths_info(principal, target.repo, "/".join(target.rest), paths)
+    return JSONResponse(tree_items(reads, found, expand=expand))
 
 
 def ref_item(ref: RefRecord, kind: str) -> RefItem:
@@ -117,10 +115,10 @@ def ref_item(ref: RefRecord, kind: str) -> RefItem:
     response_model_exclude_none=True,
 )
 def list_refs(
-    request: Request, node: NodeDep, principal: PrincipalDep, include_prs: bool = False
+    request: Request, reads: ReadsDep, principal: PrincipalDep, include_prs: bool = False
 ) -> RefsOut:
     target = api_repo_path(request)
-    refs = node.reads.refs(node.repos.get(principal, target.repo))
+    refs = reads.refs(principal, target.repo)
 
     def of(kind: str) -> list[RefItem]:
         return [ref_item(r, kind) for r in refs if r.name.startswith(kind)]
@@ -138,11 +136,10 @@ def list_refs(
     response_model=list[CommitItem],
 )
 def list_commits(
-    request: Request, node: NodeDep, principal: PrincipalDep, p: Annotated[int, Query(ge=0)] = 0
+    request: Request, reads: ReadsDep, principal: PrincipalDep, p: Annotated[int, Query(ge=0)] = 0
 ) -> Response:
     target = api_repo_path(request)
-    snap = node.reads.snapshot(principal, target.repo, "/".join(target.rest))
-    history = node.reads.commits(snap)
+    history = reads.commits(principal, target.repo, "/".join(target.rest))
     page = history[p * COMMITS_PAGE : (p + 1) * COMMITS_PAGE]
     items = [
         CommitItem(
@@ -164,36 +161,36 @@ def list_commits(
 
 @router.post(PREFIX + "/branch/{branch:path}", responses=documented(400, 401, 403, 404, 409))
 def create_branch(
-    request: Request, node: NodeDep, principal: PrincipalDep, body: BranchIn | None = None
+    request: Request, commits: CommitsDep, principal: PrincipalDep, body: BranchIn | None = None
 ) -> dict[str, str]:
     target = api_repo_path(request)
     branch = "/".join(target.rest)
-    node.commits.create_branch(principal, target.repo, branch, body.startingPoint if body else None)
+    commits.create_branch(principal, target.repo, branch, body.startingPoint if body else None)
     return {"ref": f"refs/heads/{branch}"}
 
 
 @router.delete(PREFIX + "/branch/{branch:path}", responses=documented(400, 401, 403, 404, 409))
-def delete_branch(request: Request, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
+def delete_branch(request: Request, commits: CommitsDep, principal: PrincipalDep) -> dict[str, str]:
     target = api_repo_path(request)
     ref = f"refs/heads/{'/'.join(target.rest)}"
-    node.commits.delete_ref(principal, target.repo, ref)
+    commits.delete_ref(principal, target.repo, ref)
     return {"deleted": ref}
 
 
 @router.post(PREFIX + "/tag/{revision:path}", responses=documented(400, 401, 403, 404, 409))
 def create_tag(
-    request: Request, body: TagIn, node: NodeDep, principal: PrincipalDep
+    request: Request, body: TagIn, commits: CommitsDep, principal: PrincipalDep
 ) -> dict[str, str]:
     target = api_repo_path(request)
-    node.commits.create_tag(principal, target.repo, "/".join(target.rest), body.tag)
+    commits.create_tag(principal, target.repo, "/".join(target.rest), body.tag)
     return {"ref": f"refs/tags/{body.tag}"}
 
 
 @router.delete(PREFIX + "/tag/{tag:path}", responses=documented(400, 401, 403, 404, 409))
-def delete_tag(request: Request, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
+def delete_tag(request: Request, commits: CommitsDep, principal: PrincipalDep) -> dict[str, str]:
     target = api_repo_path(request)
     tag = "/".join(target.rest)
     if not tag:
         raise InvalidRevisionError("A tag name is required")
-    node.commits.delete_ref(principal, target.repo, f"refs/tags/{tag}")
+    commits.delete_ref(principal, target.repo, f"refs/tags/{tag}")
     return {"deleted": f"refs/tags/{tag}"}

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import time
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.deps import CommitsDep, PrincipalDep, SettingsDep, UploadsDep
 from registry.api.errors import documented
 from registry.api.ingest import BYTES_BODY, receive_body
 from registry.api.limits import check_commit, check_file_sizes
+from registry.api.ndjson import NDJSON, parse_ndjson
 from registry.api.paths import api_repo_path, parse_repo, public_base, raw_segments
-from registry.domain.digest import is_sha256
-from registry.domain.errors import (
-    InvalidError,
-    MissingObjectError,
-    UnauthorizedError,
-)
+from registry.domain.errors import InvalidError, MissingObjectError
 from registry.domain.names import RepoId, check_repo_path
-from registry.domain.tokens import sign, verify_signature
-from registry.service.commits import AddBytes, AddLfs, Delete, Operation, PreuploadFile
-from registry.service.uploads import LfsObject
+from registry.service.commits import PreuploadFile
+from registry.service.uploads import LFS_GRANT_SECONDS, LfsObject
 from registry.storage import Expected
 from registry.wire import (
     CommitOut,
@@ -42,68 +31,6 @@ from registry.wire import (
 )
 
 router = APIRouter(tags=["huggingface"])
-LFS_URL_TTL = 24 * 3600
-# The commit body (NDJSON): one JSON object per line, a header and file operations.
-_PATH = {"type": "string", "minLength": 1}
-
-
-def _line(key: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["key", "value"],
-        "properties": {"key": key, "value": {"type": "object", **value}},
-    }
-
-
-NDJSON = {
-    "schema": {
-        "type": "array",
-        "description": "One JSON object per line: a header and the file operations",
-        "minItems": 1,
-        "items": {
-            "oneOf": [
-                _line(
-                    {"const": "header"},
-                    {
-                        "required": ["summary"],
-                        "properties": {
-                            "summary": {"type": "string", "minLength": 1},
-                            "description": {"type": "string"},
-                            "parentCommit": {"type": "string"},
-                        },
-                    },
-                ),
-                _line(
-                    {"const": "file"},
-                    {
-                        "required": ["path", "content"],
-                        "properties": {
-                            "path": _PATH,
-                            "content": {"type": "string", "pattern": "^([A-Za-z0-9+/]{4})*$"},
-                            "encoding": {"const": "base64"},
-                        },
-                    },
-                ),
-                _line(
-                    {"const": "lfsFile"},
-                    {
-                        "required": ["path", "oid"],
-                        "properties": {
-                            "path": _PATH,
-                            "algo": {"const": "sha256"},
-                            "oid": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                            "size": {"type": "integer", "minimum": 0},
-                        },
-                    },
-                ),
-                _line(
-                    {"enum": ["deletedFile", "deletedFolder"]},
-                    {"required": ["path"], "properties": {"path": _PATH}},
-                ),
-            ]
-        },
-    }
-}
 
 
 @router.post(
@@ -112,12 +39,16 @@ NDJSON = {
     response_model=PreuploadOut,
 )
 def preupload(
-    request: Request, body: PreuploadIn, node: NodeDep, principal: PrincipalDep
+    request: Request,
+    body: PreuploadIn,
+    commits: CommitsDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> PreuploadOut:
     target = api_repo_path(request)
     files = [PreuploadFile(check_repo_path(f.path), f.size) for f in body.files]
-    check_file_sizes(node.settings.limits, ((f.path, f.size) for f in files))
-    answers = node.commits.preupload(
+    check_file_sizes(settings.limits, ((f.path, f.size) for f in files))
+    answers = commits.preupload(
         principal, target.repo, "/".join(target.rest), files, body.gitIgnore
     )
     return PreuploadOut(
@@ -141,27 +72,28 @@ def _batch_repo(request: Request) -> RepoId:
 
 
 def _lfs_batch(
-    request: Request, body: LfsBatchIn, node: NodeDep, principal: PrincipalDep
+    request: Request,
+    body: LfsBatchIn,
+    uploads: UploadsDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> LfsBatchOut:
     if body.operation != "upload":
         raise InvalidError("Only the upload operation is supported; download via /resolve")
-    check_file_sizes(node.settings.limits, ((f"LFS object {o.oid}", o.size) for o in body.objects))
-    answers = node.uploads.lfs_batch(
+    check_file_sizes(settings.limits, ((f"LFS object {o.oid}", o.size) for o in body.objects))
+    answers = uploads.lfs_batch(
         principal, _batch_repo(request), [LfsObject(o.oid, o.size) for o in body.objects]
     )
-    base = public_base(request, node.settings.public_url)
-    expires = str(int(time.time()) + LFS_URL_TTL)
+    base = public_base(request, settings.public_url)
     objects = []
     for a in answers:
         out = LfsObjectOut(oid=a.oid, size=a.size)
         if a.error:
             out.error = LfsError(code=422, message=a.error)
-        elif a.upload:
-            sig = sign(node.identity.secret, a.oid, str(a.size), expires)
-            query = f"size={a.size}&expires={expires}&sig={sig}"
+        elif a.grant:
             out.actions = {
                 "upload": LfsAction(
-                    href=f"{base}/lfs/objects/{a.oid}?{query}", expires_in=LFS_URL_TTL
+                    href=f"{base}/lfs/objects/{a.oid}?{a.grant}", expires_in=LFS_GRANT_SECONDS
                 ),
                 "verify": LfsAction(href=f"{base}/lfs/verify/{a.oid}"),
             }
@@ -183,82 +115,22 @@ for _prefix, _kind in (("", "model"), ("/datasets", "dataset")):
     "/lfs/objects/{oid}", responses=documented(400, 401), status_code=200, openapi_extra=BYTES_BODY
 )
 async def lfs_upload(
-    oid: str, size: int, expires: str, sig: str, request: Request, node: NodeDep
+    oid: str, size: int, expires: str, sig: str, request: Request, uploads: UploadsDep
 ) -> dict[str, object]:
     """Receive an LFS object; authorised by the signature in the URL (clients send no auth)."""
-    if (
-        not verify_signature(node.identity.secret, sig, oid, str(size), expires)
-        or int(expires) < time.time()
-    ):
-        raise UnauthorizedError(
-            "Upload URL signature is invalid or expired; ask the batch endpoint for a new one"
-        )
-    if await run_in_threadpool(node.uploads.reuse_sha256, oid, size):
+    if not await run_in_threadpool(uploads.lfs_upload_wanted, oid, size, expires, sig):
         return {"oid": oid, "size": size, "stored": False}
-    writer = node.uploads.writer(size)
+    writer = uploads.writer(size)
     await receive_body(request, writer, size)
-    await run_in_threadpool(node.uploads.complete, writer, Expected(sha256=oid, size=size))
+    await run_in_threadpool(uploads.complete, writer, Expected(sha256=oid, size=size))
     return {"oid": oid, "size": size, "stored": True}
 
 
 @router.post("/lfs/verify/{oid}", responses=documented(400))
-def lfs_verify(oid: str, body: LfsVerifyIn, node: NodeDep) -> dict[str, object]:
-    if body.oid != oid or not node.uploads.has_sha256(oid, body.size):
+def lfs_verify(oid: str, body: LfsVerifyIn, uploads: UploadsDep) -> dict[str, object]:
+    if body.oid != oid or not uploads.has_sha256(oid, body.size):
         raise MissingObjectError(f"LFS object {oid} of {body.size} bytes is not stored")
     return {"oid": oid, "size": body.size}
-
-
-def parse_ndjson(body: bytes) -> tuple[dict[str, object], list[Operation]]:
-    """Parse a Hub commit payload: one header line, then file operations."""
-    header: dict[str, object] | None = None
-    operations: list[Operation] = []
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            key, value = item["key"], item["value"]
-            assert isinstance(value, dict)
-        except (ValueError, KeyError, TypeError, AssertionError):
-            raise InvalidError(
-                f'Malformed NDJSON at line {number}: expected {{"key": ..., "value": {{...}}}}'
-            ) from None
-        if key == "header":
-            header = value
-        else:
-            operations.append(_operation(key, value, number))
-    if header is None:
-        raise InvalidError("The commit payload has no header line")
-    summary = header.get("summary")
-    if not isinstance(summary, str) or not summary.strip():
-        raise InvalidError("The commit message (summary) must be a non-empty string")
-    return header, operations
-
-
-def _operation(key: str, value: dict[str, object], number: int) -> Operation:
-    path = value.get("path")
-    if not isinstance(path, str):
-        raise InvalidError(f"Line {number}: 'path' must be a string")
-    if key in ("deletedFile", "deletedFolder"):
-        check_repo_path(path.rstrip("/"))
-        return Delete(path, folder=key == "deletedFolder" or path.endswith("/"))
-    check_repo_path(path)
-    if key == "file":
-        try:
-            data = base64.b64decode(str(value.get("content", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidError(f"Line {number}: content of {path!r} is not base64") from None
-        return AddBytes(path, data)
-    if key == "lfsFile":
-        oid, size = value.get("oid"), value.get("size")
-        if (
-            not isinstance(oid, str)
-            or not is_sha256(oid)
-            or not (size is None or (isinstance(size, int) and size >= 0))
-        ):
-            raise InvalidError(f"Line {number}: lfsFile needs a sha256 oid and a size")
-        return AddLfs(path, oid, size)
-    raise InvalidError(f"Line {number}: unknown operation {key!r}")
 
 
 @router.post(
@@ -269,16 +141,20 @@ def _operation(key: str, value: dict[str, object], number: int) -> Operation:
     openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": NDJSON}}},
 )
 async def commit(
-    request: Request, node: NodeDep, principal: PrincipalDep, create_pr: bool = False
+    request: Request,
+    commits: CommitsDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    create_pr: bool = False,
 ) -> Response:
     target = api_repo_path(request)
     body = await request.body()
 
     def run() -> CommitOut:
         header, operations = parse_ndjson(body)
-        check_commit(node.settings.limits, operations)
+        check_commit(settings.limits, operations)
         parent = header.get("parentCommit")
-        result = node.commits.commit(
+        result = commits.commit(
             principal,
             target.repo,
             "/".join(target.rest),
@@ -289,7 +165,7 @@ async def commit(
             create_pr=create_pr,
         )
         base = (
-            f"{public_base(request, node.settings.public_url)}/"
+            f"{public_base(request, settings.public_url)}/"
             f"{target.repo.type.url_prefix}{target.repo.full_name}"
         )
         pr_url = f"{base}/discussions/{result.pr_number}" if result.pr_number else None

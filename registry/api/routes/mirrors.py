@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter
 
-from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.deps import MirrorsDep, PrincipalDep
 from registry.api.errors import documented
 from registry.domain.access import require_admin
 from registry.service.mirrors import MirrorView
@@ -35,27 +35,27 @@ def mirror_out(view: MirrorView) -> MirrorOut:
 @router.post(
     "", responses=documented(400, 401, 403, 409), status_code=201, response_model=MirrorOut
 )
-def add_mirror(body: MirrorIn, node: NodeDep, principal: PrincipalDep) -> MirrorOut:
+def add_mirror(body: MirrorIn, mirrors: MirrorsDep, principal: PrincipalDep) -> MirrorOut:
     """Push every new commit of the repos matching `repos` (and what they hold now)."""
     require_admin(principal)
-    added = node.mirrors.add(body.name, body.kind, body.url, body.token, body.repos)
+    added = mirrors.add(body.name, body.kind, body.url, body.token, body.repos)
     return mirror_out(added)
 
 
 @router.get("", responses=documented(401, 403), response_model=list[MirrorOut])
-def list_mirrors(node: NodeDep, principal: PrincipalDep) -> list[MirrorOut]:
+def list_mirrors(mirrors: MirrorsDep, principal: PrincipalDep) -> list[MirrorOut]:
     require_admin(principal)
-    return [mirror_out(v) for v in node.mirrors.views()]
+    return [mirror_out(v) for v in mirrors.views()]
 
 
 @router.get("/{name}", responses=documented(401, 403, 404), response_model=MirrorOut)
-def get_mirror(name: str, node: NodeDep, principal: PrincipalDep) -> MirrorOut:
+def get_mirror(name: str, mirrors: MirrorsDep, principal: PrincipalDep) -> MirrorOut:
     require_admin(principal)
-    return mirror_out(node.mirrors.view(name))
+    return mirror_out(mirrors.view(name))
 
 
 @router.delete("/{name}", responses=documented(401, 403, 404))
-def remove_mirror(name: str, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
+def remove_mirror(name: str, mirrors: MirrorsDep, principal: PrincipalDep) -> dict[str, str]:
     require_admin(principal)
-    node.mirrors.remove(name)
+    mirrors.remove(name)
     return {"deleted": name}

@@ -9,14 +9,21 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from registry import __version__
-from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.deps import (
+    FeedDep,
+    FilesDep,
+    IdentityDep,
+    LineageDep,
+    LookupDep,
+    PrincipalDep,
+    ReadsDep,
+    UploadsDep,
+)
 from registry.api.errors import documented
 from registry.api.files import blob_response, bytes_route_docs
 from registry.api.ingest import BYTES_BODY, receive_body
 from registry.api.paths import parse_repo
 from registry.domain.digest import Digest
-from registry.domain.errors import BlobNotFoundError
-from registry.service.uploads import require_uploader
 from registry.storage import Expected
 from registry.wire import BlobStored, FileHitOut, Health, LineageOut
 
@@ -24,26 +31,17 @@ router = APIRouter(prefix="/v1", tags=["native"])
 
 
 @router.get("/health", response_model=Health)
-def health(node: NodeDep) -> Health:
+def health(identity: IdentityDep, feed: FeedDep) -> Health:
     return Health(
-        node_id=node.identity.node_id,
-        version=__version__,
-        serial=node.feed.head(),
-        epoch=node.identity.epoch,
+        node_id=identity.node_id, version=__version__, serial=feed.head(), epoch=identity.epoch
     )
 
 
-def get_blob(blake3: str, request: Request, node: NodeDep, principal: PrincipalDep) -> Response:
-    digest = Digest.parse(blake3)
-    missing = BlobNotFoundError(f"Blob {digest} not found")
-    if not node.uploads.readable(principal, digest):
-        raise missing
-    info = node.uploads.require_servable(digest, missing)
+def get_blob(blake3: str, request: Request, files: FilesDep, principal: PrincipalDep) -> Response:
+    stored = files.blob(principal, Digest.parse(blake3))
     return blob_response(
-        node.blobs,
-        digest,
-        info.size,
-        {"ETag": f'"{digest.hex}"'},
+        stored,
+        {"ETag": f'"{stored.digest.hex}"'},
         head=request.method == "HEAD",
         range_header=request.headers.get("range"),
     )
@@ -67,24 +65,21 @@ for _method in ("GET", "HEAD"):
     openapi_extra=BYTES_BODY,
 )
 async def put_blob(
-    blake3: str, request: Request, node: NodeDep, principal: PrincipalDep
+    blake3: str, request: Request, uploads: UploadsDep, principal: PrincipalDep
 ) -> JSONResponse:
     digest = Digest.parse(blake3)
-    require_uploader(principal)
     length = request.headers.get("content-length")
     size = int(length) if length and length.isdigit() else None
-    existing = await run_in_threadpool(node.uploads.reuse, digest)
+    existing = await run_in_threadpool(uploads.reuse, principal, digest)
     if existing is not None:
         return JSONResponse(
             BlobStored(
                 blake3=digest.hex, sha256=existing.sha256, size=existing.size, created=False
             ).model_dump()
         )
-    writer = node.uploads.writer(size)
+    writer = uploads.writer(size)
     await receive_body(request, writer, size)
-    hashes = await run_in_threadpool(
-        node.uploads.complete, writer, Expected(blake3=digest, size=size)
-    )
+    hashes = await run_in_threadpool(uploads.complete, writer, Expected(blake3=digest, size=size))
     return JSONResponse(
         BlobStored(
             blake3=digest.hex, sha256=hashes.sha256, size=hashes.size, created=True
@@ -96,9 +91,9 @@ async def put_blob(
 @router.get(
     "/files/by-hash/{file_hash}", responses=documented(400, 401), response_model=list[FileHitOut]
 )
-def files_by_hash(file_hash: str, node: NodeDep, principal: PrincipalDep) -> list[FileHitOut]:
+def files_by_hash(file_hash: str, lookup: LookupDep, principal: PrincipalDep) -> list[FileHitOut]:
     """Every repo, ref and path holding a file with this BLAKE3, SHA-256 or AutoV2 hash."""
-    return [FileHitOut(**asdict(hit)) for hit in node.lookup.by_hash(principal, file_hash)]
+    return [FileHitOut(**asdict(hit)) for hit in lookup.by_hash(principal, file_hash)]
 
 
 @router.get(
@@ -106,12 +101,16 @@ def files_by_hash(file_hash: str, node: NodeDep, principal: PrincipalDep) -> lis
     responses=documented(400, 401, 404),
 )
 def manifest(
-    repo_type: str, namespace: str, name: str, revision: str, node: NodeDep, principal: PrincipalDep
+    repo_type: str,
+    namespace: str,
+    name: str,
+    revision: str,
+    reads: ReadsDep,
+    principal: PrincipalDep,
 ) -> JSONResponse:
     """The files of a revision with their size, BLAKE3 and SHA-256 (`modelyard.manifest/1`)."""
     repo = parse_repo(f"{repo_type}s", namespace, name)
-    snap = node.reads.snapshot(principal, repo, revision)
-    return JSONResponse(node.reads.manifest(snap).to_json())
+    return JSONResponse(reads.manifest(principal, repo, revision).to_json())
 
 
 @router.get(
@@ -120,8 +119,8 @@ def manifest(
     response_model=LineageOut,
 )
 def lineage(
-    repo_type: str, namespace: str, name: str, node: NodeDep, principal: PrincipalDep
+    repo_type: str, namespace: str, name: str, lineage: LineageDep, principal: PrincipalDep
 ) -> LineageOut:
     """The parents a repo's card declares, and its ancestors and descendants, transitively."""
     repo = parse_repo(f"{repo_type}s", namespace, name)
-    return LineageOut.model_validate(asdict(node.lineage.lineage(principal, repo)))
+    return LineageOut.model_validate(asdict(lineage.lineage(principal, repo)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.deps import PeersDep, PrincipalDep
 from registry.api.errors import documented
 from registry.domain.access import require_admin
 from registry.service.peers import PeerView
@@ -32,19 +32,19 @@ def peer_out(view: PeerView) -> PeerOut:
 
 
 @router.post("", responses=documented(400, 401, 403, 409), status_code=201, response_model=PeerOut)
-def add_peer(body: PeerIn, node: NodeDep, principal: PrincipalDep) -> PeerOut:
+def add_peer(body: PeerIn, peers: PeersDep, principal: PrincipalDep) -> PeerOut:
     require_admin(principal)
-    return peer_out(node.peers.view(node.peers.add(body.url, body.token, body.blobs)))
+    return peer_out(peers.view(peers.add(body.url, body.token, body.blobs)))
 
 
 @router.get("", responses=documented(401, 403), response_model=list[PeerOut])
-def list_peers(node: NodeDep, principal: PrincipalDep) -> list[PeerOut]:
+def list_peers(peers: PeersDep, principal: PrincipalDep) -> list[PeerOut]:
     require_admin(principal)
-    return [peer_out(v) for v in node.peers.views()]
+    return [peer_out(v) for v in peers.views()]
 
 
 @router.delete("/{peer_id}", responses=documented(401, 403, 404))
-def remove_peer(peer_id: str, node: NodeDep, principal: PrincipalDep) -> dict[str, str]:
+def remove_peer(peer_id: str, peers: PeersDep, principal: PrincipalDep) -> dict[str, str]:
     require_admin(principal)
-    node.peers.remove(peer_id)
+    peers.remove(peer_id)
     return {"deleted": peer_id}

@@ -1,169 +1,28 @@
-"""`/status` (HTML for people, no JavaScript, refreshes itself) and `/v1/status` (JSON)."""
+"""`/status` (HTML for people, rendered by registry.api.status_page), `/v1/status` (JSON) and
+`/metrics` (Prometheus)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from html import escape
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from registry.api.deps import NodeDep
-from registry.service.status import Status
-from registry.wire import iso_ms
+from registry.api.deps import StatusDep
+from registry.api.status_page import render
 
 router = APIRouter(tags=["status"])
-REFRESH_SECONDS = 10
 
 
 @router.get("/v1/status")
-def status_json(node: NodeDep) -> dict[str, object]:
-    return asdict(node.status.status())
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n} B"
-
-
-def _index(s: Status) -> str:
-    if not s.index_behind_entries:
-        return "current"
-    return (
-        f"{s.index_behind_entries} changes behind ({_duration(s.index_behind_seconds)}); "
-        "search still finds them"
-    )
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h {minutes}m" if days else f"{hours}h {minutes}m {secs}s"
-
-
-def _scrub(s: Status) -> str:
-    scrub = s.scrub
-    last = iso_ms(scrub.last_pass_ms) if scrub.last_pass_ms else "never"
-    running = f"; running now ({escape(scrub.running)})" if scrub.running else ""
-    held = f'<b class="held">{scrub.quarantined}</b>' if scrub.quarantined else "none"
-    return (
-        f"last complete pass {last}{running}; {scrub.totals['checked']} blobs checked, "
-        f"{scrub.totals['repaired']} repaired, {held} quarantined (never served)"
-    )
-
-
-def _rows(cells: list[list[str]]) -> str:
-    return "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells)
-
-
-def render(s: Status) -> str:
-    peers = (
-        _rows(
-            [
-                [
-                    escape(p.id),
-                    escape(p.url),
-                    f'<b class="{p.state}">{p.state}</b>',
-                    f"{p.lag_entries}",
-                    f"{p.lag_seconds:.0f} s",
-                    iso_ms(p.last_success_ms) if p.last_success_ms else "never",
-                    escape(p.last_error or ""),
-                ]
-                for p in s.peers
-            ]
-        )
-        or '<tr><td colspan="7">no peers configured</td></tr>'
-    )
-    mirrors = (
-        _rows(
-            [
-                [
-                    escape(m.name),
-                    escape(m.kind),
-                    f'<b class="{"down" if m.state == "failing" else "up"}">{m.state}</b>',
-                    f"{m.backlog}",
-                    iso_ms(m.last_success_ms) if m.last_success_ms else "never",
-                    escape(m.last_error or ""),
-                ]
-                for m in s.mirrors
-            ]
-        )
-        or '<tr><td colspan="6">no mirrors configured</td></tr>'
-    )
-    recent = (
-        _rows(
-            [
-                [
-                    escape(r.repo),
-                    escape(r.title),
-                    escape(r.author),
-                    r.commit[:10],
-                    iso_ms(r.created_ms),
-                ]
-                for r in s.recent
-            ]
-        )
-        or '<tr><td colspan="5">no uploads yet</td></tr>'
-    )
-    quarantined = (
-        _rows(
-            [
-                [
-                    h.blake3[:16],
-                    escape(h.reason),
-                    escape(h.detail),
-                    iso_ms(h.found_ms),
-                    escape(h.last_error or ""),
-                ]
-                for h in s.scrub.unrepaired
-            ]
-        )
-        or '<tr><td colspan="5">none</td></tr>'
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="{REFRESH_SECONDS}">
-<title>modelyard {escape(s.node_id)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:1em;max-width:70em}}
-table{{border-collapse:collapse;width:100%;margin-bottom:1.5em;font-size:.9em}}
-td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}}
-.wrap{{overflow-x:auto}} .up{{color:#17803d}} .degraded{{color:#b26b00}}
-.down,.held{{color:#c0162f}} .unknown{{color:#666}} dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
-</style></head><body>
-<h1>modelyard node {escape(s.node_id)}</h1>
-<dl><dt>Version</dt><dd>{escape(s.version)}</dd>
-<dt>Uptime</dt><dd>{_duration(s.uptime_seconds)}</dd>
-<dt>Storage</dt><dd>{s.blobs} blobs, {_size(s.blob_bytes)}</dd>
-<dt>Change log</dt><dd>serial {s.serial}</dd></dl>
-<h2>Peers</h2><div class="wrap"><table id="peers">
-<tr><th>peer</th><th>url</th><th>state</th><th>lag (entries)</th><th>lag</th>
-<th>last success</th><th>last error</th></tr>{peers}</table></div>
-<h2>Mirrors</h2><div class="wrap"><table id="mirrors">
-<tr><th>mirror</th><th>kind</th><th>state</th><th>backlog</th><th>last success</th>
-<th>last error</th></tr>{mirrors}</table></div>
-<h2>Queues</h2><dl id="queues"><dt>Search index</dt><dd>{_index(s)}</dd>
-<dt>Safety scans</dt><dd>{s.scans_pending} files pending</dd>
-<dt>Scrub</dt><dd>{_scrub(s)}</dd></dl>
-<h2>Quarantined blobs</h2><div class="wrap"><table id="quarantined">
-<tr><th>blake3</th><th>reason</th><th>found</th><th>since</th><th>last repair error</th></tr>
-{quarantined}</table></div>
-<h2>Latest uploads</h2><div class="wrap"><table id="recent">
-<tr><th>repo</th><th>commit</th><th>by</th><th>id</th><th>when</th></tr>{recent}</table></div>
-<p><small>Refreshes every {REFRESH_SECONDS} s. JSON: <a href="/v1/status">/v1/status</a>.
-Metrics: <a href="/metrics">/metrics</a>.</small></p>
-</body></html>"""
+def status_json(status: StatusDep) -> dict[str, object]:
+    return asdict(status.status())
 
 
 @router.get("/status", response_class=HTMLResponse)
-def status_page(node: NodeDep) -> HTMLResponse:
-    return HTMLResponse(render(node.status.status()))
+def status_page(status: StatusDep) -> HTMLResponse:
+    return HTMLResponse(render(status.status()))
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from registry.api.deps import NodeDep, PrincipalDep
+from registry.api.deps import FeedDep, PrincipalDep
 from registry.api.errors import documented
-from registry.domain.errors import PeerMismatchError
 from registry.wire import FeedEntryOut, FeedOut
 
 router = APIRouter(prefix="/v1/sync", tags=["federation"])
@@ -20,40 +17,25 @@ router = APIRouter(prefix="/v1/sync", tags=["federation"])
 
 @router.get("/changes", responses=documented(401, 409), response_model=FeedOut)
 async def changes(
-    request: Request,
-    node: NodeDep,
+    feed: FeedDep,
     principal: PrincipalDep,
     since: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     wait: Annotated[float, Query(ge=0, le=120)] = 0,
+    x_modelyard_expect_node: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> JSONResponse:
     """Entries after `since`; with none, hold up to `wait` seconds for one (long-poll)."""
-    expected = request.headers.get("x-modelyard-expect-node")
-    if expected and expected != node.identity.node_id:
-        raise PeerMismatchError(
-            f"This is node {node.identity.node_id}, not {expected}: it was replaced or reset; "
-            "re-add it as a peer deliberately",
-            detail={"node_id": node.identity.node_id, "expected": expected},
-        )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    while True:  # wakes on every committed write; bounded by `wait`
-        event = node.notifier.current()
-        page = await run_in_threadpool(node.feed.page, principal, since, limit)
-        remaining = deadline - loop.time()
-        if page.last_serial != since or remaining <= 0:
-            break
-        await node.notifier.wait(event, remaining)
+    page = await feed.changes(principal, since, limit, wait, x_modelyard_expect_node)
     body = FeedOut(
-        node_id=node.identity.node_id,
-        epoch=node.identity.epoch,
+        node_id=page.node_id,
+        epoch=page.epoch,
         head=page.head,
         last_serial=page.last_serial,
         entries=[FeedEntryOut(**asdict(e)) for e in page.entries],
     )
     headers = {
-        "X-Modelyard-Node": node.identity.node_id,
-        "X-Modelyard-Epoch": node.identity.epoch,
+        "X-Modelyard-Node": page.node_id,
+        "X-Modelyard-Epoch": page.epoch,
         "X-Modelyard-Serial": str(page.head),
     }
     return JSONResponse(body.model_dump(), headers=headers)
