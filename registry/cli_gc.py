@@ -73,8 +73,8 @@ def gc(
     not be reached, 1 any other failure.
     """
     from registry.metadata.db import Database
-    from registry.node import open_blob_store
     from registry.service.gc import GarbageCollector
+    from registry.storage.build import build_blob_store
 
     settings = settings_from(config, data_dir=data_dir)
     configure_logging(settings.log_level)
@@ -90,7 +90,7 @@ def gc(
     db = Database(settings.effective_database_url)
     bars = _Bars()
     try:
-        report = GarbageCollector(db, open_blob_store(settings), grace).run(
+        report = GarbageCollector(db, build_blob_store(settings), grace).run(
             delete=delete, progress=bars
         )
     except RegistryError as exc:

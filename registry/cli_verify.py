@@ -127,7 +127,6 @@ def _verify(
     stop: threading.Event,
 ) -> tuple[ScrubRun, list[Held]]:
     from mirror.pullthrough import MirrorBlobSources, public_copies
-    from registry.node import open_blob_store
     from registry.service.credentials import credential_box
     from registry.service.leases import Leases
     from registry.service.lookup import LookupService
@@ -136,10 +135,11 @@ def _verify(
     from registry.service.peers import PeerService, Thresholds
     from registry.service.quarantine import Quarantine
     from registry.service.uploads import UploadService
+    from registry.storage.build import build_blob_store
     from sync.blobs import BlobFetcher
     from sync.connect import PeerConnector
 
-    blobs = open_blob_store(settings)
+    blobs = build_blob_store(settings)
     identity = NodeIdentity.load(db, settings.node_id)
     holder = f"{identity.node_id}/verify/{socket.gethostname()}/{os.getpid()}"
     leases = Leases(db, holder, settings.lease_seconds)

@@ -32,25 +32,18 @@ from registry.service.search import SearchService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.settings import Settings
-from registry.storage.local import LocalBlobStore
-from registry.storage.s3 import S3BlobStore
+from registry.storage import BlobStore
+from registry.storage.build import build_blob_store
 
 logger = logging.getLogger(__name__)
 SHARED_FEED_POLL = 0.25  # seconds: how soon a long-poll sees another process's write
-
-
-def open_blob_store(settings: Settings) -> LocalBlobStore | S3BlobStore:
-    """The node's blob store: an S3 bucket (`blob_store`) or the data dir's `store/`."""
-    if settings.blob_store:
-        return S3BlobStore(settings.blob_store, endpoint_url=settings.blob_store_endpoint)
-    return LocalBlobStore(settings.blob_dir)
 
 
 @dataclass
 class Node:
     settings: Settings
     db: Database
-    blobs: LocalBlobStore | S3BlobStore
+    blobs: BlobStore
     identity: NodeIdentity
     auth: AuthService
     repos: RepoService
@@ -90,7 +83,7 @@ class Node:
         except CredentialsKeyError:
             db.dispose()
             raise
-        blobs = open_blob_store(settings)
+        blobs = build_blob_store(settings)
         removed = blobs.clear_uploads()
         if removed:
             logger.warning("removed %d interrupted uploads", removed)
