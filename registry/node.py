@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from registry.domain.errors import CredentialsKeyError
 from registry.metadata.db import Database
 from registry.metadata.fulltext import FullText
 from registry.service.auth import AuthService
 from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
 from registry.service.commits import CommitService
-from registry.service.credentials import CredentialsKeyError, credential_box
+from registry.service.credentials import credential_box
 from registry.service.downloads import DownloadCounter
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.indexer import DocBuilder, Indexer

@@ -22,9 +22,10 @@ from tenacity import (
 )
 
 from registry.client import RetryPolicy
+from registry.domain.errors import PeerNotFoundError
 from registry.service.leases import Leases
 from registry.service.node import NodeIdentity
-from registry.service.peers import PeerNotFoundError, PeerService
+from registry.service.peers import PeerService
 from registry.service.replication import ReplicationService
 from registry.service.uploads import UploadService
 from registry.settings import SyncSettings

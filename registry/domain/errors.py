@@ -1,21 +1,32 @@
 """Every error the registry raises, each with a stable machine-readable `code`.
 
-    RegistryError
-    ├── NotFoundError          RepoNotFound, RevisionNotFound, EntryNotFound, BlobNotFound
-    ├── ConflictError          RepoExists, RefExists, ProtectedRef, HomeMismatch
-    ├── PreconditionError      ParentMismatch (optimistic concurrency)
-    ├── InvalidError           InvalidName, InvalidPath, InvalidRevision, BadRequest,
-    │                          DigestMismatch, SizeMismatch, MissingObject, XetUnsupported
-    ├── UnprocessableError     a peer's or mirror's URL or credential is refused: InvalidUrl,
-    │                          UrlSchemeNotAllowed, UrlHasCredentials, UrlHostMissing,
-    │                          InvalidCredential
-    ├── TooLargeError          PayloadTooLarge
+Each family is listed with the codes it holds, its own first:
+
+    RegistryError             internal
+    ├── NotFoundError         NotFound, RepoNotFound, RevisionNotFound, EntryNotFound,
+    │                         BlobNotFound, PeerNotFound, MirrorNotFound
+    ├── ConflictError         Conflict, RepoExists, RefExists, ProtectedRef, HomeMismatch,
+    │                         MirrorExists, ScrubRunning
+    ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency)
+    ├── InvalidError          BadRequest, InvalidName, InvalidPath, InvalidRevision,
+    │                         DigestMismatch, SizeMismatch, MissingObject, XetUnsupported,
+    │                         BadSafetensors
+    ├── UnprocessableError    Unprocessable; a peer's or mirror's URL or credential is refused:
+    │                         InvalidUrl (UrlSchemeNotAllowed, UrlHasCredentials,
+    │                         UrlHostMissing), InvalidCredential
+    ├── TooLargeError         PayloadTooLarge
     ├── RangeNotSatisfiableError  RangeNotSatisfiable (no byte range asked for is in the file)
-    ├── UnauthorizedError      Unauthorized (no or bad token)
-    ├── ForbiddenError         Forbidden (token lacks the right)
-    ├── StorageError           StorageFailure, BlobUnavailable, BlobQuarantined
-    └── UpstreamError          UpstreamFailure, MirrorUnavailable, AllSourcesFailed,
-                               RedirectRefused
+    ├── UnauthorizedError     Unauthorized (no or bad token)
+    ├── ForbiddenError        Forbidden (token lacks the right)
+    ├── PeerError             PeerError, PeerMismatch (wrong node id), CursorAhead
+    ├── StorageError          StorageFailure, BlobUnavailable, BlobQuarantined
+    └── UpstreamError         UpstreamFailure, MirrorUnavailable, AllSourcesFailed,
+                              RedirectRefused
+
+    ValueError
+    └── CredentialsKeyError   configuration, not a RegistryError (no code, never sent over
+                              HTTP): stored credentials do not open with the configured key,
+                              and the node refuses to start
 
 The HTTP mapping of families to status codes lives in `registry.api.errors` only.
 """
@@ -56,6 +67,14 @@ class BlobNotFoundError(NotFoundError):
     code = "BlobNotFound"
 
 
+class PeerNotFoundError(NotFoundError):
+    code = "PeerNotFound"
+
+
+class MirrorNotFoundError(NotFoundError):
+    code = "MirrorNotFound"
+
+
 class ConflictError(RegistryError):
     code = "Conflict"
 
@@ -74,6 +93,16 @@ class ProtectedRefError(ConflictError):
 
 class HomeMismatchError(ConflictError):
     code = "HomeMismatch"
+
+
+class MirrorExistsError(ConflictError):
+    code = "MirrorExists"
+
+
+class ScrubRunningError(ConflictError):
+    """Another process scrubs this node now (one scrub at a time, held by a lease)."""
+
+    code = "ScrubRunning"
 
 
 class PreconditionError(RegistryError):
@@ -114,6 +143,12 @@ class MissingObjectError(InvalidError):
 
 class XetUnsupportedError(InvalidError):
     code = "XetUnsupported"
+
+
+class SafetensorsError(InvalidError):
+    """A safetensors header that is malformed or points outside its file."""
+
+    code = "BadSafetensors"
 
 
 class UnprocessableError(RegistryError):
@@ -207,6 +242,10 @@ class AllSourcesFailedError(UpstreamError):
     """Every source of a download failed; `detail["failures"]` says why, source by source."""
 
     code = "AllSourcesFailed"
+
+
+class CredentialsKeyError(ValueError):
+    """A stored credential cannot be opened with the configured key (or with none)."""
 
 
 def all_error_classes() -> list[type[RegistryError]]:

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert
 from sqlmodel import col, select
 
-from registry.domain.errors import ConflictError, InvalidError, NotFoundError
+from registry.domain.errors import InvalidError, MirrorExistsError, MirrorNotFoundError
 from registry.domain.names import NAME_PART
 from registry.domain.redaction import redact
 from registry.domain.tokens import check_credential
@@ -36,14 +36,6 @@ from registry.service.credentials import CredentialBox
 
 logger = logging.getLogger(__name__)
 KINDS = ("hf", "s3", "node")
-
-
-class MirrorNotFoundError(NotFoundError):
-    code = "MirrorNotFound"
-
-
-class MirrorExistsError(ConflictError):
-    code = "MirrorExists"
 
 
 @dataclass(frozen=True)

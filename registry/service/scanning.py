@@ -19,7 +19,8 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 
 from registry.domain.digest import Digest
-from registry.domain.safetensors import SafetensorsError, read_header
+from registry.domain.errors import SafetensorsError
+from registry.domain.safetensors import read_header
 from registry.metadata.db import Database, now_ms
 from registry.metadata.tables import ScanResult, TreeRow
 from registry.storage import BlobStore, local_copy

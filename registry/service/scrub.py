@@ -26,7 +26,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from registry.domain.digest import Digest
-from registry.domain.errors import ConflictError
+from registry.domain.errors import ScrubRunningError
 from registry.metadata.db import Database, now_ms
 from registry.metadata.tables import Blob, Counter, NodeState
 from registry.service.leases import Leases
@@ -43,10 +43,6 @@ TOTALS = ("checked", "checked_bytes", "corrupt", "missing", "repaired", "unrepai
 _CURSOR, _LAST_RUN = "scrub.cursor", "scrub.last_run"
 _LAST_PASS, _SINCE = "scrub.last_pass_ms", "scrub.since_ms"  # a pass's end; the first look
 Repair = Callable[[Digest, int], bool]  # fetch a blob (digest, size) again; True when stored
-
-
-class ScrubRunningError(ConflictError):
-    code = "ScrubRunning"
 
 
 class Stopped(Exception):

@@ -23,11 +23,11 @@ from pydantic import SecretStr
 
 from registry.api.app import create_app
 from registry.cli import cli
+from registry.domain.errors import CredentialsKeyError
 from registry.domain.tokens import hash_token
 from registry.metadata.db import Database
 from registry.node import Node
 from registry.service.auth import AuthService
-from registry.service.credentials import CredentialsKeyError
 from tests.conftest import (
     ADMIN_TOKEN,
     FAST_SYNC,
