@@ -28,7 +28,9 @@ Each family is listed with the codes it holds, its own first:
                               HTTP): stored credentials do not open with the configured key,
                               and the node refuses to start
 
-The HTTP mapping of families to status codes lives in `registry.api.errors` only.
+`ERRORS_BY_CODE` maps each code to its class, for the client to decode answers with (a unit
+test checks it holds every subclass). The HTTP mapping of families to status codes lives in
+`registry.api.errors` only.
 """
 
 from __future__ import annotations
@@ -248,12 +250,57 @@ class CredentialsKeyError(ValueError):
     """A stored credential cannot be opened with the configured key (or with none)."""
 
 
-def all_error_classes() -> list[type[RegistryError]]:
-    """Every concrete error class, for code round-trip tests and client decoding."""
-    found: list[type[RegistryError]] = []
-    pending: list[type[RegistryError]] = [RegistryError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return found
+# Every RegistryError class by its code: what `registry.client.raise_for_error` decodes an
+# answer into. Written out, not found by walking subclasses, so the client decodes the same
+# codes whichever modules happen to be imported; tests/unit/test_error_codes.py checks it.
+ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
+    cls.code: cls
+    for cls in (
+        RegistryError,
+        NotFoundError,
+        RepoNotFoundError,
+        RevisionNotFoundError,
+        EntryNotFoundError,
+        BlobNotFoundError,
+        PeerNotFoundError,
+        MirrorNotFoundError,
+        ConflictError,
+        RepoExistsError,
+        RefExistsError,
+        ProtectedRefError,
+        HomeMismatchError,
+        MirrorExistsError,
+        ScrubRunningError,
+        PreconditionError,
+        ParentMismatchError,
+        InvalidError,
+        InvalidNameError,
+        InvalidPathError,
+        InvalidRevisionError,
+        DigestMismatchError,
+        SizeMismatchError,
+        MissingObjectError,
+        XetUnsupportedError,
+        SafetensorsError,
+        UnprocessableError,
+        InvalidUrlError,
+        UrlSchemeError,
+        UrlCredentialsError,
+        UrlHostError,
+        InvalidCredentialError,
+        RangeNotSatisfiableError,
+        TooLargeError,
+        UnauthorizedError,
+        ForbiddenError,
+        PeerError,
+        PeerMismatchError,
+        CursorAheadError,
+        StorageError,
+        BlobUnavailableError,
+        BlobQuarantinedError,
+        UpstreamError,
+        MirrorUnavailableError,
+        RedirectRefusedError,
+        AllSourcesFailedError,
+    )
+}
