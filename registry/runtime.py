@@ -58,8 +58,7 @@ from registry.service.uploads import UploadService
 from registry.service.worker import Worker
 from registry.settings import Settings
 from registry.storage import BlobStore
-from registry.storage.local import LocalBlobStore
-from registry.storage.s3 import S3BlobStore
+from registry.storage.build import build_blob_store
 from sync.blobs import BlobFetcher
 from sync.connect import PeerConnector
 from sync.loop import SyncLoop
@@ -101,7 +100,7 @@ class Runtime:
 
     @cached_property
     def blobs(self) -> BlobStore:
-        return _blob_store(self.settings)
+        return build_blob_store(self.settings)
 
     @cached_property
     def identity(self) -> NodeIdentity:
@@ -351,9 +350,3 @@ class Runtime:
         if "fetcher" in self.__dict__:  # built: its pool may be fetching
             self.fetcher.stop()
         self.db.dispose()
-
-
-def _blob_store(settings: Settings) -> BlobStore:
-    if settings.blob_store:
-        return S3BlobStore(settings.blob_store, endpoint_url=settings.blob_store_endpoint)
-    return LocalBlobStore(settings.blob_dir)

@@ -21,9 +21,10 @@ from tenacity import (
 )
 
 from registry.client import RetryPolicy
+from registry.domain.errors import PeerNotFoundError
 from registry.service.identity import NodeIdentity
 from registry.service.leases import Leases
-from registry.service.peers import PeerNotFoundError, PeerService
+from registry.service.peers import PeerService
 from registry.service.replication import ReplicationService
 from registry.settings import SyncSettings
 from sync.blobs import BlobFetcher

@@ -3,17 +3,24 @@ S3 bucket), so tests about stored bytes hold on either (MODELYARD_TEST_BLOB_STOR
 
 from __future__ import annotations
 
-from registry.node import open_blob_store
-
 from registry.domain.digest import Digest
 from registry.settings import Settings
+from registry.storage.build import build_blob_store
 from registry.storage.local import LocalBlobStore
+from registry.storage.s3 import S3BlobStore
+
+
+def _store(settings: Settings) -> LocalBlobStore | S3BlobStore:
+    """The node's store as its backend class: these helpers go behind its back."""
+    store = build_blob_store(settings)
+    assert isinstance(store, LocalBlobStore | S3BlobStore)
+    return store
 
 
 def _keys(settings: Settings, under: str) -> set[str]:
     """Every file (local) or key (S3) under `blobs/` or `uploads/` of the node's store, by its
     path relative to the store, whatever its name; S3 adds unfinished multipart uploads."""
-    store = open_blob_store(settings)
+    store = _store(settings)
     if isinstance(store, LocalBlobStore):
         root = store.root
         return {p.relative_to(root).as_posix() for p in (root / under).rglob("*") if p.is_file()}
@@ -45,7 +52,7 @@ def set_aside_files(settings: Settings) -> set[str]:
 
 def stored_bytes(settings: Settings, digest: Digest) -> bytes:
     """The bytes under a blob's key, read from the store (not through a node)."""
-    return b"".join(open_blob_store(settings).open(digest))
+    return b"".join(build_blob_store(settings).open(digest))
 
 
 def corrupt_stored_blob(settings: Settings, digest: Digest) -> bytes:
@@ -59,7 +66,7 @@ def corrupt_stored_blob(settings: Settings, digest: Digest) -> bytes:
 
 def overwrite_stored_blob(settings: Settings, digest: Digest, data: bytes) -> None:
     """Put `data` under a blob's key behind the node's back (the file, or the object)."""
-    store = open_blob_store(settings)
+    store = _store(settings)
     if isinstance(store, LocalBlobStore):
         store.path_of(digest).write_bytes(data)
     else:
@@ -68,7 +75,7 @@ def overwrite_stored_blob(settings: Settings, digest: Digest, data: bytes) -> No
 
 def delete_stored_blob(settings: Settings, digest: Digest) -> None:
     """Remove a blob's bytes behind the node's back (its row stays)."""
-    store = open_blob_store(settings)
+    store = _store(settings)
     if isinstance(store, LocalBlobStore):
         store.path_of(digest).unlink()
     else:

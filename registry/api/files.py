@@ -16,7 +16,6 @@ from registry.domain.commit import TreeEntry
 from registry.domain.errors import InvalidError, RangeNotSatisfiableError
 from registry.service.files import Replica, ResolvedFile, Stored, Streamed
 from registry.service.scanning import Verdict
-from registry.storage.s3 import S3BlobStore
 
 # The `Range` a GET of bytes may send (HEAD ignores it).
 _RANGE = {
@@ -189,6 +188,7 @@ def blob_response(
     span = requested_span(range_header, size)
     if path is not None:
         return PrefetchFileResponse(path, size, headers, span)
-    if isinstance(blobs, S3BlobStore):  # the store serves the bytes (clients follow redirects)
-        return RedirectResponse(blobs.presigned_url(digest), status_code=302, headers=headers)
+    url = blobs.download_url(digest)
+    if url is not None:  # the store serves the bytes (clients follow redirects)
+        return RedirectResponse(url, status_code=302, headers=headers)
     return StreamingResponse(blobs.open(digest), headers={**headers, "Content-Length": str(size)})

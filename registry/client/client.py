@@ -55,7 +55,17 @@ class RetryPolicy:
 
 
 def raise_for_error(response: httpx.Response) -> None:
-    """Map a node's error response back to the registry error class of its code."""
+    """Raise the registry error a node's answer carries; return if it is a success.
+
+    The class is the one `registry.domain.errors.ERRORS_BY_CODE` has for the answer's code
+    (`X-Error-Code`), RegistryError for a code it does not know; the message and the
+    server's request id (`detail["request_id"]`) come with it.
+
+    Raises:
+        TransientError: 408, 429, 500, 502, 503 or 504 (retried by the calls, not decoded).
+        UpstreamError: a redirect, which the calls that get here do not follow.
+        RegistryError: any other error answer, as the class of its code.
+    """
     if response.status_code < 300:
         return
     if response.status_code < 400:
@@ -78,9 +88,7 @@ def raise_for_error(response: httpx.Response) -> None:
         message = str(response.json().get("error") or response.text)
     except ValueError:
         message = response.text[:500]
-    # Looked up per call: error classes defined in modules imported later count too.
-    by_code = {cls.code: cls for cls in e.all_error_classes()}
-    cls = by_code.get(code, e.RegistryError)
+    cls = e.ERRORS_BY_CODE.get(code, e.RegistryError)
     error = cls(message or f"HTTP {response.status_code}")
     error.detail["request_id"] = response.headers.get("x-request-id", "")
     raise error

@@ -1,23 +1,36 @@
 """Every error the registry raises, each with a stable machine-readable `code`.
 
-    RegistryError
-    ├── NotFoundError          RepoNotFound, RevisionNotFound, EntryNotFound, BlobNotFound
-    ├── ConflictError          RepoExists, RefExists, ProtectedRef, HomeMismatch
-    ├── PreconditionError      ParentMismatch (optimistic concurrency)
-    ├── InvalidError           InvalidName, InvalidPath, InvalidRevision, BadRequest,
-    │                          DigestMismatch, SizeMismatch, MissingObject, XetUnsupported
-    ├── UnprocessableError     a peer's or mirror's URL or credential is refused: InvalidUrl,
-    │                          UrlSchemeNotAllowed, UrlHasCredentials, UrlHostMissing,
-    │                          InvalidCredential
-    ├── TooLargeError          PayloadTooLarge
-    ├── RangeNotSatisfiableError  RangeNotSatisfiable (no byte range asked for is in the file)
-    ├── UnauthorizedError      Unauthorized (no or bad token)
-    ├── ForbiddenError         Forbidden (token lacks the right)
-    ├── StorageError           StorageFailure, BlobUnavailable, BlobQuarantined
-    └── UpstreamError          UpstreamFailure, MirrorUnavailable, AllSourcesFailed,
-                               RedirectRefused
+Each family is listed with the codes it holds, its own first:
 
-The HTTP mapping of families to status codes lives in `registry.api.errors` only.
+    RegistryError             internal
+    ├── NotFoundError         NotFound, RepoNotFound, RevisionNotFound, EntryNotFound,
+    │                         BlobNotFound, PeerNotFound, MirrorNotFound
+    ├── ConflictError         Conflict, RepoExists, RefExists, ProtectedRef, HomeMismatch,
+    │                         MirrorExists, ScrubRunning
+    ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency)
+    ├── InvalidError          BadRequest, InvalidName, InvalidPath, InvalidRevision,
+    │                         DigestMismatch, SizeMismatch, MissingObject, XetUnsupported,
+    │                         BadSafetensors
+    ├── UnprocessableError    Unprocessable; a peer's or mirror's URL or credential is refused:
+    │                         InvalidUrl (UrlSchemeNotAllowed, UrlHasCredentials,
+    │                         UrlHostMissing), InvalidCredential
+    ├── TooLargeError         PayloadTooLarge
+    ├── RangeNotSatisfiableError  RangeNotSatisfiable (no byte range asked for is in the file)
+    ├── UnauthorizedError     Unauthorized (no or bad token)
+    ├── ForbiddenError        Forbidden (token lacks the right)
+    ├── PeerError             PeerError, PeerMismatch (wrong node id), CursorAhead
+    ├── StorageError          StorageFailure, BlobUnavailable, BlobQuarantined
+    └── UpstreamError         UpstreamFailure, MirrorUnavailable, AllSourcesFailed,
+                              RedirectRefused
+
+    ValueError
+    └── CredentialsKeyError   configuration, not a RegistryError (no code, never sent over
+                              HTTP): stored credentials do not open with the configured key,
+                              and the node refuses to start
+
+`ERRORS_BY_CODE` maps each code to its class, for the client to decode answers with (a unit
+test checks it holds every subclass). The HTTP mapping of families to status codes lives in
+`registry.api.errors` only.
 """
 
 from __future__ import annotations
@@ -56,6 +69,14 @@ class BlobNotFoundError(NotFoundError):
     code = "BlobNotFound"
 
 
+class PeerNotFoundError(NotFoundError):
+    code = "PeerNotFound"
+
+
+class MirrorNotFoundError(NotFoundError):
+    code = "MirrorNotFound"
+
+
 class ConflictError(RegistryError):
     code = "Conflict"
 
@@ -74,6 +95,16 @@ class ProtectedRefError(ConflictError):
 
 class HomeMismatchError(ConflictError):
     code = "HomeMismatch"
+
+
+class MirrorExistsError(ConflictError):
+    code = "MirrorExists"
+
+
+class ScrubRunningError(ConflictError):
+    """Another process scrubs this node now (one scrub at a time, held by a lease)."""
+
+    code = "ScrubRunning"
 
 
 class PreconditionError(RegistryError):
@@ -114,6 +145,12 @@ class MissingObjectError(InvalidError):
 
 class XetUnsupportedError(InvalidError):
     code = "XetUnsupported"
+
+
+class SafetensorsError(InvalidError):
+    """A safetensors header that is malformed or points outside its file."""
+
+    code = "BadSafetensors"
 
 
 class UnprocessableError(RegistryError):
@@ -209,12 +246,61 @@ class AllSourcesFailedError(UpstreamError):
     code = "AllSourcesFailed"
 
 
-def all_error_classes() -> list[type[RegistryError]]:
-    """Every concrete error class, for code round-trip tests and client decoding."""
-    found: list[type[RegistryError]] = []
-    pending: list[type[RegistryError]] = [RegistryError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return found
+class CredentialsKeyError(ValueError):
+    """A stored credential cannot be opened with the configured key (or with none)."""
+
+
+# Every RegistryError class by its code: what `registry.client.raise_for_error` decodes an
+# answer into. Written out, not found by walking subclasses, so the client decodes the same
+# codes whichever modules happen to be imported; tests/unit/test_error_codes.py checks it.
+ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
+    cls.code: cls
+    for cls in (
+        RegistryError,
+        NotFoundError,
+        RepoNotFoundError,
+        RevisionNotFoundError,
+        EntryNotFoundError,
+        BlobNotFoundError,
+        PeerNotFoundError,
+        MirrorNotFoundError,
+        ConflictError,
+        RepoExistsError,
+        RefExistsError,
+        ProtectedRefError,
+        HomeMismatchError,
+        MirrorExistsError,
+        ScrubRunningError,
+        PreconditionError,
+        ParentMismatchError,
+        InvalidError,
+        InvalidNameError,
+        InvalidPathError,
+        InvalidRevisionError,
+        DigestMismatchError,
+        SizeMismatchError,
+        MissingObjectError,
+        XetUnsupportedError,
+        SafetensorsError,
+        UnprocessableError,
+        InvalidUrlError,
+        UrlSchemeError,
+        UrlCredentialsError,
+        UrlHostError,
+        InvalidCredentialError,
+        RangeNotSatisfiableError,
+        TooLargeError,
+        UnauthorizedError,
+        ForbiddenError,
+        PeerError,
+        PeerMismatchError,
+        CursorAheadError,
+        StorageError,
+        BlobUnavailableError,
+        BlobQuarantinedError,
+        UpstreamError,
+        MirrorUnavailableError,
+        RedirectRefusedError,
+        AllSourcesFailedError,
+    )
+}

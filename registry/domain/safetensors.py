@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from registry.domain.errors import InvalidError
+from registry.domain.errors import SafetensorsError
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 DTYPES = {
@@ -34,10 +34,6 @@ DTYPES = {
     "I64",
     "U64",
 }
-
-
-class SafetensorsError(InvalidError):
-    code = "BadSafetensors"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from registry.domain.commit import TreeEntry
-from registry.domain.errors import InvalidError
-from registry.domain.safetensors import SafetensorsError, read_header
+from registry.domain.errors import InvalidError, SafetensorsError
+from registry.domain.safetensors import read_header
 from registry.domain.search import KINDS, normalize_key
 from registry.service.cache import Lru
 from registry.storage import BlobStore

@@ -15,14 +15,11 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from registry.domain.errors import CredentialsKeyError
 from registry.settings import Settings
 
 SEALED = "fernet:"
 KEY_SETTING = "MODELYARD_CREDENTIALS_KEY"
-
-
-class CredentialsKeyError(ValueError):
-    """A stored credential cannot be opened with the configured key (or with none)."""
 
 
 def _fernet(key: str) -> Fernet:

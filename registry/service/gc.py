@@ -38,7 +38,6 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Protocol
 
 from sqlalchemy import delete as delete_where
 from sqlalchemy import exists, func
@@ -67,10 +66,6 @@ HOLD = 600  # seconds bytes reused or not recorded yet are kept, whatever the gr
 UNREFERENCED, UNRECORDED, BYTES_MISSING = "unreferenced", "unrecorded", "bytes_missing"
 
 Progress = Callable[[str, int, int | None], None]  # phase, done, total (None: unknown)
-
-
-class CollectableStore(BlobStore, Protocol):
-    def clear_uploads(self, older_than: float, *, dry_run: bool = False) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ class GcReport:
 
 
 class GarbageCollector:
-    def __init__(self, db: Database, blobs: CollectableStore, grace: float) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, grace: float) -> None:
         """`grace`: seconds an unreferenced blob or upload leftover is kept (see module)."""
         self._db = db
         self._blobs = blobs

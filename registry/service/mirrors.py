@@ -26,7 +26,7 @@ from sqlmodel import col, select
 
 from registry.domain.changes import MIRRORED_KINDS
 from registry.domain.clock import now_ms
-from registry.domain.errors import ConflictError, InvalidError, NotFoundError
+from registry.domain.errors import InvalidError, MirrorExistsError, MirrorNotFoundError
 from registry.domain.names import NAME_PART
 from registry.domain.patterns import covers
 from registry.domain.redaction import redact
@@ -38,14 +38,6 @@ from registry.service.credentials import CredentialBox
 
 logger = logging.getLogger(__name__)
 KINDS = ("hf", "s3", "node")
-
-
-class MirrorNotFoundError(NotFoundError):
-    code = "MirrorNotFound"
-
-
-class MirrorExistsError(ConflictError):
-    code = "MirrorExists"
 
 
 @dataclass(frozen=True)

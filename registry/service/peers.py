@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from sqlmodel import col, select
 
 from registry.domain.clock import now_ms
-from registry.domain.errors import ConflictError, InvalidError, NotFoundError
+from registry.domain.errors import ConflictError, InvalidError, PeerNotFoundError
 from registry.domain.redaction import redact
 from registry.domain.tokens import check_credential
 from registry.domain.urls import check_http_url
@@ -26,10 +26,6 @@ from registry.service.credentials import CredentialBox
 
 logger = logging.getLogger(__name__)
 BLOB_POLICIES = ("eager", "lazy")
-
-
-class PeerNotFoundError(NotFoundError):
-    code = "PeerNotFound"
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from sqlmodel import col, select
 
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
+from registry.domain.errors import SafetensorsError
 from registry.domain.records import TreeFile
-from registry.domain.safetensors import SafetensorsError, read_header
+from registry.domain.safetensors import read_header
 from registry.metadata.db import Database
 from registry.metadata.tables import ScanResult, TreeRow
 from registry.storage import BlobStore, local_copy

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
-from registry.domain.errors import ConflictError
+from registry.domain.errors import ScrubRunningError
 from registry.metadata.db import Database
 from registry.metadata.tables import Blob, Counter, NodeState
 from registry.service.leases import Leases
@@ -44,10 +44,6 @@ TOTALS = ("checked", "checked_bytes", "corrupt", "missing", "repaired", "unrepai
 _CURSOR, _LAST_RUN = "scrub.cursor", "scrub.last_run"
 _LAST_PASS, _SINCE = "scrub.last_pass_ms", "scrub.since_ms"  # a pass's end; the first look
 Repair = Callable[[Digest, int], bool]  # fetch a blob (digest, size) again; True when stored
-
-
-class ScrubRunningError(ConflictError):
-    code = "ScrubRunning"
 
 
 class Stopped(Exception):

@@ -71,6 +71,10 @@ class BlobWriter(Protocol):
 
 
 class BlobStore(Protocol):
+    """Immutable blobs keyed by BLAKE3 (layout above). Backends: `memory` (tests and
+    ephemeral stores), `local` and `s3`; `registry.storage.build.build_blob_store` picks
+    local or s3 from the settings."""
+
     def stat(self, digest: Digest) -> BlobInfo | None: ...
 
     def open(self, digest: Digest, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -97,6 +101,34 @@ class BlobStore(Protocol):
 
     def drop_aside(self, digest: Digest) -> None:
         """Delete the set-aside copy of a blob, if there is one."""
+        ...
+
+    def download_url(self, digest: Digest) -> str | None:
+        """A URL a client may GET the blob's bytes from directly, bypassing the node.
+
+        The API redirects downloads there; the URL honours `Range` and may expire (an S3
+        presigned URL). It is made without asking whether the blob is stored: stat it first.
+
+        Returns:
+            The URL, or None when the store serves nothing itself (local and memory stores:
+            the node sends the bytes).
+        """
+        ...
+
+    def clear_uploads(self, older_than: float | None = None, *, dry_run: bool = False) -> int:
+        """Remove what interrupted uploads left staged (bytes never visible as a blob).
+
+        Args:
+            older_than: remove only leftovers not written to (local) or started (S3) for
+                this many seconds, so uploads in progress survive (gc). None: the node's
+                default as it starts: every leftover (local), only those older than a day
+                (S3, whose bucket other processes may be uploading to).
+            dry_run: count what would be removed, remove nothing.
+
+        Returns:
+            How many leftovers were (or, with `dry_run`, would be) removed; 0 for a store
+            that stages nothing (memory).
+        """
         ...
 
 

@@ -102,6 +102,9 @@ class LocalBlobStore:
     def drop_aside(self, digest: Digest) -> None:
         (self._aside / digest.hex).unlink(missing_ok=True)
 
+    def download_url(self, digest: Digest) -> str | None:  # noqa: ARG002 - served by the node
+        return None
+
     def publish(self, temp: Path, digest: Digest) -> None:
         final = self.path_of(digest)
         final.parent.mkdir(exist_ok=True)

@@ -59,6 +59,18 @@ class MemoryBlobStore:
         with self._lock:
             self._aside.pop(digest, None)
 
+    def download_url(self, digest: Digest) -> str | None:  # noqa: ARG002 - served by the node
+        return None
+
+    def clear_uploads(
+        self,
+        older_than: float | None = None,  # noqa: ARG002 - nothing staged
+        *,
+        dry_run: bool = False,  # noqa: ARG002 - nothing staged
+    ) -> int:
+        """Uploads in progress live in their writers only: a crash leaves nothing behind."""
+        return 0
+
     def publish(self, digest: Digest, data: bytes) -> None:
         with self._lock:
             if digest not in self._blobs:

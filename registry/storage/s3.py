@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 PART = 16 * 1024 * 1024  # multipart part size (S3's minimum is 5 MiB)
 READ_CHUNK = 4 * 1024 * 1024
 STALE_UPLOAD_SECONDS = 24 * 3600  # other processes may share the bucket: only old ones go
+PRESIGNED_SECONDS = 3600  # how long a download redirect to the bucket stays valid
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 KNOWN_BLOBS = 100_000  # sizes of blobs seen stored, remembered (blobs never change)
 _COPY = TransferConfig(multipart_threshold=1024 * 1024 * 1024, multipart_chunksize=256 * 1024**2)
@@ -140,13 +141,14 @@ class S3BlobStore:
     def local_path(self, digest: Digest) -> Path | None:  # noqa: ARG002 - nothing on disk
         return None
 
-    def presigned_url(self, digest: Digest, seconds: int = 3600) -> str:
-        """A time-limited GET URL of the blob, for redirecting downloads to the store."""
+    def download_url(self, digest: Digest) -> str:
+        """A presigned GET URL of the blob, valid for PRESIGNED_SECONDS (signed locally: no
+        request is made, so a missing blob answers 404 only when the URL is fetched)."""
         return str(
             self.s3.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": self.key_of(digest)},
-                ExpiresIn=seconds,
+                ExpiresIn=PRESIGNED_SECONDS,
             )
         )
 
@@ -186,14 +188,13 @@ class S3BlobStore:
                     digest = Digest(item["Key"].rsplit("/", 1)[1])
                     yield BlobInfo(digest, int(item["Size"]), item["LastModified"].timestamp())
 
-    def clear_uploads(
-        self, older_than: float = STALE_UPLOAD_SECONDS, *, dry_run: bool = False
-    ) -> int:
+    def clear_uploads(self, older_than: float | None = None, *, dry_run: bool = False) -> int:
         """Abort multipart uploads (and drop staged copies) a crash left behind; only those
-        older than `older_than` seconds, since other node processes may be uploading now.
-        Age is read from the key (some S3-compatible stores report no real start time).
-        Returns how many were (or, with `dry_run`, would be) removed."""
-        cutoff = time.time() - older_than
+        older than `older_than` seconds (default STALE_UPLOAD_SECONDS), since other node
+        processes may be uploading now. Age is read from the key (some S3-compatible stores
+        report no real start time). Returns how many were (or, with `dry_run`, would be)
+        removed."""
+        cutoff = time.time() - (STALE_UPLOAD_SECONDS if older_than is None else older_than)
         removed = 0
         uploads = f"{self.prefix}uploads/"
         with self.errors("clearing uploads"):

@@ -1,7 +1,8 @@
 """One BlobStore contract, run against every backend (S3: moto's server on 127.0.0.1).
 
-Local-only checks (files on disk, `clear_uploads`) sit after the class; everything in the class
-must hold for any backend that claims to be a BlobStore.
+Backend-specific checks (files on disk, S3 parts, how a leftover upload's age is known) sit
+after the class; everything in the class must hold for any backend that claims to be a
+BlobStore.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
+import httpx
 import pytest
 
 from registry.domain.digest import REGULAR_FILE_MAX, Digest, Hashes
@@ -73,6 +76,18 @@ def objects_in_bucket(store: BlobStore) -> list[str]:
     pending = store.s3.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix)
     keys = [item["Key"] for item in listed.get("Contents", [])]
     return sorted(keys + [f"multipart:{item['Key']}" for item in pending.get("Uploads", [])])
+
+
+def staged_uploads(store: BlobStore) -> set[str]:
+    """What uploads in progress keep in the backend: files under `uploads/` (local), keys and
+    unfinished multipart uploads under `uploads/` (S3); nothing (memory keeps them in writers)."""
+    if isinstance(store, LocalBlobStore):
+        return {p.name for p in (store.root / "uploads").iterdir()}
+    if isinstance(store, S3BlobStore):
+        uploads = f"{store.prefix}uploads/"
+        keys = objects_in_bucket(store)
+        return {k for k in keys if k.removeprefix("multipart:").startswith(uploads)}
+    return set()
 
 
 def assert_empty(store: BlobStore, *digests: Digest) -> None:
@@ -325,6 +340,58 @@ class TestBlobStoreContract:
         if isinstance(store, S3BlobStore):
             assert objects_in_bucket(store) == [store.key_of(digest_of(data))]
 
+    def test_download_url_serves_the_exact_bytes_when_the_store_has_one(
+        self, store: BlobStore
+    ) -> None:
+        data = payload(300_000)
+        digest = put(store, Expected(), [data]).blake3
+        url = store.download_url(digest)
+        assert (url is not None) == isinstance(store, S3BlobStore)  # local, memory: the node
+        if url is None:
+            return
+        with httpx.Client(timeout=30) as http:  # plain HTTP, no credentials: the URL suffices
+            whole = http.get(url)
+            part = http.get(url, headers={"Range": "bytes=1000-1999"})
+        assert (whole.status_code, whole.content) == (200, data)
+        assert (part.status_code, part.content) == (206, data[1000:2000])
+
+    def test_clear_uploads_removes_an_abandoned_upload_and_nothing_else(
+        self, store: BlobStore
+    ) -> None:
+        kept = put(store, Expected(), [b"complete"]).blake3
+        abandoned = store.writer()  # its process dies while uploading
+        abandoned.write(payload(S3_PART + 1))  # S3: one part sent, a multipart upload pending
+        staged = staged_uploads(store)
+        assert len(staged) == (0 if isinstance(store, MemoryBlobStore) else 1)
+        assert store.clear_uploads(older_than=-60, dry_run=True) == len(staged)
+        assert staged_uploads(store) == staged
+        assert store.clear_uploads(older_than=-60) == len(staged)  # -60: even one just begun
+        assert staged_uploads(store) == set()
+        assert store.clear_uploads(older_than=-60) == 0
+        assert list(store.iter_digests()) == [kept] and read(store, kept) == b"complete"
+        abandoned.abort()  # what it staged is gone already: harmless
+
+    def test_clear_uploads_older_than_spares_an_upload_in_progress(self, store: BlobStore) -> None:
+        data = payload(S3_PART + 1)
+        writer = store.writer(len(data))
+        writer.write(data[:-1])
+        staged = staged_uploads(store)
+        assert store.clear_uploads(older_than=600, dry_run=True) == 0
+        assert store.clear_uploads(older_than=600) == 0
+        assert staged_uploads(store) == staged
+        writer.write(data[-1:])
+        assert writer.commit(Expected(size=len(data))).blake3 == digest_of(data)
+        assert read(store, digest_of(data)) == data
+        assert staged_uploads(store) == set()
+
+    def test_clear_uploads_by_default_keeps_every_blob(self, store: BlobStore) -> None:
+        blobs = [payload(1000, seed=i) for i in range(3)]
+        for data in blobs:
+            put(store, Expected(), [data])
+        store.clear_uploads()
+        assert sorted(store.iter_digests()) == sorted(digest_of(data) for data in blobs)
+        assert all(read(store, digest_of(data)) == data for data in blobs)
+
 
 def test_local_store_layout_is_sharded_by_blake3(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
@@ -434,3 +501,24 @@ def test_s3_store_clear_uploads_aborts_only_stale_ones(s3_bucket: str) -> None:
     assert store.clear_uploads(older_than=-60) == 1
     assert objects_in_bucket(store) == []
     writer.abort()  # the upload is gone already: aborting again is harmless
+
+
+def test_s3_store_clear_uploads_reads_the_age_of_an_upload_from_its_key(s3_bucket: str) -> None:
+    store = S3BlobStore(f"s3://{s3_bucket}/p")
+    an_hour_ago = int((time.time() - 3600) * 1000)
+    # What crashes an hour ago left: a multipart upload, and a completed one not yet copied.
+    crashed = f"{store.prefix}uploads/{an_hour_ago}-{uuid.uuid4().hex}"
+    store.s3.create_multipart_upload(Bucket=s3_bucket, Key=crashed)
+    completed = f"{store.prefix}uploads/{an_hour_ago}-{uuid.uuid4().hex}"
+    store.s3.put_object(Bucket=s3_bucket, Key=completed, Body=b"staged")
+    data = payload(S3_PART + 1)
+    young = store.writer(len(data))
+    young.write(data)
+    assert len(staged_uploads(store)) == 3
+    assert store.clear_uploads(older_than=600, dry_run=True) == 2
+    assert len(staged_uploads(store)) == 3
+    assert store.clear_uploads(older_than=600) == 2
+    left = staged_uploads(store)
+    assert len(left) == 1 and left.isdisjoint({f"multipart:{crashed}", completed})
+    assert young.commit(Expected(size=len(data))).blake3 == digest_of(data)
+    assert objects_in_bucket(store) == [store.key_of(digest_of(data))]

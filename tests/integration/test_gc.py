@@ -22,12 +22,12 @@ import pytest
 from click.testing import CliRunner
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
-from registry.node import open_blob_store
 from sqlalchemy import text
 
 from registry.cli import cli
 from registry.domain.digest import Digest
 from registry.storage import Expected, put
+from registry.storage.build import build_blob_store
 from registry.storage.local import LocalBlobStore
 from tests.blobs import stored_blob_files, upload_leftovers
 from tests.conftest import RunningNode
@@ -366,7 +366,7 @@ def test_gc_keeps_blobs_a_pending_mirror_push_still_needs(
 
 def test_gc_frees_stored_bytes_no_record_names_once_they_are_old(node: RunningNode, gc: Gc) -> None:
     data = os.urandom(1000)  # as a crash between storing and recording leaves them
-    store = open_blob_store(node.settings)
+    store = build_blob_store(node.settings)
     put(store, Expected(), [data])
     # Stored just now: maybe an upload about to record them, kept even with grace 0.
     assert gc("--delete", "--grace", "0")["kept_recent"] == 1

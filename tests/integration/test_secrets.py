@@ -22,11 +22,11 @@ from huggingface_hub import HfApi
 from pydantic import SecretStr
 
 from registry.cli import cli
+from registry.domain.errors import CredentialsKeyError
 from registry.domain.tokens import hash_token
 from registry.metadata.db import Database
 from registry.runtime import Runtime
 from registry.service.auth import AuthService
-from registry.service.credentials import CredentialsKeyError
 from tests.conftest import (
     ADMIN_TOKEN,
     FAST_SYNC,

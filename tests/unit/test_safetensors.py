@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from registry.domain.safetensors import SafetensorsError, read_header
+from registry.domain.errors import SafetensorsError
+from registry.domain.safetensors import read_header
 
 
 def make(header: dict[str, object], data: bytes = b"") -> bytes:

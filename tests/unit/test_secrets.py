@@ -21,7 +21,7 @@ from registry.domain.urls import (
     redirect_refusal,
     safe_url,
 )
-from registry.service.credentials import CredentialBox, CredentialsKeyError
+from registry.service.credentials import CredentialBox
 from registry.settings import Settings
 
 KEY = "k" * 32
@@ -291,9 +291,9 @@ def test_credential_box_without_a_key_keeps_tokens_as_given() -> None:
 
 def test_credential_box_refuses_another_key_or_none() -> None:
     sealed = CredentialBox(KEY).seal("myd_peer_secret")
-    with pytest.raises(CredentialsKeyError, match="another key"):
+    with pytest.raises(e.CredentialsKeyError, match="another key"):
         CredentialBox("z" * 32).unseal(sealed, "peer p")
-    with pytest.raises(CredentialsKeyError, match="MODELYARD_CREDENTIALS_KEY"):
+    with pytest.raises(e.CredentialsKeyError, match="MODELYARD_CREDENTIALS_KEY"):
         CredentialBox(None).unseal(sealed, "peer p")
 
 
