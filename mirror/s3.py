@@ -25,7 +25,7 @@ from registry.domain.errors import (
 )
 from registry.domain.manifest import Manifest, ManifestFile, parse_manifest, parse_ref, ref_json
 from registry.domain.names import COMMIT_SHA
-from registry.storage.s3 import s3_client, s3_errors
+from registry.storage.s3client import s3_client, s3_errors
 
 logger = logging.getLogger(__name__)
 CHUNK = 1024 * 1024

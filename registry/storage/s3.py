@@ -21,54 +21,25 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.domain.digest import Digest, Hasher, Hashes
-from registry.domain.errors import BlobNotFoundError, RegistryError, UpstreamError
+from registry.domain.errors import BlobNotFoundError, UpstreamError
 from registry.domain.names import parse_s3_url
 from registry.storage import BlobInfo, Expected
+from registry.storage.s3client import s3_client, s3_errors
 
 logger = logging.getLogger(__name__)
 PART = 16 * 1024 * 1024  # multipart part size (S3's minimum is 5 MiB)
 READ_CHUNK = 4 * 1024 * 1024
 STALE_UPLOAD_SECONDS = 24 * 3600  # other processes may share the bucket: only old ones go
 PRESIGNED_SECONDS = 3600  # how long a download redirect to the bucket stays valid
-_MISSING = {"404", "NoSuchKey", "NotFound"}
 KNOWN_BLOBS = 100_000  # sizes of blobs seen stored, remembered (blobs never change)
 _COPY = TransferConfig(multipart_threshold=1024 * 1024 * 1024, multipart_chunksize=256 * 1024**2)
-
-
-def s3_client(timeout: float = 30.0, attempts: int = 3, endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client from the usual credential chain; the endpoint too unless given."""
-    config = Config(
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        retries={"max_attempts": attempts, "mode": "standard"},
-    )
-    return boto3.client("s3", config=config, endpoint_url=endpoint_url)
-
-
-@contextmanager
-def s3_errors(
-    where: str, what: str, unavailable: type[RegistryError] = UpstreamError
-) -> Iterator[None]:
-    """botocore errors as ours: a missing key is BlobNotFoundError, the rest `unavailable`."""
-    try:
-        yield
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _MISSING:
-            raise BlobNotFoundError(f"{what} is not in {where}") from exc
-        raise unavailable(f"{where}: {what}: {code or exc}") from exc
-    except BotoCoreError as exc:
-        raise unavailable(f"{where}: {what}: {exc}") from exc
 
 
 class S3BlobStore:
