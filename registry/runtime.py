@@ -167,6 +167,10 @@ class Runtime:
         return UploadService(self.db, self.blobs, self.identity, self.quarantine)
 
     @cached_property
+    def downloads(self) -> DownloadCounter:
+        return DownloadCounter(self.db)
+
+    @cached_property
     def scans(self) -> ScanService:
         return ScanService(self.db, self.blobs)
 
@@ -213,7 +217,6 @@ class Runtime:
     @cached_property
     def services(self) -> Services:
         """What the HTTP API calls."""
-        downloads = DownloadCounter(self.db)
         metadata = MetadataService(self.reads, self.commits, self.scans)
         return Services(
             settings=self.settings,
@@ -222,7 +225,7 @@ class Runtime:
             repos=self.repos,
             reads=self.reads,
             repoinfo=RepoInfoService(
-                self.identity, self.reads, metadata, self.scans, downloads, self.peers
+                self.identity, self.reads, metadata, self.scans, self.downloads, self.peers
             ),
             commits=self.commits,
             uploads=self.uploads,
@@ -233,7 +236,7 @@ class Runtime:
                 self.uploads,
                 self.peers,
                 self.scans,
-                downloads,
+                self.downloads,
                 self.fetcher,
             ),
             peers=self.peers,
@@ -252,8 +255,6 @@ class Runtime:
             ),
             metadata=metadata,
             mirrors=self.mirrors,
-            scans=self.scans,
-            downloads=downloads,
         )
 
     def boot(self) -> str | None:
@@ -304,7 +305,7 @@ class Runtime:
     def _workers(self) -> list[Worker]:
         """The node's helpers; each one off only delays or thins answers."""
         settings = self.settings
-        counts = self.services.downloads
+        counts = self.downloads
         workers = [
             Worker(
                 "download-counts",

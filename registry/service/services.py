@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from registry.service.auth import AuthService
 from registry.service.commits import CommitService
-from registry.service.downloads import DownloadCounter
 from registry.service.feed import FeedService
 from registry.service.files import FileService
 from registry.service.identity import NodeIdentity
@@ -18,7 +17,6 @@ from registry.service.peers import PeerService
 from registry.service.reads import ReadService
 from registry.service.repoinfo import RepoInfoService
 from registry.service.repos import RepoService
-from registry.service.scanning import ScanService
 from registry.service.search import SearchService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
@@ -44,5 +42,3 @@ class Services:
     search: SearchService
     metadata: MetadataService
     mirrors: MirrorService
-    scans: ScanService  # the HTTP fast path reads cached verdicts
-    downloads: DownloadCounter

@@ -199,7 +199,7 @@ def test_search_results_are_ordered_by_each_sort_and_paged_without_repeats(
         for _ in range(3):
             http.get(f"/{SPECS[5].id}/resolve/main/README.md").raise_for_status()
         http.get(f"/{SPECS[9].id}/resolve/main/README.md").raise_for_status()
-        node.services.downloads.flush()
+        node.downloads.flush()
         ids, _ = search_all(http, {"sort": "downloads"})
         assert ids[:2] == [SPECS[5].id, SPECS[9].id]
         created, _ = search_all(http, {"sort": "created"})
