@@ -25,9 +25,10 @@ blob is unreferenced, not wanted within the grace period and not needed by the o
 deletes its bytes, then its row, and commits. So a commit racing gc either committed first (gc
 sees its tree rows and keeps the blob) or comes after and finds the row gone: it fails with
 `MissingObject` (`repos.require_recorded`) instead of pointing at missing bytes. An upload that
-relies on stored bytes marks them wanted first (`repos.want_blobs`), then looks again: gc has
-either deleted them already (the upload stores them anew) or keeps them for the grace period,
-which must therefore be longer than a client takes from upload to commit (default 24 h).
+relies on stored bytes marks them wanted first (`Blobs.want`, from `UploadService`), then looks
+again: gc has either deleted them already (the upload stores them anew) or keeps them for the
+grace period, which must therefore be longer than a client takes from upload to commit (default
+24 h).
 Listing and checking only read: a dry run changes nothing.
 """
 
