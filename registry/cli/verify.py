@@ -27,8 +27,8 @@ from registry.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from registry.metadata.quarantine import Held
     from registry.runtime import Runtime
-    from registry.service.quarantine import Held
     from registry.service.scrub import ScrubRun
 
 EXIT_HELD = 1  # some blobs stay held: no good copy was found

@@ -1,19 +1,40 @@
 """Blob records: the hashes and size of bytes the blob store holds, and when they were last
-wanted by an upload (gc keeps unreferenced blobs for a grace period after that)."""
+wanted by an upload (gc keeps unreferenced blobs for a grace period after that); and what
+still needs a blob: the commits whose trees name it, the mirror pushes that still send it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, delete, exists, func, update
 from sqlmodel import Session, col, select
 
 from registry.domain.access import Principal
+from registry.domain.changes import CommitAdd
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.records import BlobRecord
 from registry.metadata.repos import visible_to
-from registry.metadata.tables import Blob, Commit, Repo, TreeRow
+from registry.metadata.tables import (
+    Blob,
+    BlobQuarantine,
+    Change,
+    Commit,
+    MirrorOutbox,
+    Repo,
+    ScanResult,
+    TreeRow,
+)
+
+
+@dataclass(frozen=True)
+class BlobTotals:
+    """How many blobs are recorded, and their bytes."""
+
+    count: int
+    bytes: int
 
 
 def _record(row: Blob) -> BlobRecord:
@@ -95,3 +116,66 @@ class Blobs:
         if self._session.exec(visible.limit(1)).first() is not None:
             return True
         return False if self._session.exec(holders.limit(1)).first() is not None else None
+
+    def page(self, after: Digest | None, limit: int) -> list[BlobRecord]:
+        """Up to `limit` blob records in BLAKE3 order, from the one after `after` (None: from
+        the first): a walk over every blob that resumes from the last one it saw."""
+        rows = self._session.exec(
+            select(Blob)
+            .where(col(Blob.blake3) > (after.hex if after else ""))
+            .order_by(col(Blob.blake3))
+            .limit(limit)
+        ).all()
+        return [_record(row) for row in rows]
+
+    def totals(self, after: Digest | None = None) -> BlobTotals:
+        """How many blobs are recorded and their bytes (only those after `after` in BLAKE3
+        order, when given: what is left of a walk)."""
+        query = select(func.count(), func.sum(Blob.size))
+        if after is not None:
+            query = query.where(col(Blob.blake3) > after.hex)
+        count, size = self._session.exec(query).one()
+        return BlobTotals(int(count or 0), int(size or 0))
+
+    def unreferenced(self, digests: Iterable[Digest]) -> set[Digest]:
+        """Which of these recorded blobs no tree entry of any commit names."""
+        referenced = exists().where(col(TreeRow.blake3) == col(Blob.blake3))
+        found = self._session.exec(
+            select(Blob.blake3).where(col(Blob.blake3).in_([d.hex for d in digests]), ~referenced)
+        ).all()
+        return {Digest(h) for h in found}
+
+    def referenced(self, digests: Iterable[Digest]) -> set[Digest]:
+        """Which of these blobs a tree entry of some commit names (recorded here or not)."""
+        found = self._session.exec(
+            select(TreeRow.blake3)
+            .where(col(TreeRow.blake3).in_({d.hex for d in digests}))
+            .distinct()
+        ).all()
+        return {Digest(h) for h in found}
+
+    def is_referenced(self, digest: Digest) -> bool:
+        """Whether a tree entry of some commit names the blob."""
+        named = select(TreeRow.blake3).where(TreeRow.blake3 == digest.hex).limit(1)
+        return self._session.exec(named).first() is not None
+
+    def awaiting_push(self) -> set[Digest]:
+        """Blobs a pending mirror push of a commit still has to send: the files of the tree of
+        each `commit.add` change in some mirror's outbox (a push sends the change's own tree)."""
+        bodies = self._session.exec(
+            select(Change.body)
+            .join(MirrorOutbox, col(MirrorOutbox.serial) == col(Change.serial))
+            .where(MirrorOutbox.kind == CommitAdd.KIND)
+        ).all()
+        # One change is in the outbox of each mirror that covers its repo: decoded once.
+        trees = (CommitAdd.from_body(json.loads(body)).tree for body in set(bodies))
+        return {entry.blake3 for tree in trees for entry in tree}
+
+    def remove(self, digests: Iterable[Digest]) -> None:
+        """Forget blobs whose bytes were deleted: their records, and with them their scan
+        verdicts and holds (facts about bytes that are gone)."""
+        gone = [d.hex for d in digests]
+        if not gone:
+            return
+        for table in (Blob, ScanResult, BlobQuarantine):
+            self._session.execute(delete(table).where(col(table.blake3).in_(gone)))

@@ -15,6 +15,7 @@ from functools import cached_property
 from sqlmodel import Session
 
 from registry.metadata.accounts import Accounts
+from registry.metadata.activity import Activity
 from registry.metadata.blobs import Blobs
 from registry.metadata.changelog import ChangeLog
 from registry.metadata.commits import Commits
@@ -84,3 +85,7 @@ class Tx:
     @cached_property
     def values(self) -> NodeValues:
         return NodeValues(self._session)
+
+    @cached_property
+    def activity(self) -> Activity:
+        return Activity(self._session)

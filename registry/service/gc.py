@@ -25,36 +25,26 @@ blob is unreferenced, not wanted within the grace period and not needed by the o
 deletes its bytes, then its row, and commits. So a commit racing gc either committed first (gc
 sees its tree rows and keeps the blob) or comes after and finds the row gone: it fails with
 `MissingObject` (`repos.require_recorded`) instead of pointing at missing bytes. An upload that
-relies on stored bytes marks them wanted first (`repos.want_blobs`), then looks again: gc has
-either deleted them already (the upload stores them anew) or keeps them for the grace period,
-which must therefore be longer than a client takes from upload to commit (default 24 h).
+relies on stored bytes marks them wanted first (`Blobs.want`, from `UploadService`), then looks
+again: gc has either deleted them already (the upload stores them anew) or keeps them for the
+grace period, which must therefore be longer than a client takes from upload to commit (default
+24 h).
 Listing and checking only read: a dry run changes nothing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
-from sqlalchemy import delete as delete_where
-from sqlalchemy import exists, func
-from sqlmodel import Session, col, select
-
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.errors import RegistryError
+from registry.domain.records import BlobRecord
 from registry.metadata.db import Database
-from registry.metadata.tables import (
-    Blob,
-    BlobQuarantine,
-    Change,
-    MirrorOutbox,
-    ScanResult,
-    TreeRow,
-)
+from registry.metadata.tx import Tx
 from registry.storage import BlobInfo, BlobStore
 
 logger = logging.getLogger(__name__)
@@ -113,8 +103,8 @@ class GarbageCollector:
         report = progress or _quiet
         cutoff = _Cutoff(now_ms(), self._grace)
         result = GcReport(deleted=delete, grace=self._grace)
-        with self._db.legacy_read() as session:
-            needed = _outbox_blobs(session)
+        with self._db.read() as tx:
+            needed = tx.blobs.awaiting_push()
         candidates = [*self._unreferenced_rows(cutoff, needed, result, report)]
         candidates += self._unrecorded_bytes(cutoff, needed, result, report)
         result.uploads = self._blobs.clear_uploads(self._grace, dry_run=not delete)
@@ -136,72 +126,54 @@ class GarbageCollector:
         return result
 
     def _unreferenced_rows(
-        self, cutoff: _Cutoff, needed: set[str], result: GcReport, report: Progress
+        self, cutoff: _Cutoff, needed: set[Digest], result: GcReport, report: Progress
     ) -> Iterator[Garbage]:
         """Blob rows no tree entry names, page by page in blake3 order."""
-        with self._db.legacy_read() as session:
-            total = int(session.exec(select(func.count()).select_from(Blob)).one())
-        referenced = exists().where(col(TreeRow.blake3) == col(Blob.blake3))
-        after, seen = "", 0
+        with self._db.read() as tx:
+            total = tx.blobs.totals().count
+        after: Digest | None = None
+        seen = 0
         while True:
-            with self._db.legacy_read() as session:
-                page = session.exec(
-                    select(Blob.blake3, Blob.size, Blob.wanted_ms, Blob.created_ms)
-                    .where(col(Blob.blake3) > after)
-                    .order_by(col(Blob.blake3))
-                    .limit(PAGE)
-                ).all()
-                unreferenced = set(
-                    session.exec(
-                        select(Blob.blake3).where(
-                            col(Blob.blake3).in_([r[0] for r in page]), ~referenced
-                        )
-                    ).all()
-                )
-            for b3, size, wanted, created in page:
-                if b3 not in unreferenced:
+            with self._db.read() as tx:
+                page = tx.blobs.page(after, PAGE)
+                unreferenced = tx.blobs.unreferenced(blob.digest for blob in page)
+            for blob in page:
+                if blob.digest not in unreferenced:
                     continue
-                if cutoff.keeps_row(wanted, created):
+                if cutoff.keeps_row(blob):
                     result.kept_recent += 1
-                elif b3 in needed:
+                elif blob.digest in needed:
                     result.kept_for_mirrors += 1
                 else:
-                    digest = Digest(b3)
-                    stored = self._blobs.stat(digest) is not None
-                    yield Garbage(digest, size, UNREFERENCED if stored else BYTES_MISSING)
+                    stored = self._blobs.stat(blob.digest) is not None
+                    yield Garbage(blob.digest, blob.size, UNREFERENCED if stored else BYTES_MISSING)
             seen += len(page)
             report("records", seen, total)
             if len(page) < PAGE:
                 return
-            after = page[-1][0]
+            after = page[-1].digest
 
     def _unrecorded_bytes(
-        self, cutoff: _Cutoff, needed: set[str], result: GcReport, report: Progress
+        self, cutoff: _Cutoff, needed: set[Digest], result: GcReport, report: Progress
     ) -> list[Garbage]:
         """Stored blobs with no row that nothing references (crash leftovers)."""
         found: list[Garbage] = []
         listed = self._blobs.iter_blobs()
         seen = 0
         while chunk := list(islice(listed, PAGE)):
-            by_hex = {info.digest.hex: info for info in chunk}
-            with self._db.legacy_read() as session:
-                recorded = set(
-                    session.exec(select(Blob.blake3).where(col(Blob.blake3).in_(by_hex))).all()
-                )
-                held = set(
-                    session.exec(
-                        select(TreeRow.blake3).where(col(TreeRow.blake3).in_(by_hex)).distinct()
-                    ).all()
-                )
-            for b3, info in by_hex.items():
-                if b3 in recorded or b3 in held:
+            by_digest = {info.digest: info for info in chunk}
+            with self._db.read() as tx:
+                recorded = tx.blobs.recorded(by_digest)
+                held = tx.blobs.referenced(by_digest)
+            for digest, info in by_digest.items():
+                if digest in recorded or digest in held:
                     continue  # rows are judged above; bytes a replica lacks a row for are kept
                 if cutoff.keeps_unrecorded(info):
                     result.kept_recent += 1
-                elif b3 in needed:
+                elif digest in needed:
                     result.kept_for_mirrors += 1
                 else:
-                    found.append(Garbage(info.digest, info.size, UNRECORDED))
+                    found.append(Garbage(digest, info.size, UNRECORDED))
             seen += len(chunk)
             report("store", seen, None)
         return found
@@ -210,10 +182,10 @@ class GarbageCollector:
         """Delete what is still garbage under the write lock; returns what was deleted."""
         deleted: list[Garbage] = []
         failure: Exception | None = None
-        with self._db.legacy_write(invalidates=False) as session:  # no reader caches these rows
-            needed = _outbox_blobs(session)
+        with self._db.write(invalidates=False) as tx:  # no reader caches these rows
+            needed = tx.blobs.awaiting_push()
             for garbage in batch:
-                if not _still_garbage(session, garbage, cutoff, needed):
+                if not _still_garbage(tx, garbage, cutoff, needed):
                     continue
                 try:
                     self._blobs.delete(garbage.digest)
@@ -222,37 +194,19 @@ class GarbageCollector:
                     failure = exc  # rows of the blobs deleted so far still go, below
                     break
                 deleted.append(garbage)
-            gone = [g.digest.hex for g in deleted]
-            if gone:
-                session.execute(delete_where(Blob).where(col(Blob.blake3).in_(gone)))
-                session.execute(delete_where(ScanResult).where(col(ScanResult.blake3).in_(gone)))
-                held = delete_where(BlobQuarantine).where(col(BlobQuarantine.blake3).in_(gone))
-                session.execute(held)
+            tx.blobs.remove(g.digest for g in deleted)
         if failure is not None:
             raise failure
         return deleted
 
 
-def _still_garbage(session: Session, garbage: Garbage, cutoff: _Cutoff, needed: set[str]) -> bool:
-    b3 = garbage.digest.hex
-    if b3 in needed:
+def _still_garbage(tx: Tx, garbage: Garbage, cutoff: _Cutoff, needed: set[Digest]) -> bool:
+    if garbage.digest in needed or tx.blobs.is_referenced(garbage.digest):
         return False
-    if session.exec(select(TreeRow.blake3).where(TreeRow.blake3 == b3).limit(1)).first():
-        return False
-    row = session.get(Blob, b3)
+    blob = tx.blobs.get(garbage.digest)
     if garbage.reason == UNRECORDED:
-        return row is None  # recorded since: an upload of the same bytes finished
-    return row is not None and not cutoff.keeps_row(row.wanted_ms, row.created_ms)
-
-
-def _outbox_blobs(session: Session) -> set[str]:
-    """Blobs a pending mirror push of a commit still has to send (from the change's tree)."""
-    bodies = session.exec(
-        select(Change.body)
-        .join(MirrorOutbox, col(MirrorOutbox.serial) == col(Change.serial))
-        .where(MirrorOutbox.kind == "commit.add")
-    ).all()
-    return {str(entry[1]) for body in set(bodies) for entry in json.loads(body).get("tree", [])}
+        return blob is None  # recorded since: an upload of the same bytes finished
+    return blob is not None and not cutoff.keeps_row(blob)
 
 
 @dataclass(frozen=True)
@@ -270,10 +224,10 @@ class _Cutoff:
     def _hold_ms(self) -> int:
         return self.now_ms - HOLD * 1000
 
-    def keeps_row(self, wanted_ms: int, created_ms: int) -> bool:
-        reused = wanted_ms > created_ms
-        return max(wanted_ms, created_ms) >= self._grace_ms or (
-            reused and wanted_ms >= self._hold_ms
+    def keeps_row(self, blob: BlobRecord) -> bool:
+        reused = blob.wanted_ms > blob.created_ms
+        return max(blob.wanted_ms, blob.created_ms) >= self._grace_ms or (
+            reused and blob.wanted_ms >= self._hold_ms
         )
 
     def keeps_unrecorded(self, info: BlobInfo) -> bool:

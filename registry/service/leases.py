@@ -20,11 +20,8 @@ import threading
 import time
 import uuid
 
-from sqlmodel import col, delete
-
 from registry.domain.clock import now_ms
 from registry.metadata.db import Database
-from registry.metadata.tables import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +69,8 @@ class Leases:
         with self._lock:
             self._valid.clear()
         try:
-            with self._db.legacy_write(invalidates=False) as session:
-                session.execute(delete(Lease).where(col(Lease.holder) == self.holder))
+            with self._db.write(invalidates=False) as tx:
+                tx.leases.release_all(self.holder)
         except Exception:  # best effort: unreleased leases run out by themselves
             logger.exception("could not release leases holder=%s", self.holder)
 
@@ -82,16 +79,14 @@ class Leases:
         with self._claiming:
             with self._lock:
                 self._valid.pop(name, None)
-            with self._db.legacy_write(invalidates=False) as session:
-                session.execute(
-                    delete(Lease).where(col(Lease.name) == name, col(Lease.holder) == self.holder)
-                )
+            with self._db.write(invalidates=False) as tx:
+                tx.leases.release(name, self.holder)
 
     def holder_of(self, name: str) -> str | None:
         """Who holds a lease now, whatever process (None: free or run out)."""
-        with self._db.legacy_read() as session:
-            row = session.get(Lease, name)
-        return row.holder if row is not None and row.expires_ms > now_ms() else None
+        with self._db.read() as tx:
+            lease = tx.leases.get(name)
+        return lease.holder if lease is not None and lease.expires_ms > now_ms() else None
 
     def _claim(self, name: str, *, renewal: bool = False) -> bool:
         with self._claiming:
@@ -102,15 +97,13 @@ class Leases:
     def _take(self, name: str) -> bool:
         started = time.monotonic()
         now = now_ms()
-        with self._db.legacy_write(invalidates=False) as session:
-            row = session.get(Lease, name)
-            taken = row is None or row.holder == self.holder or row.expires_ms <= now
+        with self._db.write(invalidates=False) as tx:
+            lease = tx.leases.get(name)
+            taken = lease is None or lease.holder == self.holder or lease.expires_ms <= now
             if taken:
-                if row is not None and row.holder != self.holder:
-                    logger.info("lease taken over lease=%s from=%s", name, row.holder)
-                row = row or Lease(name=name, holder=self.holder, expires_ms=0)
-                row.holder, row.expires_ms = self.holder, now + int(self._ttl * 1000)
-                session.add(row)
+                if lease is not None and lease.holder != self.holder:
+                    logger.info("lease taken over lease=%s from=%s", name, lease.holder)
+                tx.leases.put(name, self.holder, now + int(self._ttl * 1000))
         with self._lock:
             if taken:
                 self._valid[name] = started + self._ttl * 2 / 3

@@ -17,14 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import blake3
-from sqlalchemy import ColumnElement, func, true
-from sqlmodel import Session, col, delete, select
 
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.errors import BlobNotFoundError
 from registry.metadata.db import Database
-from registry.metadata.tables import Blob, BlobQuarantine, Counter
+from registry.metadata.quarantine import Held
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -34,20 +32,6 @@ logger = logging.getLogger(__name__)
 class Finding:
     reason: str  # corrupt | missing
     detail: str
-
-
-@dataclass(frozen=True)
-class Held:
-    """A held blob, as status pages and `modelyard verify` show it."""
-
-    blake3: str
-    size: int
-    reason: str
-    detail: str
-    found_ms: int
-    attempts: int
-    last_attempt_ms: int | None
-    last_error: str | None
 
 
 def inspect(
@@ -79,13 +63,6 @@ def inspect(
     return None
 
 
-def bump(session: Session, name: str, by: int = 1) -> None:
-    """Add to one of the node's running totals (a `counter` row, made on first use)."""
-    row = session.get(Counter, name) or Counter(name=name, value=0)
-    row.value += by
-    session.add(row)
-
-
 class Quarantine:
     """The hold book. Its writes leave read caches alone: nothing cached depends on it."""
 
@@ -94,26 +71,19 @@ class Quarantine:
         self._blobs = blobs
 
     def held(self, digest: Digest) -> bool:
-        with self._db.legacy_read() as session:
-            return session.get(BlobQuarantine, digest.hex) is not None
+        with self._db.read() as tx:
+            return tx.quarantine.holds(digest)
 
     def hold(self, digest: Digest, finding: Finding) -> bool:
         """Hold a blob; False when its row is gone (deleted since it was read) and nothing is
         held. A blob held already keeps what was found first."""
-        with self._db.legacy_write(invalidates=False) as session:
-            if session.get(Blob, digest.hex) is None:
+        with self._db.write(invalidates=False) as tx:
+            if tx.blobs.get(digest) is None:
                 return False
-            if session.get(BlobQuarantine, digest.hex) is not None:
+            if tx.quarantine.holds(digest):
                 return True
-            session.add(
-                BlobQuarantine(
-                    blake3=digest.hex,
-                    reason=finding.reason,
-                    detail=finding.detail,
-                    found_ms=now_ms(),
-                )
-            )
-            bump(session, f"scrub.{finding.reason}")
+            tx.quarantine.hold(digest, finding.reason, finding.detail, now_ms())
+            tx.values.bump(f"scrub.{finding.reason}")
         logger.error(
             "blob held digest=%s reason=%s detail=%s", digest, finding.reason, finding.detail
         )
@@ -124,12 +94,11 @@ class Quarantine:
         copy set aside); False when they do not, or nothing was held."""
         if inspect(self._blobs, digest, size) is not None:
             return False
-        with self._db.legacy_write(invalidates=False) as session:
-            lifted = session.get(BlobQuarantine, digest.hex)
-            if lifted is not None:
-                session.delete(lifted)
-                bump(session, "scrub.repaired")
-        if lifted is None:
+        with self._db.write(invalidates=False) as tx:
+            lifted = tx.quarantine.lift(digest)
+            if lifted:
+                tx.values.bump("scrub.repaired")
+        if not lifted:
             return False
         logger.info("blob repaired, hold lifted digest=%s", digest)
         self._blobs.drop_aside(digest)
@@ -137,70 +106,30 @@ class Quarantine:
 
     def failed(self, digest: Digest, error: str) -> None:
         """A repair found no good copy; the blob stays held."""
-        with self._db.legacy_write(invalidates=False) as session:
-            row = session.get(BlobQuarantine, digest.hex)
-            if row is not None:
-                row.attempts += 1
-                row.last_attempt_ms, row.last_error = now_ms(), error[:500]
-                session.add(row)
-                bump(session, "scrub.unrepairable")
+        with self._db.write(invalidates=False) as tx:
+            if tx.quarantine.repair_failed(digest, error, now_ms()):
+                tx.values.bump("scrub.unrepairable")
         logger.error("blob not repaired digest=%s error=%s", digest, error)
 
     def due(self, tried_before_ms: int, limit: int = 1000) -> list[tuple[Digest, int]]:
         """Held blobs (with their sizes) whose last repair was before `tried_before_ms`."""
-        with self._db.legacy_read() as session:
-            rows = session.exec(
-                select(Blob.blake3, Blob.size)
-                .join(BlobQuarantine, col(BlobQuarantine.blake3) == Blob.blake3)
-                .where(
-                    col(BlobQuarantine.last_attempt_ms).is_(None)
-                    | (col(BlobQuarantine.last_attempt_ms) < tried_before_ms)
-                )
-                .order_by(col(Blob.blake3))
-                .limit(limit)
-            ).all()
-        return [(Digest(b3), size) for b3, size in rows]
+        with self._db.read() as tx:
+            return tx.quarantine.due(tried_before_ms, limit)
 
     def forget_deleted(self) -> None:
         """Drop the holds of blobs deleted since (they are no longer anyone's to repair)."""
-        with self._db.legacy_write(invalidates=False) as session:
-            session.execute(
-                delete(BlobQuarantine).where(col(BlobQuarantine.blake3).not_in(select(Blob.blake3)))
-            )
+        with self._db.write(invalidates=False) as tx:
+            tx.quarantine.forget_deleted()
 
     def count(self) -> int:
-        with self._db.legacy_read() as session:
-            held = select(func.count()).select_from(BlobQuarantine)
-            kept = held.join(Blob, col(Blob.blake3) == BlobQuarantine.blake3)
-            return int(session.exec(kept).one())
+        with self._db.read() as tx:
+            return tx.quarantine.count()
 
     def get(self, digest: Digest) -> Held | None:
-        found = self._held(col(BlobQuarantine.blake3) == digest.hex, 1)
-        return found[0] if found else None
+        with self._db.read() as tx:
+            return tx.quarantine.get(digest)
 
     def listing(self, limit: int = 100) -> list[Held]:
         """The held blobs, first found first."""
-        return self._held(true(), limit)
-
-    def _held(self, where: ColumnElement[bool], limit: int) -> list[Held]:
-        with self._db.legacy_read() as session:
-            rows = session.exec(
-                select(BlobQuarantine, Blob.size)
-                .join(Blob, col(Blob.blake3) == BlobQuarantine.blake3)
-                .where(where)
-                .order_by(col(BlobQuarantine.found_ms), col(BlobQuarantine.blake3))
-                .limit(limit)
-            ).all()
-        return [
-            Held(
-                q.blake3,
-                size,
-                q.reason,
-                q.detail,
-                q.found_ms,
-                q.attempts,
-                q.last_attempt_ms,
-                q.last_error,
-            )
-            for q, size in rows
-        ]
+        with self._db.read() as tx:
+            return tx.quarantine.listing(limit)

@@ -8,15 +8,12 @@ bytes in many repos are scanned once.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from picklescan.scanner import SafetyLevel, scan_bytes
-from sqlalchemy import or_
-from sqlmodel import col, select
 
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
@@ -24,7 +21,6 @@ from registry.domain.errors import SafetensorsError
 from registry.domain.records import TreeFile
 from registry.domain.safetensors import read_header
 from registry.metadata.db import Database
-from registry.metadata.tables import ScanResult, TreeRow
 from registry.storage import BlobStore, local_copy
 
 logger = logging.getLogger(__name__)
@@ -83,15 +79,13 @@ class ScanService:
         return self.verdicts({digest})[digest] if path.endswith(SCANNED) else None
 
     def verdicts(self, digests: set[str]) -> dict[str, Verdict]:
-        """Verdicts of these blobs; a blob with none is pending."""
+        """Verdicts of these blobs (by BLAKE3 hex); a blob with none is pending."""
         missing = digests - self._known.keys()
         if missing:
-            with self._db.legacy_read() as session:
-                rows = session.exec(
-                    select(ScanResult).where(col(ScanResult.blake3).in_(missing))
-                ).all()
-            for r in rows:
-                self._known[r.blake3] = Verdict(r.status, json.loads(r.findings))
+            with self._db.read() as tx:
+                found = tx.scans.verdicts(Digest(h) for h in missing)
+            for digest, scan in found.items():
+                self._known[digest.hex] = Verdict(scan.status, list(scan.findings))
         return {d: self._known.get(d, PENDING) for d in digests}
 
     def worst(self, tree: Mapping[str, TreeFile]) -> str | None:
@@ -102,40 +96,25 @@ class ScanService:
             return None
         return max(statuses, key=lambda s: SEVERITY.index(s) if s in SEVERITY else 2)
 
-    def pending(self, limit: int = 50) -> list[tuple[str, str]]:
-        done = select(ScanResult.blake3)
-        wanted = or_(*(col(TreeRow.path).endswith(ext) for ext in SCANNED))
-        with self._db.legacy_read() as session:
-            rows = session.exec(
-                select(TreeRow.blake3, TreeRow.path)
-                .where(wanted, col(TreeRow.blake3).not_in(done))
-                .limit(limit * 4)
-            ).all()
-        unique = dict(rows)  # one path per blob is enough to pick the scanner
-        return [(b3, path) for b3, path in unique.items()][:limit]
+    def pending(self, limit: int = 50) -> list[tuple[Digest, str]]:
+        """Blobs of scanned files with no verdict yet, each with one of its paths."""
+        with self._db.read() as tx:
+            return tx.scans.pending(SCANNED, limit)
 
     def run_once(self, limit: int = 50) -> int:
         """Scan what is pending and stored here; returns how many verdicts were recorded."""
         recorded = 0
-        for b3, name in self.pending(limit):
-            with local_copy(self._blobs, Digest(b3)) as path:
+        for digest, name in self.pending(limit):
+            with local_copy(self._blobs, digest) as path:
                 if path is None:
                     continue  # bytes not here yet (a replica): stays pending
                 try:
                     verdict = scan_path(path, name)
                 except Exception as exc:  # a scanner failure is a verdict, not a crash
                     verdict = Verdict("error", [f"{type(exc).__name__}: {exc}"])
-            with self._db.legacy_write() as session:
-                if session.get(ScanResult, b3) is None:
-                    session.add(
-                        ScanResult(
-                            blake3=b3,
-                            status=verdict.status,
-                            findings=json.dumps(verdict.findings),
-                            scanned_ms=now_ms(),
-                        )
-                    )
-            self._known[b3] = verdict
+            with self._db.write() as tx:
+                tx.scans.record(digest, verdict.status, verdict.findings, now_ms())
+            self._known[digest.hex] = verdict
             self.version += 1
             recorded += 1
             if verdict.status != "clean":

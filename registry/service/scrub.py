@@ -22,16 +22,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
-
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.errors import ScrubRunningError
 from registry.metadata.db import Database
-from registry.metadata.tables import Blob, Counter, NodeState
+from registry.metadata.quarantine import Held
 from registry.service.leases import Leases
-from registry.service.quarantine import Finding, Held, Quarantine, bump, inspect
+from registry.service.quarantine import Finding, Quarantine, inspect
 from registry.settings import ScrubSettings
 from registry.storage import BlobStore
 
@@ -165,8 +162,8 @@ class ScrubService:
             return True
         last = self._value(_LAST_PASS) or self._value(_SINCE)
         if last is None:
-            with self._db.legacy_write(invalidates=False) as session:
-                _put(session, _SINCE, str(now_ms()))
+            with self._db.write(invalidates=False) as tx:
+                tx.values.put(_SINCE, str(now_ms()))
             return False
         return now_ms() >= int(last) + self._settings.interval * 1000
 
@@ -175,28 +172,17 @@ class ScrubService:
 
     def remaining(self, from_start: bool = False) -> tuple[int, int]:
         """Blobs and bytes a run would check (from the cursor, or from the first blob)."""
-        after = "" if from_start else self._value(_CURSOR) or ""
-        with self._db.legacy_read() as session:
-            count, size = session.exec(
-                select(func.count(), func.sum(Blob.size)).where(col(Blob.blake3) > after)
-            ).one()
-        return int(count or 0), int(size or 0)
+        cursor = None if from_start else self._value(_CURSOR)
+        with self._db.read() as tx:
+            left = tx.blobs.totals(Digest(cursor) if cursor else None)
+        return left.count, left.bytes
 
     def status(self) -> ScrubStatus:
-        with self._db.legacy_read() as session:
-            values = {
-                row.key: row.value
-                for row in session.exec(
-                    select(NodeState).where(
-                        col(NodeState.key).in_([_CURSOR, _LAST_PASS, _SINCE, _LAST_RUN])
-                    )
-                ).all()
-            }
+        with self._db.read() as tx:
+            values = tx.values.many([_CURSOR, _LAST_PASS, _SINCE, _LAST_RUN])
             counters = {
-                row.name.removeprefix("scrub."): row.value
-                for row in session.exec(
-                    select(Counter).where(col(Counter.name).startswith("scrub."))
-                ).all()
+                name.removeprefix("scrub."): value
+                for name, value in tx.values.counters("scrub.").items()
             }
         last_pass = int(values[_LAST_PASS]) if _LAST_PASS in values else None
         clock = values.get(_LAST_PASS) or values.get(_SINCE)
@@ -301,28 +287,23 @@ class ScrubService:
         return False
 
     def _after(self, cursor: str) -> list[tuple[Digest, int]]:
-        with self._db.legacy_read() as session:
-            rows = session.exec(
-                select(Blob.blake3, Blob.size)
-                .where(col(Blob.blake3) > cursor)
-                .order_by(col(Blob.blake3))
-                .limit(BATCH)
-            ).all()
-        return [(Digest(b3), size) for b3, size in rows]
+        with self._db.read() as tx:
+            page = tx.blobs.page(Digest(cursor) if cursor else None, BATCH)
+        return [(blob.digest, blob.size) for blob in page]
 
     def _save(self, cursor: str, unsaved: list[int], *, complete: bool = False) -> None:
-        with self._db.legacy_write(invalidates=False) as session:
-            _put(session, _CURSOR, cursor)
+        with self._db.write(invalidates=False) as tx:
+            tx.values.put(_CURSOR, cursor)
             if complete:
-                _put(session, _LAST_PASS, str(now_ms()))
-            bump(session, "scrub.checked", unsaved[0])
-            bump(session, "scrub.checked_bytes", unsaved[1])
+                tx.values.put(_LAST_PASS, str(now_ms()))
+            tx.values.bump("scrub.checked", unsaved[0])
+            tx.values.bump("scrub.checked_bytes", unsaved[1])
 
     def _finish(self, run: ScrubRun) -> None:
         run.unrepaired = self._quarantine.count()
         run.finished_ms = now_ms()
-        with self._db.legacy_write(invalidates=False) as session:
-            _put(session, _LAST_RUN, json.dumps(asdict(run)))
+        with self._db.write(invalidates=False) as tx:
+            tx.values.put(_LAST_RUN, json.dumps(asdict(run)))
         logger.info(
             "scrub run by=%s complete=%s checked=%d corrupt=%d missing=%d repaired=%d held=%d",
             run.by,
@@ -335,15 +316,8 @@ class ScrubService:
         )
 
     def _value(self, key: str) -> str | None:
-        with self._db.legacy_read() as session:
-            row = session.get(NodeState, key)
-        return row.value if row is not None else None
-
-
-def _put(session: Session, key: str, value: str) -> None:
-    row = session.get(NodeState, key) or NodeState(key=key, value=value)
-    row.value = value
-    session.add(row)
+        with self._db.read() as tx:
+            return tx.values.get(key)
 
 
 class ScrubLoop:

@@ -7,13 +7,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func
-from sqlmodel import col, select
-
 from registry import __version__
+from registry.metadata.activity import RecentCommit
 from registry.metadata.db import Database
-from registry.metadata.repos import record_of
-from registry.metadata.tables import Blob, Commit, Repo
 from registry.metrics import MirrorSample, NodeSample, PeerSample, ScrubSample
 from registry.service.identity import NodeIdentity
 from registry.service.indexer import Indexer
@@ -23,15 +19,6 @@ from registry.service.scanning import ScanService
 from registry.service.scrub import ScrubService, ScrubStatus
 
 SCAN_COUNT_CAP = 1000
-
-
-@dataclass(frozen=True)
-class RecentCommit:
-    repo: str
-    commit: str
-    title: str
-    author: str
-    created_ms: int
 
 
 @dataclass(frozen=True)
@@ -69,25 +56,10 @@ class StatusService:
         self._node = node
         self.started = time.time()
 
-    def _storage(self) -> tuple[int, int]:
-        with self._db.legacy_read() as session:
-            count, total = session.exec(select(func.count(), func.sum(Blob.size))).one()
-        return int(count or 0), int(total or 0)
-
     def status(self, recent: int = 10) -> Status:
-        blobs, blob_bytes = self._storage()
-        with self._db.legacy_read() as session:
-            rows = session.exec(
-                select(Commit, Repo)
-                .join(Repo, col(Repo.id) == Commit.repo_id)
-                .where(col(Repo.private).is_(False))
-                .order_by(col(Commit.created_ms).desc())
-                .limit(recent)
-            ).all()
-        latest = [
-            RecentCommit(record_of(r).repo.full_name, c.id, c.title, c.author, c.created_ms)
-            for c, r in rows
-        ]
+        with self._db.read() as tx:
+            stored = tx.blobs.totals()
+            latest = tx.activity.recent_commits(recent)
         index = self._indexer.position()
         return Status(
             self._node.node_id,
@@ -96,8 +68,8 @@ class StatusService:
             self.started,
             time.time() - self.started,
             self._db.head_serial(),
-            blobs,
-            blob_bytes,
+            stored.count,
+            stored.bytes,
             self._peers.views(),
             index.behind_entries,
             index.behind_seconds,
@@ -108,7 +80,8 @@ class StatusService:
         )
 
     def sample(self) -> NodeSample:
-        blobs, blob_bytes = self._storage()
+        with self._db.read() as tx:
+            stored = tx.blobs.totals()
         peers = [
             PeerSample(
                 p.id,
@@ -123,8 +96,8 @@ class StatusService:
         disk = shutil.disk_usage(self._data_dir)
         index = self._indexer.position()
         return NodeSample(
-            blobs,
-            blob_bytes,
+            stored.count,
+            stored.bytes,
             self._db.head_serial(),
             self.started,
             peers,
