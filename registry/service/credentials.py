@@ -10,7 +10,6 @@ never shown back, and a database dump alone does not reveal them once a key is s
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -70,16 +69,6 @@ class CredentialBox:
         if self._fernet is None or not secret or stored != secret:
             return None
         return self.seal(secret)
-
-    def reseal_all(
-        self, kind: str, stored: Mapping[str, str | None], store: Callable[[str, str], None]
-    ) -> None:
-        """Check that every stored credential (by its owner's id) opens, and `store` the
-        sealed form of each one kept as given once a key is configured."""
-        for owner, value in stored.items():
-            sealed = self.reseal(value, f"{kind} {owner}")
-            if sealed is not None:
-                store(owner, sealed)
 
 
 def credential_box(settings: Settings) -> CredentialBox:

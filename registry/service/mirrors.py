@@ -130,8 +130,10 @@ class MirrorService:
         """At start: check every stored token opens, and seal those kept as given once a
         credentials key is configured."""
         with self._db.write() as tx:
-            stored = {m.name: m.stored_token for m in tx.mirrors.all()}
-            self._box.reseal_all("mirror", stored, tx.mirrors.set_token)
+            for mirror in tx.mirrors.all():
+                sealed = self._box.reseal(mirror.stored_token, f"mirror {mirror.name}")
+                if sealed is not None:
+                    tx.mirrors.set_token(mirror.name, sealed)
 
     def views(self) -> list[MirrorView]:
         with self._db.read() as tx:

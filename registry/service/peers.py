@@ -182,8 +182,10 @@ class PeerService:
         """At start: check every stored token opens, and seal those kept as given once a
         credentials key is configured."""
         with self._db.write() as tx:
-            stored = {p.id: p.stored_token for p in tx.peers.all()}
-            self._box.reseal_all("peer", stored, tx.peers.set_token)
+            for peer in tx.peers.all():
+                sealed = self._box.reseal(peer.stored_token, f"peer {peer.id}")
+                if sealed is not None:
+                    tx.peers.set_token(peer.id, sealed)
 
     def get(self, peer_id: str) -> PeerRecord:
         with self._db.read() as tx:
