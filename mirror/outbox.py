@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from mirror.build import build_target
 from mirror.node import NodeTarget
 from mirror.targets import PushCommit, PushFile, Target
-from registry.domain.changes import CommitAdd, RefDelete, RefSet, decode
+from registry.domain.changes import CommitAdd, RefDelete, RefSet
 from registry.domain.commit import TreeEntry
 from registry.domain.errors import BlobUnavailableError, MirrorUnavailableError
 from registry.service.mirrors import MirrorConfig, MirrorService, OutboxItem
@@ -114,7 +114,7 @@ class Pusher:
 
     def _push_item(self, target: Target, item: OutboxItem, files: ExitStack) -> None:
         repo_type, repo = item.repo.split("/", 1)
-        match decode(item.kind, item.body):
+        match item.change():
             case CommitAdd() as added:
                 target.push_commit(self._from_change(repo_type, repo, added, files))
             case RefSet(ref=ref, commit=commit_id):

@@ -18,7 +18,7 @@ from registry.domain.errors import (
     NotFoundError,
     SizeMismatchError,
 )
-from registry.metadata.tables import Peer
+from registry.domain.records import PeerRecord
 from registry.service.uploads import UploadService
 from registry.storage import Expected
 from sync.connect import PeerConnector
@@ -42,7 +42,7 @@ class BlobSource(Protocol):
 class PeerBlobs:
     """A configured peer as a blob source; its failures count in the peer's health."""
 
-    def __init__(self, connect: PeerConnector, peer: Peer, attempts: int) -> None:
+    def __init__(self, connect: PeerConnector, peer: PeerRecord, attempts: int) -> None:
         self._connect = connect
         self._peer = peer
         self._attempts = attempts

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from registry.client import RegistryClient, RetryPolicy
-from registry.metadata.tables import Peer
+from registry.domain.records import PeerRecord
 from registry.service.peers import PeerService
 
 
@@ -16,7 +16,7 @@ class PeerConnector:
     node_id: str
     allow_private_redirects: bool = False
 
-    def client(self, peer: Peer, retry: RetryPolicy, timeout: float = 30.0) -> RegistryClient:
+    def client(self, peer: PeerRecord, retry: RetryPolicy, timeout: float = 30.0) -> RegistryClient:
         return RegistryClient(
             peer.url,
             token=self.peers.credential(peer),

@@ -6,7 +6,7 @@ import logging
 
 from registry.client import RegistryClient, RetryPolicy
 from registry.domain.changes import ChangeEntry
-from registry.metadata.tables import Peer
+from registry.domain.records import PeerRecord
 from registry.service.replication import ReplicationService
 from registry.settings import SyncSettings
 from sync.blobs import BlobFetcher
@@ -38,12 +38,12 @@ class Puller:
         if self._client is not None:
             self._client.close()
 
-    def _client_for(self, peer: Peer) -> RegistryClient:
+    def _client_for(self, peer: PeerRecord) -> RegistryClient:
         """One client while the peer's URL and token stay as they are."""
-        if self._client is None or self._client_key != (peer.url, peer.token):
+        if self._client is None or self._client_key != (peer.url, peer.stored_token):
             self.close()
             self._client = self._connect.client(peer, RetryPolicy(attempts=1))
-            self._client_key = (peer.url, peer.token)
+            self._client_key = (peer.url, peer.stored_token)
         return self._client
 
     def pull_once(self) -> int:

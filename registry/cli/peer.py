@@ -45,7 +45,7 @@ def peer_list(data_dir: Path | None, config: Path | None) -> None:
         for p in runtime.peers.all():
             click.echo(
                 f"{p.id}\t{p.url}\t{p.blobs}\tnode={p.node_id or '?'}\t"
-                f"cursor={p.cursor}/{p.head}\ttoken={'set' if p.token else '-'}"
+                f"cursor={p.cursor}/{p.head}\ttoken={'set' if p.token_set else '-'}"
             )
 
 

@@ -6,7 +6,7 @@ services above it see nothing else of the database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
@@ -69,3 +69,24 @@ class BlobRecord:
     git_sha1: str | None
     created_ms: int
     wanted_ms: int  # when an upload last stored or relied on these bytes (gc's grace)
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    """A node this one pulls from, and how far it has read the peer's change feed."""
+
+    id: str
+    url: str
+    blobs: str  # eager | lazy
+    node_id: str | None  # learned at first contact, then expected
+    epoch: str | None
+    cursor: int  # last serial of the peer's feed applied here
+    head: int  # the peer's head serial when last seen
+    behind_since_ms: int | None  # when unapplied entries were first seen
+    # The token as stored (sealed when the node has a credentials key): opaque, opened only by
+    # `PeerService.credential`, never shown.
+    stored_token: str | None = field(repr=False)
+
+    @property
+    def token_set(self) -> bool:
+        return bool(self.stored_token)

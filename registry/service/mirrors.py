@@ -2,7 +2,7 @@
 lives in `mirror.outbox`).
 
 Theory of operation: a change worth pushing (a commit, a ref move) writes one outbox row per
-covering mirror in its own transaction (`registry.metadata.outbox`). A row leaves the outbox
+covering mirror in its own transaction (`registry.metadata.mirrors`). A row leaves the outbox
 only when its push succeeded; a failure records the error and a time before which the row is
 not tried again (exponential backoff with jitter). Rows of one repo are pushed in serial order,
 so a mirror never sees a ref before the commit it names. Adding a mirror enqueues what its
@@ -15,25 +15,19 @@ one is set.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import delete, func, insert
-from sqlmodel import col, select
-
-from registry.domain.changes import MIRRORED_KINDS
 from registry.domain.clock import now_ms
 from registry.domain.errors import InvalidError, MirrorExistsError, MirrorNotFoundError
 from registry.domain.names import NAME_PART
-from registry.domain.patterns import covers
 from registry.domain.redaction import redact
 from registry.domain.tokens import check_credential
 from registry.domain.urls import check_http_url, check_s3_url
 from registry.metadata.db import Database
-from registry.metadata.tables import Change, Mirror, MirrorCommit, MirrorOutbox
+from registry.metadata.mirrors import Backlog, MirrorRecord
+from registry.metadata.mirrors import OutboxItem as OutboxItem  # handed to the pusher
 from registry.service.credentials import CredentialBox
 
 logger = logging.getLogger(__name__)
@@ -71,17 +65,6 @@ class MirrorView:
         return "pushing" if self.backlog else "ok"
 
 
-@dataclass(frozen=True)
-class OutboxItem:
-    mirror: str
-    serial: int
-    repo: str  # repo key: model/namespace/name
-    kind: str
-    body: dict[str, Any]
-    attempts: int
-    next_ms: int
-
-
 def check_config(name: str, kind: str, url: str | None, repos: str) -> str | None:
     """Validated URL for a mirror (fails fast on nonsense); None keeps the Hub's default."""
     if not NAME_PART.match(name):
@@ -110,154 +93,89 @@ class MirrorService:
     ) -> MirrorView:
         checked = check_config(name, kind, url, repos)
         token = check_credential(token, "A mirror's token")
-        with self._db.legacy_write() as session:
-            if session.get(Mirror, name) is not None:
+        with self._db.write() as tx:
+            if tx.mirrors.exists(name):
                 raise MirrorExistsError(f"A mirror named {name!r} exists; remove it first")
-            session.add(
-                Mirror(
-                    name=name,
-                    kind=kind,
-                    url=checked,
-                    token=self._box.seal(token),
-                    repos=repos,
-                    created_ms=now_ms(),
-                )
-            )
-            backlog = session.exec(
-                select(Change.serial, Change.repo, Change.kind)
-                .where(col(Change.kind).in_(MIRRORED_KINDS), col(Change.private).is_(False))
-                .order_by(col(Change.serial))
-            ).all()
-            rows = [
-                {"mirror": name, "serial": s, "repo": r, "kind": k}
-                for s, r, k in backlog
-                if covers(repos, r)
-            ]
-            if rows:
-                session.execute(insert(MirrorOutbox), rows)
-        logger.info(
-            "mirror added name=%s kind=%s url=%s backlog=%d", name, kind, checked, len(rows)
-        )
+            backlog = tx.mirrors.add(name, kind, checked, self._box.seal(token), repos)
+        logger.info("mirror added name=%s kind=%s url=%s backlog=%d", name, kind, checked, backlog)
         return self.view(name)
 
     def remove(self, name: str) -> None:
-        with self._db.legacy_write() as session:
-            if session.get(Mirror, name) is None:
+        with self._db.write() as tx:
+            if not tx.mirrors.exists(name):
                 raise MirrorNotFoundError(f"No mirror named {name!r}")
-            session.execute(delete(MirrorOutbox).where(col(MirrorOutbox.mirror) == name))
-            session.execute(delete(MirrorCommit).where(col(MirrorCommit.mirror) == name))
-            session.execute(delete(Mirror).where(col(Mirror.name) == name))
+            tx.mirrors.remove(name)
         logger.info("mirror removed name=%s", name)
 
     def configs(self) -> list[MirrorConfig]:
-        with self._db.legacy_read() as session:
-            rows = session.exec(select(Mirror).order_by(col(Mirror.name))).all()
+        with self._db.read() as tx:
+            mirrors = tx.mirrors.all()
         box = self._box
         return [
-            MirrorConfig(m.name, m.kind, m.url, box.unseal(m.token, f"mirror {m.name}"), m.repos)
-            for m in rows
+            MirrorConfig(
+                m.name, m.kind, m.url, box.unseal(m.stored_token, f"mirror {m.name}"), m.repos
+            )
+            for m in mirrors
         ]
 
     def reseal(self) -> None:
         """At start: check every stored token opens, and seal those kept as given once a
         credentials key is configured."""
-        with self._db.legacy_write() as session:
-            for mirror in session.exec(select(Mirror)).all():
-                sealed = self._box.reseal(mirror.token, f"mirror {mirror.name}")
+        with self._db.write() as tx:
+            for mirror in tx.mirrors.all():
+                sealed = self._box.reseal(mirror.stored_token, f"mirror {mirror.name}")
                 if sealed is not None:
-                    mirror.token = sealed
-                    session.add(mirror)
+                    tx.mirrors.set_token(mirror.name, sealed)
 
     def views(self) -> list[MirrorView]:
-        with self._db.legacy_read() as session:
-            names = session.exec(select(Mirror.name).order_by(col(Mirror.name))).all()
-        return [self.view(name) for name in names]
+        with self._db.read() as tx:
+            return [_view(m, tx.mirrors.backlog(m.name)) for m in tx.mirrors.all()]
 
     def view(self, name: str) -> MirrorView:
-        with self._db.legacy_read() as session:
-            mirror = session.get(Mirror, name)
+        with self._db.read() as tx:
+            mirror = tx.mirrors.get(name)
             if mirror is None:
                 raise MirrorNotFoundError(f"No mirror named {name!r}")
-            backlog, oldest = session.exec(
-                select(func.count(), func.min(Change.created_ms))
-                .select_from(MirrorOutbox)
-                .join(Change, col(Change.serial) == col(MirrorOutbox.serial), isouter=True)
-                .where(MirrorOutbox.mirror == name)
-            ).one()
-        return MirrorView(
-            mirror.name,
-            mirror.kind,
-            mirror.url,
-            mirror.repos,
-            bool(mirror.token),
-            int(backlog or 0),
-            int(oldest) if oldest is not None else None,
-            mirror.pushed,
-            mirror.last_success_ms,
-            mirror.last_error,
-            mirror.last_error_ms,
-        )
+            return _view(mirror, tx.mirrors.backlog(name))
 
     def next_items(self, mirror: str, limit: int = 100) -> list[OutboxItem]:
         """The oldest outbox rows of a mirror, with what each change says (serial order)."""
-        with self._db.legacy_read() as session:
-            rows = session.exec(
-                select(MirrorOutbox, Change)
-                .join(Change, col(Change.serial) == col(MirrorOutbox.serial), isouter=True)
-                .where(MirrorOutbox.mirror == mirror)
-                .order_by(col(MirrorOutbox.serial))
-                .limit(limit)
-            ).all()
-        return [
-            OutboxItem(
-                mirror,
-                row.serial,
-                row.repo,
-                row.kind,
-                json.loads(change.body) if change is not None else {},
-                row.attempts,
-                row.next_ms,
-            )
-            for row, change in rows
-        ]
+        with self._db.read() as tx:
+            return tx.mirrors.next_items(mirror, limit)
 
     def done(self, item: OutboxItem) -> None:
-        with self._db.legacy_write() as session:
-            row = session.get(MirrorOutbox, (item.mirror, item.serial))
-            if row is None:  # another process of the node pushed it too and counted it
-                return
-            session.delete(row)
-            mirror = session.get(Mirror, item.mirror)
-            if mirror is not None:
-                mirror.pushed += 1
-                mirror.last_success_ms = now_ms()
-                session.add(mirror)
+        with self._db.write() as tx:
+            tx.mirrors.done(item.mirror, item.serial)
 
     def failed(self, item: OutboxItem, error: str) -> None:
         """Record a failed push; the row waits 2^attempts x the initial delay (jittered)."""
         error = redact(error)  # shown in the API and status; a remote's answer may quote one
         initial, cap = self._retry
         delay = min(cap, initial * 2 ** min(item.attempts, 30)) * random.uniform(0.5, 1.0)
-        with self._db.legacy_write() as session:
-            row = session.get(MirrorOutbox, (item.mirror, item.serial))
-            if row is not None:
-                row.attempts += 1
-                row.next_ms = now_ms() + int(delay * 1000)
-                row.last_error = error[:500]
-                session.add(row)
-            mirror = session.get(Mirror, item.mirror)
-            if mirror is not None:
-                mirror.last_error, mirror.last_error_ms = error[:500], now_ms()
-                session.add(mirror)
+        with self._db.write() as tx:
+            next_ms = now_ms() + int(delay * 1000)
+            tx.mirrors.failed(item.mirror, item.serial, error[:500], next_ms)
 
     def remote_commit(self, mirror: str, commit_id: str) -> str | None:
-        with self._db.legacy_read() as session:
-            row = session.get(MirrorCommit, (mirror, commit_id))
-        return row.remote_id if row else None
+        with self._db.read() as tx:
+            return tx.mirrors.remote_commit(mirror, commit_id)
 
     def record_remote(self, mirror: str, commit_id: str, remote_id: str) -> None:
-        with self._db.legacy_write() as session:
-            row = session.get(MirrorCommit, (mirror, commit_id))
-            session.add(
-                row or MirrorCommit(mirror=mirror, commit_id=commit_id, remote_id=remote_id)
-            )
+        with self._db.write() as tx:
+            tx.mirrors.record_remote(mirror, commit_id, remote_id)
+
+
+def _view(mirror: MirrorRecord, backlog: Backlog) -> MirrorView:
+    return MirrorView(
+        mirror.name,
+        mirror.kind,
+        mirror.url,
+        mirror.repos,
+        mirror.token_set,
+        backlog.count,
+        backlog.oldest_ms,
+        mirror.pushed,
+        mirror.last_success_ms,
+        mirror.last_error,
+        mirror.last_error_ms,
+    )

@@ -13,15 +13,13 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from sqlmodel import col, select
-
 from registry.domain.clock import now_ms
 from registry.domain.errors import ConflictError, InvalidError, PeerNotFoundError
+from registry.domain.records import PeerRecord
 from registry.domain.redaction import redact
 from registry.domain.tokens import check_credential
 from registry.domain.urls import check_http_url
 from registry.metadata.db import Database
-from registry.metadata.tables import Peer
 from registry.service.credentials import CredentialBox
 
 logger = logging.getLogger(__name__)
@@ -121,35 +119,28 @@ class PeerService:
         self.health = HealthBook(thresholds)
         self.started = time.monotonic()
 
-    def add(self, url: str, token: str | None, blobs: str, *, exist_ok: bool = False) -> Peer:
+    def add(self, url: str, token: str | None, blobs: str, *, exist_ok: bool = False) -> PeerRecord:
         url = check_http_url(url, "A peer's url")
         token = check_credential(token, "A peer's token")
         if blobs not in BLOB_POLICIES:
             raise InvalidError(f"blobs must be one of {BLOB_POLICIES}, got {blobs!r}")
-        with self._db.legacy_write() as session:
-            existing = session.exec(select(Peer).where(Peer.url == url)).first()
+        with self._db.write() as tx:
+            existing = tx.peers.by_url(url)
             if existing is not None:
                 if not exist_ok:
                     raise ConflictError(f"Peer {url} is already configured as {existing.id}")
-                if self._box.unseal(existing.token, existing.id) != token:
-                    existing.token = self._box.seal(token)
-                existing.blobs = blobs
-                session.add(existing)
-                return existing
-            peer = Peer(
-                id="p-" + hashlib.sha256(url.encode()).hexdigest()[:10],
-                url=url,
-                token=self._box.seal(token),
-                blobs=blobs,
-                created_ms=now_ms(),
-            )
-            session.add(peer)
+                stored = existing.stored_token
+                if self._box.unseal(stored, existing.id) != token:
+                    stored = self._box.seal(token)
+                return tx.peers.configure(existing.id, stored, blobs)
+            peer_id = "p-" + hashlib.sha256(url.encode()).hexdigest()[:10]
+            peer = tx.peers.add(peer_id, url, self._box.seal(token), blobs)
         logger.info("peer added peer=%s url=%s blobs=%s", peer.id, url, blobs)
         return peer
 
-    def all(self) -> list[Peer]:
-        with self._db.legacy_read() as session:
-            return list(session.exec(select(Peer).order_by(col(Peer.created_ms))).all())
+    def all(self) -> list[PeerRecord]:
+        with self._db.read() as tx:
+            return tx.peers.all()
 
     def views(self) -> list[PeerView]:
         now = now_ms()
@@ -161,7 +152,7 @@ class PeerService:
                 PeerView(
                     peer.id,
                     peer.url,
-                    bool(peer.token),
+                    peer.token_set,
                     peer.blobs,
                     peer.node_id,
                     health.state,
@@ -176,53 +167,48 @@ class PeerService:
             )
         return views
 
-    def view(self, peer: Peer) -> PeerView:
+    def view(self, peer: PeerRecord) -> PeerView:
         return next(v for v in self.views() if v.id == peer.id)
 
-    def credential(self, peer: Peer) -> str | None:
+    def credential(self, peer: PeerRecord) -> str | None:
         """The token to send to `peer` (opened only here, when the node talks to it)."""
-        return self._box.unseal(peer.token, f"peer {peer.id}")
+        return self._box.unseal(peer.stored_token, f"peer {peer.id}")
 
     def reseal(self) -> None:
         """At start: check every stored token opens, and seal those kept as given once a
         credentials key is configured."""
-        with self._db.legacy_write() as session:
-            for peer in session.exec(select(Peer)).all():
-                sealed = self._box.reseal(peer.token, f"peer {peer.id}")
+        with self._db.write() as tx:
+            for peer in tx.peers.all():
+                sealed = self._box.reseal(peer.stored_token, f"peer {peer.id}")
                 if sealed is not None:
-                    peer.token = sealed
-                    session.add(peer)
+                    tx.peers.set_token(peer.id, sealed)
 
-    def get(self, peer_id: str) -> Peer:
-        with self._db.legacy_read() as session:
-            peer = session.get(Peer, peer_id)
+    def get(self, peer_id: str) -> PeerRecord:
+        with self._db.read() as tx:
+            peer = tx.peers.get(peer_id)
         if peer is None:
             raise PeerNotFoundError(f"No peer {peer_id!r}")
         return peer
 
     def remove(self, peer_id: str) -> None:
-        with self._db.legacy_write() as session:
-            peer = session.get(Peer, peer_id)
-            if peer is None:
+        with self._db.write() as tx:
+            if not tx.peers.remove(peer_id):
                 raise PeerNotFoundError(f"No peer {peer_id!r}")
-            session.delete(peer)
         self.health.forget(peer_id)
         logger.info("peer removed peer=%s", peer_id)
 
-    def contact(self, peer_id: str, node_id: str, epoch: str) -> Peer:
+    def contact(self, peer_id: str, node_id: str, epoch: str) -> PeerRecord:
         """Record who answered; a new epoch (reset or restored peer) restarts from 0."""
-        with self._db.legacy_write() as session:
-            peer = session.get(Peer, peer_id)
+        with self._db.write() as tx:
+            peer = tx.peers.get(peer_id)
             if peer is None:
                 raise PeerNotFoundError(f"No peer {peer_id!r}")
-            if peer.node_id is None:
-                peer.node_id = node_id
+            cursor = peer.cursor
             if peer.epoch not in (None, epoch):
                 logger.warning("peer epoch changed peer=%s; cursor reset to 0", peer_id)
-                peer.cursor = 0
-            peer.epoch = epoch
-            session.add(peer)
-            return peer
+                cursor = 0
+            known = node_id if peer.node_id is None else peer.node_id  # first answer sticks
+            return tx.peers.contacted(peer_id, known, epoch, cursor)
 
     def copy_age(self, home_node: str) -> float | None:
         """Seconds since we last heard from the home's feed (directly, else any peer's)."""
