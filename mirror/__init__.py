@@ -8,7 +8,7 @@ whichever source is alive, verifying every byte.
 
 from __future__ import annotations
 
-from mirror.client import Downloader, DownloadResult, Progress, download_repo
+from mirror.downloader import Downloader, DownloadResult, Progress, download_repo
 from mirror.sources import HubSource, Location, NodeSource, S3Source, Source, parse_source
 from registry.client import RetryPolicy
 from registry.domain.errors import AllSourcesFailedError

@@ -19,7 +19,7 @@ def build_target(
     # reads its settings (HF_HUB_DISABLE_XET, ...) from the environment at import.
     match kind:
         case "s3":
-            from mirror.s3 import S3Bucket
+            from mirror.s3_target import S3Bucket
 
             if url is None:
                 raise InvalidError("An s3 mirror needs s3://bucket[/prefix]")

@@ -96,7 +96,7 @@ class S3Source:
     """A mirror bucket in the modelyard layout (no node needed)."""
 
     def __init__(self, url: str) -> None:
-        from mirror.s3 import S3Bucket  # boto3 only when a bucket is used
+        from mirror.s3_target import S3Bucket  # boto3 only when a bucket is used
 
         self._bucket = S3Bucket(url)
         self.name = self._bucket.name

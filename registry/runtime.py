@@ -22,8 +22,8 @@ from functools import cached_property
 
 from fastapi import FastAPI
 
+from mirror.fallback import MirrorBlobSources, public_copies
 from mirror.outbox import Pusher
-from mirror.pullthrough import MirrorBlobSources, public_copies
 from registry.api.app import create_app
 from registry.metadata.db import Database
 from registry.metadata.fulltext import FullText
@@ -59,8 +59,8 @@ from registry.service.worker import Worker
 from registry.settings import Settings
 from registry.storage import BlobStore
 from registry.storage.build import build_blob_store
-from sync.blobs import BlobFetcher
 from sync.connect import PeerConnector
+from sync.fetcher import BlobFetcher
 from sync.loop import SyncLoop
 
 logger = logging.getLogger(__name__)

@@ -21,14 +21,15 @@ from tenacity import (
 )
 
 from registry.client import RetryPolicy
+from registry.domain.access import CONSOLE
 from registry.domain.errors import PeerNotFoundError
 from registry.service.identity import NodeIdentity
 from registry.service.leases import Leases
 from registry.service.peers import PeerService
 from registry.service.replication import ReplicationService
 from registry.settings import SyncSettings
-from sync.blobs import BlobFetcher
 from sync.connect import PeerConnector
+from sync.fetcher import BlobFetcher
 from sync.puller import Puller
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class SyncLoop:
     def start(self) -> None:
         for peer in self._settings.peers:
             token = peer.token.get_secret_value() if peer.token else None
-            self._peers.add(peer.url, token, peer.blobs, exist_ok=True)
+            self._peers.add(CONSOLE, peer.url, token, peer.blobs, exist_ok=True)
         for target, name in (
             (self._supervise, "sync-supervisor"),
             (self._probe, "sync-probe"),

@@ -9,8 +9,8 @@ from registry.domain.changes import ChangeEntry
 from registry.domain.records import PeerRecord
 from registry.service.replication import ReplicationService
 from registry.settings import SyncSettings
-from sync.blobs import BlobFetcher
 from sync.connect import PeerConnector
+from sync.fetcher import BlobFetcher
 from sync.planner import plan
 
 logger = logging.getLogger(__name__)

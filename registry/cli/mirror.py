@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from registry.cli.common import config_option, data_dir_option, opened, settings_from
+from registry.domain.access import CONSOLE
 
 if TYPE_CHECKING:
     from registry.service.mirrors import MirrorView
@@ -50,7 +51,7 @@ def mirror_add(
         given = settings_from(config, data_dir=data_dir).token
         token = given.get_secret_value() if given else None
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
-        view = runtime.mirrors.add(name, kind, url, token, repos)
+        view = runtime.mirrors.add(CONSOLE, name, kind, url, token, repos)
         click.echo(f"{_where(view)}\tbacklog={view.backlog}")
 
 
@@ -100,5 +101,5 @@ def mirror_status(data_dir: Path | None, config: Path | None) -> None:
 def mirror_remove(name: str, data_dir: Path | None, config: Path | None) -> None:
     """Stop pushing to NAME (what was pushed stays there)."""
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
-        runtime.mirrors.remove(name)
+        runtime.mirrors.remove(CONSOLE, name)
         click.echo(f"removed {name}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from registry.cli.common import config_option, data_dir_option, opened, settings_from
+from registry.domain.access import CONSOLE
 
 
 @click.group()
@@ -32,7 +33,7 @@ def peer_add(
 ) -> None:
     """Start pulling from the node at URL."""
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
-        added = runtime.peers.add(url, token, blobs)
+        added = runtime.peers.add(CONSOLE, url, token, blobs)
         click.echo(f"{added.id}\t{added.url}\t{added.blobs}")
 
 
@@ -56,5 +57,5 @@ def peer_list(data_dir: Path | None, config: Path | None) -> None:
 def peer_remove(peer_id: str, data_dir: Path | None, config: Path | None) -> None:
     """Stop pulling from a peer (what was replicated stays)."""
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
-        runtime.peers.remove(peer_id)
+        runtime.peers.remove(CONSOLE, peer_id)
         click.echo(f"removed {peer_id}")

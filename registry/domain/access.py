@@ -20,6 +20,9 @@ class Principal:
 
 
 ANONYMOUS = Principal(None)
+# The operator at the node's own console (`modelyard peer add`, ... on its data dir, or the
+# node's settings): the admin's rights.
+CONSOLE = Principal("admin", is_admin=True, can_write=True, token_label="console")
 
 
 def may_read(principal: Principal, *, private: bool, namespace: str) -> bool:

@@ -19,6 +19,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 
+from registry.domain.access import Principal, require_admin
 from registry.domain.clock import now_ms
 from registry.domain.errors import InvalidError, MirrorExistsError, MirrorNotFoundError
 from registry.domain.names import NAME_PART
@@ -89,8 +90,17 @@ class MirrorService:
         self._box = box
 
     def add(
-        self, name: str, kind: str, url: str | None, token: str | None, repos: str = "*"
+        self,
+        principal: Principal,
+        name: str,
+        kind: str,
+        url: str | None,
+        token: str | None,
+        repos: str = "*",
     ) -> MirrorView:
+        """Push the repos matching `repos` (what they hold now, then every change) to a new
+        mirror (the admin's call)."""
+        require_admin(principal)
         checked = check_config(name, kind, url, repos)
         token = check_credential(token, "A mirror's token")
         with self._db.write() as tx:
@@ -98,9 +108,11 @@ class MirrorService:
                 raise MirrorExistsError(f"A mirror named {name!r} exists; remove it first")
             backlog = tx.mirrors.add(name, kind, checked, self._box.seal(token), repos)
         logger.info("mirror added name=%s kind=%s url=%s backlog=%d", name, kind, checked, backlog)
-        return self.view(name)
+        return self.view(principal, name)
 
-    def remove(self, name: str) -> None:
+    def remove(self, principal: Principal, name: str) -> None:
+        """Stop pushing to a mirror (the admin's call); what was pushed stays there."""
+        require_admin(principal)
         with self._db.write() as tx:
             if not tx.mirrors.exists(name):
                 raise MirrorNotFoundError(f"No mirror named {name!r}")
@@ -127,11 +139,19 @@ class MirrorService:
                 if sealed is not None:
                     tx.mirrors.set_token(mirror.name, sealed)
 
+    def listing(self, principal: Principal) -> list[MirrorView]:
+        """Every mirror with its backlog and last results (the admin's call)."""
+        require_admin(principal)
+        return self.views()
+
     def views(self) -> list[MirrorView]:
+        """Every mirror with its backlog and last results (what the status page shows)."""
         with self._db.read() as tx:
             return [_view(m, tx.mirrors.backlog(m.name)) for m in tx.mirrors.all()]
 
-    def view(self, name: str) -> MirrorView:
+    def view(self, principal: Principal, name: str) -> MirrorView:
+        """One mirror (the admin's call)."""
+        require_admin(principal)
         with self._db.read() as tx:
             mirror = tx.mirrors.get(name)
             if mirror is None:

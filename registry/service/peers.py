@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
+from registry.domain.access import Principal, require_admin
 from registry.domain.clock import now_ms
 from registry.domain.errors import ConflictError, InvalidError, PeerNotFoundError
 from registry.domain.records import PeerRecord
@@ -119,7 +120,18 @@ class PeerService:
         self.health = HealthBook(thresholds)
         self.started = time.monotonic()
 
-    def add(self, url: str, token: str | None, blobs: str, *, exist_ok: bool = False) -> PeerRecord:
+    def add(
+        self,
+        principal: Principal,
+        url: str,
+        token: str | None,
+        blobs: str,
+        *,
+        exist_ok: bool = False,
+    ) -> PeerView:
+        """Start pulling from the node at `url` (the admin's call); `exist_ok` updates the
+        token and blob policy of a peer configured already instead of refusing."""
+        require_admin(principal)
         url = check_http_url(url, "A peer's url")
         token = check_credential(token, "A peer's token")
         if blobs not in BLOB_POLICIES:
@@ -132,43 +144,43 @@ class PeerService:
                 stored = existing.stored_token
                 if self._box.unseal(stored, existing.id) != token:
                     stored = self._box.seal(token)
-                return tx.peers.configure(existing.id, stored, blobs)
+                return self._view(tx.peers.configure(existing.id, stored, blobs))
             peer_id = "p-" + hashlib.sha256(url.encode()).hexdigest()[:10]
             peer = tx.peers.add(peer_id, url, self._box.seal(token), blobs)
         logger.info("peer added peer=%s url=%s blobs=%s", peer.id, url, blobs)
-        return peer
+        return self._view(peer)
 
     def all(self) -> list[PeerRecord]:
         with self._db.read() as tx:
             return tx.peers.all()
 
-    def views(self) -> list[PeerView]:
-        now = now_ms()
-        views = []
-        for peer in self.all():
-            health = self.health.get(peer.id)
-            behind = peer.behind_since_ms
-            views.append(
-                PeerView(
-                    peer.id,
-                    peer.url,
-                    peer.token_set,
-                    peer.blobs,
-                    peer.node_id,
-                    health.state,
-                    peer.cursor,
-                    peer.head,
-                    max(0, peer.head - peer.cursor),
-                    0.0 if behind is None else (now - behind) / 1000,
-                    health.last_success_ms,
-                    health.last_error,
-                    health.bad_blobs,
-                )
-            )
-        return views
+    def listing(self, principal: Principal) -> list[PeerView]:
+        """Every peer with its health and lag (the admin's call)."""
+        require_admin(principal)
+        return self.views()
 
-    def view(self, peer: PeerRecord) -> PeerView:
-        return next(v for v in self.views() if v.id == peer.id)
+    def views(self) -> list[PeerView]:
+        """Every peer with its health and lag (what the status page shows)."""
+        return [self._view(peer) for peer in self.all()]
+
+    def _view(self, peer: PeerRecord) -> PeerView:
+        health = self.health.get(peer.id)
+        behind = peer.behind_since_ms
+        return PeerView(
+            peer.id,
+            peer.url,
+            peer.token_set,
+            peer.blobs,
+            peer.node_id,
+            health.state,
+            peer.cursor,
+            peer.head,
+            max(0, peer.head - peer.cursor),
+            0.0 if behind is None else (now_ms() - behind) / 1000,
+            health.last_success_ms,
+            health.last_error,
+            health.bad_blobs,
+        )
 
     def credential(self, peer: PeerRecord) -> str | None:
         """The token to send to `peer` (opened only here, when the node talks to it)."""
@@ -190,7 +202,9 @@ class PeerService:
             raise PeerNotFoundError(f"No peer {peer_id!r}")
         return peer
 
-    def remove(self, peer_id: str) -> None:
+    def remove(self, principal: Principal, peer_id: str) -> None:
+        """Stop pulling from a peer (the admin's call); what was replicated stays."""
+        require_admin(principal)
         with self._db.write() as tx:
             if not tx.peers.remove(peer_id):
                 raise PeerNotFoundError(f"No peer {peer_id!r}")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from mirror.s3 import S3Bucket
+from mirror.s3_target import S3Bucket
 from tests.e2e.cluster import TOKEN, NodeProcess
 from tests.s3 import S3Server
 

@@ -16,7 +16,7 @@ import httpx
 from huggingface_hub import HfApi, hf_hub_download
 
 from mirror import download_repo
-from mirror.s3 import S3Bucket
+from mirror.s3_target import S3Bucket
 from registry.domain.digest import Digest
 from tests.blobs import corrupt_stored_blob, overwrite_stored_blob
 from tests.conftest import RunningNode

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, hf_hub_download
 
-from mirror.s3 import S3Bucket
+from mirror.s3_target import S3Bucket
 from tests.conftest import RunningNode
 
 WEIGHTS = os.urandom(2 * 1024 * 1024 + 1)

@@ -22,6 +22,7 @@ from huggingface_hub import HfApi
 from pydantic import SecretStr
 
 from registry.cli import cli
+from registry.domain.access import CONSOLE
 from registry.domain.errors import CredentialsKeyError
 from registry.domain.tokens import hash_token
 from registry.metadata.db import Database
@@ -292,8 +293,8 @@ def test_sealed_tokens_need_their_key_and_plain_ones_are_sealed_once_it_is_set(
     plain = node_settings(tmp_path / "node", node_id="node")
     token = "myd_plain_" + secrets.token_urlsafe(24)
     node = Runtime.open(plain)
-    node.peers.add("http://127.0.0.1:9", token, "lazy")
-    node.mirrors.add("m", "node", "http://127.0.0.1:9", token)
+    node.peers.add(CONSOLE, "http://127.0.0.1:9", token, "lazy")
+    node.mirrors.add(CONSOLE, "m", "node", "http://127.0.0.1:9", token)
     node.close()
     assert token in dump_database(plain.effective_database_url)  # no key: kept as given
 

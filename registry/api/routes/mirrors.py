@@ -8,7 +8,6 @@ from fastapi import APIRouter
 
 from registry.api.deps import MirrorsDep, PrincipalDep
 from registry.api.errors import documented
-from registry.domain.access import require_admin
 from registry.service.mirrors import MirrorView
 from registry.wire import MirrorIn, MirrorOut, iso_ms
 
@@ -37,25 +36,21 @@ def mirror_out(view: MirrorView) -> MirrorOut:
 )
 def add_mirror(body: MirrorIn, mirrors: MirrorsDep, principal: PrincipalDep) -> MirrorOut:
     """Push every new commit of the repos matching `repos` (and what they hold now)."""
-    require_admin(principal)
-    added = mirrors.add(body.name, body.kind, body.url, body.token, body.repos)
+    added = mirrors.add(principal, body.name, body.kind, body.url, body.token, body.repos)
     return mirror_out(added)
 
 
 @router.get("", responses=documented(401, 403), response_model=list[MirrorOut])
 def list_mirrors(mirrors: MirrorsDep, principal: PrincipalDep) -> list[MirrorOut]:
-    require_admin(principal)
-    return [mirror_out(v) for v in mirrors.views()]
+    return [mirror_out(v) for v in mirrors.listing(principal)]
 
 
 @router.get("/{name}", responses=documented(401, 403, 404), response_model=MirrorOut)
 def get_mirror(name: str, mirrors: MirrorsDep, principal: PrincipalDep) -> MirrorOut:
-    require_admin(principal)
-    return mirror_out(mirrors.view(name))
+    return mirror_out(mirrors.view(principal, name))
 
 
 @router.delete("/{name}", responses=documented(401, 403, 404))
 def remove_mirror(name: str, mirrors: MirrorsDep, principal: PrincipalDep) -> dict[str, str]:
-    require_admin(principal)
-    mirrors.remove(name)
+    mirrors.remove(principal, name)
     return {"deleted": name}

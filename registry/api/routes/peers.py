@@ -6,7 +6,6 @@ from fastapi import APIRouter
 
 from registry.api.deps import PeersDep, PrincipalDep
 from registry.api.errors import documented
-from registry.domain.access import require_admin
 from registry.service.peers import PeerView
 from registry.wire import PeerIn, PeerOut, iso_ms
 
@@ -33,18 +32,15 @@ def peer_out(view: PeerView) -> PeerOut:
 
 @router.post("", responses=documented(400, 401, 403, 409), status_code=201, response_model=PeerOut)
 def add_peer(body: PeerIn, peers: PeersDep, principal: PrincipalDep) -> PeerOut:
-    require_admin(principal)
-    return peer_out(peers.view(peers.add(body.url, body.token, body.blobs)))
+    return peer_out(peers.add(principal, body.url, body.token, body.blobs))
 
 
 @router.get("", responses=documented(401, 403), response_model=list[PeerOut])
 def list_peers(peers: PeersDep, principal: PrincipalDep) -> list[PeerOut]:
-    require_admin(principal)
-    return [peer_out(v) for v in peers.views()]
+    return [peer_out(v) for v in peers.listing(principal)]
 
 
 @router.delete("/{peer_id}", responses=documented(401, 403, 404))
 def remove_peer(peer_id: str, peers: PeersDep, principal: PrincipalDep) -> dict[str, str]:
-    require_admin(principal)
-    peers.remove(peer_id)
+    peers.remove(principal, peer_id)
     return {"deleted": peer_id}

@@ -1,6 +1,6 @@
 """The node's mirrors as a last resort for bytes it lacks (after every peer): S3 buckets and
 other nodes by BLAKE3, a Hub by the path of a public repo holding the file. Whatever comes
-back is verified by BLAKE3 before it is stored or served (`sync.blobs` does)."""
+back is verified by BLAKE3 before it is stored or served (`sync.fetcher` does)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class _MirrorBlobs:
 
     @contextmanager
     def _from_bucket(self, digest: Digest, size: int) -> Iterator[Iterator[bytes]]:
-        from mirror.s3 import S3Bucket
+        from mirror.s3_target import S3Bucket
 
         yield S3Bucket(self._config.url or "").open(ManifestFile("", size, digest.hex, None))
 
