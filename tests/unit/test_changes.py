@@ -1,0 +1,91 @@
+"""Typed change-log entries: each kind's body, read back, and what a body it cannot have does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from registry.domain.changes import (
+    Change,
+    ChangeEntry,
+    CommitAdd,
+    RefDelete,
+    RefSet,
+    RepoDelete,
+    RepoUpsert,
+    UnknownChange,
+    decode,
+)
+from registry.domain.commit import TreeEntry
+from registry.domain.digest import hash_bytes
+from registry.domain.errors import InvalidError
+
+B3 = hash_bytes(b"weights").blake3
+FILE = TreeEntry("m.safetensors", B3, "ab" * 32, 7, True, None)
+TEXT = TreeEntry("README.md", hash_bytes(b"# m").blake3, "cd" * 32, 3, False, "ef" * 20)
+CHANGES: list[Change] = [
+    RepoUpsert("inc1", False, "node-a", 1700000000000),
+    RepoDelete("inc1"),
+    CommitAdd("inc1", "c" * 40, None, "alice", "initial", "", 1700000000001, (FILE, TEXT)),
+    CommitAdd("inc1", "d" * 40, "c" * 40, "alice", "more", "why", 1700000000002, ()),
+    RefSet("inc1", "refs/heads/main", "c" * 40, 3),
+    RefDelete("inc1", "refs/tags/v1", 4),
+]
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=lambda c: c.KIND)
+def test_changes_read_back_what_they_write(change: Change) -> None:
+    stored = json.loads(json.dumps(change.body(), sort_keys=True))  # as the log keeps it
+    assert decode(change.KIND, stored) == change
+    assert stored["incarnation"] == "inc1"
+
+
+def test_changes_bodies_keep_their_wire_keys() -> None:
+    """The keys nodes of earlier versions write and read (the golden feed test holds bytes)."""
+    assert set(CHANGES[0].body()) == {"private", "home", "incarnation", "created_ms"}
+    assert set(CHANGES[1].body()) == {"incarnation"}
+    commit = CHANGES[2].body()
+    assert set(commit) == {
+        "id",
+        "parent",
+        "author",
+        "title",
+        "message",
+        "created_ms",
+        "tree",
+        "incarnation",
+    }
+    assert commit["tree"][0] == ["m.safetensors", B3.hex, "ab" * 32, 7, True, None]
+    assert set(CHANGES[4].body()) == {"ref", "commit", "version", "incarnation"}
+    assert set(CHANGES[5].body()) == {"ref", "version", "incarnation"}
+
+
+COMMIT = {"incarnation": "i", "id": "c", "author": "a", "title": "t", "created_ms": 1}
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("repo.upsert", {"incarnation": "i", "private": "no", "home": "a", "created_ms": 1}),
+        ("repo.upsert", {"incarnation": "i", "private": False, "home": "a"}),
+        ("repo.delete", {}),
+        ("ref.set", {"incarnation": "i", "ref": "r", "commit": "c", "version": True}),
+        ("ref.delete", {"incarnation": "i", "ref": 5, "version": 1}),
+        ("commit.add", {**COMMIT, "tree": "x"}),
+        ("commit.add", {**COMMIT, "tree": [["p", "not-a-digest", "s", 1, True, None]]}),
+        ("commit.add", {**COMMIT, "tree": [["p", B3.hex, "s", 1, True]]}),
+        ("commit.add", {**COMMIT, "tree": [], "parent": 7}),
+    ],
+)
+def test_changes_refuse_a_body_their_kind_cannot_have(kind: str, body: dict[str, object]) -> None:
+    with pytest.raises(InvalidError):
+        decode(kind, body)
+
+
+def test_changes_of_an_unknown_kind_keep_their_body_as_it_came() -> None:
+    body = {"incarnation": "i", "recipe": [1, 2, {"chunk": "x"}]}
+    entry = ChangeEntry(9, "node-b", 4, "xet.recipe", "model/a/b", False, body, 5)
+    change = entry.change()
+    assert change == UnknownChange("xet.recipe", body)
+    assert change.raw is body  # never re-encoded: what is recorded is what came
