@@ -26,7 +26,6 @@ from mirror.outbox import Pusher
 from mirror.pullthrough import MirrorBlobSources, public_copies
 from registry.api.app import create_app
 from registry.metadata.db import Database
-from registry.metadata.fulltext import FullText
 from registry.service.auth import AuthService
 from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
@@ -174,12 +173,8 @@ class Runtime:
         return DocBuilder(self.blobs, self.cards)
 
     @cached_property
-    def fulltext(self) -> FullText:
-        return FullText(self.db.engine)
-
-    @cached_property
     def indexer(self) -> Indexer:
-        return Indexer(self.db, self.docs, self.fulltext)
+        return Indexer(self.db, self.docs)
 
     @cached_property
     def lookup(self) -> LookupService:
@@ -235,9 +230,7 @@ class Runtime:
             lineage=LineageService(self.repos, self.reads, self.lookup),
             scans=self.scans,
             downloads=DownloadCounter(self.db),
-            search=SearchService(
-                self.db, self.indexer, self.docs, self.fulltext, self.reads, self.scans
-            ),
+            search=SearchService(self.db, self.indexer, self.docs, self.reads, self.scans),
             metadata=MetadataService(self.reads, self.commits, self.scans),
             mirrors=self.mirrors,
             pullthrough=self.fetcher,
