@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _procs import node as node_process
 from _report import append_results, git_version
 
+from registry.domain.access import Principal
 from registry.domain.names import RepoId, RepoType
 from registry.domain.search import tokens
 from registry.runtime import Runtime
-from registry.domain.access import Principal
 from registry.service.commits import AddBytes
 from registry.settings import Settings
 
