@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import TextClause, delete, text, tuple_
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import Select
 
 from registry.domain.access import Principal
 from registry.domain.clock import now_ms
@@ -31,7 +31,27 @@ CHUNK = 400  # values per IN (...) list: well under every database's bind-parame
 MAX_PAGE = 1000  # index rows read per query while skipping pending repos
 MAIN = "refs/heads/main"
 README = "README.md"
-_Matching = Select[Repo, SearchEntry]
+_Matching = sqlalchemy.Select[*tuple[Any, ...]]
+# What an indexed document is read from: columns, not ORM rows (searches read many rows).
+_INDEXED = (
+    col(Repo.id),
+    col(Repo.type),
+    col(Repo.namespace),
+    col(Repo.name),
+    col(Repo.private),
+    col(Repo.updated_ms),
+    col(Repo.created_ms),
+    col(Repo.downloads),
+    col(SearchEntry.commit_id),
+    col(SearchEntry.kind),
+    col(SearchEntry.base_model),
+    col(SearchEntry.license),
+    col(SearchEntry.description),
+    col(SearchEntry.tags),
+    col(SearchEntry.trigger_words),
+    col(SearchEntry.suggested_tags),
+    col(SearchEntry.complete),
+)
 _FILE_COLUMNS = (
     col(TreeRow.commit_id),
     col(TreeRow.path),
@@ -220,18 +240,19 @@ class SearchIndex:
 
     def _statement(self, principal: Principal, query: SearchQuery) -> _Matching:
         stmt = (
-            select(Repo, SearchEntry)
+            sqlalchemy.select(*_INDEXED)
+            .select_from(Repo)
             .join(SearchEntry, col(SearchEntry.repo_id) == col(Repo.id))
-            .where(Repo.type == query.repo_type)
+            .where(col(Repo.type) == query.repo_type)
             .where(col(SearchEntry.repo_updated_ms) == col(Repo.updated_ms))
             .where(visible_to(principal.user, principal.is_admin))
         )
         if query.author:
-            stmt = stmt.where(Repo.namespace == query.author)
+            stmt = stmt.where(col(Repo.namespace) == query.author)
         if query.kind:
-            stmt = stmt.where(SearchEntry.kind == normalize_key(query.kind))
+            stmt = stmt.where(col(SearchEntry.kind) == normalize_key(query.kind))
         if query.base_model:
-            stmt = stmt.where(SearchEntry.base_model_key == normalize_key(query.base_model))
+            stmt = stmt.where(col(SearchEntry.base_model_key) == normalize_key(query.base_model))
         for tag in query.tags:
             tagged = select(SearchTag.repo_id).where(SearchTag.tag == tag)
             stmt = stmt.where(col(Repo.id).in_(tagged))
@@ -246,9 +267,9 @@ class SearchIndex:
         """Rows in order, fetched in pages that double from `first` (most searches need one)."""
         offset, size = 0, first
         while True:
-            rows = self._session.exec(stmt.offset(offset).limit(size)).all()
-            for repo, entry in rows:
-                yield _indexed_doc(repo, entry)
+            rows = self._session.execute(stmt.offset(offset).limit(size)).all()
+            for row in rows:
+                yield _indexed_doc(row)
             if len(rows) < size:
                 return
             offset, size = offset + size, min(size * 2, MAX_PAGE)
@@ -273,15 +294,26 @@ class SearchIndex:
         self._session.execute(text(f"DELETE FROM {table} WHERE {column} = :id"), {"id": repo_id})
 
 
-def _indexed_doc(repo: Repo, entry: SearchEntry) -> SearchDoc:
-    return replace(
-        repo_doc(record_of(repo), entry.commit_id),
-        kind=entry.kind,
-        base_model=entry.base_model,
-        license=entry.license,
-        description=entry.description,
-        tags=tuple(json.loads(entry.tags)),
-        trigger_words=tuple(json.loads(entry.trigger_words)),
-        suggested_tags=tuple(json.loads(entry.suggested_tags)),
-        complete=entry.complete,
+def _indexed_doc(row: Sequence[Any]) -> SearchDoc:
+    """A document from a row of `_INDEXED`."""
+    repo_id, repo_type, namespace, name, private, updated_ms, created_ms, downloads = row[:8]
+    commit_id, kind, base_model, license, description, tags, trigger, suggested, complete = row[8:]
+    return SearchDoc(
+        repo_id=repo_id,
+        repo_type=repo_type,
+        namespace=namespace,
+        name=name,
+        private=private,
+        updated_ms=updated_ms,
+        created_ms=created_ms,
+        downloads=downloads,
+        commit_id=commit_id,
+        kind=kind,
+        base_model=base_model,
+        license=license,
+        description=description,
+        tags=tuple(json.loads(tags)),
+        trigger_words=tuple(json.loads(trigger)),
+        suggested_tags=tuple(json.loads(suggested)),
+        complete=complete,
     )
