@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import TextClause, delete, text, tuple_
+from sqlalchemy import TextClause, bindparam, delete, insert, text, tuple_
 from sqlmodel import Session, col, select
 
 from registry.domain.access import Principal
@@ -190,28 +190,45 @@ class SearchIndex:
 
     # The index itself.
 
-    def put(self, doc: SearchDoc) -> None:
-        """Store a repo's document with its tags and words, replacing what was there."""
-        self._session.execute(delete(SearchTag).where(col(SearchTag.repo_id) == doc.repo_id))
-        entry = self._session.get(SearchEntry, doc.repo_id) or SearchEntry(
-            repo_id=doc.repo_id, indexed_ms=0
-        )
-        entry.commit_id, entry.kind = doc.commit_id, doc.kind
-        entry.repo_updated_ms = doc.updated_ms
-        entry.base_model, entry.base_model_key = doc.base_model, normalize_key(doc.base_model)
-        entry.license, entry.description = doc.license, doc.description
-        entry.tags, entry.trigger_words = json.dumps(doc.tags), json.dumps(doc.trigger_words)
-        entry.suggested_tags, entry.complete = json.dumps(doc.suggested_tags), doc.complete
-        entry.indexed_ms = now_ms()
-        self._session.add(entry)
-        for tag in dict.fromkeys(doc.tags):
-            self._session.add(SearchTag(repo_id=doc.repo_id, tag=tag))
-        self._delete_words(doc.repo_id)
+    def put(self, docs: Iterable[SearchDoc]) -> None:
+        """Store repos' documents with their tags and words, replacing what was there: a few
+        statements per CHUNK documents (a statement per row costs ~10x more)."""
+        latest = list({d.repo_id: d for d in docs}.values())
+        for start in range(0, len(latest), CHUNK):
+            self._put(latest[start : start + CHUNK])
+
+    def _put(self, docs: Sequence[SearchDoc]) -> None:
+        self._forget([d.repo_id for d in docs])
+        indexed_ms = now_ms()
+        entries = [
+            {
+                "repo_id": d.repo_id,
+                "commit_id": d.commit_id,
+                "repo_updated_ms": d.updated_ms,
+                "kind": d.kind,
+                "base_model": d.base_model,
+                "base_model_key": normalize_key(d.base_model),
+                "license": d.license,
+                "description": d.description,
+                "tags": json.dumps(d.tags),
+                "trigger_words": json.dumps(d.trigger_words),
+                "suggested_tags": json.dumps(d.suggested_tags),
+                "complete": d.complete,
+                "indexed_ms": indexed_ms,
+            }
+            for d in docs
+        ]
+        self._session.execute(insert(SearchEntry), entries)
+        tags = [{"repo_id": d.repo_id, "tag": t} for d in docs for t in dict.fromkeys(d.tags)]
+        if tags:
+            self._session.execute(insert(SearchTag), tags)
         if self._sqlite:
-            insert = "INSERT INTO search_fts (rowid, words) VALUES (:id, :words)"
+            words = "INSERT INTO search_fts (rowid, words) VALUES (:id, :words)"
         else:
-            insert = "INSERT INTO search_text VALUES (:id, to_tsvector('simple', :words))"
-        self._session.execute(text(insert), {"id": doc.repo_id, "words": " ".join(doc.words)})
+            words = "INSERT INTO search_text VALUES (:id, to_tsvector('simple', :words))"
+        self._session.execute(
+            text(words), [{"id": d.repo_id, "words": " ".join(d.words)} for d in docs]
+        )
 
     def drop_orphans(self) -> None:
         """Forget the documents of deleted repos (searches join on live repos: this is tidying)."""
@@ -219,10 +236,8 @@ class SearchIndex:
         orphans = self._session.exec(
             select(SearchEntry.repo_id).where(col(SearchEntry.repo_id).not_in(live))
         ).all()
-        for repo_id in orphans:
-            self._session.execute(delete(SearchTag).where(col(SearchTag.repo_id) == repo_id))
-            self._session.execute(delete(SearchEntry).where(col(SearchEntry.repo_id) == repo_id))
-            self._delete_words(repo_id)
+        for start in range(0, len(orphans), CHUNK):
+            self._forget(orphans[start : start + CHUNK])
 
     def matching(
         self, principal: Principal, query: SearchQuery, skip: set[int], need: int
@@ -289,9 +304,13 @@ class SearchIndex:
             "SELECT repo_id FROM search_text WHERE words @@ to_tsquery('simple', :fts)"
         ).bindparams(fts=expression)
 
-    def _delete_words(self, repo_id: int) -> None:
+    def _forget(self, repo_ids: Sequence[int]) -> None:
+        """Delete these repos' documents, tags and words."""
+        self._session.execute(delete(SearchTag).where(col(SearchTag.repo_id).in_(repo_ids)))
+        self._session.execute(delete(SearchEntry).where(col(SearchEntry.repo_id).in_(repo_ids)))
         table, column = ("search_fts", "rowid") if self._sqlite else ("search_text", "repo_id")
-        self._session.execute(text(f"DELETE FROM {table} WHERE {column} = :id"), {"id": repo_id})
+        words = text(f"DELETE FROM {table} WHERE {column} IN :ids")
+        self._session.execute(words.bindparams(bindparam("ids", expanding=True)), {"ids": repo_ids})
 
 
 def _indexed_doc(row: Sequence[Any]) -> SearchDoc:

@@ -106,8 +106,7 @@ class Indexer:
         with self._db.write() as tx:
             if _cursor(tx) != cursor:
                 return 0  # another process indexed these entries meanwhile
-            for doc in docs:
-                tx.search.put(doc)
+            tx.search.put(docs)
             if len(repos) < len(keys):
                 tx.search.drop_orphans()
             tx.values.put(CURSOR_KEY, str(changes[-1][0]))
@@ -118,8 +117,7 @@ class Indexer:
         blobs); the cursor does not move."""
         if docs:
             with self._db.write() as tx:
-                for doc in docs:
-                    tx.search.put(doc)
+                tx.search.put(docs)
 
 
 def _cursor(tx: Tx) -> int:
