@@ -193,6 +193,7 @@ class SearchIndex:
     def put(self, docs: Iterable[SearchDoc]) -> None:
         """Store repos' documents with their tags and words, replacing what was there: a few
         statements per CHUNK documents (a statement per row costs ~10x more)."""
+        # A repo's last document wins, as when documents were stored one at a time.
         latest = list({d.repo_id: d for d in docs}.values())
         for start in range(0, len(latest), CHUNK):
             self._put(latest[start : start + CHUNK])
