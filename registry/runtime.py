@@ -26,7 +26,6 @@ from mirror.fallback import MirrorBlobSources, public_copies
 from mirror.outbox import Pusher
 from registry.api.app import create_app
 from registry.metadata.db import Database
-from registry.metadata.fulltext import FullText
 from registry.service.auth import AuthService
 from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
@@ -179,12 +178,8 @@ class Runtime:
         return DocBuilder(self.blobs, self.cards)
 
     @cached_property
-    def fulltext(self) -> FullText:
-        return FullText(self.db.engine)
-
-    @cached_property
     def indexer(self) -> Indexer:
-        return Indexer(self.db, self.docs, self.fulltext)
+        return Indexer(self.db, self.docs)
 
     @cached_property
     def lookup(self) -> LookupService:
@@ -250,9 +245,7 @@ class Runtime:
             ),
             lookup=self.lookup,
             lineage=LineageService(self.repos, self.reads, self.lookup),
-            search=SearchService(
-                self.db, self.indexer, self.docs, self.fulltext, self.reads, self.scans
-            ),
+            search=SearchService(self.db, self.indexer, self.docs, self.reads, self.scans),
             metadata=metadata,
             mirrors=self.mirrors,
         )

@@ -84,17 +84,6 @@ class Database:
                 for callback in self.after_write:
                     callback()
 
-    # TEMPORARY while services move onto `Tx` (removed before this branch lands).
-    @contextmanager
-    def legacy_read(self) -> Iterator[Session]:
-        with self.read() as tx:
-            yield tx._session
-
-    @contextmanager
-    def legacy_write(self, *, invalidates: bool = True) -> Iterator[Session]:
-        with self.write(invalidates=invalidates) as tx:
-            yield tx._session
-
     def generation(self) -> int:
         """The shared write generation (moves with every write transaction of any process)."""
         try:

@@ -3,7 +3,7 @@ direct query over the change log's newer entries answers for the rest.
 
 Theory of operation: the index reflects the change log up to its cursor. The repos named by
 entries past the cursor are *pending*: their index rows are missing or stale, so their
-documents are built from the truth (repo row, main branch, card) and matched in memory by the
+documents are built from the truth (the repo, main branch, card) and matched in memory by the
 same predicate the index evaluates (`registry.domain.search.matches`). The pending set is kept
 incrementally: each search reads only the entries written since the previous one. Results are
 the index's matches minus pending repos, merged with the pending repos' matches, so a search
@@ -12,26 +12,15 @@ returns every matching repo whether the indexer is current, behind, stopped or c
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import Select
+from dataclasses import dataclass
 
 from registry.domain.access import Principal, may_read
-from registry.domain.search import SearchDoc, SearchQuery, matches, normalize_key, sort_key
+from registry.domain.search import SearchDoc, SearchQuery, matches, sort_key
 from registry.metadata.db import Database
-from registry.metadata.fulltext import FullText
-from registry.metadata.repos import visible_to
-from registry.metadata.tables import Change, Repo, SearchEntry, SearchTag
-from registry.service.indexer import DocBuilder, Indexer, IndexPosition, repo_doc, rows_by_key
+from registry.service.indexer import DocBuilder, Indexer, IndexPosition
 from registry.service.reads import ReadService
 from registry.service.scanning import ScanService
-
-MAX_PAGE = 1000  # index rows read per query while skipping pending repos
-Matching = Select[Repo, SearchEntry]
 
 
 @dataclass(frozen=True)
@@ -86,13 +75,9 @@ class PendingDocs:
             return [d for d in self._docs.values() if d is not None]
 
     def _read_entries(self, after: int, upto: int) -> None:
-        with self._db.legacy_read() as session:
-            rows = session.exec(
-                select(Change.serial, Change.repo).where(
-                    Change.serial > after, Change.serial <= upto
-                )
-            ).all()
-        for serial, key in rows:
+        with self._db.read() as tx:
+            entries = tx.search.entries_between(after, upto)
+        for serial, key in entries:
             self._last[key] = max(serial, self._last.get(key, 0))
             self._docs.pop(key, None)
         self._covered = upto
@@ -100,12 +85,13 @@ class PendingDocs:
     def _build(self, keys: list[str]) -> None:
         if not keys:
             return
-        with self._db.legacy_read() as session:
-            rows = rows_by_key(session, keys)
-            docs = {d.repo_id: d for d in self._builder.build(session, list(rows.values()))}
+        with self._db.read() as tx:
+            repos = tx.search.repos(keys)
+            sources = tx.search.sources(list(repos.values()))
+        docs = {d.repo_id: d for d in self._builder.build(sources)}
         for key in keys:
-            row = rows.get(key)
-            self._docs[key] = docs.get(row.id) if row is not None and row.id is not None else None
+            repo = repos.get(key)
+            self._docs[key] = None if repo is None else docs.get(repo.id)
 
 
 def _incomplete(doc: SearchDoc | None) -> bool:
@@ -119,13 +105,11 @@ class SearchService:
         db: Database,
         indexer: Indexer,
         builder: DocBuilder,
-        fulltext: FullText,
         reads: ReadService,
         scans: ScanService,
     ) -> None:
         self._db = db
         self._indexer = indexer
-        self._fulltext = fulltext
         self._reads = reads
         self._scans = scans
         self._pending = PendingDocs(db, builder)
@@ -148,7 +132,8 @@ class SearchService:
         ]
         direct.sort(key=lambda d: sort_key(d, query.sort), reverse=True)
         skip = {d.repo_id for d in pending}
-        indexed = self._from_index(principal, query, skip, need)
+        with self._db.read() as tx:
+            indexed = tx.search.matching(principal, query, skip, need)
         found = [(d, False) for d in direct[:need]] + [(d, True) for d in indexed]
         found.sort(key=lambda pair: sort_key(pair[0], query.sort), reverse=True)
         window = found[query.offset : query.offset + query.limit]
@@ -157,70 +142,7 @@ class SearchService:
             hits, self._lag(position, len(pending)), len(found) > len(window) + query.offset
         )
 
-    def _from_index(
-        self, principal: Principal, query: SearchQuery, skip: set[int], need: int
-    ) -> list[SearchDoc]:
-        stmt = self._statement(principal, query)
-        found: list[SearchDoc] = []
-        with self._db.legacy_read() as session:
-            for doc in _paged(session, stmt, need):
-                if doc.repo_id not in skip:
-                    found.append(doc)
-                    if len(found) >= need:
-                        break
-        return found
-
-    def _statement(self, principal: Principal, query: SearchQuery) -> Matching:
-        stmt = (
-            select(Repo, SearchEntry)
-            .join(SearchEntry, col(SearchEntry.repo_id) == col(Repo.id))
-            .where(Repo.type == query.repo_type)
-            .where(col(SearchEntry.repo_updated_ms) == col(Repo.updated_ms))  # stale: pending
-            .where(visible_to(principal.user, principal.is_admin))
-        )
-        if query.author:
-            stmt = stmt.where(Repo.namespace == query.author)
-        if query.kind:
-            stmt = stmt.where(SearchEntry.kind == normalize_key(query.kind))
-        if query.base_model:
-            stmt = stmt.where(SearchEntry.base_model_key == normalize_key(query.base_model))
-        for tag in query.tags:
-            tagged = select(SearchTag.repo_id).where(SearchTag.tag == tag)
-            stmt = stmt.where(col(Repo.id).in_(tagged))
-        if query.words:
-            stmt = stmt.where(col(Repo.id).in_(self._fulltext.matching_ids(query.words)))
-        order = {"downloads": Repo.downloads, "created": Repo.created_ms}.get(
-            query.sort, Repo.updated_ms
-        )
-        return stmt.order_by(col(order).desc(), col(Repo.id).desc())
-
     def _scan_of(self, doc: SearchDoc) -> str | None:
         if doc.commit_id is None:
             return None
         return self._scans.worst(self._reads.tree_map(doc.commit_id))
-
-
-def _paged(session: Session, stmt: Matching, first: int) -> Iterator[SearchDoc]:
-    """Rows in order, fetched in pages that double from `first` (most searches need one)."""
-    offset, size = 0, first
-    while True:
-        rows = session.exec(stmt.offset(offset).limit(size)).all()
-        for repo, entry in rows:
-            yield doc_of(repo, entry)
-        if len(rows) < size:
-            return
-        offset, size = offset + size, min(size * 2, MAX_PAGE)
-
-
-def doc_of(repo: Repo, entry: SearchEntry) -> SearchDoc:
-    return replace(
-        repo_doc(repo, entry.commit_id),
-        kind=entry.kind,
-        base_model=entry.base_model,
-        license=entry.license,
-        description=entry.description,
-        tags=tuple(json.loads(entry.tags)),
-        trigger_words=tuple(json.loads(entry.trigger_words)),
-        suggested_tags=tuple(json.loads(entry.suggested_tags)),
-        complete=entry.complete,
-    )

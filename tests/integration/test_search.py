@@ -279,3 +279,38 @@ def test_deleted_and_changed_repos_leave_no_stale_answers(tmp_path: Path) -> Non
 
 def ids_of(http: httpx.Client, params: dict[str, str]) -> list[str]:
     return [h["id"] for h in http.get("/v1/search", params=params).json()["results"]]
+
+
+def test_lazy_replica_completes_a_document_once_the_card_is_stored_there(
+    start_node: Callable[..., RunningNode],
+) -> None:
+    home = start_node("home")
+    replica = start_node("replica", index={"enabled": False}, sync={"long_poll": 2})
+    with replica.client(ADMIN_TOKEN) as http:
+        peer = {"url": home.url, "token": ADMIN_TOKEN, "blobs": "lazy"}
+        assert http.post("/v1/peers", json=peer).status_code == 201
+    api = HfApi(endpoint=home.url, token=ADMIN_TOKEN)
+    api.create_repo("admin/lazy-card")
+    card = b"---\nkind: lora\ntags: [lazytag]\n---\nA card the replica reads late.\n"
+    commit = api.upload_file(
+        path_or_fileobj=card, path_in_repo="README.md", repo_id="admin/lazy-card"
+    ).oid
+    copy = HfApi(endpoint=replica.url, token=ADMIN_TOKEN)
+    deadline = time.monotonic() + 20
+    while not (
+        copy.repo_exists("admin/lazy-card") and copy.model_info("admin/lazy-card").sha == commit
+    ):
+        assert time.monotonic() < deadline, "not replicated in time"
+        time.sleep(0.05)
+    indexer = replica.runtime.indexer
+    with replica.client() as http:
+        # The card is not stored on the replica yet: found by name, not by what the card says.
+        assert ids_of(http, {"q": "lazy card"}) == ["admin/lazy-card"]
+        assert ids_of(http, {"tag": "lazytag"}) == []
+        while indexer.run_once():
+            pass
+        assert ids_of(http, {"tag": "lazytag"}) == []
+        http.get("/admin/lazy-card/resolve/main/README.md").raise_for_status()  # stored now
+        assert indexer.run_once() == 0  # nothing new in the log: the idle pass re-reads it
+        hits = http.get("/v1/search", params={"tag": "lazytag"}).json()["results"]
+    assert [(h["id"], h["indexed"], h["kind"]) for h in hits] == [("admin/lazy-card", True, "lora")]

@@ -234,7 +234,7 @@ def _search() -> None:
         sa.PrimaryKeyConstraint("repo_id", "tag"),
     )
     _index("ix_search_tag_tag", "search_tag", "tag", "repo_id")
-    # The full-text index (registry/metadata/fulltext.py), one kind per dialect.
+    # The full-text index (registry/metadata/search.py), one kind per dialect.
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(words, "
