@@ -1,7 +1,9 @@
-"""The recorded change-feed pages (tests/golden/feed_scenario.raw.json, as served) decode with
-the feed models and encode back to the same bytes, and their commit ids derive from their
-bodies. `decode_page` and `encode_page` are the two halves a feed page goes through: the
-puller's reading (sync/puller.py) and the route's writing (registry/api/routes/sync.py)."""
+"""The recorded change-feed pages (tests/golden/feed_scenario.raw.json, as served by the version
+before typed change entries) decode with the feed models and encode back to the same bytes;
+every entry's body decodes into its typed change, which writes exactly that body again; and
+their commit ids derive from their bodies. `decode_page` and `encode_page` are the two halves a
+feed page goes through: the puller's reading (sync/puller.py) and the route's writing
+(registry/api/routes/sync.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import asdict
 import pytest
 from fastapi.responses import JSONResponse
 
-from registry.domain.replication import Entry
+from registry.domain.changes import ChangeEntry, UnknownChange
 from registry.wire import FeedEntryOut, FeedOut
 from tests.feed_golden import (
     NORMALISED_FIXTURE,
@@ -28,13 +30,13 @@ RAW = load(RAW_FIXTURE)
 PAGES = [e for e in RAW if e.status == 200]
 
 
-def decode_page(body: bytes) -> tuple[FeedOut, list[Entry]]:
+def decode_page(body: bytes) -> tuple[FeedOut, list[ChangeEntry]]:
     """As a puller reads a page: the client's model, then the planner's entries."""
     feed = FeedOut.model_validate(json.loads(body))
-    return feed, [Entry(**e.model_dump()) for e in feed.entries]
+    return feed, [ChangeEntry(**e.model_dump()) for e in feed.entries]
 
 
-def encode_page(feed: FeedOut, entries: list[Entry]) -> bytes:
+def encode_page(feed: FeedOut, entries: list[ChangeEntry]) -> bytes:
     """As the route writes a page from the entries it read from the log."""
     page = FeedOut(
         node_id=feed.node_id,
@@ -50,6 +52,17 @@ def encode_page(feed: FeedOut, entries: list[Entry]) -> bytes:
 def test_feed_page_decodes_and_encodes_to_the_recorded_bytes(exchange: Exchange) -> None:
     again = encode_page(*decode_page(exchange.body))
     assert again == exchange.body, first_difference(exchange.body, again)
+
+
+@pytest.mark.parametrize("exchange", PAGES, ids=[e.name for e in PAGES])
+def test_feed_entries_typed_changes_write_the_recorded_bodies(exchange: Exchange) -> None:
+    _, entries = decode_page(exchange.body)
+    for entry in entries:
+        change = entry.change()
+        assert not isinstance(change, UnknownChange), entry.kind
+        assert change.KIND == entry.kind
+        stored = json.dumps(change.body(), sort_keys=True)  # as the change log keeps it
+        assert stored == json.dumps(entry.body), entry.serial
 
 
 def test_feed_recording_commit_ids_derive_from_their_bodies() -> None:
