@@ -40,8 +40,8 @@ from registry.service.indexer import DocBuilder, Indexer
 from registry.service.leases import Leases, holder_name
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
-from registry.service.metadata import MetadataService
 from registry.service.mirrors import MirrorService
+from registry.service.model_metadata import ModelMetadataService
 from registry.service.peers import PeerService, Thresholds
 from registry.service.quarantine import Quarantine
 from registry.service.reads import ReadService
@@ -212,7 +212,7 @@ class Runtime:
     @cached_property
     def services(self) -> Services:
         """What the HTTP API calls."""
-        metadata = MetadataService(self.reads, self.commits, self.scans)
+        metadata = ModelMetadataService(self.reads, self.commits, self.scans)
         return Services(
             settings=self.settings,
             identity=self.identity,
@@ -246,7 +246,7 @@ class Runtime:
             lookup=self.lookup,
             lineage=LineageService(self.repos, self.reads, self.lookup),
             search=SearchService(self.db, self.indexer, self.docs, self.reads, self.scans),
-            metadata=metadata,
+            model_metadata=metadata,
             mirrors=self.mirrors,
         )
 

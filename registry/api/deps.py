@@ -20,8 +20,8 @@ from registry.service.files import FileService
 from registry.service.identity import NodeIdentity
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
-from registry.service.metadata import MetadataService
 from registry.service.mirrors import MirrorService
+from registry.service.model_metadata import ModelMetadataService
 from registry.service.peers import PeerService
 from registry.service.reads import ReadService
 from registry.service.repoinfo import RepoInfoService
@@ -77,4 +77,4 @@ StatusDep = Annotated[StatusService, Depends(_part("status"))]
 LookupDep = Annotated[LookupService, Depends(_part("lookup"))]
 LineageDep = Annotated[LineageService, Depends(_part("lineage"))]
 SearchDep = Annotated[SearchService, Depends(_part("search"))]
-MetadataDep = Annotated[MetadataService, Depends(_part("metadata"))]
+ModelMetadataDep = Annotated[ModelMetadataService, Depends(_part("model_metadata"))]

@@ -17,7 +17,7 @@ from registry.domain.names import RepoId, RepoType
 from registry.service.downloads import DownloadCounter
 from registry.service.files import Replica, replica_of
 from registry.service.identity import NodeIdentity
-from registry.service.metadata import MetadataService
+from registry.service.model_metadata import ModelMetadataService
 from registry.service.offload import on_thread
 from registry.service.peers import PeerService
 from registry.service.reads import ReadService, Snapshot
@@ -45,7 +45,7 @@ class RepoInfoService:
         self,
         node: NodeIdentity,
         reads: ReadService,
-        metadata: MetadataService,
+        metadata: ModelMetadataService,
         scans: ScanService,
         counter: DownloadCounter,
         peers: PeerService,

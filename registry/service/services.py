@@ -11,8 +11,8 @@ from registry.service.files import FileService
 from registry.service.identity import NodeIdentity
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
-from registry.service.metadata import MetadataService
 from registry.service.mirrors import MirrorService
+from registry.service.model_metadata import ModelMetadataService
 from registry.service.peers import PeerService
 from registry.service.reads import ReadService
 from registry.service.repoinfo import RepoInfoService
@@ -40,5 +40,5 @@ class Services:
     lookup: LookupService
     lineage: LineageService
     search: SearchService
-    metadata: MetadataService
+    model_metadata: ModelMetadataService
     mirrors: MirrorService

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from registry.api.deps import MetadataDep, PrincipalDep, SearchDep
+from registry.api.deps import ModelMetadataDep, PrincipalDep, SearchDep
 from registry.api.errors import documented
 from registry.api.paths import parse_repo
 from registry.domain.search import SORTS, SearchQuery
@@ -94,7 +94,7 @@ def get_metadata(
     repo_type: str,
     namespace: str,
     name: str,
-    metadata: MetadataDep,
+    metadata: ModelMetadataDep,
     principal: PrincipalDep,
     revision: str = "main",
 ) -> ModelMetadataOut:
@@ -113,7 +113,7 @@ def put_metadata(
     namespace: str,
     name: str,
     body: MetadataIn,
-    metadata: MetadataDep,
+    metadata: ModelMetadataDep,
     principal: PrincipalDep,
 ) -> MetadataCommitOut:
     """Set card keys (null removes one) by a commit to main rewriting README.md's front matter."""

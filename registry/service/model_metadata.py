@@ -50,7 +50,7 @@ def validate_changes(changes: dict[str, object]) -> dict[str, object]:
     return changes
 
 
-class MetadataService:
+class ModelMetadataService:
     def __init__(self, reads: ReadService, commits: CommitService, scans: ScanService) -> None:
         self._reads = reads
         self._commits = commits
