@@ -49,7 +49,7 @@ class Database:
 
     @property
     def engine(self) -> Engine:
-        """The engine that writes (for schema statements beyond the tables)."""
+        """The engine that writes (schema tools and tests that must reach under the groups)."""
         return self._write
 
     def dispose(self) -> None:
