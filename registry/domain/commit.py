@@ -45,16 +45,6 @@ class TreeEntry:
         return self.sha256 if self.lfs or self.git_sha1 is None else self.git_sha1
 
 
-@dataclass(frozen=True)
-class CommitInfo:
-    id: str
-    parent: str | None
-    author: str
-    title: str
-    message: str
-    created_ms: int
-
-
 def commit_id(
     *,
     repo_key: str,

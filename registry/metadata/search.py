@@ -23,7 +23,7 @@ from registry.domain.access import Principal
 from registry.domain.clock import now_ms
 from registry.domain.records import RepoRecord, TreeFile
 from registry.domain.search import SearchDoc, SearchQuery, normalize_key
-from registry.metadata.commits import tree_file
+from registry.metadata.commits import TREE_COLUMNS, tree_file
 from registry.metadata.repos import record_of, visible_to
 from registry.metadata.tables import Change, Ref, Repo, SearchEntry, SearchTag, TreeRow
 
@@ -52,16 +52,7 @@ _INDEXED = (
     col(SearchEntry.suggested_tags),
     col(SearchEntry.complete),
 )
-_FILE_COLUMNS = (
-    col(TreeRow.commit_id),
-    col(TreeRow.path),
-    col(TreeRow.blake3),
-    col(TreeRow.sha256),
-    col(TreeRow.size),
-    col(TreeRow.lfs),
-    col(TreeRow.git_sha1),
-    col(TreeRow.last_commit),
-)
+_FILE_COLUMNS = (col(TreeRow.commit_id), *TREE_COLUMNS)
 
 
 @dataclass(frozen=True)
