@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +37,9 @@ TEST_DATABASE = os.environ.get("MODELYARD_TEST_DATABASE", "sqlite")
 TEST_BLOB_STORE = os.environ.get("MODELYARD_TEST_BLOB_STORE", "local")
 
 
+_HF_HOME = pytest.StashKey[str]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # huggingface_hub reads these at import time: no Xet, no telemetry, no user token file.
     os.environ["HF_HUB_DISABLE_XET"] = "1"
@@ -43,7 +48,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HF_HUB_ETAG_TIMEOUT"] = "30"
     os.environ.pop("HF_TOKEN", None)
     os.environ.pop("HF_ENDPOINT", None)
-    os.environ["HF_HOME"] = str(Path(config.rootpath) / ".pytest_cache" / "hf_home")
+    # Its own cache per process: pytest-xdist workers, and test runs side by side, share none.
+    config.stash[_HF_HOME] = tempfile.mkdtemp(prefix="modelyard-test-hf-home-")
+    os.environ["HF_HOME"] = config.stash[_HF_HOME]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _HF_HOME in config.stash:
+        shutil.rmtree(config.stash[_HF_HOME], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
