@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -56,6 +57,40 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _HF_HOME in config.stash:
         shutil.rmtree(config.stash[_HF_HOME], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _alone_under_xdist(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a test marked `alone` runs while no other test of the run does; the
+    others wait for it (a readers-writer lock shared by the workers, on files in the run's
+    temporary directory). The load test measures the node's throughput against its memory:
+    with other workers taking the CPU it moves half the bytes, and its leak check sees half a
+    leak. Autouse fixtures are set up first and torn down last, so the lock also covers the
+    other fixtures (nodes) of a test."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        yield
+        return
+    run_dir = tmp_path_factory.getbasetemp().parent  # popen-gwN's parent: one per run
+    alone = request.node.get_closest_marker("alone") is not None
+    with (
+        (run_dir / "alone.turnstile").open("a") as turnstile,
+        (run_dir / "alone.room").open("a") as room,
+    ):
+        # An `alone` test holds the turnstile while it waits for the room and while it runs, so
+        # no new test gets in meanwhile; every other test only passes through it.
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if alone:
+            fcntl.flock(room, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            fcntl.flock(room, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)
