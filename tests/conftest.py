@@ -59,6 +59,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(config.stash[_HF_HOME], ignore_errors=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On pytest-xdist workers, the long tests (marked `slow` or `e2e`) first. With
+    `--maxschedchunk 1` (pyproject.toml) each worker is handed its next test as it frees up,
+    so the long tests start first, spread over the workers, and the short ones fill in behind
+    them. In collection order the four fuzz runs queued up on one worker and ended the run
+    about a minute after the others."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return
+    items.sort(
+        key=lambda item: not any(item.iter_markers("slow")) and not any(item.iter_markers("e2e"))
+    )
+
+
 @pytest.fixture(autouse=True)
 def _alone_under_xdist(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
