@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +38,9 @@ TEST_DATABASE = os.environ.get("MODELYARD_TEST_DATABASE", "sqlite")
 TEST_BLOB_STORE = os.environ.get("MODELYARD_TEST_BLOB_STORE", "local")
 
 
+_HF_HOME = pytest.StashKey[str]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # huggingface_hub reads these at import time: no Xet, no telemetry, no user token file.
     os.environ["HF_HUB_DISABLE_XET"] = "1"
@@ -43,7 +49,61 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HF_HUB_ETAG_TIMEOUT"] = "30"
     os.environ.pop("HF_TOKEN", None)
     os.environ.pop("HF_ENDPOINT", None)
-    os.environ["HF_HOME"] = str(Path(config.rootpath) / ".pytest_cache" / "hf_home")
+    # Its own cache per process: pytest-xdist workers, and test runs side by side, share none.
+    config.stash[_HF_HOME] = tempfile.mkdtemp(prefix="modelyard-test-hf-home-")
+    os.environ["HF_HOME"] = config.stash[_HF_HOME]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _HF_HOME in config.stash:
+        shutil.rmtree(config.stash[_HF_HOME], ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On pytest-xdist workers, the long tests (marked `slow` or `e2e`) first. With
+    `--maxschedchunk 1` (pyproject.toml) each worker is handed its next test as it frees up,
+    so the long tests start first, spread over the workers, and the short ones fill in behind
+    them. In collection order the four fuzz runs queued up on one worker and ended the run
+    about a minute after the others."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return
+    items.sort(
+        key=lambda item: not any(item.iter_markers("slow")) and not any(item.iter_markers("e2e"))
+    )
+
+
+@pytest.fixture(autouse=True)
+def _alone_under_xdist(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a test marked `alone` runs while no other test of the run does; the
+    others wait for it (a readers-writer lock shared by the workers, on files in the run's
+    temporary directory). The load test measures the node's throughput against its memory:
+    with other workers taking the CPU it moves half the bytes, and its leak check sees half a
+    leak. Autouse fixtures are set up first and torn down last, so the lock also covers the
+    other fixtures (nodes) of a test."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        yield
+        return
+    run_dir = tmp_path_factory.getbasetemp().parent  # popen-gwN's parent: one per run
+    alone = request.node.get_closest_marker("alone") is not None
+    with (
+        (run_dir / "alone.turnstile").open("a") as turnstile,
+        (run_dir / "alone.room").open("a") as room,
+    ):
+        # An `alone` test holds the turnstile while it waits for the room and while it runs, so
+        # no new test gets in meanwhile; every other test only passes through it.
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if alone:
+            fcntl.flock(room, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            fcntl.flock(room, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,9 @@ from typing import Any
 
 import httpx
 
+from tests.ports import ADDRESS_IN_USE, free_port, listening
+
 TOKEN = "myd_e2e_admin_token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class NodeProcess:
@@ -36,7 +31,7 @@ class NodeProcess:
         self.node_id = node_id or name  # processes of one node share its id
         self.data_dir = root / name
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._port_chosen = port is None  # another may be chosen if it was taken meanwhile
         self._env = {
             **os.environ,
             "MODELYARD_ADMIN_TOKEN": TOKEN,
@@ -48,7 +43,27 @@ class NodeProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = root / f"{name}.log"
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self, timeout: float = 30) -> NodeProcess:
+        """Start the process; return once it listens on its port and is healthy. A port this
+        object chose that another process took meanwhile (tests run in parallel) is replaced by
+        another, until the node has started once (then peers know it by its URL)."""
+        for _ in range(3 if self._port_chosen else 1):
+            try:
+                self._start(timeout)
+            except RuntimeError as exc:
+                if not (self._port_chosen and ADDRESS_IN_USE in str(exc).lower()):
+                    raise
+                self.port = free_port()
+            else:
+                self._port_chosen = False
+                return self
+        raise RuntimeError(f"{self.name}: no free port found after 3 tries")
+
+    def _start(self, timeout: float) -> None:
         with self._log.open("ab") as log:
             self._proc = subprocess.Popen(
                 [
@@ -73,9 +88,12 @@ class NodeProcess:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self._log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    return self
+            try:  # only once it listens: an answer before would come from another node
+                if (
+                    listening(self._proc.pid, self.port)
+                    and httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200
+                ):
+                    return
             except httpx.TransportError:
                 pass
             time.sleep(0.05)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,11 +18,7 @@ from types import TracebackType
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import ADDRESS_IN_USE, free_port, listening
 
 
 def wait_for(
@@ -52,6 +47,7 @@ class NodeProcess:
         self.data_dir = data_dir
         self.token = token
         self.port = port or free_port()
+        self._port_chosen = port is None  # another may be chosen if it was taken meanwhile
         self.log = log or data_dir.with_name(f"{data_dir.name}.log")
         self._env = {**os.environ, "MODELYARD_ADMIN_TOKEN": token, **(env or {})}
         self._proc: subprocess.Popen[bytes] | None = None
@@ -69,7 +65,22 @@ class NodeProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = 30) -> NodeProcess:
-        """Start the process and return once GET /v1/health answers 200."""
+        """Start the process and return once it listens on its port and GET /v1/health answers
+        200. A port this object chose that another process took meanwhile (tests run in
+        parallel) is replaced by another, until the node has started once."""
+        for _ in range(3 if self._port_chosen else 1):
+            try:
+                self._start(timeout)
+            except RuntimeError as exc:
+                if not (self._port_chosen and ADDRESS_IN_USE in str(exc).lower()):
+                    raise
+                self.port = free_port()
+            else:
+                self._port_chosen = False  # from now on it restarts where peers know it
+                return self
+        raise RuntimeError(f"no free port found for the node after 3 tries ({self.log})")
+
+    def _start(self, timeout: float) -> None:
         assert not self.running, "already running"
         command = [sys.executable, "-m", "registry", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
@@ -82,13 +93,14 @@ class NodeProcess:
         except BaseException:
             self.kill()
             raise
-        return self
 
     def _healthy(self) -> bool:
         assert self._proc is not None
         if self._proc.poll() is not None:
             tail = self.log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"node exited with {self._proc.returncode}:\n{tail}")
+        if not listening(self._proc.pid, self.port):  # an answer would come from another node
+            return False
         try:
             return httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200
         except httpx.TransportError:

@@ -28,6 +28,7 @@ from tests.load.runner import Plan, table
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
+    pytest.mark.alone,  # what it measures is the node's alone: see tests/conftest.py
     pytest.mark.timeout(420),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>"),
 ]

@@ -234,7 +234,11 @@ def test_killed_process_mid_pull_the_other_finishes_replication(
     head = len(feed(source))
     wait_until(lambda: survivor.peers()[0]["cursor"] == head, timeout=90)
     wait_until(lambda: present(survivor) == set(blobs), timeout=90, interval=0.5)
-    assert lease_holder(database, f"sync:{peer_id}") == survivor.pid
+    # The work can be done before the puller's lease changes hands: with the feed applied before
+    # the kill, the blobs are fetched under the backfill lease while the dead process's sync
+    # lease has yet to run out (or has run out, and the survivor's next try is up to a second
+    # away). Wait for the hand-over rather than look at one instant.
+    wait_until(lambda: lease_holder(database, f"sync:{peer_id}") == survivor.pid, timeout=30)
     learned = [e for e in feed(survivor) if e["origin"] == "p"]
     assert sorted(e["origin_serial"] for e in learned) == list(range(1, head + 1))
     with httpx.Client(base_url=survivor.url, timeout=60, follow_redirects=True) as http:

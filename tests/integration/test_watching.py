@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, FAST_SYNC, RunningNode
-from tests.e2e.cluster import free_port
+from tests.ports import closed_port, free_port
 from tests.tools import require
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -21,17 +21,17 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture
-def watched(start_node: Callable[..., RunningNode]) -> RunningNode:
-    """A node with one peer that is stopped (nothing listens at its address)."""
+def watched(start_node: Callable[..., RunningNode]) -> Iterator[RunningNode]:
+    """A node with one peer that is stopped (nothing listens at its address, held for the
+    test so that no other test's server can start there)."""
     node = start_node("watched", sync=FAST_SYNC)
-    with node.client(ADMIN_TOKEN) as http:
-        http.post("/v1/peers", json={"url": f"http://127.0.0.1:{free_port()}"}).raise_for_status()
-    deadline = time.monotonic() + 20
-    with node.client() as http:
+    with closed_port() as port, node.client(ADMIN_TOKEN) as http:
+        http.post("/v1/peers", json={"url": f"http://127.0.0.1:{port}"}).raise_for_status()
+        deadline = time.monotonic() + 20
         while http.get("/v1/status").json()["peers"][0]["state"] != "down":
             assert time.monotonic() < deadline, "peer never went down"
             time.sleep(0.05)
-    return node
+        yield node
 
 
 def test_promtool_accepts_a_scrape_the_config_and_the_rules(watched: RunningNode) -> None:
