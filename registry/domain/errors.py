@@ -9,8 +9,9 @@ Each family is listed with the codes it holds, its own first:
     │                         MirrorExists, ScrubRunning
     ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency)
     ├── InvalidError          BadRequest, InvalidName, InvalidPath, InvalidRevision,
-    │                         DigestMismatch, SizeMismatch, MissingObject, XetUnsupported,
-    │                         BadSafetensors
+    │                         DigestMismatch (XorbHashMismatch, VerificationMismatch,
+    │                         FileHashMismatch, Sha256Mismatch), SizeMismatch, MissingObject,
+    │                         XetUnsupported, XetInvalid, XorbMissing, BadSafetensors
     ├── UnprocessableError    Unprocessable; a peer's or mirror's URL or credential is refused:
     │                         InvalidUrl (UrlSchemeNotAllowed, UrlHasCredentials,
     │                         UrlHostMissing), InvalidCredential
@@ -135,6 +136,30 @@ class DigestMismatchError(InvalidError):
     code = "DigestMismatch"
 
 
+class XorbHashMismatchError(DigestMismatchError):
+    """A xorb's chunks do not aggregate to the hash it was uploaded under."""
+
+    code = "XorbHashMismatch"
+
+
+class VerificationMismatchError(DigestMismatchError):
+    """A shard's verification record does not match the chunks its term names."""
+
+    code = "VerificationMismatch"
+
+
+class FileHashMismatchError(DigestMismatchError):
+    """A shard's file hash is not the hash of the chunks its terms name."""
+
+    code = "FileHashMismatch"
+
+
+class Sha256MismatchError(DigestMismatchError):
+    """A file rebuilt from its terms does not have the SHA-256 the client claimed."""
+
+    code = "Sha256Mismatch"
+
+
 class SizeMismatchError(InvalidError):
     code = "SizeMismatch"
 
@@ -145,6 +170,20 @@ class MissingObjectError(InvalidError):
 
 class XetUnsupportedError(InvalidError):
     code = "XetUnsupported"
+
+
+class XetInvalidError(InvalidError):
+    """Xet bytes (a xorb, a shard, a hash in a path) that are not well formed: a bad chunk
+    header, a truncated body, an unknown compression scheme, a chunk that decompresses to
+    more or less than it declares, a count beyond the limits."""
+
+    code = "XetInvalid"
+
+
+class XorbMissingError(InvalidError):
+    """A shard names a xorb this node does not hold (or the uploader may not use)."""
+
+    code = "XorbMissing"
 
 
 class SafetensorsError(InvalidError):
@@ -278,9 +317,15 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         InvalidPathError,
         InvalidRevisionError,
         DigestMismatchError,
+        XorbHashMismatchError,
+        VerificationMismatchError,
+        FileHashMismatchError,
+        Sha256MismatchError,
         SizeMismatchError,
         MissingObjectError,
         XetUnsupportedError,
+        XetInvalidError,
+        XorbMissingError,
         SafetensorsError,
         UnprocessableError,
         InvalidUrlError,
