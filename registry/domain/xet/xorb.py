@@ -1,0 +1,238 @@
+"""Xorb bytes (xet-protocol.md §3.5): a sequence of chunks, each an 8-byte header and its
+payload, no footer. `parse_xorb` runs every check a CAS must make on an uploaded xorb before
+storing it; `decode_chunk` decodes one stored chunk; the serializers make xorbs (tests,
+server-made xorbs)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import lz4.frame  # type: ignore[import-untyped]  # lz4 ships no type stubs
+
+from registry.domain.errors import TooLargeError, XetInvalidError, XorbHashMismatchError
+from registry.domain.xet.chunking import MAX_CHUNK
+from registry.domain.xet.hashes import chunk_hash, xorb_hash
+from registry.domain.xet.types import ChunkEntry, XetHash
+
+MAX_XORB_BYTES = 64 * 1024 * 1024
+MAX_CHUNKS = 8192
+MAX_CHUNK_BYTES = MAX_CHUNK
+HEADER_BYTES = 8
+
+SCHEME_NONE = 0
+SCHEME_LZ4 = 1
+SCHEME_BG4_LZ4 = 2
+SCHEMES = (SCHEME_NONE, SCHEME_LZ4, SCHEME_BG4_LZ4)
+
+# Little-endian header: version u8, payload length u24, scheme u8, uncompressed length u24;
+# read as two u32 words, each a u8 in its low byte and a u24 above it.
+_HEADER = struct.Struct("<II")
+_U24_LIMIT = 1 << 24
+
+
+@dataclass(frozen=True, slots=True)
+class _ChunkHeader:
+    """A walked chunk header: chunk `index` starts at `offset` (its header), its payload
+    ends at `end`; `length` is its uncompressed length."""
+
+    index: int
+    offset: int
+    end: int
+    scheme: int
+    length: int
+
+
+def parse_xorb(data: bytes | memoryview, expected: XetHash) -> list[ChunkEntry]:
+    """Check an uploaded xorb and return its chunk index.
+
+    In order: the size limit; a walk of every chunk header to the exact end of the body;
+    then each chunk is decompressed under a ceiling, checked against its declared length,
+    and hashed; the chunks must aggregate to `expected`.
+
+    Raises:
+        TooLargeError: the body is over 64 MiB.
+        XetInvalidError: a malformed header, a payload past the end, an unknown version or
+            scheme, no chunks or more than 8192, a chunk over 128 KiB, or a payload that does
+            not decode to exactly its declared length.
+        XorbHashMismatchError: the chunks do not aggregate to `expected`.
+    """
+    view = memoryview(data)
+    if len(view) > MAX_XORB_BYTES:
+        raise TooLargeError(
+            f"A xorb is at most {MAX_XORB_BYTES} bytes",
+            detail={"size": len(view), "limit": MAX_XORB_BYTES},
+        )
+    headers = _walk(view)
+    hashes = [chunk_hash(_decode(view, header)) for header in headers]
+    received = xorb_hash([(h, header.length) for h, header in zip(hashes, headers, strict=True)])
+    if received != expected:
+        raise XorbHashMismatchError(
+            "The xorb's chunks do not hash to the xorb hash it was sent under",
+            detail={"expected": str(expected), "received": str(received)},
+        )
+    return [
+        ChunkEntry(h, header.offset, header.end, header.length)
+        for h, header in zip(hashes, headers, strict=True)
+    ]
+
+
+def decode_chunk(serialized: bytes | memoryview) -> bytes:
+    """The uncompressed bytes of one serialized chunk (its header and payload, nothing more),
+    decoded under the same ceiling and checks as `parse_xorb`.
+
+    Raises:
+        XetInvalidError: not exactly one well-formed chunk.
+    """
+    view = memoryview(serialized)
+    header = _read_header(view, 0, 0)
+    if header.end != len(view):
+        raise XetInvalidError(
+            "Expected exactly one chunk",
+            detail={"size": len(view), "chunk_end": header.end},
+        )
+    return _decode(view, header)
+
+
+def serialize_chunk(data: bytes, scheme: int = SCHEME_NONE) -> bytes:
+    """One chunk as it goes into a xorb: header and payload, compressed with `scheme`
+    (0 none, 1 LZ4 frame, 2 byte grouping then LZ4 frame)."""
+    if not 0 < len(data) <= MAX_CHUNK_BYTES:
+        raise ValueError(f"a chunk holds 1 to {MAX_CHUNK_BYTES} bytes, got {len(data)}")
+    payload = _encode(data, scheme)
+    if len(payload) >= _U24_LIMIT:
+        raise ValueError(f"a chunk payload is under {_U24_LIMIT} bytes, got {len(payload)}")
+    return _HEADER.pack(len(payload) << 8, scheme | len(data) << 8) + payload
+
+
+def serialize_xorb(
+    chunks: Sequence[bytes], scheme: int = SCHEME_NONE
+) -> tuple[bytes, XetHash, list[ChunkEntry]]:
+    """A xorb made of `chunks`, every one compressed with `scheme`: its bytes, its hash and
+    its chunk index."""
+    if not 0 < len(chunks) <= MAX_CHUNKS:
+        raise ValueError(f"a xorb holds 1 to {MAX_CHUNKS} chunks, got {len(chunks)}")
+    parts: list[bytes] = []
+    entries: list[ChunkEntry] = []
+    offset = 0
+    for data in chunks:
+        part = serialize_chunk(data, scheme)
+        entries.append(ChunkEntry(chunk_hash(data), offset, offset + len(part), len(data)))
+        parts.append(part)
+        offset += len(part)
+    return b"".join(parts), xorb_hash([(e.hash, e.length) for e in entries]), entries
+
+
+def _walk(view: memoryview) -> list[_ChunkHeader]:
+    """Every chunk header, walked to the exact end of the body, before anything is
+    decompressed."""
+    headers: list[_ChunkHeader] = []
+    offset = 0
+    while offset < len(view):
+        if len(headers) == MAX_CHUNKS:
+            raise XetInvalidError(
+                f"A xorb holds at most {MAX_CHUNKS} chunks",
+                detail={"limit": MAX_CHUNKS, "offset": offset},
+            )
+        header = _read_header(view, offset, len(headers))
+        headers.append(header)
+        offset = header.end
+    if not headers:
+        raise XetInvalidError("A xorb holds at least one chunk")
+    return headers
+
+
+def _read_header(view: memoryview, offset: int, index: int) -> _ChunkHeader:
+    """The header of chunk `index` at `offset`, checked against the format and the body."""
+
+    def invalid(message: str, **detail: object) -> XetInvalidError:
+        return XetInvalidError(message, detail={"chunk": index, "offset": offset, **detail})
+
+    if offset + HEADER_BYTES > len(view):
+        raise invalid("Truncated chunk header", size=len(view))
+    first, second = _HEADER.unpack_from(view, offset)
+    version, payload_length = first & 0xFF, first >> 8
+    scheme, length = second & 0xFF, second >> 8
+    end = offset + HEADER_BYTES + payload_length
+    if version != 0:
+        raise invalid("Unknown chunk header version", version=version)
+    if scheme not in SCHEMES:
+        raise invalid("Unknown chunk compression scheme", scheme=scheme)
+    if end > len(view):
+        raise invalid("Chunk payload runs past the end of the xorb", end=end, size=len(view))
+    if not 0 < length <= MAX_CHUNK_BYTES:
+        raise invalid(f"A chunk holds 1 to {MAX_CHUNK_BYTES} bytes", length=length)
+    return _ChunkHeader(index, offset, end, scheme, length)
+
+
+def _decode(view: memoryview, header: _ChunkHeader) -> bytes:
+    """A chunk's uncompressed bytes; never more than its declared length is produced."""
+    payload = view[header.offset + HEADER_BYTES : header.end]
+    if header.scheme == SCHEME_NONE:
+        if len(payload) != header.length:
+            raise _length_error(header, len(payload))
+        return bytes(payload)
+    data = _lz4_decode(payload, header)
+    return _bg4_regroup(data) if header.scheme == SCHEME_BG4_LZ4 else data
+
+
+def _lz4_decode(payload: memoryview, header: _ChunkHeader) -> bytes:
+    """One LZ4 frame, decoded with an output ceiling of the declared length: a frame that
+    would decode to more (a decompression bomb) stops there and is refused."""
+    decompressor = lz4.frame.LZ4FrameDecompressor()
+    try:
+        data: bytes = decompressor.decompress(payload, max_length=header.length)
+    except RuntimeError as exc:
+        raise XetInvalidError(
+            "Chunk payload is not a valid LZ4 frame",
+            detail={"chunk": header.index, "offset": header.offset, "reason": str(exc)},
+        ) from exc
+    if not decompressor.eof:
+        # Output stopped at the ceiling, or the frame is cut short.
+        raise _length_error(header, None)
+    if decompressor.unused_data or len(data) != header.length:
+        raise _length_error(header, len(data))
+    return data
+
+
+def _length_error(header: _ChunkHeader, received: int | None) -> XetInvalidError:
+    """A payload that does not decode to exactly the declared length; `received` is None
+    when decoding stopped at the ceiling or in a cut-short frame."""
+    return XetInvalidError(
+        "Chunk payload does not decode to the length its header declares",
+        detail={
+            "chunk": header.index,
+            "offset": header.offset,
+            "declared": header.length,
+            "received": "more, or a truncated frame" if received is None else received,
+        },
+    )
+
+
+def _encode(data: bytes, scheme: int) -> bytes:
+    if scheme == SCHEME_NONE:
+        return data
+    if scheme == SCHEME_LZ4:
+        return bytes(lz4.frame.compress(data))
+    if scheme == SCHEME_BG4_LZ4:
+        return bytes(lz4.frame.compress(_bg4_group(data)))
+    raise ValueError(f"unknown compression scheme {scheme}")
+
+
+def _bg4_group(data: bytes) -> bytes:
+    """Byte grouping: every byte at a position ≡ 0 mod 4, then ≡ 1, ≡ 2, ≡ 3 (floats
+    compress better with their exponent bytes side by side)."""
+    return b"".join(data[k::4] for k in range(4))
+
+
+def _bg4_regroup(grouped: bytes) -> bytes:
+    """Undo `_bg4_group`: the first `len % 4` groups hold one byte more than the others."""
+    size = len(grouped)
+    out = bytearray(size)
+    start = 0
+    for k in range(4):
+        end = start + size // 4 + (k < size % 4)
+        out[k::4] = grouped[start:end]
+        start = end
+    return bytes(out)
