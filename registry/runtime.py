@@ -55,9 +55,11 @@ from registry.service.services import Services
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.worker import Worker
+from registry.service.xet import XetRecipes, XetService
 from registry.settings import Settings
 from registry.storage import BlobStore
 from registry.storage.build import build_blob_store
+from registry.storage.xet import XetBlobStore
 from sync.connect import PeerConnector
 from sync.fetcher import BlobFetcher
 from sync.loop import SyncLoop
@@ -99,7 +101,14 @@ class Runtime:
 
     @cached_property
     def blobs(self) -> BlobStore:
-        return build_blob_store(self.settings)
+        """The node's blob store, reading files uploaded through Xet from their xorbs."""
+        return XetBlobStore(build_blob_store(self.settings), XetRecipes(self.db))
+
+    @cached_property
+    def xet(self) -> XetService:
+        return XetService(
+            self.db, self.blobs, self.uploads, self.identity, self.settings.xet, self.cache
+        )
 
     @cached_property
     def identity(self) -> NodeIdentity:
@@ -233,6 +242,7 @@ class Runtime:
                 self.scans,
                 self.downloads,
                 self.fetcher,
+                self.xet,
             ),
             peers=self.peers,
             feed=FeedService(self.db, self.identity, self.notifier),
@@ -248,6 +258,7 @@ class Runtime:
             search=SearchService(self.db, self.indexer, self.docs, self.reads, self.scans),
             model_metadata=metadata,
             mirrors=self.mirrors,
+            xet=self.xet,
         )
 
     def boot(self) -> str | None:

@@ -46,6 +46,8 @@ class LimitSettings(_Section):
     max_commit_bytes: NonNegativeInt = 256 * 1024 * 1024
     max_commit_operations: NonNegativeInt = 100_000  # files added or deleted by one commit
     max_blob_bytes: NonNegativeInt = 50 * 1024**3  # one uploaded file (the Hub's own limit)
+    # One Xet xorb or shard upload; the protocol's own cap is 64 MiB (clients fill xorbs to it).
+    max_xet_body_bytes: NonNegativeInt = 64 * 1024 * 1024
     max_page_size: PositiveInt = 1000
     # Memory for the large pieces of downloads and uploads in flight, node process-wide; past
     # it, transfers go on with small pieces (slower) instead of growing memory per connection.
@@ -151,6 +153,17 @@ class ScrubSettings(_Section):
     interval: float = Field(default=7 * 24 * 3600.0, gt=0)
 
 
+class XetSettings(_Section):
+    """The Xet protocol (the Hub client's default for large files; see docs/architecture.md)."""
+
+    # Off: the token routes refuse, and the stock client's error names HF_HUB_DISABLE_XET=1.
+    enabled: bool = True
+    token_seconds: float = Field(default=3600.0, ge=120)  # lifetime of a CAS access token
+    # How long a client may dedup against a chunk list the node sent it (the answer's
+    # expiry); gc keeps a xorb no file uses any more for this long.
+    dedup_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every flag of `modelyard serve` is also `MODELYARD_<NAME>` and a key in the TOML file."""
 
@@ -189,6 +202,7 @@ class Settings(BaseSettings):
     mirror: MirrorSettings = MirrorSettings()
     gc: GcSettings = GcSettings()
     scrub: ScrubSettings = ScrubSettings()
+    xet: XetSettings = XetSettings()
     downloads_flush_interval: float = 5.0  # seconds between writes of download counts
     # Seconds a node-wide background job stays with a process that stopped renewing its lease
     # (one that died); then another process of the node takes the job over.

@@ -148,6 +148,7 @@ class TreeItem(BaseModel):
     size: int
     path: str
     lfs: LfsInfo | None = None
+    xetHash: str | None = None  # a file this node serves through Xet
     lastCommit: LastCommit | None = None
 
 

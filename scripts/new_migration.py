@@ -27,6 +27,7 @@ def main(message: str) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         db = Database(f"sqlite:///{Path(scratch) / 'head.db'}")
         try:
+            db.migrate()
             with db.engine.begin() as connection:
                 config = alembic_config(connection)
                 script = command.revision(config, message, autogenerate=True, rev_id=rev_id)

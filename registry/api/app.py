@@ -27,6 +27,7 @@ from registry.api.routes import (
     peers,
     status,
     sync,
+    xet,
 )
 from registry.metrics import HttpMetrics, Metrics, NodeCollector
 from registry.service.services import Services
@@ -79,6 +80,7 @@ def create_app(
         peers,
         mirrors,
         status,
+        xet,
         hf_repos,
         hf_tree,
         hf_upload,

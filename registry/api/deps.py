@@ -30,6 +30,7 @@ from registry.service.search import SearchService
 from registry.service.services import Services
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
+from registry.service.xet import XetService
 from registry.settings import Settings
 
 
@@ -78,3 +79,4 @@ LookupDep = Annotated[LookupService, Depends(_part("lookup"))]
 LineageDep = Annotated[LineageService, Depends(_part("lineage"))]
 SearchDep = Annotated[SearchService, Depends(_part("search"))]
 ModelMetadataDep = Annotated[ModelMetadataService, Depends(_part("model_metadata"))]
+XetDep = Annotated[XetService, Depends(_part("xet"))]

@@ -97,4 +97,5 @@ async def _resolve_head(
     file = await services.files.cached_head(principal, repo, parts[offset + 3], path)
     if file is None:
         return None
-    return 200, [(k.lower().encode(), v.encode()) for k, v in file_headers(file).items()], b""
+    headers = file_headers(file, base="")  # no Xet headers here: cached_head leaves those out
+    return 200, [(k.lower().encode(), v.encode()) for k, v in headers.items()], b""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from starlette.types import Receive, Scope, Send
 from registry.api.buffers import transfer_buffers
 from registry.api.errors import documented
 from registry.domain.commit import TreeEntry
+from registry.domain.digest import Digest
 from registry.domain.errors import InvalidError, RangeNotSatisfiableError
 from registry.service.files import Replica, ResolvedFile, Stored, Streamed
 from registry.service.scanning import Verdict
+from registry.storage import BlobStore
 
 # The `Range` a GET of bytes may send (HEAD ignores it).
 _RANGE = {
@@ -123,12 +126,28 @@ def _span(first: str, last: str, size: int) -> tuple[int, int] | None:
     return int(first), min(size, int(last) + 1 if last else size)
 
 
-def file_headers(file: ResolvedFile) -> dict[str, str]:
-    """The headers of a `/resolve/` answer: the Hub's, a replica's, and the file's scan."""
+def file_headers(file: ResolvedFile, base: str) -> dict[str, str]:
+    """The headers of a `/resolve/` answer: the Hub's, a replica's, the file's scan, and
+    for a file servable through Xet what turns the client's Xet download on."""
     return {
         **resolve_headers(file.commit_id, file.entry),
         **replica_headers(file.replica),
         **scan_headers(file.verdict),
+        **xet_headers(file, base),
+    }
+
+
+def xet_headers(file: ResolvedFile, base: str) -> dict[str, str]:
+    """`X-Xet-Hash` and where to get a read token (absolute: `hf_xet` resolves no relative
+    URL); the client takes the size from `X-Linked-Size` (xet-protocol.md §4.1)."""
+    if file.xet_hash is None:
+        return {}
+    repo = file.repo.repo
+    route = f"{base}/api/{repo.type.plural}/{repo.full_name}/xet-read-token/{file.commit_id}"
+    return {
+        "X-Xet-Hash": file.xet_hash.hex,
+        "Link": f'<{route}>; rel="xet-auth"',
+        "X-Xet-Refresh-Route": route,
     }
 
 
@@ -191,4 +210,14 @@ def blob_response(
     url = blobs.download_url(digest)
     if url is not None:  # the store serves the bytes (clients follow redirects)
         return RedirectResponse(url, status_code=302, headers=headers)
-    return StreamingResponse(blobs.open(digest), headers={**headers, "Content-Length": str(size)})
+    start, end = span or (0, size)
+    headers["Content-Length"] = str(end - start)
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    chunks = _opened(blobs, digest, start, end)
+    return StreamingResponse(chunks, status_code=206 if span else 200, headers=headers)
+
+
+def _opened(blobs: BlobStore, digest: Digest, start: int, end: int) -> Iterator[bytes]:
+    """The bytes, opened on the thread that sends them (opening may look up a recipe)."""
+    yield from blobs.open(digest, start, end)

@@ -21,8 +21,10 @@ from registry.settings import LimitSettings
 
 # Uploads that stream to the blob store; capped at the size of one file.
 _STREAMED = ("/lfs/objects/", "/v1/blobs/")
+_XET = ("/cas/v1/xorbs/", "/cas/v1/shards")  # spooled to disk, or parsed in memory
 _BODY = {
     "max_blob_bytes": "A file",
+    "max_xet_body_bytes": "A Xet xorb or shard",
     "max_commit_bytes": "A commit body",
     "max_json_bytes": "A request body",
 }
@@ -89,6 +91,8 @@ class BodyLimit:
     def _cap(self, path: str) -> tuple[str, int] | None:
         if path.startswith(_STREAMED):
             name = "max_blob_bytes"
+        elif path.startswith(_XET):
+            name = "max_xet_body_bytes"
         elif "/commit/" in path and path.startswith("/api/"):
             name = "max_commit_bytes"
         else:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
 from registry.domain.names import RepoId
+from registry.domain.xet.types import ChunkEntry, Term, XetHash
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,28 @@ class PeerRecord:
     @property
     def token_set(self) -> bool:
         return bool(self.stored_token)
+
+
+@dataclass(frozen=True)
+class XorbRecord:
+    """A Xet xorb held here: its bytes are the blob `blake3` of the blob store."""
+
+    hash: XetHash
+    blake3: Digest
+    size: int
+    chunks: tuple[ChunkEntry, ...]
+
+
+@dataclass(frozen=True)
+class XetFileRecord:
+    """A file uploaded through Xet: its terms, and its identity as a blob."""
+
+    hash: XetHash
+    blake3: Digest
+    sha256: str
+    size: int
+    terms: tuple[Term, ...]
+
+    @property
+    def xorbs(self) -> frozenset[XetHash]:
+        return frozenset(t.xorb for t in self.terms)

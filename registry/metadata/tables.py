@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # Milliseconds, sizes and serials outgrow 32 bits: BIGINT on Postgres; SQLite's INTEGER is
@@ -66,6 +66,48 @@ class Blob(SQLModel, table=True):
     # When an upload last stored or reused these bytes (an LFS batch answering "already
     # stored", say): gc keeps an unreferenced blob until its grace period has passed since.
     wanted_ms: int = Field(default=0, sa_type=BIG)
+
+
+class Xorb(SQLModel, table=True):
+    """A Xet xorb held here: up to 64 MiB of compressed chunks, verified on receipt. Its bytes
+    are a blob of the blob store (named by their BLAKE3, with a `blob` row); `chunks` is
+    its chunk index (`registry.domain.xet.types.pack_index`)."""
+
+    hash: str = Field(primary_key=True)  # Xet string form
+    blake3: str = Field(index=True)
+    size: int = Field(sa_type=BIG)  # serialized bytes
+    chunk_count: int
+    chunks: bytes = Field(sa_type=LargeBinary)
+    created_ms: int = Field(sa_type=BIG)
+
+
+class XetFile(SQLModel, table=True):
+    """A file uploaded through Xet: the terms that rebuild it, and its identity as a blob
+    (BLAKE3, SHA-256, size), computed by rebuilding it before anything may name it."""
+
+    __tablename__ = "xet_file"
+    hash: str = Field(primary_key=True)  # Xet string form
+    blake3: str = Field(index=True)
+    sha256: str
+    size: int = Field(sa_type=BIG)
+    terms: bytes = Field(sa_type=LargeBinary)  # `registry.domain.xet.types.pack_terms`
+    created_ms: int = Field(sa_type=BIG)
+
+
+class XetFileXorb(SQLModel, table=True):
+    """Which xorbs a Xet file's terms name (what gc keeps, what a replica must hold)."""
+
+    __tablename__ = "xet_file_xorb"
+    file: str = Field(primary_key=True)
+    xorb: str = Field(primary_key=True, index=True)
+
+
+class XetChunk(SQLModel, table=True):
+    """The global-dedup index: a chunk eligible for dedup queries, and a xorb holding it."""
+
+    __tablename__ = "xet_chunk"
+    hash: str = Field(primary_key=True)  # Xet string form
+    xorb: str
 
 
 class BlobQuarantine(SQLModel, table=True):

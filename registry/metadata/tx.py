@@ -28,6 +28,7 @@ from registry.metadata.repos import Repos
 from registry.metadata.scans import Scans
 from registry.metadata.search import SearchIndex
 from registry.metadata.state import NodeValues
+from registry.metadata.xet import XetIndex
 
 
 class Tx:
@@ -89,3 +90,7 @@ class Tx:
     @cached_property
     def activity(self) -> Activity:
         return Activity(self._session)
+
+    @cached_property
+    def xet(self) -> XetIndex:
+        return XetIndex(self._session)

@@ -18,8 +18,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from registry.domain.digest import Digest
 from registry.domain.names import RepoId
 from registry.domain.records import CommitRecord, RepoRecord, TreeFile
+from registry.domain.xet.types import XetHash
 
 logger = logging.getLogger(__name__)
 K = TypeVar("K")
@@ -59,6 +61,8 @@ class ReadCache:
         self.responses: Lru[tuple[object, ...], bytes] = Lru(capacity)
         self.repos: Lru[RepoId, RepoRecord] = Lru(capacity)
         self.revisions: Lru[tuple[int, str], str] = Lru(capacity)
+        # A blob's Xet hash, when it is servable through Xet here; (None,) when not.
+        self.xet_hashes: Lru[Digest, tuple[XetHash | None]] = Lru(capacity * 4)
         self.generation = 0
         self._seen = -1  # the shared database's write generation last followed
 
@@ -67,6 +71,7 @@ class ReadCache:
         self.generation += 1
         self.repos.clear()
         self.revisions.clear()
+        self.xet_hashes.clear()
 
     def follow(self, shared_generation: int) -> None:
         """Drop what another process may have changed since the last call."""

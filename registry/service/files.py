@@ -20,6 +20,7 @@ from registry.domain.digest import Digest
 from registry.domain.errors import BlobNotFoundError, BlobUnavailableError
 from registry.domain.names import RepoId
 from registry.domain.records import RepoRecord
+from registry.domain.xet.types import XetHash
 from registry.service.downloads import DownloadCounter
 from registry.service.identity import NodeIdentity
 from registry.service.offload import on_thread
@@ -28,6 +29,7 @@ from registry.service.pullthrough import PullThrough
 from registry.service.reads import ReadService, Snapshot
 from registry.service.scanning import SCANNED, ScanService, Verdict
 from registry.service.uploads import UploadService
+from registry.service.xet import XetService
 from registry.storage import BlobStore
 
 
@@ -46,6 +48,7 @@ class ResolvedFile:
     entry: TreeEntry
     replica: Replica | None
     verdict: Verdict | None  # for scanned kinds of files
+    xet_hash: XetHash | None = None  # uploaded through Xet, and servable through it here
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class FileService:
         scans: ScanService,
         counter: DownloadCounter,
         pullthrough: PullThrough,
+        xet: XetService,
     ) -> None:
         self._blobs = blobs
         self._node = node
@@ -90,6 +94,7 @@ class FileService:
         self._scans = scans
         self._counter = counter
         self._pullthrough = pullthrough
+        self._xet = xet
 
     async def resolve(
         self, principal: Principal, repo: RepoId, revision: str, path: str, *, download: bool
@@ -108,12 +113,17 @@ class FileService:
             snap, entry = await on_thread(self._lookup, principal, repo, revision, path)
         if download:
             self._counter.count(snap.repo.id)
+        xet_hash = None
+        if entry.lfs:
+            known = self._xet.cached_hash(entry.blake3)
+            xet_hash = known[0] if known else await on_thread(self._xet.xet_hash, entry.blake3)
         return ResolvedFile(
             snap.repo,
             snap.commit.id,
             entry,
             replica_of(self._peers, self._node, snap.repo),
             self._scans.verdict_of(entry.path, entry.blake3.hex),
+            xet_hash,
         )
 
     async def cached_head(
@@ -127,6 +137,8 @@ class FileService:
         entry = self._reads.cached_file(snap, path) if snap else None
         if snap is None or entry is None or snap.repo.home_node != self._node.node_id:
             return None
+        if entry.lfs and self._xet.cached_hash(entry.blake3) != (None,):
+            return None  # Xet headers, or not known yet whether: the regular route knows
         if self._blobs.stat(entry.blake3) is None:
             return None
         verdict = None

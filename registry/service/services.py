@@ -20,6 +20,7 @@ from registry.service.repos import RepoService
 from registry.service.search import SearchService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
+from registry.service.xet import XetService
 from registry.settings import Settings
 
 
@@ -42,3 +43,4 @@ class Services:
     search: SearchService
     model_metadata: ModelMetadataService
     mirrors: MirrorService
+    xet: XetService

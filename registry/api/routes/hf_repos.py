@@ -193,18 +193,3 @@ def list_repos(
 @router.post("/api/validate-yaml", response_model=ValidateYamlOut)
 def validate_yaml(body: ValidateYamlIn) -> ValidateYamlOut:  # noqa: ARG001 - accepted as is
     return ValidateYamlOut()
-
-
-@router.get(
-    "/api/{repo_type}/{namespace}/{name}/xet-write-token/{revision:path}", include_in_schema=False
-)
-@router.get(
-    "/api/{repo_type}/{namespace}/{name}/xet-read-token/{revision:path}", include_in_schema=False
-)
-def xet_token() -> Response:
-    return error_response(
-        400,
-        "XetUnsupported",
-        "This modelyard node does not speak Xet: set HF_HUB_DISABLE_XET=1 in your environment "
-        "(before importing huggingface_hub) and retry; uploads then use plain Git LFS.",
-    )

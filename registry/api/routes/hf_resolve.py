@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from registry.api.deps import FilesDep, PrincipalDep
+from registry.api.deps import FilesDep, PrincipalDep, SettingsDep
 from registry.api.files import blob_response, bytes_route_docs, file_headers
-from registry.api.paths import parse_repo, raw_segments
+from registry.api.paths import parse_repo, public_base, raw_segments
 
 router = APIRouter(tags=["huggingface"])
 
 
-async def _resolve(request: Request, files: FilesDep, principal: PrincipalDep) -> Response:
+async def _resolve(
+    request: Request, files: FilesDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
     parts = raw_segments(request)
     plural = "datasets" if parts[0] == "datasets" and parts[3] == "resolve" else "models"
     if plural == "datasets":
@@ -24,7 +26,7 @@ async def _resolve(request: Request, files: FilesDep, principal: PrincipalDep) -
     head = request.method == "HEAD"  # answered from metadata: the bytes may follow
     download = not head and request.headers.get("range", "bytes=0-").startswith("bytes=0-")
     file = await files.resolve(principal, repo, parts[3], "/".join(parts[4:]), download=download)
-    headers = file_headers(file)
+    headers = file_headers(file, public_base(request, settings.public_url))
     if head:
         return Response(status_code=200, headers=headers)
     source = await files.source(file)

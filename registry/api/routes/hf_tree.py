@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from registry.api.deps import CommitsDep, PrincipalDep, ReadsDep, SettingsDep
+from registry.api.deps import CommitsDep, PrincipalDep, ReadsDep, SettingsDep, XetDep
 from registry.api.errors import documented
 from registry.api.paths import api_repo_path
 from registry.domain.commit import tree_oid
@@ -33,8 +33,11 @@ PREFIX = "/api/{repo_type}/{namespace}/{name}"
 COMMITS_PAGE = 100
 
 
-def tree_items(reads: ReadsDep, items: list[Listed], *, expand: bool) -> list[dict[str, object]]:
+def tree_items(
+    reads: ReadsDep, xet: XetDep, items: list[Listed], *, expand: bool
+) -> list[dict[str, object]]:
     commits = reads.commit_titles({i.last_commit for i in items if i.last_commit}) if expand else {}
+    xet_hashes = xet.xet_hashes({i.entry.blake3 for i in items if i.entry and i.entry.lfs})
     out = []
     for item in items:
         if item.entry is None:
@@ -46,6 +49,8 @@ def tree_items(reads: ReadsDep, items: list[Listed], *, expand: bool) -> list[di
         tree_item = TreeItem(type="file", oid=e.oid, size=e.size, path=item.path)
         if e.lfs:
             tree_item.lfs = LfsInfo(oid=e.sha256, size=e.size, pointerSize=len(e.pointer))
+            xet_hash = xet_hashes.get(e.blake3)
+            tree_item.xetHash = xet_hash.hex if xet_hash is not None else None
         last = commits.get(item.last_commit or "")
         if last is not None:
             tree_item.lastCommit = LastCommit(
@@ -73,6 +78,7 @@ def paginated(
 def list_tree(
     request: Request,
     reads: ReadsDep,
+    xet: XetDep,
     settings: SettingsDep,
     principal: PrincipalDep,
     recursive: bool = False,
@@ -83,7 +89,7 @@ def list_tree(
     folder = "/".join(target.rest[1:]).strip("/")
     items = reads.listing(principal, target.repo, target.rest[0], folder, recursive=recursive)
     page_size = 50 if expand else settings.limits.max_page_size
-    return paginated(request, tree_items(reads, items, expand=expand), page_size, cursor)
+    return paginated(request, tree_items(reads, xet, items, expand=expand), page_size, cursor)
 
 
 @router.post(
@@ -94,13 +100,14 @@ def list_tree(
 def paths_info(
     request: Request,
     reads: ReadsDep,
+    xet: XetDep,
     principal: PrincipalDep,
     paths: Annotated[list[str], Form(max_length=1000)],
     expand: Annotated[bool, Form()] = False,
 ) -> Response:
     target = api_repo_path(request)
     found = reads.paths_info(principal, target.repo, "/".join(target.rest), paths)
-    return JSONResponse(tree_items(reads, found, expand=expand))
+    return JSONResponse(tree_items(reads, xet, found, expand=expand))
 
 
 def ref_item(ref: RefRecord, kind: str) -> RefItem:

@@ -85,3 +85,17 @@ def unpack_index(data: bytes) -> list[ChunkEntry]:
         ChunkEntry(XetHash(h), start, end, length)
         for h, start, end, length in _ENTRY.iter_unpack(data)
     ]
+
+
+_TERM = struct.Struct("<32sIII")
+
+
+def pack_terms(terms: Sequence[Term]) -> bytes:
+    """A file's terms as bytes (44 per term), as the metadata keeps them."""
+    return b"".join(_TERM.pack(t.xorb.raw, t.start, t.end, t.length) for t in terms)
+
+
+def unpack_terms(data: bytes) -> list[Term]:
+    if len(data) % _TERM.size:
+        raise ValueError("a term list is a whole number of 44-byte entries")
+    return [Term(XetHash(x), start, end, n) for x, start, end, n in _TERM.iter_unpack(data)]

@@ -1,0 +1,208 @@
+"""The node's Xet CAS, under `/cas` (the `casUrl` its token routes hand out), and those token
+routes: what a stock `hf_xet` client calls to upload and download (xet-protocol.md §1-§2).
+
+Every route parses, calls one `XetService` method on the threadpool, and formats. Routes the
+client may try that this CAS does not serve (v2 shards, anything unknown) answer 404, never
+405: the client takes a 404 as "not here, use the older route".
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from typing import IO, Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from registry.api.deps import PrincipalDep, SettingsDep, XetDep, bearer_token
+from registry.api.errors import error_response
+from registry.api.files import blob_response
+from registry.api.paths import parse_repo, public_base, raw_segments
+from registry.domain.errors import InvalidError, TooLargeError, XetUnsupportedError
+from registry.domain.xet.grant import CasGrant
+from registry.domain.xet.reconstruct import Fetch, v1_body, v2_body
+from registry.domain.xet.types import XetHash
+from registry.domain.xet.xorb import MAX_XORB_BYTES
+from registry.service.files import Stored
+from registry.service.xet import DISABLED, CasToken, XetService
+
+router = APIRouter(tags=["xet"], include_in_schema=False)
+OCTETS = "application/octet-stream"
+_RANGE = re.compile(r"bytes=(\d{1,20})-(\d{0,20})", re.ASCII)
+
+
+async def _grant(request: Request, xet: XetDep) -> CasGrant:
+    return xet.grant(bearer_token(request.scope))
+
+
+GrantDep = Annotated[CasGrant, Depends(_grant)]
+
+
+# -- the Hub side ---------------------------------------------------------------------------
+
+# Where a token route sends the client while Xet is off. `hf_xet` shows the user only the
+# status and the final URL of a failed token request, never the body: the URL is the message.
+DISABLED_PATH = "/xet-is-off-on-this-node/set-HF_HUB_DISABLE_XET=1-and-retry"
+
+
+@router.get(DISABLED_PATH)
+def xet_disabled() -> Response:
+    return error_response(400, XetUnsupportedError.code, DISABLED)
+
+
+def _token_answer(request: Request, settings: SettingsDep, token: CasToken) -> Response:
+    cas = f"{public_base(request, settings.public_url)}/cas"
+    body = {"casUrl": cas, "exp": token.expires, "accessToken": token.token}
+    headers = {
+        "X-Xet-Cas-Url": cas,
+        "X-Xet-Access-Token": token.token,
+        "X-Xet-Token-Expiration": str(token.expires),
+    }
+    return JSONResponse(body, headers=headers)
+
+
+@router.get("/api/{repo_type}/{namespace}/{name}/xet-write-token/{revision:path}")
+def write_token(
+    request: Request, xet: XetDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
+    """A token to upload to the repo's CAS (any revision: the commit names the branch)."""
+    if not settings.xet.enabled:
+        return RedirectResponse(DISABLED_PATH, status_code=307)
+    parts = raw_segments(request)
+    repo = parse_repo(parts[1], parts[2], parts[3])
+    return _token_answer(request, settings, xet.token(principal, repo, write=True))
+
+
+@router.get("/api/{repo_type}/{namespace}/{name}/xet-read-token/{revision:path}")
+def read_token(
+    request: Request, xet: XetDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
+    if not settings.xet.enabled:
+        return RedirectResponse(DISABLED_PATH, status_code=307)
+    parts = raw_segments(request)
+    repo = parse_repo(parts[1], parts[2], parts[3])
+    return _token_answer(request, settings, xet.token(principal, repo, write=False))
+
+
+# -- uploads --------------------------------------------------------------------------------
+
+
+@router.get("/cas/v1/chunks/{prefix}/{chunk}")
+def dedup_query(chunk: str, xet: XetDep, grant: GrantDep) -> Response:
+    answer = xet.dedup(grant, XetHash.parse(chunk))
+    if answer is None:
+        return error_response(404, "NotFound", "No stored xorb holds this chunk")
+    return Response(answer, media_type=OCTETS)
+
+
+@router.post("/cas/v1/xorb-grants/{prefix}/{xorb}")
+def xorb_grant(xorb: str, xet: XetDep, grant: GrantDep) -> Response:
+    """200 when the xorb is stored already (the client then sends nothing), else 404 (the
+    client then posts the bytes to `/v1/xorbs`): no presigned uploads here."""
+    if xet.has_xorb(grant, XetHash.parse(xorb)):
+        return JSONResponse({})
+    return error_response(404, "NotFound", "Upload the xorb to /v1/xorbs")
+
+
+@router.post("/cas/v1/xorbs/{prefix}/{xorb}")
+async def upload_xorb(request: Request, xorb: str, xet: XetDep, grant: GrantDep) -> Response:
+    name = XetHash.parse(xorb)
+    with tempfile.TemporaryFile(prefix="modelyard-xorb-") as spool:
+        await _spool(request, spool)
+        inserted = await run_in_threadpool(xet.put_xorb, grant, name, spool)
+    return JSONResponse({"was_inserted": inserted})
+
+
+async def _spool(request: Request, spool: IO[bytes]) -> None:
+    """The request body into a temporary file (a xorb is up to 64 MiB: not in memory)."""
+    received = 0
+    async for piece in request.stream():
+        received += len(piece)
+        if received > MAX_XORB_BYTES:
+            raise TooLargeError(
+                f"A xorb is at most {MAX_XORB_BYTES} bytes", detail={"max": MAX_XORB_BYTES}
+            )
+        await run_in_threadpool(spool.write, piece)
+
+
+@router.post("/cas/v1/shards")
+async def upload_shard(request: Request, xet: XetDep, grant: GrantDep) -> Response:
+    data = bytearray()
+    async for piece in request.stream():
+        data += piece
+        if len(data) > MAX_XORB_BYTES:
+            raise TooLargeError(
+                f"A shard is at most {MAX_XORB_BYTES} bytes", detail={"max": MAX_XORB_BYTES}
+            )
+    result = await run_in_threadpool(xet.put_shard, grant, bytes(data))
+    return JSONResponse({"result": result})
+
+
+@router.post("/cas/v1/telemetry")
+def telemetry() -> Response:
+    return JSONResponse({})
+
+
+# -- downloads ------------------------------------------------------------------------------
+
+
+def _requested(header: str | None) -> tuple[int, int | None]:
+    """The [first, last] of a reconstruction's `Range: bytes=a-b` (none: the whole file)."""
+    if header is None:
+        return 0, None
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        raise InvalidError(f"Malformed Range header {header[:100]!r}: use bytes=start-end")
+    first, last = match.group(1), match.group(2)
+    return int(first), int(last) if last else None
+
+
+def _fetch_url(request: Request, settings: SettingsDep, xet: XetService, xorb: XetHash) -> str:
+    base = public_base(request, settings.public_url)
+    return f"{base}/cas/fetch/{xorb.hex}?{xet.fetch_query(xorb)}"
+
+
+@router.get("/cas/v1/reconstructions/{file_id}")
+def reconstruction_v1(
+    request: Request, file_id: str, xet: XetDep, settings: SettingsDep, grant: GrantDep
+) -> Response:
+    first, last = _requested(request.headers.get("range"))
+    plan = xet.reconstruction(grant, XetHash.parse(file_id), first, last)
+
+    def url_of(fetch: Fetch) -> str:
+        return _fetch_url(request, settings, xet, fetch.xorb)
+
+    return JSONResponse(v1_body(plan, url_of))
+
+
+@router.get("/cas/v2/reconstructions/{file_id}")
+def reconstruction_v2(
+    request: Request, file_id: str, xet: XetDep, settings: SettingsDep, grant: GrantDep
+) -> Response:
+    first, last = _requested(request.headers.get("range"))
+    plan = xet.reconstruction(grant, XetHash.parse(file_id), first, last)
+
+    def url_of(xorb: XetHash) -> str:
+        return _fetch_url(request, settings, xet, xorb)
+
+    return JSONResponse(v2_body(plan, url_of))
+
+
+@router.get("/cas/fetch/{xorb}")
+def fetch_xorb(
+    request: Request, xorb: str, xet: XetDep, expires: str = "", sig: str = ""
+) -> Response:
+    """A xorb's stored bytes (a Range of them), for a URL a reconstruction signed."""
+    found = xet.xorb_bytes(XetHash.parse(xorb), expires, sig)
+    source = Stored(xet.blobs, found.blake3, found.size)
+    return blob_response(source, {}, range_header=request.headers.get("range"))
+
+
+@router.api_route(
+    "/cas/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+)
+def unknown(rest: str) -> Response:
+    """Whatever else a client tries (v2 shards, a HEAD of a xorb): 404, never 405."""
+    return error_response(404, "NotFound", f"The CAS does not serve /{rest[:200]}")

@@ -1,0 +1,155 @@
+"""Xet bookkeeping: the xorbs held here with their chunk indexes, the files uploaded through
+Xet with their terms, which xorbs each file names, and the global-dedup index of chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import insert
+from sqlmodel import Session, col, select
+
+from registry.domain.access import Principal
+from registry.domain.clock import now_ms
+from registry.domain.digest import Digest
+from registry.domain.records import XetFileRecord, XorbRecord
+from registry.domain.xet.types import XetHash, pack_index, pack_terms, unpack_index, unpack_terms
+from registry.metadata.repos import visible_to
+from registry.metadata.tables import (
+    Commit,
+    Repo,
+    TreeRow,
+    XetChunk,
+    XetFile,
+    XetFileXorb,
+    Xorb,
+)
+
+
+def _xorb(row: Xorb) -> XorbRecord:
+    return XorbRecord(
+        XetHash.parse(row.hash), Digest(row.blake3), row.size, tuple(unpack_index(row.chunks))
+    )
+
+
+def _file(row: XetFile) -> XetFileRecord:
+    return XetFileRecord(
+        XetHash.parse(row.hash),
+        Digest(row.blake3),
+        row.sha256,
+        row.size,
+        tuple(unpack_terms(row.terms)),
+    )
+
+
+class XetIndex:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def xorb(self, xorb: XetHash) -> XorbRecord | None:
+        row = self._session.get(Xorb, xorb.hex)
+        return None if row is None else _xorb(row)
+
+    def xorbs(self, hashes: Iterable[XetHash]) -> dict[XetHash, XorbRecord]:
+        """The records of those of these xorbs that are held here."""
+        wanted = {h.hex for h in hashes}
+        rows = self._session.exec(select(Xorb).where(col(Xorb.hash).in_(wanted))).all()
+        return {r.hash: r for r in map(_xorb, rows)}
+
+    def add_xorb(self, record: XorbRecord) -> bool:
+        """Record a xorb just stored; False when it was recorded already."""
+        if self._session.get(Xorb, record.hash.hex) is not None:
+            return False
+        self._session.add(
+            Xorb(
+                hash=record.hash.hex,
+                blake3=record.blake3.hex,
+                size=record.size,
+                chunk_count=len(record.chunks),
+                chunks=pack_index(record.chunks),
+                created_ms=now_ms(),
+            )
+        )
+        return True
+
+    def file(self, file: XetHash) -> XetFileRecord | None:
+        row = self._session.get(XetFile, file.hex)
+        return None if row is None else _file(row)
+
+    def file_of(self, digest: Digest) -> XetFileRecord | None:
+        """The Xet file with these bytes (by their BLAKE3), if one was uploaded."""
+        row = self._session.exec(select(XetFile).where(XetFile.blake3 == digest.hex)).first()
+        return None if row is None else _file(row)
+
+    def servable_hashes(self, digests: Iterable[Digest]) -> dict[Digest, XetHash]:
+        """The Xet hash of each of these blobs that was uploaded through Xet and whose xorbs
+        are all held here (a replica may lack some)."""
+        wanted = {d.hex for d in digests}
+        lacking = (
+            select(XetFileXorb.file)
+            .where(XetFileXorb.file == XetFile.hash)
+            .where(col(XetFileXorb.xorb).not_in(select(Xorb.hash)))
+        )
+        rows = self._session.exec(
+            select(XetFile.blake3, XetFile.hash)
+            .where(col(XetFile.blake3).in_(wanted))
+            .where(~lacking.exists())
+        ).all()
+        return {Digest(b3): XetHash.parse(h) for b3, h in rows}
+
+    def file_in_repo(self, file: XetHash, repo_id: int) -> bool:
+        """Whether a commit of the repo names the file."""
+        query = (
+            select(TreeRow.commit_id)
+            .join(XetFile, col(XetFile.blake3) == TreeRow.blake3)
+            .join(Commit, col(Commit.id) == TreeRow.commit_id)
+            .where(XetFile.hash == file.hex, Commit.repo_id == repo_id)
+        )
+        return self._session.exec(query.limit(1)).first() is not None
+
+    def add_file(self, record: XetFileRecord) -> bool:
+        """Record a verified Xet file and the xorbs it names; False when it was already."""
+        if self._session.get(XetFile, record.hash.hex) is not None:
+            return False
+        self._session.add(
+            XetFile(
+                hash=record.hash.hex,
+                blake3=record.blake3.hex,
+                sha256=record.sha256,
+                size=record.size,
+                terms=pack_terms(record.terms),
+                created_ms=now_ms(),
+            )
+        )
+        rows = [{"file": record.hash.hex, "xorb": x.hex} for x in sorted(record.xorbs, key=str)]
+        if rows:
+            self._session.execute(insert(XetFileXorb), rows)
+        return True
+
+    def index_chunks(self, chunks: Iterable[tuple[XetHash, XetHash]]) -> None:
+        """Add (chunk, xorb) pairs to the global-dedup index; a chunk indexed already keeps
+        the xorb it has."""
+        pairs = {c.hex: x.hex for c, x in chunks}
+        known = set(
+            self._session.exec(select(XetChunk.hash).where(col(XetChunk.hash).in_(pairs))).all()
+        )
+        rows = [{"hash": c, "xorb": x} for c, x in pairs.items() if c not in known]
+        if rows:
+            self._session.execute(insert(XetChunk), rows)
+
+    def xorb_of_chunk(self, chunk: XetHash) -> XetHash | None:
+        row = self._session.get(XetChunk, chunk.hex)
+        return None if row is None else XetHash.parse(row.xorb)
+
+    def xorb_readable(self, xorb: XetHash, principal: Principal) -> bool:
+        """Whether a file of a repo the principal may see names the xorb (dedup answers
+        name only such xorbs: they tell which content is stored)."""
+        query = (
+            select(XetFileXorb.xorb)
+            .join(XetFile, col(XetFile.hash) == XetFileXorb.file)
+            .join(TreeRow, col(TreeRow.blake3) == XetFile.blake3)
+            .join(Commit, col(Commit.id) == TreeRow.commit_id)
+            .join(Repo, col(Repo.id) == Commit.repo_id)
+            .where(XetFileXorb.xorb == xorb.hex)
+            .where(visible_to(principal.user, principal.is_admin))
+        )
+        return self._session.exec(query.limit(1)).first() is not None

@@ -1,0 +1,381 @@
+"""The Xet protocol on this node: CAS access tokens, xorb and shard uploads with every check
+of the spec, global-dedup answers, and file reconstructions.
+
+Theory of operation: a xorb is verified on receipt (every chunk decoded under a size ceiling
+and hashed, the hashes aggregated to the xorb's name), then stored as an ordinary blob of the
+blob store and recorded with its chunk index. A shard names files as terms over stored xorbs;
+each file's verification records and hash are recomputed from the stored chunk hashes, then
+the file is rebuilt from its xorbs to check the client's SHA-256 claim and to compute its
+BLAKE3. Only then, in one transaction, does it get a `xet_file` row and a `blob` row: from
+then on it is a blob like any other (a commit may name it by SHA-256; `registry.storage.xet`
+reads it back from its xorbs), stored once as chunks. A crash anywhere before that leaves
+xorbs no file names (gc's business) and nothing visible; the client's retry finds its xorbs
+stored and sends only the shard again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO
+
+import blake3
+
+from registry.domain.access import Principal, require_write
+from registry.domain.digest import Digest
+from registry.domain.errors import (
+    FileHashMismatchError,
+    NotFoundError,
+    Sha256MismatchError,
+    UnauthorizedError,
+    VerificationMismatchError,
+    XetInvalidError,
+    XetUnsupportedError,
+    XorbMissingError,
+)
+from registry.domain.names import RepoId
+from registry.domain.records import XetFileRecord, XorbRecord
+from registry.domain.xet import grant as grants
+from registry.domain.xet.hashes import file_hash, verification_hash
+from registry.domain.xet.reconstruct import Plan, plan
+from registry.domain.xet.shard import ShardFile, dedup_shard, is_dedup_eligible, parse_shard
+from registry.domain.xet.types import ChunkEntry, XetHash
+from registry.domain.xet.xorb import parse_xorb
+from registry.metadata.db import Database
+from registry.service.cache import ReadCache
+from registry.service.identity import NodeIdentity
+from registry.service.repos import find_repo, writable_repo
+from registry.service.uploads import UploadService
+from registry.settings import XetSettings
+from registry.storage import BlobStore, Expected
+from registry.storage.xet import Recipe, read_recipe
+
+DISABLED = (
+    "Xet is turned off on this modelyard node: set HF_HUB_DISABLE_XET=1 in your environment "
+    "(before importing huggingface_hub) and retry; uploads then use plain Git LFS."
+)
+PIECE = 4 * 1024 * 1024  # bytes of a xorb copied into the blob store at once
+
+
+@dataclass(frozen=True)
+class CasToken:
+    token: str
+    expires: int  # Unix seconds
+
+
+@dataclass(frozen=True)
+class XorbBytes:
+    """Where a fetch URL's xorb bytes are: a blob of the blob store."""
+
+    blake3: Digest
+    size: int
+
+
+class XetRecipes:
+    """How the blob store reads a file uploaded through Xet: its terms and their xorbs, when
+    every xorb is held here (`registry.storage.xet.Recipes`)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def recipe(self, digest: Digest) -> Recipe | None:
+        with self._db.read() as tx:
+            file = tx.xet.file_of(digest)
+            xorbs = tx.xet.xorbs(file.xorbs) if file is not None else {}
+        if file is None or len(xorbs) != len(file.xorbs):
+            return None
+        return Recipe(file.size, file.terms, xorbs)
+
+
+class XetService:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        uploads: UploadService,
+        node: NodeIdentity,
+        settings: XetSettings,
+        cache: ReadCache,
+    ) -> None:
+        self._db = db
+        self._cache = cache
+        self._blobs = blobs
+        self._uploads = uploads
+        self._node = node
+        self._settings = settings
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store xorbs are kept in (fetch URLs serve their bytes from it)."""
+        return self._blobs
+
+    # -- the Hub side: tokens -------------------------------------------------------------
+
+    def token(self, principal: Principal, repo: RepoId, *, write: bool) -> CasToken:
+        """A CAS access token for one repo: read, or write (at the repo's home only).
+
+        Raises:
+            XetUnsupportedError: Xet is turned off on this node.
+            RepoNotFoundError, UnauthorizedError, ForbiddenError, HomeMismatchError.
+        """
+        if not self._settings.enabled:
+            raise XetUnsupportedError(DISABLED)
+        with self._db.read() as tx:
+            if write:
+                writable_repo(tx, principal, repo, self._node)
+            else:
+                find_repo(tx, principal, repo)
+        expires = int(time.time() + self._settings.token_seconds)
+        grant = grants.CasGrant(repo, principal.user, principal.is_admin, write, expires)
+        return CasToken(grants.issue(self._node.secret, grant), expires)
+
+    def grant(self, token: str | None) -> grants.CasGrant:
+        """What a CAS request's Bearer token allows.
+
+        Raises:
+            XetUnsupportedError: Xet is turned off on this node.
+            UnauthorizedError: no token, or not a valid one.
+        """
+        if not self._settings.enabled:
+            raise XetUnsupportedError(DISABLED)
+        if not token:
+            raise UnauthorizedError("The CAS needs a Xet access token as a Bearer token")
+        return grants.open_token(self._node.secret, token, time.time())
+
+    # -- uploads --------------------------------------------------------------------------
+
+    def has_xorb(self, grant: grants.CasGrant, xorb: XetHash) -> bool:
+        """Whether the xorb is stored here (an upload may then skip sending it)."""
+        _require_upload(grant)
+        return self._stored_xorb(xorb) is not None
+
+    def _stored_xorb(self, xorb: XetHash) -> XorbRecord | None:
+        with self._db.read() as tx:
+            record = tx.xet.xorb(xorb)
+        if record is None or self._uploads.servable(record.blake3) is None:
+            return None
+        return record
+
+    def put_xorb(self, grant: grants.CasGrant, xorb: XetHash, body: IO[bytes]) -> bool:
+        """Verify a xorb (spooled in `body`) and store it; False when it was stored already.
+
+        Raises:
+            XetInvalidError, XorbHashMismatchError, TooLargeError: nothing is stored.
+        """
+        _require_upload(grant)
+        if self._stored_xorb(xorb) is not None:
+            return False
+        with _mapped(body) as data:
+            chunks = parse_xorb(data, xorb)
+            pieces = (bytes(data[i : i + PIECE]) for i in range(0, len(data), PIECE))
+            hashes = self._uploads.ingest(pieces, Expected(size=len(data)))
+        record = XorbRecord(xorb, hashes.blake3, hashes.size, tuple(chunks))
+        with self._db.write() as tx:
+            added = tx.xet.add_xorb(record)
+            tx.xet.index_chunks((c.hash, xorb) for c in chunks if is_dedup_eligible(c.hash))
+        return added
+
+    def put_shard(self, grant: grants.CasGrant, data: bytes) -> int:
+        """Register the files of an upload shard, each verified in full (see the module
+        docstring); 1 when a file was new, 0 when all were registered already.
+
+        Raises:
+            XetInvalidError, XorbMissingError, VerificationMismatchError,
+            FileHashMismatchError, Sha256MismatchError, TooLargeError: nothing is registered.
+        """
+        _require_upload(grant)
+        shard = parse_shard(data)
+        records = [self._verified(f) for f in shard.files]
+        added = False
+        with self._db.write() as tx:
+            for record in records:
+                if tx.xet.add_file(record):
+                    added = True
+                tx.blobs.record(record.blake3, record.sha256, record.size, None)
+                if record.terms:
+                    first = record.terms[0]
+                    chunk = tx.xet.xorb(first.xorb)
+                    if chunk is not None:
+                        tx.xet.index_chunks([(chunk.chunks[first.start].hash, first.xorb)])
+        return int(added)
+
+    def _verified(self, file: ShardFile) -> XetFileRecord:
+        """The file's record, once its terms, verification records, hash and SHA-256 all hold
+        against the xorbs stored here."""
+        with self._db.read() as tx:
+            xorbs = tx.xet.xorbs({t.xorb for t in file.terms})
+        chunks: list[ChunkEntry] = []
+        for index, term in enumerate(file.terms):
+            run = _term_chunks(xorbs, index, term.xorb, term.start, term.end, term.length)
+            if file.verifications is None or len(file.verifications) != len(file.terms):
+                raise XetInvalidError("A shard's file needs one verification record per term")
+            if verification_hash([c.hash for c in run]) != file.verifications[index]:
+                raise VerificationMismatchError(
+                    f"The verification record of term {index} of file {file.file_hash} does "
+                    "not match the chunks it names",
+                    detail={"file": file.file_hash.hex, "term": index},
+                )
+            chunks.extend(run)
+        computed = file_hash([(c.hash, c.length) for c in chunks])
+        if computed != file.file_hash:
+            raise FileHashMismatchError(
+                f"The terms of file {file.file_hash} hash to {computed}",
+                detail={"expected": file.file_hash.hex, "received": computed.hex},
+            )
+        if file.sha256 is None:
+            raise XetInvalidError(
+                f"File {file.file_hash} has no SHA-256 (the shard's metadata extension): "
+                "a commit names files by SHA-256"
+            )
+        size = sum(c.length for c in chunks)
+        b3, sha256 = self._rebuild_hashes(Recipe(size, file.terms, xorbs))
+        if sha256 != file.sha256:
+            raise Sha256MismatchError(
+                f"File {file.file_hash} rebuilt from its chunks has SHA-256 {sha256}, "
+                f"not {file.sha256} as the shard claims",
+                detail={"expected": file.sha256, "received": sha256},
+            )
+        return XetFileRecord(file.file_hash, b3, sha256, size, file.terms)
+
+    def _rebuild_hashes(self, recipe: Recipe) -> tuple[Digest, str]:
+        b3, sha = blake3.blake3(max_threads=1), hashlib.sha256()
+        for piece in read_recipe(self._blobs, recipe):
+            b3.update(piece)
+            sha.update(piece)
+        return Digest(b3.hexdigest()), sha.hexdigest()
+
+    # -- global dedup ---------------------------------------------------------------------
+
+    def dedup(self, grant: grants.CasGrant, chunk: XetHash) -> bytes | None:
+        """A shard listing a stored xorb that holds the chunk (its chunk hashes keyed with a
+        fresh HMAC key, so they tell nothing to a client without the chunk), or None.
+
+        Only xorbs of files in repos the token's user may read are named: an answer tells
+        which content is stored, and gc keeps every xorb such a file names.
+        """
+        with self._db.read() as tx:
+            xorb = tx.xet.xorb_of_chunk(chunk)
+            if xorb is None or not tx.xet.xorb_readable(xorb, grant.principal):
+                return None
+        record = self._stored_xorb(xorb)
+        if record is None:
+            return None
+        now = int(time.time())
+        listed = [(c.hash, c.length) for c in record.chunks]
+        expiry = now + int(self._settings.dedup_seconds)
+        return dedup_shard([(xorb, listed)], secrets.token_bytes(32), now, expiry)
+
+    # -- downloads ------------------------------------------------------------------------
+
+    def reconstruction(
+        self, grant: grants.CasGrant, file: XetHash, first: int, last: int | None
+    ) -> Plan:
+        """Which xorb bytes rebuild the range [first, last] of a file of the token's repo.
+
+        Raises:
+            NotFoundError: no such file in the token's repo (or not every xorb held here).
+            RangeNotSatisfiableError: `first` is past the end of the file.
+        """
+        missing = NotFoundError(f"No Xet file {file} in {grant.repo}")
+        with self._db.read() as tx:
+            repo = find_repo(tx, grant.principal, grant.repo)
+            record = tx.xet.file(file)
+            if record is None or not tx.xet.file_in_repo(file, repo.id):
+                raise missing
+            xorbs = tx.xet.xorbs(record.xorbs)
+        if len(xorbs) != len(record.xorbs):
+            raise missing
+        chunks_of = {h: x.chunks for h, x in xorbs.items()}
+        return plan(record.terms, chunks_of, record.size, first, last)
+
+    def fetch_query(self, xorb: XetHash) -> str:
+        """The query string that lets a fetch URL of the xorb's bytes in, for a token's life."""
+        expires = int(time.time() + self._settings.token_seconds)
+        signature = grants.fetch_signature(self._node.secret, xorb.hex, expires)
+        return f"expires={expires}&sig={signature}"
+
+    def xorb_bytes(self, xorb: XetHash, expires: str, signature: str) -> XorbBytes:
+        """The stored bytes a signed fetch URL names.
+
+        Raises:
+            UnauthorizedError: the signature is wrong or expired (the client asks for a new
+                reconstruction and retries).
+            NotFoundError: the xorb is not stored here.
+        """
+        if not grants.fetch_allowed(self._node.secret, xorb.hex, expires, signature, time.time()):
+            raise UnauthorizedError("This xorb URL is invalid or expired")
+        record = self._stored_xorb(xorb)
+        if record is None:
+            raise NotFoundError(f"Xorb {xorb} is not stored here")
+        return XorbBytes(record.blake3, record.size)
+
+    def xet_hashes(self, digests: set[Digest]) -> dict[Digest, XetHash]:
+        """The Xet hash of each of these blobs this node can serve through Xet (every xorb
+        held here); none while Xet is turned off."""
+        if not self._settings.enabled or not digests:
+            return {}
+        with self._db.read() as tx:
+            return tx.xet.servable_hashes(digests)
+
+    def xet_hash(self, digest: Digest) -> XetHash | None:
+        """As `xet_hashes`, for one blob, remembered until the next write."""
+        generation = self._cache.generation
+        found = self.xet_hashes({digest}).get(digest)
+        if generation == self._cache.generation:
+            self._cache.xet_hashes.put(digest, (found,))
+        return found
+
+    def cached_hash(self, digest: Digest) -> tuple[XetHash | None] | None:
+        """What `xet_hash` remembers of a blob: (hash or None,), or None if nothing yet."""
+        if not self._settings.enabled:
+            return (None,)
+        return self._cache.xet_hashes.get(digest)
+
+
+def _require_upload(grant: grants.CasGrant) -> None:
+    require_write(grant.principal, grant.repo.namespace)
+
+
+def _term_chunks(
+    xorbs: dict[XetHash, XorbRecord], index: int, xorb: XetHash, start: int, end: int, length: int
+) -> list[ChunkEntry]:
+    """The stored chunks a shard's term names, checked against its declared length."""
+    record = xorbs.get(xorb)
+    if record is None:
+        raise XorbMissingError(
+            f"Term {index} names xorb {xorb}, which is not stored here: upload it first",
+            detail={"xorb": xorb.hex, "term": index},
+        )
+    if not 0 <= start < end <= len(record.chunks):
+        raise XetInvalidError(
+            f"Term {index} names chunks [{start}, {end}) of xorb {xorb}, which has "
+            f"{len(record.chunks)}",
+            detail={"xorb": xorb.hex, "term": index},
+        )
+    run = list(record.chunks[start:end])
+    if sum(c.length for c in run) != length:
+        raise XetInvalidError(
+            f"Term {index} declares {length} bytes; its chunks hold {sum(c.length for c in run)}",
+            detail={"xorb": xorb.hex, "term": index},
+        )
+    return run
+
+
+@contextmanager
+def _mapped(body: IO[bytes]) -> Iterator[memoryview]:
+    """A spooled request body as bytes without reading it into memory."""
+    body.seek(0, 2)
+    if body.tell() == 0:
+        yield memoryview(b"")
+        return
+    with mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        try:
+            yield view
+        finally:
+            view.release()

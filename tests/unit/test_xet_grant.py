@@ -1,0 +1,62 @@
+"""CAS access tokens and signed xorb fetch URLs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from registry.domain.errors import UnauthorizedError
+from registry.domain.names import RepoId, RepoType
+from registry.domain.xet.grant import (
+    SKEW,
+    CasGrant,
+    fetch_allowed,
+    fetch_signature,
+    issue,
+    open_token,
+)
+
+SECRET = "node-secret"
+REPO = RepoId(RepoType.MODEL, "alice", "my.lora-v1.2")
+
+
+def test_a_token_round_trips_its_grant() -> None:
+    grant = CasGrant(REPO, "alice", False, True, 2_000_000_000)
+    assert open_token(SECRET, issue(SECRET, grant), 1_999_999_999) == grant
+    assert grant.principal.can_write and grant.principal.user == "alice"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda t: t.replace("xet1.", "xet2.", 1),
+        lambda t: t[:-1] + ("0" if t[-1] != "0" else "1"),  # signature
+        lambda t: t.split(".")[0] + "." + t.split(".")[1][::-1] + "." + t.split(".")[2],
+        lambda _: "",
+        lambda _: "myd_some_user_token",
+    ],
+)
+def test_a_tampered_token_is_refused(tamper: Callable[[str], str]) -> None:
+    token = issue(SECRET, CasGrant(REPO, "alice", False, False, 2_000_000_000))
+    with pytest.raises(UnauthorizedError):
+        open_token(SECRET, tamper(token), 0)
+
+
+def test_another_nodes_token_and_an_expired_one_are_refused() -> None:
+    grant = CasGrant(REPO, None, False, False, 1000)
+    with pytest.raises(UnauthorizedError):
+        open_token("another-secret", issue(SECRET, grant), 0)
+    assert open_token(SECRET, issue(SECRET, grant), 1000 + SKEW) == grant  # clock skew
+    with pytest.raises(UnauthorizedError):
+        open_token(SECRET, issue(SECRET, grant), 1001 + SKEW)
+
+
+def test_fetch_urls_sign_the_xorb_and_expiry() -> None:
+    xorb = "ab" * 32
+    sig = fetch_signature(SECRET, xorb, 5000)
+    assert fetch_allowed(SECRET, xorb, "5000", sig, 4999)
+    assert not fetch_allowed(SECRET, xorb, "5000", sig, 5001)  # expired
+    assert not fetch_allowed(SECRET, "cd" * 32, "5000", sig, 0)  # another xorb
+    assert not fetch_allowed(SECRET, xorb, "6000", sig, 0)  # a longer life
+    assert not fetch_allowed(SECRET, xorb, "-1", sig, 0)
