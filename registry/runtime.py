@@ -216,7 +216,7 @@ class Runtime:
             allow_private_redirects=self.settings.allow_private_redirects,
         )
         workers = self.settings.sync.blob_workers if self._process == "serve" else 1
-        return BlobFetcher(self.uploads, self.connector, workers, mirrors)
+        return BlobFetcher(self.uploads, self.connector, workers, mirrors, self.xet.adopt)
 
     @cached_property
     def services(self) -> Services:

@@ -68,8 +68,10 @@ class BlobFetcher:
         connect: PeerConnector,
         workers: int,
         extra: Callable[[], Sequence[BlobSource]] | None = None,
+        fetched: Callable[[Digest], None] | None = None,
     ) -> None:
         self._uploads = uploads
+        self._fetched = fetched  # told of each blob stored (a xorb a recipe waits for?)
         self._connect = connect
         self._peers = connect.peers
         self._extra = extra  # tried after every peer (the node's mirrors)
@@ -163,8 +165,13 @@ class BlobFetcher:
         except (DigestMismatchError, SizeMismatchError) as exc:
             source.bad_bytes(f"wrong bytes for {digest}: {exc}")
             raise
+        self._stored(digest)
         if held is not None:
             yield held
+
+    def _stored(self, digest: Digest) -> None:
+        if self._fetched is not None:
+            self._fetched(digest)
 
     def _sources(self, first: str | None, attempts: int) -> list[BlobSource]:
         """Peers healthy-first (`first` before all), then the extra sources."""
@@ -180,12 +187,14 @@ class BlobFetcher:
 
     def _fetch(self, digest: Digest, size: int, first: str | None) -> bool:
         if self._uploads.stored(digest) is not None:
+            self._stored(digest)  # stored before a crash let it be adopted, say
             return True
         for source in self._sources(first, attempts=2):
             try:
                 with source.open_blob(digest, size) as chunks:
                     self._uploads.ingest(chunks, Expected(blake3=digest, size=size))
                 logger.info("blob fetched digest=%s source=%s size=%d", digest, source.name, size)
+                self._stored(digest)
                 return True
             except (DigestMismatchError, SizeMismatchError) as exc:
                 logger.warning("source served wrong bytes source=%s digest=%s", source.name, digest)

@@ -24,11 +24,13 @@ from registry.domain.changes import (
     RepoDelete,
     RepoUpsert,
     UnknownChange,
+    XetFileAdd,
 )
 from registry.domain.errors import InvalidError
 from registry.domain.replication import (
     Action,
     AddCommit,
+    AddXetFile,
     CreateRepo,
     DeleteRef,
     DeleteRepo,
@@ -76,6 +78,8 @@ def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
             view.tombstones.add((entry.repo, change.incarnation))
             del view.repos[entry.repo]
             return [DeleteRepo(entry.repo, change.incarnation)]
+        case XetFileAdd():
+            return [AddXetFile(entry.repo, change)]
 
 
 def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert) -> list[Action]:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
 from registry.domain.errors import InvalidError
+from registry.domain.xet.types import Term, XetHash, XorbRef
 
 Body = dict[str, Any]  # a JSON object
 
@@ -164,6 +165,54 @@ class RefDelete:
 
 
 @dataclass(frozen=True)
+class XetFileAdd:
+    """A file uploaded through Xet, named by a commit of the repo: how to rebuild it from its
+    xorbs (terms over chunk runs; each xorb a blob of the blob store, by BLAKE3), and its
+    identity as a blob. Written just before the `commit.add` that first names it, so a
+    replica fetches the xorbs it lacks instead of the whole file."""
+
+    KIND: ClassVar[str] = "xet.file"
+    incarnation: str
+    file: XetHash
+    blake3: Digest
+    sha256: str
+    size: int
+    terms: tuple[Term, ...]
+    xorbs: tuple[XorbRef, ...]
+
+    def body(self) -> Body:
+        return {
+            "file": self.file.hex,
+            "blake3": self.blake3.hex,
+            "sha256": self.sha256,
+            "size": self.size,
+            "terms": [[t.xorb.hex, t.start, t.end, t.length] for t in self.terms],
+            "xorbs": [[x.hash.hex, x.blake3.hex, x.size] for x in self.xorbs],
+            "incarnation": self.incarnation,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> XetFileAdd:
+        terms, xorbs = body.get("terms"), body.get("xorbs")
+        if not isinstance(terms, list) or not isinstance(xorbs, list):
+            raise InvalidError("A Xet file's terms and xorbs are lists")
+        change = cls(
+            _text(body, "incarnation"),
+            XetHash.parse(_text(body, "file")),
+            Digest(_text(body, "blake3")),
+            _text(body, "sha256"),
+            _number(body, "size"),
+            tuple(_term(row) for row in terms),
+            tuple(_xorb_ref(row) for row in xorbs),
+        )
+        if {t.xorb for t in change.terms} != {x.hash for x in change.xorbs}:
+            raise InvalidError("A Xet file's xorbs are exactly those its terms name")
+        if sum(t.length for t in change.terms) != change.size:
+            raise InvalidError("A Xet file's terms add up to its size")
+        return change
+
+
+@dataclass(frozen=True)
 class UnknownChange:
     """A kind this version does not know (a newer peer's): recorded and re-served, not applied."""
 
@@ -171,9 +220,10 @@ class UnknownChange:
     raw: Mapping[str, Any]
 
 
-Change = RepoUpsert | RepoDelete | CommitAdd | RefSet | RefDelete
+Change = RepoUpsert | RepoDelete | CommitAdd | RefSet | RefDelete | XetFileAdd
 _DECODERS: dict[str, Callable[[Mapping[str, Any]], Change]] = {
-    cls.KIND: cls.from_body for cls in (RepoUpsert, RepoDelete, CommitAdd, RefSet, RefDelete)
+    cls.KIND: cls.from_body
+    for cls in (RepoUpsert, RepoDelete, CommitAdd, RefSet, RefDelete, XetFileAdd)
 }
 # What a mirror carries: a push-outbox row is written for these kinds (of public repos only).
 MIRRORED_KINDS = (CommitAdd.KIND, RefSet.KIND, RefDelete.KIND)
@@ -238,3 +288,24 @@ def _tree_entry(row: object) -> TreeEntry:
     if git_sha1 is not None and not isinstance(git_sha1, str):
         raise InvalidError(f"Malformed tree row {fields!r}")
     return TreeEntry(path, Digest(b3), sha256, size, lfs, git_sha1)
+
+
+def _count(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidError("A Xet count or size is a non-negative integer")
+    return value
+
+
+def _term(row: object) -> Term:
+    if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], str):
+        raise InvalidError("A Xet term is [xorb, start, end, length]")
+    start, end, length = (_count(v) for v in row[1:])
+    if start >= end:
+        raise InvalidError("A Xet term names at least one chunk")
+    return Term(XetHash.parse(row[0]), start, end, length)
+
+
+def _xorb_ref(row: object) -> XorbRef:
+    if not isinstance(row, list) or len(row) != 3 or not all(isinstance(v, str) for v in row[:2]):
+        raise InvalidError("A Xet file's xorb is [xorb, blake3, size]")
+    return XorbRef(XetHash.parse(row[0]), Digest(row[1]), _count(row[2]))

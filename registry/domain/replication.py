@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from registry.domain.changes import ChangeEntry, CommitAdd
+from registry.domain.changes import ChangeEntry, CommitAdd, XetFileAdd
 
 
 @dataclass
@@ -47,6 +47,14 @@ class AddCommit:
 
 
 @dataclass(frozen=True)
+class AddXetFile:
+    """Keep a file's Xet recipe, so its xorbs are fetched (not the whole file)."""
+
+    repo: str
+    file: XetFileAdd
+
+
+@dataclass(frozen=True)
 class SetRef:
     repo: str
     ref: str
@@ -68,4 +76,4 @@ class Record:
     entry: ChangeEntry
 
 
-Action = CreateRepo | DeleteRepo | AddCommit | SetRef | DeleteRef | Record
+Action = CreateRepo | DeleteRepo | AddCommit | AddXetFile | SetRef | DeleteRef | Record

@@ -95,11 +95,14 @@ class XetFile(SQLModel, table=True):
 
 
 class XetFileXorb(SQLModel, table=True):
-    """Which xorbs a Xet file's terms name (what gc keeps, what a replica must hold)."""
+    """Which xorbs a Xet file's terms name (what gc keeps, what a replica must hold), with
+    the blob each xorb is (what a replica fetches)."""
 
     __tablename__ = "xet_file_xorb"
     file: str = Field(primary_key=True)
     xorb: str = Field(primary_key=True, index=True)
+    blake3: str = Field(index=True)
+    size: int = Field(sa_type=BIG)
 
 
 class XetChunk(SQLModel, table=True):

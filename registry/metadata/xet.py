@@ -12,7 +12,14 @@ from registry.domain.access import Principal
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.records import XetFileRecord, XorbRecord
-from registry.domain.xet.types import XetHash, pack_index, pack_terms, unpack_index, unpack_terms
+from registry.domain.xet.types import (
+    XetHash,
+    XorbRef,
+    pack_index,
+    pack_terms,
+    unpack_index,
+    unpack_terms,
+)
 from registry.metadata.repos import visible_to
 from registry.metadata.tables import (
     Commit,
@@ -75,6 +82,14 @@ class XetIndex:
         row = self._session.get(XetFile, file.hex)
         return None if row is None else _file(row)
 
+    def files_of(self, digests: Iterable[Digest]) -> dict[Digest, XetFileRecord]:
+        """The Xet files with these bytes, of those that were uploaded through Xet."""
+        wanted = {d.hex for d in digests}
+        if not wanted:
+            return {}
+        rows = self._session.exec(select(XetFile).where(col(XetFile.blake3).in_(wanted))).all()
+        return {r.blake3: r for r in map(_file, rows)}
+
     def file_of(self, digest: Digest) -> XetFileRecord | None:
         """The Xet file with these bytes (by their BLAKE3), if one was uploaded."""
         row = self._session.exec(select(XetFile).where(XetFile.blake3 == digest.hex)).first()
@@ -106,8 +121,8 @@ class XetIndex:
         )
         return self._session.exec(query.limit(1)).first() is not None
 
-    def add_file(self, record: XetFileRecord) -> bool:
-        """Record a verified Xet file and the xorbs it names; False when it was already."""
+    def add_file(self, record: XetFileRecord, xorbs: Iterable[XorbRef]) -> bool:
+        """Record a Xet file and the xorbs (blobs) it names; False when it was already."""
         if self._session.get(XetFile, record.hash.hex) is not None:
             return False
         self._session.add(
@@ -120,10 +135,40 @@ class XetIndex:
                 created_ms=now_ms(),
             )
         )
-        rows = [{"file": record.hash.hex, "xorb": x.hex} for x in sorted(record.xorbs, key=str)]
+        rows = [
+            {"file": record.hash.hex, "xorb": x.hash.hex, "blake3": x.blake3.hex, "size": x.size}
+            for x in {x.hash: x for x in xorbs}.values()
+        ]
         if rows:
             self._session.execute(insert(XetFileXorb), rows)
         return True
+
+    def missing_xorbs(self, file: XetHash) -> list[XorbRef]:
+        """The xorbs of a file that are not held here (what a replica fetches)."""
+        rows = self._session.exec(
+            select(XetFileXorb)
+            .where(XetFileXorb.file == file.hex)
+            .where(col(XetFileXorb.xorb).not_in(select(Xorb.hash)))
+        ).all()
+        return [XorbRef(XetHash.parse(r.xorb), Digest(r.blake3), r.size) for r in rows]
+
+    def wanted_xorbs(self, blob: Digest) -> list[XetHash]:
+        """The xorbs some file names whose bytes are this blob, and that are not held yet."""
+        rows = self._session.exec(
+            select(XetFileXorb.xorb)
+            .where(XetFileXorb.blake3 == blob.hex)
+            .where(col(XetFileXorb.xorb).not_in(select(Xorb.hash)))
+            .distinct()
+        ).all()
+        return [XetHash.parse(h) for h in rows]
+
+    def files_naming(self, xorb: XetHash) -> list[XetFileRecord]:
+        rows = self._session.exec(
+            select(XetFile)
+            .join(XetFileXorb, col(XetFileXorb.file) == XetFile.hash)
+            .where(XetFileXorb.xorb == xorb.hex)
+        ).all()
+        return [_file(r) for r in rows]
 
     def index_chunks(self, chunks: Iterable[tuple[XetHash, XetHash]]) -> None:
         """Add (chunk, xorb) pairs to the global-dedup index; a chunk indexed already keeps

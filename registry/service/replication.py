@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from registry.domain.changes import ChangeEntry
+from registry.domain.changes import ChangeEntry, XetFileAdd
 from registry.domain.digest import Digest
 from registry.domain.names import RepoId, RepoType
-from registry.domain.records import CommitRecord, RepoRecord, TreeFile
+from registry.domain.records import CommitRecord, RepoRecord, TreeFile, XetFileRecord
 from registry.domain.replication import (
     Action,
     AddCommit,
+    AddXetFile,
     CreateRepo,
     DeleteRef,
     DeleteRepo,
@@ -63,9 +64,10 @@ class ReplicationService:
 
     def missing_blobs(self, limit: int = 1000) -> list[tuple[Digest, int]]:
         """Blobs some commit references that are not stored here: the durable to-do list of
-        eager replication (derived from state, so a crash loses none of it)."""
+        eager replication (derived from state, so a crash loses none of it). For a file
+        uploaded through Xet, the xorbs it lacks instead."""
         with self._db.read() as tx:
-            return tx.blobs.missing(limit)
+            return list(needed(tx, tx.blobs.missing(limit)).items())
 
     def _view(self, tx: Tx, entries: list[ChangeEntry]) -> LocalView:
         applied = tx.changes.applied((e.origin, e.origin_serial) for e in entries)
@@ -109,6 +111,9 @@ class ReplicationService:
                     tx.repos.delete(found.id)
             case AddCommit():
                 self._add_commit(tx, action, missing, repos[action.repo])
+            case AddXetFile():
+                if repos[action.repo] is not None:
+                    add_xet_file(tx, action.file)
             case SetRef():
                 found = repos[action.repo]
                 if found is not None:
@@ -133,7 +138,30 @@ class ReplicationService:
             old = before.get(entry.path)
             same = old is not None and old.entry.blake3 == entry.blake3
             files.append(TreeFile(entry, old.last_commit if old is not None and same else c.id))
-            missing[entry.blake3] = entry.size
+        missing.update(needed(tx, [(e.blake3, e.size) for e in c.tree]))
         record = CommitRecord(c.id, repo.id, c.parent, c.author, c.title, c.message, c.created_ms)
         tx.commits.add(record, files)
         tx.repos.touch(repo.id, c.created_ms)
+
+
+def add_xet_file(tx: Tx, change: XetFileAdd) -> None:
+    """Keep a replicated file's recipe; a file whose xorbs are all here already (a new
+    version sharing every chunk with an old one) is a blob here at once."""
+    record = XetFileRecord(change.file, change.blake3, change.sha256, change.size, change.terms)
+    tx.xet.add_file(record, change.xorbs)
+    if not tx.xet.missing_xorbs(change.file):
+        tx.blobs.record(change.blake3, change.sha256, change.size, None)
+
+
+def needed(tx: Tx, blobs: list[tuple[Digest, int]]) -> dict[Digest, int]:
+    """What to fetch for these blobs: each one itself, or for a file with a Xet recipe here
+    the xorbs of it this node lacks (so a new version moves only its new chunks)."""
+    files = tx.xet.files_of(d for d, _ in blobs)
+    wanted: dict[Digest, int] = {}
+    for digest, size in blobs:
+        file = files.get(digest)
+        if file is None:
+            wanted[digest] = size
+            continue
+        wanted.update((x.blake3, x.size) for x in tx.xet.missing_xorbs(file.hash))
+    return wanted

@@ -8,10 +8,10 @@ import uuid
 from dataclasses import dataclass
 
 from registry.domain.access import Principal, may_read, require_write
-from registry.domain.changes import CommitAdd, RefSet, RepoDelete, RepoUpsert
+from registry.domain.changes import CommitAdd, RefSet, RepoDelete, RepoUpsert, XetFileAdd
 from registry.domain.clock import now_ms
 from registry.domain.commit import TreeEntry, commit_id
-from registry.domain.digest import hash_bytes
+from registry.domain.digest import Digest, hash_bytes
 from registry.domain.errors import (
     HomeMismatchError,
     MissingObjectError,
@@ -21,6 +21,7 @@ from registry.domain.errors import (
 from registry.domain.names import RepoId, RepoType
 from registry.domain.patterns import DEFAULT_GITATTRIBUTES
 from registry.domain.records import CommitRecord, RepoRecord, TreeFile
+from registry.domain.xet.types import XorbRef
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
 from registry.service.identity import NodeIdentity
@@ -111,6 +112,9 @@ def write_commit(tx: Tx, node: NodeIdentity, repo: RepoRecord, new: NewCommit, r
     ]
     record = CommitRecord(sha, repo.id, new.parent, new.author, new.title, new.message, created)
     tx.commits.add(record, files)
+    changed = [e.blake3 for e in new.tree if e.lfs and e.path in new.changed]
+    for xet_file in xet_files(tx, repo, changed):
+        tx.changes.append(node.node_id, repo, xet_file)
     change = CommitAdd(
         repo.incarnation,
         sha,
@@ -125,6 +129,22 @@ def write_commit(tx: Tx, node: NodeIdentity, repo: RepoRecord, new: NewCommit, r
     move_ref(tx, node, repo, ref, sha)
     tx.repos.touch(repo.id, created)
     return sha
+
+
+def xet_files(tx: Tx, repo: RepoRecord, digests: list[Digest]) -> list[XetFileAdd]:
+    """The recipes of the files among these blobs that were uploaded through Xet."""
+    changes = []
+    for file in tx.xet.files_of(digests).values():
+        xorbs = tx.xet.xorbs(file.xorbs)
+        order = dict.fromkeys(t.xorb for t in file.terms)  # as the terms name them
+        refs = tuple(XorbRef(h, xorbs[h].blake3, xorbs[h].size) for h in order if h in xorbs)
+        terms = file.terms
+        changes.append(
+            XetFileAdd(
+                repo.incarnation, file.hash, file.blake3, file.sha256, file.size, terms, refs
+            )
+        )
+    return changes
 
 
 def move_ref(tx: Tx, node: NodeIdentity, repo: RepoRecord, ref: str, sha: str) -> None:

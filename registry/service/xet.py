@@ -16,6 +16,7 @@ stored and sends only the shard again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import mmap
 import secrets
 import time
@@ -31,6 +32,7 @@ from registry.domain.digest import Digest
 from registry.domain.errors import (
     FileHashMismatchError,
     NotFoundError,
+    RegistryError,
     Sha256MismatchError,
     UnauthorizedError,
     VerificationMismatchError,
@@ -44,7 +46,7 @@ from registry.domain.xet import grant as grants
 from registry.domain.xet.hashes import file_hash, verification_hash
 from registry.domain.xet.reconstruct import Plan, plan
 from registry.domain.xet.shard import ShardFile, dedup_shard, is_dedup_eligible, parse_shard
-from registry.domain.xet.types import ChunkEntry, XetHash
+from registry.domain.xet.types import ChunkEntry, XetHash, XorbRef
 from registry.domain.xet.xorb import parse_xorb
 from registry.metadata.db import Database
 from registry.service.cache import ReadCache
@@ -55,6 +57,7 @@ from registry.settings import XetSettings
 from registry.storage import BlobStore, Expected
 from registry.storage.xet import Recipe, read_recipe
 
+logger = logging.getLogger(__name__)
 DISABLED = (
     "Xet is turned off on this modelyard node: set HF_HUB_DISABLE_XET=1 in your environment "
     "(before importing huggingface_hub) and retry; uploads then use plain Git LFS."
@@ -193,8 +196,8 @@ class XetService:
         records = [self._verified(f) for f in shard.files]
         added = False
         with self._db.write() as tx:
-            for record in records:
-                if tx.xet.add_file(record):
+            for record, xorbs in records:
+                if tx.xet.add_file(record, xorbs):
                     added = True
                 tx.blobs.record(record.blake3, record.sha256, record.size, None)
                 if record.terms:
@@ -204,7 +207,7 @@ class XetService:
                         tx.xet.index_chunks([(chunk.chunks[first.start].hash, first.xorb)])
         return int(added)
 
-    def _verified(self, file: ShardFile) -> XetFileRecord:
+    def _verified(self, file: ShardFile) -> tuple[XetFileRecord, list[XorbRef]]:
         """The file's record, once its terms, verification records, hash and SHA-256 all hold
         against the xorbs stored here."""
         with self._db.read() as tx:
@@ -240,7 +243,8 @@ class XetService:
                 f"not {file.sha256} as the shard claims",
                 detail={"expected": file.sha256, "received": sha256},
             )
-        return XetFileRecord(file.file_hash, b3, sha256, size, file.terms)
+        refs = [XorbRef(x.hash, x.blake3, x.size) for x in xorbs.values()]
+        return XetFileRecord(file.file_hash, b3, sha256, size, file.terms), refs
 
     def _rebuild_hashes(self, recipe: Recipe) -> tuple[Digest, str]:
         b3, sha = blake3.blake3(max_threads=1), hashlib.sha256()
@@ -335,6 +339,29 @@ class XetService:
         if not self._settings.enabled:
             return (None,)
         return self._cache.xet_hashes.get(digest)
+
+    # -- replicas -------------------------------------------------------------------------
+
+    def adopt(self, blob: Digest) -> None:
+        """A blob just fetched from a peer or mirror: if a replicated recipe names it as a
+        xorb, verify its chunks and hold it as that xorb; a file whose xorbs are then all
+        held becomes a blob here (readable, servable through Xet)."""
+        with self._db.read() as tx:
+            wanted = tx.xet.wanted_xorbs(blob)
+        for xorb in wanted:
+            data = b"".join(self._blobs.open(blob))
+            try:
+                chunks = parse_xorb(data, xorb)
+            except RegistryError as exc:  # the home named the wrong bytes: not this xorb
+                logger.error("fetched xorb refused xorb=%s blob=%s error=%s", xorb, blob, exc)
+                continue
+            record = XorbRecord(xorb, blob, len(data), tuple(chunks))
+            with self._db.write() as tx:
+                tx.xet.add_xorb(record)
+                tx.xet.index_chunks((c.hash, xorb) for c in chunks if is_dedup_eligible(c.hash))
+                for file in tx.xet.files_naming(xorb):
+                    if not tx.xet.missing_xorbs(file.hash):
+                        tx.blobs.record(file.blake3, file.sha256, file.size, None)
 
 
 def _require_upload(grant: grants.CasGrant) -> None:

@@ -15,11 +15,13 @@ from registry.domain.changes import (
     RepoDelete,
     RepoUpsert,
     UnknownChange,
+    XetFileAdd,
     decode,
 )
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import hash_bytes
 from registry.domain.errors import InvalidError
+from registry.domain.xet.types import Term, XetHash, XorbRef
 
 B3 = hash_bytes(b"weights").blake3
 FILE = TreeEntry("m.safetensors", B3, "ab" * 32, 7, True, None)
@@ -32,6 +34,17 @@ CHANGES: list[Change] = [
     RefSet("inc1", "refs/heads/main", "c" * 40, 3),
     RefDelete("inc1", "refs/tags/v1", 4),
 ]
+XORB_A, XORB_B = XetHash(bytes(range(32))), XetHash(bytes(32 * [7]))
+XET_FILE = XetFileAdd(
+    "inc1",
+    XetHash(bytes(32 * [1])),
+    B3,
+    "ab" * 32,
+    30,
+    (Term(XORB_A, 0, 2, 10), Term(XORB_B, 5, 6, 15), Term(XORB_A, 3, 4, 5)),
+    (XorbRef(XORB_A, B3, 999), XorbRef(XORB_B, TEXT.blake3, 888)),
+)
+CHANGES.append(XET_FILE)
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=lambda c: c.KIND)
@@ -59,9 +72,14 @@ def test_changes_bodies_keep_their_wire_keys() -> None:
     assert commit["tree"][0] == ["m.safetensors", B3.hex, "ab" * 32, 7, True, None]
     assert set(CHANGES[4].body()) == {"ref", "commit", "version", "incarnation"}
     assert set(CHANGES[5].body()) == {"ref", "version", "incarnation"}
+    xet = XET_FILE.body()
+    assert set(xet) == {"file", "blake3", "sha256", "size", "terms", "xorbs", "incarnation"}
+    assert xet["terms"][0] == [XORB_A.hex, 0, 2, 10]  # hashes in the Xet string form
+    assert xet["xorbs"][1] == [XORB_B.hex, TEXT.blake3.hex, 888]
 
 
 COMMIT = {"incarnation": "i", "id": "c", "author": "a", "title": "t", "created_ms": 1}
+XET = XET_FILE.body()
 
 
 @pytest.mark.parametrize(
@@ -76,6 +94,14 @@ COMMIT = {"incarnation": "i", "id": "c", "author": "a", "title": "t", "created_m
         ("commit.add", {**COMMIT, "tree": [["p", "not-a-digest", "s", 1, True, None]]}),
         ("commit.add", {**COMMIT, "tree": [["p", B3.hex, "s", 1, True]]}),
         ("commit.add", {**COMMIT, "tree": [], "parent": 7}),
+        ("xet.file", {**XET, "file": "A" * 64}),  # not the lowercase string form
+        ("xet.file", {**XET, "terms": [[XORB_A.hex, 2, 2, 0]]}),  # no chunk
+        ("xet.file", {**XET, "terms": [[XORB_A.hex, 0, 1, -5]]}),
+        ("xet.file", {**XET, "terms": [[XORB_A.hex, 0, 1]]}),
+        ("xet.file", {**XET, "xorbs": XET["xorbs"][:1]}),  # a term's xorb not listed
+        ("xet.file", {**XET, "size": 31}),  # terms add up to 30
+        ("xet.file", {**XET, "xorbs": [[XORB_A.hex, "nope", 1], XET["xorbs"][1]]}),
+        ("xet.file", {**XET, "terms": "all of them"}),
     ],
 )
 def test_changes_refuse_a_body_their_kind_cannot_have(kind: str, body: dict[str, object]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from registry.domain.changes import ChangeEntry
 from registry.domain.replication import (
     AddCommit,
+    AddXetFile,
     CreateRepo,
     DeleteRef,
     DeleteRepo,
@@ -156,3 +157,20 @@ def test_plan_records_unknown_kinds_and_malformed_bodies_without_applying_them()
         Record(stale_looking),
     ]
     assert plan(view, [newer]) == []  # recorded once: known by (origin, origin serial) after
+
+
+def test_plan_keeps_a_xet_recipe_said_by_the_home_only() -> None:
+    recipe = {
+        "file": "11" * 32,
+        "blake3": "22" * 32,
+        "sha256": "33" * 32,
+        "size": 4,
+        "terms": [["44" * 32, 0, 1, 4]],
+        "xorbs": [["44" * 32, "55" * 32, 100]],
+    }
+    actions = plan(empty_view(), [*history(), entry(4, "xet.file", recipe)])
+    assert isinstance(actions[-2], AddXetFile) and actions[-2].file.size == 4
+    view = empty_view()
+    stray = [*history(), entry(4, "xet.file", recipe, origin="C")]  # C is not the home
+    assert [type(a) for a in plan(view, stray)][-1:] == [Record]
+    assert not any(isinstance(a, AddXetFile) for a in plan(empty_view(), stray))

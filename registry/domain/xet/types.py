@@ -7,6 +7,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from registry.domain.digest import Digest
 from registry.domain.errors import XetInvalidError
 
 HASH_BYTES = 32
@@ -99,3 +100,12 @@ def unpack_terms(data: bytes) -> list[Term]:
     if len(data) % _TERM.size:
         raise ValueError("a term list is a whole number of 44-byte entries")
     return [Term(XetHash(x), start, end, n) for x, start, end, n in _TERM.iter_unpack(data)]
+
+
+@dataclass(frozen=True, slots=True)
+class XorbRef:
+    """A xorb as a replica fetches it: a blob of `size` bytes named by its BLAKE3."""
+
+    hash: XetHash
+    blake3: Digest
+    size: int

@@ -43,9 +43,12 @@ def upgrade() -> None:
         "xet_file_xorb",
         sa.Column("file", sa.String(), nullable=False),
         sa.Column("xorb", sa.String(), nullable=False),
+        sa.Column("blake3", sa.String(), nullable=False),
+        sa.Column("size", BIG, nullable=False),
         sa.PrimaryKeyConstraint("file", "xorb"),
     )
     with op.batch_alter_table("xet_file_xorb", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_xet_file_xorb_blake3"), ["blake3"], unique=False)
         batch_op.create_index(batch_op.f("ix_xet_file_xorb_xorb"), ["xorb"], unique=False)
 
     op.create_table(
@@ -68,6 +71,7 @@ def downgrade() -> None:
 
     op.drop_table("xorb")
     with op.batch_alter_table("xet_file_xorb", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_xet_file_xorb_blake3"))
         batch_op.drop_index(batch_op.f("ix_xet_file_xorb_xorb"))
 
     op.drop_table("xet_file_xorb")
