@@ -349,7 +349,7 @@ class Runtime:
 
     def collector(self, grace: float) -> GarbageCollector:
         """`modelyard gc`'s collector over this node's database and blob store."""
-        return GarbageCollector(self.db, self.blobs, grace)
+        return GarbageCollector(self.db, self.blobs, grace, self.settings.xet.dedup_seconds)
 
     def close(self) -> None:
         if "fetcher" in self.__dict__:  # built: its pool may be fetching

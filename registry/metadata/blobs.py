@@ -26,6 +26,7 @@ from registry.metadata.tables import (
     Repo,
     ScanResult,
     TreeRow,
+    XetFileXorb,
 )
 
 
@@ -138,26 +139,29 @@ class Blobs:
         return BlobTotals(int(count or 0), int(size or 0))
 
     def unreferenced(self, digests: Iterable[Digest]) -> set[Digest]:
-        """Which of these recorded blobs no tree entry of any commit names."""
-        referenced = exists().where(col(TreeRow.blake3) == col(Blob.blake3))
+        """Which of these recorded blobs no tree entry of any commit names, and no recipe of a
+        Xet file names as a xorb."""
+        in_tree = exists().where(col(TreeRow.blake3) == col(Blob.blake3))
+        in_recipe = exists().where(col(XetFileXorb.blake3) == col(Blob.blake3))
         found = self._session.exec(
-            select(Blob.blake3).where(col(Blob.blake3).in_([d.hex for d in digests]), ~referenced)
+            select(Blob.blake3).where(
+                col(Blob.blake3).in_([d.hex for d in digests]), ~in_tree, ~in_recipe
+            )
         ).all()
         return {Digest(h) for h in found}
 
     def referenced(self, digests: Iterable[Digest]) -> set[Digest]:
-        """Which of these blobs a tree entry of some commit names (recorded here or not)."""
-        found = self._session.exec(
-            select(TreeRow.blake3)
-            .where(col(TreeRow.blake3).in_({d.hex for d in digests}))
-            .distinct()
-        ).all()
-        return {Digest(h) for h in found}
+        """Which of these blobs a tree entry of some commit, or a Xet file's recipe, names
+        (recorded here or not)."""
+        wanted = {d.hex for d in digests}
+        in_trees = select(TreeRow.blake3).where(col(TreeRow.blake3).in_(wanted))
+        in_recipes = select(XetFileXorb.blake3).where(col(XetFileXorb.blake3).in_(wanted))
+        found = self._session.exec(in_trees.union(in_recipes)).all()  # type: ignore[call-overload]
+        return {Digest(h) for (h,) in found}
 
     def is_referenced(self, digest: Digest) -> bool:
-        """Whether a tree entry of some commit names the blob."""
-        named = select(TreeRow.blake3).where(TreeRow.blake3 == digest.hex).limit(1)
-        return self._session.exec(named).first() is not None
+        """Whether a tree entry of some commit, or a Xet file's recipe, names the blob."""
+        return bool(self.referenced([digest]))
 
     def awaiting_push(self) -> set[Digest]:
         """Blobs a pending mirror push of a commit still has to send: the files of the tree of

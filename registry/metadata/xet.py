@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 from sqlmodel import Session, col, select
 
 from registry.domain.access import Principal
@@ -198,3 +198,34 @@ class XetIndex:
             .where(visible_to(principal.user, principal.is_admin))
         )
         return self._session.exec(query.limit(1)).first() is not None
+
+    def xorb_blobs(self, digests: Iterable[Digest]) -> set[Digest]:
+        """Which of these blobs are the bytes of a xorb (held, or named by a recipe)."""
+        wanted = {d.hex for d in digests}
+        held = select(Xorb.blake3).where(col(Xorb.blake3).in_(wanted))
+        named = select(XetFileXorb.blake3).where(col(XetFileXorb.blake3).in_(wanted))
+        found = self._session.exec(held.union(named)).all()  # type: ignore[call-overload]
+        return {Digest(h) for (h,) in found}
+
+    def forget_files(self, blobs: Iterable[Digest]) -> set[Digest]:
+        """Drop the recipes of the Xet files with these bytes (collected); returns the blobs
+        of the xorbs they named."""
+        wanted = {d.hex for d in blobs}
+        files = self._session.exec(select(XetFile.hash).where(col(XetFile.blake3).in_(wanted)))
+        hashes = set(files.all())
+        if not hashes:
+            return set()
+        named = self._session.exec(
+            select(XetFileXorb.blake3).where(col(XetFileXorb.file).in_(hashes))
+        ).all()
+        self._session.execute(delete(XetFileXorb).where(col(XetFileXorb.file).in_(hashes)))
+        self._session.execute(delete(XetFile).where(col(XetFile.hash).in_(hashes)))
+        return {Digest(h) for h in named}
+
+    def forget_xorbs(self, blobs: Iterable[Digest]) -> None:
+        """Drop the xorbs whose bytes these blobs were (collected), and their dedup entries."""
+        wanted = {d.hex for d in blobs}
+        hashes = set(self._session.exec(select(Xorb.hash).where(col(Xorb.blake3).in_(wanted))))
+        if hashes:
+            self._session.execute(delete(XetChunk).where(col(XetChunk.xorb).in_(hashes)))
+            self._session.execute(delete(Xorb).where(col(Xorb.hash).in_(hashes)))

@@ -29,6 +29,12 @@ relies on stored bytes marks them wanted first (`Blobs.want`, from `UploadServic
 again: gc has either deleted them already (the upload stores them anew) or keeps them for the
 grace period, which must therefore be longer than a client takes from upload to commit (default
 24 h).
+Xet: a file uploaded through Xet is a blob row whose bytes are its xorbs' (chunks stored
+once); each xorb is a blob too, referenced while any recipe names it. When gc collects a Xet
+file's row, its recipe goes with it and its xorbs are marked wanted: they are kept for the
+longer of the grace and `xet.dedup_seconds` after that (or after a dedup answer last named
+them), because clients keep dedup against chunk lists for that long and a shard naming a
+missing xorb fails the whole upload.
 Listing and checking only read: a dry run changes nothing.
 """
 
@@ -87,11 +93,15 @@ class GcReport:
 
 
 class GarbageCollector:
-    def __init__(self, db: Database, blobs: BlobStore, grace: float) -> None:
-        """`grace`: seconds an unreferenced blob or upload leftover is kept (see module)."""
+    def __init__(
+        self, db: Database, blobs: BlobStore, grace: float, xorb_grace: float = 0.0
+    ) -> None:
+        """`grace`: seconds an unreferenced blob or upload leftover is kept (see module);
+        `xorb_grace`: at least this long for a xorb (clients dedup against it meanwhile)."""
         self._db = db
         self._blobs = blobs
         self._grace = grace
+        self._xorb_grace = max(grace, xorb_grace)
 
     def run(self, *, delete: bool, progress: Progress | None = None) -> GcReport:
         """Find the garbage; with `delete`, remove it.
@@ -101,7 +111,7 @@ class GarbageCollector:
                 store. What was deleted before that stays deleted, its rows with it.
         """
         report = progress or _quiet
-        cutoff = _Cutoff(now_ms(), self._grace)
+        cutoff = _Cutoff(now_ms(), self._grace, self._xorb_grace)
         result = GcReport(deleted=delete, grace=self._grace)
         with self._db.read() as tx:
             needed = tx.blobs.awaiting_push()
@@ -137,10 +147,11 @@ class GarbageCollector:
             with self._db.read() as tx:
                 page = tx.blobs.page(after, PAGE)
                 unreferenced = tx.blobs.unreferenced(blob.digest for blob in page)
+                xorbs = tx.xet.xorb_blobs(unreferenced)
             for blob in page:
                 if blob.digest not in unreferenced:
                     continue
-                if cutoff.keeps_row(blob):
+                if cutoff.keeps_row(blob, xorb=blob.digest in xorbs):
                     result.kept_recent += 1
                 elif blob.digest in needed:
                     result.kept_for_mirrors += 1
@@ -182,7 +193,7 @@ class GarbageCollector:
         """Delete what is still garbage under the write lock; returns what was deleted."""
         deleted: list[Garbage] = []
         failure: Exception | None = None
-        with self._db.write(invalidates=False) as tx:  # no reader caches these rows
+        with self._db.write() as tx:  # readers remember which files Xet serves
             needed = tx.blobs.awaiting_push()
             for garbage in batch:
                 if not _still_garbage(tx, garbage, cutoff, needed):
@@ -194,7 +205,12 @@ class GarbageCollector:
                     failure = exc  # rows of the blobs deleted so far still go, below
                     break
                 deleted.append(garbage)
-            tx.blobs.remove(g.digest for g in deleted)
+            gone = [g.digest for g in deleted]
+            tx.blobs.remove(gone)
+            # A Xet file's bytes are its xorbs': its recipe goes, and from now on its xorbs
+            # count their grace (clients may still dedup against them meanwhile).
+            tx.blobs.want(tx.xet.forget_files(gone))
+            tx.xet.forget_xorbs(gone)
         if failure is not None:
             raise failure
         return deleted
@@ -206,7 +222,8 @@ def _still_garbage(tx: Tx, garbage: Garbage, cutoff: _Cutoff, needed: set[Digest
     blob = tx.blobs.get(garbage.digest)
     if garbage.reason == UNRECORDED:
         return blob is None  # recorded since: an upload of the same bytes finished
-    return blob is not None and not cutoff.keeps_row(blob)
+    xorb = bool(tx.xet.xorb_blobs([garbage.digest]))
+    return blob is not None and not cutoff.keeps_row(blob, xorb=xorb)
 
 
 @dataclass(frozen=True)
@@ -215,20 +232,29 @@ class _Cutoff:
 
     now_ms: int
     grace: float
+    xorb_grace: float
 
     @property
     def _grace_ms(self) -> int:
         return self.now_ms - int(self.grace * 1000)
 
     @property
+    def _xorb_grace_ms(self) -> int:
+        return self.now_ms - int(self.xorb_grace * 1000)
+
+    @property
     def _hold_ms(self) -> int:
         return self.now_ms - HOLD * 1000
 
-    def keeps_row(self, blob: BlobRecord) -> bool:
+    def keeps_row(self, blob: BlobRecord, *, xorb: bool = False) -> bool:
+        """Whether a blob row is too recent to collect. A xorb counts its own grace from
+        when it was last stored, relied on or released by a file (no HOLD: that grace is
+        the whole point, days by default)."""
+        last = max(blob.wanted_ms, blob.created_ms)
+        if xorb:
+            return last >= self._xorb_grace_ms
         reused = blob.wanted_ms > blob.created_ms
-        return max(blob.wanted_ms, blob.created_ms) >= self._grace_ms or (
-            reused and blob.wanted_ms >= self._hold_ms
-        )
+        return last >= self._grace_ms or (reused and blob.wanted_ms >= self._hold_ms)
 
     def keeps_unrecorded(self, info: BlobInfo) -> bool:
         assert info.modified is not None, "iter_blobs always says when"

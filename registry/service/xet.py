@@ -155,7 +155,12 @@ class XetService:
     def has_xorb(self, grant: grants.CasGrant, xorb: XetHash) -> bool:
         """Whether the xorb is stored here (an upload may then skip sending it)."""
         _require_upload(grant)
-        return self._stored_xorb(xorb) is not None
+        record = self._stored_xorb(xorb)
+        if record is None:
+            return False
+        with self._db.write(invalidates=False) as tx:  # gc keeps it until the shard comes
+            tx.blobs.want([record.blake3])
+        return self._stored_xorb(xorb) is not None  # gc may have taken it just before
 
     def _stored_xorb(self, xorb: XetHash) -> XorbRecord | None:
         with self._db.read() as tx:
@@ -269,6 +274,8 @@ class XetService:
         record = self._stored_xorb(xorb)
         if record is None:
             return None
+        with self._db.write(invalidates=False) as tx:  # gc keeps it while clients may dedup
+            tx.blobs.want([record.blake3])
         now = int(time.time())
         listed = [(c.hash, c.length) for c in record.chunks]
         expiry = now + int(self._settings.dedup_seconds)
