@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,18 @@ import blake3
 import pytest
 
 from tests.conftest import RunningNode
+from tests.integration.test_federation_basic import wait_for
+
+
+def client_env(tmp_path: Path, home: str) -> dict[str, str]:
+    """A new user's environment: nothing that turns Xet off, a cache of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODELYARD_"))}
+    return env | {
+        "HF_HOME": str(tmp_path / home),
+        "HF_XET_CACHE": str(tmp_path / home / "xet"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
 
 
 def stock_client(
@@ -28,13 +41,7 @@ def stock_client(
 ) -> subprocess.CompletedProcess[str]:
     """Run `code` (with `api` an HfApi of the admin, `endpoint` and `token` set) in a new
     Python process with the stock client's defaults."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODELYARD_"))}
-    env |= {
-        "HF_HOME": str(tmp_path / home),
-        "HF_XET_CACHE": str(tmp_path / home / "xet"),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    }
+    env = client_env(tmp_path, home)
     prelude = textwrap.dedent(
         f"""
         import json, sys
@@ -62,13 +69,24 @@ def write_random(path: Path, size: int) -> bytes:
     return data
 
 
+def safetensors(values: int, metadata: dict[str, str] | None = None) -> bytes:
+    """A valid .safetensors file of one float32 tensor with random values."""
+    header: dict[str, object] = {
+        "w": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}
+    }
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    encoded = json.dumps(header).encode()
+    return struct.pack("<Q", len(encoded)) + encoded + os.urandom(4 * values)
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     root = tmp_path / "model"
     root.mkdir()
     (root / "README.md").write_text("---\nlicense: mit\n---\n# Xet\n")
     (root / "config.json").write_text('{"dim": 8}')
-    write_random(root / "model.safetensors", 12 * 1024 * 1024 + 12345)
+    (root / "model.safetensors").write_bytes(safetensors(3 * 1024 * 1024 + 5))
     return root
 
 
@@ -87,6 +105,23 @@ def test_upload_folder_through_xet_then_download_through_xet_and_plain(
     assert node.log.count("POST", "/cas/v1/xorbs/") >= 1  # the big file went through Xet
     assert node.log.count("POST", "/cas/v1/shards") == 1
     assert node.log.count("PUT", "/lfs/objects/") == 0
+
+    # The `hf` CLI, as a user types it.
+    other = write_random(tmp_path / "other.bin", 3 * 1024 * 1024)
+    hf = Path(sys.executable).parent / "hf"
+    cli = subprocess.run(
+        [str(hf), "upload", "admin/xet", str(tmp_path / "other.bin"), "other.bin"],
+        env=client_env(tmp_path, "home-cli")
+        | {"HF_ENDPOINT": node.url, "HF_TOKEN": node.admin_token},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert node.log.count("POST", "/cas/v1/shards") == 2
+    with node.client() as http:
+        assert http.get("/admin/xet/resolve/main/other.bin").content == other
 
     # The stock client downloads it through Xet (a reconstruction, then xorb ranges).
     out = stock_client(
@@ -123,6 +158,44 @@ def test_upload_folder_through_xet_then_download_through_xet_and_plain(
         assert sibling["size"] == len(weights)
         by_blake3 = http.get(f"/v1/blobs/{blake3.blake3(weights).hexdigest()}")
         assert by_blake3.status_code == 200 and by_blake3.content == weights
+        sha256 = hashlib.sha256(weights).hexdigest()
+        for value in (blake3.blake3(weights).hexdigest(), sha256, sha256[:10]):  # 10: AutoV2
+            hits = http.get(f"/v1/files/by-hash/{value}").json()
+            assert [(h["repo"], h["path"]) for h in hits] == [("admin/xet", "model.safetensors")]
+        tree = http.get("/api/models/admin/xet/tree/main").json()
+        entry = next(e for e in tree if e["path"] == "model.safetensors")
+        assert entry["xetHash"] == head.headers["x-xet-hash"]
+
+    def scanned() -> bool:
+        with node.client(node.admin_token) as http:
+            info = http.get("/api/models/admin/xet").json()
+        return info["securityRepoStatus"]["scansDone"] is True
+
+    # The modelyard client: parallel ranges from the node, each file checked by BLAKE3.
+    pulled = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "modelyard"),
+            "pull",
+            "admin/xet",
+            "--to",
+            str(tmp_path / "pulled"),
+            "--source",
+            node.url,
+            "--token",
+            node.admin_token,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert pulled.returncode == 0, pulled.stderr[-3000:]
+    assert (tmp_path / "pulled" / "model.safetensors").read_bytes() == weights
+
+    wait_for(scanned, timeout=60)  # read back from its xorbs, like any blob
+    with node.client(node.admin_token) as http:
+        info = http.get("/api/models/admin/xet").json()
+    assert info["safetensors"]["parameters"] == {"F32": 3 * 1024 * 1024 + 5}
 
 
 def test_xet_turned_off_names_the_switch_in_what_the_user_sees(
