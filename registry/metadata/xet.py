@@ -22,6 +22,7 @@ from registry.domain.xet.types import (
 )
 from registry.metadata.repos import visible_to
 from registry.metadata.tables import (
+    BlobQuarantine,
     Commit,
     Repo,
     TreeRow,
@@ -97,12 +98,15 @@ class XetIndex:
 
     def servable_hashes(self, digests: Iterable[Digest]) -> dict[Digest, XetHash]:
         """The Xet hash of each of these blobs that was uploaded through Xet and whose xorbs
-        are all held here (a replica may lack some)."""
+        are all held here (a replica may lack some), none of them held by a scrub."""
         wanted = {d.hex for d in digests}
         lacking = (
             select(XetFileXorb.file)
             .where(XetFileXorb.file == XetFile.hash)
-            .where(col(XetFileXorb.xorb).not_in(select(Xorb.hash)))
+            .where(
+                col(XetFileXorb.xorb).not_in(select(Xorb.hash))
+                | col(XetFileXorb.blake3).in_(select(BlobQuarantine.blake3))
+            )
         )
         rows = self._session.exec(
             select(XetFile.blake3, XetFile.hash)

@@ -2,7 +2,9 @@
 them (never served) and repairing them from peers and mirrors.
 
 Theory of operation: a pass walks the blob table in BLAKE3 order from a persisted cursor (the
-last blob checked), reading each blob from the store at a bounded rate and hashing it. Bytes
+last blob checked), reading each blob from the store at a bounded rate and hashing it (not a
+file uploaded through Xet: its bytes are its xorbs', each a blob checked in its turn, whose
+BLAKE3 was taken once its chunk hashes had been verified). Bytes
 that do not hash to the blob's name, are not its size or cannot be read are corrupt; a row
 without bytes is missing. Either is held at once (quarantine.py) and corrupt bytes are set
 aside; with a `repair` function (the node's one fetching path: peers, then mirrors, every byte
@@ -223,7 +225,10 @@ class ScrubService:
         cursor, unsaved, saved = run.resumed_from or "", [0, 0], time.monotonic()
         try:
             while batch := self._after(cursor):
-                for digest, size in batch:
+                for digest, size, rebuilt in batch:
+                    if rebuilt:  # a Xet file: its bytes are its xorbs', checked as blobs
+                        cursor = digest.hex
+                        continue
                     finding = inspect(self._blobs, digest, size, throttle.spend)
                     if finding is not None and not self._quarantine.held(digest):
                         self._found(run, digest, size, finding, repair, tried)
@@ -286,10 +291,12 @@ class ScrubService:
         self._quarantine.failed(digest, error or "no peer or mirror has a good copy")
         return False
 
-    def _after(self, cursor: str) -> list[tuple[Digest, int]]:
+    def _after(self, cursor: str) -> list[tuple[Digest, int, bool]]:
+        """The next blob rows: (digest, size, whether its bytes are rebuilt from xorbs)."""
         with self._db.read() as tx:
             page = tx.blobs.page(Digest(cursor) if cursor else None, BATCH)
-        return [(blob.digest, blob.size) for blob in page]
+            rebuilt = tx.xet.files_of(blob.digest for blob in page)
+        return [(blob.digest, blob.size, blob.digest in rebuilt) for blob in page]
 
     def _save(self, cursor: str, unsaved: list[int], *, complete: bool = False) -> None:
         with self._db.write(invalidates=False) as tx:

@@ -87,10 +87,13 @@ class XetRecipes:
         self._db = db
 
     def recipe(self, digest: Digest) -> Recipe | None:
+        """None also while a scrub holds one of its xorbs (bytes that failed verification):
+        the file is then fetched from a peer or mirror, like any blob held."""
         with self._db.read() as tx:
             file = tx.xet.file_of(digest)
             xorbs = tx.xet.xorbs(file.xorbs) if file is not None else {}
-        if file is None or len(xorbs) != len(file.xorbs):
+            held = any(tx.quarantine.holds(x.blake3) for x in xorbs.values())
+        if file is None or len(xorbs) != len(file.xorbs) or held:
             return None
         return Recipe(file.size, file.terms, xorbs)
 
