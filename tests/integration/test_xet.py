@@ -237,3 +237,35 @@ def test_token_routes_answer_json_and_headers(node: RunningNode) -> None:
         assert cas.post("/cas/v2/shards", content=b"x").status_code == 404
         assert cas.head(f"/cas/v1/xorbs/default/{'0' * 64}").status_code == 404
         assert cas.post(f"/cas/v1/xorb-grants/default/{'0' * 64}", json={}).status_code == 404
+
+
+def test_a_pull_request_and_a_snapshot_through_xet(
+    node: RunningNode, tmp_path: Path, folder: Path
+) -> None:
+    weights = (folder / "model.safetensors").read_bytes()
+    out = stock_client(
+        tmp_path,
+        node,
+        f"""
+        api.create_repo("admin/pr")
+        info = api.upload_file(path_or_fileobj={str(folder / "model.safetensors")!r},
+                               path_in_repo="model.safetensors", repo_id="admin/pr",
+                               create_pr=True)
+        print(info.pr_revision)
+        """,
+    )
+    pr_ref = out.stdout.strip().splitlines()[-1]
+    assert pr_ref == "refs/pr/1" and node.log.count("POST", "/cas/v1/shards") == 1
+    # snapshot_download lists the tree (xetHash) and asks the read token by commit itself.
+    out = stock_client(
+        tmp_path,
+        node,
+        f"""
+        from huggingface_hub import snapshot_download
+        print(snapshot_download("admin/pr", revision={pr_ref!r}, endpoint=endpoint, token=token))
+        """,
+        home="snapshot",
+    )
+    snapshot = Path(out.stdout.strip().splitlines()[-1])
+    assert (snapshot / "model.safetensors").read_bytes() == weights
+    assert node.log.count("GET", "/xet-read-token/") >= 1
