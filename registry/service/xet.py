@@ -16,11 +16,12 @@ stored and sends only the shard again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import mmap
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
@@ -63,6 +64,8 @@ DISABLED = (
     "(before importing huggingface_hub) and retry; uploads then use plain Git LFS."
 )
 PIECE = 4 * 1024 * 1024  # bytes of a xorb copied into the blob store at once
+DEDUP_FILES = 8  # readable files naming a xorb whose xorbs one dedup answer lists
+DEDUP_CHUNKS = 1 << 16  # chunks one dedup answer lists at most (3 MiB of records, ~4 GiB)
 
 
 @dataclass(frozen=True)
@@ -264,25 +267,60 @@ class XetService:
     # -- global dedup ---------------------------------------------------------------------
 
     def dedup(self, grant: grants.CasGrant, chunk: XetHash) -> bytes | None:
-        """A shard listing a stored xorb that holds the chunk (its chunk hashes keyed with a
-        fresh HMAC key, so they tell nothing to a client without the chunk), or None.
+        """A shard listing the stored xorb that holds the chunk, then the other xorbs of the
+        files that name it (each file's from that xorb on, in the order of its terms; at most
+        DEDUP_CHUNKS chunks in all), its chunk hashes keyed with a fresh HMAC key, so they
+        tell nothing to a client without the chunks; or None.
+
+        Whole files, as xet-core's own server answers with the whole shard that registered
+        the chunk: a client asks only about a file's first chunk and about chunks whose hash
+        is eligible (1 in 1024; hf_xet 1.8.0 also waits 256 chunks after each query), so an
+        answer naming one xorb left a client with an empty cache re-sending every other xorb
+        (up to 64 MiB each) of a big file it had changed 1 KiB of.
 
         Only xorbs of files in repos the token's user may read are named: an answer tells
         which content is stored, and gc keeps every xorb such a file names.
         """
         with self._db.read() as tx:
             xorb = tx.xet.xorb_of_chunk(chunk)
-            if xorb is None or not tx.xet.xorb_readable(xorb, grant.principal):
+            if xorb is None:
                 return None
-        record = self._stored_xorb(xorb)
-        if record is None:
+            readable = (
+                f
+                for f in tx.xet.files_naming(xorb)
+                if tx.blobs.in_visible_repo(f.blake3, grant.principal)
+            )
+            files = list(itertools.islice(readable, DEDUP_FILES))
+            if not files:  # only files the user may read tell what is stored
+                return None
+            order = _dedup_order(xorb, files)
+            records = tx.xet.xorbs(order)
+        listed = self._dedup_listed(order, records)
+        if not listed or listed[0].hash != xorb:
             return None
-        with self._db.write(invalidates=False) as tx:  # gc keeps it while clients may dedup
-            tx.blobs.want([record.blake3])
+        with self._db.write(invalidates=False) as tx:  # gc keeps them while clients may dedup
+            tx.blobs.want([r.blake3 for r in listed])
         now = int(time.time())
-        listed = [(c.hash, c.length) for c in record.chunks]
         expiry = now + int(self._settings.dedup_seconds)
-        return dedup_shard([(xorb, listed)], secrets.token_bytes(32), now, expiry)
+        xorbs = [(r.hash, [(c.hash, c.length) for c in r.chunks]) for r in listed]
+        return dedup_shard(xorbs, secrets.token_bytes(32), now, expiry)
+
+    def _dedup_listed(
+        self, order: list[XetHash], records: dict[XetHash, XorbRecord]
+    ) -> list[XorbRecord]:
+        """The xorbs of `order` stored and servable here, in order, up to DEDUP_CHUNKS chunks
+        (the first always)."""
+        listed: list[XorbRecord] = []
+        chunks = 0
+        for h in order:
+            record = records.get(h)
+            if record is None or self._uploads.servable(record.blake3) is None:
+                continue
+            if listed and chunks + len(record.chunks) > DEDUP_CHUNKS:
+                break
+            listed.append(record)
+            chunks += len(record.chunks)
+        return listed
 
     # -- downloads ------------------------------------------------------------------------
 
@@ -372,6 +410,17 @@ class XetService:
                 for file in tx.xet.files_naming(xorb):
                     if not tx.xet.missing_xorbs(file.hash):
                         tx.blobs.record(file.blake3, file.sha256, file.size, None)
+
+
+def _dedup_order(xorb: XetHash, files: Iterable[XetFileRecord]) -> list[XetHash]:
+    """The xorb, then each file's other xorbs: those its terms name after it, then those
+    before (a client reads on from the chunk it asked about), each once."""
+    order = {xorb: None}
+    for file in files:
+        named = list(dict.fromkeys(t.xorb for t in file.terms))
+        at = named.index(xorb) if xorb in named else 0
+        order.update(dict.fromkeys(named[at:] + named[:at]))
+    return list(order)
 
 
 def _require_upload(grant: grants.CasGrant) -> None:
