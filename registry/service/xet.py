@@ -35,6 +35,7 @@ from registry.domain.errors import (
     NotFoundError,
     RegistryError,
     Sha256MismatchError,
+    TooLargeError,
     UnauthorizedError,
     VerificationMismatchError,
     XetInvalidError,
@@ -194,9 +195,13 @@ class XetService:
             tx.xet.index_chunks((c.hash, xorb) for c in chunks if is_dedup_eligible(c.hash))
         return added
 
-    def put_shard(self, grant: grants.CasGrant, data: bytes) -> int:
+    def put_shard(self, grant: grants.CasGrant, data: bytes, max_file_bytes: int = 0) -> int:
         """Register the files of an upload shard, each verified in full (see the module
         docstring); 1 when a file was new, 0 when all were registered already.
+
+        Args:
+            max_file_bytes: the largest file taken (0: any), as for files uploaded whole; a
+                shard names stored chunks, so its files may be far larger than its bytes.
 
         Raises:
             XetInvalidError, XorbMissingError, VerificationMismatchError,
@@ -204,7 +209,7 @@ class XetService:
         """
         _require_upload(grant)
         shard = parse_shard(data)
-        records = [self._verified(f) for f in shard.files]
+        records = [self._verified(f, max_file_bytes) for f in shard.files]
         added = False
         with self._db.write() as tx:
             for record, xorbs in records:
@@ -218,14 +223,18 @@ class XetService:
                         tx.xet.index_chunks([(chunk.chunks[first.start].hash, first.xorb)])
         return int(added)
 
-    def _verified(self, file: ShardFile) -> tuple[XetFileRecord, list[XorbRef]]:
+    def _verified(self, file: ShardFile, max_bytes: int) -> tuple[XetFileRecord, list[XorbRef]]:
         """The file's record, once its terms, verification records, hash and SHA-256 all hold
-        against the xorbs stored here."""
+        against the xorbs stored here, and it is at most `max_bytes` long (0: any)."""
         with self._db.read() as tx:
             xorbs = tx.xet.xorbs({t.xorb for t in file.terms})
         chunks: list[ChunkEntry] = []
+        size = 0
         for index, term in enumerate(file.terms):
             run = _term_chunks(xorbs, index, term.xorb, term.start, term.end, term.length)
+            size += term.length  # the sum of the run's lengths (checked)
+            if max_bytes and size > max_bytes:
+                raise _too_large(file, max_bytes)
             if file.verifications is None or len(file.verifications) != len(file.terms):
                 raise XetInvalidError("A shard's file needs one verification record per term")
             if verification_hash([c.hash for c in run]) != file.verifications[index]:
@@ -246,7 +255,6 @@ class XetService:
                 f"File {file.file_hash} has no SHA-256 (the shard's metadata extension): "
                 "a commit names files by SHA-256"
             )
-        size = sum(c.length for c in chunks)
         b3, sha256 = self._rebuild_hashes(Recipe(size, file.terms, xorbs))
         if sha256 != file.sha256:
             raise Sha256MismatchError(
@@ -359,7 +367,11 @@ class XetService:
                 reconstruction and retries).
             NotFoundError: the xorb is not stored here.
         """
-        if not grants.fetch_allowed(self._node.secret, xorb.hex, expires, signature, time.time()):
+        # An expiry is a Unix time in ASCII digits: int() refuses other digits ("²") and more
+        # than 4300 of them with a ValueError (a 500), so those are refused first.
+        plausible = expires.isascii() and len(expires) <= 20
+        secret, now = self._node.secret, time.time()
+        if not plausible or not grants.fetch_allowed(secret, xorb.hex, expires, signature, now):
             raise UnauthorizedError("This xorb URL is invalid or expired")
         record = self._stored_xorb(xorb)
         if record is None:
@@ -423,6 +435,15 @@ def _dedup_order(xorb: XetHash, files: Iterable[XetFileRecord]) -> list[XetHash]
     return list(order)
 
 
+def _too_large(file: ShardFile, max_bytes: int) -> TooLargeError:
+    """Refused before its chunks are listed or read: a few terms can name terabytes."""
+    return TooLargeError(
+        f"File {file.file_hash} is larger than the {max_bytes} bytes this node accepts in one "
+        "file (limit max_blob_bytes: MODELYARD_LIMITS__MAX_BLOB_BYTES)",
+        detail={"limit": "max_blob_bytes", "file": file.file_hash.hex, "max": max_bytes},
+    )
+
+
 def _require_upload(grant: grants.CasGrant) -> None:
     require_write(grant.principal, grant.repo.namespace)
 
@@ -459,9 +480,15 @@ def _mapped(body: IO[bytes]) -> Iterator[memoryview]:
     if body.tell() == 0:
         yield memoryview(b"")
         return
-    with mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        view = memoryview(mapped)
-        try:
-            yield view
-        finally:
-            view.release()
+    mapped = mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ)
+    view = memoryview(mapped)
+    try:
+        yield view
+    except BaseException:
+        # The error's traceback (the frames of a failed check) still holds slices of the map,
+        # so closing it would raise BufferError in place of the error (a 500 for a bad xorb):
+        # the map is unmapped when those go.
+        view.release()
+        raise
+    view.release()
+    mapped.close()

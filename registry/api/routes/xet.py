@@ -128,7 +128,9 @@ async def _spool(request: Request, spool: IO[bytes]) -> None:
 
 
 @router.post("/cas/v1/shards")
-async def upload_shard(request: Request, xet: XetDep, grant: GrantDep) -> Response:
+async def upload_shard(
+    request: Request, xet: XetDep, settings: SettingsDep, grant: GrantDep
+) -> Response:
     data = bytearray()
     async for piece in request.stream():
         data += piece
@@ -136,7 +138,8 @@ async def upload_shard(request: Request, xet: XetDep, grant: GrantDep) -> Respon
             raise TooLargeError(
                 f"A shard is at most {MAX_XORB_BYTES} bytes", detail={"max": MAX_XORB_BYTES}
             )
-    result = await run_in_threadpool(xet.put_shard, grant, bytes(data))
+    max_file = settings.limits.max_blob_bytes
+    result = await run_in_threadpool(xet.put_shard, grant, bytes(data), max_file)
     return JSONResponse({"result": result})
 
 
@@ -155,8 +158,10 @@ def _requested(header: str | None) -> tuple[int, int | None]:
     match = _RANGE.fullmatch(header.strip())
     if match is None:
         raise InvalidError(f"Malformed Range header {header[:100]!r}: use bytes=start-end")
-    first, last = match.group(1), match.group(2)
-    return int(first), int(last) if last else None
+    first, last = int(match.group(1)), int(match.group(2)) if match.group(2) else None
+    if last is not None and last < first:
+        raise InvalidError(f"Range header {header[:100]!r} ends before it starts")
+    return first, last
 
 
 def _fetch_url(request: Request, settings: SettingsDep, xet: XetService, xorb: XetHash) -> str:
