@@ -1,7 +1,9 @@
 """The self-describing layout of a mirror bucket (S3 or any S3-compatible store).
 
     {prefix}modelyard.json                                     what this layout is (below)
-    {prefix}blobs/blake3/{hex[:2]}/{hex}                       file bytes, named by BLAKE3
+    {prefix}blobs/blake3/{hex[:2]}/{hex}                       file bytes (or a xorb's), by BLAKE3
+    {prefix}xet/files/{hex}.json                               a Xet file's recipe (mirror.recipes)
+    {prefix}xet/xorbs/{hex}.json                               a xorb's chunk index (mirror.recipes)
     {prefix}repos/{type}/{namespace}/{name}/commits/{id}.json  a manifest per commit:
         {"format": "modelyard.manifest/1", "repo", "type", "commit", "parent", "title",
          "created_ms", "files": [{"path", "size", "blake3", "sha256"}]}
@@ -9,10 +11,13 @@
         {"format": "modelyard.ref/1", "ref": "refs/heads/main", "commit", "updated_ms"}
 
 A reader resolves `repo@branch` through the ref document, reads the commit's manifest, and
-fetches each file's blob, verifying it by BLAKE3: no node needs to be alive, and a bucket that
-was tampered with yields errors, never wrong files. Blobs and manifests are immutable; only
-ref documents are overwritten. Writers put blobs before the manifest, and the manifest before
-any ref names it, so a reader never sees a ref to something missing.
+fetches each file's blob, verifying it by BLAKE3; a file uploaded to the node through Xet has
+no blob of its own but a recipe, and is rebuilt from the chunks of its xorbs (each a blob). No
+node needs to be alive, and a bucket that was tampered with yields errors, never wrong files.
+Blobs, recipes, chunk indexes and manifests are immutable; only ref documents are overwritten.
+Writers put a xorb before its chunk index, those before the recipe naming them, blobs and
+recipes before the manifest, and the manifest before any ref names it, so a reader never
+sees a ref to something missing.
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ class BucketPath:
     def blob_key(self, blake3_hex: str) -> str:
         return f"{self.prefix}blobs/blake3/{blake3_hex[:2]}/{blake3_hex}"
 
+    def xet_file_key(self, blake3_hex: str) -> str:
+        """The recipe of the file whose bytes hash to `blake3_hex`."""
+        return f"{self.prefix}xet/files/{blake3_hex}.json"
+
+    def xet_xorb_key(self, blake3_hex: str) -> str:
+        """The chunk index of the xorb stored as blob `blake3_hex`."""
+        return f"{self.prefix}xet/xorbs/{blake3_hex}.json"
+
     def _repo(self, repo_type: str, repo: str) -> str:
         return f"{self.prefix}repos/{repo_type}/{repo}"
 
@@ -67,4 +80,8 @@ def layout_document() -> dict[str, Any]:
         "blobs": "blobs/blake3/{hex[:2]}/{hex}",
         "manifests": "repos/{type}/{namespace}/{name}/commits/{commit}.json",
         "refs": "repos/{type}/{namespace}/{name}/refs/{heads|tags}/{name}.json",
+        "xet": {
+            "files": "xet/files/{blake3}.json",
+            "xorbs": "xet/xorbs/{blake3}.json",
+        },
     }

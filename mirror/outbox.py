@@ -6,23 +6,31 @@ commit. Rows of one repo go strictly in serial order: a failed row blocks the la
 repo until its backoff ends, while other repos go on. A target that cannot be reached at all
 pauses that mirror until the failed row's retry time. Every step is idempotent, so a row
 pushed twice (a crash after the push, before the row was deleted) does no harm.
+
+A file's bytes are copied out of the blob store only when a target reads them (a bucket that
+has the blob, or a file it stores as Xet xorbs, never needs them); a file uploaded through Xet
+also carries its recipe, which only a bucket uses.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 
 from mirror.build import build_target
 from mirror.node import NodeTarget
-from mirror.targets import PushCommit, PushFile, Target
+from mirror.targets import PushCommit, PushFile, Target, XetParts
 from registry.domain.changes import CommitAdd, RefDelete, RefSet
 from registry.domain.commit import TreeEntry
 from registry.domain.errors import BlobUnavailableError, MirrorUnavailableError
 from registry.service.mirrors import MirrorConfig, MirrorService, OutboxItem
 from registry.service.reads import ReadService
 from registry.storage import BlobStore, local_copy
+from registry.storage.xet import Recipes
 
 logger = logging.getLogger(__name__)
 BATCH = 100
@@ -35,11 +43,13 @@ class Pusher:
         reads: ReadService,
         blobs: BlobStore,
         *,
+        recipes: Recipes | None = None,
         allow_private_redirects: bool = False,
     ) -> None:
         self._mirrors = mirrors
         self._reads = reads
         self._blobs = blobs
+        self._recipes = recipes  # files uploaded through Xet: their xorbs, for buckets
         self._allow_private_redirects = allow_private_redirects
         self._targets: dict[MirrorConfig, Target] = {}
         self._paused: dict[str, float] = {}  # mirror -> monotonic time it may be tried again
@@ -129,12 +139,25 @@ class Pusher:
                 target.delete_ref(repo_type, repo, ref)
 
     def _file(self, files: ExitStack, entry: TreeEntry) -> PushFile:
-        local = files.enter_context(local_copy(self._blobs, entry.blake3))
-        if local is None:
-            raise BlobUnavailableError(
-                f"{entry.path} ({entry.blake3}) is not stored on this node yet"
-            )
-        return PushFile(entry.path, entry.size, entry.blake3.hex, entry.sha256, entry.lfs, local)
+        recipe = self._recipes.recipe(entry.blake3) if self._recipes is not None else None
+        if recipe is None and self._blobs.stat(entry.blake3) is None:
+            raise _unavailable(entry)
+        xet = XetParts(recipe, functools.partial(local_copy, self._blobs)) if recipe else None
+        local = self._copier(files, entry)
+        b3 = entry.blake3.hex
+        return PushFile(entry.path, entry.size, b3, entry.sha256, entry.lfs, local, xet)
+
+    def _copier(self, files: ExitStack, entry: TreeEntry) -> Callable[[], Path]:
+        """A local copy of the blob, made on first call and kept until the push ends."""
+
+        @functools.cache
+        def copy() -> Path:
+            local = files.enter_context(local_copy(self._blobs, entry.blake3))
+            if local is None:  # collected or set aside since it was looked up
+                raise _unavailable(entry)
+            return local
+
+        return copy
 
     def _from_change(
         self, repo_type: str, repo: str, commit: CommitAdd, stack: ExitStack
@@ -153,6 +176,10 @@ class Pusher:
         row = commits[commit_id]
         files = tuple(self._file(stack, f.entry) for f in self._reads.tree_map(commit_id).values())
         return PushCommit(repo_type, repo, commit_id, row.parent, row.title, row.created_ms, files)
+
+
+def _unavailable(entry: TreeEntry) -> BlobUnavailableError:
+    return BlobUnavailableError(f"{entry.path} ({entry.blake3}) is not stored on this node yet")
 
 
 def _close(target: Target) -> None:

@@ -3,10 +3,15 @@
 Credentials and the endpoint come from boto3's usual chain (environment, shared config,
 instance roles; `AWS_ENDPOINT_URL` for S3-compatible stores). botocore errors are translated
 here: a missing key is a NotFound, anything else an UpstreamError naming the bucket.
+
+A file the node holds as Xet xorbs is written as its xorbs (blobs the bucket lacks), their
+chunk indexes and its recipe, and read back from them (`mirror.recipes`) when the bucket has
+no blob of it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -17,14 +22,27 @@ from typing import Any, BinaryIO
 from boto3.s3.transfer import TransferConfig
 
 from mirror.layout import BucketPath, layout_document
-from mirror.targets import PushCommit
+from mirror.recipes import (
+    BucketRecipe,
+    ChunkIndexes,
+    file_document,
+    parse_file_document,
+    parse_xorb_document,
+    read_file,
+    xorb_document,
+)
+from mirror.targets import PushCommit, PushFile, XetParts, intact
+from registry.domain.digest import Digest
 from registry.domain.errors import (
     BlobNotFoundError,
+    BlobUnavailableError,
     MirrorUnavailableError,
     RevisionNotFoundError,
 )
 from registry.domain.manifest import Manifest, ManifestFile, parse_manifest, parse_ref, ref_json
 from registry.domain.names import COMMIT_SHA
+from registry.domain.records import XorbRecord
+from registry.domain.xet.types import ChunkEntry, XorbRef
 from registry.storage.s3client import s3_client, s3_errors
 
 logger = logging.getLogger(__name__)
@@ -39,6 +57,11 @@ class S3Bucket:
     def __init__(self, url: str, client: Any | None = None) -> None:
         self.path = BucketPath.parse(url)
         self._s3 = client if client is not None else s3_client()
+        self._layout_written = False
+        # Recipes and chunk indexes never change once written: a reader keeps the last few
+        # (a file is read in many ranges, each needing its recipe and one or two indexes).
+        self._recipe = functools.lru_cache(maxsize=32)(self._load_recipe)
+        self._chunks = functools.lru_cache(maxsize=16)(self._load_chunks)
 
     @property
     def name(self) -> str:
@@ -50,22 +73,64 @@ class S3Bucket:
     # Writing (pushes, the node's outbox): the Target protocol.
 
     def push_commit(self, commit: PushCommit) -> None:
-        """Blobs first (those already in the bucket are skipped), then the manifest."""
+        """Blobs first (those already in the bucket are skipped; a Xet file goes as its xorbs
+        and recipe), then the manifest."""
         self.ensure_layout()
         for file in commit.files:
-            if not self.has_blob(file.blake3):
-                file.require_intact()
-                with file.source.open("rb") as fileobj:
-                    self.put_blob(file.blake3, fileobj)
+            if self.has_blob(file.blake3):
+                continue
+            if file.xet is not None and file.size:
+                self.put_xet_file(file, file.xet)
+                continue
+            file.require_intact()
+            with file.source.open("rb") as fileobj:
+                self.put_blob(file.blake3, fileobj)
         self.put_manifest(commit.manifest())
+
+    def put_xet_file(self, file: PushFile, xet: XetParts) -> None:
+        """A file as its xorbs (those the bucket lacks), each xorb's chunk index, then its
+        recipe: the order in which a reader needs them. Skipped when the recipe is there."""
+        key = self.path.xet_file_key(file.blake3)
+        if self._exists(key):
+            return
+        if xet.recipe.size != file.size:
+            raise BlobUnavailableError(f"{file.path}: its Xet recipe is of another size")
+        document = file_document(file.blake3, file.sha256, xet.recipe)
+        for term in xet.recipe.terms:
+            self._put_xorb(xet.recipe.xorbs[term.xorb], xet)
+        self._put_json(key, document)
+
+    def _put_xorb(self, xorb: XorbRecord, xet: XetParts) -> None:
+        index = self.path.xet_xorb_key(xorb.blake3.hex)
+        if self._exists(index):  # written after its xorb: both are there
+            return
+        if not self.has_blob(xorb.blake3.hex):
+            with xet.local_xorb(xorb.blake3) as local:
+                if local is None or not intact(local, xorb.blake3.hex, xorb.size):
+                    raise BlobUnavailableError(
+                        f"xorb {xorb.hash} ({xorb.blake3}) is missing or damaged on this node; "
+                        "not pushed until it is repaired (modelyard verify)"
+                    )
+                with local.open("rb") as fileobj:
+                    self.put_blob(xorb.blake3.hex, fileobj)
+        self._put_json(index, xorb_document(xorb))
 
     def set_ref(self, commit: PushCommit, ref: str) -> None:
         self.put_ref(commit.repo_type, commit.repo, ref, commit.commit, int(time.time() * 1000))
 
     def ensure_layout(self) -> None:
-        """Write `modelyard.json` at the prefix, once, so the bucket describes itself."""
-        if not self._exists(self.path.layout_key()):
-            self._put_json(self.path.layout_key(), layout_document())
+        """Write `modelyard.json` at the prefix, once, so the bucket describes itself; a bucket
+        written before Xet files were gets the document naming their keys."""
+        if self._layout_written:
+            return
+        key = self.path.layout_key()
+        try:
+            current = self._get_json(key, "no layout document")
+        except RevisionNotFoundError:
+            current = None
+        if not isinstance(current, dict) or "xet" not in current:
+            self._put_json(key, layout_document())
+        self._layout_written = True
 
     def has_blob(self, blake3_hex: str) -> bool:
         return self._exists(self.path.blob_key(blake3_hex))
@@ -138,16 +203,55 @@ class S3Bucket:
         return manifest
 
     def open(self, file: ManifestFile, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """The blob's bytes [start, end) (the caller verifies them against the manifest)."""
+        """The file's bytes [start, end) (the caller verifies them against the manifest): its
+        blob, else rebuilt from its Xet recipe and xorbs, every chunk checked on the way."""
         if file.blake3 is None:
             raise BlobNotFoundError(f"{self.name} keeps blobs by BLAKE3; {file.path} has none")
-        key = self.path.blob_key(file.blake3)
         last = "" if end is None else str(end - 1)
         extra = {"Range": f"bytes={start}-{last}"} if start or end is not None else {}
-        with self._errors(f"blob of {file.path}"):
-            body = self._s3.get_object(Bucket=self.path.bucket, Key=key, **extra)["Body"]
+        try:
+            with self._errors(f"blob of {file.path}"):
+                key = self.path.blob_key(file.blake3)
+                body = self._s3.get_object(Bucket=self.path.bucket, Key=key, **extra)["Body"]
+        except BlobNotFoundError:
+            body = None  # a file uploaded through Xet: its recipe, if the bucket has one
+        if body is None:
+            recipe = self._recipe(file.blake3, file.size)
+            yield from read_file(recipe, ChunkIndexes(recipe, self._chunks), self._read, start, end)
+            return
         try:
             with self._errors(f"reading the blob of {file.path}"):
                 yield from body.iter_chunks(CHUNK)
         finally:
             body.close()
+
+    def _load_recipe(self, blake3_hex: str, size: int) -> BucketRecipe:
+        key = self.path.xet_file_key(blake3_hex)
+        missing = f"{self.name} has neither the blob nor a Xet recipe of blake3:{blake3_hex}"
+        try:
+            document = self._get_json(key, missing)
+        except RevisionNotFoundError:
+            raise BlobNotFoundError(missing) from None
+        return parse_file_document(document, blake3_hex, size)
+
+    def _load_chunks(self, xorb: XorbRef) -> tuple[ChunkEntry, ...]:
+        key = self.path.xet_xorb_key(xorb.blake3.hex)
+        missing = f"{self.name} has no chunk index of xorb {xorb.hash}"
+        try:
+            document = self._get_json(key, missing)
+        except RevisionNotFoundError:
+            raise BlobNotFoundError(missing) from None
+        return parse_xorb_document(document, xorb)
+
+    def _read(self, blob: Digest, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a blob (a xorb), read whole: at most one segment."""
+        with self._errors(f"xorb {blob.hex}"):
+            body = self._s3.get_object(
+                Bucket=self.path.bucket,
+                Key=self.path.blob_key(blob.hex),
+                Range=f"bytes={start}-{end - 1}",
+            )["Body"]
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()

@@ -1,25 +1,53 @@
 """What a push sends, and the one protocol every mirror kind implements to receive it.
 
 A push is a commit (its files, each with its size and hashes and a local file holding the
-bytes) followed by ref moves naming it. Targets make each step idempotent: a blob the target
-has is skipped, a commit already there is recognised, so a push interrupted at any point is
-simply done again.
+bytes, made when a target first asks for it) followed by ref moves naming it. A file the node
+holds as Xet xorbs also carries its recipe: a bucket stores the xorbs, other targets ignore it
+and read the whole file. Targets make each step idempotent: a blob the target has is skipped,
+a commit already there is recognised, so a push interrupted at any point is simply done again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import blake3
 
+from registry.domain.digest import Digest
 from registry.domain.errors import BlobUnavailableError
 from registry.domain.manifest import Manifest, ManifestFile
+from registry.storage.xet import Recipe
 
 logger = logging.getLogger(__name__)
 COMMIT_MARKER = "modelyard-commit:"  # in the description of commits made on Hub-like targets
+_READ = 8 * 1024 * 1024
+
+
+def intact(local: Path, blake3_hex: str, size: int) -> bool:
+    """Does the local file still hold exactly these bytes? Read, not mapped: the file may be
+    the store's own, and a map of a file that shrinks under it kills the process (SIGBUS)."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    read = 0
+    with local.open("rb") as f:
+        while block := f.read(_READ):
+            hasher.update(block)
+            read += len(block)
+    return bool(hasher.hexdigest() == blake3_hex and read == size)
+
+
+@dataclass(frozen=True)
+class XetParts:
+    """How the node holds a file uploaded through Xet: its recipe (terms, and every xorb with
+    its chunks), and a local copy of one of its xorbs (a blob of the node's store, by BLAKE3;
+    None when it is not stored)."""
+
+    recipe: Recipe
+    local_xorb: Callable[[Digest], AbstractContextManager[Path | None]]
 
 
 @dataclass(frozen=True)
@@ -29,15 +57,21 @@ class PushFile:
     blake3: str
     sha256: str
     lfs: bool  # stored through Git LFS at the source (large or matching .gitattributes)
-    source: Path  # a local file with exactly these bytes
+    # A local file with exactly these bytes, or how to make one: the node's pusher copies a
+    # blob out of its store only when a target reads it (a target may have it already).
+    local: Path | Callable[[], Path]
+    xet: XetParts | None = None  # the node holds the file as Xet xorbs
+
+    @property
+    def source(self) -> Path:
+        """The local file with these bytes (made now, on first use)."""
+        return self.local if isinstance(self.local, Path) else self.local()
 
     def require_intact(self) -> None:
         """Check, before sending, that the source still hashes to the file's BLAKE3: bytes that
         rotted on this node (before a scrub found them) never reach a mirror; the push fails
         and is retried from the outbox once the blob is repaired."""
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        hasher.update_mmap(self.source)
-        if hasher.hexdigest() != self.blake3 or self.source.stat().st_size != self.size:
+        if not intact(self.source, self.blake3, self.size):
             raise BlobUnavailableError(
                 f"{self.path}: the stored bytes no longer hash to blake3:{self.blake3}; "
                 "not pushed until the blob is repaired (modelyard verify)"

@@ -329,6 +329,7 @@ class Runtime:
                 self.mirrors,
                 self.reads,
                 self.blobs,
+                recipes=XetRecipes(self.db),  # a bucket stores Xet files as their xorbs
                 allow_private_redirects=settings.allow_private_redirects,
             )
             interval = settings.mirror.interval
