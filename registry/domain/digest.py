@@ -46,31 +46,33 @@ class Hashes:
 
 
 class Hasher:
-    """Feeds BLAKE3, SHA-256 and (for small files of known size) git SHA-1 in one pass."""
+    """Feeds BLAKE3, SHA-256 and (for small files of known size) git SHA-1 in one pass; with
+    `sha256=False` BLAKE3 alone (bytes no one will look up by SHA-256: Xet xorbs), and the
+    result's `sha256` is empty."""
 
-    def __init__(self, size_hint: int | None = None) -> None:
+    def __init__(self, size_hint: int | None = None, *, sha256: bool = True) -> None:
         self._blake3 = blake3.blake3()
-        self._sha256 = hashlib.sha256()
+        self._sha256 = hashlib.sha256() if sha256 else None
         self._sha1 = None
-        if size_hint is not None and size_hint <= REGULAR_FILE_MAX:
+        if sha256 and size_hint is not None and size_hint <= REGULAR_FILE_MAX:
             self._sha1 = hashlib.sha1(b"blob %d\x00" % size_hint)
-        self._size_hint = size_hint
+        self.size_hint = size_hint
         self.size = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         self._blake3.update(data)
-        self._sha256.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
         if self._sha1 is not None:
             self._sha1.update(data)
         self.size += len(data)
 
     def result(self) -> Hashes:
         git_sha1 = None
-        if self._sha1 is not None and self.size == self._size_hint:
+        if self._sha1 is not None and self.size == self.size_hint:
             git_sha1 = self._sha1.hexdigest()
-        return Hashes(
-            Digest(self._blake3.hexdigest()), self._sha256.hexdigest(), self.size, git_sha1
-        )
+        sha256 = "" if self._sha256 is None else self._sha256.hexdigest()
+        return Hashes(Digest(self._blake3.hexdigest()), sha256, self.size, git_sha1)
 
 
 def hash_bytes(data: bytes) -> Hashes:

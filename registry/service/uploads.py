@@ -161,9 +161,10 @@ class UploadService:
     def writer(self, size: int | None) -> BlobWriter:
         return self._blobs.writer(size)
 
-    def ingest(self, chunks: Iterable[bytes], expected: Expected) -> Hashes:
-        """Store a stream of bytes as a verified blob and record it."""
-        hashes = put(self._blobs, expected, chunks)
+    def ingest(self, chunks: Iterable[bytes], expected: Expected, *, sha256: bool = True) -> Hashes:
+        """Store a stream of bytes as a verified blob and record it (`sha256=False`: bytes no
+        one looks up by SHA-256, such as Xet xorbs; recorded with an empty one)."""
+        hashes = put(self._blobs, expected, chunks, sha256=sha256)
         self._record(hashes)
         return hashes
 

@@ -22,6 +22,7 @@ import mmap
 import secrets
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
@@ -188,7 +189,7 @@ class XetService:
         with _mapped(body) as data:
             chunks = parse_xorb(data, xorb)
             pieces = (bytes(data[i : i + PIECE]) for i in range(0, len(data), PIECE))
-            hashes = self._uploads.ingest(pieces, Expected(size=len(data)))
+            hashes = self._uploads.ingest(pieces, Expected(size=len(data)), sha256=False)
         record = XorbRecord(xorb, hashes.blake3, hashes.size, tuple(chunks))
         with self._db.write() as tx:
             added = tx.xet.add_xorb(record)
@@ -266,10 +267,19 @@ class XetService:
         return XetFileRecord(file.file_hash, b3, sha256, size, file.terms), refs
 
     def _rebuild_hashes(self, recipe: Recipe) -> tuple[Digest, str]:
+        """BLAKE3 and SHA-256 of the file a recipe rebuilds. SHA-256, the slower, runs on a
+        second thread while this one decodes the next piece and hashes it with BLAKE3 (both
+        hashes and LZ4 release the GIL)."""
         b3, sha = blake3.blake3(max_threads=1), hashlib.sha256()
-        for piece in read_recipe(self._blobs, recipe):
-            b3.update(piece)
-            sha.update(piece)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xet-sha256") as pool:
+            pending: Future[None] | None = None
+            for piece in read_recipe(self._blobs, recipe):
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(sha.update, piece)
+                b3.update(piece)
+            if pending is not None:
+                pending.result()
         return Digest(b3.hexdigest()), sha.hexdigest()
 
     # -- global dedup ---------------------------------------------------------------------

@@ -85,7 +85,9 @@ class BlobStore(Protocol):
         """A filesystem path to serve the blob from, if the backend has one."""
         ...
 
-    def writer(self, size_hint: int | None = None) -> BlobWriter: ...
+    def writer(self, size_hint: int | None = None, *, sha256: bool = True) -> BlobWriter:
+        """A new upload; `sha256=False` hashes BLAKE3 alone (`Hasher`)."""
+        ...
 
     def delete(self, digest: Digest) -> None: ...
 
@@ -132,9 +134,12 @@ class BlobStore(Protocol):
         ...
 
 
-def put(store: BlobStore, expected: Expected, chunks: Iterable[bytes]) -> Hashes:
-    """Store `chunks` as one blob, verified against `expected` before it becomes visible."""
-    writer = store.writer(expected.size)
+def put(
+    store: BlobStore, expected: Expected, chunks: Iterable[bytes], *, sha256: bool = True
+) -> Hashes:
+    """Store `chunks` as one blob, verified against `expected` before it becomes visible
+    (`sha256=False`: hashed with BLAKE3 alone)."""
+    writer = store.writer(expected.size, sha256=sha256)
     try:
         for chunk in chunks:
             writer.write(chunk)

@@ -72,8 +72,10 @@ class LocalBlobStore:
         path = self.path_of(digest)
         return path if path.exists() else None
 
-    def writer(self, size_hint: int | None = None) -> LocalBlobWriter:
-        return LocalBlobWriter(self, self._uploads / uuid.uuid4().hex, size_hint)
+    def writer(self, size_hint: int | None = None, *, sha256: bool = True) -> LocalBlobWriter:
+        return LocalBlobWriter(
+            self, self._uploads / uuid.uuid4().hex, Hasher(size_hint, sha256=sha256)
+        )
 
     def delete(self, digest: Digest) -> None:
         self.path_of(digest).unlink(missing_ok=True)
@@ -124,10 +126,11 @@ class LocalBlobWriter:
     Filesystems without O_DIRECT (tmpfs) get plain buffered writes.
     """
 
-    def __init__(self, store: LocalBlobStore, temp: Path, size_hint: int | None) -> None:
+    def __init__(self, store: LocalBlobStore, temp: Path, hasher: Hasher) -> None:
         self._store = store
         self._temp = temp
-        self._hasher = Hasher(size_hint)
+        self._hasher = hasher
+        size_hint = hasher.size_hint
         direct = getattr(os, "O_DIRECT", 0) if (size_hint or DIRECT_MIN) >= DIRECT_MIN else 0
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:

@@ -32,8 +32,8 @@ class MemoryBlobStore:
     def local_path(self, digest: Digest) -> Path | None:  # noqa: ARG002 - nothing on disk
         return None
 
-    def writer(self, size_hint: int | None = None) -> MemoryBlobWriter:
-        return MemoryBlobWriter(self, size_hint)
+    def writer(self, size_hint: int | None = None, *, sha256: bool = True) -> MemoryBlobWriter:
+        return MemoryBlobWriter(self, Hasher(size_hint, sha256=sha256))
 
     def delete(self, digest: Digest) -> None:
         with self._lock:
@@ -79,10 +79,10 @@ class MemoryBlobStore:
 
 
 class MemoryBlobWriter:
-    def __init__(self, store: MemoryBlobStore, size_hint: int | None) -> None:
+    def __init__(self, store: MemoryBlobStore, hasher: Hasher) -> None:
         self._store = store
         self._buffer = bytearray()
-        self._hasher = Hasher(size_hint)
+        self._hasher = hasher
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._hasher.update(data)

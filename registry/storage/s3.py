@@ -123,8 +123,8 @@ class S3BlobStore:
             )
         )
 
-    def writer(self, size_hint: int | None = None) -> S3BlobWriter:
-        return S3BlobWriter(self, size_hint)
+    def writer(self, size_hint: int | None = None, *, sha256: bool = True) -> S3BlobWriter:
+        return S3BlobWriter(self, Hasher(size_hint, sha256=sha256))
 
     def delete(self, digest: Digest) -> None:
         self._known.pop(digest.hex, None)
@@ -195,9 +195,9 @@ class S3BlobStore:
 class S3BlobWriter:
     """Hashes one upload while it goes up; at most one part is held in memory."""
 
-    def __init__(self, store: S3BlobStore, size_hint: int | None) -> None:
+    def __init__(self, store: S3BlobStore, hasher: Hasher) -> None:
         self._store = store
-        self._hasher = Hasher(size_hint)
+        self._hasher = hasher
         self._buffer = bytearray()
         self._key = f"{store.prefix}uploads/{int(time.time() * 1000)}-{uuid.uuid4().hex}"
         self._upload_id: str | None = None
