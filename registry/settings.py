@@ -28,6 +28,7 @@ from registry.domain.errors import InvalidError, RegistryError
 from registry.domain.names import parse_s3_url
 from registry.domain.tokens import check_credential
 from registry.domain.urls import check_http_url
+from registry.domain.xet.xorb import MAX_XORB_BYTES
 
 
 class _Section(BaseModel):
@@ -46,8 +47,9 @@ class LimitSettings(_Section):
     max_commit_bytes: NonNegativeInt = 256 * 1024 * 1024
     max_commit_operations: NonNegativeInt = 100_000  # files added or deleted by one commit
     max_blob_bytes: NonNegativeInt = 50 * 1024**3  # one uploaded file (the Hub's own limit)
-    # One Xet xorb or shard upload; the protocol's own cap is 64 MiB (clients fill xorbs to it).
-    max_xet_body_bytes: NonNegativeInt = 64 * 1024 * 1024
+    # One Xet xorb or shard upload; the protocol's own cap is 64 MiB of chunks plus their
+    # headers (clients fill xorbs to it).
+    max_xet_body_bytes: NonNegativeInt = MAX_XORB_BYTES
     max_page_size: PositiveInt = 1000
     # Memory for the large pieces of downloads and uploads in flight, node process-wide; past
     # it, transfers go on with small pieces (slower) instead of growing memory per connection.

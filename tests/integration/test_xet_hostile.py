@@ -264,7 +264,7 @@ def test_xorb_over_64_mib_is_refused_when_sent_without_content_length(cas: Cas) 
         piece = os.urandom(MiB)
         for _ in range(MAX_XORB_BYTES // MiB):
             yield piece
-        yield b"\x00"
+        yield bytes(MAX_XORB_BYTES % MiB + 1)  # one byte over
 
     before = stored(cas.node)
     with cas.client() as http:

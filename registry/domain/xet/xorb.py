@@ -16,10 +16,12 @@ from registry.domain.xet.chunking import MAX_CHUNK
 from registry.domain.xet.hashes import chunk_hash, xorb_hash
 from registry.domain.xet.types import ChunkEntry, XetHash
 
-MAX_XORB_BYTES = 64 * 1024 * 1024
 MAX_CHUNKS = 8192
 MAX_CHUNK_BYTES = MAX_CHUNK
 HEADER_BYTES = 8
+# hf_xet fills a xorb with up to 64 MiB of chunk payloads; each chunk adds its header on the
+# wire, so a xorb of incompressible chunks is up to 64 KiB over 64 MiB (one in eight was).
+MAX_XORB_BYTES = 64 * 1024 * 1024 + MAX_CHUNKS * HEADER_BYTES
 
 SCHEME_NONE = 0
 SCHEME_LZ4 = 1
