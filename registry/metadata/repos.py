@@ -46,10 +46,15 @@ def _where(repo: RepoId) -> ColumnElement[bool]:
 class Repos:
     def __init__(self, session: Session) -> None:
         self._session = session
+        # Rows this transaction read or made, by id. The session's identity map holds rows
+        # weakly: a row read by `find` and then let go is read again (a SELECT, after an
+        # autoflush) by the `touch` or `next_ref_version` that follows. Held here, a write
+        # after a lookup costs no statement of its own (replica catch-up: one per entry).
+        self._held: dict[int, Repo] = {}
 
     def find(self, repo: RepoId) -> RepoRecord | None:
         row = self._session.exec(select(Repo).where(_where(repo))).first()
-        return None if row is None else record_of(row)
+        return None if row is None else record_of(self._hold(row))
 
     def by_key(self, key: str) -> RepoRecord | None:
         """The repo of a change-log key (`type/namespace/name`)."""
@@ -57,7 +62,7 @@ class Repos:
         return self.find(RepoId(RepoType(kind), namespace, name))
 
     def get(self, repo_id: int) -> RepoRecord | None:
-        row = self._session.get(Repo, repo_id)
+        row = self._lookup(repo_id)
         return None if row is None else record_of(row)
 
     def visible(self, repo_type: RepoType, user: str | None, is_admin: bool) -> list[RepoRecord]:
@@ -82,7 +87,7 @@ class Repos:
         )
         self._session.add(row)
         self._session.flush()
-        return record_of(row)
+        return record_of(self._hold(row))
 
     def delete(self, repo_id: int) -> None:
         """The repo with its commits, trees and refs (the blobs stay for gc)."""
@@ -93,6 +98,7 @@ class Repos:
         self._session.execute(delete(Ref).where(col(Ref.repo_id) == repo_id))
         self._session.delete(self._row(repo_id))
         self._session.flush()
+        self._held.pop(repo_id, None)
 
     def touch(self, repo_id: int, updated_ms: int) -> None:
         """The repo changed at `updated_ms` (its updated time never goes back)."""
@@ -138,6 +144,18 @@ class Repos:
         return {(repo, incarnation) for repo, incarnation in rows}
 
     def _row(self, repo_id: int) -> Repo:
-        row = self._session.get(Repo, repo_id)
+        row = self._lookup(repo_id)
         assert row is not None, "the caller read the repo in this transaction"
+        return row
+
+    def _lookup(self, repo_id: int) -> Repo | None:
+        held = self._held.get(repo_id)
+        if held is not None:
+            return held
+        row = self._session.get(Repo, repo_id)
+        return None if row is None else self._hold(row)
+
+    def _hold(self, row: Repo) -> Repo:
+        assert row.id is not None, "rows are flushed before they are held"
+        self._held[row.id] = row
         return row
