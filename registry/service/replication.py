@@ -132,12 +132,10 @@ class ReplicationService:
         if repo is None:
             return
         c = action.commit
-        before = {f.path: f for f in tx.commits.tree(c.parent)} if c.parent else {}
+        carried = tx.commits.last_commits(c.parent, c.tree) if c.parent else {}
         files = []
         for entry in c.tree:
-            old = before.get(entry.path)
-            same = old is not None and old.entry.blake3 == entry.blake3
-            files.append(TreeFile(entry, old.last_commit if old is not None and same else c.id))
+            files.append(TreeFile(entry, carried.get(entry.path, c.id)))
         missing.update(needed(tx, [(e.blake3, e.size) for e in c.tree]))
         record = CommitRecord(c.id, repo.id, c.parent, c.author, c.title, c.message, c.created_ms)
         tx.commits.add(record, files)

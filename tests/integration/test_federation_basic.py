@@ -88,3 +88,28 @@ def test_lazy_replica_pulls_bytes_through_on_first_download(
     assert Path(local).read_bytes() == data
     with replica.client(ADMIN_TOKEN) as http:
         assert http.head(f"/v1/blobs/{digest}").status_code == 200  # stored on the way
+
+
+def test_replica_tree_keeps_the_last_commit_of_each_file(
+    node: RunningNode, replica: RunningNode
+) -> None:
+    home = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    home.create_repo("admin/history")
+    first = home.upload_file(path_or_fileobj=b"a", path_in_repo="a.txt", repo_id="admin/history")
+    home.upload_file(path_or_fileobj=b"b", path_in_repo="b.txt", repo_id="admin/history")
+    last = home.upload_file(path_or_fileobj=b"b2", path_in_repo="b.txt", repo_id="admin/history")
+    mirror = HfApi(endpoint=replica.url, token=ADMIN_TOKEN)
+    wait_for(
+        lambda: (
+            mirror.repo_exists("admin/history")
+            and mirror.model_info("admin/history").sha == last.oid
+        )
+    )
+
+    def last_commits(api: HfApi) -> dict[str, str | None]:
+        tree = api.list_repo_tree("admin/history", expand=True)
+        return {e.path: getattr(getattr(e, "last_commit", None), "oid", None) for e in tree}
+
+    copied = last_commits(mirror)
+    assert copied == last_commits(home)
+    assert copied["a.txt"] == first.oid and copied["b.txt"] == last.oid
