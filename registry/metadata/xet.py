@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from sqlalchemy import delete, insert
 from sqlmodel import Session, col, select
 
-from registry.domain.access import Principal
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.records import XetFileRecord, XorbRecord
@@ -20,11 +19,9 @@ from registry.domain.xet.types import (
     unpack_index,
     unpack_terms,
 )
-from registry.metadata.repos import visible_to
 from registry.metadata.tables import (
     BlobQuarantine,
     Commit,
-    Repo,
     TreeRow,
     XetChunk,
     XetFile,
@@ -188,20 +185,6 @@ class XetIndex:
     def xorb_of_chunk(self, chunk: XetHash) -> XetHash | None:
         row = self._session.get(XetChunk, chunk.hex)
         return None if row is None else XetHash.parse(row.xorb)
-
-    def xorb_readable(self, xorb: XetHash, principal: Principal) -> bool:
-        """Whether a file of a repo the principal may see names the xorb (dedup answers
-        name only such xorbs: they tell which content is stored)."""
-        query = (
-            select(XetFileXorb.xorb)
-            .join(XetFile, col(XetFile.hash) == XetFileXorb.file)
-            .join(TreeRow, col(TreeRow.blake3) == XetFile.blake3)
-            .join(Commit, col(Commit.id) == TreeRow.commit_id)
-            .join(Repo, col(Repo.id) == Commit.repo_id)
-            .where(XetFileXorb.xorb == xorb.hex)
-            .where(visible_to(principal.user, principal.is_admin))
-        )
-        return self._session.exec(query.limit(1)).first() is not None
 
     def xorb_blobs(self, digests: Iterable[Digest]) -> set[Digest]:
         """Which of these blobs are the bytes of a xorb (held, or named by a recipe)."""
