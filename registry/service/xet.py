@@ -213,20 +213,19 @@ class XetService:
         records = [self._verified(f, max_file_bytes) for f in shard.files]
         added = False
         with self._db.write() as tx:
-            for record, xorbs in records:
+            for record, xorbs, first_chunk in records:
                 if tx.xet.add_file(record, xorbs):
                     added = True
                 tx.blobs.record(record.blake3, record.sha256, record.size, None)
-                if record.terms:
-                    first = record.terms[0]
-                    chunk = tx.xet.xorb(first.xorb)
-                    if chunk is not None:
-                        tx.xet.index_chunks([(chunk.chunks[first.start].hash, first.xorb)])
+                tx.xet.index_chunks(first_chunk)
         return int(added)
 
-    def _verified(self, file: ShardFile, max_bytes: int) -> tuple[XetFileRecord, list[XorbRef]]:
+    def _verified(
+        self, file: ShardFile, max_bytes: int
+    ) -> tuple[XetFileRecord, list[XorbRef], list[tuple[XetHash, XetHash]]]:
         """The file's record, once its terms, verification records, hash and SHA-256 all hold
-        against the xorbs stored here, and it is at most `max_bytes` long (0: any)."""
+        against the xorbs stored here, and it is at most `max_bytes` long (0: any); with its
+        xorbs, and its first chunk with that chunk's xorb (for the dedup index)."""
         with self._db.read() as tx:
             xorbs = tx.xet.xorbs({t.xorb for t in file.terms})
         chunks: list[ChunkEntry] = []
@@ -264,7 +263,8 @@ class XetService:
                 detail={"expected": file.sha256, "received": sha256},
             )
         refs = [XorbRef(x.hash, x.blake3, x.size) for x in xorbs.values()]
-        return XetFileRecord(file.file_hash, b3, sha256, size, file.terms), refs
+        first = [(chunks[0].hash, file.terms[0].xorb)] if chunks else []
+        return XetFileRecord(file.file_hash, b3, sha256, size, file.terms), refs, first
 
     def _rebuild_hashes(self, recipe: Recipe) -> tuple[Digest, str]:
         """BLAKE3 and SHA-256 of the file a recipe rebuilds. SHA-256, the slower, runs on a

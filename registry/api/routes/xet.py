@@ -19,14 +19,15 @@ from starlette.concurrency import run_in_threadpool
 from registry.api.deps import PrincipalDep, SettingsDep, XetDep, bearer_token
 from registry.api.errors import error_response
 from registry.api.files import blob_response
-from registry.api.paths import parse_repo, public_base, raw_segments
+from registry.api.paths import api_repo_path, public_base
+from registry.domain.access import Principal
 from registry.domain.errors import InvalidError, TooLargeError, XetUnsupportedError
 from registry.domain.xet.grant import CasGrant
 from registry.domain.xet.reconstruct import Fetch, v1_body, v2_body
 from registry.domain.xet.types import XetHash
 from registry.domain.xet.xorb import MAX_XORB_BYTES
 from registry.service.files import Stored
-from registry.service.xet import DISABLED, CasToken, XetService
+from registry.service.xet import DISABLED, XetService
 
 router = APIRouter(tags=["xet"], include_in_schema=False)
 OCTETS = "application/octet-stream"
@@ -52,7 +53,14 @@ def xet_disabled() -> Response:
     return error_response(400, XetUnsupportedError.code, DISABLED)
 
 
-def _token_answer(request: Request, settings: SettingsDep, token: CasToken) -> Response:
+def _token_answer(
+    request: Request, xet: XetService, settings: SettingsDep, principal: Principal, *, write: bool
+) -> Response:
+    """A CAS token for the repo of the route (while Xet is off: the redirect that names the
+    switch)."""
+    if not settings.xet.enabled:
+        return RedirectResponse(DISABLED_PATH, status_code=307)
+    token = xet.token(principal, api_repo_path(request).repo, write=write)
     cas = f"{public_base(request, settings.public_url)}/cas"
     body = {"casUrl": cas, "exp": token.expires, "accessToken": token.token}
     headers = {
@@ -68,22 +76,14 @@ def write_token(
     request: Request, xet: XetDep, settings: SettingsDep, principal: PrincipalDep
 ) -> Response:
     """A token to upload to the repo's CAS (any revision: the commit names the branch)."""
-    if not settings.xet.enabled:
-        return RedirectResponse(DISABLED_PATH, status_code=307)
-    parts = raw_segments(request)
-    repo = parse_repo(parts[1], parts[2], parts[3])
-    return _token_answer(request, settings, xet.token(principal, repo, write=True))
+    return _token_answer(request, xet, settings, principal, write=True)
 
 
 @router.get("/api/{repo_type}/{namespace}/{name}/xet-read-token/{revision:path}")
 def read_token(
     request: Request, xet: XetDep, settings: SettingsDep, principal: PrincipalDep
 ) -> Response:
-    if not settings.xet.enabled:
-        return RedirectResponse(DISABLED_PATH, status_code=307)
-    parts = raw_segments(request)
-    repo = parse_repo(parts[1], parts[2], parts[3])
-    return _token_answer(request, settings, xet.token(principal, repo, write=False))
+    return _token_answer(request, xet, settings, principal, write=False)
 
 
 # -- uploads --------------------------------------------------------------------------------
