@@ -9,12 +9,12 @@ overlap. At most two pieces are in memory at once.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from fastapi import Request
 
 from registry.api.buffers import transfer_buffers
 from registry.domain.errors import SizeMismatchError
-from registry.storage import BlobWriter
 
 # The OpenAPI request body of the routes that stream raw bytes (their `openapi_extra`).
 BYTES_BODY = {
@@ -25,32 +25,47 @@ BYTES_BODY = {
 }
 
 
-async def receive_body(request: Request, writer: BlobWriter, max_size: int | None) -> None:
+class BodySink(Protocol):
+    """Where a body goes: a `BlobWriter`, or anything that checks pieces on their way to one."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+async def receive_body(request: Request, writer: BodySink, max_size: int | None) -> None:
     """Feed the whole body to `writer`; abort it (and re-raise) on any failure."""
     with transfer_buffers(request.app).piece(max_size) as size:
         await _receive(request, writer, max_size, size)
 
 
-async def _receive(request: Request, writer: BlobWriter, max_size: int | None, size: int) -> None:
+async def _receive(request: Request, writer: BodySink, max_size: int | None, size: int) -> None:
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
-    piece = bytearray()
+    # Each piece is filled in place: a bytearray grown by `+=` from the ~64 KiB the socket
+    # gives is copied again at each growth (most of the node's CPU on 8 concurrent xorbs).
+    piece, filled = bytearray(size), 0
     received = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
             if max_size is not None and received > max_size:
                 raise SizeMismatchError(f"Body is longer than the declared {max_size} bytes")
-            piece += chunk
-            if len(piece) >= size:
-                if pending is not None:
-                    await pending
-                pending = loop.run_in_executor(None, writer.write, piece)
-                piece = bytearray()
+            view = memoryview(chunk)
+            while view:
+                n = min(len(view), size - filled)
+                piece[filled : filled + n] = view[:n]
+                filled += n
+                view = view[n:]
+                if filled == size:
+                    if pending is not None:
+                        await pending
+                    pending = loop.run_in_executor(None, writer.write, piece)
+                    piece, filled = bytearray(size), 0
         if pending is not None:
             await pending
-        if piece:
-            await loop.run_in_executor(None, writer.write, piece)
+        if filled:
+            await loop.run_in_executor(None, writer.write, memoryview(piece)[:filled])
     except BaseException:
         if pending is not None:
             await asyncio.wait([pending])

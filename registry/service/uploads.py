@@ -158,8 +158,8 @@ class UploadService:
             raise missing
         return info
 
-    def writer(self, size: int | None) -> BlobWriter:
-        return self._blobs.writer(size)
+    def writer(self, size: int | None, *, sha256: bool = True) -> BlobWriter:
+        return self._blobs.writer(size, sha256=sha256)
 
     def ingest(self, chunks: Iterable[bytes], expected: Expected, *, sha256: bool = True) -> Hashes:
         """Store a stream of bytes as a verified blob and record it (`sha256=False`: bytes no

@@ -18,14 +18,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import mmap
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO
 
 import blake3
 
@@ -50,14 +47,14 @@ from registry.domain.xet.hashes import file_hash, verification_hash
 from registry.domain.xet.reconstruct import Plan, plan
 from registry.domain.xet.shard import ShardFile, dedup_shard, is_dedup_eligible, parse_shard
 from registry.domain.xet.types import ChunkEntry, XetHash, XorbRef
-from registry.domain.xet.xorb import parse_xorb
+from registry.domain.xet.xorb import XorbReader, parse_xorb
 from registry.metadata.db import Database
 from registry.service.cache import ReadCache
 from registry.service.identity import NodeIdentity
 from registry.service.repos import find_repo, writable_repo
 from registry.service.uploads import UploadService
 from registry.settings import XetSettings
-from registry.storage import BlobStore, Expected
+from registry.storage import BlobStore, BlobWriter, Expected
 from registry.storage.xet import Recipe, read_recipe
 
 logger = logging.getLogger(__name__)
@@ -65,7 +62,6 @@ DISABLED = (
     "Xet is turned off on this modelyard node: set HF_HUB_DISABLE_XET=1 in your environment "
     "(before importing huggingface_hub) and retry; uploads then use plain Git LFS."
 )
-PIECE = 4 * 1024 * 1024  # bytes of a xorb copied into the blob store at once
 DEDUP_FILES = 8  # readable files naming a xorb whose xorbs one dedup answer lists
 DEDUP_CHUNKS = 1 << 16  # chunks one dedup answer lists at most (3 MiB of records, ~4 GiB)
 
@@ -82,6 +78,24 @@ class XorbBytes:
 
     blake3: Digest
     size: int
+
+
+class XorbUpload:
+    """A xorb being received: each piece is checked (`XorbReader`) and written to the blob
+    store (BLAKE3 alone: no one asks a xorb's SHA-256) as it arrives, so the bytes pass once;
+    nothing is visible before `XetService.store_xorb`."""
+
+    def __init__(self, xorb: XetHash, writer: BlobWriter) -> None:
+        self.xorb = xorb
+        self.reader = XorbReader()
+        self.writer = writer
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.reader.feed(data)
+        self.writer.write(data)
+
+    def abort(self) -> None:
+        self.writer.abort()
 
 
 class XetRecipes:
@@ -177,23 +191,33 @@ class XetService:
             return None
         return record
 
-    def put_xorb(self, grant: grants.CasGrant, xorb: XetHash, body: IO[bytes]) -> bool:
-        """Verify a xorb (spooled in `body`) and store it; False when it was stored already.
-
-        Raises:
-            XetInvalidError, XorbHashMismatchError, TooLargeError: nothing is stored.
-        """
+    def xorb_upload(
+        self, grant: grants.CasGrant, xorb: XetHash, length: int | None
+    ) -> XorbUpload | None:
+        """A new upload of the xorb (a body of `length` bytes, if told) to feed its body to,
+        then `store_xorb`; None when it is stored already (the body may be dropped)."""
         _require_upload(grant)
         if self._stored_xorb(xorb) is not None:
-            return False
-        with _mapped(body) as data:
-            chunks = parse_xorb(data, xorb)
-            pieces = (bytes(data[i : i + PIECE]) for i in range(0, len(data), PIECE))
-            hashes = self._uploads.ingest(pieces, Expected(size=len(data)), sha256=False)
-        record = XorbRecord(xorb, hashes.blake3, hashes.size, tuple(chunks))
+            return None
+        return XorbUpload(xorb, self._uploads.writer(length, sha256=False))
+
+    def store_xorb(self, upload: XorbUpload) -> bool:
+        """Check the whole xorb an upload received and store it; False when another upload
+        stored it meanwhile.
+
+        Raises:
+            XetInvalidError, XorbHashMismatchError: nothing is stored.
+        """
+        try:
+            chunks = upload.reader.finish(upload.xorb)
+        except BaseException:
+            upload.abort()
+            raise
+        hashes = self._uploads.complete(upload.writer, Expected(size=upload.reader.size))
+        record = XorbRecord(upload.xorb, hashes.blake3, hashes.size, tuple(chunks))
         with self._db.write() as tx:
             added = tx.xet.add_xorb(record)
-            tx.xet.index_chunks((c.hash, xorb) for c in chunks if is_dedup_eligible(c.hash))
+            tx.xet.index_chunks((c.hash, upload.xorb) for c in chunks if is_dedup_eligible(c.hash))
         return added
 
     def put_shard(self, grant: grants.CasGrant, data: bytes, max_file_bytes: int = 0) -> int:
@@ -481,24 +505,3 @@ def _term_chunks(
             detail={"xorb": xorb.hex, "term": index},
         )
     return run
-
-
-@contextmanager
-def _mapped(body: IO[bytes]) -> Iterator[memoryview]:
-    """A spooled request body as bytes without reading it into memory."""
-    body.seek(0, 2)
-    if body.tell() == 0:
-        yield memoryview(b"")
-        return
-    mapped = mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ)
-    view = memoryview(mapped)
-    try:
-        yield view
-    except BaseException:
-        # The error's traceback (the frames of a failed check) still holds slices of the map,
-        # so closing it would raise BufferError in place of the error (a 500 for a bad xorb):
-        # the map is unmapped when those go.
-        view.release()
-        raise
-    view.release()
-    mapped.close()

@@ -46,6 +46,7 @@ from registry.domain.xet.xorb import (
     MAX_XORB_BYTES,
     SCHEME_BG4_LZ4,
     SCHEME_LZ4,
+    serialize_chunk,
 )
 from tests.blobs import upload_leftovers
 from tests.conftest import RunningNode
@@ -261,10 +262,10 @@ def test_xorb_over_64_mib_is_refused_from_its_content_length_before_any_body(cas
 
 def test_xorb_over_64_mib_is_refused_when_sent_without_content_length(cas: Cas) -> None:
     def body() -> Iterator[bytes]:
-        piece = os.urandom(MiB)
-        for _ in range(MAX_XORB_BYTES // MiB):
-            yield piece
-        yield bytes(MAX_XORB_BYTES % MiB + 1)  # one byte over
+        # Well-formed chunks, so that only the size is wrong: the last one ends past the limit.
+        chunk = serialize_chunk(os.urandom(MAX_CHUNK_BYTES))
+        for _ in range(MAX_XORB_BYTES // len(chunk) + 1):
+            yield chunk
 
     before = stored(cas.node)
     with cas.client() as http:

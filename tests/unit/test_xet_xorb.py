@@ -18,11 +18,12 @@ import pytest
 from registry.domain.errors import TooLargeError, XetInvalidError, XorbHashMismatchError
 from registry.domain.xet.chunking import chunks as cut
 from registry.domain.xet.hashes import chunk_hash, xorb_hash
-from registry.domain.xet.types import XetHash
+from registry.domain.xet.types import ChunkEntry, XetHash
 from registry.domain.xet.xorb import (
     MAX_CHUNK_BYTES,
     MAX_CHUNKS,
     MAX_XORB_BYTES,
+    XorbReader,
     decode_chunk,
     parse_xorb,
     serialize_chunk,
@@ -191,11 +192,40 @@ def test_parse_xorb_refuses_payload_past_the_end() -> None:
     assert "past the end" in error.message
 
 
-def test_parse_xorb_walks_every_header_before_decoding() -> None:
-    # The first chunk is an LZ4 bomb, the second has a bad header: the walk reports the header.
+def test_parse_xorb_refuses_an_lz4_bomb_before_reading_on() -> None:
+    # Each chunk is decoded as it completes: a bomb first is refused at its own chunk.
     bomb = lz4.frame.compress(bytes(10 * MAX_CHUNK_BYTES))
     error = invalid(raw_chunk(bomb, MAX_CHUNK_BYTES, 1) + header(1, 1, 7) + b"x")
-    assert error.detail["chunk"] == 1
+    assert error.detail["chunk"] == 0
+
+
+def _fed(body: bytes, cuts: list[int], expected: XetHash) -> list[ChunkEntry] | str:
+    """What a XorbReader fed `body` in pieces ending at `cuts` answers: the index, or the
+    error's message and detail."""
+    reader = XorbReader()
+    try:
+        for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True):
+            reader.feed(body[start:end])
+        return reader.finish(expected)
+    except XetInvalidError as exc:
+        return f"{exc.message} {exc.detail}"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_xorb_reader_answers_the_same_however_the_body_is_cut(seed: int) -> None:
+    rng = random.Random(seed)
+    body, h, entries = serialize_xorb(sample_chunks(), rng.choice([0, 1, 2]))
+    hostile = [
+        body,
+        body[: rng.randrange(len(body))],  # ends inside a header or a payload
+        body + header(3, 3, rng.choice([0, 7])),  # a cut-short or bad last chunk
+    ]
+    for data in hostile:
+        whole = _fed(data, [], h)
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 40))))
+        assert _fed(data, cuts, h) == whole
+        assert _fed(data, list(range(1, len(data), 4093)), h) == whole
+    assert _fed(body, [], h) == entries
 
 
 @pytest.mark.parametrize("length", [0, MAX_CHUNK_BYTES + 1, (1 << 24) - 1])

@@ -9,8 +9,7 @@ client may try that this CAS does not serve (v2 shards, anything unknown) answer
 from __future__ import annotations
 
 import re
-import tempfile
-from typing import IO, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from registry.api.deps import PrincipalDep, SettingsDep, XetDep, bearer_token
 from registry.api.errors import error_response
 from registry.api.files import blob_response
+from registry.api.ingest import receive_body
 from registry.api.paths import api_repo_path, public_base
 from registry.domain.access import Principal
 from registry.domain.errors import InvalidError, TooLargeError, XetUnsupportedError
@@ -108,23 +108,19 @@ def xorb_grant(xorb: str, xet: XetDep, grant: GrantDep) -> Response:
 
 @router.post("/cas/v1/xorbs/{prefix}/{xorb}")
 async def upload_xorb(request: Request, xorb: str, xet: XetDep, grant: GrantDep) -> Response:
+    """Received, checked and stored in one pass (`XorbUpload`); the body of a xorb stored
+    already is read and dropped."""
     name = XetHash.parse(xorb)
-    with tempfile.TemporaryFile(prefix="modelyard-xorb-") as spool:
-        await _spool(request, spool)
-        inserted = await run_in_threadpool(xet.put_xorb, grant, name, spool)
+    length = request.headers.get("content-length")
+    told = int(length) if length and length.isdigit() and len(length) < 19 else None
+    upload = await run_in_threadpool(xet.xorb_upload, grant, name, told)
+    if upload is None:
+        async for _ in request.stream():  # read to its end, as the connection goes on
+            pass
+        return JSONResponse({"was_inserted": False})
+    await receive_body(request, upload, None)
+    inserted = await run_in_threadpool(xet.store_xorb, upload)
     return JSONResponse({"was_inserted": inserted})
-
-
-async def _spool(request: Request, spool: IO[bytes]) -> None:
-    """The request body into a temporary file (a xorb is up to 64 MiB: not in memory)."""
-    received = 0
-    async for piece in request.stream():
-        received += len(piece)
-        if received > MAX_XORB_BYTES:
-            raise TooLargeError(
-                f"A xorb is at most {MAX_XORB_BYTES} bytes", detail={"max": MAX_XORB_BYTES}
-            )
-        await run_in_threadpool(spool.write, piece)
 
 
 @router.post("/cas/v1/shards")

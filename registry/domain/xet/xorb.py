@@ -47,37 +47,89 @@ class _ChunkHeader:
 
 
 def parse_xorb(data: bytes | memoryview, expected: XetHash) -> list[ChunkEntry]:
-    """Check an uploaded xorb and return its chunk index.
+    """Check a whole uploaded xorb and return its chunk index (`XorbReader`, fed at once)."""
+    reader = XorbReader()
+    reader.feed(data)
+    return reader.finish(expected)
 
-    In order: the size limit; a walk of every chunk header to the exact end of the body;
-    then each chunk is decompressed under a ceiling, checked against its declared length,
-    and hashed; the chunks must aggregate to `expected`.
 
-    Raises:
+class XorbReader:
+    """Checks an uploaded xorb as its bytes arrive, so that it is received, checked and stored
+    in one pass.
+
+    Each `feed` counts the body against the size limit, then takes every chunk it completes:
+    its header is checked, its payload decompressed under a ceiling of its declared length and
+    hashed. `finish` refuses a body that ends inside a chunk and checks that the chunks
+    aggregate to the xorb's name. At most one incomplete chunk is kept between feeds.
+
+    Raises (from either):
         TooLargeError: the body is over 64 MiB.
         XetInvalidError: a malformed header, a payload past the end, an unknown version or
             scheme, no chunks or more than 8192, a chunk over 128 KiB, or a payload that does
             not decode to exactly its declared length.
-        XorbHashMismatchError: the chunks do not aggregate to `expected`.
+        XorbHashMismatchError: the chunks do not aggregate to the expected hash.
     """
-    view = memoryview(data)
-    if len(view) > MAX_XORB_BYTES:
-        raise TooLargeError(
-            f"A xorb is at most {MAX_XORB_BYTES} bytes",
-            detail={"size": len(view), "limit": MAX_XORB_BYTES},
-        )
-    headers = _walk(view)
-    hashes = [chunk_hash(_decode(view, header)) for header in headers]
-    received = xorb_hash([(h, header.length) for h, header in zip(hashes, headers, strict=True)])
-    if received != expected:
-        raise XorbHashMismatchError(
-            "The xorb's chunks do not hash to the xorb hash it was sent under",
-            detail={"expected": str(expected), "received": str(received)},
-        )
-    return [
-        ChunkEntry(h, header.offset, header.end, header.length)
-        for h, header in zip(hashes, headers, strict=True)
-    ]
+
+    def __init__(self) -> None:
+        self.size = 0  # bytes fed
+        self._rest = b""  # the bytes of an incomplete chunk, fed but not yet taken
+        self._chunks: list[ChunkEntry] = []
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        self.size += len(data)
+        if self.size > MAX_XORB_BYTES:
+            raise TooLargeError(
+                f"A xorb is at most {MAX_XORB_BYTES} bytes",
+                detail={"size": self.size, "limit": MAX_XORB_BYTES},
+            )
+        view = memoryview(self._rest + data) if self._rest else memoryview(data)
+        base = self.size - len(view)  # offset of view[0] in the xorb
+        taken = 0
+        while len(view) - taken >= HEADER_BYTES:
+            header = self._header(view, taken, base)
+            if header.end - base > len(view):
+                break
+            payload = view[taken + HEADER_BYTES : header.end - base]
+            self._chunks.append(
+                ChunkEntry(
+                    chunk_hash(_decode(payload, header)), header.offset, header.end, header.length
+                )
+            )
+            taken = header.end - base
+        self._rest = bytes(view[taken:])
+
+    def finish(self, expected: XetHash) -> list[ChunkEntry]:
+        """The chunk index, once the whole body was fed."""
+        if self._rest:
+            index, offset = len(self._chunks), self.size - len(self._rest)
+            if len(self._rest) < HEADER_BYTES:
+                raise _invalid("Truncated chunk header", index, offset, size=self.size)
+            end = self._header(memoryview(self._rest), 0, offset).end
+            raise _invalid(
+                "Chunk payload runs past the end of the xorb",
+                index,
+                offset,
+                end=end,
+                size=self.size,
+            )
+        if not self._chunks:
+            raise XetInvalidError("A xorb holds at least one chunk")
+        received = xorb_hash([(c.hash, c.length) for c in self._chunks])
+        if received != expected:
+            raise XorbHashMismatchError(
+                "The xorb's chunks do not hash to the xorb hash it was sent under",
+                detail={"expected": str(expected), "received": str(received)},
+            )
+        return list(self._chunks)
+
+    def _header(self, view: memoryview, at: int, base: int) -> _ChunkHeader:
+        index = len(self._chunks)
+        if index == MAX_CHUNKS:
+            raise XetInvalidError(
+                f"A xorb holds at most {MAX_CHUNKS} chunks",
+                detail={"limit": MAX_CHUNKS, "offset": base + at},
+            )
+        return _read_header(view, at, index, base)
 
 
 def decode_chunk(serialized: bytes | memoryview) -> bytes:
@@ -88,13 +140,15 @@ def decode_chunk(serialized: bytes | memoryview) -> bytes:
         XetInvalidError: not exactly one well-formed chunk.
     """
     view = memoryview(serialized)
-    header = _read_header(view, 0, 0)
+    if len(view) < HEADER_BYTES:
+        raise _invalid("Truncated chunk header", 0, 0, size=len(view))
+    header = _read_header(view, 0, 0, 0)
     if header.end != len(view):
         raise XetInvalidError(
             "Expected exactly one chunk",
             detail={"size": len(view), "chunk_end": header.end},
         )
-    return _decode(view, header)
+    return _decode(view[HEADER_BYTES:], header)
 
 
 def serialize_chunk(data: bytes, scheme: int = SCHEME_NONE) -> bytes:
@@ -126,51 +180,30 @@ def serialize_xorb(
     return b"".join(parts), xorb_hash([(e.hash, e.length) for e in entries]), entries
 
 
-def _walk(view: memoryview) -> list[_ChunkHeader]:
-    """Every chunk header, walked to the exact end of the body, before anything is
-    decompressed."""
-    headers: list[_ChunkHeader] = []
-    offset = 0
-    while offset < len(view):
-        if len(headers) == MAX_CHUNKS:
-            raise XetInvalidError(
-                f"A xorb holds at most {MAX_CHUNKS} chunks",
-                detail={"limit": MAX_CHUNKS, "offset": offset},
-            )
-        header = _read_header(view, offset, len(headers))
-        headers.append(header)
-        offset = header.end
-    if not headers:
-        raise XetInvalidError("A xorb holds at least one chunk")
-    return headers
+def _invalid(message: str, index: int, offset: int, **detail: object) -> XetInvalidError:
+    return XetInvalidError(message, detail={"chunk": index, "offset": offset, **detail})
 
 
-def _read_header(view: memoryview, offset: int, index: int) -> _ChunkHeader:
-    """The header of chunk `index` at `offset`, checked against the format and the body."""
-
-    def invalid(message: str, **detail: object) -> XetInvalidError:
-        return XetInvalidError(message, detail={"chunk": index, "offset": offset, **detail})
-
-    if offset + HEADER_BYTES > len(view):
-        raise invalid("Truncated chunk header", size=len(view))
-    first, second = _HEADER.unpack_from(view, offset)
+def _read_header(view: memoryview, at: int, index: int, base: int) -> _ChunkHeader:
+    """The header of chunk `index` at `view[at:]` (offset `base + at` in the xorb), checked
+    against the format; where its payload ends is for the caller to check."""
+    offset = base + at
+    first, second = _HEADER.unpack_from(view, at)
     version, payload_length = first & 0xFF, first >> 8
     scheme, length = second & 0xFF, second >> 8
     end = offset + HEADER_BYTES + payload_length
     if version != 0:
-        raise invalid("Unknown chunk header version", version=version)
+        raise _invalid("Unknown chunk header version", index, offset, version=version)
     if scheme not in SCHEMES:
-        raise invalid("Unknown chunk compression scheme", scheme=scheme)
-    if end > len(view):
-        raise invalid("Chunk payload runs past the end of the xorb", end=end, size=len(view))
+        raise _invalid("Unknown chunk compression scheme", index, offset, scheme=scheme)
     if not 0 < length <= MAX_CHUNK_BYTES:
-        raise invalid(f"A chunk holds 1 to {MAX_CHUNK_BYTES} bytes", length=length)
+        raise _invalid(f"A chunk holds 1 to {MAX_CHUNK_BYTES} bytes", index, offset, length=length)
     return _ChunkHeader(index, offset, end, scheme, length)
 
 
-def _decode(view: memoryview, header: _ChunkHeader) -> bytes:
-    """A chunk's uncompressed bytes; never more than its declared length is produced."""
-    payload = view[header.offset + HEADER_BYTES : header.end]
+def _decode(payload: memoryview, header: _ChunkHeader) -> bytes:
+    """A chunk's uncompressed bytes from its payload; never more than its declared length is
+    produced."""
     if header.scheme == SCHEME_NONE:
         if len(payload) != header.length:
             raise _length_error(header, len(payload))
