@@ -17,7 +17,7 @@ from picklescan.scanner import SafetyLevel, scan_bytes
 
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
-from registry.domain.errors import SafetensorsError
+from registry.domain.errors import BlobNotFoundError, SafetensorsError
 from registry.domain.records import TreeFile
 from registry.domain.safetensors import read_header
 from registry.metadata.db import Database
@@ -38,20 +38,35 @@ PENDING = Verdict("pending", [])
 SEVERITY = ("clean", "pending", "error", "unsafe")  # worst last
 
 
-def scan_path(path: Path, name: str) -> Verdict:
-    """Scan one stored file; `name` (its repo path) decides how."""
+def scan_blob(store: BlobStore, digest: Digest, name: str) -> Verdict | None:
+    """Scan one stored file; `name` (its repo path) decides how. None when its bytes are not
+    here. A safetensors file is checked by its header, read as ranges of the blob (never the
+    whole file, which may be rebuilt from Xet chunks or sit in S3); a pickle is scanned from
+    a local file. A storage failure raises (the file stays pending); a scanner failure is a
+    verdict."""
     if name.endswith(".safetensors"):
-        with path.open("rb") as f:
+        info = store.stat(digest)
+        if info is None:
+            return None
 
-            def read(start: int, end: int) -> bytes:
-                f.seek(start)
-                return f.read(end - start)
+        def read(start: int, end: int) -> bytes:
+            return b"".join(store.open(digest, start, end))
 
-            try:
-                read_header(read, path.stat().st_size)
-            except SafetensorsError as exc:
-                return Verdict("unsafe", [f"invalid safetensors: {exc.message}"])
+        try:
+            read_header(read, info.size)
+        except SafetensorsError as exc:
+            return Verdict("unsafe", [f"invalid safetensors: {exc.message}"])
         return Verdict("clean", [])
+    with local_copy(store, digest) as path:
+        if path is None:
+            return None
+        try:
+            return _scan_pickle(path, name)
+        except Exception as exc:  # a scanner failure is a verdict, not a crash
+            return Verdict("error", [f"{type(exc).__name__}: {exc}"])
+
+
+def _scan_pickle(path: Path, name: str) -> Verdict:
     with path.open("rb") as f:
         result = scan_bytes(f, name, Path(name).suffix)
     dangerous = [
@@ -105,13 +120,12 @@ class ScanService:
         """Scan what is pending and stored here; returns how many verdicts were recorded."""
         recorded = 0
         for digest, name in self.pending(limit):
-            with local_copy(self._blobs, digest) as path:
-                if path is None:
-                    continue  # bytes not here yet (a replica): stays pending
-                try:
-                    verdict = scan_path(path, name)
-                except Exception as exc:  # a scanner failure is a verdict, not a crash
-                    verdict = Verdict("error", [f"{type(exc).__name__}: {exc}"])
+            try:
+                verdict = scan_blob(self._blobs, digest, name)
+            except BlobNotFoundError:  # gone since it was listed
+                verdict = None
+            if verdict is None:
+                continue  # bytes not here yet (a replica): stays pending
             with self._db.write() as tx:
                 tx.scans.record(digest, verdict.status, verdict.findings, now_ms())
             self._known[digest.hex] = verdict
