@@ -3,6 +3,7 @@ Xet with their terms, which xorbs each file names, and the global-dedup index of
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from sqlalchemy import delete, insert
@@ -12,6 +13,7 @@ from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.records import XetFileRecord, XorbRecord
 from registry.domain.xet.types import (
+    ChunkEntry,
     XetHash,
     XorbRef,
     pack_index,
@@ -31,9 +33,14 @@ from registry.metadata.tables import (
 
 
 def _xorb(row: Xorb) -> XorbRecord:
-    return XorbRecord(
-        XetHash.parse(row.hash), Digest(row.blake3), row.size, tuple(unpack_index(row.chunks))
-    )
+    return XorbRecord(XetHash.parse(row.hash), Digest(row.blake3), row.size, _chunks(row.chunks))
+
+
+@functools.lru_cache(maxsize=64)
+def _chunks(index: bytes) -> tuple[ChunkEntry, ...]:
+    """A stored chunk index, decoded once: a download asks for the same xorbs' indexes with
+    every reconstruction (each ~1000 chunks; the 64 latest are at most ~20 MB)."""
+    return tuple(unpack_index(index))
 
 
 def _file(row: XetFile) -> XetFileRecord:
