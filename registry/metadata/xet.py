@@ -129,6 +129,21 @@ class XetIndex:
         )
         return self._session.exec(query.limit(1)).first() is not None
 
+    def latest_files(self, repo_id: int, limit: int) -> list[XetFileRecord]:
+        """The Xet files a commit of the repo names, the latest uploaded first."""
+        named = (
+            select(TreeRow.blake3)
+            .join(Commit, col(Commit.id) == TreeRow.commit_id)
+            .where(Commit.repo_id == repo_id)
+        )
+        rows = self._session.exec(
+            select(XetFile)
+            .where(col(XetFile.blake3).in_(named))
+            .order_by(col(XetFile.created_ms).desc())
+            .limit(limit)
+        ).all()
+        return [_file(r) for r in rows]
+
     def add_file(self, record: XetFileRecord, xorbs: Iterable[XorbRef]) -> bool:
         """Record a Xet file and the xorbs (blobs) it names; False when it was already."""
         if self._session.get(XetFile, record.hash.hex) is not None:

@@ -19,7 +19,9 @@ import hashlib
 import itertools
 import logging
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ from registry.domain.xet.shard import ShardFile, dedup_shard, is_dedup_eligible,
 from registry.domain.xet.types import ChunkEntry, XetHash, XorbRef
 from registry.domain.xet.xorb import XorbReader, parse_xorb
 from registry.metadata.db import Database
+from registry.metadata.tx import Tx
 from registry.service.cache import ReadCache
 from registry.service.identity import NodeIdentity
 from registry.service.repos import find_repo, writable_repo
@@ -64,6 +67,7 @@ DISABLED = (
 )
 DEDUP_FILES = 8  # readable files naming a xorb whose xorbs one dedup answer lists
 DEDUP_CHUNKS = 1 << 16  # chunks one dedup answer lists at most (3 MiB of records, ~4 GiB)
+HINTED_TOKENS = 4096  # upload tokens remembered as answered with their repo's files
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class XetService:
         self._uploads = uploads
         self._node = node
         self._settings = settings
+        self._hinted: OrderedDict[tuple[RepoId, str | None, int, str], None] = OrderedDict()
+        self._hinted_lock = threading.Lock()
 
     @property
     def blobs(self) -> BlobStore:
@@ -156,7 +162,9 @@ class XetService:
             else:
                 find_repo(tx, principal, repo)
         expires = int(time.time() + self._settings.token_seconds)
-        grant = grants.CasGrant(repo, principal.user, principal.is_admin, write, expires)
+        grant = grants.CasGrant(
+            repo, principal.user, principal.is_admin, write, expires, secrets.token_hex(8)
+        )
         return CasToken(grants.issue(self._node.secret, grant), expires)
 
     def grant(self, token: str | None) -> grants.CasGrant:
@@ -320,25 +328,29 @@ class XetService:
         answer naming one xorb left a client with an empty cache re-sending every other xorb
         (up to 64 MiB each) of a big file it had changed 1 KiB of.
 
+        A chunk stored nowhere here, asked with an upload token, is answered once per token
+        with the latest Xet files of the token's repo: the file being uploaded is most often
+        a new version of one of them. A new safetensors header changes the first chunk, and
+        the first eligible chunk after it lies ~64 MiB into the file on average: without
+        this, a client with an empty cache re-sent all of that.
+
         Only xorbs of files in repos the token's user may read are named: an answer tells
         which content is stored, and gc keeps every xorb such a file names.
         """
         with self._db.read() as tx:
             xorb = tx.xet.xorb_of_chunk(chunk)
-            if xorb is None:
-                return None
             readable = (
                 f
-                for f in tx.xet.files_naming(xorb)
+                for f in (tx.xet.files_naming(xorb) if xorb is not None else ())
                 if tx.blobs.in_visible_repo(f.blake3, grant.principal)
             )
             files = list(itertools.islice(readable, DEDUP_FILES))
             if not files:  # only files the user may read tell what is stored
-                return None
+                xorb, files = None, self._repo_hint(tx, grant)
             order = _dedup_order(xorb, files)
             records = tx.xet.xorbs(order)
         listed = self._dedup_listed(order, records)
-        if not listed or listed[0].hash != xorb:
+        if not listed or (xorb is not None and listed[0].hash != xorb):
             return None
         with self._db.write(invalidates=False) as tx:  # gc keeps them while clients may dedup
             tx.blobs.want([r.blake3 for r in listed])
@@ -346,6 +358,24 @@ class XetService:
         expiry = now + int(self._settings.dedup_seconds)
         xorbs = [(r.hash, [(c.hash, c.length) for c in r.chunks]) for r in listed]
         return dedup_shard(xorbs, secrets.token_bytes(32), now, expiry)
+
+    def _repo_hint(self, tx: Tx, grant: grants.CasGrant) -> list[XetFileRecord]:
+        """The latest Xet files of an upload token's repo, the first time that token asks
+        (later misses of the same upload would list them again for nothing)."""
+        if not grant.write:
+            return []
+        key = (grant.repo, grant.user, grant.expires, grant.nonce)
+        with self._hinted_lock:
+            if key in self._hinted:
+                return []
+            self._hinted[key] = None
+            while len(self._hinted) > HINTED_TOKENS:
+                self._hinted.popitem(last=False)
+        try:
+            repo = find_repo(tx, grant.principal, grant.repo)
+        except RegistryError:  # deleted, or no longer readable
+            return []
+        return tx.xet.latest_files(repo.id, DEDUP_FILES)
 
     def _dedup_listed(
         self, order: list[XetHash], records: dict[XetHash, XorbRecord]
@@ -458,10 +488,11 @@ class XetService:
                         tx.blobs.record(file.blake3, file.sha256, file.size, None)
 
 
-def _dedup_order(xorb: XetHash, files: Iterable[XetFileRecord]) -> list[XetHash]:
+def _dedup_order(xorb: XetHash | None, files: Iterable[XetFileRecord]) -> list[XetHash]:
     """The xorb, then each file's other xorbs: those its terms name after it, then those
-    before (a client reads on from the chunk it asked about), each once."""
-    order = {xorb: None}
+    before (a client reads on from the chunk it asked about), each once. No xorb: each file's
+    xorbs in the order of its terms."""
+    order: dict[XetHash, None] = {} if xorb is None else {xorb: None}
     for file in files:
         named = list(dict.fromkeys(t.xorb for t in file.terms))
         at = named.index(xorb) if xorb in named else 0

@@ -321,3 +321,58 @@ def test_safetensors_with_new_metadata_from_an_empty_cache_sends_only_the_header
     assert planted in head_chunks(v1) and planted in head_chunks(v2)
     spacing = {"HF_XET_MIN_SPACING_BETWEEN_GLOBAL_DEDUP_QUERIES": "0"}
     dedup_round(tmp_path, node, proxy, v1, v2, spacing)
+
+
+def miss_answers(node: RunningNode, repo: str, route: str, asked: int) -> list[set[str] | None]:
+    """What one CAS token (from the token route `route`) for `repo` is answered, asked about
+    `asked` chunks stored nowhere: the xorbs each answer names (None: 404)."""
+    with node.client(node.admin_token) as http:
+        answer = http.get(f"/api/models/{repo}/{route}/main")
+        assert answer.status_code == 200, answer.text
+    found: list[set[str] | None] = []
+    with node.client(answer.json()["accessToken"]) as cas:
+        for _ in range(asked):
+            reply = cas.get(f"/cas/v1/chunks/default/{chunk_hash(os.urandom(64)).hex}")
+            assert reply.status_code in (200, 404), reply.text
+            shard = parse_shard(reply.content) if reply.status_code == 200 else None
+            found.append(None if shard is None else {x.xorb.hex for x in shard.xorbs})
+    return found
+
+
+def test_new_version_in_the_same_repo_sends_only_its_header_at_the_client_defaults(
+    node: RunningNode, proxy: ByteCountingProxy, tmp_path: Path
+) -> None:
+    """A new safetensors header changes the file's first chunk, and the client (default
+    settings, empty cache) asks next about an eligible chunk 256 chunks on at the earliest: at
+    48 MiB, a third of the file or more would go again. The node answers an upload token's
+    first question it cannot answer with the latest files of the token's repo, so the new
+    version of a file there sends little more than its header."""
+    blob = os.urandom(SAFETENSORS_SIZE)
+    tensors = {
+        f"layers.{i}.weight": ([1024, 1024], blob[i * TENSOR : (i + 1) * TENSOR])
+        for i in range(SAFETENSORS_SIZE // TENSOR)
+    }
+    v1 = safetensors({"format": "pt"}, tensors)
+    v2 = safetensors({"format": "pt", "description": "fine-tuned on more data; " * 20}, tensors)
+    create_repos(node, "hinted")
+    (tmp_path / "v1").write_bytes(v1)
+    (tmp_path / "v2").write_bytes(v2)
+    first = upload(tmp_path, node, proxy, tmp_path / "v1", "admin/hinted", "home-v1", {})
+    second = upload(tmp_path, node, proxy, tmp_path / "v2", "admin/hinted", "home-v2", {})
+    assert_small(second, len(v2))
+    expected = {("admin/hinted", first.commit): v1, ("admin/hinted", second.commit): v2}
+    assert_downloads(tmp_path, node, proxy, expected)
+
+
+def test_repo_hint_goes_once_to_an_upload_token_and_never_to_a_read_token(
+    node: RunningNode, proxy: ByteCountingProxy, tmp_path: Path
+) -> None:
+    create_repos(node, "hint-src", "hint-empty")
+    (tmp_path / "f").write_bytes(os.urandom(2 * MIB))
+    stored = upload(tmp_path, node, proxy, tmp_path / "f", "admin/hint-src", "home-f", {})
+    assert stored.xorbs_posted
+    listed = set(stored.xorbs_posted)
+    assert miss_answers(node, "admin/hint-src", "xet-write-token", 3) == [listed, None, None]
+    assert miss_answers(node, "admin/hint-src", "xet-write-token", 1) == [listed]  # new token
+    assert miss_answers(node, "admin/hint-src", "xet-read-token", 2) == [None, None]
+    assert miss_answers(node, "admin/hint-empty", "xet-write-token", 2) == [None, None]

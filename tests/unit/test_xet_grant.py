@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from registry.domain.errors import UnauthorizedError
 from registry.domain.names import RepoId, RepoType
+from registry.domain.tokens import sign
 from registry.domain.xet.grant import (
     SKEW,
     CasGrant,
@@ -25,6 +29,15 @@ def test_a_token_round_trips_its_grant() -> None:
     grant = CasGrant(REPO, "alice", False, True, 2_000_000_000)
     assert open_token(SECRET, issue(SECRET, grant), 1_999_999_999) == grant
     assert grant.principal.can_write and grant.principal.user == "alice"
+
+
+def test_a_nonce_round_trips_and_a_token_issued_before_nonces_opens_without_one() -> None:
+    grant = CasGrant(REPO, "alice", False, True, 2_000_000_000, "0123abcd")
+    assert open_token(SECRET, issue(SECRET, grant), 0).nonce == "0123abcd"
+    fields = [REPO.type.value, REPO.namespace, REPO.name, "alice", False, True, 2_000_000_000]
+    payload = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
+    older = f"xet1.{payload}.{sign(SECRET, 'xet1', payload)}"
+    assert open_token(SECRET, older, 0) == replace(grant, nonce="")
 
 
 @pytest.mark.parametrize(

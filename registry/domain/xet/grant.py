@@ -29,6 +29,7 @@ class CasGrant:
     is_admin: bool
     write: bool
     expires: int  # Unix seconds
+    nonce: str = ""  # tells apart tokens issued alike in the same second (none in older ones)
 
     @property
     def principal(self) -> Principal:
@@ -44,6 +45,7 @@ def issue(secret: str, grant: CasGrant) -> str:
         grant.is_admin,
         grant.write,
         grant.expires,
+        grant.nonce,
     ]
     payload = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
     return f"{PREFIX}.{payload}.{sign(secret, PREFIX, payload)}"
@@ -63,12 +65,13 @@ def open_token(secret: str, token: str, now: float) -> CasGrant:
     payload, _, signature = rest.partition(".")
     if prefix != PREFIX or not verify_signature(secret, signature, PREFIX, payload):
         raise refused
-    kind, namespace, name, user, is_admin, write, expires = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
+    fields = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    kind, namespace, name, user, is_admin, write, expires = fields[:7]
+    nonce = fields[7] if len(fields) > 7 else ""  # issued before nonces were
     if expires + SKEW < now:
         raise refused
-    return CasGrant(RepoId(RepoType(kind), namespace, name), user, is_admin, write, expires)
+    repo = RepoId(RepoType(kind), namespace, name)
+    return CasGrant(repo, user, is_admin, write, expires, nonce)
 
 
 def fetch_signature(secret: str, xorb: str, expires: int) -> str:
