@@ -22,10 +22,7 @@ logger = logging.getLogger(__name__)
 READ_CHUNK = 4 * 1024 * 1024
 STAGE = 4 * 1024 * 1024  # O_DIRECT write unit: page-aligned, a multiple of ALIGN
 ALIGN = 4096
-# Uploads of a known size up to this are written through the page cache: every xorb (up to
-# 64 MiB, read back at once to check the shard that names it) and most LoRAs, whose fsync is
-# short and whose bytes a scan reads next.
-DIRECT_MIN = 128 * 1024 * 1024
+DIRECT_MIN = 8 * 1024 * 1024  # smaller uploads (known size) use buffered writes
 
 
 class LocalBlobStore:

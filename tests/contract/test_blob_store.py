@@ -23,15 +23,13 @@ import pytest
 from registry.domain.digest import REGULAR_FILE_MAX, Digest, Hashes
 from registry.domain.errors import BlobNotFoundError, DigestMismatchError, SizeMismatchError
 from registry.storage import BlobStore, Expected, put
-from registry.storage.local import STAGE, LocalBlobStore
+from registry.storage.local import DIRECT_MIN, LocalBlobStore
 from registry.storage.memory import MemoryBlobStore
 from registry.storage.s3 import PART as S3_PART
 from registry.storage.s3 import S3BlobStore
 
 BACKENDS = ["memory", "local", "s3"]
-# Several O_DIRECT stages when its size is not told (a known size under DIRECT_MIN is written
-# through the page cache).
-LARGE = 3 * STAGE + 17
+LARGE = DIRECT_MIN + 4 * 1024 * 1024 + 17  # known-size uploads this big take the O_DIRECT path
 
 
 @pytest.fixture(params=BACKENDS)
