@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 READ_CHUNK = 4 * 1024 * 1024
 STAGE = 4 * 1024 * 1024  # O_DIRECT write unit: page-aligned, a multiple of ALIGN
 ALIGN = 4096
+WILLNEED_MAX = 64 * 1024 * 1024  # ranges read this small are asked of the disk in one go
 DIRECT_MIN = 8 * 1024 * 1024  # smaller uploads (known size) use buffered writes
 
 
@@ -66,6 +67,10 @@ class LocalBlobStore:
             handle = self.path_of(digest).open("rb")
         except FileNotFoundError:
             raise BlobNotFoundError(f"Blob {digest} not found") from None
+        if end is not None and 0 < end - start <= WILLNEED_MAX:
+            # The whole range asked for at once: a blob written O_DIRECT is not in the page
+            # cache, and the kernel's own read-ahead reads it half as fast (xorb segments).
+            os.posix_fadvise(handle.fileno(), start, end - start, os.POSIX_FADV_WILLNEED)
         return _read_range(handle, start, end)
 
     def local_path(self, digest: Digest) -> Path | None:
