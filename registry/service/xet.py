@@ -257,8 +257,16 @@ class XetService:
     ) -> tuple[XetFileRecord, list[XorbRef], list[tuple[XetHash, XetHash]]]:
         """The file's record, once its terms, verification records, hash and SHA-256 all hold
         against the xorbs stored here, and it is at most `max_bytes` long (0: any); with its
-        xorbs, and its first chunk with that chunk's xorb (for the dedup index)."""
+        xorbs, and its first chunk with that chunk's xorb (for the dedup index).
+
+        A file registered here already, with every xorb held (a client retrying its shard,
+        or uploading the same file again), is not rebuilt: its hash names its chunks, whose
+        bytes were checked then; only the shard's SHA-256 claim must be the one recorded.
+        """
         with self._db.read() as tx:
+            known = tx.xet.file(file.file_hash)
+            if known is not None and self._complete(tx, known):
+                return self._known(file, known, max_bytes), [], []
             xorbs = tx.xet.xorbs({t.xorb for t in file.terms})
         chunks: list[ChunkEntry] = []
         size = 0
@@ -297,6 +305,22 @@ class XetService:
         refs = [XorbRef(x.hash, x.blake3, x.size) for x in xorbs.values()]
         first = [(chunks[0].hash, file.terms[0].xorb)] if chunks else []
         return XetFileRecord(file.file_hash, b3, sha256, size, file.terms), refs, first
+
+    @staticmethod
+    def _complete(tx: Tx, file: XetFileRecord) -> bool:
+        return tx.blobs.get(file.blake3) is not None and not tx.xet.missing_xorbs(file.hash)
+
+    @staticmethod
+    def _known(file: ShardFile, known: XetFileRecord, max_bytes: int) -> XetFileRecord:
+        if max_bytes and known.size > max_bytes:
+            raise _too_large(file, max_bytes)
+        if file.sha256 != known.sha256:
+            raise Sha256MismatchError(
+                f"File {file.file_hash} has SHA-256 {known.sha256}, not {file.sha256} as the "
+                "shard claims",
+                detail={"expected": file.sha256, "received": known.sha256},
+            )
+        return known
 
     def _rebuild_hashes(self, recipe: Recipe) -> tuple[Digest, str]:
         """BLAKE3 and SHA-256 of the file a recipe rebuilds. SHA-256, the slower, runs on a

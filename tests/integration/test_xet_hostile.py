@@ -713,6 +713,10 @@ def test_same_xorb_and_same_shard_twice_store_once(cas: Cas) -> None:
         after_shard = stored(cas.node)
         assert post_shard(http, upload.shard()).json() == {"result": 0}
         assert stored(cas.node) == after_shard
+        # A file registered already is not rebuilt again, but its SHA-256 claim still holds.
+        wrong = replace(upload.file, sha256=hashlib.sha256(b"other").hexdigest())
+        assert_refused(post_shard(http, upload.shard(wrong)), 400, "Sha256Mismatch")
+        assert stored(cas.node) == after_shard
         # A xorb stored already is granted: the client then sends nothing.
         assert http.post(f"/cas/v1/xorb-grants/default/{upload.xorbs[0][0]}").status_code == 200
     with cas.node.runtime.db.read() as tx:
