@@ -105,6 +105,8 @@ class PeerSample:
     lag_seconds: float
     last_success: float | None  # unix seconds
     bad_blobs: int
+    set_aside: int  # entries of its abandoned history kept here
+    diverged: float | None  # unix seconds of the last divergence found
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ class NodeSample:
     scrub: ScrubSample
 
 
-PEER_STATES = ("unknown", "up", "degraded", "down")
+PEER_STATES = ("unknown", "up", "degraded", "down", "resyncing", "diverged")
 
 
 class NodeCollector(Collector):
@@ -197,7 +199,20 @@ class NodeCollector(Collector):
         bad = CounterMetricFamily(
             "modelyard_peer_bad_blobs", "Blobs a peer served with wrong bytes", labels=["peer"]
         )
+        set_aside = GaugeMetricFamily(
+            "modelyard_peer_set_aside_entries",
+            "Entries of a peer's abandoned history (it was restored) kept here for recovery",
+            labels=["peer"],
+        )
+        diverged = GaugeMetricFamily(
+            "modelyard_peer_diverged_timestamp_seconds",
+            "When the peer's history was last found to have diverged",
+            labels=["peer"],
+        )
         for p in s.peers:
+            set_aside.add_metric([p.peer], p.set_aside)
+            if p.diverged is not None:
+                diverged.add_metric([p.peer], p.diverged)
             for name in PEER_STATES:
                 state.add_metric([p.peer, name], 1.0 if p.state == name else 0.0)
             lag.add_metric([p.peer], p.lag_entries)
@@ -205,7 +220,7 @@ class NodeCollector(Collector):
             if p.last_success is not None:
                 last.add_metric([p.peer], p.last_success)
             bad.add_metric([p.peer], p.bad_blobs)
-        yield from (state, lag, lag_s, last, bad)
+        yield from (state, lag, lag_s, last, bad, set_aside, diverged)
         yield from _mirror_metrics(s.mirrors)
         yield from _scrub_metrics(s.scrub)
 

@@ -35,7 +35,7 @@ from registry.service.downloads import DownloadCounter
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.files import FileService
 from registry.service.gc import GarbageCollector
-from registry.service.identity import NodeIdentity
+from registry.service.identity import NodeIdentity, write_marker
 from registry.service.indexer import DocBuilder, Indexer
 from registry.service.leases import Leases, holder_name
 from registry.service.lineage import LineageService
@@ -112,7 +112,7 @@ class Runtime:
 
     @cached_property
     def identity(self) -> NodeIdentity:
-        return NodeIdentity.load(self.db, self.settings.node_id)
+        return NodeIdentity.load(self.db, self.settings.node_id, self.settings.data_dir)
 
     @cached_property
     def leases(self) -> Leases:
@@ -355,4 +355,6 @@ class Runtime:
     def close(self) -> None:
         if "fetcher" in self.__dict__:  # built: its pool may be fetching
             self.fetcher.stop()
+        if "identity" in self.__dict__:  # the marker describes the database as it is left
+            write_marker(self.db, self.settings.data_dir)
         self.db.dispose()

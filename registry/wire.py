@@ -276,6 +276,7 @@ class FeedEntryOut(BaseModel):
     private: bool
     body: dict[str, object]
     created_ms: int
+    chain: str | None = None  # per-origin hash chain; None from nodes before chains
 
 
 class FeedOut(BaseModel):
@@ -284,6 +285,16 @@ class FeedOut(BaseModel):
     head: int
     last_serial: int
     entries: list[FeedEntryOut]
+    last_chain: str | None = None  # the chain of the entry at `last_serial` (send it back)
+
+
+class FeedPositionOut(BaseModel):
+    """The entry at one serial of a node's log, as much as a peer needs to recognise it."""
+
+    serial: int
+    origin: str
+    origin_serial: int
+    chain: str | None
 
 
 class PeerIn(BaseModel):
@@ -306,6 +317,10 @@ class PeerOut(BaseModel):
     last_success: str | None
     last_error: str | None
     bad_blobs: int
+    # When its history was last found to have diverged from what was read of it (restored
+    # from a backup), and how many entries of the old history this node keeps for recovery.
+    diverged_at: str | None = None
+    set_aside_entries: int = 0
 
 
 class MirrorIn(BaseModel):

@@ -55,6 +55,8 @@ class SyncLoop:
         self._connect = connect
         self.fetcher = fetcher
         self._stop = threading.Event()
+        # Set by the prober when a peer answers again: its puller stops backing off at once.
+        self._wake: dict[str, threading.Event] = {}
         self._workers: dict[str, threading.Thread] = {}
         self._threads: list[threading.Thread] = []
 
@@ -73,6 +75,8 @@ class SyncLoop:
 
     def stop(self) -> None:
         self._stop.set()
+        for event in list(self._wake.values()):
+            event.set()
         for thread in [*self._threads, *self._workers.values()]:
             thread.join(timeout=5)
 
@@ -103,10 +107,13 @@ class SyncLoop:
 
         def failed(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            self._peers.health.failure(peer_id, f"{type(exc).__name__}: {exc}")
+            self._peers.health.failure(peer_id, f"{type(exc).__name__}: {exc}", pull=True)
+
+        wake = self._wake.setdefault(peer_id, threading.Event())
 
         def sleep(seconds: float) -> None:
-            self._stop.wait(seconds)
+            wake.wait(seconds)  # cut short when the peer answers a probe again
+            wake.clear()
 
         def pull() -> bool:
             if not self._leases.holds(f"sync:{peer_id}"):
@@ -125,7 +132,7 @@ class SyncLoop:
         try:
             while not self._stop.is_set():
                 if retrying(pull):
-                    self._peers.health.success(peer_id)
+                    self._peers.health.success(peer_id, pull=True)
                 else:  # another process pulls this peer (or we are stopping)
                     self._stop.wait(LEASE_RETRY)
         except PeerNotFoundError:
@@ -153,6 +160,8 @@ class SyncLoop:
                         peer, RetryPolicy(attempts=1), max(1.0, self._settings.probe_interval)
                     ) as client:
                         client.health()
+                    if self._peers.health.get(peer.id).state != "up":
+                        self._wake.get(peer.id, threading.Event()).set()
                     self._peers.health.success(peer.id)
                 except Exception as exc:  # a failed probe is data, not an error
                     self._peers.health.failure(

@@ -3,6 +3,9 @@
 Theory of operation (invariants the puller relies on):
 - An entry is identified by (origin, origin_serial); one already applied, or one that
   originated here, yields nothing: applying a batch twice is a no-op.
+- An entry whose (origin, origin_serial) is held here with another chain comes from a
+  history its origin wrote after a restore: planning stops with `Abandon`, the service sets
+  aside what the origin no longer has, and plans the rest of the batch again.
 - Every other entry is recorded in the local log, even when it changes nothing (stale), so
   it is re-served to our own peers (A -> B -> C) and recognised when it arrives again. So are
   entries of a kind this version does not know, and entries whose body cannot be decoded:
@@ -28,6 +31,7 @@ from registry.domain.changes import (
 )
 from registry.domain.errors import InvalidError
 from registry.domain.replication import (
+    Abandon,
     Action,
     AddCommit,
     AddXetFile,
@@ -45,9 +49,15 @@ def plan(view: LocalView, entries: list[ChangeEntry]) -> list[Action]:
     actions: list[Action] = []
     for entry in entries:
         key = (entry.origin, entry.origin_serial)
-        if key in view.applied or entry.origin == view.node_id:
+        if entry.origin == view.node_id:
             continue
-        view.applied.add(key)
+        if key in view.applied:
+            held = view.applied[key]
+            if held is not None and entry.chain is not None and held != entry.chain:
+                actions.append(Abandon(entry.origin, entry.origin_serial - 1))
+                return actions
+            continue
+        view.applied[key] = entry.chain
         actions.extend(_plan_entry(view, entry))
         actions.append(Record(entry))
     return actions

@@ -6,7 +6,9 @@ import logging
 
 from registry.client import RegistryClient, RetryPolicy
 from registry.domain.changes import ChangeEntry
+from registry.domain.errors import CursorAheadError, HistoryDivergedError
 from registry.domain.records import PeerRecord
+from registry.domain.replication import FeedPosition
 from registry.service.replication import ReplicationService
 from registry.settings import SyncSettings
 from sync.connect import PeerConnector
@@ -47,20 +49,61 @@ class Puller:
         return self._client
 
     def pull_once(self) -> int:
-        """One long-poll and its application; returns the number of entries received."""
+        """One long-poll and its application; returns the number of entries received. A peer
+        whose history is no longer the one read (restored from a backup, or reset) is resynced
+        first: see `resync`."""
         peer = self._peers.get(self.peer_id)
-        since = peer.cursor
-        feed = self._client_for(peer).changes(
-            since,
-            limit=self._settings.batch,
-            wait=self._settings.long_poll,
-            expect_node=peer.node_id,
-        )
-        peer = self._peers.contact(self.peer_id, feed.node_id, feed.epoch)
-        if peer.cursor != since:
-            return 0  # the peer's epoch changed: start over from its new history
+        client = self._client_for(peer)
+        try:
+            feed = client.changes(
+                peer.cursor,
+                limit=self._settings.batch,
+                wait=self._settings.long_poll,
+                expect_node=peer.node_id,
+                since_chain=peer.cursor_chain,
+            )
+        except (CursorAheadError, HistoryDivergedError) as exc:
+            self.resync(peer, client, exc.message)
+            return 0
+        peer, epoch_changed = self._peers.contact(self.peer_id, feed.node_id, feed.epoch)
+        if epoch_changed and peer.cursor:
+            self.resync(peer, client, f"its epoch changed to {feed.epoch}")
+            return 0
         entries = [ChangeEntry(**e.model_dump()) for e in feed.entries]
-        missing = self._replication.apply(self.peer_id, entries, feed.last_serial, feed.head, plan)
+        page = FeedPosition(feed.last_serial, feed.last_chain, feed.head)
+        missing = self._replication.apply(self.peer_id, entries, page, plan)
         if missing and peer.blobs == "eager":
             self._fetcher.enqueue(missing, first=self.peer_id)
         return len(entries)
+
+    def resync(self, peer: PeerRecord, client: RegistryClient, reason: str) -> None:
+        """The peer's history diverged from what was read of it: find the last of its own
+        entries both histories share (a binary search over those held here, asking the peer
+        which entry it has at each serial), set aside the entries of its old history, and
+        read on from there."""
+        node = peer.node_id
+        held = self._replication.chains(node, peer.cursor) if node else []
+        low, high = 0, len(held)  # held[:low] are shared, held[high:] are not
+        while low < high:
+            middle = (low + high) // 2
+            serial, chain = held[middle]
+            there = client.position(serial)
+            shared = there is not None and (there.origin, there.origin_serial, there.chain) == (
+                node,
+                serial,
+                chain,
+            )
+            low, high = (middle + 1, high) if shared else (low, middle)
+        common: tuple[int, str | None] = held[low - 1] if low else (0, None)
+        after, at = common
+        head = client.health().serial
+        set_aside = self._replication.rewind(self.peer_id, node or "", after, at, head)
+        logger.warning(
+            "peer history diverged peer=%s reason=%s; resync from serial %d to %d, %d entries "
+            "of its old history set aside",
+            self.peer_id,
+            reason,
+            after,
+            head,
+            set_aside,
+        )

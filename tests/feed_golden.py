@@ -8,7 +8,8 @@ bytes normalised. Normalising replaces, in the body text itself, only values tha
 time-dependent by nature; every other byte (key names and order, spacing, types, list shapes,
 serials, hashes, sizes) stays as served, so comparing normalised bytes holds the wire format.
 
-- Ids (commit ids, which hash the commit time; repo incarnations and node epochs, uuid4) are
+- Ids (commit ids, which hash the commit time; repo incarnations and node epochs, uuid4;
+  history chains, which hash all of those) are
   found by key in the parsed body, checked against their shape, and replaced by
   `<commit-N>` / `<incarnation-N>` / `<epoch-N>`, N counting distinct values in order of first
   appearance across the whole recording: every occurrence of one value (a ref pointing at a
@@ -54,12 +55,15 @@ VOLATILE_KEYS = {
     "parent": "commit",
     "commit": "commit",
     "created_ms": "ms",
+    "chain": "chain",
+    "last_chain": "chain",
 }
 VOLATILE_HEADERS = {"x-modelyard-epoch": "epoch"}
 _SHAPES = {
     "epoch": re.compile(r"[0-9a-f]{32}"),
     "incarnation": re.compile(r"[0-9a-f]{32}"),
     "commit": re.compile(r"[0-9a-f]{40}"),
+    "chain": re.compile(r"[0-9a-f]{64}"),
 }
 # Entries start here in a page; the stored body is split there so a fixture diff reads per entry.
 _ENTRY_START = re.compile(r'(?=\{"serial":)')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from registry.service.peers import PeerView
 from registry.service.status import Status
 from registry.wire import iso_ms
 
@@ -49,6 +50,13 @@ def _rows(cells: list[list[str]]) -> str:
     return "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells)
 
 
+def _diverged(p: PeerView) -> str:
+    if not p.diverged_ms:
+        return ""
+    kept = f"; {p.set_aside} entries of its old history kept here" if p.set_aside else ""
+    return f"<br><small>history diverged {iso_ms(p.diverged_ms)}{kept}</small>"
+
+
 def render(s: Status) -> str:
     peers = (
         _rows(
@@ -56,7 +64,7 @@ def render(s: Status) -> str:
                 [
                     escape(p.id),
                     escape(p.url),
-                    f'<b class="{p.state}">{p.state}</b>',
+                    f'<b class="{p.state}">{p.state}</b>' + _diverged(p),
                     f"{p.lag_entries}",
                     f"{p.lag_seconds:.0f} s",
                     iso_ms(p.last_success_ms) if p.last_success_ms else "never",
@@ -123,7 +131,8 @@ body{{font-family:system-ui,sans-serif;margin:1em;max-width:70em}}
 table{{border-collapse:collapse;width:100%;margin-bottom:1.5em;font-size:.9em}}
 td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}}
 .wrap{{overflow-x:auto}} .up{{color:#17803d}} .degraded{{color:#b26b00}}
-.down,.held{{color:#c0162f}} .unknown{{color:#666}} dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
+.down,.held,.diverged,.resyncing{{color:#c0162f}} .unknown{{color:#666}}
+dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
 </style></head><body>
 <h1>modelyard node {escape(s.node_id)}</h1>
 <dl><dt>Version</dt><dd>{escape(s.version)}</dd>

@@ -33,7 +33,7 @@ from registry.domain import errors as e
 from registry.domain.digest import Digest
 from registry.domain.manifest import Manifest, parse_manifest
 from registry.domain.urls import safe_url
-from registry.wire import FeedOut, Health
+from registry.wire import FeedOut, FeedPositionOut, Health
 
 logger = logging.getLogger(__name__)
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -175,16 +175,28 @@ class RegistryClient:
         return Health.model_validate(self._get("/v1/health").json())
 
     def changes(
-        self, since: int, *, limit: int = 500, wait: float = 0, expect_node: str | None = None
+        self,
+        since: int,
+        *,
+        limit: int = 500,
+        wait: float = 0,
+        expect_node: str | None = None,
+        since_chain: str | None = None,
     ) -> FeedOut:
         headers = {"x-modelyard-expect-node": expect_node} if expect_node else {}
-        response = self._get(
-            "/v1/sync/changes",
-            params={"since": since, "limit": limit, "wait": wait},
-            headers=headers,
-            timeout=wait + 30,
-        )
+        params: dict[str, str | int | float] = {"since": since, "limit": limit, "wait": wait}
+        if since_chain:
+            params["since_chain"] = since_chain
+        response = self._get("/v1/sync/changes", params=params, headers=headers, timeout=wait + 30)
         return FeedOut.model_validate(response.json())
+
+    def position(self, serial: int) -> FeedPositionOut | None:
+        """The entry at `serial` of the node's log (None: there is none)."""
+        try:
+            response = self._get(f"/v1/sync/positions/{serial}")
+        except e.NotFoundError:
+            return None
+        return FeedPositionOut.model_validate(response.json())
 
     @contextmanager
     def open_blob(

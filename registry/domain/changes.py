@@ -242,6 +242,7 @@ class ChangeEntry:
     private: bool
     body: Body
     created_ms: int
+    chain: str | None = None  # per-origin hash chain (registry.domain.history); None: unknown
 
     def change(self) -> Change | UnknownChange:
         """The typed change; raises InvalidError for a body its kind cannot have."""

@@ -19,7 +19,8 @@ Each family is listed with the codes it holds, its own first:
     ├── RangeNotSatisfiableError  RangeNotSatisfiable (no byte range asked for is in the file)
     ├── UnauthorizedError     Unauthorized (no or bad token)
     ├── ForbiddenError        Forbidden (token lacks the right)
-    ├── PeerError             PeerError, PeerMismatch (wrong node id), CursorAhead
+    ├── PeerError             PeerError, PeerMismatch (wrong node id), CursorAhead,
+    │                         HistoryDiverged (the entry at a cursor is not the one seen)
     ├── StorageError          StorageFailure, BlobUnavailable, BlobQuarantined
     └── UpstreamError         UpstreamFailure, MirrorUnavailable, AllSourcesFailed,
                               RedirectRefused
@@ -248,6 +249,13 @@ class CursorAheadError(PeerError):
     code = "CursorAhead"
 
 
+class HistoryDivergedError(PeerError):
+    """The entry at the reader's cursor is not the one it read there: this node's log was
+    restored or reset and written on since."""
+
+    code = "HistoryDiverged"
+
+
 class StorageError(RegistryError):
     code = "StorageFailure"
 
@@ -340,6 +348,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         PeerError,
         PeerMismatchError,
         CursorAheadError,
+        HistoryDivergedError,
         StorageError,
         BlobUnavailableError,
         BlobQuarantinedError,

@@ -87,6 +87,9 @@ class PeerRecord:
     # The token as stored (sealed when the node has a credentials key): opaque, opened only by
     # `PeerService.credential`, never shown.
     stored_token: str | None = field(repr=False)
+    cursor_chain: str | None = None  # the chain of the peer's entry at `cursor`, if known
+    diverged_ms: int | None = None  # when its history was last found to have diverged
+    resync_to: int | None = None  # its head then: resyncing until the cursor is back there
 
     @property
     def token_set(self) -> bool:

@@ -7,6 +7,16 @@ from dataclasses import dataclass, field
 from registry.domain.changes import ChangeEntry, CommitAdd, XetFileAdd
 
 
+@dataclass(frozen=True)
+class FeedPosition:
+    """Where a page of a peer's feed ends: its last serial, the chain of the entry there, and
+    the peer's head."""
+
+    last_serial: int
+    last_chain: str | None
+    head: int
+
+
 @dataclass
 class RepoState:
     incarnation: str
@@ -19,7 +29,7 @@ class LocalView:
     """What the planner needs to know of local state for the entries of one batch."""
 
     node_id: str
-    applied: set[tuple[str, int]]
+    applied: dict[tuple[str, int], str | None]  # (origin, origin serial) -> its chain here
     repos: dict[str, RepoState]
     commits: set[str]
     tombstones: set[tuple[str, str]]
@@ -70,10 +80,20 @@ class DeleteRef:
 
 
 @dataclass(frozen=True)
+class Abandon:
+    """The origin wrote on from before `after` + 1 (it was restored): the entries of its held
+    here past `after` belong to a history it no longer has. Planning stops here; the rest of
+    the batch is planned again once they are set aside."""
+
+    origin: str
+    after: int
+
+
+@dataclass(frozen=True)
 class Record:
     """Append the entry to this node's own log (keeping its origin), so it is re-served."""
 
     entry: ChangeEntry
 
 
-Action = CreateRepo | DeleteRepo | AddCommit | AddXetFile | SetRef | DeleteRef | Record
+Action = CreateRepo | DeleteRepo | AddCommit | AddXetFile | SetRef | DeleteRef | Abandon | Record

@@ -14,11 +14,12 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import tuple_
+from sqlalchemy import func, tuple_, update
 from sqlmodel import Session, col, select
 
 from registry.domain.changes import Change, ChangeEntry
 from registry.domain.clock import now_ms
+from registry.domain.history import GENESIS, link
 from registry.domain.records import RepoRecord
 from registry.metadata.mirrors import Mirrors
 from registry.metadata.tables import Change as ChangeRow
@@ -43,6 +44,7 @@ def entry_of(row: ChangeRow) -> ChangeEntry:
         row.private,
         json.loads(row.body),
         row.created_ms,
+        row.chain,
     )
 
 
@@ -51,6 +53,7 @@ class ChangeLog:
         self._session = session
         self._mirrors = mirrors
         self._counter: Counter | None = None  # the serial row, once taken in this transaction
+        self._chains: dict[str, str] = {}  # the newest chain of an origin, once read
 
     def lock(self) -> None:
         """Take the serial counter's row lock (Postgres: the write lock of the transaction)."""
@@ -64,12 +67,19 @@ class ChangeLog:
     def append(self, origin: str, repo: RepoRecord, change: Change) -> int:
         """Log a change this node made to `repo`; returns its serial."""
         serial = self._next()
-        self._add(serial, origin, serial, change.KIND, repo.key, repo.private, change.body())
+        body = change.body()
+        text = json.dumps(body, sort_keys=True)
+        chain = link(
+            self._newest_chain(origin), origin, serial, change.KIND, repo.key, repo.private, text
+        )
+        self._chains[origin] = chain
+        self._add(serial, origin, serial, change.KIND, repo.key, repo.private, text, chain)
         return serial
 
     def record(self, entry: ChangeEntry) -> int:
-        """Log an entry learned from a peer with its origin and body as they came."""
+        """Log an entry learned from a peer with its origin, body and chain as they came."""
         serial = self._next()
+        text = json.dumps(entry.body, sort_keys=True)
         self._add(
             serial,
             entry.origin,
@@ -77,31 +87,120 @@ class ChangeLog:
             entry.kind,
             entry.repo,
             entry.private,
-            entry.body,
+            text,
+            entry.chain,
         )
+        self._chains.pop(entry.origin, None)
         return serial
 
     def page(self, since: int, limit: int) -> list[Logged]:
-        """Up to `limit` entries after `since`, in serial order."""
+        """Up to `limit` entries after `since`, in serial order (abandoned ones left out)."""
         rows = self._session.exec(
             select(ChangeRow)
-            .where(col(ChangeRow.serial) > since)
+            .where(col(ChangeRow.serial) > since, col(ChangeRow.abandoned_ms).is_(None))
             .order_by(col(ChangeRow.serial))
             .limit(limit)
         ).all()
         return [Logged(entry_of(r), len(r.body)) for r in rows]
 
-    def applied(self, keys: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
-        """Which of these (origin, origin serial) pairs this log holds already."""
+    def at(self, serial: int) -> ChangeEntry | None:
+        """The entry at `serial` of this log, abandoned or not."""
+        row = self._session.get(ChangeRow, serial)
+        return None if row is None else entry_of(row)
+
+    def applied(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str | None]:
+        """Which of these (origin, origin serial) pairs this log holds already (not
+        abandoned), each with its chain."""
         wanted = list(set(keys))
         if not wanted:
-            return set()
+            return {}
         rows = self._session.exec(
-            select(ChangeRow.origin, ChangeRow.origin_serial).where(
-                tuple_(col(ChangeRow.origin), col(ChangeRow.origin_serial)).in_(wanted)
+            select(ChangeRow.origin, ChangeRow.origin_serial, ChangeRow.chain).where(
+                tuple_(col(ChangeRow.origin), col(ChangeRow.origin_serial)).in_(wanted),
+                col(ChangeRow.abandoned_ms).is_(None),
             )
         ).all()
-        return {(origin, serial) for origin, serial in rows}
+        return {(origin, serial): chain for origin, serial, chain in rows}
+
+    def set_chain(self, origin: str, origin_serial: int, chain: str) -> None:
+        """Give an entry held from before chains were kept the chain it came with again."""
+        self._session.execute(
+            update(ChangeRow)
+            .where(
+                col(ChangeRow.origin) == origin,
+                col(ChangeRow.origin_serial) == origin_serial,
+                col(ChangeRow.chain).is_(None),
+            )
+            .values(chain=chain)
+        )
+
+    def chains(self, origin: str, upto: int) -> list[tuple[int, str]]:
+        """(origin serial, chain) of the origin's entries held here up to `upto`, oldest
+        first, those with a known chain and not abandoned."""
+        rows = self._session.exec(
+            select(ChangeRow.origin_serial, ChangeRow.chain)
+            .where(
+                ChangeRow.origin == origin,
+                col(ChangeRow.origin_serial) <= upto,
+                col(ChangeRow.chain).is_not(None),
+                col(ChangeRow.abandoned_ms).is_(None),
+            )
+            .order_by(col(ChangeRow.origin_serial))
+        ).all()
+        return [(serial, chain) for serial, chain in rows if chain is not None]
+
+    def abandon(self, origin: str, after: int) -> list[ChangeEntry]:
+        """Mark the origin's entries past origin serial `after` abandoned; returns them."""
+        rows = self._session.exec(
+            select(ChangeRow).where(
+                ChangeRow.origin == origin,
+                col(ChangeRow.origin_serial) > after,
+                col(ChangeRow.abandoned_ms).is_(None),
+            )
+        ).all()
+        if rows:
+            self._session.execute(
+                update(ChangeRow)
+                .where(col(ChangeRow.serial).in_([r.serial for r in rows]))
+                .values(abandoned_ms=now_ms())
+            )
+        self._chains.pop(origin, None)
+        return [entry_of(r) for r in rows]
+
+    def latest(self, origin: str, repo: str, kinds: tuple[str, ...]) -> list[ChangeEntry]:
+        """The origin's entries of these kinds about `repo` held here (not abandoned), newest
+        first."""
+        rows = self._session.exec(
+            select(ChangeRow)
+            .where(
+                ChangeRow.origin == origin,
+                ChangeRow.repo == repo,
+                col(ChangeRow.kind).in_(kinds),
+                col(ChangeRow.abandoned_ms).is_(None),
+            )
+            .order_by(col(ChangeRow.serial).desc())
+        ).all()
+        return [entry_of(r) for r in rows]
+
+    def abandoned(self) -> dict[str, int]:
+        """How many abandoned entries this log keeps, by origin."""
+        rows = self._session.exec(
+            select(ChangeRow.origin, func.count())
+            .where(col(ChangeRow.abandoned_ms).is_not(None))
+            .group_by(ChangeRow.origin)
+        ).all()
+        return {origin: count for origin, count in rows}
+
+    def _newest_chain(self, origin: str) -> str:
+        if origin not in self._chains:
+            chain = self._session.exec(
+                select(ChangeRow.chain)
+                .where(ChangeRow.origin == origin, col(ChangeRow.abandoned_ms).is_(None))
+                .order_by(col(ChangeRow.serial).desc())
+                .limit(1)
+            ).first()
+            self._chains[origin] = chain or GENESIS
+        return self._chains[origin]
 
     def _serial_row(self) -> Counter:
         if self._counter is None:
@@ -124,7 +223,8 @@ class ChangeLog:
         kind: str,
         repo: str,
         private: bool,
-        body: dict[str, object],
+        body: str,
+        chain: str | None,
     ) -> None:
         self._session.add(
             ChangeRow(
@@ -134,8 +234,9 @@ class ChangeLog:
                 kind=kind,
                 repo=repo,
                 private=private,
-                body=json.dumps(body, sort_keys=True),
+                body=body,
                 created_ms=now_ms(),
+                chain=chain,
             )
         )
         self._mirrors.enqueue(serial, kind, repo, private=private)

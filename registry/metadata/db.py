@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, text
@@ -102,8 +103,22 @@ class Database:
         with self.read() as tx:
             return tx.changes.head()
 
+    def identity(self) -> str:
+        """What tells this database from a copy of it put in its place: the SQLite file's
+        device and inode, or the Postgres database's oid in its cluster."""
+        if self.is_sqlite:
+            path = self._write.url.database
+            if not path or path == ":memory:":
+                return "sqlite:memory"
+            stat = Path(path).stat()
+            return f"sqlite:{stat.st_dev}:{stat.st_ino}"
+        with self._read.connect() as connection:
+            oid = connection.execute(_DATABASE_OID).scalar()
+        return f"postgres:{oid}"
+
 
 _GENERATION = text("SELECT value FROM counter WHERE name = 'generation'")
+_DATABASE_OID = text("SELECT oid FROM pg_database WHERE datname = current_database()")
 _NEXT_GENERATION = text("UPDATE counter SET value = value + 1 WHERE name = 'generation'")
 
 

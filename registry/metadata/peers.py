@@ -21,6 +21,9 @@ def _record(row: Peer) -> PeerRecord:
         row.head,
         row.behind_since_ms,
         row.token,
+        row.cursor_chain,
+        row.diverged_ms,
+        row.resync_to,
     )
 
 
@@ -74,21 +77,33 @@ class Peers:
         self._session.delete(row)
         return True
 
-    def contacted(self, peer_id: str, node_id: str, epoch: str, cursor: int) -> PeerRecord:
-        """The peer answered as node `node_id` in `epoch`; its feed is read from `cursor` on."""
+    def contacted(self, peer_id: str, node_id: str, epoch: str) -> PeerRecord:
+        """The peer answered as node `node_id` in `epoch`."""
         row = self._row(peer_id)
-        row.node_id, row.epoch, row.cursor = node_id, epoch, cursor
+        row.node_id, row.epoch = node_id, epoch
         self._session.add(row)
         return _record(row)
 
-    def advance(self, peer_id: str, cursor: int, head: int) -> None:
-        """The peer's feed was applied up to `cursor`; it was at `head` then."""
+    def advance(self, peer_id: str, cursor: int, chain: str | None, head: int) -> None:
+        """The peer's feed was applied up to `cursor` (whose entry has `chain` there); it was
+        at `head` then. A resync ends once the cursor is back at the head it had."""
         peer = self._row(peer_id)
-        peer.cursor, peer.head = cursor, head
+        peer.cursor, peer.cursor_chain, peer.head = cursor, chain, head
         if cursor >= head:
             peer.behind_since_ms = None
         elif peer.behind_since_ms is None:
             peer.behind_since_ms = now_ms()
+        if peer.resync_to is not None and cursor >= peer.resync_to:
+            peer.resync_to = None
+        self._session.add(peer)
+
+    def rewind(self, peer_id: str, cursor: int, chain: str | None, head: int) -> None:
+        """The peer's history diverged from what was read of it: read on from `cursor`, the
+        last entry both share, until back at `head` (its head now)."""
+        peer = self._row(peer_id)
+        peer.cursor, peer.cursor_chain = cursor, chain
+        peer.diverged_ms, peer.resync_to = now_ms(), max(head, cursor)
+        peer.head = head
         self._session.add(peer)
 
     def _row(self, peer_id: str) -> Peer:

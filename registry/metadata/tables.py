@@ -159,7 +159,7 @@ class Ref(SQLModel, table=True):
 class Change(SQLModel, table=True):
     """The change log peers pull; `serial` is gap-free and written with each change."""
 
-    __table_args__ = (Index("ix_change_origin", "origin", "origin_serial", unique=True),)
+    __table_args__ = (Index("ix_change_origin", "origin", "origin_serial"),)
     serial: int = Field(primary_key=True, sa_type=BIG)
     origin: str
     origin_serial: int = Field(sa_type=BIG)
@@ -168,6 +168,10 @@ class Change(SQLModel, table=True):
     private: bool  # entries of private repos go only to peers that may read them
     body: str
     created_ms: int = Field(sa_type=BIG)
+    chain: str | None = None  # per-origin hash chain (registry.domain.history); None: unknown
+    # When its origin's history was found to have moved on without it (a restored origin):
+    # kept, never served again, until it is recovered.
+    abandoned_ms: int | None = Field(default=None, sa_type=BIG)
 
 
 class Peer(SQLModel, table=True):
@@ -181,6 +185,11 @@ class Peer(SQLModel, table=True):
     node_id: str | None = None  # learned at first contact, then expected
     epoch: str | None = None
     cursor: int = Field(default=0, sa_type=BIG)  # last serial of the peer's feed applied here
+    cursor_chain: str | None = None  # the chain of the peer's entry at `cursor`, if known
+    # When this node last found the peer's history diverged from what it had read, and the
+    # peer's head then: "resyncing" until the cursor is back there.
+    diverged_ms: int | None = Field(default=None, sa_type=BIG)
+    resync_to: int | None = Field(default=None, sa_type=BIG)
     head: int = Field(default=0, sa_type=BIG)  # the peer's head serial when last seen
     behind_since_ms: int | None = Field(
         default=None, sa_type=BIG

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 from registry.domain.access import Principal, may_read
 from registry.domain.changes import ChangeEntry
-from registry.domain.errors import CursorAheadError, PeerMismatchError
+from registry.domain.errors import (
+    CursorAheadError,
+    HistoryDivergedError,
+    NotFoundError,
+    PeerMismatchError,
+)
 from registry.metadata.db import Database
 from registry.service.identity import NodeIdentity
 from registry.service.offload import on_thread
@@ -28,6 +33,7 @@ class FeedPage:
     head: int
     last_serial: int  # the last serial examined; the reader's next `since`
     entries: list[ChangeEntry]
+    last_chain: str | None  # the chain of the entry at `last_serial`: the reader sends it back
 
 
 def may_read_entry(principal: Principal, entry: ChangeEntry) -> bool:
@@ -58,12 +64,16 @@ class FeedService:
         limit: int,
         wait: float,
         expect_node: str | None = None,
+        since_chain: str | None = None,
     ) -> FeedPage:
         """Entries after `since`; with none, hold up to `wait` seconds for one (long-poll).
+        `since_chain` is the chain the reader saw at `since` (the `last_chain` of its last
+        page), checked first.
 
         Raises:
             PeerMismatchError: the reader expects another node (this one was replaced).
             CursorAheadError: `since` is beyond this node's head (another history).
+            HistoryDivergedError: the entry at `since` is not the one the reader saw there.
         """
         if expect_node and expect_node != self._node.node_id:
             raise PeerMismatchError(
@@ -75,7 +85,7 @@ class FeedService:
         deadline = loop.time() + wait
         while True:  # wakes on every committed write; bounded by `wait`
             event = self._notifier.current()
-            page = await on_thread(self.page, principal, since, limit)
+            page = await on_thread(self.page, principal, since, limit, since_chain)
             remaining = deadline - loop.time()
             if page.last_serial != since or remaining <= 0:
                 return page
@@ -85,7 +95,9 @@ class FeedService:
         """The serial of the newest entry (0 for an empty log)."""
         return self._db.head_serial()
 
-    def page(self, principal: Principal, since: int, limit: int) -> FeedPage:
+    def page(
+        self, principal: Principal, since: int, limit: int, since_chain: str | None = None
+    ) -> FeedPage:
         with self._db.read() as tx:
             head = tx.changes.head()
             if since > head:
@@ -94,17 +106,37 @@ class FeedService:
                     "another history (was the node reset?)",
                     detail={"since": since, "head": head},
                 )
+            at = tx.changes.at(since) if since and since_chain else None
+            if at is not None and at.chain is not None and at.chain != since_chain:
+                raise HistoryDivergedError(
+                    f"The entry at serial {since} is not the one read there before: this "
+                    "node's history was restored or reset and went on since",
+                    detail={"since": since, "head": head},
+                )
             logged = tx.changes.page(since, limit)
         entries: list[ChangeEntry] = []
-        last, size = since, 0
+        last, size, chain = since, 0, since_chain
         for item in logged:
             if entries and size + item.size > self._max_bytes:
                 break  # bounded by bytes too; the rest comes in the next page
-            last = item.entry.serial
+            last, chain = item.entry.serial, item.entry.chain
             if may_read_entry(principal, item.entry):
                 size += item.size
                 entries.append(item.entry)
-        return FeedPage(self._node.node_id, self._node.epoch, head, last, entries)
+        return FeedPage(self._node.node_id, self._node.epoch, head, last, entries, chain)
+
+    def position(self, serial: int) -> ChangeEntry:
+        """The entry at `serial` of this log (a diverged reader looks for the last one it
+        shares; serials, origins and chains tell nothing of a private repo).
+
+        Raises:
+            NotFoundError: no entry there.
+        """
+        with self._db.read() as tx:
+            entry = tx.changes.at(serial)
+        if entry is None:
+            raise NotFoundError(f"No entry at serial {serial}")
+        return entry
 
 
 class ChangeNotifier:

@@ -35,6 +35,7 @@ class Health:
     last_success_ms: int | None = None
     last_error: str | None = None
     bad_blobs: int = 0  # blobs this peer served with wrong bytes
+    pulls_failing: bool = False  # the last pull failed: a probe alone does not make it up
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,31 @@ class HealthBook:
     def get(self, peer_id: str) -> Health:
         return self._health.get(peer_id, Health())
 
-    def success(self, peer_id: str) -> None:
+    def success(self, peer_id: str, *, pull: bool = False) -> None:
+        """Count a success: a pull's, or (`pull=False`) a probe's, which does not make a peer
+        whose pulls fail up. Once up, the last error is cleared."""
         with self._lock:
             h = self.get(peer_id)
+            failing = False if pull else h.pulls_failing
             successes = h.successes + 1
             state = h.state
-            if state != "down" or successes >= self._t.up_after:
+            if not failing and (state != "down" or successes >= self._t.up_after):
                 state = "up"
             self._health[peer_id] = replace(
-                h, state=state, failures=0, successes=successes, last_success_ms=now_ms()
+                h,
+                state=state,
+                failures=0 if not failing else h.failures,
+                successes=successes,
+                last_success_ms=now_ms(),
+                last_error=None if state == "up" else h.last_error,
+                pulls_failing=failing,
             )
 
-    def failure(self, peer_id: str, error: str, *, refused: bool = False) -> None:
-        """Count a failure; a refused connection (nothing listens) is down at once."""
+    def failure(
+        self, peer_id: str, error: str, *, refused: bool = False, pull: bool = False
+    ) -> None:
+        """Count a failure (a pull's with `pull`); a refused connection (nothing listens) is
+        down at once."""
         error = redact(error)  # shown in the API and status; a remote's answer may quote one
         with self._lock:
             h = self.get(peer_id)
@@ -77,10 +90,17 @@ class HealthBook:
                 state = "down"
             elif failures >= self._t.degraded_after and state != "down":
                 state = "degraded"
+            elif state == "up" and pull:
+                state = "degraded"  # never up while its pulls fail
             if state != h.state:
                 logger.warning("peer state peer=%s state=%s error=%s", peer_id, state, error)
             self._health[peer_id] = replace(
-                h, state=state, failures=failures, successes=0, last_error=error[:300]
+                h,
+                state=state,
+                failures=failures,
+                successes=0,
+                last_error=error[:300],
+                pulls_failing=h.pulls_failing or pull,
             )
 
     def bad_blob(self, peer_id: str, error: str) -> None:
@@ -111,6 +131,8 @@ class PeerView:
     last_success_ms: int | None
     last_error: str | None
     bad_blobs: int
+    diverged_ms: int | None  # when its history was last found to have diverged
+    set_aside: int  # entries of its abandoned history this node keeps (recoverable)
 
 
 class PeerService:
@@ -161,18 +183,30 @@ class PeerService:
 
     def views(self) -> list[PeerView]:
         """Every peer with its health and lag (what the status page shows)."""
-        return [self._view(peer) for peer in self.all()]
+        with self._db.read() as tx:
+            peers, set_aside = tx.peers.all(), tx.changes.abandoned()
+        return [self._view(peer, set_aside) for peer in peers]
 
-    def _view(self, peer: PeerRecord) -> PeerView:
+    def _view(self, peer: PeerRecord, set_aside: dict[str, int] | None = None) -> PeerView:
+        """Its state: `down` or `degraded` while probes or pulls fail; else `resyncing` while
+        it reads its new history again after a divergence, `diverged` while entries of its
+        old history are kept here (recoverable: see `modelyard recover`); else its health."""
         health = self.health.get(peer.id)
         behind = peer.behind_since_ms
+        kept = (set_aside or {}).get(peer.node_id or "", 0)
+        state = health.state
+        if state not in ("down", "degraded"):
+            if peer.resync_to is not None:
+                state = "resyncing"
+            elif kept:
+                state = "diverged"
         return PeerView(
             peer.id,
             peer.url,
             peer.token_set,
             peer.blobs,
             peer.node_id,
-            health.state,
+            state,
             peer.cursor,
             peer.head,
             max(0, peer.head - peer.cursor),
@@ -180,6 +214,8 @@ class PeerService:
             health.last_success_ms,
             health.last_error,
             health.bad_blobs,
+            peer.diverged_ms,
+            kept,
         )
 
     def credential(self, peer: PeerRecord) -> str | None:
@@ -211,18 +247,18 @@ class PeerService:
         self.health.forget(peer_id)
         logger.info("peer removed peer=%s", peer_id)
 
-    def contact(self, peer_id: str, node_id: str, epoch: str) -> PeerRecord:
-        """Record who answered; a new epoch (reset or restored peer) restarts from 0."""
+    def contact(self, peer_id: str, node_id: str, epoch: str) -> tuple[PeerRecord, bool]:
+        """Record who answered; True with it when the peer's epoch changed (it was restored
+        or reset: what was read of its history must be checked again)."""
         with self._db.write() as tx:
             peer = tx.peers.get(peer_id)
             if peer is None:
                 raise PeerNotFoundError(f"No peer {peer_id!r}")
-            cursor = peer.cursor
-            if peer.epoch not in (None, epoch):
-                logger.warning("peer epoch changed peer=%s; cursor reset to 0", peer_id)
-                cursor = 0
+            changed = peer.epoch not in (None, epoch)
+            if changed:
+                logger.warning("peer epoch changed peer=%s; its history is checked", peer_id)
             known = node_id if peer.node_id is None else peer.node_id  # first answer sticks
-            return tx.peers.contacted(peer_id, known, epoch, cursor)
+            return tx.peers.contacted(peer_id, known, epoch), changed
 
     def copy_age(self, home_node: str) -> float | None:
         """Seconds since we last heard from the home's feed (directly, else any peer's)."""

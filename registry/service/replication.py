@@ -5,17 +5,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from registry.domain.changes import ChangeEntry, XetFileAdd
+from registry.domain.changes import (
+    Change,
+    ChangeEntry,
+    RefDelete,
+    RefSet,
+    UnknownChange,
+    XetFileAdd,
+)
 from registry.domain.digest import Digest
+from registry.domain.errors import InvalidError
 from registry.domain.names import RepoId, RepoType
 from registry.domain.records import CommitRecord, RepoRecord, TreeFile, XetFileRecord
 from registry.domain.replication import (
+    Abandon,
     Action,
     AddCommit,
     AddXetFile,
     CreateRepo,
     DeleteRef,
     DeleteRepo,
+    FeedPosition,
     LocalView,
     Record,
     RepoState,
@@ -40,27 +50,66 @@ class ReplicationService:
         self,
         peer_id: str,
         entries: list[ChangeEntry],
-        last_serial: int,
-        head: int,
+        page: FeedPosition,
         planner: Planner,
     ) -> list[tuple[Digest, int]]:
-        """Plan and apply a batch, then move the peer's cursor, atomically.
+        """Plan and apply a batch, then move the peer's cursor, atomically. An entry of a
+        history its origin abandoned sets aside what this node holds of the old one first
+        (`Abandon`), then the rest is planned again.
 
         Returns the blobs (digest, size) the new commits reference that are not stored here.
         """
         missing: dict[Digest, int] = {}
+        applied = 0
         with self._db.write() as tx:
             if not tx.peers.exists(peer_id):
                 return []  # removed while pulling
-            actions = planner(self._view(tx, entries), entries)
-            repos: dict[str, RepoRecord | None] = {}  # repos of this batch, looked up once
-            for action in actions:
-                self._execute(tx, action, missing, repos)
-            tx.peers.advance(peer_id, last_serial, head)
-        applied = sum(1 for a in actions if isinstance(a, Record))
+            self._adopt_chains(tx, entries)
+            remaining = entries
+            for _ in range(len(entries) + 1):  # each round sets aside one history at least
+                actions = planner(self._view(tx, remaining), remaining)
+                repos: dict[str, RepoRecord | None] = {}  # repos of this round, looked up once
+                for action in actions:
+                    self._execute(tx, action, missing, repos)
+                applied += sum(1 for a in actions if isinstance(a, Record))
+                last = actions[-1] if actions else None
+                if not isinstance(last, Abandon):
+                    break
+                done = {
+                    (a.entry.origin, a.entry.origin_serial)
+                    for a in actions
+                    if isinstance(a, Record)
+                }
+                remaining = [e for e in remaining if (e.origin, e.origin_serial) not in done]
+            tx.peers.advance(peer_id, page.last_serial, page.last_chain, page.head)
         if applied:
-            logger.info("applied peer=%s entries=%d cursor=%d", peer_id, applied, last_serial)
+            logger.info("applied peer=%s entries=%d cursor=%d", peer_id, applied, page.last_serial)
         return [(d, s) for d, s in missing.items() if self._blobs.stat(d) is None]
+
+    def chains(self, origin: str, upto: int) -> list[tuple[int, str]]:
+        """(origin serial, chain) of the origin's entries held here up to `upto`, oldest
+        first: where to look for the last entry this node shares with a diverged peer."""
+        with self._db.read() as tx:
+            return tx.changes.chains(origin, upto)
+
+    def rewind(self, peer_id: str, origin: str, after: int, chain: str | None, head: int) -> int:
+        """A peer's history diverged from what was read of it, after its own entry `after`
+        (with `chain`), the last one both share: set aside the entries of its old history held
+        here, and read on from there. Returns how many were set aside."""
+        with self._db.write() as tx:
+            if not tx.peers.exists(peer_id):
+                return 0
+            set_aside = abandon(tx, origin, after)
+            tx.peers.rewind(peer_id, after, chain, head)
+        return set_aside
+
+    def _adopt_chains(self, tx: Tx, entries: list[ChangeEntry]) -> None:
+        """Entries held here from before chains were kept take the chain they come with."""
+        held = tx.changes.applied((e.origin, e.origin_serial) for e in entries)
+        for entry in entries:
+            key = (entry.origin, entry.origin_serial)
+            if key in held and held[key] is None and entry.chain is not None:
+                tx.changes.set_chain(entry.origin, entry.origin_serial, entry.chain)
 
     def missing_blobs(self, limit: int = 1000) -> list[tuple[Digest, int]]:
         """Blobs some commit references that are not stored here: the durable to-do list of
@@ -91,7 +140,7 @@ class ReplicationService:
     ) -> None:
         if isinstance(action, CreateRepo | DeleteRepo):
             repos.pop(action.repo, None)
-        elif not isinstance(action, Record) and action.repo not in repos:
+        elif not isinstance(action, Record | Abandon) and action.repo not in repos:
             repos[action.repo] = tx.repos.by_key(action.repo)
         match action:
             case CreateRepo():
@@ -123,6 +172,8 @@ class ReplicationService:
                 found = repos[action.repo]
                 if found is not None:
                     tx.refs.delete(found.id, action.ref)
+            case Abandon():
+                abandon(tx, action.origin, action.after)
             case Record():
                 tx.changes.record(action.entry)
 
@@ -140,6 +191,59 @@ class ReplicationService:
         record = CommitRecord(c.id, repo.id, c.parent, c.author, c.title, c.message, c.created_ms)
         tx.commits.add(record, files)
         tx.repos.touch(repo.id, c.created_ms)
+
+
+def abandon(tx: Tx, origin: str, after: int) -> int:
+    """Set aside the origin's entries held here past origin serial `after`: a history it no
+    longer has (restored from a backup). They stay in the log, marked, with the commits and
+    blobs they name (what `modelyard recover` hands back); the refs they moved on repos homed
+    on the origin go back to where the origin's last kept entry put them. Returns how many
+    were set aside."""
+    entries = tx.changes.abandon(origin, after)
+    moved: dict[str, set[str]] = {}
+    for entry in entries:
+        change = _decoded(entry)
+        if isinstance(change, RefSet | RefDelete):
+            moved.setdefault(entry.repo, set()).add(change.ref)
+    for key, refs in moved.items():
+        repo = tx.repos.by_key(key)
+        if repo is not None and repo.home_node == origin:
+            _restore_refs(tx, origin, repo, refs)
+    if entries:
+        logger.warning(
+            "history of origin=%s diverged after serial %d: %d entries set aside",
+            origin,
+            after,
+            len(entries),
+        )
+    return len(entries)
+
+
+def _restore_refs(tx: Tx, origin: str, repo: RepoRecord, refs: set[str]) -> None:
+    """Put each ref where the origin's newest kept entry about it put it (gone if none)."""
+    kept = tx.changes.latest(origin, repo.key, (RefSet.KIND, RefDelete.KIND))
+    for name in refs:
+        latest = next(
+            (
+                c
+                for c in map(_decoded, kept)
+                if isinstance(c, RefSet | RefDelete)
+                and c.ref == name
+                and c.incarnation == repo.incarnation
+            ),
+            None,
+        )
+        if isinstance(latest, RefSet) and tx.commits.existing({latest.commit}):
+            tx.refs.set(repo.id, name, latest.commit, latest.version)
+        else:
+            tx.refs.delete(repo.id, name)
+
+
+def _decoded(entry: ChangeEntry) -> Change | UnknownChange | None:
+    try:
+        return entry.change()
+    except InvalidError:
+        return None
 
 
 def add_xet_file(tx: Tx, change: XetFileAdd) -> None:

@@ -90,6 +90,8 @@ class StatusService:
                 p.lag_seconds,
                 p.last_success_ms / 1000 if p.last_success_ms else None,
                 p.bad_blobs,
+                p.set_aside,
+                p.diverged_ms / 1000 if p.diverged_ms else None,
             )
             for p in self._peers.views()
         ]

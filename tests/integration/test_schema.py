@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
+from registry.domain.history import GENESIS, link
 from registry.metadata import tables  # noqa: F401 - the tables register on SQLModel.metadata
 from registry.metadata.db import Database
 from registry.metadata.schema import MIGRATIONS, alembic_config, current_revision, include_name
@@ -179,3 +180,41 @@ def make_old_database(url: str, *, with_lease: bool, fulltext: bool = True) -> N
         if with_lease:
             connection.execute(text("INSERT INTO lease VALUES ('indexer', 'p1', 1)"))
     engine.dispose()
+
+
+def test_schema_history_chains_this_nodes_own_entries_and_rereads_peers(
+    database_url: str,
+) -> None:
+    """0007: the node's own entries get their chain links in order; entries learned from a
+    peer get none (they take the peer's when read again), so every peer is read from 0."""
+    engine = create_engine(database_url)
+    origins, bodies = ["me", "peer", "me"], ['{"a": 1}', '{"b": 2}', '{"c": 3}']
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0006")
+        connection.execute(text("INSERT INTO nodestate VALUES ('node_id', 'me')"))
+        for serial, (origin, body) in enumerate(zip(origins, bodies, strict=True), start=1):
+            connection.execute(
+                text(
+                    "INSERT INTO change VALUES (:serial, :origin, :serial, 'k', 'model/a/b', "
+                    ":private, :body, 0)"
+                ),
+                {"serial": serial, "origin": origin, "private": False, "body": body},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO peer (id, url, blobs, cursor, head, created_ms) "
+                "VALUES ('p', 'http://x', 'eager', 3, 3, 0)"
+            )
+        )
+    engine.dispose()
+    db = migrated(database_url)
+    try:
+        with db.read() as tx:
+            chains = [tx.changes.at(serial).chain for serial in (1, 2, 3)]  # type: ignore[union-attr]
+            peer = tx.peers.get("p")
+        first = link(GENESIS, "me", 1, "k", "model/a/b", False, bodies[0])
+        assert chains == [first, None, link(first, "me", 3, "k", "model/a/b", False, bodies[2])]
+        assert peer is not None and peer.cursor == 0
+    finally:
+        db.dispose()
+    assert drift(database_url) == []

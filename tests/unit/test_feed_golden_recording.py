@@ -44,6 +44,7 @@ def encode_page(feed: FeedOut, entries: list[ChangeEntry]) -> bytes:
         head=feed.head,
         last_serial=feed.last_serial,
         entries=[FeedEntryOut(**asdict(e)) for e in entries],
+        last_chain=feed.last_chain,
     )
     return bytes(JSONResponse(page.model_dump()).body)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from registry.domain.changes import ChangeEntry
 from registry.domain.replication import (
+    Abandon,
     AddCommit,
     AddXetFile,
     CreateRepo,
@@ -46,7 +49,7 @@ def history(origin: str = "A") -> list[ChangeEntry]:
 
 
 def empty_view(node_id: str = "B") -> LocalView:
-    return LocalView(node_id, set(), {}, set(), set())
+    return LocalView(node_id, {}, {}, set(), set())
 
 
 def test_plan_applies_a_fresh_history_in_order() -> None:
@@ -174,3 +177,23 @@ def test_plan_keeps_a_xet_recipe_said_by_the_home_only() -> None:
     stray = [*history(), entry(4, "xet.file", recipe, origin="C")]  # C is not the home
     assert [type(a) for a in plan(view, stray)][-1:] == [Record]
     assert not any(isinstance(a, AddXetFile) for a in plan(empty_view(), stray))
+
+
+def chained(entries: list[ChangeEntry], tag: str) -> list[ChangeEntry]:
+    return [replace(e, chain=f"{tag}{e.origin_serial}") for e in entries]
+
+
+def test_plan_skips_an_entry_held_with_the_same_chain_or_none_known() -> None:
+    view = empty_view()
+    plan(view, chained(history(), "old"))
+    assert plan(view, chained(history(), "old")) == []
+    assert plan(view, history()) == []  # no chain (a node before chains): same identity
+
+
+def test_plan_stops_with_abandon_at_an_entry_of_another_history() -> None:
+    view = empty_view()
+    plan(view, chained(history(), "old"))
+    again = chained(history(), "old")[:2] + chained(history(), "new")[2:]
+    actions = plan(view, again)
+    assert actions == [Abandon("A", 2)]  # entries 1 and 2 held alike; 3 differs
+    assert view.applied[("A", 3)] == "old3"  # the service sets aside, then plans again

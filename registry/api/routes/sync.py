@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse
 
 from registry.api.deps import FeedDep, PrincipalDep
 from registry.api.errors import documented
-from registry.wire import FeedEntryOut, FeedOut
+from registry.wire import FeedEntryOut, FeedOut, FeedPositionOut
 
 router = APIRouter(prefix="/v1/sync", tags=["federation"])
 
@@ -22,16 +22,20 @@ async def changes(
     since: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     wait: Annotated[float, Query(ge=0, le=120)] = 0,
+    since_chain: Annotated[str | None, Query(max_length=64, pattern="^[0-9a-f]{64}$")] = None,
     x_modelyard_expect_node: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> JSONResponse:
-    """Entries after `since`; with none, hold up to `wait` seconds for one (long-poll)."""
-    page = await feed.changes(principal, since, limit, wait, x_modelyard_expect_node)
+    """Entries after `since`; with none, hold up to `wait` seconds for one (long-poll).
+    `since_chain`, the `last_chain` of the reader's last page, is checked first: 409
+    `HistoryDiverged` when this node's entry at `since` is another one now."""
+    page = await feed.changes(principal, since, limit, wait, x_modelyard_expect_node, since_chain)
     body = FeedOut(
         node_id=page.node_id,
         epoch=page.epoch,
         head=page.head,
         last_serial=page.last_serial,
         entries=[FeedEntryOut(**asdict(e)) for e in page.entries],
+        last_chain=page.last_chain,
     )
     headers = {
         "X-Modelyard-Node": page.node_id,
@@ -39,3 +43,16 @@ async def changes(
         "X-Modelyard-Serial": str(page.head),
     }
     return JSONResponse(body.model_dump(), headers=headers)
+
+
+@router.get("/positions/{serial}", responses=documented(401, 404), response_model=FeedPositionOut)
+def position(serial: Annotated[int, Path(ge=1)], feed: FeedDep, _: PrincipalDep) -> FeedPositionOut:
+    """Which entry is at `serial` of this node's log: what a peer whose cursor no longer
+    matches compares with what it read, to find the last entry both histories share."""
+    entry = feed.position(serial)
+    return FeedPositionOut(
+        serial=entry.serial,
+        origin=entry.origin,
+        origin_serial=entry.origin_serial,
+        chain=entry.chain,
+    )

@@ -1,0 +1,239 @@
+"""A home restored from a backup, with real node processes: its peers tell that its history
+went back, follow the new one, and keep what only the old one had.
+
+A "backup" is a copy of the data dir taken while the node is stopped; a restore puts it back.
+`restore_as_a_copy` replaces the files (what `cp -a` or a backup tool does: new inodes, so the
+node's history marker tells it at start and it takes a new epoch); `restore_in_place` writes the
+old bytes into the same files, which the marker cannot tell, so peers find it from the chains.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import blake3
+import pytest
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
+
+from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+Spawn = Callable[..., NodeProcess]
+REPO = "admin/restored"
+CONVERGE_SECONDS = 5  # the issue's bound, from the home's first new commit
+
+
+def api(node: NodeProcess) -> HfApi:
+    return HfApi(endpoint=node.url, token=TOKEN)
+
+
+def head_of(node: NodeProcess, repo: str = REPO) -> str | None:
+    try:
+        return api(node).model_info(repo).sha
+    except HfHubHTTPError:
+        return None
+
+
+def commit(node: NodeProcess, name: str, data: bytes) -> str:
+    return str(api(node).upload_file(path_or_fileobj=data, path_in_repo=name, repo_id=REPO).oid)
+
+
+def files_of(node: NodeProcess) -> set[str]:
+    return {f.rfilename for f in api(node).model_info(REPO).siblings or []}
+
+
+def peer_of(node: NodeProcess) -> dict[str, object]:
+    (peer,) = node.peers()
+    return peer
+
+
+def feed_identities(node: NodeProcess) -> list[tuple[str, int]]:
+    with node.client() as http:
+        page = http.get("/v1/sync/changes", params={"since": 0, "limit": 5000}).json()
+    return [(e["origin"], e["origin_serial"]) for e in page["entries"]]
+
+
+def has_blob(node: NodeProcess, data: bytes) -> bool:
+    with node.client() as http:
+        return http.head(f"/v1/blobs/{blake3.blake3(data).hexdigest()}").status_code == 200
+
+
+def epoch_of(node: NodeProcess) -> str:
+    with node.client() as http:
+        return str(http.get("/v1/health").json()["epoch"])
+
+
+def backup(node: NodeProcess, to: Path) -> None:
+    node.stop()
+    shutil.copytree(node.data_dir, to)
+
+
+def restore_as_a_copy(node: NodeProcess, copy: Path) -> None:
+    node.stop()
+    shutil.rmtree(node.data_dir)
+    shutil.copytree(copy, node.data_dir)
+
+
+def restore_in_place(node: NodeProcess, copy: Path) -> None:
+    """Every file of the copy written back into the file of the same path (same inode);
+    files the copy lacks removed."""
+    node.stop()
+    for path in sorted(node.data_dir.rglob("*"), reverse=True):
+        old = copy / path.relative_to(node.data_dir)
+        if path.is_file() and not old.exists():
+            path.unlink()
+    for old in copy.rglob("*"):
+        path = node.data_dir / old.relative_to(copy)
+        if old.is_dir():
+            path.mkdir(exist_ok=True)
+        else:
+            with path.open("r+b" if path.exists() else "wb") as out:
+                out.truncate(0)
+                out.write(old.read_bytes())
+
+
+def serial_of(node: NodeProcess) -> int:
+    with node.client() as http:
+        return int(http.get("/v1/health").json()["serial"])
+
+
+def lose_five_uploads(a: NodeProcess, b: NodeProcess, copy: Path) -> tuple[list[bytes], int]:
+    """Commits on A up to a backup, five more uploads B replicates: their bytes, and how
+    many entries A wrote for them."""
+    api(a).create_repo(REPO)
+    for i in range(6):
+        commit(a, f"kept/{i}.txt", f"kept {i}".encode())
+    wait_until(lambda: head_of(b) == head_of(a))
+    backup(a, copy)
+    a.start()
+    before = serial_of(a)
+    lost = [os.urandom(200_000 + i) for i in range(5)]
+    for i, data in enumerate(lost):
+        commit(a, f"lost/{i}.bin", data)
+    wait_until(lambda: head_of(b) == head_of(a))
+    wait_until(lambda: all(has_blob(b, data) for data in lost))
+    return lost, serial_of(a) - before
+
+
+def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_path: Path) -> None:
+    a, b = spawn("a"), spawn("b")
+    b.add_peer(a)
+    lost, entries = lose_five_uploads(a, b, tmp_path / "backup")
+    old_epoch = epoch_of(a)
+    restore_as_a_copy(a, tmp_path / "backup")
+    a.start()
+    assert epoch_of(a) != old_epoch  # the marker told the restore: a new history
+    # B sees A's history went back (its cursor is past A's head) before A writes anything.
+    wait_until(lambda: peer_of(b)["set_aside_entries"] == entries, 30)
+    wait_until(lambda: peer_of(b)["state"] == "diverged")  # once up again after A's restart
+    assert peer_of(b)["diverged_at"]
+    assert head_of(b) == head_of(a)  # B's main is back where A's is
+    started = time.monotonic()
+    first = commit(a, "new/0.txt", b"after the restore")
+    wait_until(lambda: head_of(b) == first, CONVERGE_SECONDS)
+    assert time.monotonic() - started < CONVERGE_SECONDS
+    for i in (1, 2):
+        commit(a, f"new/{i}.txt", b"more")
+    wait_until(lambda: head_of(b) == head_of(a))
+    assert files_of(b) == files_of(a)
+    assert not any(f.startswith("lost/") for f in files_of(b))
+    assert all(has_blob(b, data) for data in lost)  # kept on B, for recovery
+    peer = peer_of(b)
+    assert peer["state"] == "diverged" and peer["set_aside_entries"] == entries
+    assert peer["lag_serials"] == 0 and peer["last_error"] is None
+    identities = feed_identities(b)
+    assert len(identities) == len(set(identities))
+
+
+def test_restore_found_from_the_chain_once_the_home_went_past_the_cursor(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    a, b = spawn("a"), spawn("b")
+    b.add_peer(a)
+    _, entries = lose_five_uploads(a, b, tmp_path / "backup")
+    old_epoch = epoch_of(a)
+    b.stop()  # B does not see A until A's new history is longer than what B read
+    restore_in_place(a, tmp_path / "backup")
+    a.start()
+    assert epoch_of(a) == old_epoch  # the same files: nothing told A it was restored
+    for i in range(20):
+        commit(a, f"new/{i}.txt", f"new {i}".encode())
+    b.start()
+    wait_until(lambda: head_of(b) == head_of(a), 30)
+    assert files_of(b) == files_of(a)
+    peer = peer_of(b)
+    assert peer["state"] == "diverged" and peer["set_aside_entries"] == entries
+    identities = feed_identities(b)
+    assert len(identities) == len(set(identities))
+
+
+def test_a_chain_of_peers_follows_a_restored_home(spawn: Spawn, tmp_path: Path) -> None:
+    a, b, c = spawn("a"), spawn("b"), spawn("c")
+    b.add_peer(a)
+    c.add_peer(b)  # C never talks to A
+    _, entries = lose_five_uploads(a, b, tmp_path / "backup")
+    wait_until(lambda: head_of(c) == head_of(a))
+    restore_as_a_copy(a, tmp_path / "backup")
+    a.start()
+    for i in range(3):
+        commit(a, f"new/{i}.txt", f"new {i}".encode())
+    wait_until(lambda: head_of(c) == head_of(a), 30)
+    assert files_of(c) == files_of(a)
+    for node in (b, c):
+        identities = feed_identities(node)
+        assert len(identities) == len(set(identities)), node.name
+    assert peer_of(b)["set_aside_entries"] == entries
+
+
+def test_a_restored_replica_resyncs_and_its_peers_see_a_new_epoch(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    a, b, c = spawn("a"), spawn("b"), spawn("c")
+    b.add_peer(a)
+    c.add_peer(b)
+    api(a).create_repo(REPO)
+    for i in range(4):
+        commit(a, f"early/{i}.txt", f"early {i}".encode())
+    wait_until(lambda: head_of(c) == head_of(a))
+    backup(b, tmp_path / "backup-b")
+    b.start()
+    for i in range(6):
+        commit(a, f"late/{i}.txt", f"late {i}".encode())
+    wait_until(lambda: head_of(c) == head_of(a))
+    old_epoch = epoch_of(b)
+    restore_as_a_copy(b, tmp_path / "backup-b")
+    b.start()
+    assert epoch_of(b) != old_epoch
+    wait_until(lambda: head_of(b) == head_of(a), 30)
+    commit(a, "after.txt", b"after B's restore")
+    wait_until(lambda: head_of(c) == head_of(a), 30)
+    assert files_of(c) == files_of(a)
+    for node in (b, c):
+        identities = feed_identities(node)
+        assert len(identities) == len(set(identities)), node.name
+    assert peer_of(c)["set_aside_entries"] == 0  # B lost nothing of its own
+
+
+def test_replica_killed_during_the_resync_resumes(spawn: Spawn, tmp_path: Path) -> None:
+    a, b = spawn("a"), spawn("b")
+    b.add_peer(a)
+    _, entries = lose_five_uploads(a, b, tmp_path / "backup")
+    b.stop()
+    restore_as_a_copy(a, tmp_path / "backup")
+    a.start()
+    for i in range(60):
+        commit(a, f"new/{i}.txt", f"new {i}".encode())
+    b.start()
+    wait_until(lambda: peer_of(b)["set_aside_entries"] == entries, 30, 0.01)
+    b.kill()  # during the resync: A's 120 new entries are being read
+    b.start()
+    wait_until(lambda: head_of(b) == head_of(a), 60)
+    assert files_of(b) == files_of(a)
+    assert peer_of(b)["set_aside_entries"] == entries
+    identities = feed_identities(b)
+    assert len(identities) == len(set(identities))
