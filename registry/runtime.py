@@ -45,6 +45,7 @@ from registry.service.model_metadata import ModelMetadataService
 from registry.service.peers import PeerService, Thresholds
 from registry.service.quarantine import Quarantine
 from registry.service.reads import ReadService
+from registry.service.recovery import RecoveryService
 from registry.service.replication import ReplicationService
 from registry.service.repoinfo import RepoInfoService
 from registry.service.repos import RepoService
@@ -169,6 +170,10 @@ class Runtime:
     @cached_property
     def quarantine(self) -> Quarantine:
         return Quarantine(self.db, self.blobs)
+
+    @cached_property
+    def recovery(self) -> RecoveryService:
+        return RecoveryService(self.db, self.blobs, self.identity)
 
     @cached_property
     def uploads(self) -> UploadService:

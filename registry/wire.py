@@ -288,6 +288,13 @@ class FeedOut(BaseModel):
     last_chain: str | None = None  # the chain of the entry at `last_serial` (send it back)
 
 
+class SetAsideOut(BaseModel):
+    """Entries of an origin's old history a node kept after the origin was restored."""
+
+    entries: list[FeedEntryOut]
+    last_serial: int  # the next page's `since`
+
+
 class FeedPositionOut(BaseModel):
     """The entry at one serial of a node's log, as much as a peer needs to recognise it."""
 

@@ -9,6 +9,7 @@ from registry.cli.gc import gc
 from registry.cli.mirror import mirror
 from registry.cli.openapi import openapi
 from registry.cli.peer import peer
+from registry.cli.recover import recover
 from registry.cli.serve import serve
 from registry.cli.token import token
 from registry.cli.transfer import pull, push
@@ -21,7 +22,7 @@ def cli() -> None:
     """modelyard: a federated, mirror-friendly registry for AI model files."""
 
 
-for _command in (serve, token, peer, mirror, pull, push, gc, verify, openapi):
+for _command in (serve, token, peer, mirror, pull, push, gc, verify, recover, openapi):
     cli.add_command(_command)
 
 

@@ -33,7 +33,7 @@ from registry.domain import errors as e
 from registry.domain.digest import Digest
 from registry.domain.manifest import Manifest, parse_manifest
 from registry.domain.urls import safe_url
-from registry.wire import FeedOut, FeedPositionOut, Health
+from registry.wire import FeedOut, FeedPositionOut, Health, SetAsideOut
 
 logger = logging.getLogger(__name__)
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -189,6 +189,12 @@ class RegistryClient:
             params["since_chain"] = since_chain
         response = self._get("/v1/sync/changes", params=params, headers=headers, timeout=wait + 30)
         return FeedOut.model_validate(response.json())
+
+    def set_aside(self, origin: str, since: int = 0, limit: int = 500) -> SetAsideOut:
+        """A page of the entries of `origin`'s old history the node kept (see
+        registry.service.recovery)."""
+        params: dict[str, str | int | float] = {"origin": origin, "since": since, "limit": limit}
+        return SetAsideOut.model_validate(self._get("/v1/sync/set-aside", params=params).json())
 
     def position(self, serial: int) -> FeedPositionOut | None:
         """The entry at `serial` of the node's log (None: there is none)."""

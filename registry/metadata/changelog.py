@@ -183,13 +183,52 @@ class ChangeLog:
         return [entry_of(r) for r in rows]
 
     def abandoned(self) -> dict[str, int]:
-        """How many abandoned entries this log keeps, by origin."""
+        """How many abandoned entries this log keeps, not recovered yet, by origin."""
         rows = self._session.exec(
             select(ChangeRow.origin, func.count())
-            .where(col(ChangeRow.abandoned_ms).is_not(None))
+            .where(col(ChangeRow.abandoned_ms).is_not(None), col(ChangeRow.recovered_ms).is_(None))
             .group_by(ChangeRow.origin)
         ).all()
         return {origin: count for origin, count in rows}
+
+    def set_aside(self, origin: str, since: int, limit: int) -> list[ChangeEntry]:
+        """The origin's abandoned entries after serial `since`, in serial order."""
+        rows = self._session.exec(
+            select(ChangeRow)
+            .where(
+                ChangeRow.origin == origin,
+                col(ChangeRow.serial) > since,
+                col(ChangeRow.abandoned_ms).is_not(None),
+            )
+            .order_by(col(ChangeRow.serial))
+            .limit(limit)
+        ).all()
+        return [entry_of(r) for r in rows]
+
+    def recovered(self, origin: str, repo: str, commit: str) -> None:
+        """A commit of the origin's abandoned history came back: its entries (its commit.add,
+        the ref moves to it) count as recovered; and the repo's other abandoned entries too
+        once none of its commits is missing any more."""
+        rows = self._session.exec(
+            select(ChangeRow).where(
+                ChangeRow.origin == origin,
+                ChangeRow.repo == repo,
+                col(ChangeRow.abandoned_ms).is_not(None),
+                col(ChangeRow.recovered_ms).is_(None),
+            )
+        ).all()
+        if not rows:
+            return
+        now = now_ms()
+        body_of = {r.serial: json.loads(r.body) for r in rows}
+        for row in rows:
+            if commit in (body_of[row.serial].get("id"), body_of[row.serial].get("commit")):
+                row.recovered_ms = now
+                self._session.add(row)
+        if all(r.recovered_ms is not None for r in rows if r.kind == "commit.add"):
+            for row in rows:
+                row.recovered_ms = row.recovered_ms or now
+                self._session.add(row)
 
     def _newest_chain(self, origin: str) -> str:
         if origin not in self._chains:

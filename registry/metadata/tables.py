@@ -171,7 +171,8 @@ class Change(SQLModel, table=True):
     chain: str | None = None  # per-origin hash chain (registry.domain.history); None: unknown
     # When its origin's history was found to have moved on without it (a restored origin):
     # kept, never served again, until it is recovered.
-    abandoned_ms: int | None = Field(default=None, sa_type=BIG)
+    abandoned_ms: int | None = Field(default=None, sa_type=BIG, index=True)
+    recovered_ms: int | None = Field(default=None, sa_type=BIG)  # its commit came back since
 
 
 class Peer(SQLModel, table=True):

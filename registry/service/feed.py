@@ -125,6 +125,18 @@ class FeedService:
                 entries.append(item.entry)
         return FeedPage(self._node.node_id, self._node.epoch, head, last, entries, chain)
 
+    def set_aside(
+        self, principal: Principal, origin: str, since: int, limit: int
+    ) -> tuple[list[ChangeEntry], int]:
+        """Entries of `origin`'s history this node set aside when the origin went back to an
+        older one (restored), after serial `since`: what `modelyard recover` on the origin
+        brings back. Those of private repos only to a reader who may see them. With the last
+        serial examined (the reader's next `since`)."""
+        with self._db.read() as tx:
+            found = tx.changes.set_aside(origin, since, limit)
+        last = found[-1].serial if found else since
+        return [e for e in found if may_read_entry(principal, e)], last
+
     def position(self, serial: int) -> ChangeEntry:
         """The entry at `serial` of this log (a diverged reader looks for the last one it
         shares; serials, origins and chains tell nothing of a private repo).

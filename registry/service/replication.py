@@ -8,6 +8,7 @@ from collections.abc import Callable
 from registry.domain.changes import (
     Change,
     ChangeEntry,
+    CommitAdd,
     RefDelete,
     RefSet,
     UnknownChange,
@@ -65,12 +66,15 @@ class ReplicationService:
             if not tx.peers.exists(peer_id):
                 return []  # removed while pulling
             self._adopt_chains(tx, entries)
+            set_aside = tx.changes.abandoned()  # origins with entries a commit may bring back
             remaining = entries
             for _ in range(len(entries) + 1):  # each round sets aside one history at least
                 actions = planner(self._view(tx, remaining), remaining)
                 repos: dict[str, RepoRecord | None] = {}  # repos of this round, looked up once
                 for action in actions:
                     self._execute(tx, action, missing, repos)
+                    if isinstance(action, Record) and action.entry.origin in set_aside:
+                        _bring_back(tx, action.entry)
                 applied += sum(1 for a in actions if isinstance(a, Record))
                 last = actions[-1] if actions else None
                 if not isinstance(last, Abandon):
@@ -217,6 +221,13 @@ def abandon(tx: Tx, origin: str, after: int) -> int:
             len(entries),
         )
     return len(entries)
+
+
+def _bring_back(tx: Tx, entry: ChangeEntry) -> None:
+    """A commit its origin lost in a restore came back (`modelyard recover`)."""
+    change = _decoded(entry)
+    if isinstance(change, CommitAdd):
+        tx.changes.recovered(entry.origin, entry.repo, change.id)
 
 
 def _restore_refs(tx: Tx, origin: str, repo: RepoRecord, refs: set[str]) -> None:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import blake3
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
@@ -148,6 +150,64 @@ def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_pa
     assert peer["lag_serials"] == 0 and peer["last_error"] is None
     identities = feed_identities(b)
     assert len(identities) == len(set(identities))
+
+    # The home's admin brings the five uploads back from B, with A running.
+    dry = recover(a, b, "--dry-run")
+    assert f"model/{REPO}: 5 commits, 5 files to fetch" in dry.stdout, dry.stdout
+    assert "recovered/main" not in refs_of(a)
+    done = recover(a, b)
+    assert "recovered 5 commits, fetched 5 files" in done.stdout, done.stdout
+    assert "recovered/main" in refs_of(a)
+    for i, data in enumerate(lost):
+        path = hf_hub_download(
+            REPO,
+            f"lost/{i}.bin",
+            revision="recovered/main",
+            endpoint=a.url,
+            token=TOKEN,
+            cache_dir=tmp_path / "download",
+        )
+        assert Path(path).read_bytes() == data
+        with a.client() as http:
+            hits = http.get(f"/v1/files/by-hash/{blake3.blake3(data).hexdigest()}").json()
+        assert {(h["repo"], h["path"]) for h in hits} == {(REPO, f"lost/{i}.bin")}
+    assert head_of(a) == head_of(b)  # main as A's new history made it
+    again = recover(a, b)  # nothing twice
+    assert "recovered 0 commits, fetched 0 files" in again.stdout, again.stdout
+    # B learns the recovered commits from A's feed: nothing is held for A any more.
+    wait_until(lambda: peer_of(b)["set_aside_entries"] == 0, 30)
+    wait_until(lambda: peer_of(b)["state"] == "up")
+    assert "recovered/main" in refs_of(b)
+
+
+def refs_of(node: NodeProcess) -> list[str]:
+    return [r.name for r in api(node).list_repo_refs(REPO).branches]
+
+
+def recover(
+    home: NodeProcess, source: NodeProcess, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "registry",
+            "recover",
+            "--from",
+            source.url,
+            "--token-env",
+            "SOURCE_TOKEN",
+            "--data-dir",
+            str(home.data_dir),
+            *flags,
+        ],
+        env={**os.environ, "SOURCE_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def test_restore_found_from_the_chain_once_the_home_went_past_the_cursor(

@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 
 from registry.api.deps import FeedDep, PrincipalDep
 from registry.api.errors import documented
-from registry.wire import FeedEntryOut, FeedOut, FeedPositionOut
+from registry.wire import FeedEntryOut, FeedOut, FeedPositionOut, SetAsideOut
 
 router = APIRouter(prefix="/v1/sync", tags=["federation"])
+MAX_SERIAL = 2**63 - 1  # the largest serial a database column holds
 
 
 @router.get("/changes", responses=documented(401, 409), response_model=FeedOut)
@@ -46,7 +47,9 @@ async def changes(
 
 
 @router.get("/positions/{serial}", responses=documented(401, 404), response_model=FeedPositionOut)
-def position(serial: Annotated[int, Path(ge=1)], feed: FeedDep, _: PrincipalDep) -> FeedPositionOut:
+def position(
+    serial: Annotated[int, Path(ge=1, le=MAX_SERIAL)], feed: FeedDep, _: PrincipalDep
+) -> FeedPositionOut:
     """Which entry is at `serial` of this node's log: what a peer whose cursor no longer
     matches compares with what it read, to find the last entry both histories share."""
     entry = feed.position(serial)
@@ -56,3 +59,17 @@ def position(serial: Annotated[int, Path(ge=1)], feed: FeedDep, _: PrincipalDep)
         origin_serial=entry.origin_serial,
         chain=entry.chain,
     )
+
+
+@router.get("/set-aside", responses=documented(401), response_model=SetAsideOut)
+def set_aside(
+    feed: FeedDep,
+    principal: PrincipalDep,
+    origin: Annotated[str, Query(min_length=1, max_length=200)],
+    since: Annotated[int, Query(ge=0, le=MAX_SERIAL)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> SetAsideOut:
+    """Entries of `origin`'s history this node set aside when the origin was restored from a
+    backup and went on from an older point: what `modelyard recover` on it brings back."""
+    entries, last = feed.set_aside(principal, origin, since, limit)
+    return SetAsideOut(entries=[FeedEntryOut(**asdict(e)) for e in entries], last_serial=last)

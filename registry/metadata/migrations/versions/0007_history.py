@@ -26,8 +26,10 @@ def upgrade() -> None:
     with op.batch_alter_table("change", schema=None) as batch_op:
         batch_op.add_column(sa.Column("chain", sa.String(), nullable=True))
         batch_op.add_column(sa.Column("abandoned_ms", BIG, nullable=True))
+        batch_op.add_column(sa.Column("recovered_ms", BIG, nullable=True))
         batch_op.drop_index("ix_change_origin")
         batch_op.create_index("ix_change_origin", ["origin", "origin_serial"], unique=False)
+        batch_op.create_index("ix_change_abandoned_ms", ["abandoned_ms"], unique=False)
     with op.batch_alter_table("peer", schema=None) as batch_op:
         batch_op.add_column(sa.Column("cursor_chain", sa.String(), nullable=True))
         batch_op.add_column(sa.Column("diverged_ms", BIG, nullable=True))
@@ -65,7 +67,9 @@ def downgrade() -> None:
         batch_op.drop_column("diverged_ms")
         batch_op.drop_column("cursor_chain")
     with op.batch_alter_table("change", schema=None) as batch_op:
+        batch_op.drop_index("ix_change_abandoned_ms")
         batch_op.drop_index("ix_change_origin")
         batch_op.create_index("ix_change_origin", ["origin", "origin_serial"], unique=True)
+        batch_op.drop_column("recovered_ms")
         batch_op.drop_column("abandoned_ms")
         batch_op.drop_column("chain")
