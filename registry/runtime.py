@@ -210,7 +210,9 @@ class Runtime:
     @cached_property
     def connector(self) -> PeerConnector:
         allow_private = self.settings.allow_private_redirects
-        return PeerConnector(self.peers, self.identity.node_id, allow_private)
+        return PeerConnector(
+            self.peers, self.identity.node_id, allow_private, self.settings.public_url
+        )
 
     @cached_property
     def fetcher(self) -> BlobFetcher:

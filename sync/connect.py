@@ -15,6 +15,7 @@ class PeerConnector:
     peers: PeerService
     node_id: str
     allow_private_redirects: bool = False
+    public_url: str | None = None  # told to peers, so a restored one knows where to recover from
 
     def client(self, peer: PeerRecord, retry: RetryPolicy, timeout: float = 30.0) -> RegistryClient:
         return RegistryClient(

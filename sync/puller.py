@@ -61,6 +61,8 @@ class Puller:
                 wait=self._settings.long_poll,
                 expect_node=peer.node_id,
                 since_chain=peer.cursor_chain,
+                set_aside=self._replication.set_aside(peer.node_id) if peer.node_id else 0,
+                reader_url=self._connect.public_url,
             )
         except (CursorAheadError, HistoryDivergedError) as exc:
             self.resync(peer, client, exc.message)

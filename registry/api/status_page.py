@@ -50,6 +50,25 @@ def _rows(cells: list[list[str]]) -> str:
     return "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells)
 
 
+def _history(s: Status) -> str:
+    """A restore, and the peers that keep what it lost here (a red box while there are)."""
+    if not s.restored_ms and not s.lost_history:
+        return ""
+    restored = (
+        f"<p>This node was restored from a backup on {iso_ms(s.restored_ms)}.</p>"
+        if s.restored_ms
+        else ""
+    )
+    rows = "".join(
+        f"<li>node <b>{escape(h.node)}</b> ({escape(h.url or 'URL not told')}) keeps "
+        f"{h.entries} entries of this node's history before the restore: "
+        f"<code>modelyard recover --from {escape(h.url or '<its URL>')}</code></li>"
+        for h in s.lost_history
+    )
+    lost = f'<ul class="diverged">{rows}</ul>' if rows else ""
+    return f'<h2>History</h2><div id="history">{restored}{lost}</div>'
+
+
 def _diverged(p: PeerView) -> str:
     if not p.diverged_ms:
         return ""
@@ -139,7 +158,7 @@ dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
 <dt>Uptime</dt><dd>{_duration(s.uptime_seconds)}</dd>
 <dt>Storage</dt><dd>{s.blobs} blobs, {_size(s.blob_bytes)}</dd>
 <dt>Change log</dt><dd>serial {s.serial}</dd></dl>
-<h2>Peers</h2><div class="wrap"><table id="peers">
+{_history(s)}<h2>Peers</h2><div class="wrap"><table id="peers">
 <tr><th>peer</th><th>url</th><th>state</th><th>lag (entries)</th><th>lag</th>
 <th>last success</th><th>last error</th></tr>{peers}</table></div>
 <h2>Mirrors</h2><div class="wrap"><table id="mirrors">

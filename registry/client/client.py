@@ -182,8 +182,17 @@ class RegistryClient:
         wait: float = 0,
         expect_node: str | None = None,
         since_chain: str | None = None,
+        set_aside: int = 0,
+        reader_url: str | None = None,
     ) -> FeedOut:
+        """A page of the node's change feed. `set_aside`: how many entries of the node's old
+        history (before it was restored) the reader keeps; told with `reader_url`, so the
+        node's status says where to recover them from."""
         headers = {"x-modelyard-expect-node": expect_node} if expect_node else {}
+        if set_aside:
+            headers["x-modelyard-set-aside"] = str(set_aside)
+        if reader_url:
+            headers["x-modelyard-url"] = reader_url
         params: dict[str, str | int | float] = {"since": since, "limit": limit, "wait": wait}
         if since_chain:
             params["since_chain"] = since_chain

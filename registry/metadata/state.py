@@ -29,6 +29,15 @@ class NodeValues:
             self._session.add(row)
         return row.value
 
+    def with_prefix(self, prefix: str) -> dict[str, str]:
+        rows = self._session.exec(select(NodeState).where(col(NodeState.key).startswith(prefix)))
+        return {r.key: r.value for r in rows.all()}
+
+    def delete(self, key: str) -> None:
+        row = self._session.get(NodeState, key)
+        if row is not None:
+            self._session.delete(row)
+
     def put(self, key: str, value: str) -> None:
         row = self._session.get(NodeState, key) or NodeState(key=key, value=value)
         row.value = value

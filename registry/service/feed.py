@@ -11,10 +11,12 @@ also looks again every `poll` seconds, for writes the other processes made.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 from registry.domain.access import Principal, may_read
 from registry.domain.changes import ChangeEntry
+from registry.domain.clock import now_ms
 from registry.domain.errors import (
     CursorAheadError,
     HistoryDivergedError,
@@ -22,8 +24,31 @@ from registry.domain.errors import (
     PeerMismatchError,
 )
 from registry.metadata.db import Database
+from registry.metadata.tx import Tx
 from registry.service.identity import NodeIdentity
 from registry.service.offload import on_thread
+
+LOST = "lost-history:"  # node values: a reader that keeps entries of this node's old history
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads the feed, as it says in its request: its node id, its URL if it has a public
+    one, and how many entries of this node's old history it keeps (this node was restored)."""
+
+    node: str
+    url: str | None
+    set_aside: int
+
+
+@dataclass(frozen=True)
+class LostHistory:
+    """A peer that keeps what this node lost in a restore: `modelyard recover --from url`."""
+
+    node: str
+    url: str | None
+    entries: int
+    since_ms: int
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,16 @@ class FeedPage:
     last_serial: int  # the last serial examined; the reader's next `since`
     entries: list[ChangeEntry]
     last_chain: str | None  # the chain of the entry at `last_serial`: the reader sends it back
+
+
+def lost_history(tx: Tx) -> list[LostHistory]:
+    """The peers that keep entries of this node's old history, as they last said."""
+    lost = []
+    for key, text in sorted(tx.values.with_prefix(LOST).items()):
+        value = json.loads(text)
+        node = key.removeprefix(LOST)
+        lost.append(LostHistory(node, value["url"], value["entries"], value["since_ms"]))
+    return lost
 
 
 def may_read_entry(principal: Principal, entry: ChangeEntry) -> bool:
@@ -65,6 +100,7 @@ class FeedService:
         wait: float,
         expect_node: str | None = None,
         since_chain: str | None = None,
+        reader: Reader | None = None,
     ) -> FeedPage:
         """Entries after `since`; with none, hold up to `wait` seconds for one (long-poll).
         `since_chain` is the chain the reader saw at `since` (the `last_chain` of its last
@@ -81,6 +117,8 @@ class FeedService:
                 "reset; re-add it as a peer deliberately",
                 detail={"node_id": self._node.node_id, "expected": expect_node},
             )
+        if reader is not None:
+            await on_thread(self.note_reader, reader)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:  # wakes on every committed write; bounded by `wait`
@@ -90,6 +128,25 @@ class FeedService:
             if page.last_serial != since or remaining <= 0:
                 return page
             await self._notifier.wait(event, remaining)
+
+    def note_reader(self, reader: Reader) -> None:
+        """Remember a reader that keeps entries of this node's old history (and forget it once
+        it keeps none): the status shows where to recover them from."""
+        key = LOST + reader.node
+        with self._db.read() as tx:
+            held = tx.values.get(key)
+        if held is None and not reader.set_aside:
+            return
+        known = json.loads(held) if held else {}
+        if (known.get("url"), known.get("entries", 0)) == (reader.url, reader.set_aside):
+            return
+        with self._db.write(invalidates=False) as tx:
+            if reader.set_aside:
+                since = known.get("since_ms") or now_ms()
+                value = {"url": reader.url, "entries": reader.set_aside, "since_ms": since}
+                tx.values.put(key, json.dumps(value))
+            else:
+                tx.values.delete(key)
 
     def head(self) -> int:
         """The serial of the newest entry (0 for an empty log)."""

@@ -90,6 +90,11 @@ class ReplicationService:
             logger.info("applied peer=%s entries=%d cursor=%d", peer_id, applied, page.last_serial)
         return [(d, s) for d, s in missing.items() if self._blobs.stat(d) is None]
 
+    def set_aside(self, origin: str) -> int:
+        """How many entries of the origin's abandoned history this node keeps, not recovered."""
+        with self._db.read() as tx:
+            return tx.changes.abandoned().get(origin, 0)
+
     def chains(self, origin: str, upto: int) -> list[tuple[int, str]]:
         """(origin serial, chain) of the origin's entries held here up to `upto`, oldest
         first: where to look for the last entry this node shares with a diverged peer."""

@@ -11,6 +11,7 @@ from registry import __version__
 from registry.metadata.activity import RecentCommit
 from registry.metadata.db import Database
 from registry.metrics import MirrorSample, NodeSample, PeerSample, ScrubSample
+from registry.service.feed import LostHistory, lost_history
 from registry.service.identity import NodeIdentity
 from registry.service.indexer import Indexer
 from registry.service.mirrors import MirrorService, MirrorView
@@ -38,6 +39,8 @@ class Status:
     mirrors: list[MirrorView]
     recent: list[RecentCommit]  # public repos only: the page is public
     scrub: ScrubStatus
+    restored_ms: int | None  # when this node last found itself restored from a backup
+    lost_history: list[LostHistory]  # peers that keep what the restore lost here
 
 
 class StatusService:
@@ -60,6 +63,8 @@ class StatusService:
         with self._db.read() as tx:
             stored = tx.blobs.totals()
             latest = tx.activity.recent_commits(recent)
+            restored = tx.values.get("restored_ms")
+            lost = lost_history(tx)
         index = self._indexer.position()
         return Status(
             self._node.node_id,
@@ -77,6 +82,8 @@ class StatusService:
             self._mirrors.views(),
             latest,
             self._scrub.status(),
+            int(restored) if restored else None,
+            lost,
         )
 
     def sample(self) -> NodeSample:

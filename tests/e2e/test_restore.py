@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -23,6 +24,7 @@ from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Spawn = Callable[..., NodeProcess]
@@ -123,7 +125,9 @@ def lose_five_uploads(a: NodeProcess, b: NodeProcess, copy: Path) -> tuple[list[
 
 
 def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_path: Path) -> None:
-    a, b = spawn("a"), spawn("b")
+    port = free_port()  # B tells A its URL, so A's status says where to recover from
+    a = spawn("a")
+    b = spawn("b", port=port, env={"MODELYARD_PUBLIC_URL": f"http://127.0.0.1:{port}"})
     b.add_peer(a)
     lost, entries = lose_five_uploads(a, b, tmp_path / "backup")
     old_epoch = epoch_of(a)
@@ -135,10 +139,19 @@ def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_pa
     wait_until(lambda: peer_of(b)["state"] == "diverged")  # once up again after A's restart
     assert peer_of(b)["diverged_at"]
     assert head_of(b) == head_of(a)  # B's main is back where A's is
-    started = time.monotonic()
+    # A's admin sees that it was restored, and who keeps what it lost.
+    wait_until(lambda: status_of(a)["lost_history"])
+    status = status_of(a)
+    assert status["restored_ms"]
+    assert [(h["node"], h["url"], h["entries"]) for h in status["lost_history"]] == [
+        ("b", b.url, entries)
+    ]
+    with a.client() as http:
+        assert f"modelyard recover --from {b.url}" in http.get("/status").text
     first = commit(a, "new/0.txt", b"after the restore")
+    committed = time.monotonic()  # the upload acknowledged: B has 5 s from here
     wait_until(lambda: head_of(b) == first, CONVERGE_SECONDS)
-    assert time.monotonic() - started < CONVERGE_SECONDS
+    assert time.monotonic() - committed < CONVERGE_SECONDS
     for i in (1, 2):
         commit(a, f"new/{i}.txt", b"more")
     wait_until(lambda: head_of(b) == head_of(a))
@@ -178,6 +191,12 @@ def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_pa
     wait_until(lambda: peer_of(b)["set_aside_entries"] == 0, 30)
     wait_until(lambda: peer_of(b)["state"] == "up")
     assert "recovered/main" in refs_of(b)
+    wait_until(lambda: not status_of(a)["lost_history"])
+
+
+def status_of(node: NodeProcess) -> dict[str, Any]:
+    with node.client() as http:
+        return dict(http.get("/v1/status").json())
 
 
 def refs_of(node: NodeProcess) -> list[str]:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from registry.api.deps import FeedDep, PrincipalDep
 from registry.api.errors import documented
+from registry.service.feed import Reader
 from registry.wire import FeedEntryOut, FeedOut, FeedPositionOut, SetAsideOut
 
 router = APIRouter(prefix="/v1/sync", tags=["federation"])
@@ -25,11 +26,22 @@ async def changes(
     wait: Annotated[float, Query(ge=0, le=120)] = 0,
     since_chain: Annotated[str | None, Query(max_length=64, pattern="^[0-9a-f]{64}$")] = None,
     x_modelyard_expect_node: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_modelyard_node: Annotated[str | None, Header(include_in_schema=False, max_length=200)] = None,
+    x_modelyard_url: Annotated[str | None, Header(include_in_schema=False, max_length=2000)] = None,
+    x_modelyard_set_aside: Annotated[int, Header(include_in_schema=False, ge=0, le=MAX_SERIAL)] = 0,
 ) -> JSONResponse:
     """Entries after `since`; with none, hold up to `wait` seconds for one (long-poll).
     `since_chain`, the `last_chain` of the reader's last page, is checked first: 409
     `HistoryDiverged` when this node's entry at `since` is another one now."""
-    page = await feed.changes(principal, since, limit, wait, x_modelyard_expect_node, since_chain)
+    # A reader that keeps entries of this node's old history says so (shown in the status).
+    reader = (
+        Reader(x_modelyard_node, x_modelyard_url, x_modelyard_set_aside)
+        if x_modelyard_node and not principal.anonymous
+        else None
+    )
+    page = await feed.changes(
+        principal, since, limit, wait, x_modelyard_expect_node, since_chain, reader
+    )
     body = FeedOut(
         node_id=page.node_id,
         epoch=page.epoch,
