@@ -107,6 +107,7 @@ class PeerSample:
     bad_blobs: int
     set_aside: int  # entries of its abandoned history kept here
     diverged: float | None  # unix seconds of the last divergence found
+    collisions: int  # its repos left out: a repo of the same id is held here
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,13 @@ class NodeCollector(Collector):
             "When the peer's history was last found to have diverged",
             labels=["peer"],
         )
+        collided = GaugeMetricFamily(
+            "modelyard_peer_repo_collisions",
+            "Repos of the peer left out: a repo of the same id, homed elsewhere, is held here",
+            labels=["peer"],
+        )
         for p in s.peers:
+            collided.add_metric([p.peer], p.collisions)
             set_aside.add_metric([p.peer], p.set_aside)
             if p.diverged is not None:
                 diverged.add_metric([p.peer], p.diverged)
@@ -220,7 +227,7 @@ class NodeCollector(Collector):
             if p.last_success is not None:
                 last.add_metric([p.peer], p.last_success)
             bad.add_metric([p.peer], p.bad_blobs)
-        yield from (state, lag, lag_s, last, bad, set_aside, diverged)
+        yield from (state, lag, lag_s, last, bad, set_aside, diverged, collided)
         yield from _mirror_metrics(s.mirrors)
         yield from _scrub_metrics(s.scrub)
 

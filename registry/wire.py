@@ -328,6 +328,8 @@ class PeerOut(BaseModel):
     # from a backup), and how many entries of the old history this node keeps for recovery.
     diverged_at: str | None = None
     set_aside_entries: int = 0
+    # Its repos this node left out because a repo of the same id is held here (see /v1/status).
+    collisions: int = 0
 
 
 class MirrorIn(BaseModel):

@@ -11,7 +11,9 @@ Theory of operation (invariants the puller relies on):
   entries of a kind this version does not know, and entries whose body cannot be decoded:
   recorded as they came, never applied.
 - Only a repo's home node speaks for it: entries about repo R are used only if their origin
-  is R's home. A deleted incarnation (tombstone) never comes back.
+  is R's home. A deleted incarnation (tombstone) never comes back. A repo of the same id homed
+  on another node than the one held here (two nodes made it independently) never replaces the
+  one held here: the collision is recorded (`Collide`).
 - Ref moves apply only with a version newer than the one held, and only to a commit the node
   has, so no node ever shows a ref it cannot resolve.
 The planner mutates `view` as it goes, so later entries of a batch see earlier ones.
@@ -35,6 +37,7 @@ from registry.domain.replication import (
     Action,
     AddCommit,
     AddXetFile,
+    Collide,
     CreateRepo,
     DeleteRef,
     DeleteRepo,
@@ -99,6 +102,9 @@ def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert) -> list[Act
     state = view.repos.get(entry.repo)
     if state is not None and state.incarnation == change.incarnation:
         return []
+    if state is not None and state.home != change.home:
+        # Two nodes made repos of the same id: the one here is never replaced or hidden.
+        return [Collide(entry.repo, change.home, change.incarnation)]
     if state is not None:  # an older incarnation whose delete we never saw
         view.tombstones.add((entry.repo, state.incarnation))
         actions.append(DeleteRepo(entry.repo, state.incarnation))

@@ -69,6 +69,21 @@ def _history(s: Status) -> str:
     return f'<h2>History</h2><div id="history">{restored}{lost}</div>'
 
 
+def _collisions(s: Status) -> str:
+    """Repos of peers left out because a repo of the same id is held here."""
+    if not s.collisions:
+        return ""
+    rows = "".join(
+        f"<li><b>{escape(c.repo)}</b> of node {escape(c.home)} (seen {iso_ms(c.since_ms)})</li>"
+        for c in s.collisions
+    )
+    return (
+        '<h2>Repo collisions</h2><div id="collisions"><p>Peers have repos with the ids of '
+        "repos held here for another home; those held here stay as they are.</p>"
+        f'<ul class="degraded">{rows}</ul></div>'
+    )
+
+
 def _diverged(p: PeerView) -> str:
     if not p.diverged_ms:
         return ""
@@ -158,7 +173,7 @@ dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
 <dt>Uptime</dt><dd>{_duration(s.uptime_seconds)}</dd>
 <dt>Storage</dt><dd>{s.blobs} blobs, {_size(s.blob_bytes)}</dd>
 <dt>Change log</dt><dd>serial {s.serial}</dd></dl>
-{_history(s)}<h2>Peers</h2><div class="wrap"><table id="peers">
+{_history(s)}{_collisions(s)}<h2>Peers</h2><div class="wrap"><table id="peers">
 <tr><th>peer</th><th>url</th><th>state</th><th>lag (entries)</th><th>lag</th>
 <th>last success</th><th>last error</th></tr>{peers}</table></div>
 <h2>Mirrors</h2><div class="wrap"><table id="mirrors">

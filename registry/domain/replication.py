@@ -80,6 +80,16 @@ class DeleteRef:
 
 
 @dataclass(frozen=True)
+class Collide:
+    """A repo with the same id, homed on another node, exists here already (created here, or
+    replicated from elsewhere first): it is left as it is, and the collision is recorded."""
+
+    repo: str
+    home: str  # the other repo's home
+    incarnation: str
+
+
+@dataclass(frozen=True)
 class Abandon:
     """The origin wrote on from before `after` + 1 (it was restored): the entries of its held
     here past `after` belong to a history it no longer has. Planning stops here; the rest of
@@ -96,4 +106,14 @@ class Record:
     entry: ChangeEntry
 
 
-Action = CreateRepo | DeleteRepo | AddCommit | AddXetFile | SetRef | DeleteRef | Abandon | Record
+Action = (
+    CreateRepo
+    | DeleteRepo
+    | AddCommit
+    | AddXetFile
+    | SetRef
+    | DeleteRef
+    | Collide
+    | Abandon
+    | Record
+)

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from registry.domain.access import Principal, require_admin
@@ -22,6 +23,7 @@ from registry.domain.tokens import check_credential
 from registry.domain.urls import check_http_url
 from registry.metadata.db import Database
 from registry.service.credentials import CredentialBox
+from registry.service.replication import collisions
 
 logger = logging.getLogger(__name__)
 BLOB_POLICIES = ("eager", "lazy")
@@ -133,6 +135,7 @@ class PeerView:
     bad_blobs: int
     diverged_ms: int | None  # when its history was last found to have diverged
     set_aside: int  # entries of its abandoned history this node keeps (recoverable)
+    collisions: int  # its repos left out here: a repo of the same id is held here
 
 
 class PeerService:
@@ -185,9 +188,15 @@ class PeerService:
         """Every peer with its health and lag (what the status page shows)."""
         with self._db.read() as tx:
             peers, set_aside = tx.peers.all(), tx.changes.abandoned()
-        return [self._view(peer, set_aside) for peer in peers]
+            homes = Counter(c.home for c in collisions(tx))
+        return [self._view(peer, set_aside, homes) for peer in peers]
 
-    def _view(self, peer: PeerRecord, set_aside: dict[str, int] | None = None) -> PeerView:
+    def _view(
+        self,
+        peer: PeerRecord,
+        set_aside: dict[str, int] | None = None,
+        collided: Counter[str] | None = None,
+    ) -> PeerView:
         """Its state: `down` or `degraded` while probes or pulls fail; else `resyncing` while
         it reads its new history again after a divergence, `diverged` while entries of its
         old history are kept here (recoverable: see `modelyard recover`); else its health."""
@@ -216,6 +225,7 @@ class PeerService:
             health.bad_blobs,
             peer.diverged_ms,
             kept,
+            (collided or Counter()).get(peer.node_id or "", 0),
         )
 
     def credential(self, peer: PeerRecord) -> str | None:

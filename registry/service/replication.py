@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from registry.domain.changes import (
     Change,
@@ -14,6 +16,7 @@ from registry.domain.changes import (
     UnknownChange,
     XetFileAdd,
 )
+from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.errors import InvalidError
 from registry.domain.names import RepoId, RepoType
@@ -23,6 +26,7 @@ from registry.domain.replication import (
     Action,
     AddCommit,
     AddXetFile,
+    Collide,
     CreateRepo,
     DeleteRef,
     DeleteRepo,
@@ -38,6 +42,7 @@ from registry.service.identity import NodeIdentity
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
+COLLISION = "collision:"  # node values: "collision:<repo key>|<the other repo's home>"
 Planner = Callable[[LocalView, list[ChangeEntry]], list[Action]]
 
 
@@ -149,7 +154,7 @@ class ReplicationService:
     ) -> None:
         if isinstance(action, CreateRepo | DeleteRepo):
             repos.pop(action.repo, None)
-        elif not isinstance(action, Record | Abandon) and action.repo not in repos:
+        elif not isinstance(action, Record | Abandon | Collide) and action.repo not in repos:
             repos[action.repo] = tx.repos.by_key(action.repo)
         match action:
             case CreateRepo():
@@ -181,6 +186,11 @@ class ReplicationService:
                 found = repos[action.repo]
                 if found is not None:
                     tx.refs.delete(found.id, action.ref)
+            case Collide():
+                tx.values.setdefault(
+                    f"{COLLISION}{action.repo}|{action.home}",
+                    json.dumps({"incarnation": action.incarnation, "since_ms": now_ms()}),
+                )
             case Abandon():
                 abandon(tx, action.origin, action.after)
             case Record():
@@ -200,6 +210,23 @@ class ReplicationService:
         record = CommitRecord(c.id, repo.id, c.parent, c.author, c.title, c.message, c.created_ms)
         tx.commits.add(record, files)
         tx.repos.touch(repo.id, c.created_ms)
+
+
+@dataclass(frozen=True)
+class Collision:
+    """A repo of the same id as one held here, homed on another node, that was left out."""
+
+    repo: str  # type/namespace/name
+    home: str  # the other repo's home node
+    since_ms: int
+
+
+def collisions(tx: Tx) -> list[Collision]:
+    found = []
+    for key, text in sorted(tx.values.with_prefix(COLLISION).items()):
+        repo, _, home = key.removeprefix(COLLISION).rpartition("|")
+        found.append(Collision(repo, home, int(json.loads(text)["since_ms"])))
+    return found
 
 
 def abandon(tx: Tx, origin: str, after: int) -> int:

@@ -16,6 +16,7 @@ from registry.service.identity import NodeIdentity
 from registry.service.indexer import Indexer
 from registry.service.mirrors import MirrorService, MirrorView
 from registry.service.peers import PeerService, PeerView
+from registry.service.replication import Collision, collisions
 from registry.service.scanning import ScanService
 from registry.service.scrub import ScrubService, ScrubStatus
 
@@ -41,6 +42,7 @@ class Status:
     scrub: ScrubStatus
     restored_ms: int | None  # when this node last found itself restored from a backup
     lost_history: list[LostHistory]  # peers that keep what the restore lost here
+    collisions: list[Collision]  # peers' repos left out: one of the same id is held here
 
 
 class StatusService:
@@ -65,6 +67,7 @@ class StatusService:
             latest = tx.activity.recent_commits(recent)
             restored = tx.values.get("restored_ms")
             lost = lost_history(tx)
+            collided = collisions(tx)
         index = self._indexer.position()
         return Status(
             self._node.node_id,
@@ -84,6 +87,7 @@ class StatusService:
             self._scrub.status(),
             int(restored) if restored else None,
             lost,
+            collided,
         )
 
     def sample(self) -> NodeSample:
@@ -99,6 +103,7 @@ class StatusService:
                 p.bad_blobs,
                 p.set_aside,
                 p.diverged_ms / 1000 if p.diverged_ms else None,
+                p.collisions,
             )
             for p in self._peers.views()
         ]

@@ -9,11 +9,13 @@ from registry.domain.replication import (
     Abandon,
     AddCommit,
     AddXetFile,
+    Collide,
     CreateRepo,
     DeleteRef,
     DeleteRepo,
     LocalView,
     Record,
+    RepoState,
     SetRef,
 )
 from sync.planner import plan
@@ -197,3 +199,13 @@ def test_plan_stops_with_abandon_at_an_entry_of_another_history() -> None:
     actions = plan(view, again)
     assert actions == [Abandon("A", 2)]  # entries 1 and 2 held alike; 3 differs
     assert view.applied[("A", 3)] == "old3"  # the service sets aside, then plans again
+
+
+def test_plan_never_replaces_a_repo_held_here_for_another_home() -> None:
+    view = empty_view()
+    view.repos[REPO] = RepoState("mine", "B")  # made here, on B, with the same id
+    upsert = entry(1, "repo.upsert", {"home": "A", "private": False, "created_ms": 5})
+    assert plan(view, [upsert]) == [Collide(REPO, "A", "i1"), Record(upsert)]
+    assert view.repos[REPO] == RepoState("mine", "B")
+    later = entry(3, "ref.set", {"ref": "refs/heads/main", "commit": "c1", "version": 1})
+    assert plan(view, [later]) == [Record(later)]  # A does not speak for the repo held here

@@ -29,6 +29,7 @@ def peer_out(view: PeerView) -> PeerOut:
         bad_blobs=view.bad_blobs,
         diverged_at=iso_ms(view.diverged_ms) if view.diverged_ms else None,
         set_aside_entries=view.set_aside,
+        collisions=view.collisions,
     )
 
 
