@@ -13,7 +13,8 @@ Theory of operation (invariants the puller relies on):
 - Only a repo's home node speaks for it: entries about repo R are used only if their origin
   is R's home. A deleted incarnation (tombstone) never comes back. A repo of the same id homed
   on another node than the one held here (two nodes made it independently) never replaces the
-  one held here: the collision is recorded (`Collide`).
+  one held here: the collision is recorded (`Collide`) and the peer's repo is held under its
+  qualified id (`type/namespace.home/name`, `AliasRepo`), where its later entries apply.
 - Ref moves apply only with a version newer than the one held, and only to a commit the node
   has, so no node ever shows a ref it cannot resolve.
 The planner mutates `view` as it goes, so later entries of a batch see earlier ones.
@@ -32,11 +33,13 @@ from registry.domain.changes import (
     XetFileAdd,
 )
 from registry.domain.errors import InvalidError
+from registry.domain.names import qualified_key
 from registry.domain.replication import (
     Abandon,
     Action,
     AddCommit,
     AddXetFile,
+    AliasRepo,
     Collide,
     CreateRepo,
     DeleteRef,
@@ -62,8 +65,17 @@ def plan(view: LocalView, entries: list[ChangeEntry]) -> list[Action]:
             continue
         view.applied[key] = entry.chain
         actions.extend(_plan_entry(view, entry))
-        actions.append(Record(entry))
+        local = _local(view, entry)
+        state = view.repos.get(local)
+        mirrored = None if state is not None and state.home != entry.origin else local
+        actions.append(Record(entry, mirrored))
     return actions
+
+
+def _local(view: LocalView, entry: ChangeEntry) -> str:
+    """The key of the repo held here that an entry is about (a peer's repo may be held under
+    another id: see `_upsert`)."""
+    return view.aliases.get((entry.repo, entry.origin), entry.repo)
 
 
 def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
@@ -73,44 +85,54 @@ def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
         return []  # a body its kind cannot have: recorded, not applied
     if isinstance(change, UnknownChange):
         return []  # a kind this version does not know: recorded, not applied
-    if (entry.repo, change.incarnation) in view.tombstones:
+    repo = _local(view, entry)
+    if (repo, change.incarnation) in view.tombstones:
         return []
     if isinstance(change, RepoUpsert):
-        return _upsert(view, entry, change)
-    state = view.repos.get(entry.repo)
+        return _upsert(view, entry, change, repo)
+    state = view.repos.get(repo)
     if state is None or state.incarnation != change.incarnation or state.home != entry.origin:
         return []  # unknown repo, another incarnation, or not said by its home
     match change:
         case CommitAdd():
-            return _add_commit(view, entry.repo, change)
+            return _add_commit(view, repo, change)
         case RefSet():
-            return _set_ref(view, state, entry.repo, change)
+            return _set_ref(view, state, repo, change)
         case RefDelete():
-            return _delete_ref(state, entry.repo, change)
+            return _delete_ref(state, repo, change)
         case RepoDelete():
-            view.tombstones.add((entry.repo, change.incarnation))
-            del view.repos[entry.repo]
-            return [DeleteRepo(entry.repo, change.incarnation)]
+            view.tombstones.add((repo, change.incarnation))
+            del view.repos[repo]
+            return [DeleteRepo(repo, change.incarnation)]
         case XetFileAdd():
-            return [AddXetFile(entry.repo, change)]
+            return [AddXetFile(repo, change)]
 
 
-def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert) -> list[Action]:
+def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert, repo: str) -> list[Action]:
     if change.home != entry.origin or change.home == view.node_id:
         return []
     actions: list[Action] = []
-    state = view.repos.get(entry.repo)
+    state = view.repos.get(repo)
     if state is not None and state.incarnation == change.incarnation:
         return []
     if state is not None and state.home != change.home:
-        # Two nodes made repos of the same id: the one here is never replaced or hidden.
-        return [Collide(entry.repo, change.home, change.incarnation)]
+        # Two nodes made repos of the same id: the one here is never replaced or hidden; the
+        # peer's is held under its qualified id, if that is free.
+        local = qualified_key(entry.repo, change.home)
+        if local in view.repos:
+            return [Collide(entry.repo, change.home, change.incarnation, None)]
+        view.aliases[(entry.repo, change.home)] = local
+        actions += [
+            Collide(entry.repo, change.home, change.incarnation, local),
+            AliasRepo(entry.repo, change.home, local),
+        ]
+        repo, state = local, None
     if state is not None:  # an older incarnation whose delete we never saw
-        view.tombstones.add((entry.repo, state.incarnation))
-        actions.append(DeleteRepo(entry.repo, state.incarnation))
-    view.repos[entry.repo] = RepoState(change.incarnation, change.home)
+        view.tombstones.add((repo, state.incarnation))
+        actions.append(DeleteRepo(repo, state.incarnation))
+    view.repos[repo] = RepoState(change.incarnation, change.home)
     actions.append(
-        CreateRepo(entry.repo, change.incarnation, change.home, entry.private, change.created_ms)
+        CreateRepo(repo, change.incarnation, change.home, entry.private, change.created_ms)
     )
     return actions
 

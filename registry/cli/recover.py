@@ -7,11 +7,14 @@ import os
 from pathlib import Path
 
 import click
+import httpx
 
-from registry.cli.common import config_option, data_dir_option, opened, settings_from
+from registry.cli.common import config_option, data_dir_option, fail, opened, settings_from
 from registry.client import RegistryClient
 from registry.domain.changes import ChangeEntry
 from registry.domain.digest import Digest
+from registry.domain.errors import UpstreamError
+from registry.domain.urls import check_http_url
 from registry.storage import Expected
 
 PAGE = 500
@@ -47,6 +50,7 @@ def recover(
         if not token:
             raise click.UsageError(f"--token-env {token_env}: that variable is not set")
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
+        source = check_http_url(source, "--from")
         client = RegistryClient(source, token=token)
         try:
             entries = _set_aside(client, runtime.identity.node_id)
@@ -74,6 +78,8 @@ def recover(
                     f"  recovered {done.commits} commits, fetched {done.blobs} files "
                     f"({done.bytes} bytes), branches {done.branches or '-'}"
                 )
+        except httpx.HTTPError as exc:
+            fail(UpstreamError(f"{source} did not answer: {type(exc).__name__}: {exc}"))
         finally:
             client.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -147,3 +148,17 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         raise InvalidError(f"An S3 URL names a bucket: {url!r}")
     prefix = prefix.strip("/")
     return bucket, f"{prefix}/" if prefix else ""
+
+
+def qualified_key(key: str, home: str) -> str:
+    """The id a node gives a peer's repo whose id it holds already for another home:
+    `type/namespace.home/name` (a valid namespace for the Hub client; the home's id shortened
+    to a hash where it would not fit)."""
+    kind, namespace, name = key.split("/")
+    candidate = f"{namespace}.{home}"
+    try:
+        _check_part(candidate)
+    except InvalidNameError:
+        digest = hashlib.blake2b(home.encode(), digest_size=6).hexdigest()
+        candidate = f"{namespace[:80].rstrip('.-')}.{digest}"
+    return f"{kind}/{candidate}/{name}"

@@ -33,6 +33,8 @@ class LocalView:
     repos: dict[str, RepoState]
     commits: set[str]
     tombstones: set[tuple[str, str]]
+    # (repo key at its home, home) -> the key it is held under here (a collision)
+    aliases: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,22 @@ class DeleteRef:
 @dataclass(frozen=True)
 class Collide:
     """A repo with the same id, homed on another node, exists here already (created here, or
-    replicated from elsewhere first): it is left as it is, and the collision is recorded."""
+    replicated from elsewhere first): it is left as it is, and the collision is recorded;
+    the peer's repo is held under `local` (None: that id is taken too, it is left out)."""
 
     repo: str
     home: str  # the other repo's home
     incarnation: str
+    local: str | None
+
+
+@dataclass(frozen=True)
+class AliasRepo:
+    """Entries about `repo` said by `home` apply to the repo held here as `local`."""
+
+    repo: str
+    home: str
+    local: str
 
 
 @dataclass(frozen=True)
@@ -101,9 +114,12 @@ class Abandon:
 
 @dataclass(frozen=True)
 class Record:
-    """Append the entry to this node's own log (keeping its origin), so it is re-served."""
+    """Append the entry to this node's own log (keeping its origin), so it is re-served;
+    `mirrored`: the local repo its mirrors push it for (None: none, it concerns no repo held
+    here for its origin)."""
 
     entry: ChangeEntry
+    mirrored: str | None = None
 
 
 Action = (
@@ -114,6 +130,7 @@ Action = (
     | SetRef
     | DeleteRef
     | Collide
+    | AliasRepo
     | Abandon
     | Record
 )

@@ -73,11 +73,14 @@ class ChangeLog:
             self._newest_chain(origin), origin, serial, change.KIND, repo.key, repo.private, text
         )
         self._chains[origin] = chain
-        self._add(serial, origin, serial, change.KIND, repo.key, repo.private, text, chain)
+        self._add(
+            serial, origin, serial, change.KIND, repo.key, repo.private, text, chain, repo.key
+        )
         return serial
 
-    def record(self, entry: ChangeEntry) -> int:
-        """Log an entry learned from a peer with its origin, body and chain as they came."""
+    def record(self, entry: ChangeEntry, mirrored: str | None) -> int:
+        """Log an entry learned from a peer with its origin, body and chain as they came; its
+        mirrors push it for the local repo `mirrored` (None: for none)."""
         serial = self._next()
         text = json.dumps(entry.body, sort_keys=True)
         self._add(
@@ -89,6 +92,7 @@ class ChangeLog:
             entry.private,
             text,
             entry.chain,
+            mirrored,
         )
         self._chains.pop(entry.origin, None)
         return serial
@@ -264,6 +268,7 @@ class ChangeLog:
         private: bool,
         body: str,
         chain: str | None,
+        mirrored: str | None,
     ) -> None:
         self._session.add(
             ChangeRow(
@@ -278,4 +283,5 @@ class ChangeLog:
                 chain=chain,
             )
         )
-        self._mirrors.enqueue(serial, kind, repo, private=private)
+        if mirrored is not None:
+            self._mirrors.enqueue(serial, kind, mirrored, private=private)

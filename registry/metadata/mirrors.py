@@ -124,7 +124,11 @@ class Mirrors:
         self._globs = None  # later changes of this transaction go to the new mirror too
         backlog = self._session.exec(
             select(ChangeRow.serial, ChangeRow.repo, ChangeRow.kind)
-            .where(col(ChangeRow.kind).in_(MIRRORED_KINDS), col(ChangeRow.private).is_(False))
+            .where(
+                col(ChangeRow.kind).in_(MIRRORED_KINDS),
+                col(ChangeRow.private).is_(False),
+                col(ChangeRow.abandoned_ms).is_(None),
+            )
             .order_by(col(ChangeRow.serial))
         ).all()
         rows = [

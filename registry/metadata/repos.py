@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from registry.domain.names import RepoId, RepoType
 from registry.domain.records import RepoRecord
-from registry.metadata.tables import Commit, Ref, Repo, Tombstone, TreeRow
+from registry.metadata.tables import Commit, Ref, Repo, RepoAlias, Tombstone, TreeRow
 
 
 def record_of(row: Repo) -> RepoRecord:
@@ -132,6 +132,24 @@ class Repos:
                 .where(col(Repo.id) == repo_id)
                 .values(downloads=col(Repo.downloads) + n)
             )
+
+    def aliases(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The local keys of these (repo key at its home, home) pairs held under another id."""
+        wanted = set(pairs)
+        if not wanted:
+            return {}
+        rows = self._session.exec(
+            select(RepoAlias).where(col(RepoAlias.repo).in_({r for r, _ in wanted}))
+        ).all()
+        return {(r.repo, r.home): r.local for r in rows if (r.repo, r.home) in wanted}
+
+    def add_alias(self, repo: str, home: str, local: str) -> None:
+        self._session.merge(RepoAlias(repo=repo, home=home, local=local))
+
+    def alias_of(self, local: str) -> tuple[str, str] | None:
+        """(its key at its home, home) of a repo held under another id here."""
+        row = self._session.exec(select(RepoAlias).where(RepoAlias.local == local)).first()
+        return None if row is None else (row.repo, row.home)
 
     def tombstone(self, key: str, incarnation: str) -> None:
         """An incarnation of a repo was deleted: entries about it are ignored from now on."""

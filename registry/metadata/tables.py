@@ -205,6 +205,16 @@ class Tombstone(SQLModel, table=True):
     incarnation: str = Field(primary_key=True)
 
 
+class RepoAlias(SQLModel, table=True):
+    """A peer's repo held here under another id (`local`): a repo of its id, homed elsewhere,
+    was here first. Entries about `repo` said by `home` apply to `local`."""
+
+    __tablename__ = "repo_alias"
+    repo: str = Field(primary_key=True)  # its key at its home: type/namespace/name
+    home: str = Field(primary_key=True)
+    local: str = Field(unique=True)
+
+
 class ScanResult(SQLModel, table=True):
     """The safety verdict on a blob; blobs without a row are pending."""
 

@@ -13,19 +13,21 @@ from registry.domain.changes import (
     CommitAdd,
     RefDelete,
     RefSet,
+    RepoUpsert,
     UnknownChange,
     XetFileAdd,
 )
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.errors import InvalidError
-from registry.domain.names import RepoId, RepoType
+from registry.domain.names import RepoId, RepoType, qualified_key
 from registry.domain.records import CommitRecord, RepoRecord, TreeFile, XetFileRecord
 from registry.domain.replication import (
     Abandon,
     Action,
     AddCommit,
     AddXetFile,
+    AliasRepo,
     Collide,
     CreateRepo,
     DeleteRef,
@@ -134,16 +136,20 @@ class ReplicationService:
 
     def _view(self, tx: Tx, entries: list[ChangeEntry]) -> LocalView:
         applied = tx.changes.applied((e.origin, e.origin_serial) for e in entries)
+        aliases = tx.repos.aliases((e.repo, e.origin) for e in entries)
+        keys = {aliases.get((e.repo, e.origin), e.repo) for e in entries}
+        # where a peer's repo would go if its id is held here for another home
+        keys |= {qualified_key(e.repo, e.origin) for e in entries if e.kind == RepoUpsert.KIND}
         states: dict[str, RepoState] = {}
-        for key in {e.repo for e in entries}:
+        for key in keys:
             repo = tx.repos.by_key(key)
             if repo is not None:
                 refs = {r.name: r.version for r in tx.refs.of_repo(repo.id)}
                 states[key] = RepoState(repo.incarnation, repo.home_node, refs)
         wanted = {str(e.body.get(k)) for e in entries for k in ("id", "commit") if e.body.get(k)}
         commits = tx.commits.existing(wanted)
-        tombstones = tx.repos.tombstones(e.repo for e in entries)
-        return LocalView(self._node.node_id, applied, states, commits, tombstones)
+        tombstones = tx.repos.tombstones(keys)
+        return LocalView(self._node.node_id, applied, states, commits, tombstones, aliases)
 
     def _execute(
         self,
@@ -154,7 +160,9 @@ class ReplicationService:
     ) -> None:
         if isinstance(action, CreateRepo | DeleteRepo):
             repos.pop(action.repo, None)
-        elif not isinstance(action, Record | Abandon | Collide) and action.repo not in repos:
+        elif not isinstance(action, Record | Abandon | Collide | AliasRepo) and (
+            action.repo not in repos
+        ):
             repos[action.repo] = tx.repos.by_key(action.repo)
         match action:
             case CreateRepo():
@@ -187,14 +195,14 @@ class ReplicationService:
                 if found is not None:
                     tx.refs.delete(found.id, action.ref)
             case Collide():
-                tx.values.setdefault(
-                    f"{COLLISION}{action.repo}|{action.home}",
-                    json.dumps({"incarnation": action.incarnation, "since_ms": now_ms()}),
-                )
+                value = {"local": action.local, "since_ms": now_ms()}
+                tx.values.setdefault(f"{COLLISION}{action.repo}|{action.home}", json.dumps(value))
+            case AliasRepo():
+                tx.repos.add_alias(action.repo, action.home, action.local)
             case Abandon():
                 abandon(tx, action.origin, action.after)
             case Record():
-                tx.changes.record(action.entry)
+                tx.changes.record(action.entry, action.mirrored)
 
     def _add_commit(
         self, tx: Tx, action: AddCommit, missing: dict[Digest, int], repo: RepoRecord | None
@@ -214,10 +222,11 @@ class ReplicationService:
 
 @dataclass(frozen=True)
 class Collision:
-    """A repo of the same id as one held here, homed on another node, that was left out."""
+    """A peer's repo with the id of a repo held here for another home."""
 
-    repo: str  # type/namespace/name
-    home: str  # the other repo's home node
+    repo: str  # type/namespace/name, at its home
+    home: str  # its home node
+    local: str | None  # the id it is held under here (None: that one was taken too)
     since_ms: int
 
 
@@ -225,7 +234,8 @@ def collisions(tx: Tx) -> list[Collision]:
     found = []
     for key, text in sorted(tx.values.with_prefix(COLLISION).items()):
         repo, _, home = key.removeprefix(COLLISION).rpartition("|")
-        found.append(Collision(repo, home, int(json.loads(text)["since_ms"])))
+        value = json.loads(text)
+        found.append(Collision(repo, home, value.get("local"), int(value["since_ms"])))
     return found
 
 
@@ -241,8 +251,9 @@ def abandon(tx: Tx, origin: str, after: int) -> int:
         change = _decoded(entry)
         if isinstance(change, RefSet | RefDelete):
             moved.setdefault(entry.repo, set()).add(change.ref)
+    aliases = tx.repos.aliases((key, origin) for key in moved)
     for key, refs in moved.items():
-        repo = tx.repos.by_key(key)
+        repo = tx.repos.by_key(aliases.get((key, origin), key))
         if repo is not None and repo.home_node == origin:
             _restore_refs(tx, origin, repo, refs)
     if entries:

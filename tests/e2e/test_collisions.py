@@ -1,12 +1,14 @@
 """Two independent nodes that made repos of the same id, with real node processes: peering
-never replaces, hides or takes over the repo a node made itself."""
+never replaces, hides or takes over the repo a node made itself, and the peer's repo is there
+under its qualified id (`namespace.home/name`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, hf_hub_download
 
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
 
@@ -22,30 +24,63 @@ def files_of(node: NodeProcess, repo: str) -> set[str]:
     return {f.rfilename for f in api(node).model_info(repo).siblings or []}
 
 
-def test_a_peers_repo_of_the_same_id_never_replaces_the_one_made_here(spawn: Spawn) -> None:
-    a, b = spawn("a"), spawn("b")
-    api(a).create_repo("admin/same")
-    api(a).upload_file(path_or_fileobj=b"from a", path_in_repo="a.txt", repo_id="admin/same")
-    api(a).create_repo("admin/only-on-a")
-    api(b).create_repo("admin/same")
-    head = (
-        api(b)
-        .upload_file(path_or_fileobj=b"from b", path_in_repo="b.txt", repo_id="admin/same")
-        .oid
+def home_of(node: NodeProcess, repo: str) -> str | None:
+    """The home a node names for a repo it replicates (None: its own)."""
+    with node.client() as http:
+        answer = http.get(f"/api/models/{repo}")
+    answer.raise_for_status()
+    home: str | None = answer.headers.get("x-modelyard-home")
+    return home
+
+
+def make_same(node: NodeProcess, text: bytes) -> str:
+    api(node).create_repo("admin/same")
+    return str(
+        api(node).upload_file(path_or_fileobj=text, path_in_repo="f.txt", repo_id="admin/same").oid
     )
+
+
+def test_a_peers_repo_of_the_same_id_never_replaces_the_one_made_here(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    a, b = spawn("a"), spawn("b")
+    make_same(a, b"from a")
+    api(a).create_repo("admin/only-on-a")
+    head = make_same(b, b"from b")
     b.add_peer(a)
     wait_until(lambda: api(b).repo_exists("admin/only-on-a"))  # B has read A's whole feed
     assert api(b).model_info("admin/same").sha == head
-    assert files_of(b, "admin/same") == {".gitattributes", "b.txt"}
+    assert home_of(b, "admin/same") is None  # B's own
     # Still B's own: writable on B.
     api(b).upload_file(path_or_fileobj=b"more", path_in_repo="c.txt", repo_id="admin/same")
-    assert files_of(b, "admin/same") == {".gitattributes", "b.txt", "c.txt"}
+    assert files_of(b, "admin/same") == {".gitattributes", "f.txt", "c.txt"}
+    # A's repo is on B under its qualified id, with its home, for the stock client.
+    wait_until(lambda: api(b).repo_exists("admin.a/same"))
+    assert home_of(b, "admin.a/same") == "a"
+    path = hf_hub_download("admin.a/same", "f.txt", endpoint=b.url, cache_dir=tmp_path / "hub")
+    assert Path(path).read_bytes() == b"from a"
     # And reported: in the peer's view, the status and the metrics.
     wait_until(lambda: b.peers()[0]["collisions"] == 1)
     with b.client() as http:
         status = http.get("/v1/status").json()
         metrics = http.get("/metrics").text
-    assert [(c["repo"], c["home"]) for c in status["collisions"]] == [("model/admin/same", "a")]
-    assert "modelyard_peer_repo_collisions{" in metrics and "} 1.0" in metrics
-    # A's repo is untouched on A.
-    assert files_of(a, "admin/same") == {".gitattributes", "a.txt"}
+    assert [(c["repo"], c["home"], c["local"]) for c in status["collisions"]] == [
+        ("model/admin/same", "a", "model/admin.a/same")
+    ]
+    assert "modelyard_peer_repo_collisions{" in metrics
+    # A's repo is untouched on A; new commits on it reach B's copy under the qualified id.
+    assert files_of(a, "admin/same") == {".gitattributes", "f.txt"}
+    sha = api(a).upload_file(path_or_fileobj=b"a2", path_in_repo="a2.txt", repo_id="admin/same")
+    wait_until(lambda: api(b).model_info("admin.a/same").sha == sha.oid)
+    assert api(b).model_info("admin/same").sha != sha.oid
+
+
+def test_a_node_peering_with_both_sees_both_each_with_its_home(spawn: Spawn) -> None:
+    a, b, c = spawn("a"), spawn("b"), spawn("c")
+    from_a, from_b = make_same(a, b"from a"), make_same(b, b"from b")
+    c.add_peer(a)
+    wait_until(lambda: api(c).repo_exists("admin/same"))
+    c.add_peer(b)
+    wait_until(lambda: api(c).repo_exists("admin.b/same"))
+    assert (api(c).model_info("admin/same").sha, home_of(c, "admin/same")) == (from_a, "a")
+    assert (api(c).model_info("admin.b/same").sha, home_of(c, "admin.b/same")) == (from_b, "b")

@@ -1,4 +1,4 @@
-"""The `modelyard` console commands that need no running node."""
+"""The `modelyard` console commands (on a data dir; one asks a running node)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from registry.cli import cli
+from registry.domain.access import CONSOLE
+from registry.domain.names import RepoId, RepoType
 from registry.domain.tokens import hash_token
 from registry.metadata.db import Database
+from registry.runtime import Runtime
 from registry.service.auth import AuthService
+from tests.conftest import ADMIN_TOKEN, RunningNode, node_settings
 
 
 def test_token_create_prints_a_token_stored_only_as_hash(tmp_path: Path) -> None:
@@ -89,3 +93,40 @@ def test_peer_add_rejects_bad_urls_and_unknown_ids(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "http(s)" in bad.output
     gone = runner.invoke(cli, ["peer", "remove", "p-nope", "--data-dir", str(tmp_path)])
     assert gone.exit_code == 3 and "PeerNotFound" in gone.output
+
+
+def test_peer_add_names_the_peers_repos_whose_ids_are_held_here(
+    tmp_path: Path, node: RunningNode
+) -> None:
+    with node.client(ADMIN_TOKEN) as http:
+        for name in ("same", "theirs"):
+            assert http.post("/api/repos/create", json={"name": name}).status_code == 200
+    here = tmp_path / "here"
+    settings = node_settings(here, node_id="here")
+    runtime = Runtime.open(settings)
+    try:
+        runtime.repos.create(CONSOLE, RepoId(RepoType.MODEL, "admin", "same"), private=False)
+    finally:
+        runtime.close()
+    added = CliRunner().invoke(
+        cli, ["peer", "add", node.url, "--token", ADMIN_TOKEN, "--data-dir", str(here)]
+    )
+    assert added.exit_code == 0, added.output
+    assert "warning: 1 repos of" in added.stderr and "model/admin/same" in added.stderr
+    assert "theirs" not in added.stderr
+
+
+def test_recover_refuses_a_missing_token_and_says_when_a_peer_keeps_nothing(
+    tmp_path: Path, node: RunningNode
+) -> None:
+    runner = CliRunner()
+    base = ["recover", "--data-dir", str(tmp_path / "here")]
+    unset = runner.invoke(cli, [*base, "--from", node.url, "--token-env", "NOT_SET_ANYWHERE"])
+    assert unset.exit_code == 2 and "NOT_SET_ANYWHERE" in unset.output
+    nothing = runner.invoke(cli, [*base, "--from", node.url])
+    assert nothing.exit_code == 0, nothing.output
+    assert "keeps nothing of this node's lost history" in nothing.stdout
+    down = runner.invoke(cli, [*base, "--from", "http://127.0.0.1:9"])
+    assert down.exit_code == 6 and "error: " in down.stderr, down.output
+    refused = runner.invoke(cli, [*base, "--from", "file:///etc/passwd"])
+    assert refused.exit_code != 0 and "Traceback" not in refused.output

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from registry.domain.changes import ChangeEntry
+from registry.domain.changes import ChangeEntry, CommitAdd
 from registry.domain.replication import (
     Abandon,
     AddCommit,
     AddXetFile,
+    AliasRepo,
     Collide,
     CreateRepo,
     DeleteRef,
@@ -77,11 +78,13 @@ def test_plan_records_but_ignores_claims_not_made_by_the_home() -> None:
     forged = entry(
         9, "ref.set", {"ref": "refs/heads/main", "commit": "c1", "version": 7}, origin="M"
     )
-    assert plan(view, [forged]) == [Record(forged)]
+    assert plan(view, [forged]) == [
+        Record(forged, None)
+    ]  # M does not speak for A's repo: no mirror push
     fake_home = entry(
         1, "repo.upsert", {"home": "A", "created_ms": 1}, origin="M", repo="model/alice/other"
     )
-    assert plan(view, [fake_home]) == [Record(fake_home)]
+    assert plan(view, [fake_home]) == [Record(fake_home, "model/alice/other")]
 
 
 def test_plan_ignores_stale_ref_moves() -> None:
@@ -97,7 +100,7 @@ def test_plan_never_points_a_ref_at_a_missing_commit() -> None:
     view = empty_view()
     plan(view, history()[:1])
     dangling = entry(3, "ref.set", {"ref": "refs/heads/main", "commit": "nope", "version": 1})
-    assert plan(view, [dangling]) == [Record(dangling)]
+    assert plan(view, [dangling]) == [Record(dangling, REPO)]
 
 
 def test_plan_delete_leaves_a_tombstone_so_late_entries_stay_dead() -> None:
@@ -107,7 +110,7 @@ def test_plan_delete_leaves_a_tombstone_so_late_entries_stay_dead() -> None:
     assert actions[0] == DeleteRepo(REPO, "i1")
     late = entry(2, "commit.add", commit("c2"), origin="A")
     late = ChangeEntry(2, "A", 99, late.kind, late.repo, False, late.body, 0)
-    assert plan(view, [late]) == [Record(late)]
+    assert plan(view, [late]) == [Record(late, REPO)]
     again = ChangeEntry(
         1,
         "A",
@@ -118,7 +121,7 @@ def test_plan_delete_leaves_a_tombstone_so_late_entries_stay_dead() -> None:
         {"incarnation": "i1", "home": "A", "private": False, "created_ms": 1},
         0,
     )
-    assert plan(view, [again]) == [Record(again)]
+    assert plan(view, [again]) == [Record(again, REPO)]
 
 
 def test_plan_new_incarnation_replaces_the_old_one() -> None:
@@ -144,9 +147,9 @@ def test_plan_ref_delete_needs_a_newer_version() -> None:
     stale = entry(4, "ref.delete", {"ref": "refs/heads/main", "version": 1})
     fresh = entry(5, "ref.delete", {"ref": "refs/heads/main", "version": 2})
     assert plan(view, [stale, fresh]) == [
-        Record(stale),
+        Record(stale, REPO),
         DeleteRef(REPO, "refs/heads/main", 2),
-        Record(fresh),
+        Record(fresh, REPO),
     ]
 
 
@@ -157,9 +160,9 @@ def test_plan_records_unknown_kinds_and_malformed_bodies_without_applying_them()
     broken = entry(5, "commit.add", {"id": "c9", "tree": "not a list"})
     stale_looking = entry(6, "ref.set", {"ref": "refs/heads/main", "commit": "c1"})  # no version
     assert plan(view, [newer, broken, stale_looking]) == [
-        Record(newer),
-        Record(broken),
-        Record(stale_looking),
+        Record(newer, REPO),
+        Record(broken, REPO),
+        Record(stale_looking, REPO),
     ]
     assert plan(view, [newer]) == []  # recorded once: known by (origin, origin serial) after
 
@@ -205,7 +208,25 @@ def test_plan_never_replaces_a_repo_held_here_for_another_home() -> None:
     view = empty_view()
     view.repos[REPO] = RepoState("mine", "B")  # made here, on B, with the same id
     upsert = entry(1, "repo.upsert", {"home": "A", "private": False, "created_ms": 5})
-    assert plan(view, [upsert]) == [Collide(REPO, "A", "i1"), Record(upsert)]
+    qualified = "model/alice.A/m1"
+    assert plan(view, [upsert]) == [
+        Collide(REPO, "A", "i1", qualified),
+        AliasRepo(REPO, "A", qualified),
+        CreateRepo(qualified, "i1", "A", False, 5),
+        Record(upsert, qualified),
+    ]
     assert view.repos[REPO] == RepoState("mine", "B")
-    later = entry(3, "ref.set", {"ref": "refs/heads/main", "commit": "c1", "version": 1})
-    assert plan(view, [later]) == [Record(later)]  # A does not speak for the repo held here
+    # A's later entries about its repo apply to the one held under the qualified id.
+    rest = history()[1:]
+    actions = plan(view, rest)
+    assert actions[0] == AddCommit(qualified, CommitAdd.from_body(rest[0].body))
+    assert SetRef(qualified, "refs/heads/main", "c1", 1) in actions
+    assert view.repos[REPO] == RepoState("mine", "B")
+
+
+def test_plan_leaves_out_a_peers_repo_whose_qualified_id_is_taken_too() -> None:
+    view = empty_view()
+    view.repos[REPO] = RepoState("mine", "B")
+    view.repos["model/alice.A/m1"] = RepoState("other", "C")
+    upsert = entry(1, "repo.upsert", {"home": "A", "private": False, "created_ms": 5})
+    assert plan(view, [upsert]) == [Collide(REPO, "A", "i1", None), Record(upsert, None)]

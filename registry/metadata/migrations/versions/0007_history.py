@@ -1,6 +1,7 @@
 """History chains: each change entry's per-origin chain and when its history was abandoned;
-a peer's chain at its cursor and its last divergence. The chains of this node's own entries
-are computed here; entries learned from peers take theirs when they come again.
+a peer's chain at its cursor and its last divergence; peers' repos held under another id. The
+chains of this node's own entries are computed here; entries learned from peers take theirs
+when they come again.
 
 Revision ID: 0007
 Revises: 0006
@@ -34,6 +35,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("cursor_chain", sa.String(), nullable=True))
         batch_op.add_column(sa.Column("diverged_ms", BIG, nullable=True))
         batch_op.add_column(sa.Column("resync_to", BIG, nullable=True))
+    op.create_table(
+        "repo_alias",
+        sa.Column("repo", sa.String(), nullable=False),
+        sa.Column("home", sa.String(), nullable=False),
+        sa.Column("local", sa.String(), nullable=False),
+        sa.PrimaryKeyConstraint("repo", "home"),
+        sa.UniqueConstraint("local"),
+    )
     _chain_own_entries()
     # Every peer's feed is read once more from the start: the entries held here take the
     # chains they come with (`ReplicationService._adopt_chains`; nothing is applied twice).
@@ -62,6 +71,7 @@ def _chain_own_entries() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("repo_alias")
     with op.batch_alter_table("peer", schema=None) as batch_op:
         batch_op.drop_column("resync_to")
         batch_op.drop_column("diverged_ms")
