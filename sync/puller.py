@@ -80,11 +80,11 @@ class Puller:
 
     def resync(self, peer: PeerRecord, client: RegistryClient, reason: str) -> None:
         """The peer's history diverged from what was read of it: find the last of its own
-        entries both histories share (a binary search over those held here, asking the peer
-        which entry it has at each serial), set aside the entries of its old history, and
-        read on from there."""
+        entries both histories share (a binary search over those held here, however they came,
+        asking the peer which entry it has at each serial), set aside the entries of its old
+        history, and read on from there (or from the cursor, if that is earlier)."""
         node = peer.node_id
-        held = self._replication.chains(node, peer.cursor) if node else []
+        held = self._replication.chains(node) if node else []
         low, high = 0, len(held)  # held[:low] are shared, held[high:] are not
         while low < high:
             middle = (low + high) // 2
@@ -98,8 +98,12 @@ class Puller:
             low, high = (middle + 1, high) if shared else (low, middle)
         common: tuple[int, str | None] = held[low - 1] if low else (0, None)
         after, at = common
-        head = client.health().serial
-        set_aside = self._replication.rewind(self.peer_id, node or "", after, at, head)
+        cursor, at = (after, at) if after < peer.cursor else (peer.cursor, peer.cursor_chain)
+        health = client.health()  # its head and epoch now: the epoch is not news after this
+        set_aside = self._replication.rewind(
+            self.peer_id, node or "", after, cursor, at, health.serial, health.epoch
+        )
+        head = health.serial
         logger.warning(
             "peer history diverged peer=%s reason=%s; resync from serial %d to %d, %d entries "
             "of its old history set aside",

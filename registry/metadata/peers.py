@@ -97,11 +97,11 @@ class Peers:
             peer.resync_to = None
         self._session.add(peer)
 
-    def rewind(self, peer_id: str, cursor: int, chain: str | None, head: int) -> None:
+    def rewind(self, peer_id: str, cursor: int, chain: str | None, head: int, epoch: str) -> None:
         """The peer's history diverged from what was read of it: read on from `cursor`, the
-        last entry both share, until back at `head` (its head now)."""
+        last entry both share, until back at `head` (its head now, in `epoch`)."""
         peer = self._row(peer_id)
-        peer.cursor, peer.cursor_chain = cursor, chain
+        peer.cursor, peer.cursor_chain, peer.epoch = cursor, chain, epoch
         peer.diverged_ms, peer.resync_to = now_ms(), max(head, cursor)
         peer.head = head
         self._session.add(peer)

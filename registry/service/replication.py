@@ -44,6 +44,7 @@ from registry.service.identity import NodeIdentity
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
+MAX_SERIAL = 2**63 - 1
 COLLISION = "collision:"  # node values: "collision:<repo key>|<the other repo's home>"
 Planner = Callable[[LocalView, list[ChangeEntry]], list[Action]]
 
@@ -102,21 +103,31 @@ class ReplicationService:
         with self._db.read() as tx:
             return tx.changes.abandoned().get(origin, 0)
 
-    def chains(self, origin: str, upto: int) -> list[tuple[int, str]]:
-        """(origin serial, chain) of the origin's entries held here up to `upto`, oldest
-        first: where to look for the last entry this node shares with a diverged peer."""
+    def chains(self, origin: str) -> list[tuple[int, str]]:
+        """(origin serial, chain) of the origin's entries held here, oldest first: where to
+        look for the last entry this node shares with a diverged peer."""
         with self._db.read() as tx:
-            return tx.changes.chains(origin, upto)
+            return tx.changes.chains(origin, MAX_SERIAL)
 
-    def rewind(self, peer_id: str, origin: str, after: int, chain: str | None, head: int) -> int:
-        """A peer's history diverged from what was read of it, after its own entry `after`
-        (with `chain`), the last one both share: set aside the entries of its old history held
-        here, and read on from there. Returns how many were set aside."""
+    def rewind(
+        self,
+        peer_id: str,
+        origin: str,
+        after: int,
+        cursor: int,
+        chain: str | None,
+        head: int,
+        epoch: str,
+    ) -> int:
+        """A peer's history diverged from what was read of it after its own entry `after`, the
+        last one both share: set aside the entries of its old history held here, and read on
+        from `cursor` (whose entry has `chain`) in its `epoch`. Returns how many were set
+        aside."""
         with self._db.write() as tx:
             if not tx.peers.exists(peer_id):
                 return 0
             set_aside = abandon(tx, origin, after)
-            tx.peers.rewind(peer_id, after, chain, head)
+            tx.peers.rewind(peer_id, cursor, chain, head, epoch)
         return set_aside
 
     def _adopt_chains(self, tx: Tx, entries: list[ChangeEntry]) -> None:

@@ -288,9 +288,9 @@ def test_a_restored_replica_resyncs_and_its_peers_see_a_new_epoch(
     restore_as_a_copy(b, tmp_path / "backup-b")
     b.start()
     assert epoch_of(b) != old_epoch
-    wait_until(lambda: head_of(b) == head_of(a), 30)
+    wait_until(lambda: head_of(b) == head_of(a), 60)
     commit(a, "after.txt", b"after B's restore")
-    wait_until(lambda: head_of(c) == head_of(a), 30)
+    wait_until(lambda: head_of(c) == head_of(a), 60)
     assert files_of(c) == files_of(a)
     for node in (b, c):
         identities = feed_identities(node)

@@ -14,7 +14,8 @@ from registry.domain.tokens import hash_token
 from registry.metadata.db import Database
 from registry.runtime import Runtime
 from registry.service.auth import AuthService
-from tests.conftest import ADMIN_TOKEN, RunningNode, node_settings
+from registry.settings import load_settings
+from tests.conftest import ADMIN_TOKEN, RunningNode
 
 
 def test_token_create_prints_a_token_stored_only_as_hash(tmp_path: Path) -> None:
@@ -102,8 +103,7 @@ def test_peer_add_names_the_peers_repos_whose_ids_are_held_here(
         for name in ("same", "theirs"):
             assert http.post("/api/repos/create", json={"name": name}).status_code == 200
     here = tmp_path / "here"
-    settings = node_settings(here, node_id="here")
-    runtime = Runtime.open(settings)
+    runtime = Runtime.open(load_settings(None, data_dir=here))  # as the command opens it
     try:
         runtime.repos.create(CONSOLE, RepoId(RepoType.MODEL, "admin", "same"), private=False)
     finally:
