@@ -67,6 +67,10 @@ class BucketPath:
             raise InvalidError(f"Not a commit id: {commit!r}")
         return f"{self._repo(repo_type, repo)}/commits/{commit}.json"
 
+    def refs_prefix(self, repo_type: str, repo: str) -> str:
+        """Where the keys of a repo's refs start (`.../refs/`)."""
+        return f"{self._repo(repo_type, repo)}/refs/"
+
     def ref_key(self, repo_type: str, repo: str, ref: str) -> str:
         """`refs/heads/main` -> .../refs/heads/main.json."""
         if not ref.startswith(("refs/heads/", "refs/tags/")) or ".." in ref:

@@ -185,6 +185,28 @@ class S3Bucket:
         except ValueError:
             raise MirrorUnavailableError(f"{self.name}: {key} is not JSON") from None
 
+    def refs(self, repo_type: str, repo: str) -> dict[str, str]:
+        """Every branch and tag of `repo` the bucket holds, with the commit each points at."""
+        prefix = self.path.refs_prefix(repo_type, repo)
+        found: dict[str, str] = {}
+        with self._errors(f"listing the refs of {repo}"):
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.path.bucket, Prefix=prefix
+            )
+            keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        for key in keys:
+            ref = "refs/" + key.removeprefix(prefix).removesuffix(".json")
+            found[ref] = parse_ref(self._get_json(key, ref))
+        return found
+
+    def manifest(self, repo_type: str, repo: str, commit: str) -> Manifest:
+        """The manifest of one commit of `repo`, checked to describe it."""
+        key = self.path.manifest_key(repo_type, repo, commit)
+        manifest = parse_manifest(self._get_json(key, f"{repo}@{commit} has no manifest"))
+        if manifest.repo != repo or manifest.commit != commit:
+            raise MirrorUnavailableError(f"{self.name}: {key} describes another commit")
+        return manifest
+
     def resolve(self, repo_type: str, repo: str, revision: str) -> Manifest:
         """The manifest of `repo` at a branch, tag or commit id, read from the bucket."""
         commit = revision if COMMIT_SHA.match(revision) else None

@@ -5,23 +5,38 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import httpx
 
 from registry.cli.common import config_option, data_dir_option, fail, opened, settings_from
 from registry.client import RegistryClient
+from registry.domain.access import CONSOLE
 from registry.domain.changes import ChangeEntry
 from registry.domain.digest import Digest
 from registry.domain.errors import UpstreamError
+from registry.domain.manifest import ManifestFile
+from registry.domain.names import RepoType
 from registry.domain.urls import check_http_url
+from registry.service.recovery import Fetch, LostFile, LostHead
 from registry.storage import Expected
 
+if TYPE_CHECKING:
+    from mirror.s3_target import S3Bucket
+    from registry.runtime import Runtime
+
 PAGE = 500
+ANCESTORS = 1000  # parents of a lost head looked up in a bucket, at most
 
 
 @click.command()
-@click.option("--from", "source", required=True, help="The URL of a peer that kept them.")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    help="The URL of a peer that kept them, or an s3://bucket/prefix mirror of this node.",
+)
 @click.option(
     "--token-env",
     metavar="VAR",
@@ -50,6 +65,9 @@ def recover(
         if not token:
             raise click.UsageError(f"--token-env {token_env}: that variable is not set")
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
+        if source.startswith("s3://"):
+            _from_bucket(runtime, source, repo, dry_run)
+            return
         source = check_http_url(source, "--from")
         client = RegistryClient(source, token=token)
         try:
@@ -94,3 +112,70 @@ def _set_aside(client: RegistryClient, origin: str) -> list[ChangeEntry]:
             return entries
         since = page.last_serial
     return entries
+
+
+def _from_bucket(runtime: Runtime, url: str, repo: str | None, dry_run: bool) -> None:
+    """From a mirror bucket: each branch or tag whose commit this node no longer has comes back
+    as a new commit with that commit's files (the bucket keeps no author or message)."""
+    from mirror.s3_target import S3Bucket  # boto3 only when a bucket is used
+
+    bucket = S3Bucket(url)
+    node = runtime.identity.node_id
+    homed = [
+        r
+        for kind in RepoType
+        for r in runtime.repos.visible(CONSOLE, kind)
+        if r.home_node == node and repo in (None, r.repo.full_name)
+    ]
+    lost = 0
+    for record in homed:
+        kind, name = record.repo.type.value, record.repo.full_name
+        refs = bucket.refs(kind, name)
+        known = runtime.recovery.known(refs.values())
+        for ref, commit in sorted(refs.items()):
+            if commit in known:
+                continue
+            lost += 1
+            manifest = bucket.manifest(kind, name, commit)
+            head = LostHead(
+                record.repo.key,
+                ref,
+                commit,
+                _ancestors(bucket, kind, name, manifest.parent, runtime),
+                manifest.title,
+                tuple(
+                    LostFile(f.path, f.size, Digest(f.blake3)) for f in manifest.files if f.blake3
+                ),
+            )
+            click.echo(f"{record.repo.key}: {ref} at {commit} ({len(head.files)} files) lost here")
+            if dry_run:
+                continue
+            done = runtime.recovery.restore_head(head, url, _bucket_fetch(runtime, bucket, head))
+            shown = ", ".join(done.branches) or "recovered before"
+            click.echo(f"  branch {shown}; fetched {done.blobs} files ({done.bytes} bytes)")
+    if not lost:
+        click.echo(f"{url} holds nothing this node lost")
+
+
+def _bucket_fetch(runtime: Runtime, bucket: S3Bucket, head: LostHead) -> Fetch:
+    files = {f.blake3: f for f in head.files}
+
+    def fetch(digest: Digest, size: int) -> None:
+        file = files[digest]
+        chunks = bucket.open(ManifestFile(file.path, file.size, digest.hex, None))
+        runtime.uploads.ingest(chunks, Expected(blake3=digest, size=size))
+
+    return fetch
+
+
+def _ancestors(
+    bucket: S3Bucket, kind: str, name: str, parent: str | None, runtime: Runtime
+) -> tuple[str, ...]:
+    """The parent chain of a lost commit, up to the first commit this node has."""
+    chain: list[str] = []
+    while parent is not None and len(chain) < ANCESTORS:
+        chain.append(parent)
+        if runtime.recovery.known([parent]):
+            break
+        parent = bucket.manifest(kind, name, parent).parent
+    return tuple(chain)

@@ -20,15 +20,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from registry.domain.changes import ChangeEntry, CommitAdd, RefDelete, RefSet
-from registry.domain.commit import commit_id
+from registry.domain.commit import TreeEntry, commit_id
 from registry.domain.digest import Digest
-from registry.domain.errors import InvalidError, RepoNotFoundError
+from registry.domain.errors import InvalidError, MissingObjectError, RepoNotFoundError
 from registry.domain.names import check_ref_name
-from registry.domain.records import CommitRecord, RepoRecord, TreeFile
+from registry.domain.records import BlobRecord, CommitRecord, RepoRecord, TreeFile
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
 from registry.service.identity import NodeIdentity
-from registry.service.repos import move_ref
+from registry.service.repos import NewCommit, move_ref, write_commit
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,27 @@ class RepoRecovery:
     @property
     def files(self) -> dict[Digest, int]:
         return {e.blake3: e.size for c in self.commits for e in c.tree}
+
+
+@dataclass(frozen=True)
+class LostFile:
+    path: str
+    size: int
+    blake3: Digest
+
+
+@dataclass(frozen=True)
+class LostHead:
+    """A branch or tag head a mirror bucket kept that this node lost: the bucket's manifests
+    hold a commit's files and title, not its author or message, so it comes back as a new
+    commit with those files (`RecoveryService.restore_head`)."""
+
+    repo: str  # type/namespace/name
+    ref: str
+    commit: str  # its id here before the restore (and in the bucket)
+    ancestors: tuple[str, ...]  # its parent, grandparent ... as far as the bucket knows
+    title: str
+    files: tuple[LostFile, ...]
 
 
 @dataclass(frozen=True)
@@ -127,21 +148,63 @@ class RecoveryService:
         )
         return Recovered(plan.repo, imported, len(fetched), sum(fetched.values()), branches)
 
+    def known(self, commits: Iterable[str]) -> set[str]:
+        """Which of these commits this node holds."""
+        with self._db.read() as tx:
+            return tx.commits.existing(commits)
+
+    def restore_head(self, head: LostHead, source: str, fetch: Fetch) -> Recovered:
+        """A lost head as a new commit with its files (fetched first) on a `recovered/<name>`
+        branch, whose parent is its nearest ancestor held here (else the repo's main); nothing
+        when a recovered branch holds it already."""
+        marker = f"recovered-from: {head.commit}"
+        with self._db.read() as tx:
+            repo = self._repo(tx, head.repo)
+            if self._recovered_before(tx, repo, marker):
+                return Recovered(head.repo, 0, 0, 0, [])
+        files = {f.blake3: f.size for f in head.files}
+        fetched = self._fetch_missing(RepoRecovery(head.repo), fetch, files)
+        with self._db.write() as tx:
+            repo = self._repo(tx, head.repo)
+            known = tx.commits.existing(head.ancestors)
+            main = tx.refs.get(repo.id, "refs/heads/main")
+            parent = next((c for c in head.ancestors if c in known), None)
+            parent = parent or (main.commit_id if main else None)
+            recorded = {d: tx.blobs.get(d) for d in files}
+            tree = [_entry(f, recorded[f.blake3]) for f in head.files]
+            branch = self._free_branch(tx, repo, head.ref, "")
+            assert branch is not None, "no commit is empty"
+            title = f"Recovered {head.title or head.ref} from {source}"[:200]
+            new = NewCommit(parent, "recovery", title, marker, tree, {e.path for e in tree}, {})
+            write_commit(tx, self._node, repo, new, branch)
+        name = branch.removeprefix("refs/heads/")
+        return Recovered(head.repo, 1, len(fetched), sum(fetched.values()), [name])
+
+    def _recovered_before(self, tx: Tx, repo: RepoRecord, marker: str) -> bool:
+        heads = [r for r in tx.refs.of_repo(repo.id) if r.name.startswith(f"refs/heads/{PREFIX}")]
+        found = tx.commits.by_ids(r.commit_id for r in heads)
+        return any(c.message == marker for c in found.values())
+
     def _repo(self, tx: Tx, key: str) -> RepoRecord:
         found = tx.repos.by_key(key)
         if found is None or found.home_node != self._node.node_id:
             raise RepoNotFoundError(f"Repository {key} is not homed here (deleted since?)")
         return found
 
-    def missing(self, plan: RepoRecovery) -> dict[Digest, int]:
-        """The files of the plan's commits not stored here: what recovering fetches."""
-        files = plan.files
+    def missing(
+        self, plan: RepoRecovery, files: dict[Digest, int] | None = None
+    ) -> dict[Digest, int]:
+        """The files of the plan's commits (or these) not stored here: what recovering
+        fetches."""
+        files = plan.files if files is None else files
         with self._db.read() as tx:
             recorded = tx.blobs.recorded(files)
         return {d: s for d, s in files.items() if d not in recorded or self._blobs.stat(d) is None}
 
-    def _fetch_missing(self, plan: RepoRecovery, fetch: Fetch) -> dict[Digest, int]:
-        missing = self.missing(plan)
+    def _fetch_missing(
+        self, plan: RepoRecovery, fetch: Fetch, files: dict[Digest, int] | None = None
+    ) -> dict[Digest, int]:
+        missing = self.missing(plan, files)
         for digest, size in missing.items():
             fetch(digest, size)
         return missing
@@ -175,6 +238,15 @@ class RecoveryService:
             if held.commit_id == sha:
                 return None
         raise InvalidError(f"No free branch name for {ref} in {repo.key}")
+
+
+def _entry(file: LostFile, blob: BlobRecord | None) -> TreeEntry:
+    """A lost file as a tree entry: an LFS file unless it is small enough for a git blob id."""
+    if blob is None:
+        raise MissingObjectError(f"{file.path} ({file.blake3}) was not stored here")
+    return TreeEntry(
+        file.path, file.blake3, blob.sha256, file.size, blob.git_sha1 is None, blob.git_sha1
+    )
 
 
 def _check_id(repo: RepoRecord, change: CommitAdd) -> None:

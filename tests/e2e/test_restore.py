@@ -204,7 +204,7 @@ def refs_of(node: NodeProcess) -> list[str]:
 
 
 def recover(
-    home: NodeProcess, source: NodeProcess, *flags: str
+    home: NodeProcess, source: NodeProcess | str, *flags: str
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [
@@ -213,7 +213,7 @@ def recover(
             "registry",
             "recover",
             "--from",
-            source.url,
+            source if isinstance(source, str) else source.url,
             "--token-env",
             "SOURCE_TOKEN",
             "--data-dir",
@@ -316,3 +316,49 @@ def test_replica_killed_during_the_resync_resumes(spawn: Spawn, tmp_path: Path) 
     assert peer_of(b)["set_aside_entries"] == entries
     identities = feed_identities(b)
     assert len(identities) == len(set(identities))
+
+
+FAST_MIRROR = {"MODELYARD_MIRROR__INTERVAL": "0.1", "MODELYARD_MIRROR__RETRY_INITIAL": "0.2"}
+
+
+def mirror_backlog(node: NodeProcess) -> int:
+    with node.client() as http:
+        return sum(int(m["backlog"]) for m in http.get("/v1/mirrors").json())
+
+
+def test_recover_from_the_s3_mirror_that_kept_the_lost_uploads(
+    spawn: Spawn, tmp_path: Path, s3_bucket: str
+) -> None:
+    a = spawn("a", env=FAST_MIRROR)
+    bucket = f"s3://{s3_bucket}/mirror"
+    with a.client() as http:
+        added = http.post("/v1/mirrors", json={"name": "s3", "kind": "s3", "url": bucket})
+        assert added.status_code == 201, added.text
+    api(a).create_repo(REPO)
+    commit(a, "kept.txt", b"kept")
+    wait_until(lambda: mirror_backlog(a) == 0)
+    backup(a, tmp_path / "backup")
+    a.start()
+    lost = [os.urandom(150_000 + i) for i in range(3)]
+    for i, data in enumerate(lost):
+        commit(a, f"lost/{i}.bin", data)
+    wait_until(lambda: mirror_backlog(a) == 0)  # the bucket holds them
+    restore_as_a_copy(a, tmp_path / "backup")
+    a.start()
+    assert not any(f.startswith("lost/") for f in files_of(a))
+    dry = recover(a, bucket, "--dry-run")
+    assert "refs/heads/main at" in dry.stdout and "lost here" in dry.stdout, dry.stdout
+    assert "recovered/main" not in refs_of(a)
+    done = recover(a, bucket)
+    assert "branch recovered/main; fetched 3 files" in done.stdout, done.stdout
+    for i, data in enumerate(lost):
+        path = hf_hub_download(
+            REPO,
+            f"lost/{i}.bin",
+            revision="recovered/main",
+            endpoint=a.url,
+            token=TOKEN,
+            cache_dir=tmp_path / "download",
+        )
+        assert Path(path).read_bytes() == data
+    assert "recovered before" in recover(a, bucket).stdout  # nothing twice
