@@ -171,19 +171,7 @@ def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_pa
     done = recover(a, b)
     assert "recovered 5 commits, fetched 5 files" in done.stdout, done.stdout
     assert "recovered/main" in refs_of(a)
-    for i, data in enumerate(lost):
-        path = hf_hub_download(
-            REPO,
-            f"lost/{i}.bin",
-            revision="recovered/main",
-            endpoint=a.url,
-            token=TOKEN,
-            cache_dir=tmp_path / "download",
-        )
-        assert Path(path).read_bytes() == data
-        with a.client() as http:
-            hits = http.get(f"/v1/files/by-hash/{blake3.blake3(data).hexdigest()}").json()
-        assert {(h["repo"], h["path"]) for h in hits} == {(REPO, f"lost/{i}.bin")}
+    assert_recovered(a, lost, tmp_path)
     assert head_of(a) == head_of(b)  # main as A's new history made it
     again = recover(a, b)  # nothing twice
     assert "recovered 0 commits, fetched 0 files" in again.stdout, again.stdout
@@ -197,6 +185,24 @@ def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_pa
 def status_of(node: NodeProcess) -> dict[str, Any]:
     with node.client() as http:
         return dict(http.get("/v1/status").json())
+
+
+def assert_recovered(home: NodeProcess, lost: list[bytes], tmp_path: Path) -> None:
+    """Each lost file reads back byte for byte on `recovered/main` through the stock client,
+    and the home's by-hash lookup finds it there."""
+    for i, data in enumerate(lost):
+        path = hf_hub_download(
+            REPO,
+            f"lost/{i}.bin",
+            revision="recovered/main",
+            endpoint=home.url,
+            token=TOKEN,
+            cache_dir=tmp_path / "download",
+        )
+        assert Path(path).read_bytes() == data
+        with home.client() as http:
+            hits = http.get(f"/v1/files/by-hash/{blake3.blake3(data).hexdigest()}").json()
+        assert {(h["repo"], h["path"]) for h in hits} == {(REPO, f"lost/{i}.bin")}
 
 
 def refs_of(node: NodeProcess) -> list[str]:
@@ -351,14 +357,5 @@ def test_recover_from_the_s3_mirror_that_kept_the_lost_uploads(
     assert "recovered/main" not in refs_of(a)
     done = recover(a, bucket)
     assert "branch recovered/main; fetched 3 files" in done.stdout, done.stdout
-    for i, data in enumerate(lost):
-        path = hf_hub_download(
-            REPO,
-            f"lost/{i}.bin",
-            revision="recovered/main",
-            endpoint=a.url,
-            token=TOKEN,
-            cache_dir=tmp_path / "download",
-        )
-        assert Path(path).read_bytes() == data
+    assert_recovered(a, lost, tmp_path)
     assert "recovered before" in recover(a, bucket).stdout  # nothing twice
