@@ -455,6 +455,7 @@ class SearchHitOut(BaseModel):
     createdAt: str
     scan: str | None  # pending | clean | error | unsafe (flagged, never hidden)
     indexed: bool  # False: found by the direct query over what is not indexed yet
+    home: str = ""  # the node it is homed on, where it takes writes
 
 
 class SearchOut(BaseModel):

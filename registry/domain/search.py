@@ -70,6 +70,7 @@ class SearchDoc:
     trigger_words: tuple[str, ...] = ()
     suggested_tags: tuple[str, ...] = ()  # from training metadata (searchable text only)
     complete: bool = True  # False while a file it reads (README.md) is not stored here
+    home: str = ""  # the node the repo is homed on (where it takes writes)
     words: tuple[str, ...] = field(default=(), compare=False)  # sorted unique tokens
 
     def text(self) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import TextClause, bindparam, delete, insert, text, tuple_
+from sqlalchemy import TextClause, bindparam, delete, func, insert, text, tuple_
 from sqlmodel import Session, col, select
 
 from registry.domain.access import Principal
@@ -25,7 +25,7 @@ from registry.domain.records import RepoRecord, TreeFile
 from registry.domain.search import SearchDoc, SearchQuery, normalize_key
 from registry.metadata.commits import TREE_COLUMNS, tree_file
 from registry.metadata.repos import record_of, visible_to
-from registry.metadata.tables import Change, Ref, Repo, SearchEntry, SearchTag, TreeRow
+from registry.metadata.tables import Change, Ref, Repo, RepoAlias, SearchEntry, SearchTag, TreeRow
 
 CHUNK = 400  # values per IN (...) list: well under every database's bind-parameter limit
 MAX_PAGE = 1000  # index rows read per query while skipping pending repos
@@ -51,8 +51,16 @@ _INDEXED = (
     col(SearchEntry.trigger_words),
     col(SearchEntry.suggested_tags),
     col(SearchEntry.complete),
+    col(Repo.home_node),
 )
 _FILE_COLUMNS = (col(TreeRow.commit_id), *TREE_COLUMNS)
+# Change-log entries with the key of the repo they are about here: a peer's repo held under
+# its qualified id (repo_alias) is logged with the key it has at its home.
+_LOCAL_KEYS = select(Change.serial, func.coalesce(RepoAlias.local, Change.repo)).join(
+    RepoAlias,
+    (col(RepoAlias.repo) == col(Change.repo)) & (col(RepoAlias.home) == col(Change.origin)),
+    isouter=True,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ def repo_doc(repo: RepoRecord, commit_id: str | None) -> SearchDoc:
         created_ms=repo.created_ms,
         downloads=repo.downloads,
         commit_id=commit_id,
+        home=repo.home_node,
     )
 
 
@@ -99,19 +108,18 @@ class SearchIndex:
         ).first()
 
     def next_entries(self, after: int, limit: int) -> list[tuple[int, str]]:
-        """(serial, repo key) of the first `limit` change-log entries after `after`, in order."""
+        """(serial, local repo key) of the first `limit` change-log entries after `after`, in
+        order."""
         rows = self._session.exec(
-            select(Change.serial, Change.repo)
-            .where(Change.serial > after)
-            .order_by(col(Change.serial))
-            .limit(limit)
+            _LOCAL_KEYS.where(Change.serial > after).order_by(col(Change.serial)).limit(limit)
         ).all()
         return [(serial, key) for serial, key in rows]
 
     def entries_between(self, after: int, upto: int) -> list[tuple[int, str]]:
-        """(serial, repo key) of every change-log entry in (after, upto], in no set order."""
+        """(serial, local repo key) of every change-log entry in (after, upto], in no set
+        order."""
         rows = self._session.exec(
-            select(Change.serial, Change.repo).where(Change.serial > after, Change.serial <= upto)
+            _LOCAL_KEYS.where(Change.serial > after, Change.serial <= upto)
         ).all()
         return [(serial, key) for serial, key in rows]
 
@@ -308,7 +316,8 @@ class SearchIndex:
 def _indexed_doc(row: Sequence[Any]) -> SearchDoc:
     """A document from a row of `_INDEXED`."""
     repo_id, repo_type, namespace, name, private, updated_ms, created_ms, downloads = row[:8]
-    commit_id, kind, base_model, license, description, tags, trigger, suggested, complete = row[8:]
+    commit_id, kind, base_model, license, description, tags, trigger, suggested = row[8:16]
+    complete, home = row[16:]
     return SearchDoc(
         repo_id=repo_id,
         repo_type=repo_type,
@@ -327,4 +336,5 @@ def _indexed_doc(row: Sequence[Any]) -> SearchDoc:
         trigger_words=tuple(json.loads(trigger)),
         suggested_tags=tuple(json.loads(suggested)),
         complete=complete,
+        home=home,
     )

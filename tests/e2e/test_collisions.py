@@ -84,3 +84,10 @@ def test_a_node_peering_with_both_sees_both_each_with_its_home(spawn: Spawn) -> 
     wait_until(lambda: api(c).repo_exists("admin.b/same"))
     assert (api(c).model_info("admin/same").sha, home_of(c, "admin/same")) == (from_a, "a")
     assert (api(c).model_info("admin.b/same").sha, home_of(c, "admin.b/same")) == (from_b, "b")
+    # Search and the Hub listing name each one's home.
+    both = {("admin/same", "a"), ("admin.b/same", "b")}
+    with c.client() as http:
+        hits = http.get("/v1/search", params={"q": "same"}).json()["results"]
+        listed = http.get("/api/models", params={"search": "same"}).json()
+    assert {(h["id"], h["home"]) for h in hits} == both
+    assert {(item["id"], item["home"]) for item in listed} == both

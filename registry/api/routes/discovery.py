@@ -49,6 +49,7 @@ def hit_out(hit: SearchHit) -> SearchHitOut:
         createdAt=iso_ms(doc.created_ms),
         scan=hit.scan,
         indexed=hit.indexed,
+        home=doc.home,
     )
 
 

@@ -135,6 +135,7 @@ def list_item(doc: SearchDoc, scan: str | None = None) -> dict[str, object]:
         "likes": 0,
         "gated": False,
         "disabled": False,
+        "home": doc.home,  # modelyard: the node it is homed on (the Hub client ignores it)
     }
     if doc.repo_type == RepoType.MODEL.value:
         item["modelId"] = item["id"]
