@@ -77,7 +77,7 @@ def recover(
                 click.echo(f"{source} keeps nothing of this node's lost history")
                 return
             for plan in plans:
-                files = runtime.recovery.missing(plan)
+                files = runtime.recovery.missing(plan.files)
                 click.echo(
                     f"{plan.repo}: {len(plan.commits)} commits, {len(files)} files to fetch "
                     f"({sum(files.values())} bytes), refs {sorted(plan.refs) or '-'}"

@@ -155,19 +155,14 @@ class ChangeLog:
 
     def abandon(self, origin: str, after: int) -> list[ChangeEntry]:
         """Mark the origin's entries past origin serial `after` abandoned; returns them."""
-        rows = self._session.exec(
-            select(ChangeRow).where(
-                ChangeRow.origin == origin,
-                col(ChangeRow.origin_serial) > after,
-                col(ChangeRow.abandoned_ms).is_(None),
-            )
-        ).all()
-        if rows:
-            self._session.execute(
-                update(ChangeRow)
-                .where(col(ChangeRow.serial).in_([r.serial for r in rows]))
-                .values(abandoned_ms=now_ms())
-            )
+        held = (
+            col(ChangeRow.origin) == origin,
+            col(ChangeRow.origin_serial) > after,
+            col(ChangeRow.abandoned_ms).is_(None),
+        )
+        rows = self._session.exec(select(ChangeRow).where(*held)).all()
+        if rows:  # the same rows (this transaction holds the write lock): no list of serials
+            self._session.execute(update(ChangeRow).where(*held).values(abandoned_ms=now_ms()))
         self._chains.pop(origin, None)
         return [entry_of(r) for r in rows]
 

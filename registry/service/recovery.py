@@ -24,10 +24,11 @@ from registry.domain.commit import TreeEntry, commit_id
 from registry.domain.digest import Digest
 from registry.domain.errors import InvalidError, MissingObjectError, RepoNotFoundError
 from registry.domain.names import check_ref_name
-from registry.domain.records import BlobRecord, CommitRecord, RepoRecord, TreeFile
+from registry.domain.records import BlobRecord, RepoRecord
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
 from registry.service.identity import NodeIdentity
+from registry.service.replication import store_commit
 from registry.service.repos import NewCommit, move_ref, write_commit
 from registry.storage import BlobStore
 
@@ -119,15 +120,15 @@ class RecoveryService:
         """
         with self._db.read() as tx:
             repo = self._repo(tx, plan.repo)
-            have = tx.commits.existing(c.id for c in plan.commits)
         for change in plan.commits:
             _check_id(repo, change)
-        fetched = self._fetch_missing(plan, fetch)
+        fetched = self._fetch_missing(plan.files, fetch)
         imported, branches = 0, []
         with self._db.write() as tx:
             repo = self._repo(tx, plan.repo)
+            have = tx.commits.existing(c.id for c in plan.commits)
             for change in plan.commits:
-                if change.id in have or tx.commits.existing([change.id]):
+                if change.id in have:
                     continue
                 self._import(tx, repo, change)
                 imported += 1
@@ -163,7 +164,7 @@ class RecoveryService:
             if self._recovered_before(tx, repo, marker):
                 return Recovered(head.repo, 0, 0, 0, [])
         files = {f.blake3: f.size for f in head.files}
-        fetched = self._fetch_missing(RepoRecovery(head.repo), fetch, files)
+        fetched = self._fetch_missing(files, fetch)
         with self._db.write() as tx:
             repo = self._repo(tx, head.repo)
             known = tx.commits.existing(head.ancestors)
@@ -191,38 +192,21 @@ class RecoveryService:
             raise RepoNotFoundError(f"Repository {key} is not homed here (deleted since?)")
         return found
 
-    def missing(
-        self, plan: RepoRecovery, files: dict[Digest, int] | None = None
-    ) -> dict[Digest, int]:
-        """The files of the plan's commits (or these) not stored here: what recovering
-        fetches."""
-        files = plan.files if files is None else files
+    def missing(self, files: dict[Digest, int]) -> dict[Digest, int]:
+        """Which of these files are not stored here: what recovering fetches."""
         with self._db.read() as tx:
             recorded = tx.blobs.recorded(files)
         return {d: s for d, s in files.items() if d not in recorded or self._blobs.stat(d) is None}
 
-    def _fetch_missing(
-        self, plan: RepoRecovery, fetch: Fetch, files: dict[Digest, int] | None = None
-    ) -> dict[Digest, int]:
-        missing = self.missing(plan, files)
+    def _fetch_missing(self, files: dict[Digest, int], fetch: Fetch) -> dict[Digest, int]:
+        missing = self.missing(files)
         for digest, size in missing.items():
             fetch(digest, size)
         return missing
 
     def _import(self, tx: Tx, repo: RepoRecord, change: CommitAdd) -> None:
-        """The commit as it was, its files' last commits carried from its parent's tree."""
-        carried = tx.commits.last_commits(change.parent, change.tree) if change.parent else {}
-        files = [TreeFile(e, carried.get(e.path, change.id)) for e in change.tree]
-        record = CommitRecord(
-            change.id,
-            repo.id,
-            change.parent,
-            change.author,
-            change.title,
-            change.message,
-            change.created_ms,
-        )
-        tx.commits.add(record, files)
+        """The commit as it was, logged as this node's so that peers learn it."""
+        store_commit(tx, repo, change)
         tx.changes.append(self._node.node_id, repo, change)
 
     def _free_branch(self, tx: Tx, repo: RepoRecord, ref: str, sha: str) -> str | None:

@@ -221,14 +221,18 @@ class ReplicationService:
         if repo is None:
             return
         c = action.commit
-        carried = tx.commits.last_commits(c.parent, c.tree) if c.parent else {}
-        files = []
-        for entry in c.tree:
-            files.append(TreeFile(entry, carried.get(entry.path, c.id)))
         missing.update(needed(tx, [(e.blake3, e.size) for e in c.tree]))
-        record = CommitRecord(c.id, repo.id, c.parent, c.author, c.title, c.message, c.created_ms)
-        tx.commits.add(record, files)
+        store_commit(tx, repo, c)
         tx.repos.touch(repo.id, c.created_ms)
+
+
+def store_commit(tx: Tx, repo: RepoRecord, c: CommitAdd) -> None:
+    """A commit as its change describes it, each file's last commit carried over from its
+    parent's tree where the file is the same."""
+    carried = tx.commits.last_commits(c.parent, c.tree) if c.parent else {}
+    files = [TreeFile(entry, carried.get(entry.path, c.id)) for entry in c.tree]
+    record = CommitRecord(c.id, repo.id, c.parent, c.author, c.title, c.message, c.created_ms)
+    tx.commits.add(record, files)
 
 
 @dataclass(frozen=True)
