@@ -270,7 +270,7 @@ def abandon(tx: Tx, origin: str, after: int) -> int:
     for key, refs in moved.items():
         repo = tx.repos.by_key(aliases.get((key, origin), key))
         if repo is not None and repo.home_node == origin:
-            _restore_refs(tx, origin, repo, refs)
+            _restore_refs(tx, origin, key, repo, refs)
     if entries:
         logger.warning(
             "history of origin=%s diverged after serial %d: %d entries set aside",
@@ -288,9 +288,10 @@ def _bring_back(tx: Tx, entry: ChangeEntry) -> None:
         tx.changes.recovered(entry.origin, entry.repo, change.id)
 
 
-def _restore_refs(tx: Tx, origin: str, repo: RepoRecord, refs: set[str]) -> None:
-    """Put each ref where the origin's newest kept entry about it put it (gone if none)."""
-    kept = tx.changes.latest(origin, repo.key, (RefSet.KIND, RefDelete.KIND))
+def _restore_refs(tx: Tx, origin: str, key: str, repo: RepoRecord, refs: set[str]) -> None:
+    """Put each ref where the origin's newest kept entry about it put it (gone if none); the
+    entries name the repo by `key`, its key at its home (it may be held here under another)."""
+    kept = tx.changes.latest(origin, key, (RefSet.KIND, RefDelete.KIND))
     for name in refs:
         latest = next(
             (
