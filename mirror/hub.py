@@ -17,9 +17,18 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.hf_api import RepoFile
 
-from mirror.targets import COMMIT_MARKER, PushCommit, PushFile, RemoteBook, RemoteCommits
+from mirror.targets import (
+    COMMIT_MARKER,
+    PushCommit,
+    PushFile,
+    RemoteBook,
+    RemoteCommits,
+    RemoteHead,
+    carried,
+)
 from registry.domain.digest import git_blob_sha1
 from registry.domain.errors import MirrorUnavailableError
+from registry.domain.names import recovered_branches
 
 logger = logging.getLogger(__name__)
 INLINE_MAX = 10 * 1024 * 1024  # the Hub stores larger files through LFS whatever the rules
@@ -103,6 +112,31 @@ class HubTarget:
         self._api.create_tag(
             commit.repo, tag=tag, revision=remote, repo_type=commit.repo_type, exist_ok=True
         )
+
+    def head(self, repo_type: str, repo: str, ref: str) -> RemoteHead | None:
+        short = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        with self._errors(f"reading {ref} of {repo}"):
+            try:
+                remote = str(self._api.repo_info(repo, revision=short, repo_type=repo_type).sha)
+                ours = self._book.ours(remote)
+                if ours is None:  # not pushed from this node's history: does it name one of ours?
+                    log = self._api.list_repo_commits(repo, revision=remote, repo_type=repo_type)
+                    ours = carried(log[0].message) if log and log[0].commit_id == remote else None
+            except (RevisionNotFoundError, RepositoryNotFoundError):
+                return None
+        return RemoteHead(remote, ours)
+
+    def keep(self, repo_type: str, repo: str, ref: str, head: RemoteHead) -> str:
+        for name in recovered_branches(ref):
+            with self._errors(f"keeping {ref} of {repo} as {name}"):
+                there = self.head(repo_type, repo, f"refs/heads/{name}")
+                if there is None:
+                    self._api.create_branch(
+                        repo, branch=name, revision=head.remote, repo_type=repo_type
+                    )
+                if there is None or there.remote == head.remote:
+                    return name
+        raise AssertionError("recovered_branches ends by raising")
 
     def delete_ref(self, repo_type: str, repo: str, ref: str) -> None:
         with self._errors(f"deleting {ref} of {repo}"):

@@ -9,11 +9,19 @@ import json
 import logging
 from urllib.parse import quote
 
-from mirror.targets import COMMIT_MARKER, PushCommit, RemoteBook, RemoteCommits
+from mirror.targets import (
+    COMMIT_MARKER,
+    PushCommit,
+    RemoteBook,
+    RemoteCommits,
+    RemoteHead,
+    carried,
+)
 from registry.client import RegistryClient, RetryPolicy
 from registry.domain.digest import Digest
 from registry.domain.errors import ConflictError, NotFoundError, RevisionNotFoundError
 from registry.domain.manifest import ManifestFile
+from registry.domain.names import recovered_branches
 
 logger = logging.getLogger(__name__)
 INLINE_MAX = 1024 * 1024  # regular files up to this size travel inline in the commit
@@ -125,6 +133,30 @@ class NodeTarget:
         except ConflictError:
             pass  # already tagged
 
+    def head(self, repo_type: str, repo: str, ref: str) -> RemoteHead | None:
+        try:
+            remote = self._client.manifest(repo_type, repo, _short(ref)).commit
+            ours = self._book.ours(remote)
+            if ours is None:  # not pushed from this node's history: does it name one of ours?
+                path = f"/api/{repo_type}s/{repo}/commits/{remote}"
+                first = self._client.hub("GET", path).json()[0]
+                ours = carried(str(first.get("message", ""))) if first["id"] == remote else None
+        except (RevisionNotFoundError, NotFoundError):
+            return None
+        return RemoteHead(remote, ours)
+
+    def keep(self, repo_type: str, repo: str, ref: str, head: RemoteHead) -> str:
+        for name in recovered_branches(ref):
+            path = f"/api/{repo_type}s/{repo}/branch/{quote(name, safe='')}"
+            try:
+                self._client.hub("POST", path, json={"startingPoint": head.remote})
+                return name
+            except ConflictError:  # the name is taken: by this head (kept before)?
+                there = self.head(repo_type, repo, f"refs/heads/{name}")
+                if there is not None and there.remote == head.remote:
+                    return name
+        raise AssertionError("recovered_branches ends by raising")
+
     def delete_ref(self, repo_type: str, repo: str, ref: str) -> None:
         kind, _, short = ref.removeprefix("refs/").partition("/")
         route = {"heads": "branch", "tags": "tag"}.get(kind)
@@ -134,3 +166,7 @@ class NodeTarget:
             self._client.hub("DELETE", f"/api/{repo_type}s/{repo}/{route}/{quote(short, safe='')}")
         except NotFoundError:
             pass  # already gone
+
+
+def _short(ref: str) -> str:
+    return ref.removeprefix("refs/heads/").removeprefix("refs/tags/")

@@ -7,6 +7,10 @@ repo until its backoff ends, while other repos go on. A target that cannot be re
 pauses that mirror until the failed row's retry time. Every step is idempotent, so a row
 pushed twice (a crash after the push, before the row was deleted) does no harm.
 
+A ref is moved only after reading where it points on the mirror: a commit of ours that this
+node no longer holds (it was restored from a backup taken before that commit) is kept there on
+a `recovered/<name>` branch, and the roll-back is recorded for the mirror's status.
+
 A file's bytes are copied out of the blob store only when a target reads them (a bucket that
 has the blob, or a file it stores as Xet xorbs, never needs them); a file uploaded through Xet
 also carries its recipe, which only a bucket uses.
@@ -27,7 +31,7 @@ from mirror.targets import PushCommit, PushFile, Target, XetParts
 from registry.domain.changes import CommitAdd, RefDelete, RefSet
 from registry.domain.commit import TreeEntry
 from registry.domain.errors import BlobUnavailableError, MirrorUnavailableError
-from registry.service.mirrors import MirrorConfig, MirrorService, OutboxItem
+from registry.service.mirrors import MirrorConfig, MirrorService, OutboxItem, RollbackRecord
 from registry.service.reads import ReadService
 from registry.storage import BlobStore, local_copy
 from registry.storage.xet import Recipes
@@ -134,9 +138,25 @@ class Pusher:
                         "mirror skips a ref to a commit deleted since serial=%d", item.serial
                     )
                     return
+                self._keep_lost_head(target, item, ref, commit_id)
                 target.set_ref(commit, ref)
             case RefDelete(ref=ref):
+                self._keep_lost_head(target, item, ref, None)
                 target.delete_ref(repo_type, repo, ref)
+
+    def _keep_lost_head(self, target: Target, item: OutboxItem, ref: str, new: str | None) -> None:
+        """Before a ref moves on the mirror: if it points at a commit of ours this node lost (a
+        restore from a backup), keep it on a `recovered/...` branch there and record the
+        roll-back, so the mirror never goes back silently."""
+        repo_type, repo = item.repo.split("/", 1)
+        head = target.head(repo_type, repo, ref)
+        if head is None or head.ours is None or head.ours == new:
+            return
+        if not self._mirrors.lost_here(head.ours):
+            return
+        kept = target.keep(repo_type, repo, ref, head)
+        rollback = RollbackRecord(item.repo, ref, head.ours, new, kept, int(time.time() * 1000))
+        self._mirrors.rolled_back(item.mirror, rollback)
 
     def _file(self, files: ExitStack, entry: TreeEntry) -> PushFile:
         recipe = self._recipes.recipe(entry.blake3) if self._recipes is not None else None

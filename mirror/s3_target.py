@@ -31,7 +31,7 @@ from mirror.recipes import (
     read_file,
     xorb_document,
 )
-from mirror.targets import PushCommit, PushFile, XetParts, intact
+from mirror.targets import PushCommit, PushFile, RemoteHead, XetParts, intact
 from registry.domain.digest import Digest
 from registry.domain.errors import (
     BlobNotFoundError,
@@ -40,7 +40,7 @@ from registry.domain.errors import (
     RevisionNotFoundError,
 )
 from registry.domain.manifest import Manifest, ManifestFile, parse_manifest, parse_ref, ref_json
-from registry.domain.names import COMMIT_SHA
+from registry.domain.names import COMMIT_SHA, recovered_branches
 from registry.domain.records import XorbRecord
 from registry.domain.xet.types import ChunkEntry, XorbRef
 from registry.storage.s3client import s3_client, s3_errors
@@ -117,6 +117,25 @@ class S3Bucket:
 
     def set_ref(self, commit: PushCommit, ref: str) -> None:
         self.put_ref(commit.repo_type, commit.repo, ref, commit.commit, int(time.time() * 1000))
+
+    def head(self, repo_type: str, repo: str, ref: str) -> RemoteHead | None:
+        key = self.path.ref_key(repo_type, repo, ref)
+        try:
+            commit = parse_ref(self._get_json(key, ref))
+        except RevisionNotFoundError:
+            return None
+        return RemoteHead(commit, commit)
+
+    def keep(self, repo_type: str, repo: str, ref: str, head: RemoteHead) -> str:
+        for name in recovered_branches(ref):
+            there = self.head(repo_type, repo, f"refs/heads/{name}")
+            if there is None:
+                self.put_ref(
+                    repo_type, repo, f"refs/heads/{name}", head.remote, int(time.time() * 1000)
+                )
+            if there is None or there.remote == head.remote:
+                return name
+        raise AssertionError("recovered_branches ends by raising")
 
     def ensure_layout(self) -> None:
         """Write `modelyard.json` at the prefix, once, so the bucket describes itself; a bucket

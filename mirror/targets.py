@@ -21,6 +21,7 @@ import blake3
 from registry.domain.digest import Digest
 from registry.domain.errors import BlobUnavailableError
 from registry.domain.manifest import Manifest, ManifestFile
+from registry.domain.names import COMMIT_SHA
 from registry.storage.xet import Recipe
 
 logger = logging.getLogger(__name__)
@@ -95,10 +96,30 @@ class PushCommit:
         )
 
 
+@dataclass(frozen=True)
+class RemoteHead:
+    """Where a ref points on a target: its commit there, and the commit of ours it carries
+    (None when no modelyard push made it, such as the Hub's initial commit)."""
+
+    remote: str
+    ours: str | None
+
+
+def carried(message: str) -> str | None:
+    """Our commit id named in a commit message a Hub-like push wrote, if any."""
+    for line in message.splitlines():
+        if line.startswith(COMMIT_MARKER):
+            found = line.removeprefix(COMMIT_MARKER).strip()
+            return found if COMMIT_SHA.match(found) else None
+    return None
+
+
 class RemoteCommits(Protocol):
     """Where a Hub-like target remembers which of its commits carries one of ours."""
 
     def remote_commit(self, mirror: str, commit_id: str) -> str | None: ...
+
+    def local_commit(self, mirror: str, remote_id: str) -> str | None: ...
 
     def record_remote(self, mirror: str, commit_id: str, remote_id: str) -> None: ...
 
@@ -114,6 +135,10 @@ class RemoteBook:
     def record(self, ours: str, theirs: str) -> None:
         if self._remotes is not None:
             self._remotes.record_remote(self._mirror, ours, theirs)
+
+    def ours(self, remote: str) -> str | None:
+        """One of ours the remote commit carries, as recorded when it was pushed."""
+        return self._remotes.local_commit(self._mirror, remote) if self._remotes else None
 
     def for_tag(self, ours: str, tag: str) -> str | None:
         """The remote commit to put `tag` on; None (logged) if ours was never pushed there."""
@@ -141,3 +166,12 @@ class Target(Protocol):
         ...
 
     def delete_ref(self, repo_type: str, repo: str, ref: str) -> None: ...
+
+    def head(self, repo_type: str, repo: str, ref: str) -> RemoteHead | None:
+        """Where `ref` points on the target now (None: no such ref or repo there)."""
+        ...
+
+    def keep(self, repo_type: str, repo: str, ref: str, head: RemoteHead) -> str:
+        """Make a branch `recovered/<name>` point at `head` (`-2`, `-3` ... when the name is
+        taken by another commit; nothing when one points there already); return its name."""
+        ...

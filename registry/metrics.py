@@ -116,6 +116,7 @@ class MirrorSample:
     backlog: int
     failing: bool
     last_success: float | None  # unix seconds
+    rollbacks: int  # refs moved back past commits this node lost (kept on the mirror)
 
 
 @dataclass(frozen=True)
@@ -244,12 +245,18 @@ def _mirror_metrics(mirrors: list[MirrorSample]) -> Iterator[Metric]:
         "Last successful push to the mirror",
         labels=["mirror"],
     )
+    rollbacks = GaugeMetricFamily(
+        "modelyard_mirror_rollbacks",
+        "Refs a push moved back past commits this node lost (a restore); each kept on the mirror",
+        labels=["mirror"],
+    )
     for m in mirrors:
         backlog.add_metric([m.mirror], m.backlog)
         failing.add_metric([m.mirror], 1.0 if m.failing else 0.0)
+        rollbacks.add_metric([m.mirror], m.rollbacks)
         if m.last_success is not None:
             last.add_metric([m.mirror], m.last_success)
-    yield from (backlog, failing, last)
+    yield from (backlog, failing, last, rollbacks)
 
 
 _SCRUB_TOTALS = (

@@ -341,6 +341,19 @@ class MirrorIn(BaseModel):
     repos: str = Field(default="*", max_length=500)  # glob over namespace/name
 
 
+class MirrorRollbackOut(BaseModel):
+    """A ref a push moved back past a commit this node no longer holds (a restore from a
+    backup); `kept_as` is the mirror's branch still pointing where the ref did."""
+
+    repo: str  # namespace/name
+    repo_type: str
+    ref: str
+    lost_commit: str
+    new_commit: str | None  # None: the push deleted the ref
+    kept_as: str
+    at: str
+
+
 class MirrorOut(BaseModel):
     name: str
     kind: str
@@ -353,6 +366,8 @@ class MirrorOut(BaseModel):
     pushed: int
     last_success: str | None
     last_error: str | None
+    rollbacks: int  # refs moved back past lost commits (each kept on the mirror)
+    recent_rollbacks: list[MirrorRollbackOut]  # newest first
 
 
 class FileHitOut(BaseModel):

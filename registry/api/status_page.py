@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from registry.service.mirrors import MirrorView
 from registry.service.peers import PeerView
 from registry.service.status import Status
 from registry.wire import iso_ms
@@ -91,6 +92,19 @@ def _diverged(p: PeerView) -> str:
     return f"<br><small>history diverged {iso_ms(p.diverged_ms)}{kept}</small>"
 
 
+def _rolled_back(m: MirrorView) -> str:
+    """The newest roll-back of a mirror's refs (a restore here), and where the mirror keeps
+    what it pointed at."""
+    if not m.recent_rollbacks:
+        return ""
+    r = m.recent_rollbacks[0]
+    more = f" (+{m.rollbacks - 1} more, /v1/mirrors/{escape(m.name)})" if m.rollbacks > 1 else ""
+    return (
+        f"<br><small>rolled back {escape(r.repo)} {escape(r.ref)} past lost commit "
+        f"{r.lost_commit[:12]} at {iso_ms(r.at_ms)}; kept as {escape(r.kept_as)}{more}</small>"
+    )
+
+
 def render(s: Status) -> str:
     peers = (
         _rows(
@@ -115,7 +129,8 @@ def render(s: Status) -> str:
                 [
                     escape(m.name),
                     escape(m.kind),
-                    f'<b class="{"down" if m.state == "failing" else "up"}">{m.state}</b>',
+                    f'<b class="{"down" if m.state == "failing" else "up"}">{m.state}</b>'
+                    + _rolled_back(m),
                     f"{m.backlog}",
                     iso_ms(m.last_success_ms) if m.last_success_ms else "never",
                     escape(m.last_error or ""),

@@ -88,10 +88,16 @@ def mirror_list(data_dir: Path | None, config: Path | None) -> None:
 @data_dir_option
 @config_option
 def mirror_status(data_dir: Path | None, config: Path | None) -> None:
-    """Each mirror's backlog, last success and last error."""
+    """Each mirror's backlog, last success and last error, and refs it rolled back."""
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
         for view in runtime.mirrors.views():
             click.echo(_line(view))
+            for r in view.recent_rollbacks:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.at_ms / 1000))
+                click.echo(
+                    f"  rolled back {r.repo} {r.ref} past lost commit {r.lost_commit} at {when}; "
+                    f"kept as {r.kept_as}"
+                )
 
 
 @mirror.command("remove")

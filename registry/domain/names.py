@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from registry.domain.errors import (
@@ -34,6 +35,8 @@ RESERVED_NAMESPACES = frozenset(
     }
 )
 MAX_PATH_BYTES = 1024
+RECOVERED = "recovered/"  # branches keeping heads a history lost, on the node and on mirrors
+RECOVERED_FROM = "recovered-from: "  # the message of a commit that brought a lost head back
 
 
 class RepoType(enum.StrEnum):
@@ -110,6 +113,16 @@ def check_ref_name(name: str) -> str:
     if bad:
         raise InvalidRevisionError(f"Invalid reference name {name!r}")
     return name
+
+
+def recovered_branches(ref: str) -> Iterator[str]:
+    """Names for a branch keeping where `ref` (a branch or tag) pointed before a history lost
+    it: `recovered/<name>`, then `-2`, `-3` ... when taken (a kept ref is not kept twice)."""
+    name = ref.removeprefix("refs/heads/").removeprefix("refs/tags/").removeprefix("refs/")
+    name = name.removeprefix(RECOVERED)
+    for n in range(1, 100):
+        yield check_ref_name(f"{RECOVERED}{name}" + (f"-{n}" if n > 1 else ""))
+    raise InvalidError(f"No free branch name to keep {ref} under {RECOVERED}")
 
 
 def check_repo_path(path: str) -> str:

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
+from registry.domain.names import RECOVERED_FROM
 from registry.domain.records import CommitRecord, RefRecord, RepoRecord, TreeFile
 from registry.metadata.repos import record_of
 from registry.metadata.tables import Commit, Ref, Repo, TreeRow
@@ -69,6 +70,13 @@ class Commits:
 
     def existing(self, ids: Iterable[str]) -> set[str]:
         return set(self._session.exec(select(Commit.id).where(col(Commit.id).in_(set(ids)))).all())
+
+    def brought_back(self, commit_id: str) -> bool:
+        """Is there a commit that brought this lost one back (`modelyard recover` from a
+        bucket: a new commit whose message names it)?"""
+        marker = f"{RECOVERED_FROM}{commit_id}"
+        found = self._session.exec(select(Commit.id).where(Commit.message == marker).limit(1))
+        return found.first() is not None
 
     def of_repo(self, repo_id: int) -> list[CommitRecord]:
         rows = self._session.exec(select(Commit).where(Commit.repo_id == repo_id)).all()

@@ -13,7 +13,7 @@ from registry.domain.changes import MIRRORED_KINDS, Change, UnknownChange, decod
 from registry.domain.clock import now_ms
 from registry.domain.patterns import covers
 from registry.metadata.tables import Change as ChangeRow
-from registry.metadata.tables import Mirror, MirrorCommit, MirrorOutbox
+from registry.metadata.tables import Mirror, MirrorCommit, MirrorOutbox, MirrorRollback
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,19 @@ class MirrorRecord:
 class Backlog:
     count: int  # outbox rows waiting
     oldest_ms: int | None  # when the oldest waiting change was logged
+
+
+@dataclass(frozen=True)
+class RollbackRecord:
+    """A ref a push moved back past a commit this node no longer holds; `kept_as` is the
+    mirror's branch that still points where the ref did."""
+
+    repo: str  # repo key: model/namespace/name
+    ref: str
+    lost_commit: str
+    new_commit: str | None  # None: the push deleted the ref
+    kept_as: str
+    at_ms: int
 
 
 @dataclass(frozen=True)
@@ -141,9 +154,10 @@ class Mirrors:
         return len(rows)
 
     def remove(self, name: str) -> None:
-        """Forget a mirror with its outbox and remote commits."""
+        """Forget a mirror with its outbox, remote commits and roll-backs."""
         self._session.execute(delete(MirrorOutbox).where(col(MirrorOutbox.mirror) == name))
         self._session.execute(delete(MirrorCommit).where(col(MirrorCommit.mirror) == name))
+        self._session.execute(delete(MirrorRollback).where(col(MirrorRollback.mirror) == name))
         self._session.execute(delete(Mirror).where(col(Mirror.name) == name))
         self._globs = None
 
@@ -219,3 +233,43 @@ class Mirrors:
         """Remember which remote commit carries ours (the first one recorded stays)."""
         if self._session.get(MirrorCommit, (mirror, commit_id)) is None:
             self._session.add(MirrorCommit(mirror=mirror, commit_id=commit_id, remote_id=remote_id))
+
+    def local_commit(self, mirror: str, remote_id: str) -> str | None:
+        """One of ours that the remote commit carries, if one was recorded."""
+        return self._session.exec(
+            select(MirrorCommit.commit_id)
+            .where(MirrorCommit.mirror == mirror, MirrorCommit.remote_id == remote_id)
+            .limit(1)
+        ).first()
+
+    def rolled_back(self, mirror: str, record: RollbackRecord) -> None:
+        """Record a roll-back (once: a push retried after a crash records the same one)."""
+        key = (mirror, record.repo, record.ref, record.lost_commit)
+        row = self._session.get(MirrorRollback, key)
+        if row is None:
+            row = MirrorRollback(
+                mirror=mirror,
+                repo=record.repo,
+                ref=record.ref,
+                lost_commit=record.lost_commit,
+                kept_as=record.kept_as,
+                at_ms=record.at_ms,
+            )
+        row.new_commit, row.kept_as, row.at_ms = record.new_commit, record.kept_as, record.at_ms
+        self._session.add(row)
+
+    def rollbacks(self, mirror: str, limit: int) -> tuple[int, list[RollbackRecord]]:
+        """How many roll-backs the mirror saw, and the newest `limit` of them."""
+        where = MirrorRollback.mirror == mirror
+        count = self._session.exec(select(func.count()).select_from(MirrorRollback).where(where))
+        rows = self._session.exec(
+            select(MirrorRollback)
+            .where(where)
+            .order_by(col(MirrorRollback.at_ms).desc())
+            .limit(limit)
+        ).all()
+        records = [
+            RollbackRecord(r.repo, r.ref, r.lost_commit, r.new_commit, r.kept_as, r.at_ms)
+            for r in rows
+        ]
+        return int(count.one()), records

@@ -285,9 +285,24 @@ class MirrorCommit(SQLModel, table=True):
     """Which commit on a Hub-like mirror carries one of ours (for tags and branches)."""
 
     __tablename__ = "mirror_commit"
+    __table_args__ = (Index("ix_mirror_commit_remote", "mirror", "remote_id"),)
     mirror: str = Field(primary_key=True)
     commit_id: str = Field(primary_key=True)
     remote_id: str
+
+
+class MirrorRollback(SQLModel, table=True):
+    """A ref a push moved back past a commit this node no longer holds (after a restore from
+    a backup), and the branch on the mirror that keeps where it pointed."""
+
+    __tablename__ = "mirror_rollback"
+    mirror: str = Field(primary_key=True)
+    repo: str = Field(primary_key=True)  # repo key: model/namespace/name
+    ref: str = Field(primary_key=True)
+    lost_commit: str = Field(primary_key=True)  # ours, as the mirror names it
+    new_commit: str | None = None  # where the push moved the ref (None: deleted it)
+    kept_as: str  # the branch on the mirror now pointing where `ref` did
+    at_ms: int = Field(sa_type=BIG)
 
 
 class Lease(SQLModel, table=True):

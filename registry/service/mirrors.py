@@ -29,10 +29,13 @@ from registry.domain.urls import check_http_url, check_s3_url
 from registry.metadata.db import Database
 from registry.metadata.mirrors import Backlog, MirrorRecord
 from registry.metadata.mirrors import OutboxItem as OutboxItem  # handed to the pusher
+from registry.metadata.mirrors import RollbackRecord as RollbackRecord  # made by the pusher
+from registry.metadata.tx import Tx
 from registry.service.credentials import CredentialBox
 
 logger = logging.getLogger(__name__)
 KINDS = ("hf", "s3", "node")
+SHOWN_ROLLBACKS = 20
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class MirrorView:
     last_success_ms: int | None
     last_error: str | None
     last_error_ms: int | None
+    rollbacks: int  # refs a push moved back past commits this node lost (kept on the mirror)
+    recent_rollbacks: tuple[RollbackRecord, ...]  # newest first
 
     @property
     def state(self) -> str:
@@ -147,7 +152,7 @@ class MirrorService:
     def views(self) -> list[MirrorView]:
         """Every mirror with its backlog and last results (what the status page shows)."""
         with self._db.read() as tx:
-            return [_view(m, tx.mirrors.backlog(m.name)) for m in tx.mirrors.all()]
+            return [_view(tx, m) for m in tx.mirrors.all()]
 
     def view(self, principal: Principal, name: str) -> MirrorView:
         """One mirror (the admin's call)."""
@@ -156,7 +161,7 @@ class MirrorService:
             mirror = tx.mirrors.get(name)
             if mirror is None:
                 raise MirrorNotFoundError(f"No mirror named {name!r}")
-            return _view(mirror, tx.mirrors.backlog(name))
+            return _view(tx, mirror)
 
     def next_items(self, mirror: str, limit: int = 100) -> list[OutboxItem]:
         """The oldest outbox rows of a mirror, with what each change says (serial order)."""
@@ -184,8 +189,34 @@ class MirrorService:
         with self._db.write() as tx:
             tx.mirrors.record_remote(mirror, commit_id, remote_id)
 
+    def local_commit(self, mirror: str, remote_id: str) -> str | None:
+        with self._db.read() as tx:
+            return tx.mirrors.local_commit(mirror, remote_id)
 
-def _view(mirror: MirrorRecord, backlog: Backlog) -> MirrorView:
+    def lost_here(self, commit_id: str) -> bool:
+        """Did this node lose the commit (a restore from a backup): it neither holds it nor
+        brought it back with `modelyard recover`?"""
+        with self._db.read() as tx:
+            held = tx.commits.existing([commit_id])
+            return not held and not tx.commits.brought_back(commit_id)
+
+    def rolled_back(self, mirror: str, rollback: RollbackRecord) -> None:
+        logger.warning(
+            "mirror ref rolled back mirror=%s repo=%s ref=%s lost=%s new=%s kept_as=%s",
+            mirror,
+            rollback.repo,
+            rollback.ref,
+            rollback.lost_commit,
+            rollback.new_commit,
+            rollback.kept_as,
+        )
+        with self._db.write() as tx:
+            tx.mirrors.rolled_back(mirror, rollback)
+
+
+def _view(tx: Tx, mirror: MirrorRecord) -> MirrorView:
+    backlog: Backlog = tx.mirrors.backlog(mirror.name)
+    rollbacks, recent = tx.mirrors.rollbacks(mirror.name, SHOWN_ROLLBACKS)
     return MirrorView(
         mirror.name,
         mirror.kind,
@@ -198,4 +229,6 @@ def _view(mirror: MirrorRecord, backlog: Backlog) -> MirrorView:
         mirror.last_success_ms,
         mirror.last_error,
         mirror.last_error_ms,
+        rollbacks,
+        tuple(recent),
     )

@@ -35,8 +35,9 @@ class Health:
     failures: int = 0  # consecutive
     successes: int = 0  # consecutive
     last_success_ms: int | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # of a probe or pull: cleared once up
     bad_blobs: int = 0  # blobs this peer served with wrong bytes
+    bad_blob_error: str | None = None  # the newest of those: kept, whatever its pulls do
     pulls_failing: bool = False  # the last pull failed: a probe alone does not make it up
 
 
@@ -109,7 +110,7 @@ class HealthBook:
         with self._lock:
             h = self.get(peer_id)
             error = redact(error)[:300]
-            self._health[peer_id] = replace(h, bad_blobs=h.bad_blobs + 1, last_error=error)
+            self._health[peer_id] = replace(h, bad_blobs=h.bad_blobs + 1, bad_blob_error=error)
 
     def forget(self, peer_id: str) -> None:
         with self._lock:
@@ -221,7 +222,7 @@ class PeerService:
             max(0, peer.head - peer.cursor),
             0.0 if behind is None else (now_ms() - behind) / 1000,
             health.last_success_ms,
-            health.last_error,
+            health.last_error or health.bad_blob_error,
             health.bad_blobs,
             peer.diverged_ms,
             kept,

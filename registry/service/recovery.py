@@ -23,7 +23,7 @@ from registry.domain.changes import ChangeEntry, CommitAdd, RefDelete, RefSet
 from registry.domain.commit import TreeEntry, commit_id
 from registry.domain.digest import Digest
 from registry.domain.errors import InvalidError, MissingObjectError, RepoNotFoundError
-from registry.domain.names import check_ref_name
+from registry.domain.names import RECOVERED, RECOVERED_FROM, recovered_branches
 from registry.domain.records import BlobRecord, RepoRecord
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
@@ -33,7 +33,6 @@ from registry.service.repos import NewCommit, move_ref, write_commit
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
-PREFIX = "recovered/"
 Fetch = Callable[[Digest, int], None]  # store this blob here, verified, or raise
 
 
@@ -158,7 +157,7 @@ class RecoveryService:
         """A lost head as a new commit with its files (fetched first) on a `recovered/<name>`
         branch, whose parent is its nearest ancestor held here (else the repo's main); nothing
         when a recovered branch holds it already."""
-        marker = f"recovered-from: {head.commit}"
+        marker = f"{RECOVERED_FROM}{head.commit}"
         with self._db.read() as tx:
             repo = self._repo(tx, head.repo)
             if self._recovered_before(tx, repo, marker):
@@ -182,7 +181,9 @@ class RecoveryService:
         return Recovered(head.repo, 1, len(fetched), sum(fetched.values()), [name])
 
     def _recovered_before(self, tx: Tx, repo: RepoRecord, marker: str) -> bool:
-        heads = [r for r in tx.refs.of_repo(repo.id) if r.name.startswith(f"refs/heads/{PREFIX}")]
+        heads = [
+            r for r in tx.refs.of_repo(repo.id) if r.name.startswith(f"refs/heads/{RECOVERED}")
+        ]
         found = tx.commits.by_ids(r.commit_id for r in heads)
         return any(c.message == marker for c in found.values())
 
@@ -212,16 +213,13 @@ class RecoveryService:
     def _free_branch(self, tx: Tx, repo: RepoRecord, ref: str, sha: str) -> str | None:
         """`refs/heads/recovered/<name>` (with -2, -3 ... if taken by another commit); None
         when one of them points at `sha` already (recovered before)."""
-        name = ref.removeprefix("refs/heads/").removeprefix("refs/tags/").removeprefix("refs/")
-        for n in range(1, 100):
-            branch = f"refs/heads/{PREFIX}{name}" + (f"-{n}" if n > 1 else "")
-            check_ref_name(branch.removeprefix("refs/heads/"))
-            held = tx.refs.get(repo.id, branch)
+        for name in recovered_branches(ref):
+            held = tx.refs.get(repo.id, f"refs/heads/{name}")
             if held is None:
-                return branch
+                return f"refs/heads/{name}"
             if held.commit_id == sha:
                 return None
-        raise InvalidError(f"No free branch name for {ref} in {repo.key}")
+        raise AssertionError("recovered_branches ends by raising")
 
 
 def _entry(file: LostFile, blob: BlobRecord | None) -> TreeEntry:

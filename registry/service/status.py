@@ -126,6 +126,7 @@ class StatusService:
                     m.backlog,
                     m.state == "failing",
                     m.last_success_ms / 1000 if m.last_success_ms else None,
+                    m.rollbacks,
                 )
                 for m in self._mirrors.views()
             ],

@@ -91,3 +91,40 @@ def test_a_node_peering_with_both_sees_both_each_with_its_home(spawn: Spawn) -> 
         listed = http.get("/api/models", params={"search": "same"}).json()
     assert {(h["id"], h["home"]) for h in hits} == both
     assert {(item["id"], item["home"]) for item in listed} == both
+
+
+def test_a_restored_home_of_a_repo_held_under_its_qualified_id_is_followed(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    """A's `admin/same` is `admin.a/same` on B. A is restored from a backup and commits again:
+    B's copy goes back to A's history under the qualified id (its refs rolled back, not
+    deleted), and B's own `admin/same` is untouched."""
+    import shutil
+
+    a, b = spawn("a"), spawn("b")
+    backed_up = make_same(a, b"from a")
+    ours = make_same(b, b"from b")
+    b.add_peer(a)
+    wait_until(lambda: api(b).repo_exists("admin.a/same"))
+    a.stop()
+    shutil.copytree(a.data_dir, tmp_path / "backup")
+    a.start()
+    lost = api(a).upload_file(
+        path_or_fileobj=b"lost", path_in_repo="lost.txt", repo_id="admin/same"
+    )
+    wait_until(lambda: api(b).model_info("admin.a/same").sha == lost.oid)
+    a.stop()
+    shutil.rmtree(a.data_dir)
+    shutil.copytree(tmp_path / "backup", a.data_dir)
+    a.start()
+    # Before A commits again: B takes A's restored head back under the qualified id.
+    wait_until(lambda: api(b).model_info("admin.a/same").sha == backed_up, timeout=10)
+    new = api(a).upload_file(path_or_fileobj=b"new", path_in_repo="new.txt", repo_id="admin/same")
+    wait_until(lambda: api(b).model_info("admin.a/same").sha == new.oid, timeout=10)
+    assert files_of(b, "admin.a/same") == {".gitattributes", "f.txt", "new.txt"}
+    assert api(b).model_info("admin/same").sha == ours
+    assert files_of(b, "admin/same") == {".gitattributes", "f.txt"}
+    # The lost commit is kept on B (recoverable by A), and the collision still shows.
+    wait_until(lambda: b.peers()[0]["state"] == "diverged")
+    (peer,) = b.peers()
+    assert peer["set_aside_entries"] >= 1 and peer["collisions"] == 1, peer

@@ -359,3 +359,74 @@ def test_recover_from_the_s3_mirror_that_kept_the_lost_uploads(
     assert "branch recovered/main; fetched 3 files" in done.stdout, done.stdout
     assert_recovered(a, lost, tmp_path)
     assert "recovered before" in recover(a, bucket).stdout  # nothing twice
+
+
+def test_mirrors_keep_the_heads_a_restore_rolls_back(
+    spawn: Spawn, tmp_path: Path, s3_bucket: str
+) -> None:
+    """After a restore, the first push of each mirror kind reads where the ref points there,
+    keeps the lost head on `recovered/main` and shows the roll-back; a bucket's kept head is
+    then recovered, and pushing that back is no second roll-back."""
+    target = spawn("target")  # a node mirror
+    hub = spawn("hub")  # the Hub for the `hf` mirror kind
+    a = spawn("a", env={**FAST_MIRROR, "HF_HUB_DISABLE_XET": "1"})
+    bucket = f"s3://{s3_bucket}/rollback"
+    with a.client() as http:
+        for body in (
+            {"name": "s3", "kind": "s3", "url": bucket},
+            {"name": "node", "kind": "node", "url": target.url, "token": TOKEN},
+            {"name": "hf", "kind": "hf", "url": hub.url, "token": TOKEN},
+        ):
+            assert http.post("/v1/mirrors", json=body).status_code == 201
+    api(a).create_repo(REPO)
+    commit(a, "kept.txt", b"kept")
+    wait_until(lambda: mirror_backlog(a) == 0)
+    backup(a, tmp_path / "backup")
+    a.start()
+    lost = [os.urandom(120_000)]
+    lost_head = commit(a, "lost/0.bin", lost[0])
+    wait_until(lambda: mirror_backlog(a) == 0)
+    restore_as_a_copy(a, tmp_path / "backup")
+    a.start()
+    new_head = commit(a, "new.txt", b"after the restore")
+    wait_until(lambda: mirror_backlog(a) == 0)
+
+    with a.client() as http:
+        views = {m["name"]: m for m in http.get("/v1/mirrors").json()}
+        scrape = http.get("/metrics").text
+        page = http.get("/status").text
+    for name, view in views.items():
+        assert view["rollbacks"] == 1, (name, view)
+        (rollback,) = view["recent_rollbacks"]
+        assert rollback["repo"] == REPO and rollback["ref"] == "refs/heads/main"
+        assert rollback["lost_commit"] == lost_head and rollback["new_commit"] == new_head
+        assert rollback["kept_as"] == "recovered/main"
+        assert f'modelyard_mirror_rollbacks{{mirror="{name}"}} 1.0' in scrape
+    assert "past lost commit" in page and "kept as recovered/main" in page
+    shown = subprocess.run(
+        [sys.executable, "-m", "registry", "mirror", "status", "--data-dir", str(a.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"rolled back model/{REPO} refs/heads/main past lost commit {lost_head}" in shown.stdout
+    for remote in (target, hub):
+        files = {f.rfilename for f in api(remote).model_info(REPO).siblings or []}
+        kept = api(remote).model_info(REPO, revision="recovered/main").siblings or []
+        assert "new.txt" in files and "lost/0.bin" not in files
+        assert "lost/0.bin" in {f.rfilename for f in kept}
+    from mirror.s3_target import S3Bucket
+
+    held = S3Bucket(bucket).refs("model", REPO)
+    assert held["refs/heads/main"] == new_head
+    assert held["refs/heads/recovered/main"] == lost_head
+
+    done = recover(a, bucket)
+    assert "refs/heads/recovered/main at" in done.stdout, done.stdout
+    assert "branch recovered/main; fetched 1 files" in done.stdout, done.stdout
+    assert_recovered(a, lost, tmp_path)
+    wait_until(lambda: mirror_backlog(a) == 0)
+    with a.client() as http:
+        after = {m["name"]: m["rollbacks"] for m in http.get("/v1/mirrors").json()}
+    assert after == {"s3": 1, "node": 1, "hf": 1}
+    assert S3Bucket(bucket).refs("model", REPO)["refs/heads/recovered/main"] != lost_head

@@ -16,7 +16,10 @@ import httpx
 from huggingface_hub import HfApi, hf_hub_download
 
 from mirror import download_repo
+from mirror.hub import HubTarget
+from mirror.node import NodeTarget
 from mirror.s3_target import S3Bucket
+from mirror.targets import COMMIT_MARKER, RemoteHead
 from registry.domain.digest import Digest
 from tests.blobs import corrupt_stored_blob, overwrite_stored_blob
 from tests.conftest import RunningNode
@@ -221,3 +224,51 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> Non
     while not check():
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
+
+
+def test_each_target_reads_a_head_and_keeps_it_once_under_a_free_name(
+    node: RunningNode, s3_bucket: str
+) -> None:
+    """What the pusher relies on after a restore: `head` names the commit of ours a ref
+    carries (from the bucket's ref, or a Hub-like commit's description), and `keep` makes
+    `recovered/<name>` point there once, taking `-2` when the name keeps another head."""
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/kept")
+    ours = "ab" * 20
+    first = api.upload_file(path_or_fileobj=b"1", path_in_repo="a.txt", repo_id="admin/kept")
+    second = api.upload_file(
+        path_or_fileobj=b"2",
+        path_in_repo="a.txt",
+        repo_id="admin/kept",
+        commit_description=f"{COMMIT_MARKER} {ours}",
+    )
+    node_target = NodeTarget("node", node.url, node.admin_token)
+    for target in (node_target, HubTarget("hf", node.url, node.admin_token)):
+        head = target.head("model", "admin/kept", "refs/heads/main")
+        assert head == RemoteHead(second.oid, ours), target.name
+        assert target.head("model", "admin/kept", "refs/heads/nope") is None
+        assert target.head("model", "admin/missing", "refs/heads/main") is None
+        older = RemoteHead(first.oid, None)
+        assert target.keep("model", "admin/kept", "refs/heads/main", older) == "recovered/main"
+        assert target.keep("model", "admin/kept", "refs/heads/main", older) == "recovered/main"
+        assert target.keep("model", "admin/kept", "refs/tags/main", head) == "recovered/main-2"
+        assert api.model_info("admin/kept", revision="recovered/main").sha == first.oid
+        assert api.model_info("admin/kept", revision="recovered/main-2").sha == second.oid
+        for branch in ("recovered/main", "recovered/main-2"):
+            api.delete_branch("admin/kept", branch=branch)
+    node_target.close()
+
+    bucket = S3Bucket(f"s3://{s3_bucket}/kept")
+    assert bucket.head("model", "admin/kept", "refs/heads/main") is None
+    bucket.put_ref("model", "admin/kept", "refs/heads/main", ours, 1)
+    head = bucket.head("model", "admin/kept", "refs/heads/main")
+    assert head == RemoteHead(ours, ours)
+    assert bucket.keep("model", "admin/kept", "refs/heads/main", head) == "recovered/main"
+    assert bucket.keep("model", "admin/kept", "refs/heads/main", head) == "recovered/main"
+    other = RemoteHead("cd" * 20, "cd" * 20)
+    assert bucket.keep("model", "admin/kept", "refs/heads/main", other) == "recovered/main-2"
+    assert bucket.refs("model", "admin/kept") == {
+        "refs/heads/main": ours,
+        "refs/heads/recovered/main": ours,
+        "refs/heads/recovered/main-2": "cd" * 20,
+    }

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from registry.api.deps import MirrorsDep, PrincipalDep
 from registry.api.errors import documented
 from registry.service.mirrors import MirrorView
-from registry.wire import MirrorIn, MirrorOut, iso_ms
+from registry.wire import MirrorIn, MirrorOut, MirrorRollbackOut, iso_ms
 
 router = APIRouter(prefix="/v1/mirrors", tags=["mirrors"])
 
@@ -28,6 +28,19 @@ def mirror_out(view: MirrorView) -> MirrorOut:
         pushed=view.pushed,
         last_success=iso_ms(view.last_success_ms) if view.last_success_ms else None,
         last_error=view.last_error,
+        rollbacks=view.rollbacks,
+        recent_rollbacks=[
+            MirrorRollbackOut(
+                repo=r.repo.split("/", 1)[1],
+                repo_type=r.repo.split("/", 1)[0],
+                ref=r.ref,
+                lost_commit=r.lost_commit,
+                new_commit=r.new_commit,
+                kept_as=r.kept_as,
+                at=iso_ms(r.at_ms),
+            )
+            for r in view.recent_rollbacks
+        ],
     )
 
 
