@@ -17,6 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.domain.errors import StorageError
+
 ROUTE_KEY = "modelyard.route"  # set by layers that answer without the router
 # Names the abuse limit (a LimitSettings field) that refused a request; counted below.
 LIMIT_HEADER = "X-Modelyard-Limit"
@@ -127,14 +129,26 @@ class ScrubSample:
 
 
 @dataclass(frozen=True)
+class HealthSample:
+    """What is known even while the database is down."""
+
+    disk_free: int
+    disk_size: int
+    disk_reserve: int
+    disk_state: str  # ok | low | full | unwritable
+    database_up: bool
+
+
+DISK_STATES = ("ok", "low", "full", "unwritable")
+
+
+@dataclass(frozen=True)
 class NodeSample:
     blobs: int
     blob_bytes: int
     serial: int
     started: float  # unix seconds
     peers: list[PeerSample]
-    disk_free: int
-    disk_size: int
     index_lag_entries: int
     index_lag_seconds: float
     scan_pending: int
@@ -148,11 +162,18 @@ PEER_STATES = ("unknown", "up", "degraded", "down", "resyncing", "diverged")
 class NodeCollector(Collector):
     """Reads the node's state at scrape time through `sample`."""
 
-    def __init__(self, sample: Callable[[], NodeSample]) -> None:
+    def __init__(
+        self, sample: Callable[[], NodeSample], health: Callable[[], HealthSample]
+    ) -> None:
         self._sample = sample
+        self._health = health
 
     def collect(self) -> Iterator[Metric]:
-        s = self._sample()
+        yield from _health_metrics(self._health())
+        try:
+            s = self._sample()
+        except StorageError:  # the database is down: what it holds is not known now
+            return
         yield GaugeMetricFamily("modelyard_blob_store_blobs", "Blobs stored", value=s.blobs)
         yield GaugeMetricFamily(
             "modelyard_blob_store_size_bytes", "Bytes of blobs stored", value=s.blob_bytes
@@ -162,12 +183,6 @@ class NodeCollector(Collector):
         )
         yield GaugeMetricFamily(
             "modelyard_start_time_seconds", "Start of this node process", value=s.started
-        )
-        yield GaugeMetricFamily(
-            "modelyard_data_dir_free_bytes", "Free space on the data dir's disk", value=s.disk_free
-        )
-        yield GaugeMetricFamily(
-            "modelyard_data_dir_size_bytes", "Size of the data dir's disk", value=s.disk_size
         )
         yield GaugeMetricFamily(
             "modelyard_index_lag_entries",
@@ -231,6 +246,29 @@ class NodeCollector(Collector):
         yield from (state, lag, lag_s, last, bad, set_aside, diverged, collided)
         yield from _mirror_metrics(s.mirrors)
         yield from _scrub_metrics(s.scrub)
+
+
+def _health_metrics(h: HealthSample) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "modelyard_data_dir_free_bytes", "Free space on the data dir's disk", value=h.disk_free
+    )
+    yield GaugeMetricFamily(
+        "modelyard_data_dir_size_bytes", "Size of the data dir's disk", value=h.disk_size
+    )
+    yield GaugeMetricFamily(
+        "modelyard_data_dir_reserve_bytes",
+        "Free space kept for the database: uploads that would leave less are refused",
+        value=h.disk_reserve,
+    )
+    state = GaugeMetricFamily(
+        "modelyard_data_dir_state", "1 for the data dir's current state", labels=["state"]
+    )
+    for name in DISK_STATES:
+        state.add_metric([name], 1.0 if h.disk_state == name else 0.0)
+    yield state
+    yield GaugeMetricFamily(
+        "modelyard_database_up", "1 if the database answers", value=1.0 if h.database_up else 0.0
+    )
 
 
 def _mirror_metrics(mirrors: list[MirrorSample]) -> Iterator[Metric]:

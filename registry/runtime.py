@@ -31,6 +31,7 @@ from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
 from registry.service.commits import CommitService
 from registry.service.credentials import credential_box
+from registry.service.disk import DiskSpace
 from registry.service.downloads import DownloadCounter
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.files import FileService
@@ -177,7 +178,13 @@ class Runtime:
 
     @cached_property
     def uploads(self) -> UploadService:
-        return UploadService(self.db, self.blobs, self.identity, self.quarantine)
+        return UploadService(self.db, self.blobs, self.identity, self.quarantine, self.disk)
+
+    @cached_property
+    def disk(self) -> DiskSpace:
+        settings = self.settings
+        blob_dir = None if settings.blob_store else settings.blob_dir
+        return DiskSpace(settings.data_dir, blob_dir, settings.limits.disk_reserve)
 
     @cached_property
     def downloads(self) -> DownloadCounter:
@@ -257,7 +264,7 @@ class Runtime:
                 self.db,
                 self.peers,
                 self.identity,
-                self.settings.data_dir,
+                self.disk,
                 (self.indexer, self.scans, self.mirrors, self.scrub),
             ),
             lookup=self.lookup,

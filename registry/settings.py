@@ -51,6 +51,9 @@ class LimitSettings(_Section):
     # headers (clients fill xorbs to it).
     max_xet_body_bytes: NonNegativeInt = MAX_XORB_BYTES
     max_page_size: PositiveInt = 1000
+    # Free space kept on the data dir's disk for the database and the change log: a blob
+    # upload that would leave less is refused at once (507), before any byte is written.
+    disk_reserve: ByteSize = ByteSize(1024**3)
     # Memory for the large pieces of downloads and uploads in flight, node process-wide; past
     # it, transfers go on with small pieces (slower) instead of growing memory per connection.
     transfer_buffer_bytes: PositiveInt = 256 * 1024 * 1024

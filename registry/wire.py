@@ -24,11 +24,25 @@ class ErrorOut(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "degraded"] = "ok"  # degraded: alive, but cannot take writes now
     node_id: str
     version: str
     serial: int
     epoch: str
+    writable: bool = True  # false: uploads and commits are refused until `problems` clear
+    disk: str = "ok"  # ok | low | full | unwritable
+    disk_free_bytes: int | None = None
+    database: str = "ok"  # ok | unavailable
+    problems: list[str] = []
+
+
+class Readiness(BaseModel):
+    """`/v1/health/ready`: 200 when the node can take writes, else 503 with why."""
+
+    ready: bool
+    disk: str
+    database: str
+    problems: list[str]
 
 
 class BlobStored(BaseModel):

@@ -27,3 +27,11 @@ def require_postgres() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI (.ci/run starts it): {exc}")
         pytest.skip(f"PostgreSQL is not running: {exc}")
+
+
+def require_mounts() -> None:
+    """Mounting a size-limited tmpfs (root on Linux), for the disk-fault tests."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the disk-fault tests mount a tmpfs: CI runs them as root")
+        pytest.skip("mounting a tmpfs needs root")

@@ -53,7 +53,7 @@ def create_app(
             yield
             return
         services.feed.bind(asyncio.get_running_loop())
-        collector = NodeCollector(services.status.sample)
+        collector = NodeCollector(services.status.sample, services.status.health_sample)
         metrics.registry.register(collector)
         try:
             with jobs() if jobs is not None else nullcontext():

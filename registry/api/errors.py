@@ -24,6 +24,7 @@ from registry.domain import errors as e
 from registry.metrics import LIMIT_HEADER
 
 logger = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5  # what a 503 for a fault of the node's own machine asks clients to wait
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 STATUS = [
@@ -37,6 +38,7 @@ STATUS = [
     (e.RangeNotSatisfiableError, 416),
     (e.InvalidError, 400),
     (e.UnprocessableError, 422),
+    (e.InsufficientStorageError, 507),
     (e.StorageError, 503),
     (e.UpstreamError, 502),
 ]
@@ -102,13 +104,26 @@ def registry_error_response(
     size = exc.detail.get("size")
     if isinstance(exc, e.RangeNotSatisfiableError) and isinstance(size, int):
         headers["Content-Range"] = f"bytes */{size}"
+    if isinstance(exc, e.DatabaseUnavailableError):
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return error_response(
         status_of(exc), exc.code, exc.message, exc.detail, extra=extra, headers=headers
     )
 
 
-async def _on_registry_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_registry_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.RegistryError)
+    if isinstance(
+        exc, e.InsufficientStorageError | e.DataDirUnavailableError | e.DatabaseUnavailableError
+    ):
+        # A fault of the node's own machine: one line, no traceback (it is not a bug).
+        logger.warning(
+            "request failed method=%s path=%s code=%s error=%s",
+            request.method,
+            request.url.path,
+            exc.code,
+            exc.message,
+        )
     return registry_error_response(exc)
 
 

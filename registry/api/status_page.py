@@ -105,6 +105,16 @@ def _rolled_back(m: MirrorView) -> str:
     )
 
 
+def _disk(s: Status) -> str:
+    """The data dir's disk: free space, and in red when uploads are refused."""
+    d = s.disk
+    free = f"{_size(d.free)} free of {_size(d.total)} ({_size(d.reserve)} kept for the database)"
+    if d.state == "ok":
+        return free
+    css = "degraded" if d.state == "low" else "down"
+    return f'<b class="{css}">{d.state}</b>: {escape(d.problem or "")}<br><small>{free}</small>'
+
+
 def render(s: Status) -> str:
     peers = (
         _rows(
@@ -187,6 +197,7 @@ dt{{font-weight:bold}} dd{{margin:0 0 .5em}}
 <dl><dt>Version</dt><dd>{escape(s.version)}</dd>
 <dt>Uptime</dt><dd>{_duration(s.uptime_seconds)}</dd>
 <dt>Storage</dt><dd>{s.blobs} blobs, {_size(s.blob_bytes)}</dd>
+<dt>Disk</dt><dd id="disk">{_disk(s)}</dd>
 <dt>Change log</dt><dd>serial {s.serial}</dd></dl>
 {_history(s)}{_collisions(s)}<h2>Peers</h2><div class="wrap"><table id="peers">
 <tr><th>peer</th><th>url</th><th>state</th><th>lag (entries)</th><th>lag</th>

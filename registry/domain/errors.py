@@ -264,11 +264,36 @@ class BlobUnavailableError(StorageError):
     code = "BlobUnavailable"
 
 
+class InsufficientStorageError(RegistryError):
+    """The disk holding the data dir is full, or an upload would leave less than the reserve
+    kept for the database and the change log (HTTP 507)."""
+
+    code = "InsufficientStorage"
+
+
+class DataDirUnavailableError(InsufficientStorageError):
+    """The data dir cannot be written (read-only, gone, or permission denied): like a full
+    disk, nothing can be stored until an operator acts (507, which clients do not retry)."""
+
+    code = "DataDirUnavailable"
+
+
+class DatabaseUnavailableError(StorageError):
+    """The database cannot be reached, or is busy or read-only for now; nothing was changed
+    by the request that got this (a write either committed before, or not at all)."""
+
+    code = "DatabaseUnavailable"
+
+
 class BlobQuarantinedError(StorageError):
     """The stored bytes failed verification (a scrub found them corrupt or gone): never
     served until a good copy is back."""
 
     code = "BlobQuarantined"
+
+
+# Faults of the node's own machine rather than bugs: logged as one line, answered 503/507.
+MACHINE_FAULTS = (InsufficientStorageError, DataDirUnavailableError, DatabaseUnavailableError)
 
 
 class UpstreamError(RegistryError):
@@ -352,6 +377,9 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         StorageError,
         BlobUnavailableError,
         BlobQuarantinedError,
+        DatabaseUnavailableError,
+        InsufficientStorageError,
+        DataDirUnavailableError,
         UpstreamError,
         MirrorUnavailableError,
         RedirectRefusedError,

@@ -13,17 +13,21 @@ write transaction moves: a process's read cache compares it to tell that another
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
 
+from registry.domain.errors import DatabaseUnavailableError, InsufficientStorageError
 from registry.metadata.schema import migrate
 from registry.metadata.tx import Tx
+
+logger = logging.getLogger(__name__)
 
 
 class Database:
@@ -61,7 +65,7 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        with Session(self._read, expire_on_commit=False) as session:
+        with _faults(), Session(self._read, expire_on_commit=False) as session:
             yield Tx(session)
 
     @contextmanager
@@ -71,7 +75,7 @@ class Database:
         `invalidates=False` is for bookkeeping no reader caches (leases): it leaves the read
         caches and long-polls of every process alone.
         """
-        with Session(self._write, expire_on_commit=False) as session:
+        with _faults(), Session(self._write, expire_on_commit=False) as session:
             with session.begin():
                 tx = Tx(session)
                 if not self.is_sqlite:
@@ -87,12 +91,13 @@ class Database:
 
     def generation(self) -> int:
         """The shared write generation (moves with every write transaction of any process)."""
-        try:
-            return self._read_generation()
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            return self._read_generation()  # a dead pooled connection was dropped: once more
+        with _faults():
+            try:
+                return self._read_generation()
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                return self._read_generation()  # a dead pooled connection was dropped: again
 
     def _read_generation(self) -> int:
         assert self._generation is not None, "kept only when the database is shared"
@@ -112,9 +117,30 @@ class Database:
                 return "sqlite:memory"
             stat = Path(path).stat()
             return f"sqlite:{stat.st_dev}:{stat.st_ino}"
-        with self._read.connect() as connection:
+        with _faults(), self._read.connect() as connection:
             oid = connection.execute(_DATABASE_OID).scalar()
         return f"postgres:{oid}"
+
+
+@contextmanager
+def _faults() -> Iterator[None]:
+    """The database's own faults as the registry's errors (503 or 507 with a code, one log
+    line, no traceback): a server that is down, restarting or refusing connections, a file
+    locked for longer than the busy timeout, read-only, or on a full disk. Whatever the
+    transaction wrote is rolled back: nothing is reported done that did not commit."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0][:300]
+        logger.warning("database unavailable error=%s", reason)
+        if "disk is full" in reason or "No space left" in reason:
+            raise InsufficientStorageError(
+                f"The disk holding this node's database is full ({reason})"
+            ) from None
+        raise DatabaseUnavailableError(
+            f"This node's database is unavailable ({reason}); the request did not complete, "
+            "try again"
+        ) from None
 
 
 _GENERATION = text("SELECT value FROM counter WHERE name = 'generation'")

@@ -21,6 +21,7 @@ import time
 import uuid
 
 from registry.domain.clock import now_ms
+from registry.domain.errors import MACHINE_FAULTS
 from registry.metadata.db import Database
 
 logger = logging.getLogger(__name__)
@@ -116,5 +117,7 @@ class Leases:
             for name in self.held():
                 try:
                     self._claim(name, renewal=True)
+                except MACHINE_FAULTS as exc:  # the database is down: the claim lapses
+                    logger.warning("lease renewal failed lease=%s error=%s", name, exc)
                 except Exception:  # the claim lapses by itself; the next round tries again
                     logger.exception("lease renewal failed lease=%s", name)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from registry import __version__
+from registry.domain.errors import DatabaseUnavailableError
 from registry.metadata.activity import RecentCommit
 from registry.metadata.db import Database
-from registry.metrics import MirrorSample, NodeSample, PeerSample, ScrubSample
+from registry.metrics import HealthSample, MirrorSample, NodeSample, PeerSample, ScrubSample
+from registry.service.disk import DiskSpace, DiskState
 from registry.service.feed import LostHistory, lost_history
 from registry.service.identity import NodeIdentity
 from registry.service.indexer import Indexer
@@ -43,6 +43,21 @@ class Status:
     restored_ms: int | None  # when this node last found itself restored from a backup
     lost_history: list[LostHistory]  # peers that keep what the restore lost here
     collisions: list[Collision]  # peers' repos left out: one of the same id is held here
+    disk: DiskState
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    """Alive is answering at all; `writable` is whether the node can take writes now."""
+
+    disk: DiskState
+    database: str  # ok | unavailable
+    serial: int | None  # None while the database does not answer
+    problems: list[str]
+
+    @property
+    def writable(self) -> bool:
+        return not self.problems
 
 
 class StatusService:
@@ -51,11 +66,11 @@ class StatusService:
         db: Database,
         peers: PeerService,
         node: NodeIdentity,
-        data_dir: Path,
+        disk: DiskSpace,
         helpers: tuple[Indexer, ScanService, MirrorService, ScrubService],
     ) -> None:
         self._indexer, self._scans, self._mirrors, self._scrub = helpers
-        self._data_dir = data_dir
+        self._disk = disk
         self._db = db
         self._peers = peers
         self._node = node
@@ -88,6 +103,26 @@ class StatusService:
             int(restored) if restored else None,
             lost,
             collided,
+            self._disk.state(),
+        )
+
+    def health(self) -> NodeHealth:
+        """The disk's state and whether the database answers: never raises."""
+        disk = self._disk.state()
+        problems = [disk.problem] if disk.problem and not disk.writable else []
+        try:
+            serial: int | None = self._db.head_serial()
+            database = "ok"
+        except DatabaseUnavailableError as exc:
+            serial, database = None, "unavailable"
+            problems.append(exc.message)
+        return NodeHealth(disk, database, serial, problems)
+
+    def health_sample(self) -> HealthSample:
+        health = self.health()
+        disk = health.disk
+        return HealthSample(
+            disk.free, disk.total, disk.reserve, disk.state, health.database == "ok"
         )
 
     def sample(self) -> NodeSample:
@@ -107,7 +142,6 @@ class StatusService:
             )
             for p in self._peers.views()
         ]
-        disk = shutil.disk_usage(self._data_dir)
         index = self._indexer.position()
         return NodeSample(
             stored.count,
@@ -115,8 +149,6 @@ class StatusService:
             self._db.head_serial(),
             self.started,
             peers,
-            disk.free,
-            disk.total,
             index.behind_entries,
             index.behind_seconds,
             len(self._scans.pending(SCAN_COUNT_CAP)),

@@ -13,6 +13,7 @@ from registry.domain.names import RepoId
 from registry.domain.records import BlobRecord
 from registry.domain.tokens import sign, verify_signature
 from registry.metadata.db import Database
+from registry.service.disk import DiskSpace
 from registry.service.identity import NodeIdentity
 from registry.service.quarantine import Quarantine
 from registry.service.repos import writable_repo
@@ -39,12 +40,18 @@ LFS_GRANT_SECONDS = 24 * 3600  # how long an LFS upload URL from the batch stays
 
 class UploadService:
     def __init__(
-        self, db: Database, blobs: BlobStore, node: NodeIdentity, quarantine: Quarantine
+        self,
+        db: Database,
+        blobs: BlobStore,
+        node: NodeIdentity,
+        quarantine: Quarantine,
+        disk: DiskSpace,
     ) -> None:
         self._db = db
         self._blobs = blobs
         self._node = node
         self._quarantine = quarantine
+        self._disk = disk
 
     def lfs_batch(
         self, principal: Principal, repo: RepoId, objects: list[LfsObject]
@@ -52,6 +59,9 @@ class UploadService:
         with self._db.read() as tx:
             writable_repo(tx, principal, repo, self._node)
         answers = [self._answer(o) for o in objects]
+        # Refused before any byte is sent when the whole upload cannot fit (507, not retried
+        # by the Hub client), rather than part way through (and then again, for each retry).
+        self.require_room(sum(a.size for a in answers if a.upload))
         reused = {a.oid for a in answers if not a.upload and a.error is None}
         if reused:
             # The client will not send these: mark them wanted so gc keeps them until its
@@ -158,12 +168,29 @@ class UploadService:
             raise missing
         return info
 
+    def require_room(self, size: int, what: str = "this upload") -> None:
+        """Refuse, before any byte is sent, uploads that would not leave the disk's reserve.
+
+        Raises:
+            InsufficientStorageError: they would not (507).
+        """
+        self._disk.require_room(size, what)
+
     def writer(self, size: int | None, *, sha256: bool = True) -> BlobWriter:
+        """A writer for an upload of `size` bytes (if known).
+
+        Raises:
+            InsufficientStorageError: it would not leave the disk's reserve free.
+        """
+        if size is not None:
+            self.require_room(size)
         return self._blobs.writer(size, sha256=sha256)
 
     def ingest(self, chunks: Iterable[bytes], expected: Expected, *, sha256: bool = True) -> Hashes:
         """Store a stream of bytes as a verified blob and record it (`sha256=False`: bytes no
         one looks up by SHA-256, such as Xet xorbs; recorded with an empty one)."""
+        if expected.size is not None:
+            self.require_room(expected.size, "a blob fetched for this node")
         hashes = put(self._blobs, expected, chunks, sha256=sha256)
         self._record(hashes)
         return hashes

@@ -2,7 +2,9 @@
 
 A helper's pass is a function returning how much work it did; the worker repeats it at once
 while there is work, otherwise waits `interval`. A failed pass is logged and tried again next
-interval: helpers only make answers slower or less rich, so they must never stop for good.
+interval: helpers only make answers slower or less rich, so they must never stop for good. A
+pass failed by the machine (a full disk, a database that is down) is one log line and a pause
+of a few seconds; it resumes by itself when the fault clears.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import logging
 import threading
 from collections.abc import Callable
 
+from registry.domain.errors import MACHINE_FAULTS
 from registry.service.leases import Leases
 
 logger = logging.getLogger(__name__)
+FAULT_PAUSE = 5.0  # seconds a helper waits after its disk or database failed it
 
 
 class Worker:
@@ -53,5 +57,8 @@ class Worker:
                     continue  # another process of this node runs it
                 while self._step() and self._drain and not self._stop.is_set():
                     pass
-            except Exception:  # logged; the next interval tries again
+            except MACHINE_FAULTS as exc:  # the disk or the database: one line, no traceback
+                logger.warning("background pass failed worker=%s error=%s", self._name, exc)
+                self._stop.wait(min(FAULT_PAUSE, self._interval * 10))
+            except Exception:  # a bug: logged with its traceback; the next interval tries again
                 logger.exception("background pass failed worker=%s", self._name)

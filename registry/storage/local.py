@@ -11,11 +11,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from registry.domain.digest import Digest, Hasher, Hashes
-from registry.domain.errors import BlobNotFoundError
+from registry.domain.errors import (
+    BlobNotFoundError,
+    DataDirUnavailableError,
+    InsufficientStorageError,
+)
 from registry.storage import BlobInfo, Expected
 
 logger = logging.getLogger(__name__)
@@ -24,6 +29,8 @@ STAGE = 4 * 1024 * 1024  # O_DIRECT write unit: page-aligned, a multiple of ALIG
 ALIGN = 4096
 WILLNEED_MAX = 64 * 1024 * 1024  # ranges read this small are asked of the disk in one go
 DIRECT_MIN = 8 * 1024 * 1024  # smaller uploads (known size) use buffered writes
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
 
 
 class LocalBlobStore:
@@ -78,9 +85,10 @@ class LocalBlobStore:
         return path if path.exists() else None
 
     def writer(self, size_hint: int | None = None, *, sha256: bool = True) -> LocalBlobWriter:
-        return LocalBlobWriter(
-            self, self._uploads / uuid.uuid4().hex, Hasher(size_hint, sha256=sha256)
-        )
+        with disk_errors(self.root, "starting an upload"):
+            return LocalBlobWriter(
+                self, self._uploads / uuid.uuid4().hex, Hasher(size_hint, sha256=sha256)
+            )
 
     def delete(self, digest: Digest) -> None:
         self.path_of(digest).unlink(missing_ok=True)
@@ -148,6 +156,17 @@ class LocalBlobWriter:
         self._io: ThreadPoolExecutor | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Hash and store the next bytes; on any failure the partial file is removed at once
+        (a full disk: InsufficientStorageError; a read-only or vanished one:
+        DataDirUnavailableError)."""
+        try:
+            with disk_errors(self._store.root, "writing an upload"):
+                self._write(data)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
         if self._stage is None:
             self._hasher.update(data)
             _write_all(self._fd, memoryview(data))
@@ -200,29 +219,64 @@ class LocalBlobWriter:
             self._io.shutdown()
             self._io = None
         if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+            fd, self._fd = self._fd, -1
+            os.close(fd)
         if self._stage is not None:
-            self._stage.close()
-            self._stage = None
+            stage, self._stage = self._stage, None
+            try:
+                stage.close()
+            except BufferError:  # a view of it lives on in a failed write's traceback
+                pass  # unmapped when that goes
 
     def commit(self, expected: Expected) -> Hashes:
         try:
-            if self._staged:
-                self._flush_stage()
-            os.fsync(self._fd)
-            self._close()
-            hashes = self._hasher.result()
-            expected.check(hashes)
-            self._store.publish(self._temp, hashes.blake3)
+            with disk_errors(self._store.root, "storing an upload"):
+                if self._staged:
+                    self._flush_stage()
+                os.fsync(self._fd)
+                self._close()
+                hashes = self._hasher.result()
+                expected.check(hashes)
+                self._store.publish(self._temp, hashes.blake3)
             return hashes
         except BaseException:
             self.abort()
             raise
 
     def abort(self) -> None:
-        self._close()
-        self._temp.unlink(missing_ok=True)
+        try:
+            self._close()
+        except OSError as exc:  # closing a file on a failing disk: the file goes anyway
+            logger.warning("closing an aborted upload failed path=%s error=%s", self._temp, exc)
+        finally:
+            try:
+                self._temp.unlink(missing_ok=True)
+            except OSError as exc:  # a read-only or vanished data dir: nothing to remove
+                logger.warning(
+                    "removing an aborted upload failed path=%s error=%s", self._temp, exc
+                )
+
+
+@contextmanager
+def disk_errors(root: Path, what: str) -> Iterator[None]:
+    """A full, read-only or vanished disk as the registry's errors, with one log line and no
+    traceback (an expected fault, not a bug)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            logger.warning("disk full path=%s while=%s error=%s", root, what, exc.strerror)
+            raise InsufficientStorageError(
+                f"The disk holding this node's data ({root}) is full ({what}); "
+                "nothing was stored, try again once space is freed"
+            ) from None
+        if exc.errno in _UNWRITABLE:
+            logger.warning("data dir unwritable path=%s while=%s error=%s", root, what, exc)
+            raise DataDirUnavailableError(
+                f"This node's data dir ({root}) cannot be written ({exc.strerror}) while "
+                f"{what}; nothing was stored"
+            ) from None
+        raise
 
 
 def _write_all(fd: int, view: memoryview) -> None:

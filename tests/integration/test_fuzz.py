@@ -308,6 +308,8 @@ def assert_reached(who: str, outcome: Outcome) -> None:
 # What answers without reading the token at all.
 PUBLIC = {
     "GET /v1/health",
+    "GET /v1/health/live",
+    "GET /v1/health/ready",
     "GET /status",
     "GET /v1/status",
     "GET /v1/search/status",

@@ -34,6 +34,7 @@ FAMILY_STATUS: list[tuple[type[e.RegistryError], int]] = [
     (e.UnauthorizedError, 401),
     (e.ForbiddenError, 403),
     (e.StorageError, 503),
+    (e.InsufficientStorageError, 507),
     (e.UpstreamError, 502),
 ]
 CLASSES = list(e.ERRORS_BY_CODE.values())

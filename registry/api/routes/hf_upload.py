@@ -35,13 +35,14 @@ router = APIRouter(tags=["huggingface"])
 
 @router.post(
     "/api/{repo_type}/{namespace}/{name}/preupload/{revision:path}",
-    responses=documented(400, 401, 403, 404),
+    responses=documented(400, 401, 403, 404, 507),
     response_model=PreuploadOut,
 )
 def preupload(
     request: Request,
     body: PreuploadIn,
     commits: CommitsDep,
+    uploads: UploadsDep,
     settings: SettingsDep,
     principal: PrincipalDep,
 ) -> PreuploadOut:
@@ -51,6 +52,10 @@ def preupload(
     answers = commits.preupload(
         principal, target.repo, "/".join(target.rest), files, body.gitIgnore
     )
+    # The one call every upload makes first (LFS and Xet alike): a commit whose large files
+    # cannot fit is refused here (507, which the Hub client does not retry), before any byte.
+    sizes = {f.path: f.size for f in files}
+    uploads.require_room(sum(sizes[a.path] for a in answers if a.lfs and not a.ignored))
     return PreuploadOut(
         files=[
             PreuploadFileOut(
@@ -106,13 +111,16 @@ for _prefix, _kind in (("", "model"), ("/datasets", "dataset")):
         _prefix + "/{namespace}/{name_git}/info/lfs/objects/batch",
         response_model=LfsBatchOut,
         response_model_exclude_none=True,
-        responses=documented(400, 401, 403, 404, 409),
+        responses=documented(400, 401, 403, 404, 409, 507),
         operation_id=f"lfs_batch_{_kind}",
     )(_lfs_batch)
 
 
 @router.put(
-    "/lfs/objects/{oid}", responses=documented(400, 401), status_code=200, openapi_extra=BYTES_BODY
+    "/lfs/objects/{oid}",
+    responses=documented(400, 401, 507),
+    status_code=200,
+    openapi_extra=BYTES_BODY,
 )
 async def lfs_upload(
     oid: str, size: int, expires: str, sig: str, request: Request, uploads: UploadsDep

@@ -10,30 +10,66 @@ from starlette.concurrency import run_in_threadpool
 
 from registry import __version__
 from registry.api.deps import (
-    FeedDep,
     FilesDep,
     IdentityDep,
     LineageDep,
     LookupDep,
     PrincipalDep,
     ReadsDep,
+    StatusDep,
     UploadsDep,
 )
-from registry.api.errors import documented
+from registry.api.errors import RETRY_AFTER_SECONDS, documented
 from registry.api.files import blob_response, bytes_route_docs
 from registry.api.ingest import BYTES_BODY, receive_body
 from registry.api.paths import parse_repo
 from registry.domain.digest import Digest
+from registry.domain.errors import DatabaseUnavailableError
 from registry.storage import Expected
-from registry.wire import BlobStored, FileHitOut, Health, LineageOut
+from registry.wire import BlobStored, FileHitOut, Health, LineageOut, Readiness
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
 
-@router.get("/health", response_model=Health)
-def health(identity: IdentityDep, feed: FeedDep) -> Health:
+@router.get("/health", response_model=Health, responses=documented(503))
+def health(identity: IdentityDep, status: StatusDep) -> Health:
+    """The node, its change log's head and whether it takes writes (peers probe this); 503
+    while its database does not answer (its serial is not known then)."""
+    now = status.health()
+    if now.serial is None:
+        raise DatabaseUnavailableError(" ".join(now.problems))
     return Health(
-        node_id=identity.node_id, version=__version__, serial=feed.head(), epoch=identity.epoch
+        status="ok" if now.writable else "degraded",
+        node_id=identity.node_id,
+        version=__version__,
+        serial=now.serial,
+        epoch=identity.epoch,
+        writable=now.writable,
+        disk=now.disk.state,
+        disk_free_bytes=now.disk.free,
+        database=now.database,
+        problems=now.problems,
+    )
+
+
+@router.get("/health/live")
+def live() -> dict[str, str]:
+    """Liveness: the process answers (a restart would not help with a full disk or a
+    database that is down; see /v1/health/ready)."""
+    return {"status": "alive"}
+
+
+@router.get("/health/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+def ready(status: StatusDep) -> JSONResponse:
+    """Readiness: 200 when the node can take writes now, 503 (with why) while its disk is
+    full or unwritable or its database does not answer: a load balancer routes around it."""
+    now = status.health()
+    body = Readiness(
+        ready=now.writable, disk=now.disk.state, database=now.database, problems=now.problems
+    )
+    headers = {} if now.writable else {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONResponse(
+        body.model_dump(), status_code=200 if now.writable else 503, headers=headers
     )
 
 

@@ -1,0 +1,185 @@
+"""The node's own disk failing, with real node processes on a size-limited tmpfs: a full disk
+gives one clear 507 and no debris, small writes go on, a read-only data dir is reported and
+refused cleanly, and everything is back to normal once the fault clears, with no restart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError
+
+from tests.e2e.cluster import TOKEN, wait_until
+from tests.e2e.nodeproc import NodeProcess
+from tests.tools import require_mounts
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+MiB = 1024 * 1024
+RESERVE = {"MODELYARD_LIMITS__DISK_RESERVE": "8MiB"}
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 200 MiB tmpfs, unmounted (lazily: a killed node may hold it) at the end."""
+    require_mounts()
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def node(tmpfs: Path, tmp_path: Path) -> Iterator[NodeProcess]:
+    proc = NodeProcess(tmpfs / "data", TOKEN, env=RESERVE, log=tmp_path / "node.log")
+    yield proc.start()
+    proc.kill()
+
+
+def api(node: NodeProcess) -> HfApi:
+    return HfApi(endpoint=node.url, token=TOKEN)
+
+
+def leftovers(node: NodeProcess) -> list[Path]:
+    """Partial uploads under the blob store's staging dir."""
+    return list((node.data_dir / "store" / "uploads").iterdir())
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A ballast file leaving about `leave` bytes free on the disk."""
+    ballast = disk / "ballast"
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with ballast.open("wb") as f:
+        f.truncate(0)
+        block = b"\0" * MiB
+        for _ in range(max(0, (free - leave) // MiB)):
+            f.write(block)
+    return ballast
+
+
+def health(node: NodeProcess) -> dict[str, object]:
+    return dict(httpx.get(f"{node.url}/v1/health", timeout=10).json())
+
+
+def ready(node: NodeProcess) -> httpx.Response:
+    return httpx.get(f"{node.url}/v1/health/ready", timeout=10)
+
+
+def test_an_upload_larger_than_the_free_space_is_one_507_and_works_once_space_is_freed(
+    node: NodeProcess, tmpfs: Path, tmp_path: Path
+) -> None:
+    """The issue's scenario through the stock client at its defaults (Xet): 120 MB with
+    about 80 MB free."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(120 * MiB))
+    api(node).create_repo("admin/big")
+    ballast = fill(tmpfs, 80 * MiB)
+    with pytest.raises(HfHubHTTPError) as refused:
+        api(node).upload_file(path_or_fileobj=str(big), path_in_repo="big.bin", repo_id="admin/big")
+    answer = refused.value.response
+    assert answer.status_code == 507
+    assert answer.headers["x-error-code"] == "InsufficientStorage"
+    assert "Not enough space" in answer.json()["error"]
+    assert "preupload" in str(answer.url)  # refused before a byte of the file was sent
+    assert leftovers(node) == []
+    small = api(node).upload_file(
+        path_or_fileobj=b"hello", path_in_repo="a.txt", repo_id="admin/big"
+    )
+    assert small.oid
+    ballast.unlink()  # space freed: the same upload goes through, with no restart
+    done = api(node).upload_file(
+        path_or_fileobj=str(big), path_in_repo="big.bin", repo_id="admin/big"
+    )
+    path = hf_hub_download("admin/big", "big.bin", endpoint=node.url, cache_dir=tmp_path / "hub")
+    assert Path(path).read_bytes() == big.read_bytes()
+    assert api(node).model_info("admin/big").sha == done.oid
+    assert leftovers(node) == []
+
+
+def test_a_write_that_fills_the_disk_fails_507_and_leaves_nothing(
+    node: NodeProcess, tmpfs: Path
+) -> None:
+    """A body of unknown length (no early refusal) runs into ENOSPC: one 507, its partial
+    file removed at once, the disk reported full while it lasts, and back to normal."""
+    api(node).create_repo("admin/fill")
+    fill(tmpfs, 40 * MiB)
+    chunk = os.urandom(MiB)
+
+    def body() -> Iterator[bytes]:
+        for _ in range(60):
+            yield chunk
+
+    with node.client() as http:
+        answer = http.put(f"/v1/blobs/{'0' * 64}", content=body())
+    assert answer.status_code == 507, answer.text
+    assert answer.json()["code"] == "InsufficientStorage"
+    assert "full" in answer.json()["error"]
+    assert leftovers(node) == []  # removed at once, not at the next start
+    sha = api(node).upload_file(path_or_fileobj=b"tiny", path_in_repo="t.txt", repo_id="admin/fill")
+    assert sha.oid
+
+    # Below the reserve: the node says it cannot take uploads, and a probe routes around it.
+    (tmpfs / "ballast2").write_bytes(b"\0" * (os.statvfs(tmpfs).f_bavail * 4096 - 4 * MiB))
+    now = health(node)
+    assert now["disk"] == "full" and now["writable"] is False and now["status"] == "degraded"
+    assert ready(node).status_code == 503
+    with node.client() as http:
+        scrape = http.get("/metrics").text
+        status = http.get("/v1/status").json()
+        page = http.get("/status").text
+    assert 'modelyard_data_dir_state{state="full"} 1.0' in scrape
+    assert status["disk"]["state"] == "full"
+    assert "is full" in page
+    (tmpfs / "ballast2").unlink()
+    wait_until(lambda: ready(node).status_code == 200, 10)
+    assert health(node)["disk"] in ("ok", "low")
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+
+
+def test_a_read_only_blob_disk_is_reported_and_refused_until_it_is_writable_again(
+    tmpfs: Path, tmp_path: Path
+) -> None:
+    """The blob store's disk goes read-only (what ext4 does on errors) under a running node."""
+    store = tmpfs / "data" / "store"
+    mount_tmpfs(store, "100m")
+    node = NodeProcess(tmpfs / "data", TOKEN, env=RESERVE, log=tmp_path / "node.log")
+    try:
+        node.start()
+        api(node).create_repo("admin/ro")
+        api(node).upload_file(path_or_fileobj=b"before", path_in_repo="a.txt", repo_id="admin/ro")
+        subprocess.run(["mount", "-o", "remount,ro", str(store)], check=True)
+        now = health(node)
+        assert now["disk"] == "unwritable" and now["writable"] is False, now
+        assert "not writable" in str(now["problems"])
+        assert ready(node).status_code == 503
+        with pytest.raises(HfHubHTTPError) as refused:
+            api(node).upload_file(
+                path_or_fileobj=os.urandom(2 * MiB), path_in_repo="b.bin", repo_id="admin/ro"
+            )
+        assert refused.value.response.status_code == 507  # not retried: an operator must act
+        assert refused.value.response.headers["x-error-code"] == "DataDirUnavailable"
+        assert "not writable" in refused.value.response.json()["error"]
+        # Reads go on.
+        path = hf_hub_download("admin/ro", "a.txt", endpoint=node.url, cache_dir=tmp_path / "h")
+        assert Path(path).read_bytes() == b"before"
+        subprocess.run(["mount", "-o", "remount,rw", str(store)], check=True)
+        wait_until(lambda: ready(node).status_code == 200, 10)
+        later = api(node).upload_file(
+            path_or_fileobj=os.urandom(2 * MiB), path_in_repo="b.bin", repo_id="admin/ro"
+        )
+        assert api(node).model_info("admin/ro").sha == later.oid
+        assert leftovers(node) == []
+        log = node.log.read_text()
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        node.kill()
+        subprocess.run(["umount", "-l", str(store)], check=False)
