@@ -22,7 +22,7 @@ from tenacity import (
 
 from registry.client import RetryPolicy
 from registry.domain.access import CONSOLE
-from registry.domain.errors import PeerNotFoundError
+from registry.domain.errors import MACHINE_FAULTS, PeerNotFoundError
 from registry.service.identity import NodeIdentity
 from registry.service.leases import Leases
 from registry.service.peers import PeerService
@@ -33,6 +33,7 @@ from sync.fetcher import BlobFetcher
 from sync.puller import Puller
 
 logger = logging.getLogger(__name__)
+FAULT_PAUSE = 5.0  # seconds to wait after the node's database failed a look at the peers
 LEASE_RETRY = 1.0  # seconds between tries for a lease another process holds
 
 
@@ -84,6 +85,10 @@ class SyncLoop:
         while not self._stop.wait(0.5):
             try:
                 wanted = {p.id for p in self._peers.all()}
+            except MACHINE_FAULTS as exc:  # the database is down: one line, try again
+                logger.warning("listing peers failed error=%s", exc)
+                self._stop.wait(FAULT_PAUSE)
+                continue
             except Exception:  # keep supervising; logged
                 logger.exception("listing peers failed")
                 continue
@@ -149,12 +154,20 @@ class SyncLoop:
                 eager = any(p.blobs == "eager" for p in self._peers.all())
                 if eager and self._leases.holds("sync-backfill"):
                     self.fetcher.enqueue(self._replication.missing_blobs())
+            except MACHINE_FAULTS as exc:  # the disk or the database: one line, try again
+                logger.warning("blob backfill failed error=%s", exc)
             except Exception:  # keep sweeping; logged
                 logger.exception("blob backfill failed")
 
     def _probe(self) -> None:
         while not self._stop.wait(self._settings.probe_interval):
-            for peer in self._peers.all():
+            try:
+                peers = self._peers.all()
+            except MACHINE_FAULTS as exc:  # the database is down: probe again later
+                logger.warning("listing peers to probe failed error=%s", exc)
+                self._stop.wait(FAULT_PAUSE)
+                continue
+            for peer in peers:
                 try:
                     with self._connect.client(
                         peer, RetryPolicy(attempts=1), max(1.0, self._settings.probe_interval)

@@ -104,7 +104,7 @@ def registry_error_response(
     size = exc.detail.get("size")
     if isinstance(exc, e.RangeNotSatisfiableError) and isinstance(size, int):
         headers["Content-Range"] = f"bytes */{size}"
-    if isinstance(exc, e.DatabaseUnavailableError):
+    if isinstance(exc, e.DatabaseUnavailableError | e.BlobStoreUnavailableError):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return error_response(
         status_of(exc), exc.code, exc.message, exc.detail, extra=extra, headers=headers

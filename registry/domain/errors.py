@@ -278,6 +278,13 @@ class DataDirUnavailableError(InsufficientStorageError):
     code = "DataDirUnavailable"
 
 
+class BlobStoreUnavailableError(StorageError):
+    """The node's blob store (an S3 bucket) failed after bounded retries: slow, erroring or
+    unreachable. Nothing was stored or changed by the request that got this."""
+
+    code = "BlobStoreUnavailable"
+
+
 class DatabaseUnavailableError(StorageError):
     """The database cannot be reached, or is busy or read-only for now; nothing was changed
     by the request that got this (a write either committed before, or not at all)."""
@@ -293,7 +300,7 @@ class BlobQuarantinedError(StorageError):
 
 
 # Faults of the node's own machine rather than bugs: logged as one line, answered 503/507.
-MACHINE_FAULTS = (InsufficientStorageError, DataDirUnavailableError, DatabaseUnavailableError)
+MACHINE_FAULTS = (InsufficientStorageError, DatabaseUnavailableError, BlobStoreUnavailableError)
 
 
 class UpstreamError(RegistryError):
@@ -378,6 +385,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         BlobUnavailableError,
         BlobQuarantinedError,
         DatabaseUnavailableError,
+        BlobStoreUnavailableError,
         InsufficientStorageError,
         DataDirUnavailableError,
         UpstreamError,

@@ -72,6 +72,8 @@ class Leases:
         try:
             with self._db.write(invalidates=False) as tx:
                 tx.leases.release_all(self.holder)
+        except MACHINE_FAULTS as exc:  # unreleased leases run out by themselves
+            logger.warning("could not release leases holder=%s error=%s", self.holder, exc)
         except Exception:  # best effort: unreleased leases run out by themselves
             logger.exception("could not release leases holder=%s", self.holder)
 

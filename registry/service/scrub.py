@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
-from registry.domain.errors import ScrubRunningError
+from registry.domain.errors import MACHINE_FAULTS, ScrubRunningError
 from registry.metadata.db import Database
 from registry.metadata.quarantine import Held
 from registry.service.leases import Leases
@@ -361,5 +361,7 @@ class ScrubLoop:
                     self._service.repair(self._repair, self._stop)
             except ScrubRunningError:
                 continue  # a `modelyard verify` (or another process of the node) scrubs now
+            except MACHINE_FAULTS as exc:  # the disk or the database: one line, no traceback
+                logger.warning("scrub failed error=%s", exc)
             except Exception:  # logged; the next look tries again
                 logger.exception("scrub failed")

@@ -13,6 +13,11 @@ in one PUT; large ones go up as a multipart upload under `uploads/`, which S3 sh
 until it is completed, and are then copied server-side to the final key. Credentials and the
 endpoint come from boto3's usual chain (`AWS_ENDPOINT_URL` for S3-compatible stores), unless
 the store is given its own endpoint (`MODELYARD_BLOB_STORE_ENDPOINT`).
+
+Each request is retried by botocore's standard mode (bounded attempts, exponential backoff with
+jitter, on 500/503/SlowDown and throttling answers, timeouts and dropped connections: the layer
+that knows S3's own retryable codes); past them the store raises BlobStoreUnavailableError,
+which the node answers 503 with Retry-After. An upload that fails is never visible.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 
 from registry.domain.digest import Digest, Hasher, Hashes
-from registry.domain.errors import BlobNotFoundError, UpstreamError
+from registry.domain.errors import BlobNotFoundError, BlobStoreUnavailableError
 from registry.domain.names import parse_s3_url
 from registry.storage import BlobInfo, Expected
 from registry.storage.s3client import s3_client, s3_errors
@@ -57,7 +62,7 @@ class S3BlobStore:
         return f"{self.prefix}blobs/blake3/{digest.hex[:2]}/{digest.hex}"
 
     def errors(self, what: str) -> AbstractContextManager[None]:
-        return s3_errors(self.url, what)
+        return s3_errors(self.url, what, BlobStoreUnavailableError)
 
     def aside_key_of(self, digest: Digest) -> str:
         return f"{self.prefix}quarantine/{digest.hex}"
@@ -95,7 +100,7 @@ class S3BlobStore:
         try:
             with self.errors(f"blob {digest}"):
                 body = self.s3.get_object(Bucket=self.bucket, Key=self.key_of(digest), **extra)
-        except UpstreamError:
+        except BlobStoreUnavailableError:
             info = self.stat(digest) if start else None
             if info is not None and start >= info.size:
                 return iter(())  # the range starts at or past the end (S3 answers 416)
@@ -273,7 +278,7 @@ class S3BlobWriter:
                 self._store.s3.abort_multipart_upload(
                     Bucket=self._store.bucket, Key=self._key, UploadId=upload_id
                 )
-        except UpstreamError as exc:  # left for clear_uploads; the blob was never visible
+        except BlobStoreUnavailableError as exc:  # left for clear_uploads; never visible
             logger.warning("could not abort upload %s: %s", self._key, exc)
 
 

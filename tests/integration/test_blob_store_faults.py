@@ -1,0 +1,83 @@
+"""The node's S3 blob store failing (moto behind a loopback fault proxy: 503s, dropped
+connections): a few failures are retried away; past the bounded retries an upload answers 503
+BlobStoreUnavailable with Retry-After, is never half-visible, and works again once the store
+does, with no restart."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import blake3
+import pytest
+from huggingface_hub import HfApi, hf_hub_download
+
+from tests.conftest import RunningNode
+from tests.faultproxy import Fault, FaultProxy
+from tests.s3 import S3Server
+
+UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+@pytest.fixture
+def proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
+    running = FaultProxy(s3_server.port)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def node(start_node: Callable[..., RunningNode], s3_bucket: str, proxy: FaultProxy) -> RunningNode:
+    return start_node(
+        "s3-behind-proxy", blob_store=f"s3://{s3_bucket}/node", blob_store_endpoint=proxy.url
+    )
+
+
+def put_blob(node: RunningNode, data: bytes) -> tuple[int, dict[str, str], dict[str, object]]:
+    digest = blake3.blake3(data).hexdigest()
+    with node.client(node.admin_token) as http:
+        answer = http.put(f"/v1/blobs/{digest}", content=data)
+    return answer.status_code, dict(answer.headers), answer.json()
+
+
+def stored(node: RunningNode, data: bytes) -> bool:
+    with node.client(node.admin_token) as http:
+        answer = http.head(f"/v1/blobs/{blake3.blake3(data).hexdigest()}")
+    return answer.status_code in (200, 302, 307)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(reply=UNAVAILABLE, times=10_000), Fault(drop=True, times=10_000)],
+    ids=["503s", "dropped"],
+)
+def test_a_failing_store_gives_a_clear_503_and_nothing_half_visible(
+    node: RunningNode, proxy: FaultProxy, fault: Fault
+) -> None:
+    data = os.urandom(300_000)
+    proxy.inject(fault)
+    status, headers, body = put_blob(node, data)
+    assert status == 503, body
+    assert body["code"] == "BlobStoreUnavailable" and headers["retry-after"]
+    assert proxy.faults_applied >= 2  # retried before giving up
+    proxy.inject(Fault(times=0))  # the store is back
+    assert not stored(node, data)  # the failed upload left nothing visible
+    assert put_blob(node, data)[0] == 201  # and the same upload works now
+    assert stored(node, data)
+
+
+def test_a_few_failures_are_retried_away(
+    node: RunningNode, proxy: FaultProxy, tmp_path: object
+) -> None:
+    """Two 503s in a row, then the store answers: the upload succeeds, byte for byte."""
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/flaky")
+    data = os.urandom(2 * 1024 * 1024)
+    proxy.inject(Fault(reply=UNAVAILABLE, times=2))
+    api.upload_file(path_or_fileobj=data, path_in_repo="w.bin", repo_id="admin/flaky")
+    assert proxy.faults_applied == 2
+    path = hf_hub_download(
+        "admin/flaky", "w.bin", endpoint=node.url, cache_dir=str(tmp_path), token=node.admin_token
+    )
+    assert Path(path).read_bytes() == data
