@@ -137,6 +137,7 @@ class HealthSample:
     disk_reserve: int
     disk_state: str  # ok | low | full | unwritable
     database_up: bool
+    blob_store_up: bool  # false: an S3 store's last request failed
 
 
 DISK_STATES = ("ok", "low", "full", "unwritable")
@@ -268,6 +269,11 @@ def _health_metrics(h: HealthSample) -> Iterator[Metric]:
     yield state
     yield GaugeMetricFamily(
         "modelyard_database_up", "1 if the database answers", value=1.0 if h.database_up else 0.0
+    )
+    yield GaugeMetricFamily(
+        "modelyard_blob_store_up",
+        "0 while the blob store's last request failed (S3, past its retries)",
+        value=1.0 if h.blob_store_up else 0.0,
     )
 
 

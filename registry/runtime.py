@@ -264,7 +264,7 @@ class Runtime:
                 self.db,
                 self.peers,
                 self.identity,
-                self.disk,
+                (self.disk, self.blobs),
                 (self.indexer, self.scans, self.mirrors, self.scrub),
             ),
             lookup=self.lookup,

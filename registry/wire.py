@@ -33,6 +33,7 @@ class Health(BaseModel):
     disk: str = "ok"  # ok | low | full | unwritable
     disk_free_bytes: int | None = None
     database: str = "ok"  # ok | unavailable
+    blob_store: str = "ok"  # ok | failing
     problems: list[str] = []
 
 
@@ -42,6 +43,7 @@ class Readiness(BaseModel):
     ready: bool
     disk: str
     database: str
+    blob_store: str
     problems: list[str]
 
 

@@ -19,6 +19,7 @@ from registry.service.peers import PeerService, PeerView
 from registry.service.replication import Collision, collisions
 from registry.service.scanning import ScanService
 from registry.service.scrub import ScrubService, ScrubStatus
+from registry.storage import BlobStore
 
 SCAN_COUNT_CAP = 1000
 
@@ -52,6 +53,7 @@ class NodeHealth:
 
     disk: DiskState
     database: str  # ok | unavailable
+    blob_store: str  # ok | failing (an S3 store whose last request failed)
     serial: int | None  # None while the database does not answer
     problems: list[str]
 
@@ -66,11 +68,11 @@ class StatusService:
         db: Database,
         peers: PeerService,
         node: NodeIdentity,
-        disk: DiskSpace,
+        storage: tuple[DiskSpace, BlobStore],
         helpers: tuple[Indexer, ScanService, MirrorService, ScrubService],
     ) -> None:
         self._indexer, self._scans, self._mirrors, self._scrub = helpers
-        self._disk = disk
+        self._disk, self._blobs = storage
         self._db = db
         self._peers = peers
         self._node = node
@@ -107,7 +109,8 @@ class StatusService:
         )
 
     def health(self) -> NodeHealth:
-        """The disk's state and whether the database answers: never raises."""
+        """The disk's state, whether the database answers and whether the blob store did
+        last: never raises."""
         disk = self._disk.state()
         problems = [disk.problem] if disk.problem and not disk.writable else []
         try:
@@ -116,13 +119,22 @@ class StatusService:
         except DatabaseUnavailableError as exc:
             serial, database = None, "unavailable"
             problems.append(exc.message)
-        return NodeHealth(disk, database, serial, problems)
+        failing = self._blobs.failing()
+        if failing is not None:
+            problems.append(f"the blob store fails: {failing}")
+        store = "ok" if failing is None else "failing"
+        return NodeHealth(disk, database, store, serial, problems)
 
     def health_sample(self) -> HealthSample:
         health = self.health()
         disk = health.disk
         return HealthSample(
-            disk.free, disk.total, disk.reserve, disk.state, health.database == "ok"
+            disk.free,
+            disk.total,
+            disk.reserve,
+            disk.state,
+            health.database == "ok",
+            health.blob_store == "ok",
         )
 
     def sample(self) -> NodeSample:

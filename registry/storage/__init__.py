@@ -117,6 +117,11 @@ class BlobStore(Protocol):
         """
         ...
 
+    def failing(self) -> str | None:
+        """Why the store's last request failed, while none has succeeded since (None: it
+        answers, or it is a local or memory store, whose disk the node watches itself)."""
+        ...
+
     def clear_uploads(self, older_than: float | None = None, *, dry_run: bool = False) -> int:
         """Remove what interrupted uploads left staged (bytes never visible as a blob).
 

@@ -120,6 +120,9 @@ class LocalBlobStore:
     def download_url(self, digest: Digest) -> str | None:  # noqa: ARG002 - served by the node
         return None
 
+    def failing(self) -> str | None:
+        return None
+
     def publish(self, temp: Path, digest: Digest) -> None:
         final = self.path_of(digest)
         final.parent.mkdir(exist_ok=True)

@@ -62,6 +62,9 @@ class MemoryBlobStore:
     def download_url(self, digest: Digest) -> str | None:  # noqa: ARG002 - served by the node
         return None
 
+    def failing(self) -> str | None:
+        return None
+
     def clear_uploads(
         self,
         older_than: float | None = None,  # noqa: ARG002 - nothing staged

@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ PART = 16 * 1024 * 1024  # multipart part size (S3's minimum is 5 MiB)
 READ_CHUNK = 4 * 1024 * 1024
 STALE_UPLOAD_SECONDS = 24 * 3600  # other processes may share the bucket: only old ones go
 PRESIGNED_SECONDS = 3600  # how long a download redirect to the bucket stays valid
+PROBE_SECONDS = 2.0  # a failing bucket's probe: its timeout, and how often at most
 KNOWN_BLOBS = 100_000  # sizes of blobs seen stored, remembered (blobs never change)
 _COPY = TransferConfig(multipart_threshold=1024 * 1024 * 1024, multipart_chunksize=256 * 1024**2)
 
@@ -54,15 +55,43 @@ class S3BlobStore:
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.s3 = client if client is not None else s3_client(endpoint_url=endpoint_url)
+        # One quick try, for telling whether a failing bucket answers again.
+        quick = client or s3_client(PROBE_SECONDS, attempts=1, endpoint_url=endpoint_url)
+        self._probe = quick
+        self._probed = 0.0
         # A blob once seen stored stays the same bytes, so `stat` answers it from here without
         # a HEAD: downloads and resolve HEADs stat every file they serve.
         self._known: dict[str, int] = {}
+        self._failure: str | None = None  # the last request's error, until one succeeds
 
     def key_of(self, digest: Digest) -> str:
         return f"{self.prefix}blobs/blake3/{digest.hex[:2]}/{digest.hex}"
 
-    def errors(self, what: str) -> AbstractContextManager[None]:
-        return s3_errors(self.url, what, BlobStoreUnavailableError)
+    @contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """botocore's errors as ours; remembers whether the bucket answered (`failing`)."""
+        try:
+            with s3_errors(self.url, what, BlobStoreUnavailableError):
+                yield
+        except BlobStoreUnavailableError as exc:
+            self._failure = exc.message
+            raise
+        except BlobNotFoundError:
+            self._failure = None  # an answer: the bucket is there
+            raise
+        self._failure = None
+
+    def failing(self) -> str | None:
+        """As the protocol says; while failing, the bucket is asked again (a short HEAD, at
+        most every PROBE_SECONDS), so the state clears even with no traffic to clear it."""
+        if self._failure is not None and time.monotonic() - self._probed >= PROBE_SECONDS:
+            self._probed = time.monotonic()
+            try:
+                with self.errors("probing the bucket"):
+                    self._probe.head_bucket(Bucket=self.bucket)
+            except BlobStoreUnavailableError:
+                pass  # still failing
+        return self._failure
 
     def aside_key_of(self, digest: Digest) -> str:
         return f"{self.prefix}quarantine/{digest.hex}"

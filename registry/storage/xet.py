@@ -120,5 +120,8 @@ class XetBlobStore:
             return url
         return url if self._store.stat(digest) is not None else None
 
+    def failing(self) -> str | None:
+        return self._store.failing()
+
     def clear_uploads(self, older_than: float | None = None, *, dry_run: bool = False) -> int:
         return self._store.clear_uploads(older_than, dry_run=dry_run)

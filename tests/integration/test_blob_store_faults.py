@@ -6,6 +6,7 @@ does, with no restart."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -61,7 +62,18 @@ def test_a_failing_store_gives_a_clear_503_and_nothing_half_visible(
     assert status == 503, body
     assert body["code"] == "BlobStoreUnavailable" and headers["retry-after"]
     assert proxy.faults_applied >= 2  # retried before giving up
+    with node.client() as http:  # health and metrics say so while it lasts
+        health = http.get("/v1/health").json()
+        ready = http.get("/v1/health/ready")
+        scrape = http.get("/metrics").text
+    assert health["blob_store"] == "failing" and health["writable"] is False, health
+    assert ready.status_code == 503 and ready.json()["blob_store"] == "failing"
+    assert "modelyard_blob_store_up 0.0" in scrape
     proxy.inject(Fault(times=0))  # the store is back
+    time.sleep(2.1)  # a failing store is probed again at most every 2 s
+    with node.client() as http:  # clears by itself, with no traffic needed
+        assert http.get("/v1/health/ready").status_code == 200
+        assert "modelyard_blob_store_up 1.0" in http.get("/metrics").text
     assert not stored(node, data)  # the failed upload left nothing visible
     assert put_blob(node, data)[0] == 201  # and the same upload works now
     assert stored(node, data)

@@ -48,6 +48,7 @@ def health(identity: IdentityDep, status: StatusDep) -> Health:
         disk=now.disk.state,
         disk_free_bytes=now.disk.free,
         database=now.database,
+        blob_store=now.blob_store,
         problems=now.problems,
     )
 
@@ -65,7 +66,11 @@ def ready(status: StatusDep) -> JSONResponse:
     full or unwritable or its database does not answer: a load balancer routes around it."""
     now = status.health()
     body = Readiness(
-        ready=now.writable, disk=now.disk.state, database=now.database, problems=now.problems
+        ready=now.writable,
+        disk=now.disk.state,
+        database=now.database,
+        blob_store=now.blob_store,
+        problems=now.problems,
     )
     headers = {} if now.writable else {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(
