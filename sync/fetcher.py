@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 from registry.client import RetryPolicy
-from registry.domain.digest import Digest
+from registry.domain.digest import Digest, Hasher
 from registry.domain.errors import (
     BlobUnavailableError,
     DigestMismatchError,
@@ -37,6 +37,10 @@ class BlobSource(Protocol):
     def bad_bytes(self, error: str) -> None:
         """It served bytes that did not hash to the name asked for."""
         ...
+
+
+# How bytes from a source reach the client: stored on their way, or only checked.
+Through = Callable[[BlobSource, Digest, int, Iterator[bytes]], Iterator[bytes]]
 
 
 class PeerBlobs:
@@ -118,33 +122,61 @@ class BlobFetcher:
             self._inflight[digest] = future
         return self._stream(digest, size, future)
 
+    def relay(self, digest: Digest, size: int) -> Iterator[bytes]:
+        """Stream the blob from the first source that has it, verified but not stored: for
+        when this node's own blob store fails. The last chunk is held back until the bytes
+        check, so a client never receives a complete response with wrong bytes."""
+        return self._serve(digest, size, self._check_while_streaming)
+
     def _stream(self, digest: Digest, size: int, future: Future[bool]) -> Iterator[bytes]:
         stored = False
         try:
-            for source in self._sources(None, attempts=1):
-                try:
-                    opened = source.open_blob(digest, size)
-                    chunks = opened.__enter__()
-                except Exception as exc:  # this source does not have it: next one
-                    logger.info("pull-through source skipped source=%s error=%s", source.name, exc)
-                    continue
-                sent = False
-                try:
-                    for chunk in self._store_while_streaming(source, digest, size, chunks):
-                        sent = True
-                        yield chunk
-                    stored = True
-                    return
-                except (DigestMismatchError, SizeMismatchError):
-                    if sent:
-                        raise  # bytes went out already: abort the client's response
-                    continue  # nothing sent yet: the next source may have good bytes
-                finally:
-                    opened.__exit__(None, None, None)
-            raise BlobUnavailableError(f"No peer or mirror could serve blob {digest}")
+            yield from self._serve(digest, size, self._store_while_streaming)
+            stored = True
         finally:
             future.set_result(stored)
             self._done(digest)
+
+    def _serve(self, digest: Digest, size: int, through: Through) -> Iterator[bytes]:
+        """The bytes from the first source that has them, passed `through` a check."""
+        for source in self._sources(None, attempts=1):
+            try:
+                opened = source.open_blob(digest, size)
+                chunks = opened.__enter__()
+            except Exception as exc:  # this source does not have it: next one
+                logger.info("pull-through source skipped source=%s error=%s", source.name, exc)
+                continue
+            sent = False
+            try:
+                for chunk in through(source, digest, size, chunks):
+                    sent = True
+                    yield chunk
+                return
+            except (DigestMismatchError, SizeMismatchError):
+                if sent:
+                    raise  # bytes went out already: abort the client's response
+                continue  # nothing sent yet: the next source may have good bytes
+            finally:
+                opened.__exit__(None, None, None)
+        raise BlobUnavailableError(f"No peer or mirror could serve blob {digest}")
+
+    def _check_while_streaming(
+        self, source: BlobSource, digest: Digest, size: int, chunks: Iterator[bytes]
+    ) -> Iterator[bytes]:
+        hasher = Hasher(size, sha256=False)
+        held: bytes | None = None
+        for chunk in chunks:
+            hasher.update(chunk)
+            if held is not None:
+                yield held
+            held = chunk
+        try:
+            Expected(blake3=digest, size=size).check(hasher.result())
+        except (DigestMismatchError, SizeMismatchError) as exc:
+            source.bad_bytes(f"wrong bytes for {digest}: {exc}")
+            raise
+        if held is not None:
+            yield held
 
     def _store_while_streaming(
         self, source: BlobSource, digest: Digest, size: int, chunks: Iterator[bytes]

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from registry.domain.access import Principal
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
-from registry.domain.errors import BlobNotFoundError, BlobUnavailableError
+from registry.domain.errors import (
+    BlobNotFoundError,
+    BlobStoreUnavailableError,
+    BlobUnavailableError,
+)
 from registry.domain.names import RepoId
 from registry.domain.records import RepoRecord
 from registry.domain.xet.types import XetHash
@@ -160,8 +164,12 @@ class FileService:
         Raises:
             BlobQuarantinedError: held by a scrub, and no peer or mirror had a good copy.
             BlobUnavailableError: not stored here, and no peer or mirror had them.
+            BlobStoreUnavailableError: the blob store fails, and no peer or mirror had them.
         """
         entry = file.entry
+        failing = await on_thread(self._blobs.failing)
+        if failing is not None:  # this node's blob store fails: a peer or mirror may serve
+            return Streamed(await self._relay(file, failing))
         if await on_thread(self._uploads.servable, entry.blake3) is not None:
             return Stored(self._blobs, entry.blake3, entry.size)
         streamed = await self._pull_through(entry)
@@ -173,6 +181,24 @@ class FileService:
         )
         await on_thread(self._uploads.require_servable, entry.blake3, missing)
         return Stored(self._blobs, entry.blake3, entry.size)
+
+    async def _relay(self, file: ResolvedFile, failing: str) -> Iterator[bytes]:
+        """The file's bytes from a peer or mirror, verified and not stored.
+
+        Raises:
+            BlobStoreUnavailableError: no peer or mirror has them either.
+        """
+        entry = file.entry
+        stream = self._pullthrough.relay(entry.blake3, entry.size)
+        try:  # wait until a source answered before committing to a 200
+            first = await on_thread(next, stream, None)
+        except BlobUnavailableError:
+            raise BlobStoreUnavailableError(
+                f"This node's blob store fails ({failing}) and no peer or mirror could serve "
+                f"{entry.path}; try again later",
+                detail={"commit": file.commit_id, "path": entry.path},
+            ) from None
+        return iter(()) if first is None else itertools.chain([first], stream)
 
     async def _pull_through(self, entry: TreeEntry) -> Iterator[bytes] | None:
         """Stream from a peer while storing, or wait for the fetch already running (None)."""

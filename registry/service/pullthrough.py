@@ -15,6 +15,11 @@ class PullThrough(Protocol):
         """Stream the blob while storing it; None when a fetch of it is already running."""
         ...
 
+    def relay(self, digest: Digest, size: int) -> Iterator[bytes]:
+        """Stream the blob from a peer or mirror, verified, without storing it (this node's
+        blob store fails); raises BlobUnavailableError when none has it."""
+        ...
+
     def fetch_now(self, digest: Digest, size: int, timeout: float = 600) -> bool:
         """Fetch the blob (or join the fetch running) and wait; False if no source had it."""
         ...

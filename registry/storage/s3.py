@@ -23,6 +23,7 @@ which the node answers 503 with Retry-After. An upload that fails is never visib
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -58,7 +59,8 @@ class S3BlobStore:
         # One quick try, for telling whether a failing bucket answers again.
         quick = client or s3_client(PROBE_SECONDS, attempts=1, endpoint_url=endpoint_url)
         self._probe = quick
-        self._probed = 0.0
+        self._answered = 0.0  # monotonic time of the bucket's last answer (or probe)
+        self._probing = threading.Lock()
         # A blob once seen stored stays the same bytes, so `stat` answers it from here without
         # a HEAD: downloads and resolve HEADs stat every file they serve.
         self._known: dict[str, int] = {}
@@ -77,20 +79,24 @@ class S3BlobStore:
             self._failure = exc.message
             raise
         except BlobNotFoundError:
-            self._failure = None  # an answer: the bucket is there
+            self._failure, self._answered = None, time.monotonic()  # the bucket answered
             raise
-        self._failure = None
+        self._failure, self._answered = None, time.monotonic()
 
     def failing(self) -> str | None:
-        """As the protocol says; while failing, the bucket is asked again (a short HEAD, at
-        most every PROBE_SECONDS), so the state clears even with no traffic to clear it."""
-        if self._failure is not None and time.monotonic() - self._probed >= PROBE_SECONDS:
-            self._probed = time.monotonic()
+        """As the protocol says. Downloads are redirects to the bucket the node never sees
+        fail, so when no request answered for PROBE_SECONDS, the bucket is asked (one quick
+        HEAD, by one caller at a time): the state follows the bucket with or without traffic."""
+        stale = time.monotonic() - self._answered >= PROBE_SECONDS
+        if stale and self._probing.acquire(blocking=False):
             try:
+                self._answered = time.monotonic()
                 with self.errors("probing the bucket"):
                     self._probe.head_bucket(Bucket=self.bucket)
             except BlobStoreUnavailableError:
-                pass  # still failing
+                pass  # still failing, as recorded
+            finally:
+                self._probing.release()
         return self._failure
 
     def aside_key_of(self, digest: Digest) -> str:

@@ -93,3 +93,46 @@ def test_a_few_failures_are_retried_away(
         "admin/flaky", "w.bin", endpoint=node.url, cache_dir=str(tmp_path), token=node.admin_token
     )
     assert Path(path).read_bytes() == data
+
+
+def test_downloads_come_from_a_peer_while_the_store_fails(
+    start_node: Callable[..., RunningNode],
+    node: RunningNode,
+    proxy: FaultProxy,
+    tmp_path: Path,
+) -> None:
+    """A replica whose bucket stops answering serves its files from its peer, verified, and
+    goes back to its bucket when that answers again."""
+    home = start_node("home", blob_store=None)
+    with node.client(node.admin_token) as http:
+        added = http.post("/v1/peers", json={"url": home.url, "token": home.admin_token})
+        assert added.status_code == 201, added.text
+    api = HfApi(endpoint=home.url, token=home.admin_token)
+    api.create_repo("admin/kept")
+    data = os.urandom(1024 * 1024 + 5)
+    api.upload_file(path_or_fileobj=data, path_in_repo="w.bin", repo_id="admin/kept")
+    deadline = time.monotonic() + 30
+    while not stored(node, data):
+        assert time.monotonic() < deadline, "the replica never stored the blob"
+        time.sleep(0.1)
+    proxy.inject(Fault(drop=True, times=10_000))
+    time.sleep(2.1)  # the bucket is asked again after 2 s without an answer
+
+    def download(where: str) -> bytes:
+        path = hf_hub_download(
+            "admin/kept",
+            "w.bin",
+            endpoint=node.url,
+            cache_dir=tmp_path / where,
+            force_download=True,
+        )
+        return Path(path).read_bytes()
+
+    assert download("while-failing") == data
+    with node.client() as http:
+        assert http.get("/v1/health").json()["blob_store"] == "failing"
+    proxy.inject(Fault(times=0))
+    time.sleep(2.1)
+    assert download("after") == data
+    with node.client() as http:
+        assert http.get("/v1/health").json()["blob_store"] == "ok"
