@@ -199,6 +199,9 @@ class Settings(BaseSettings):
     # The blob store's own S3 endpoint (default: boto3's chain, AWS_ENDPOINT_URL included), so
     # a node's blobs and its S3 mirrors may live on different S3-compatible services.
     blob_store_endpoint: str | None = None
+    # Seconds an S3 blob store request may take to connect or to send its next bytes, per
+    # attempt (botocore makes up to 3): past them it is retried, then answered 503.
+    blob_store_timeout: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     limits: LimitSettings = LimitSettings()
     sync: SyncSettings = SyncSettings()

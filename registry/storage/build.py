@@ -20,4 +20,8 @@ def build_blob_store(settings: Settings) -> BlobStore:
         case None | "":
             return LocalBlobStore(settings.blob_dir)
         case url:
-            return S3BlobStore(url, endpoint_url=settings.blob_store_endpoint)
+            return S3BlobStore(
+                url,
+                endpoint_url=settings.blob_store_endpoint,
+                timeout=settings.blob_store_timeout,
+            )

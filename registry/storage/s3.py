@@ -51,13 +51,19 @@ _COPY = TransferConfig(multipart_threshold=1024 * 1024 * 1024, multipart_chunksi
 
 class S3BlobStore:
     def __init__(
-        self, url: str, client: Any | None = None, endpoint_url: str | None = None
+        self,
+        url: str,
+        client: Any | None = None,
+        endpoint_url: str | None = None,
+        timeout: float = 30.0,
     ) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-        self.s3 = client if client is not None else s3_client(endpoint_url=endpoint_url)
+        self.s3 = client or s3_client(timeout, endpoint_url=endpoint_url)
         # One quick try, for telling whether a failing bucket answers again.
-        quick = client or s3_client(PROBE_SECONDS, attempts=1, endpoint_url=endpoint_url)
+        quick = client or s3_client(
+            min(timeout, PROBE_SECONDS), attempts=1, endpoint_url=endpoint_url
+        )
         self._probe = quick
         self._answered = 0.0  # monotonic time of the bucket's last answer (or probe)
         self._probing = threading.Lock()
