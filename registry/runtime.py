@@ -90,7 +90,7 @@ class Runtime:
             CredentialsKeyError: stored peer or mirror tokens do not open with the key.
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.effective_database_url)
+        db = Database(settings.effective_database_url, busy_timeout=settings.database_busy_timeout)
         try:
             db.migrate()
             runtime = cls(settings, db, process)

@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     allow_private_redirects: bool = False
     token: SecretStr | None = None  # MODELYARD_TOKEN: a user's token for client commands
     database_url: str | None = None
+    # Seconds a write waits for another's lock on an embedded (SQLite) database before it is
+    # answered 503 DatabaseUnavailable.
+    database_busy_timeout: float = Field(default=30.0, gt=0)
     blob_store: str | None = None  # MODELYARD_BLOB_STORE=s3://bucket/prefix; default: data_dir
     # The blob store's own S3 endpoint (default: boto3's chain, AWS_ENDPOINT_URL included), so
     # a node's blobs and its S3 mirrors may live on different S3-compatible services.

@@ -31,13 +31,19 @@ logger = logging.getLogger(__name__)
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
+        """`busy_timeout`: seconds a SQLite write waits for another's lock before it fails
+        (DatabaseUnavailableError)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         # Several node processes may share a server database; an embedded one has one process.
         self.shared = not self.is_sqlite
-        self._read = _engine(url, immediate=False)
-        self._write = _engine(url, immediate=True) if self.is_sqlite else self._read
+        self._read = _engine(url, immediate=False, busy_timeout=busy_timeout)
+        self._write = (
+            _engine(url, immediate=True, busy_timeout=busy_timeout)
+            if self.is_sqlite
+            else self._read
+        )
         # The shared generation is read on every cached read: one round trip on a connection
         # of its own (autocommit, no pre-ping; a dropped connection is retried once).
         self._generation = (
@@ -148,11 +154,14 @@ _DATABASE_OID = text("SELECT oid FROM pg_database WHERE datname = current_databa
 _NEXT_GENERATION = text("UPDATE counter SET value = value + 1 WHERE name = 'generation'")
 
 
-def _engine(url: str, *, immediate: bool) -> Engine:
+def _engine(url: str, *, immediate: bool, busy_timeout: float) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=20
+        url,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout},
+        pool_size=20,
+        max_overflow=20,
     )
 
     @event.listens_for(engine, "connect")
@@ -162,7 +171,7 @@ def _engine(url: str, *, immediate: bool) -> Engine:
         for pragma in (
             "journal_mode=WAL",
             "synchronous=FULL",
-            "busy_timeout=30000",
+            f"busy_timeout={int(busy_timeout * 1000)}",
             "foreign_keys=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")

@@ -1,0 +1,35 @@
+"""An embedded database locked by another writer for longer than the node waits: writes answer
+503 DatabaseUnavailable with Retry-After (not a 500 after a long hang), reads go on, and the
+node writes again as soon as the lock is released."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import RunningNode
+
+
+def test_a_write_waiting_past_the_busy_timeout_is_a_503_and_the_next_one_works(
+    start_node: Callable[..., RunningNode], tmp_path: Path
+) -> None:
+    path = tmp_path / "locked.db"
+    node = start_node("locked", database_url=f"sqlite:///{path}", database_busy_timeout=0.5)
+    create = {"name": "first", "organization": "admin", "type": "model"}
+    with node.client(node.admin_token) as http:
+        assert http.post("/api/repos/create", json=create).status_code == 200
+        blocker = sqlite3.connect(path, timeout=0, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            again = {**create, "name": "second"}
+            answer = http.post("/api/repos/create", json=again)
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["code"] == "DatabaseUnavailable"
+            assert "locked" in answer.json()["error"] and answer.headers["retry-after"]
+            assert http.get("/api/models/admin/first").status_code == 200  # reads go on
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert http.post("/api/repos/create", json=again).status_code == 200
+        assert http.get("/api/models/admin/second").status_code == 200
