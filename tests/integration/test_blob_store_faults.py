@@ -1,7 +1,8 @@
 """The node's S3 blob store failing (moto behind a loopback fault proxy: 503s, dropped
-connections, answers slower than the store's timeout): a few failures are retried away; past the bounded retries an upload answers 503
-BlobStoreUnavailable with Retry-After, is never half-visible, and works again once the store
-does, with no restart."""
+connections, answers slower than the store's timeout): a few failures are retried away; past
+the bounded retries an upload answers 503 BlobStoreUnavailable with Retry-After, leaves no
+partial bytes visible, and works again once the store does, with no restart; downloads come
+from a peer meanwhile."""
 
 from __future__ import annotations
 
