@@ -4,6 +4,7 @@ refused cleanly, and everything is back to normal once the fault clears, with no
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -135,9 +136,35 @@ def test_a_write_that_fills_the_disk_fails_507_and_leaves_nothing(
     assert 'modelyard_data_dir_state{state="full"} 1.0' in scrape
     assert status["disk"]["state"] == "full"
     assert "is full" in page
+    # Not one byte left: even the database cannot write. A commit is a clear 507, not a 500.
+    with (tmpfs / "ballast3").open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    with node.client() as http:
+        lines = [{"key": "header", "value": {"summary": "no room"}}]
+        lines.append(
+            {"key": "file", "value": {"path": "n.txt", "content": "eA==", "encoding": "base64"}}
+        )
+        body = "\n".join(json.dumps(line) for line in lines)
+        answer = http.post(
+            "/api/models/admin/fill/commit/main",
+            content=body,
+            headers={"content-type": "application/x-ndjson"},
+        )
+    assert answer.status_code == 507, answer.text
+    assert answer.json()["code"] == "InsufficientStorage"
+    (tmpfs / "ballast3").unlink()
     (tmpfs / "ballast2").unlink()
     wait_until(lambda: ready(node).status_code == 200, 10)
     assert health(node)["disk"] in ("ok", "low")
+    again = api(node).upload_file(path_or_fileobj=b"x", path_in_repo="n.txt", repo_id="admin/fill")
+    assert api(node).model_info("admin/fill").sha == again.oid
+    log = node.log.read_text()
+    assert "Traceback" not in log, log[-3000:]  # expected faults: one line each
+    assert "disk full" in log
 
 
 def mount_tmpfs(path: Path, size: str) -> None:
