@@ -148,10 +148,10 @@ def test_a_write_that_fills_the_disk_fails_507_and_leaves_nothing(
         lines.append(
             {"key": "file", "value": {"path": "n.txt", "content": "eA==", "encoding": "base64"}}
         )
-        body = "\n".join(json.dumps(line) for line in lines)
+        payload = "\n".join(json.dumps(line) for line in lines)
         answer = http.post(
             "/api/models/admin/fill/commit/main",
-            content=body,
+            content=payload,
             headers={"content-type": "application/x-ndjson"},
         )
     assert answer.status_code == 507, answer.text
