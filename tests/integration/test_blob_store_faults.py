@@ -20,6 +20,7 @@ from tests.faultproxy import Fault, FaultProxy
 from tests.s3 import S3Server
 
 UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+BROKEN = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 @pytest.fixture
@@ -56,10 +57,11 @@ def stored(node: RunningNode, data: bytes) -> bool:
     "fault",
     [
         Fault(reply=UNAVAILABLE, times=10_000),
+        Fault(reply=BROKEN, times=10_000),
         Fault(drop=True, times=10_000),
         Fault(delay=3.0, times=10_000),
     ],
-    ids=["503s", "dropped", "slow"],
+    ids=["503s", "500s", "dropped", "slow"],
 )
 def test_a_failing_store_gives_a_clear_503_and_nothing_half_visible(
     node: RunningNode, proxy: FaultProxy, fault: Fault
