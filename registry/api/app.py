@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
+from starlette.staticfiles import StaticFiles
 
 from registry import __version__
 from registry.api import errors, openapi
@@ -24,6 +25,7 @@ from registry.api.routes import (
     hf_upload,
     mirrors,
     native,
+    pages,
     peers,
     status,
     sync,
@@ -73,6 +75,7 @@ def create_app(
     app.state.buffers = TransferBuffers(settings.limits.transfer_buffer_bytes)
     openapi.install(app)
     errors.install(app)
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")  # pages' assets
     for module in (
         native,
         discovery,
@@ -85,6 +88,7 @@ def create_app(
         hf_tree,
         hf_upload,
         hf_resolve,
+        pages,  # last: an API route always wins over a page's URL pattern
     ):
         app.include_router(module.router)
     app.add_middleware(RateLimit, limits=settings.limits)

@@ -29,6 +29,7 @@ RESERVED_NAMESPACES = frozenset(
         "lfs",
         "metrics",
         "status",
+        "static",
         "docs",
         "openapi.json",
         "kernels",

@@ -1,0 +1,179 @@
+"""Pages a person opens in a browser, at the URLs the Hub client prints: a repo
+(`/{owner}/{name}`, `/datasets/{owner}/{name}`), its files (`.../tree/{rev}[/{folder}]`), one
+file (`.../blob/{rev}/{path}`) and a commit (`.../commit/{sha}`).
+
+Rendered by the node from its own state (templates in registry/api/templates, assets under
+/static), so they work with no internet and on every replica. Reads go through the same
+services as the API, with the same permissions: an unknown or private repo is a 404 page.
+Registered after every API router, so an API route always wins over these patterns.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader
+
+from registry.api.cardhtml import card_html
+from registry.api.deps import IdentityDep, PrincipalDep, ReadsDep
+from registry.api.paths import parse_repo, raw_segments
+from registry.domain.errors import NotFoundError, RegistryError
+from registry.domain.names import RESERVED_NAMESPACES, RepoId
+from registry.service.reads import ReadService, Snapshot
+
+HERE = Path(__file__).resolve().parent.parent
+STATIC = HERE / "static"  # CSS and icons, mounted at /static
+router = APIRouter(include_in_schema=False)
+
+
+@functools.cache
+def _templates() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
+    env.filters["filesize"] = _filesize
+    return env
+
+
+def _filesize(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def _page(template: str, node_id: str, code: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates().get_template(template).render(node_id=node_id, **context)
+    return HTMLResponse(html, status_code=code)
+
+
+def _not_found(node_id: str, exc: RegistryError) -> HTMLResponse:
+    return _page("error.html", node_id, 404, status=404, heading="Not found", message=exc.message)
+
+
+def _target(request: Request) -> tuple[RepoId, list[str]]:
+    """The repo a page URL names, and what follows it."""
+    parts = raw_segments(request)
+    plural = "models"
+    if parts[0] == "datasets":
+        plural, parts = "datasets", parts[1:]
+    if parts[0] in RESERVED_NAMESPACES:
+        raise NotFoundError(f"No page at {request.url.path}")
+    return parse_repo(plural, parts[0], parts[1]), parts[2:]
+
+
+def _context(snap: Snapshot, revision: str, node_id: str) -> dict[str, Any]:
+    repo = snap.repo.repo
+    return {
+        "repo_name": repo.full_name,
+        "repo_path": f"{repo.type.url_prefix}{repo.full_name}",
+        "revision": revision,
+        "commit": snap.commit,
+        "home": snap.repo.home_node,
+        "home_elsewhere": snap.repo.home_node != node_id,
+    }
+
+
+async def repo_page(
+    request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
+) -> HTMLResponse:
+    node = identity.node_id
+    try:
+        repo, rest = _target(request)
+        if rest:
+            raise NotFoundError(f"No page at {request.url.path}")
+        snap = reads.snapshot(principal, repo, "main")
+    except NotFoundError as exc:
+        return _not_found(node, exc)
+    card = reads.card(snap.commit.id)
+    facts = [
+        (label, ", ".join(str(v) for v in value) if isinstance(value, list) else str(value))
+        for label, key in (("Kind", "kind"), ("Base model", "base_model"), ("License", "license"))
+        if (value := card.data.get(key))
+    ]
+    return _page(
+        "repo.html",
+        node,
+        card=card_html(card.body),
+        facts=facts,
+        files=[f.entry for f in reads.tree(snap.commit.id)],
+        **_context(snap, "main", node),
+    )
+
+
+async def tree_page(
+    request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
+) -> HTMLResponse:
+    node = identity.node_id
+    try:
+        repo, rest = _target(request)
+        revision, folder = rest[1], "/".join(rest[2:]).strip("/")
+        snap = reads.snapshot(principal, repo, revision)
+        prefix = f"{folder}/" if folder else ""
+        files = [f.entry for f in reads.tree(snap.commit.id) if f.path.startswith(prefix)]
+        if folder and not files:
+            raise NotFoundError(f"No folder {folder!r} at {revision}")
+    except NotFoundError as exc:
+        return _not_found(node, exc)
+    return _page("tree.html", node, files=files, folder=folder, **_context(snap, revision, node))
+
+
+async def blob_page(
+    request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
+) -> HTMLResponse:
+    node = identity.node_id
+    try:
+        repo, rest = _target(request)
+        revision, path = rest[1], "/".join(rest[2:])
+        snap = reads.snapshot(principal, repo, revision)
+        entry = reads.file(snap, path)
+    except NotFoundError as exc:
+        return _not_found(node, exc)
+    return _page("blob.html", node, entry=entry, **_context(snap, revision, node))
+
+
+async def commit_page(
+    request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
+) -> HTMLResponse:
+    node = identity.node_id
+    try:
+        repo, rest = _target(request)
+        snap = reads.snapshot(principal, repo, rest[1])
+    except NotFoundError as exc:
+        return _not_found(node, exc)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(snap.commit.created_ms / 1000))
+    return _page(
+        "commit.html",
+        node,
+        changes=_changes(reads, snap),
+        when=when,
+        **_context(snap, snap.commit.id, node),
+    )
+
+
+def _changes(reads: ReadService, snap: Snapshot) -> list[tuple[str, str]]:
+    """What the commit did to each path, against its parent."""
+    ours = reads.tree_map(snap.commit.id)
+    theirs = reads.tree_map(snap.commit.parent) if snap.commit.parent else {}
+    changes = [("added", p) for p in ours if p not in theirs]
+    changes += [("removed", p) for p in theirs if p not in ours]
+    changes += [
+        ("changed", p)
+        for p in ours
+        if p in theirs and ours[p].entry.blake3 != theirs[p].entry.blake3
+    ]
+    return sorted(changes, key=lambda c: c[1])
+
+
+for _prefix in ("", "/datasets"):
+    router.get(_prefix + "/{namespace}/{name}", response_class=HTMLResponse)(repo_page)
+    for _kind, _page_of in (("tree", tree_page), ("blob", blob_page), ("commit", commit_page)):
+        _route = f"{_prefix}/{{namespace}}/{{name}}/{_kind}/{{revision}}"
+        router.get(_route, response_class=HTMLResponse)(_page_of)
+        if _kind != "commit":
+            router.get(_route + "/{path:path}", response_class=HTMLResponse)(_page_of)

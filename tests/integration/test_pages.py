@@ -1,0 +1,129 @@
+"""Pages at the URLs the Hub client prints: each answers HTML for a public repo, a private or
+unknown repo is a 404 page, and a hostile card, file name or commit message runs nothing in a
+real browser (Debian's Chromium, driven by Playwright; no browser is downloaded)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from huggingface_hub import CommitOperationAdd, HfApi
+
+from tests.conftest import RunningNode
+from tests.tools import require
+
+HOSTILE = "<script>window.__pwned = 1</script>"
+CARD = f"""---
+kind: lora
+base_model: sdxl
+license: mit
+---
+# A LoRA
+
+{HOSTILE}
+
+<img src="x" onerror="window.__pwned = 2">
+
+[click](javascript:window.__pwned=3) and [docs](https://example.org/docs)
+"""
+
+
+def html(url: str, token: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    answer = httpx.get(url, headers=headers, timeout=30)
+    assert answer.headers["content-type"].startswith("text/html"), (url, answer.text[:300])
+    return answer
+
+
+def test_the_urls_the_client_prints_are_pages(node: RunningNode) -> None:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    repo_url = api.create_repo("admin/pages")
+    info = api.upload_file(
+        path_or_fileobj=b"weights", path_in_repo="lora/w.safetensors", repo_id="admin/pages"
+    )
+    more = api.create_commit(
+        "admin/pages",
+        [CommitOperationAdd("README.md", CARD.encode())],
+        commit_message="Card for the LoRA",
+    )
+    for url in (str(repo_url), info.commit_url, str(info), str(info.repo_url), more.commit_url):
+        page = html(url)
+        assert page.status_code == 200, url
+        assert "admin/pages" in page.text
+    commit = html(more.commit_url).text
+    assert "Card for the LoRA" in commit and "README.md" in commit and "added" in commit
+    repo = html(f"{node.url}/admin/pages").text
+    assert "lora/w.safetensors" in repo and "<h1>A LoRA</h1>" in repo and "sdxl" in repo
+    tree = html(f"{node.url}/admin/pages/tree/main/lora").text
+    assert "lora/w.safetensors" in tree and "README.md" not in tree
+    blob = html(f"{node.url}/admin/pages/blob/main/lora/w.safetensors").text
+    assert "BLAKE3" in blob and "/admin/pages/resolve/main/lora/w.safetensors" in blob
+    css = httpx.get(f"{node.url}/static/modelyard.css")
+    assert css.status_code == 200 and "prefers-color-scheme" in css.text
+
+    api.create_repo("admin/frames", repo_type="dataset")
+    assert html(f"{node.url}/datasets/admin/frames").status_code == 200
+
+
+def test_private_and_unknown_repos_are_404_pages(node: RunningNode) -> None:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/hidden", private=True)
+    for path in (
+        "/admin/hidden",
+        "/admin/nothing",
+        "/admin/hidden/commit/main",
+        "/admin/x/tree/main",
+    ):
+        assert html(node.url + path).status_code == 404, path
+    assert html(node.url + "/admin/hidden", node.admin_token).status_code == 200
+    assert httpx.get(node.url + "/api/models").status_code == 200  # API routes still win
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    chromium = require("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=shutil.which("chromium") or chromium)
+        yield launched
+        launched.close()
+
+
+def test_hostile_content_runs_nothing_in_a_browser(node: RunningNode, browser: object) -> None:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/hostile")
+    info = api.create_commit(
+        "admin/hostile",
+        [
+            CommitOperationAdd("README.md", CARD.encode()),
+            CommitOperationAdd('<svg onload="window.__pwned=4">.txt', b"x"),
+        ],
+        commit_message=f"hello {HOSTILE}",
+        commit_description=f'<img src=x onerror="window.__pwned=5"> {HOSTILE}',
+    )
+    page = browser.new_page()  # type: ignore[attr-defined]
+    dialogs: list[str] = []
+
+    def opened(dialog: object) -> None:
+        dialogs.append(str(dialog.message))  # type: ignore[attr-defined]
+        dialog.dismiss()  # type: ignore[attr-defined]
+
+    page.on("dialog", opened)
+    for url in (
+        f"{node.url}/admin/hostile",
+        info.commit_url,
+        f"{node.url}/admin/hostile/tree/main",
+    ):
+        page.goto(url)
+        assert page.evaluate("window.__pwned") is None, url
+        assert page.evaluate("document.querySelectorAll('script').length") == 0, url
+        assert page.evaluate("document.querySelectorAll('[onerror], [onload]').length") == 0, url
+    page.goto(f"{node.url}/admin/hostile")
+    assert page.locator("#card h1").inner_text() == "A LoRA"
+    assert page.locator("#card a[href^='javascript']").count() == 0
+    assert page.locator("#card a[href='https://example.org/docs']").count() == 1
+    assert "<script>" in page.locator("#card").inner_text()  # shown as text, not run
+    assert dialogs == []
