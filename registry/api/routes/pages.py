@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,38 +80,49 @@ def _context(snap: Snapshot, revision: str, node_id: str) -> dict[str, Any]:
     }
 
 
-async def repo_page(
+def _shown(node: str, build: Callable[[], HTMLResponse]) -> HTMLResponse:
+    """The page `build` makes, or the 404 page when what it names is not there to see."""
+    try:
+        return build()
+    except NotFoundError as exc:
+        return _not_found(node, exc)
+
+
+def repo_page(
     request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
 ) -> HTMLResponse:
     node = identity.node_id
-    try:
+
+    def build() -> HTMLResponse:
         repo, rest = _target(request)
         if rest:
             raise NotFoundError(f"No page at {request.url.path}")
         snap = reads.snapshot(principal, repo, "main")
-    except NotFoundError as exc:
-        return _not_found(node, exc)
-    card = reads.card(snap.commit.id)
-    facts = [
-        (label, ", ".join(str(v) for v in value) if isinstance(value, list) else str(value))
-        for label, key in (("Kind", "kind"), ("Base model", "base_model"), ("License", "license"))
-        if (value := card.data.get(key))
-    ]
-    return _page(
-        "repo.html",
-        node,
-        card=card_html(card.body),
-        facts=facts,
-        files=[f.entry for f in reads.tree(snap.commit.id)],
-        **_context(snap, "main", node),
-    )
+        card = reads.card(snap.commit.id)
+        facts = [
+            (label, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+            for label, key in (
+                ("Kind", "kind"),
+                ("Base model", "base_model"),
+                ("License", "license"),
+            )
+            if (value := card.data.get(key))
+        ]
+        files = [f.entry for f in reads.tree(snap.commit.id)]
+        context = _context(snap, "main", node)
+        return _page(
+            "repo.html", node, card=card_html(card.body), facts=facts, files=files, **context
+        )
+
+    return _shown(node, build)
 
 
-async def tree_page(
+def tree_page(
     request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
 ) -> HTMLResponse:
     node = identity.node_id
-    try:
+
+    def build() -> HTMLResponse:
         repo, rest = _target(request)
         revision, folder = rest[1], "/".join(rest[2:]).strip("/")
         snap = reads.snapshot(principal, repo, revision)
@@ -118,42 +130,41 @@ async def tree_page(
         files = [f.entry for f in reads.tree(snap.commit.id) if f.path.startswith(prefix)]
         if folder and not files:
             raise NotFoundError(f"No folder {folder!r} at {revision}")
-    except NotFoundError as exc:
-        return _not_found(node, exc)
-    return _page("tree.html", node, files=files, folder=folder, **_context(snap, revision, node))
+        context = _context(snap, revision, node)
+        return _page("tree.html", node, files=files, folder=folder, **context)
+
+    return _shown(node, build)
 
 
-async def blob_page(
+def blob_page(
     request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
 ) -> HTMLResponse:
     node = identity.node_id
-    try:
+
+    def build() -> HTMLResponse:
         repo, rest = _target(request)
         revision, path = rest[1], "/".join(rest[2:])
         snap = reads.snapshot(principal, repo, revision)
         entry = reads.file(snap, path)
-    except NotFoundError as exc:
-        return _not_found(node, exc)
-    return _page("blob.html", node, entry=entry, **_context(snap, revision, node))
+        return _page("blob.html", node, entry=entry, **_context(snap, revision, node))
+
+    return _shown(node, build)
 
 
-async def commit_page(
+def commit_page(
     request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
 ) -> HTMLResponse:
     node = identity.node_id
-    try:
+
+    def build() -> HTMLResponse:
         repo, rest = _target(request)
         snap = reads.snapshot(principal, repo, rest[1])
-    except NotFoundError as exc:
-        return _not_found(node, exc)
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(snap.commit.created_ms / 1000))
-    return _page(
-        "commit.html",
-        node,
-        changes=_changes(reads, snap),
-        when=when,
-        **_context(snap, snap.commit.id, node),
-    )
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(snap.commit.created_ms / 1000))
+        changes = _changes(reads, snap)
+        context = _context(snap, snap.commit.id, node)
+        return _page("commit.html", node, changes=changes, when=when, **context)
+
+    return _shown(node, build)
 
 
 def _changes(reads: ReadService, snap: Snapshot) -> list[tuple[str, str]]:
