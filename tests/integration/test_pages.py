@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -67,6 +68,26 @@ def test_the_urls_the_client_prints_are_pages(node: RunningNode) -> None:
     assert html(f"{node.url}/datasets/admin/frames").status_code == 200
 
 
+def test_home_and_search_list_uploads_with_their_facts(node: RunningNode) -> None:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/watercolor-lora")
+    api.upload_file(
+        path_or_fileobj=CARD.encode(), path_in_repo="README.md", repo_id="admin/watercolor-lora"
+    )
+    api.create_repo("admin/other-model")
+    api.create_repo("admin/secret-lora", private=True)
+    home = html(node.url + "/").text
+    assert "admin/watercolor-lora" in home and "admin/other-model" in home
+    assert 'action="/search"' in home and "Latest uploads" in home and "Most downloaded" in home
+    found = html(node.url + "/search?q=watercolor&kind=lora&sort=downloads").text
+    assert "admin/watercolor-lora" in found and "admin/other-model" not in found
+    assert "sdxl" in found and "indexed" in found
+    assert "secret" not in html(node.url + "/search?q=lora").text  # private: not listed
+    assert "secret-lora" in html(node.url + "/search?q=lora", node.admin_token).text
+    odd = html(node.url + "/search?sort=nonsense&offset=-5")  # forgiving, not a 422
+    assert odd.status_code == 200
+
+
 def test_private_and_unknown_repos_are_404_pages(node: RunningNode) -> None:
     api = HfApi(endpoint=node.url, token=node.admin_token)
     api.create_repo("admin/hidden", private=True)
@@ -112,7 +133,10 @@ def test_hostile_content_runs_nothing_in_a_browser(node: RunningNode, browser: o
         dialog.dismiss()  # type: ignore[attr-defined]
 
     page.on("dialog", opened)
+    search = f"{node.url}/search?q=" + quote(HOSTILE + '"><img src=x onerror="window.__pwned=6">')
     for url in (
+        f"{node.url}/",
+        search,
         f"{node.url}/admin/hostile",
         info.commit_url,
         f"{node.url}/admin/hostile/tree/main",

@@ -1,4 +1,5 @@
-"""Pages a person opens in a browser, at the URLs the Hub client prints: a repo
+"""Pages a person opens in a browser: the home page (`/`), search (`/search`), and the URLs the
+Hub client prints: a repo
 (`/{owner}/{name}`, `/datasets/{owner}/{name}`), its files (`.../tree/{rev}[/{folder}]`), one
 file (`.../blob/{rev}/{path}`) and a commit (`.../commit/{sha}`).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,11 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
 from registry.api.cardhtml import card_html
-from registry.api.deps import IdentityDep, PrincipalDep, ReadsDep
+from registry.api.deps import IdentityDep, PrincipalDep, ReadsDep, SearchDep
 from registry.api.paths import parse_repo, raw_segments
 from registry.domain.errors import NotFoundError, RegistryError
 from registry.domain.names import RESERVED_NAMESPACES, RepoId
+from registry.domain.search import KINDS, SORTS, SearchQuery
 from registry.service.reads import ReadService, Snapshot
 
 HERE = Path(__file__).resolve().parent.parent
@@ -165,6 +168,72 @@ def commit_page(
         return _page("commit.html", node, changes=changes, when=when, **context)
 
     return _shown(node, build)
+
+
+PAGE_SIZE = 20
+
+
+def _query(q: str, kind: str, base_model: str, tag: str, sort: str, offset: int = 0) -> SearchQuery:
+    """A search from a form's fields; what a form cannot mean is ignored, not refused."""
+    return SearchQuery(
+        "model",
+        q[:500],
+        kind or None,
+        base_model or None,
+        (tag,) if tag else (),
+        None,
+        sort if sort in SORTS else "recent",
+        max(0, min(offset, 100_000)),
+        PAGE_SIZE,
+    )
+
+
+def home_page(search: SearchDep, identity: IdentityDep, principal: PrincipalDep) -> HTMLResponse:
+    """Latest uploads, most downloaded, and a search form (uploads the index has not reached
+    yet are listed too, as in the API)."""
+    latest = search.search(principal, replace(_query("", "", "", "", "recent"), limit=10))
+    popular = search.search(principal, replace(_query("", "", "", "", "downloads"), limit=10))
+    return _page(
+        "home.html",
+        identity.node_id,
+        query=_query("", "", "", "", "recent"),
+        kinds=KINDS,
+        sorts=SORTS,
+        latest=latest.hits,
+        popular=popular.hits,
+    )
+
+
+def search_page(
+    request: Request,
+    search: SearchDep,
+    identity: IdentityDep,
+    principal: PrincipalDep,
+    q: str = "",
+    kind: str = "",
+    base_model: str = "",
+    tag: str = "",
+    sort: str = "recent",
+    offset: int = 0,
+) -> HTMLResponse:
+    query = _query(q, kind, base_model, tag, sort, offset)
+    found = search.search(principal, query)
+    next_offset = query.offset + len(found.hits) if found.more else None
+    return _page(
+        "search.html",
+        identity.node_id,
+        query=query,
+        kinds=KINDS,
+        sorts=SORTS,
+        hits=found.hits,
+        behind=found.lag.behind_entries,
+        next_offset=next_offset,
+        next_url=str(request.url.include_query_params(offset=next_offset or 0)),
+    )
+
+
+router.get("/", response_class=HTMLResponse)(home_page)
+router.get("/search", response_class=HTMLResponse)(search_page)
 
 
 def _changes(reads: ReadService, snap: Snapshot) -> list[tuple[str, str]]:
