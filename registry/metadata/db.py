@@ -13,7 +13,10 @@ write transaction moves: a process's read cache compares it to tell that another
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,10 +125,28 @@ class Database:
             if not path or path == ":memory:":
                 return "sqlite:memory"
             stat = Path(path).stat()
-            return f"sqlite:{stat.st_dev}:{stat.st_ino}"
+            return f"sqlite:{stat.st_dev}:{stat.st_ino}:{_generation_of(Path(path).parent)}"
         with _faults(), self._read.connect() as connection:
             oid = connection.execute(_DATABASE_OID).scalar()
         return f"postgres:{oid}"
+
+
+def _generation_of(folder: Path) -> int:
+    """The folder's inode generation (FS_IOC_GETVERSION; random per new inode on ext4, tmpfs
+    and others): a data dir deleted and copied back may get the same inode numbers, not the
+    same generation. The folder, not the database file: closing any descriptor of that file
+    would drop this process's SQLite locks on it. 0 where the filesystem keeps none."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return 0
+    try:
+        answer = fcntl.ioctl(fd, _FS_IOC_GETVERSION, bytes(8))
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    return int(struct.unpack("q", answer)[0])
 
 
 @contextmanager
@@ -149,6 +170,7 @@ def _faults() -> Iterator[None]:
         ) from None
 
 
+_FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long)
 _GENERATION = text("SELECT value FROM counter WHERE name = 'generation'")
 _DATABASE_OID = text("SELECT oid FROM pg_database WHERE datname = current_database()")
 _NEXT_GENERATION = text("UPDATE counter SET value = value + 1 WHERE name = 'generation'")

@@ -79,7 +79,9 @@ def _restored(db: Database, path: Path) -> str | None:
         return None  # the first start (or a node from before markers)
     except (ValueError, KeyError, TypeError):
         return None  # unreadable: written again below
-    if database != db.identity():
+    now = db.identity()
+    # A marker written before SQLite identities named the file's generation is its prefix.
+    if database != now and not now.startswith(f"{database}:"):
         return "the database is another one than at the last start"
     with db.read() as tx:
         head = tx.changes.head()
