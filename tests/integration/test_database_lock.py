@@ -19,7 +19,8 @@ def test_a_write_waiting_past_the_busy_timeout_is_a_503_and_the_next_one_works(
     create = {"name": "first", "organization": "admin", "type": "model"}
     with node.client(node.admin_token) as http:
         assert http.post("/api/repos/create", json=create).status_code == 200
-        blocker = sqlite3.connect(path, timeout=0, isolation_level=None)
+        # the node's own background writers may hold the lock a moment: wait for our turn
+        blocker = sqlite3.connect(path, timeout=10, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
             again = {**create, "name": "second"}
