@@ -28,7 +28,7 @@ from mirror.targets import (
 )
 from registry.domain.digest import git_blob_sha1
 from registry.domain.errors import MirrorUnavailableError
-from registry.domain.names import recovered_branches
+from registry.domain.names import recovered_branches, short_ref
 
 logger = logging.getLogger(__name__)
 INLINE_MAX = 10 * 1024 * 1024  # the Hub stores larger files through LFS whatever the rules
@@ -114,7 +114,7 @@ class HubTarget:
         )
 
     def head(self, repo_type: str, repo: str, ref: str) -> RemoteHead | None:
-        short = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        short = short_ref(ref)
         with self._errors(f"reading {ref} of {repo}"):
             try:
                 remote = str(self._api.repo_info(repo, revision=short, repo_type=repo_type).sha)

@@ -21,7 +21,7 @@ from registry.client import RegistryClient, RetryPolicy
 from registry.domain.digest import Digest
 from registry.domain.errors import ConflictError, NotFoundError, RevisionNotFoundError
 from registry.domain.manifest import ManifestFile
-from registry.domain.names import recovered_branches
+from registry.domain.names import recovered_branches, short_ref
 
 logger = logging.getLogger(__name__)
 INLINE_MAX = 1024 * 1024  # regular files up to this size travel inline in the commit
@@ -135,7 +135,7 @@ class NodeTarget:
 
     def head(self, repo_type: str, repo: str, ref: str) -> RemoteHead | None:
         try:
-            remote = self._client.manifest(repo_type, repo, _short(ref)).commit
+            remote = self._client.manifest(repo_type, repo, short_ref(ref)).commit
             ours = self._book.ours(remote)
             if ours is None:  # not pushed from this node's history: does it name one of ours?
                 path = f"/api/{repo_type}s/{repo}/commits/{remote}"
@@ -166,7 +166,3 @@ class NodeTarget:
             self._client.hub("DELETE", f"/api/{repo_type}s/{repo}/{route}/{quote(short, safe='')}")
         except NotFoundError:
             pass  # already gone
-
-
-def _short(ref: str) -> str:
-    return ref.removeprefix("refs/heads/").removeprefix("refs/tags/")

@@ -116,10 +116,15 @@ def check_ref_name(name: str) -> str:
     return name
 
 
+def short_ref(ref: str) -> str:
+    """A branch or tag's short name: `refs/heads/main` is `main`, `refs/tags/v1` is `v1`."""
+    return ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+
+
 def recovered_branches(ref: str) -> Iterator[str]:
     """Names for a branch keeping where `ref` (a branch or tag) pointed before a history lost
     it: `recovered/<name>`, then `-2`, `-3` ... when taken (a kept ref is not kept twice)."""
-    name = ref.removeprefix("refs/heads/").removeprefix("refs/tags/").removeprefix("refs/")
+    name = short_ref(ref).removeprefix("refs/")
     name = name.removeprefix(RECOVERED)
     for n in range(1, 100):
         yield check_ref_name(f"{RECOVERED}{name}" + (f"-{n}" if n > 1 else ""))

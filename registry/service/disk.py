@@ -92,26 +92,20 @@ class DiskSpace:
         """
         if self._blob_dir is None:
             return
-        unwritable = self._unwritable()
-        if unwritable is not None:
-            logger.warning("upload refused, data dir unwritable problem=%s", unwritable)
-            raise DataDirUnavailableError(f"This node cannot store uploads now: {unwritable}")
-        try:
-            free = shutil.disk_usage(self._path).free
-        except OSError as exc:
-            raise DataDirUnavailableError(
-                f"The data dir {self._path} cannot be read: {exc.strerror or exc}"
-            ) from None
-        if size > free - self._reserve:
+        disk = self.state()
+        if disk.state == "unwritable":
+            logger.warning("upload refused, data dir unwritable problem=%s", disk.problem)
+            raise DataDirUnavailableError(f"This node cannot store uploads now: {disk.problem}")
+        if size > disk.free - self._reserve:
             logger.warning(
                 "upload refused, disk full path=%s size=%d free=%d reserve=%d",
                 self._path,
                 size,
-                free,
+                disk.free,
                 self._reserve,
             )
             raise InsufficientStorageError(
                 f"Not enough space on this node for {what} ({size} bytes): the disk of its "
-                f"data dir has {free} bytes free and keeps {self._reserve} for its database",
-                detail={"size": size, "free": free, "reserve": self._reserve},
+                f"data dir has {disk.free} bytes free and keeps {self._reserve} for its database",
+                detail={"size": size, "free": disk.free, "reserve": self._reserve},
             )

@@ -189,16 +189,14 @@ class FileService:
             BlobStoreUnavailableError: no peer or mirror has them either.
         """
         entry = file.entry
-        stream = self._pullthrough.relay(entry.blake3, entry.size)
-        try:  # wait until a source answered before committing to a 200
-            first = await on_thread(next, stream, None)
-        except BlobUnavailableError:
+        streamed = await _started(self._pullthrough.relay(entry.blake3, entry.size))
+        if streamed is None:
             raise BlobStoreUnavailableError(
                 f"This node's blob store fails ({failing}) and no peer or mirror could serve "
                 f"{entry.path}; try again later",
                 detail={"commit": file.commit_id, "path": entry.path},
-            ) from None
-        return iter(()) if first is None else itertools.chain([first], stream)
+            )
+        return streamed
 
     async def _pull_through(self, entry: TreeEntry) -> Iterator[bytes] | None:
         """Stream from a peer while storing, or wait for the fetch already running (None)."""
@@ -206,11 +204,7 @@ class FileService:
         if stream is None:
             await on_thread(self._pullthrough.fetch_now, entry.blake3, entry.size)
             return None
-        try:  # wait until a source answered before committing to a 200
-            first = await on_thread(next, stream, None)
-        except BlobUnavailableError:
-            return None
-        return iter(()) if first is None else itertools.chain([first], stream)
+        return await _started(stream)
 
     def blob(self, principal: Principal, digest: Digest) -> Stored:
         """A blob by its BLAKE3, if the principal may read it and it may be served.
@@ -224,3 +218,12 @@ class FileService:
             raise missing
         info = self._uploads.require_servable(digest, missing)
         return Stored(self._blobs, digest, info.size)
+
+
+async def _started(stream: Iterator[bytes]) -> Iterator[bytes] | None:
+    """The stream, once a source has answered (before a 200 is committed to); None if none could."""
+    try:
+        first = await on_thread(next, stream, None)
+    except BlobUnavailableError:
+        return None
+    return iter(()) if first is None else itertools.chain([first], stream)
