@@ -29,6 +29,7 @@ from tests.s3 import (
     s3_server,  # noqa: F401 - a fixture for every test module
     start_s3_server,
 )
+from tests.tools import require
 
 ADMIN_TOKEN = "myd_test_admin_token"
 # Which metadata backend nodes under test use: "sqlite" (default) or "postgres", and which
@@ -281,3 +282,16 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
 @pytest.fixture
 def node(start_node: Callable[..., RunningNode]) -> RunningNode:
     return start_node("node")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (no browser is downloaded): a test opens pages
+    with `browser.new_page()`."""
+    chromium = require("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium)
+        yield launched
+        launched.close()

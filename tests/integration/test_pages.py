@@ -4,16 +4,12 @@ real browser (Debian's Chromium, driven by Playwright; no browser is downloaded)
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
-import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from tests.conftest import RunningNode
-from tests.tools import require
 
 HOSTILE = "<script>window.__pwned = 1</script>"
 CARD = f"""---
@@ -100,17 +96,6 @@ def test_private_and_unknown_repos_are_404_pages(node: RunningNode) -> None:
         assert html(node.url + path).status_code == 404, path
     assert html(node.url + "/admin/hidden", node.admin_token).status_code == 200
     assert httpx.get(node.url + "/api/models").status_code == 200  # API routes still win
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    chromium = require("chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=shutil.which("chromium") or chromium)
-        yield launched
-        launched.close()
 
 
 def test_hostile_content_runs_nothing_in_a_browser(node: RunningNode, browser: object) -> None:
