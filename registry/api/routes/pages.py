@@ -23,8 +23,9 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
 from registry.api.cardhtml import card_html
-from registry.api.deps import IdentityDep, PrincipalDep, ReadsDep, SearchDep
+from registry.api.deps import IdentityDep, ReadsDep, SearchDep
 from registry.api.paths import parse_repo, raw_segments
+from registry.api.session import ViewerDep
 from registry.domain.errors import NotFoundError, RegistryError
 from registry.domain.names import RESERVED_NAMESPACES, RepoId
 from registry.domain.search import KINDS, SORTS, SearchQuery
@@ -92,7 +93,7 @@ def _shown(node: str, build: Callable[[], HTMLResponse]) -> HTMLResponse:
 
 
 def repo_page(
-    request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
+    request: Request, reads: ReadsDep, identity: IdentityDep, principal: ViewerDep
 ) -> HTMLResponse:
     node = identity.node_id
 
@@ -121,7 +122,7 @@ def repo_page(
 
 
 def tree_page(
-    request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
+    request: Request, reads: ReadsDep, identity: IdentityDep, principal: ViewerDep
 ) -> HTMLResponse:
     node = identity.node_id
 
@@ -140,7 +141,7 @@ def tree_page(
 
 
 def blob_page(
-    request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
+    request: Request, reads: ReadsDep, identity: IdentityDep, principal: ViewerDep
 ) -> HTMLResponse:
     node = identity.node_id
 
@@ -155,7 +156,7 @@ def blob_page(
 
 
 def commit_page(
-    request: Request, reads: ReadsDep, identity: IdentityDep, principal: PrincipalDep
+    request: Request, reads: ReadsDep, identity: IdentityDep, principal: ViewerDep
 ) -> HTMLResponse:
     node = identity.node_id
 
@@ -188,7 +189,7 @@ def _query(q: str, kind: str, base_model: str, tag: str, sort: str, offset: int 
     )
 
 
-def home_page(search: SearchDep, identity: IdentityDep, principal: PrincipalDep) -> HTMLResponse:
+def home_page(search: SearchDep, identity: IdentityDep, principal: ViewerDep) -> HTMLResponse:
     """Latest uploads, most downloaded, and a search form (uploads the index has not reached
     yet are listed too, as in the API)."""
     latest = search.search(principal, replace(_query("", "", "", "", "recent"), limit=10))
@@ -208,7 +209,7 @@ def search_page(
     request: Request,
     search: SearchDep,
     identity: IdentityDep,
-    principal: PrincipalDep,
+    principal: ViewerDep,
     q: str = "",
     kind: str = "",
     base_model: str = "",
