@@ -33,6 +33,7 @@ from registry.service.commits import CommitService
 from registry.service.credentials import credential_box
 from registry.service.disk import DiskSpace
 from registry.service.downloads import DownloadCounter
+from registry.service.family import FamilyService
 from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.files import FileService
 from registry.service.gc import GarbageCollector
@@ -49,6 +50,7 @@ from registry.service.reads import ReadService
 from registry.service.recovery import RecoveryService
 from registry.service.replication import ReplicationService
 from registry.service.repoinfo import RepoInfoService
+from registry.service.repopage import RepoPageService
 from registry.service.repos import RepoService
 from registry.service.scanning import ScanService
 from registry.service.scrub import ScrubLoop, ScrubService
@@ -56,6 +58,7 @@ from registry.service.search import SearchService
 from registry.service.services import Services
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
+from registry.service.whereabouts import WhereaboutsService
 from registry.service.worker import Worker
 from registry.service.xet import XetRecipes, XetService
 from registry.settings import Settings
@@ -236,6 +239,7 @@ class Runtime:
     def services(self) -> Services:
         """What the HTTP API calls."""
         metadata = ModelMetadataService(self.reads, self.commits, self.scans)
+        search = SearchService(self.db, self.indexer, self.docs, self.reads, self.scans)
         return Services(
             settings=self.settings,
             identity=self.identity,
@@ -269,10 +273,19 @@ class Runtime:
             ),
             lookup=self.lookup,
             lineage=LineageService(self.repos, self.reads, self.lookup),
-            search=SearchService(self.db, self.indexer, self.docs, self.reads, self.scans),
+            search=search,
             model_metadata=metadata,
             mirrors=self.mirrors,
             xet=self.xet,
+            repo_pages=RepoPageService(
+                self.reads,
+                self.scans,
+                metadata,
+                FamilyService(self.reads, self.lookup, search),
+                WhereaboutsService(self.db, self.identity, self.peers),
+                search,
+                self.blobs,
+            ),
         )
 
     def boot(self) -> str | None:

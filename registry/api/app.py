@@ -19,12 +19,14 @@ from registry.api.limits import BodyLimit
 from registry.api.ratelimit import RateLimit
 from registry.api.routes import (
     discovery,
+    docs,
     hf_repos,
     hf_resolve,
     hf_tree,
     hf_upload,
     mirrors,
     native,
+    page_forms,
     pages,
     peers,
     status,
@@ -69,12 +71,16 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # FastAPI's /docs and /redoc load from a CDN: docs.router serves both
+        redoc_url=None,
     )
     app.state.metrics = metrics
     app.state.services = services
     app.state.buffers = TransferBuffers(settings.limits.transfer_buffer_bytes)
     openapi.install(app)
     errors.install(app)
+    # The docs' assets first: the /static mount would take their URLs too, and answer 404.
+    app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.ASSETS), name="docs-assets")
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")  # pages' assets
     for module in (
         native,
@@ -83,11 +89,13 @@ def create_app(
         peers,
         mirrors,
         status,
+        docs,
         xet,
         hf_repos,
         hf_tree,
         hf_upload,
         hf_resolve,
+        page_forms,
         pages,  # last: an API route always wins over a page's URL pattern
     ):
         app.include_router(module.router)

@@ -25,6 +25,7 @@ from registry.service.model_metadata import ModelMetadataService
 from registry.service.peers import PeerService
 from registry.service.reads import ReadService
 from registry.service.repoinfo import RepoInfoService
+from registry.service.repopage import RepoPageService
 from registry.service.repos import RepoService
 from registry.service.search import SearchService
 from registry.service.services import Services
@@ -80,3 +81,5 @@ LineageDep = Annotated[LineageService, Depends(_part("lineage"))]
 SearchDep = Annotated[SearchService, Depends(_part("search"))]
 ModelMetadataDep = Annotated[ModelMetadataService, Depends(_part("model_metadata"))]
 XetDep = Annotated[XetService, Depends(_part("xet"))]
+RepoPagesDep = Annotated[RepoPageService, Depends(_part("repo_pages"))]
+AuthDep = Annotated[AuthService, Depends(_part("auth"))]

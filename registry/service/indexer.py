@@ -19,13 +19,33 @@ from registry.domain.search import SearchDoc
 from registry.metadata.db import Database
 from registry.metadata.search import DocSource, repo_doc
 from registry.metadata.tx import Tx
-from registry.service.cards import CardReader
+from registry.service.cards import Card, CardReader
+from registry.service.lineage import declared_parents
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
 CURSOR_KEY = "index_cursor"
 MAX_WEIGHT_FILES = 8  # safetensors headers read per repo for parameters and training metadata
 INCOMPLETE_BATCH = 100  # documents re-read per idle pass
+PARENT_TAG = "parent:"  # a tag naming a declared parent repo: children are found by it
+
+
+def parent_tag(full_name: str) -> str:
+    """The tag a repo's children carry: `parent:<namespace>/<name>`."""
+    return PARENT_TAG + full_name
+
+
+def parent_tags(card: Card) -> tuple[str, ...]:
+    """Tags naming the repos a card declares as parents (lineage `repo:` entries and
+    `base_model:` names of the form ns/name), so a repo's children are one indexed query
+    away instead of a read of every card."""
+    names = [p.repo for p in declared_parents(card) if p.repo and _repo_shaped(p.repo)]
+    return tuple(parent_tag(n) for n in dict.fromkeys(names))
+
+
+def _repo_shaped(name: str) -> bool:
+    namespace, _, rest = name.partition("/")
+    return bool(namespace and rest and "/" not in rest)
 
 
 class DocBuilder:
@@ -53,7 +73,7 @@ class DocBuilder:
             base_model=card.base_model or training.get("ss_base_model_version"),
             license=card.license,
             description=card.description,
-            tags=tuple(card.tags),
+            tags=tuple(dict.fromkeys((*card.tags, *parent_tags(card)))),
             trigger_words=tuple(card.trigger_words),
             suggested_tags=tuple(weights.suggested_tags if weights else ()),
             complete=readme is None or self._blobs.stat(readme.blake3) is not None,

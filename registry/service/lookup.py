@@ -15,6 +15,12 @@ _HASH = re.compile(r"^(?:(blake3|sha256|autov2):)?([0-9a-fA-F]{10}|[0-9a-fA-F]{6
 _KINDS: dict[str, HashKind] = {"blake3": "blake3", "sha256": "sha256", "": "either"}
 
 
+def autov2(sha256: str) -> str:
+    """A file's AutoV2 hash as CivitAI shows it (and as `by_hash` takes it, in either case):
+    the first 10 hex of its SHA-256, upper case."""
+    return sha256[:10].upper()
+
+
 @dataclass(frozen=True)
 class FileHit:
     repo: str  # namespace/name

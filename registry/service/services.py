@@ -16,6 +16,7 @@ from registry.service.model_metadata import ModelMetadataService
 from registry.service.peers import PeerService
 from registry.service.reads import ReadService
 from registry.service.repoinfo import RepoInfoService
+from registry.service.repopage import RepoPageService
 from registry.service.repos import RepoService
 from registry.service.search import SearchService
 from registry.service.status import StatusService
@@ -44,3 +45,4 @@ class Services:
     model_metadata: ModelMetadataService
     mirrors: MirrorService
     xet: XetService
+    repo_pages: RepoPageService

@@ -1,12 +1,13 @@
-"""Pages a person opens in a browser: the home page (`/`), search (`/search`), and the URLs the
-Hub client prints: a repo
-(`/{owner}/{name}`, `/datasets/{owner}/{name}`), its files (`.../tree/{rev}[/{folder}]`), one
-file (`.../blob/{rev}/{path}`) and a commit (`.../commit/{sha}`).
+"""Pages a person opens in a browser: the home page (`/`), search (`/search`), an owner's repos
+(`/{owner}`), and the URLs the Hub client prints: a repo (`/{owner}/{name}`,
+`/datasets/{owner}/{name}`), its files (`.../tree/{rev}[/{folder}]`), one file
+(`.../blob/{rev}/{path}`), its history (`.../commits/{rev}`) and a commit (`.../commit/{sha}`).
 
 Rendered by the node from its own state (templates in registry/api/templates, assets under
-/static), so they work with no internet and on every replica. Reads go through the same
-services as the API, with the same permissions: an unknown or private repo is a 404 page.
-Registered after every API router, so an API route always wins over these patterns.
+/static), so they work with no internet and on every replica, and without JavaScript (a small
+script only adds copy buttons). Reads go through the same services as the API, with the same
+permissions: an unknown or private repo is a 404 page. Registered after every API router, so
+an API route always wins over these patterns; reserved names are 404 pages.
 """
 
 from __future__ import annotations
@@ -17,22 +18,25 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
 from registry.api.cardhtml import card_html
-from registry.api.deps import IdentityDep, ReadsDep, SearchDep
+from registry.api.deps import RepoPagesDep, SearchDep
+from registry.api.lineage_svg import layout
 from registry.api.paths import parse_repo, raw_segments
-from registry.api.session import ViewerDep
-from registry.domain.errors import NotFoundError, RegistryError
+from registry.api.session import ViewerDep, csrf_token, session_token
+from registry.domain.access import Principal
+from registry.domain.errors import NotFoundError
 from registry.domain.names import RESERVED_NAMESPACES, RepoId
 from registry.domain.search import KINDS, SORTS, SearchQuery
-from registry.service.reads import ReadService, Snapshot
+from registry.service.repopage import PREVIEW_BYTES, Header
 
 HERE = Path(__file__).resolve().parent.parent
-STATIC = HERE / "static"  # CSS and icons, mounted at /static
+STATIC = HERE / "static"  # CSS, icons and the copy-button script, mounted at /static
 router = APIRouter(include_in_schema=False)
 
 
@@ -40,6 +44,9 @@ router = APIRouter(include_in_schema=False)
 def _templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     env.filters["filesize"] = _filesize
+    env.filters["segment"] = lambda value: quote(str(value), safe="")  # one path segment
+    env.filters["ago"] = _ago
+    env.filters["utc"] = _utc
     return env
 
 
@@ -52,13 +59,42 @@ def _filesize(n: int) -> str:
     return f"{n} B"
 
 
-def _page(template: str, node_id: str, code: int = 200, **context: Any) -> HTMLResponse:
-    html = _templates().get_template(template).render(node_id=node_id, **context)
+def _ago(seconds: float | None) -> str:
+    """`3 minutes ago`; None is a time not known since this node started."""
+    if seconds is None:
+        return "not since this node started"
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= length or unit == "second":
+            count = int(seconds // length)
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return ""
+
+
+def _utc(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms / 1000))
+
+
+def _page(
+    request: Request, viewer: Principal, template: str, code: int = 200, **context: Any
+) -> HTMLResponse:
+    node_id = request.app.state.services.identity.node_id
+    csrf = csrf_token(session_token(request))
+    html = (
+        _templates()
+        .get_template(template)
+        .render(node_id=node_id, viewer=viewer, csrf=csrf, **context)
+    )
     return HTMLResponse(html, status_code=code)
 
 
-def _not_found(node_id: str, exc: RegistryError) -> HTMLResponse:
-    return _page("error.html", node_id, 404, status=404, heading="Not found", message=exc.message)
+def _shown(request: Request, viewer: Principal, build: Callable[[], HTMLResponse]) -> HTMLResponse:
+    """The page `build` makes, or the 404 page when what it names is not there to see."""
+    try:
+        return build()
+    except NotFoundError as exc:
+        return _page(
+            request, viewer, "error.html", 404, status=404, heading="Not found", message=exc.message
+        )
 
 
 def _target(request: Request) -> tuple[RepoId, list[str]]:
@@ -72,103 +108,101 @@ def _target(request: Request) -> tuple[RepoId, list[str]]:
     return parse_repo(plural, parts[0], parts[1]), parts[2:]
 
 
-def _context(snap: Snapshot, revision: str, node_id: str) -> dict[str, Any]:
-    repo = snap.repo.repo
+def _head(header: Header) -> dict[str, Any]:
+    """What `_repohead.html` (and `_actions.html`) read."""
+    repo = header.snap.repo
     return {
-        "repo_name": repo.full_name,
-        "repo_path": f"{repo.type.url_prefix}{repo.full_name}",
-        "revision": revision,
-        "commit": snap.commit,
-        "home": snap.repo.home_node,
-        "home_elsewhere": snap.repo.home_node != node_id,
+        "repo_name": repo.repo.full_name,
+        "owner": repo.repo.namespace,
+        "repo_path": f"{repo.repo.type.url_prefix}{repo.repo.full_name}",
+        "revision": header.revision,
+        "commit": header.snap.commit,
+        "refs": header.refs,
+        "home": repo.home_node,
+        "home_elsewhere": header.home is not None,
+        "home_status": header.home,
     }
 
 
-def _shown(node: str, build: Callable[[], HTMLResponse]) -> HTMLResponse:
-    """The page `build` makes, or the 404 page when what it names is not there to see."""
-    try:
-        return build()
-    except NotFoundError as exc:
-        return _not_found(node, exc)
-
-
 def repo_page(
-    request: Request, reads: ReadsDep, identity: IdentityDep, principal: ViewerDep
+    request: Request, pages: RepoPagesDep, viewer: ViewerDep, rev: str = "main"
 ) -> HTMLResponse:
-    node = identity.node_id
-
     def build() -> HTMLResponse:
         repo, rest = _target(request)
         if rest:
             raise NotFoundError(f"No page at {request.url.path}")
-        snap = reads.snapshot(principal, repo, "main")
-        card = reads.card(snap.commit.id)
-        facts = [
-            (label, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
-            for label, key in (
-                ("Kind", "kind"),
-                ("Base model", "base_model"),
-                ("License", "license"),
-            )
-            if (value := card.data.get(key))
-        ]
-        files = [f.entry for f in reads.tree(snap.commit.id)]
-        context = _context(snap, "main", node)
+        view = pages.view(viewer, repo, rev)
         return _page(
-            "repo.html", node, card=card_html(card.body), facts=facts, files=files, **context
+            request,
+            viewer,
+            "repo.html",
+            view=view,
+            card=card_html(view.card.body),
+            graph=layout(repo, view.family),
+            **_head(view.header),
         )
 
-    return _shown(node, build)
+    return _shown(request, viewer, build)
 
 
-def tree_page(
-    request: Request, reads: ReadsDep, identity: IdentityDep, principal: ViewerDep
-) -> HTMLResponse:
-    node = identity.node_id
-
+def tree_page(request: Request, pages: RepoPagesDep, viewer: ViewerDep) -> HTMLResponse:
     def build() -> HTMLResponse:
         repo, rest = _target(request)
         revision, folder = rest[1], "/".join(rest[2:]).strip("/")
-        snap = reads.snapshot(principal, repo, revision)
-        prefix = f"{folder}/" if folder else ""
-        files = [f.entry for f in reads.tree(snap.commit.id) if f.path.startswith(prefix)]
+        header = pages.header(viewer, repo, revision)
+        files = pages.files(header.snap, folder)
         if folder and not files:
             raise NotFoundError(f"No folder {folder!r} at {revision}")
-        context = _context(snap, revision, node)
-        return _page("tree.html", node, files=files, folder=folder, **context)
+        return _page(request, viewer, "tree.html", files=files, folder=folder, **_head(header))
 
-    return _shown(node, build)
+    return _shown(request, viewer, build)
 
 
-def blob_page(
-    request: Request, reads: ReadsDep, identity: IdentityDep, principal: ViewerDep
-) -> HTMLResponse:
-    node = identity.node_id
-
+def blob_page(request: Request, pages: RepoPagesDep, viewer: ViewerDep) -> HTMLResponse:
     def build() -> HTMLResponse:
         repo, rest = _target(request)
-        revision, path = rest[1], "/".join(rest[2:])
-        snap = reads.snapshot(principal, repo, revision)
-        entry = reads.file(snap, path)
-        return _page("blob.html", node, entry=entry, **_context(snap, revision, node))
+        header = pages.header(viewer, repo, rest[1])
+        file = pages.file(header.snap, "/".join(rest[2:]))
+        preview = pages.preview(file.entry)
+        context = _head(header) | {"entry": file.entry, "limit": PREVIEW_BYTES}
+        return _page(request, viewer, "blob.html", file=file, preview=preview, **context)
 
-    return _shown(node, build)
+    return _shown(request, viewer, build)
 
 
-def commit_page(
-    request: Request, reads: ReadsDep, identity: IdentityDep, principal: ViewerDep
+def commits_page(
+    request: Request, pages: RepoPagesDep, viewer: ViewerDep, p: int = 1
 ) -> HTMLResponse:
-    node = identity.node_id
-
     def build() -> HTMLResponse:
         repo, rest = _target(request)
-        snap = reads.snapshot(principal, repo, rest[1])
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(snap.commit.created_ms / 1000))
-        changes = _changes(reads, snap)
-        context = _context(snap, snap.commit.id, node)
-        return _page("commit.html", node, changes=changes, when=when, **context)
+        header = pages.header(viewer, repo, rest[1])
+        history = pages.history(viewer, repo, rest[1], p)
+        return _page(request, viewer, "commits.html", history=history, **_head(header))
 
-    return _shown(node, build)
+    return _shown(request, viewer, build)
+
+
+def commit_page(request: Request, pages: RepoPagesDep, viewer: ViewerDep) -> HTMLResponse:
+    def build() -> HTMLResponse:
+        repo, rest = _target(request)
+        header = pages.header(viewer, repo, rest[1])
+        header = replace(header, revision=header.snap.commit.id)
+        changes = pages.changes(header.snap)
+        return _page(request, viewer, "commit.html", changes=changes, **_head(header))
+
+    return _shown(request, viewer, build)
+
+
+def author_page(
+    request: Request, owner: str, pages: RepoPagesDep, viewer: ViewerDep, p: int = 1
+) -> HTMLResponse:
+    """A user's or organization's repos that the viewer may see (404 when there are none)."""
+
+    def build() -> HTMLResponse:
+        found = pages.authored(viewer, owner, p)
+        return _page(request, viewer, "author.html", owner=owner, found=found)
+
+    return _shown(request, viewer, build)
 
 
 PAGE_SIZE = 20
@@ -189,14 +223,15 @@ def _query(q: str, kind: str, base_model: str, tag: str, sort: str, offset: int 
     )
 
 
-def home_page(search: SearchDep, identity: IdentityDep, principal: ViewerDep) -> HTMLResponse:
+def home_page(request: Request, search: SearchDep, viewer: ViewerDep) -> HTMLResponse:
     """Latest uploads, most downloaded, and a search form (uploads the index has not reached
     yet are listed too, as in the API)."""
-    latest = search.search(principal, replace(_query("", "", "", "", "recent"), limit=10))
-    popular = search.search(principal, replace(_query("", "", "", "", "downloads"), limit=10))
+    latest = search.search(viewer, replace(_query("", "", "", "", "recent"), limit=10))
+    popular = search.search(viewer, replace(_query("", "", "", "", "downloads"), limit=10))
     return _page(
+        request,
+        viewer,
         "home.html",
-        identity.node_id,
         query=_query("", "", "", "", "recent"),
         kinds=KINDS,
         sorts=SORTS,
@@ -208,8 +243,7 @@ def home_page(search: SearchDep, identity: IdentityDep, principal: ViewerDep) ->
 def search_page(
     request: Request,
     search: SearchDep,
-    identity: IdentityDep,
-    principal: ViewerDep,
+    viewer: ViewerDep,
     q: str = "",
     kind: str = "",
     base_model: str = "",
@@ -218,11 +252,12 @@ def search_page(
     offset: int = 0,
 ) -> HTMLResponse:
     query = _query(q, kind, base_model, tag, sort, offset)
-    found = search.search(principal, query)
+    found = search.search(viewer, query)
     next_offset = query.offset + len(found.hits) if found.more else None
     return _page(
+        request,
+        viewer,
         "search.html",
-        identity.node_id,
         query=query,
         kinds=KINDS,
         sorts=SORTS,
@@ -235,26 +270,16 @@ def search_page(
 
 router.get("/", response_class=HTMLResponse)(home_page)
 router.get("/search", response_class=HTMLResponse)(search_page)
-
-
-def _changes(reads: ReadService, snap: Snapshot) -> list[tuple[str, str]]:
-    """What the commit did to each path, against its parent."""
-    ours = reads.tree_map(snap.commit.id)
-    theirs = reads.tree_map(snap.commit.parent) if snap.commit.parent else {}
-    changes = [("added", p) for p in ours if p not in theirs]
-    changes += [("removed", p) for p in theirs if p not in ours]
-    changes += [
-        ("changed", p)
-        for p in ours
-        if p in theirs and ours[p].entry.blake3 != theirs[p].entry.blake3
-    ]
-    return sorted(changes, key=lambda c: c[1])
-
-
 for _prefix in ("", "/datasets"):
     router.get(_prefix + "/{namespace}/{name}", response_class=HTMLResponse)(repo_page)
-    for _kind, _page_of in (("tree", tree_page), ("blob", blob_page), ("commit", commit_page)):
+    for _kind, _page_of in (
+        ("tree", tree_page),
+        ("blob", blob_page),
+        ("commits", commits_page),
+        ("commit", commit_page),
+    ):
         _route = f"{_prefix}/{{namespace}}/{{name}}/{_kind}/{{revision}}"
         router.get(_route, response_class=HTMLResponse)(_page_of)
-        if _kind != "commit":
+        if _kind in ("tree", "blob"):
             router.get(_route + "/{path:path}", response_class=HTMLResponse)(_page_of)
+router.get("/{owner}", response_class=HTMLResponse)(author_page)  # last: any other name wins

@@ -1,5 +1,5 @@
-"""`/status` (HTML for people, rendered by registry.api.status_page), `/v1/status` (JSON) and
-`/metrics` (Prometheus)."""
+"""`/status` (HTML for people, a page like the others: templates/status.html), `/v1/status`
+(JSON) and `/metrics` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from registry.api.deps import StatusDep
-from registry.api.status_page import render
+from registry.api.routes.pages import _page
+from registry.api.session import ViewerDep
+from registry.api.status_page import template_context
 
 router = APIRouter(tags=["status"])
 
@@ -21,8 +23,9 @@ def status_json(status: StatusDep) -> dict[str, object]:
 
 
 @router.get("/status", response_class=HTMLResponse)
-def status_page(status: StatusDep) -> HTMLResponse:
-    return HTMLResponse(render(status.status()))
+def status_page(request: Request, status: StatusDep, viewer: ViewerDep) -> HTMLResponse:
+    # The same facts for everyone: the viewer only shows in the shared header.
+    return _page(request, viewer, "status.html", **template_context(status.status()))
 
 
 @router.get("/metrics", include_in_schema=False)
