@@ -8,6 +8,7 @@ Every refusal names its setting in the `X-Modelyard-Limit` header (and `detail.l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from fastapi.responses import JSONResponse
@@ -21,6 +22,7 @@ from registry.settings import LimitSettings
 
 # Uploads that stream to the blob store; capped at the size of one file.
 _STREAMED = ("/lfs/objects/", "/v1/blobs/")
+_PAGE_UPLOAD = re.compile(r"^/(datasets/)?[^/]+/[^/]+/upload/")
 _XET = ("/cas/v1/xorbs/", "/cas/v1/shards")  # spooled to disk, or parsed in memory
 _BODY = {
     "max_blob_bytes": "A file",
@@ -93,6 +95,8 @@ class BodyLimit:
             name = "max_blob_bytes"
         elif path.startswith(_XET):
             name = "max_xet_body_bytes"
+        elif _PAGE_UPLOAD.match(path):  # a browser's upload form, streamed into blobs
+            name = "max_blob_bytes"
         elif "/commit/" in path and path.startswith("/api/"):
             name = "max_commit_bytes"
         else:

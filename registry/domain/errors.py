@@ -237,6 +237,18 @@ class ForbiddenError(RegistryError):
     code = "Forbidden"
 
 
+class CrossOriginError(ForbiddenError):
+    """A form posted from a page of another site."""
+
+    code = "CrossOriginRefused"
+
+
+class CsrfError(ForbiddenError):
+    """A form without this session's CSRF token (an old page, or another site's form)."""
+
+    code = "CsrfTokenInvalid"
+
+
 class PeerError(RegistryError):
     code = "PeerError"
 
@@ -377,6 +389,8 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         TooLargeError,
         UnauthorizedError,
         ForbiddenError,
+        CrossOriginError,
+        CsrfError,
         PeerError,
         PeerMismatchError,
         CursorAheadError,

@@ -33,6 +33,11 @@ RESERVED_NAMESPACES = frozenset(
         "docs",
         "openapi.json",
         "kernels",
+        "search",  # pages: registry/api/routes/pages.py and page_forms.py
+        "new",
+        "signin",
+        "signout",
+        "redoc",
     }
 )
 MAX_PATH_BYTES = 1024

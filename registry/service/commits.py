@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from registry.domain.access import Principal
 from registry.domain.changes import RefDelete
 from registry.domain.commit import TreeEntry, parent_dirs
-from registry.domain.digest import REGULAR_FILE_MAX
+from registry.domain.digest import REGULAR_FILE_MAX, Hashes
 from registry.domain.errors import (
     EntryNotFoundError,
     InvalidPathError,
@@ -101,8 +101,7 @@ class CommitService:
         parent_commit: str | None = None,
         create_pr: bool = False,
     ) -> CommitResult:
-        with self._db.read() as tx:  # fail fast before storing any bytes
-            resolve_commit(tx, writable_repo(tx, principal, repo, self._node), revision)
+        self.require_writable(principal, repo, revision)  # fail fast before storing bytes
         added = {op.path: self._entry(op) for op in operations if not isinstance(op, Delete)}
         with self._db.write() as tx:
             found = writable_repo(tx, principal, repo, self._node)
@@ -128,6 +127,16 @@ class CommitService:
             sha = write_commit(tx, self._node, found, new, ref)
         logger.info("commit repo=%s ref=%s commit=%s ops=%d", repo, ref, sha, len(operations))
         return CommitResult(sha, pr)
+
+    def require_writable(self, principal: Principal, repo: RepoId, revision: str) -> None:
+        """Refuse now what a commit by `principal` to `revision` would be refused for.
+
+        Raises:
+            RepoNotFoundError, UnauthorizedError, ForbiddenError, RevisionNotFoundError, or
+            NotHomeError (a replica: writes go to the repo's home).
+        """
+        with self._db.read() as tx:
+            resolve_commit(tx, writable_repo(tx, principal, repo, self._node), revision)
 
     def _entry(self, op: AddBytes | AddLfs) -> TreeEntry:
         if isinstance(op, AddBytes):
@@ -215,6 +224,20 @@ class CommitService:
             oid = None if current is None else (current.sha256 if is_lfs else current.git_sha1)
             answers.append(PreuploadAnswer(f.path, is_lfs, ignored.match_file(f.path), oid))
         return answers
+
+    def adding(
+        self, principal: Principal, repo: RepoId, revision: str, stored: list[tuple[str, Hashes]]
+    ) -> list[Operation]:
+        """Operations adding blobs already stored, as the Hub client would send them: LFS
+        where the repo's .gitattributes or the size says so, regular files otherwise."""
+        files = [PreuploadFile(path, hashes.size) for path, hashes in stored]
+        answers = self.preupload(principal, repo, revision, files, None)
+        return [
+            AddLfs(path, hashes.sha256, hashes.size)
+            if answer.lfs
+            else AddBytes(path, b"".join(self._blobs.open(hashes.blake3)))
+            for (path, hashes), answer in zip(stored, answers, strict=True)
+        ]
 
     def _text(self, entry: TreeEntry | None) -> str:
         if entry is None or entry.size > REGULAR_FILE_MAX:
