@@ -29,6 +29,7 @@ from registry.api.routes import (
     page_forms,
     pages,
     peers,
+    raw,
     status,
     sync,
     xet,
@@ -96,6 +97,7 @@ def create_app(
         hf_upload,
         hf_resolve,
         page_forms,
+        raw,
         pages,  # last: an API route always wins over a page's URL pattern
     ):
         app.include_router(module.router)

@@ -137,3 +137,33 @@ def test_hostile_content_runs_nothing_in_a_browser(node: RunningNode, browser: o
     assert page.locator("#card a[href='https://example.org/docs']").count() == 1
     assert "<script>" in page.locator("#card").inner_text()  # shown as text, not run
     assert dialogs == []
+
+
+def test_raw_files_never_render_as_pages_and_follow_the_session(node: RunningNode) -> None:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/shown", private=True)
+    api.create_commit(
+        "admin/shown",
+        [
+            CommitOperationAdd("lake.png", b"\x89PNG\r\n\x1a\n fake"),
+            CommitOperationAdd("evil.html", HOSTILE.encode()),
+            CommitOperationAdd("evil.svg", b'<svg onload="alert(1)"/>'),
+        ],
+        commit_message="files",
+    )
+    raw = f"{node.url}/admin/shown/raw/main"
+    assert httpx.get(f"{raw}/lake.png").status_code == 404  # private: not for anyone
+    with httpx.Client(timeout=30) as http:
+        signed = http.post(f"{node.url}/signin", data={"token": node.admin_token})
+        assert signed.status_code == 303
+        image = http.get(f"{raw}/lake.png")
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+        assert image.content.startswith(b"\x89PNG")
+        for name in ("evil.html", "evil.svg"):
+            text = http.get(f"{raw}/{name}")
+            assert text.headers["content-type"].startswith("text/plain"), name
+            assert text.headers["x-content-type-options"] == "nosniff"
+            assert "sandbox" in text.headers["content-security-policy"]
+        page = http.get(f"{node.url}/admin/shown")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert api.model_info("admin/shown").downloads == 0  # page views are not downloads

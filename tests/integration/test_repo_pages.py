@@ -306,7 +306,7 @@ def test_gallery_shows_sample_images_served_by_the_node(node: RunningNode, brows
     text = html(f"{node.url}/admin/gallery").text
     gallery = text[text.index('id="gallery"') : text.index("</ul>", text.index('id="gallery"'))]
     for path in images:
-        src = f'src="/admin/gallery/resolve/main/{path}"'
+        src = f'src="/admin/gallery/raw/main/{path}"'
         assert f'<img loading="lazy" {src} alt="Sample image {path}">' in gallery
     assert "readme.txt" not in gallery
     page = browser.new_page()
@@ -317,7 +317,7 @@ def test_gallery_shows_sample_images_served_by_the_node(node: RunningNode, brows
     )
     assert page.evaluate("document.querySelector('#gallery img').naturalWidth") == 3
     blob = html(f"{node.url}/admin/gallery/blob/main/samples/0.png").text
-    assert '<img class="preview" src="/admin/gallery/resolve/main/samples/0.png"' in blob
+    assert '<img class="preview" src="/admin/gallery/raw/main/samples/0.png"' in blob
     assert 'id="gallery"' not in html(f"{node.url}/admin/gallery?rev={before_images}").text
 
 

@@ -12,7 +12,6 @@ services, naming the home node to go to.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request
@@ -31,7 +30,7 @@ from registry.api.deps import (
 from registry.api.errors import error_response, status_of
 from registry.api.formstream import read_form
 from registry.api.paths import parse_repo, raw_segments
-from registry.api.routes.pages import _templates
+from registry.api.routes.pages import render_page
 from registry.api.session import COOKIE, ViewerDep, csrf_token, session_token
 from registry.domain.access import Principal
 from registry.domain.errors import (
@@ -50,30 +49,13 @@ router = APIRouter(include_in_schema=False)
 SESSION_DAYS = 30
 
 
-def _render(
-    request: Request, template: str, viewer: Principal, code: int = 200, **context: Any
-) -> HTMLResponse:
-    services = request.app.state.services
-    html = (
-        _templates()
-        .get_template(template)
-        .render(
-            node_id=services.identity.node_id,
-            viewer=viewer,
-            csrf=csrf_token(session_token(request)),
-            **context,
-        )
-    )
-    return HTMLResponse(html, status_code=code)
-
-
 def _failed(request: Request, viewer: Principal, exc: RegistryError) -> Response:
     """The error as JSON for a script (Accept: application/json), else as a page."""
     status = status_of(exc)
     if "application/json" in request.headers.get("accept", ""):
         return error_response(status, exc.code, exc.message, exc.detail)
-    return _render(
-        request, "error.html", viewer, status, status=status, heading=exc.code, message=exc.message
+    return render_page(
+        request, viewer, "error.html", status, status=status, heading=exc.code, message=exc.message
     )
 
 
@@ -135,7 +117,7 @@ def _repo_of(request: Request) -> tuple[RepoId, str]:
 
 @router.get("/signin", response_class=HTMLResponse)
 def signin_page(request: Request, viewer: ViewerDep, next: str = "/") -> HTMLResponse:
-    return _render(request, "signin.html", viewer, next=_next_path(next), problem=None)
+    return render_page(request, viewer, "signin.html", next=_next_path(next), problem=None)
 
 
 @router.post("/signin")
@@ -150,7 +132,7 @@ async def signin(
         if signed.anonymous:
             raise UnauthorizedError("Paste a token to sign in")
     except UnauthorizedError as exc:
-        return _render(request, "signin.html", viewer, 401, next=target, problem=exc.message)
+        return render_page(request, viewer, "signin.html", 401, next=target, problem=exc.message)
     except RegistryError as exc:
         return _failed(request, viewer, exc)
     answer = RedirectResponse(target, status_code=303)
@@ -186,7 +168,7 @@ async def signout(request: Request, settings: SettingsDep, viewer: ViewerDep) ->
 def new_repo_page(request: Request, viewer: ViewerDep) -> Response:
     if viewer.anonymous:
         return _sign_in_first(request)
-    return _render(request, "newrepo.html", viewer, values={"owner": viewer.user}, problem=None)
+    return render_page(request, viewer, "newrepo.html", values={"owner": viewer.user}, problem=None)
 
 
 @router.post("/new")
@@ -203,7 +185,7 @@ async def new_repo(
         return _failed(request, viewer, exc)
     except RegistryError as exc:  # a taken or invalid name: the form again, filled in
         code = status_of(exc)
-        return _render(request, "newrepo.html", viewer, code, values=form, problem=exc.message)
+        return render_page(request, viewer, "newrepo.html", code, values=form, problem=exc.message)
     return RedirectResponse(f"/{repo.type.url_prefix}{repo.full_name}", status_code=303)
 
 
@@ -219,10 +201,10 @@ def upload_page(request: Request, reads: ReadsDep, viewer: ViewerDep) -> Respons
         snap = reads.snapshot(viewer, repo, revision)
     except RegistryError as exc:
         return _failed(request, viewer, exc)
-    return _render(
+    return render_page(
         request,
-        "upload.html",
         viewer,
+        "upload.html",
         repo_path=path,
         repo_name=repo.full_name,
         revision=revision,
@@ -321,10 +303,10 @@ def edit_page(request: Request, reads: ReadsDep, viewer: ViewerDep) -> Response:
         "trigger_words": "\n".join(card.trigger_words),
         "lineage": "\n".join(lineage),
     }
-    return _render(
+    return render_page(
         request,
-        "edit.html",
         viewer,
+        "edit.html",
         repo_path=path,
         repo_name=repo.full_name,
         revision="main",
@@ -382,10 +364,10 @@ def delete_page(request: Request, reads: ReadsDep, viewer: ViewerDep) -> Respons
         entry = reads.file(snap, file_path)
     except RegistryError as exc:
         return _failed(request, viewer, exc)
-    return _render(
+    return render_page(
         request,
-        "delete.html",
         viewer,
+        "delete.html",
         repo_path=path,
         repo_name=repo.full_name,
         revision=revision,

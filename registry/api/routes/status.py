@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from registry.api.deps import StatusDep
-from registry.api.routes.pages import _page
+from registry.api.routes.pages import render_page
 from registry.api.session import ViewerDep
 from registry.api.status_page import template_context
 
@@ -25,7 +25,7 @@ def status_json(status: StatusDep) -> dict[str, object]:
 @router.get("/status", response_class=HTMLResponse)
 def status_page(request: Request, status: StatusDep, viewer: ViewerDep) -> HTMLResponse:
     # The same facts for everyone: the viewer only shows in the shared header.
-    return _page(request, viewer, "status.html", **template_context(status.status()))
+    return render_page(request, viewer, "status.html", **template_context(status.status()))
 
 
 @router.get("/metrics", include_in_schema=False)
