@@ -187,6 +187,17 @@ class SearchIndex:
         ).all()
         return [record_of(r) for r in rows]
 
+    def indexed_after(self, repo_id: int, limit: int) -> list[RepoRecord]:
+        """Indexed repos by id, from after `repo_id`, up to `limit` of them."""
+        rows = self._session.exec(
+            select(Repo)
+            .join(SearchEntry, col(SearchEntry.repo_id) == col(Repo.id))
+            .where(col(Repo.id) > repo_id)
+            .order_by(col(Repo.id))
+            .limit(limit)
+        ).all()
+        return [record_of(r) for r in rows]
+
     # The index itself.
 
     def put(self, docs: Iterable[SearchDoc]) -> None:

@@ -25,6 +25,11 @@ from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
 CURSOR_KEY = "index_cursor"
+# What documents hold changes now and then (2: `parent:<repo>` tags, for lineage children);
+# documents an older node made are made again while the indexer is idle, a batch at a time.
+DOC_FORMAT = "2"
+FORMAT_KEY = "index_format"
+REFORMAT_KEY = "index_reformat_after"  # the last repo id whose document was made again
 MAX_WEIGHT_FILES = 8  # safetensors headers read per repo for parameters and training metadata
 INCOMPLETE_BATCH = 100  # documents re-read per idle pass
 PARENT_TAG = "parent:"  # a tag naming a declared parent repo: children are found by it
@@ -122,6 +127,7 @@ class Indexer:
         docs = self._builder.build(sources)  # file reads: outside the transaction
         if not changes:
             self._refresh([d for d in docs if d.complete])
+            self._reformat()
             return 0
         with self._db.write() as tx:
             if _cursor(tx) != cursor:
@@ -138,6 +144,24 @@ class Indexer:
         if docs:
             with self._db.write() as tx:
                 tx.search.put(docs)
+
+
+    def _reformat(self) -> None:
+        """Make again, a batch per idle pass, documents made in an older DOC_FORMAT."""
+        with self._db.read() as tx:
+            if tx.values.get(FORMAT_KEY) == DOC_FORMAT:
+                return
+            after = int(tx.values.get(REFORMAT_KEY) or 0)
+            todo = tx.search.indexed_after(after, INCOMPLETE_BATCH)
+            sources = tx.search.sources(todo)
+        docs = self._builder.build(sources)
+        with self._db.write() as tx:
+            tx.search.put(docs)
+            if todo:
+                tx.values.put(REFORMAT_KEY, str(todo[-1].id))
+            else:
+                tx.values.put(FORMAT_KEY, DOC_FORMAT)
+                logger.info("search index documents made again in format %s", DOC_FORMAT)
 
 
 def _cursor(tx: Tx) -> int:

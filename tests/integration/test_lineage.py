@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+import httpx
 from huggingface_hub import HfApi
 
 from tests.conftest import RunningNode
@@ -68,3 +69,45 @@ def test_three_generation_lineage_both_ways(
     with node.client(secret) as http:
         seen_by_owner = http.get("/v1/repos/model/admin/lora/lineage").json()
     assert seen_by_owner["descendants"] == [{"repo": "olga/hidden-child", "depth": 1}]
+
+
+def test_documents_an_older_node_made_are_made_again_with_parent_tags(
+    start_node: Callable[..., RunningNode],
+) -> None:
+    """A node upgraded from before `parent:` tags finds a model's children once idle."""
+    from dataclasses import replace
+
+    from registry.service.indexer import FORMAT_KEY, REFORMAT_KEY
+
+    node = start_node("old", index={"enabled": False})  # this test drives the indexer
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/base")
+    api.create_repo("admin/child")
+    card = b"---\nbase_model: admin/base\n---\n# child\n"
+    api.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id="admin/child")
+    runtime = node.runtime
+    while runtime.indexer.run_once():
+        pass
+    with runtime.db.read() as tx:  # the documents as an older node made them
+        sources = tx.search.sources(tx.search.indexed_after(0, 10))
+    old = [
+        replace(d, tags=tuple(t for t in d.tags if not t.startswith("parent:"))).with_words()
+        for d in runtime.docs.build(sources)
+    ]
+    with runtime.db.write() as tx:
+        tx.search.put(old)
+        tx.values.put(FORMAT_KEY, "1")
+        tx.values.put(REFORMAT_KEY, "0")
+    children = f"{node.url}/api/models?filter=parent:admin/base"
+
+    def found() -> list[str]:
+        return [m["id"] for m in httpx.get(children, timeout=10).json()]
+
+    assert found() == []
+    runtime.indexer.run_once()  # idle: makes the old documents again
+    assert found() == ["admin/child"]
+    with runtime.db.read() as tx:
+        assert tx.values.get(FORMAT_KEY) == "1"  # not all seen yet: one more idle pass
+    runtime.indexer.run_once()
+    with runtime.db.read() as tx:
+        assert tx.values.get(FORMAT_KEY) == "2"
