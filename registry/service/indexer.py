@@ -145,7 +145,6 @@ class Indexer:
             with self._db.write() as tx:
                 tx.search.put(docs)
 
-
     def _reformat(self) -> None:
         """Make again, a batch per idle pass, documents made in an older DOC_FORMAT."""
         with self._db.read() as tx:
