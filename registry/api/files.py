@@ -191,10 +191,13 @@ def blob_response(
     *,
     head: bool = False,
     range_header: str | None = None,
+    redirect: bool = True,
 ) -> Response:
     """A 200/206 response with a blob's bytes; HEAD answers headers only, with the true length.
 
-    Bytes streamed from a peer are sent whole (a Range is for bytes stored here).
+    Bytes streamed from a peer are sent whole (a Range is for bytes stored here). A store that
+    serves its own bytes (S3) gets a redirect, unless `redirect` is False (bytes a page shows:
+    its policy loads images from the node alone).
     """
     headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", **headers}
     if isinstance(source, Streamed):
@@ -207,7 +210,7 @@ def blob_response(
     span = requested_span(range_header, size)
     if path is not None:
         return PrefetchFileResponse(path, size, headers, span)
-    url = blobs.download_url(digest)
+    url = blobs.download_url(digest) if redirect else None
     if url is not None:  # the store serves the bytes (clients follow redirects)
         return RedirectResponse(url, status_code=302, headers=headers)
     start, end = span or (0, size)

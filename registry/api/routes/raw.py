@@ -46,7 +46,7 @@ async def raw_file(request: Request, files: FilesDep, viewer: ViewerDep) -> Resp
         "Content-Disposition": "inline",
     }
     source = await files.source(file)
-    return blob_response(source, headers, range_header=request.headers.get("range"))
+    return blob_response(source, headers, range_header=request.headers.get("range"), redirect=False)
 
 
 for _prefix in ("", "/datasets"):
