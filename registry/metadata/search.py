@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import TextClause, bindparam, delete, func, insert, text, tuple_
+from sqlalchemy import Executable, TextClause, bindparam, delete, func, insert, text, tuple_
+from sqlalchemy.sql.elements import SQLCoreOperations
 from sqlmodel import Session, col, select
 
 from registry.domain.access import Principal
@@ -29,6 +30,9 @@ from registry.metadata.tables import Change, Ref, Repo, RepoAlias, SearchEntry, 
 
 CHUNK = 400  # values per IN (...) list: well under every database's bind-parameter limit
 MAX_PAGE = 1000  # index rows read per query while skipping pending repos
+# A filter that leaves at most this many repos is where a search starts (see `_narrow`): it
+# reads them all and sorts them (~5 us a repo on SQLite), rather than walk the sort order.
+NARROW = 500
 MAIN = "refs/heads/main"
 README = "README.md"
 _Matching = sqlalchemy.Select[*tuple[Any, ...]]
@@ -257,19 +261,31 @@ class SearchIndex:
         query's order, leaving out the repos in `skip`. A document older than its repo is
         stale and never matches (the caller finds that repo among the pending ones)."""
         found: list[SearchDoc] = []
-        for doc in self._paged(self._statement(principal, query), need):
+        statement = self._statement(principal, query, narrow=self._narrow(query))
+        for doc in self._paged(statement, need):
             if doc.repo_id not in skip:
                 found.append(doc)
                 if len(found) >= need:
                     break
         return found
 
-    def _statement(self, principal: Principal, query: SearchQuery) -> _Matching:
+    def _statement(self, principal: Principal, query: SearchQuery, *, narrow: bool) -> _Matching:
+        order: SQLCoreOperations[int] = col(
+            {"downloads": Repo.downloads, "created": Repo.created_ms}.get(
+                query.sort, Repo.updated_ms
+            )
+        )
+        repo_type: SQLCoreOperations[str] = col(Repo.type)
+        if narrow:
+            # SQLite keeps no statistics here, so it takes `type = ?` for selective and walks
+            # the sort order's index, through every repo when a filter matches few of them. As
+            # expressions, neither can use an index: it starts from the filter and sorts.
+            repo_type, order = repo_type + "", order + 0
         stmt = (
             sqlalchemy.select(*_INDEXED)
             .select_from(Repo)
             .join(SearchEntry, col(SearchEntry.repo_id) == col(Repo.id))
-            .where(col(Repo.type) == query.repo_type)
+            .where(repo_type == query.repo_type)
             .where(col(SearchEntry.repo_updated_ms) == col(Repo.updated_ms))
             .where(visible_to(principal.user, principal.is_admin))
         )
@@ -284,10 +300,41 @@ class SearchIndex:
             stmt = stmt.where(col(Repo.id).in_(tagged))
         if query.words:
             stmt = stmt.where(col(Repo.id).in_(self._with_words(query.words)))
-        order = {"downloads": Repo.downloads, "created": Repo.created_ms}.get(
-            query.sort, Repo.updated_ms
+        return stmt.order_by(order.desc(), col(Repo.id).desc())
+
+    def _narrow(self, query: SearchQuery) -> bool:
+        """Whether one of the query's filters leaves at most NARROW repos. Walking the sort
+        order and stopping after a page is fast while matches are common (a page of them is
+        soon found), but for a rare tag, author, base model or word it reads every repo to
+        find none (at 100 000 repos: ~8 ms, ~60 ms for a base model); starting from the
+        filter reads only its repos. Each count stops after NARROW + 1 index rows."""
+        return any(
+            self._session.execute(counted).scalar_one() <= NARROW
+            for counted in self._filter_counts(query)
         )
-        return stmt.order_by(col(order).desc(), col(Repo.id).desc())
+
+    def _filter_counts(self, query: SearchQuery) -> Iterator[Executable]:
+        """How many repos each filter of `query` leaves, up to NARROW + 1; cheapest first."""
+        ids: list[sqlalchemy.Select[Any]] = []
+        if query.author:
+            ids.append(sqlalchemy.select(col(Repo.id)).where(col(Repo.namespace) == query.author))
+        ids += [
+            sqlalchemy.select(col(SearchTag.repo_id)).where(col(SearchTag.tag) == t)
+            for t in query.tags
+        ]
+        for column, value in (
+            (SearchEntry.base_model_key, query.base_model),
+            (SearchEntry.kind, query.kind),
+        ):
+            if value:
+                entry = col(SearchEntry.repo_id)
+                ids.append(sqlalchemy.select(entry).where(col(column) == normalize_key(value)))
+        for stmt in ids:
+            yield sqlalchemy.select(func.count()).select_from(stmt.limit(NARROW + 1).subquery())
+        if query.words:
+            sql, fts = self._words_sql(query.words)
+            counted = text(f"SELECT count(*) FROM ({sql} LIMIT :n) AS c")
+            yield counted.bindparams(fts=fts, n=NARROW + 1)
 
     def _paged(self, stmt: _Matching, first: int) -> Iterator[SearchDoc]:
         """Rows in order, fetched in pages that double from `first` (most searches need one)."""
@@ -301,19 +348,21 @@ class SearchIndex:
             offset, size = offset + size, min(size * 2, MAX_PAGE)
 
     def _with_words(self, words: list[str]) -> TextClause:
-        """A subquery of repo ids whose documents have a word starting with each of `words`.
+        """A subquery of repo ids whose documents have a word starting with each of `words`."""
+        sql, fts = self._words_sql(words)
+        return text(sql).bindparams(fts=fts)
+
+    def _words_sql(self, words: list[str]) -> tuple[str, str]:
+        """The SELECT of `_with_words` (its `:fts` parameter unbound) and that parameter.
 
         `words` come from the tokenizer (letters and digits only), so they are safe to quote.
         """
         if self._sqlite:
             expression = " AND ".join(f'"{w}"*' for w in words)
-            return text("SELECT rowid FROM search_fts WHERE search_fts MATCH :fts").bindparams(
-                fts=expression
-            )
+            return "SELECT rowid FROM search_fts WHERE search_fts MATCH :fts", expression
         expression = " & ".join(f"'{w}':*" for w in words)
-        return text(
-            "SELECT repo_id FROM search_text WHERE words @@ to_tsquery('simple', :fts)"
-        ).bindparams(fts=expression)
+        sql = "SELECT repo_id FROM search_text WHERE words @@ to_tsquery('simple', :fts)"
+        return sql, expression
 
     def _forget(self, repo_ids: Sequence[int]) -> None:
         """Delete these repos' documents, tags and words."""

@@ -314,3 +314,34 @@ def test_lazy_replica_completes_a_document_once_the_card_is_stored_there(
         assert indexer.run_once() == 0  # nothing new in the log: the idle pass re-reads it
         hits = http.get("/v1/search", params={"tag": "lazytag"}).json()["results"]
     assert [(h["id"], h["indexed"], h["kind"]) for h in hits] == [("admin/lazy-card", True, "lora")]
+
+
+def test_a_common_filter_walks_the_sort_order_and_a_rare_one_starts_from_its_matches(
+    node: RunningNode,
+) -> None:
+    """Both ways a filtered search runs (metadata/search.py `_narrow`): more repos than NARROW
+    under one author (the sort order is walked), one under another (its matches are sorted);
+    the answers are the same shape and order either way."""
+    from registry.domain.access import CONSOLE
+    from registry.domain.names import RepoId, RepoType
+    from registry.domain.search import SearchQuery
+    from registry.metadata.search import NARROW
+
+    runtime = node.runtime
+    for n in range(NARROW + 5):
+        runtime.repos.create(CONSOLE, RepoId(RepoType.MODEL, "admin", f"m{n:04d}"), private=False)
+    runtime.auth.create_token("rare", write=True)
+    runtime.repos.create(CONSOLE, RepoId(RepoType.MODEL, "rare", "only"), private=False)
+    while runtime.indexer.run_once(batch=2000):
+        pass
+    common = runtime.services.search.search(
+        CONSOLE, SearchQuery(author="admin", sort="created", limit=3)
+    )
+    assert [f"{h.doc.namespace}/{h.doc.name}" for h in common.hits] == [
+        "admin/m0504",
+        "admin/m0503",
+        "admin/m0502",
+    ]
+    assert common.more and common.lag.behind_entries == 0
+    rare = runtime.services.search.search(CONSOLE, SearchQuery(author="rare", limit=3))
+    assert [f"{h.doc.namespace}/{h.doc.name}" for h in rare.hits] == ["rare/only"] and not rare.more
