@@ -100,6 +100,20 @@ class Commits:
         ).all()
         return [tree_file(r) for r in rows]
 
+    def trees(self, commit_ids: Sequence[str]) -> dict[str, list[TreeFile]]:
+        """Several commits' files, sorted by path, in one statement (a page of results)."""
+        found: dict[str, list[TreeFile]] = {c: [] for c in commit_ids}
+        if not commit_ids:
+            return found
+        rows = self._session.execute(
+            sqlalchemy.select(col(TreeRow.commit_id), *TREE_COLUMNS)
+            .where(col(TreeRow.commit_id).in_(list(commit_ids)))
+            .order_by(col(TreeRow.commit_id), col(TreeRow.path))
+        ).all()
+        for row in rows:
+            found[row[0]].append(tree_file(row[1:]))
+        return found
+
     def last_commits(self, parent: str, tree: Iterable[TreeEntry]) -> dict[str, str]:
         """Path -> the commit that last changed it, for the files of `tree` that `parent`
         holds with the same BLAKE3 (what a child commit carries over).

@@ -125,6 +125,17 @@ class ReadService:
             files = tx.commits.tree(commit_id)
         return self.cache.trees.put(commit_id, {f.path: f for f in files})
 
+    def tree_maps(self, commit_ids: set[str]) -> dict[str, dict[str, TreeFile]]:
+        """`tree_map` of several commits; those not cached are read in one statement."""
+        found = {c: t for c in commit_ids if (t := self.cache.trees.get(c)) is not None}
+        missing = sorted(commit_ids - found.keys())
+        if missing:
+            with self._db.read() as tx:
+                read = tx.commits.trees(missing)
+            for commit_id, files in read.items():
+                found[commit_id] = self.cache.trees.put(commit_id, {f.path: f for f in files})
+        return found
+
     def manifest(self, principal: Principal, repo: RepoId, revision: str) -> Manifest:
         """A revision's files with every hash a client may verify them by."""
         snap = self.snapshot(principal, repo, revision)

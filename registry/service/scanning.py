@@ -9,7 +9,7 @@ bytes in many repos are scanned once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,11 +105,24 @@ class ScanService:
 
     def worst(self, tree: Mapping[str, TreeFile]) -> str | None:
         """The most severe verdict over a tree's scanned files (None when none is scanned)."""
-        scanned = {f.entry.blake3.hex for path, f in tree.items() if path.endswith(SCANNED)}
-        statuses = [v.status for v in self.verdicts(scanned).values()]
-        if not statuses:
-            return None
-        return max(statuses, key=lambda s: SEVERITY.index(s) if s in SEVERITY else 2)
+        return self.worst_of([tree])[0]
+
+    def worst_of(self, trees: Sequence[Mapping[str, TreeFile]]) -> list[str | None]:
+        """`worst` of each tree, the verdicts of all of them read at once."""
+        scanned = [
+            {f.entry.blake3.hex for path, f in tree.items() if path.endswith(SCANNED)}
+            for tree in trees
+        ]
+        known = self.verdicts(set().union(*scanned))
+        return [
+            max(
+                (known[d].status for d in digests),
+                key=lambda s: SEVERITY.index(s) if s in SEVERITY else 2,
+            )
+            if digests
+            else None
+            for digests in scanned
+        ]
 
     def pending(self, limit: int = 50) -> list[tuple[Digest, str]]:
         """Blobs of scanned files with no verdict yet, each with one of its paths."""

@@ -137,12 +137,12 @@ class SearchService:
         found = [(d, False) for d in direct[:need]] + [(d, True) for d in indexed]
         found.sort(key=lambda pair: sort_key(pair[0], query.sort), reverse=True)
         window = found[query.offset : query.offset + query.limit]
-        hits = [SearchHit(d, was_indexed, self._scan_of(d)) for d, was_indexed in window]
+        trees = self._reads.tree_maps({d.commit_id for d, _ in window if d.commit_id})
+        scans = self._scans.worst_of([trees.get(d.commit_id or "", {}) for d, _ in window])
+        hits = [
+            SearchHit(d, was_indexed, scan)
+            for (d, was_indexed), scan in zip(window, scans, strict=True)
+        ]
         return SearchPage(
             hits, self._lag(position, len(pending)), len(found) > len(window) + query.offset
         )
-
-    def _scan_of(self, doc: SearchDoc) -> str | None:
-        if doc.commit_id is None:
-            return None
-        return self._scans.worst(self._reads.tree_map(doc.commit_id))
