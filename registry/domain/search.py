@@ -71,12 +71,13 @@ class SearchDoc:
     suggested_tags: tuple[str, ...] = ()  # from training metadata (searchable text only)
     complete: bool = True  # False while a file it reads (README.md) is not stored here
     home: str = ""  # the node the repo is homed on (where it takes writes)
+    body: str = field(default="", compare=False)  # the card's text, title included (words only)
     words: tuple[str, ...] = field(default=(), compare=False)  # sorted unique tokens
 
     def text(self) -> str:
         """Everything free text matches, as the index stores it."""
         parts = [self.namespace, self.name, self.description, *self.tags]
-        parts += [*self.trigger_words, *self.suggested_tags]
+        parts += [*self.trigger_words, *self.suggested_tags, self.body]
         return " ".join(sorted(set(tokens(" ".join(parts)))))
 
     def with_words(self) -> SearchDoc:

@@ -25,11 +25,13 @@ from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
 CURSOR_KEY = "index_cursor"
-# What documents hold changes now and then (2: `parent:<repo>` tags, for lineage children);
+# What documents hold changes now and then (2: `parent:<repo>` tags, for lineage children;
+# 3: the words of the card's title and text);
 # documents an older node made are made again while the indexer is idle, a batch at a time.
-DOC_FORMAT = "2"
+DOC_FORMAT = "3"
 FORMAT_KEY = "index_format"
 REFORMAT_KEY = "index_reformat_after"  # the last repo id whose document was made again
+MAX_BODY_CHARS = 16_000  # of a card's text, searched by its words
 MAX_WEIGHT_FILES = 8  # safetensors headers read per repo for parameters and training metadata
 INCOMPLETE_BATCH = 100  # documents re-read per idle pass
 PARENT_TAG = "parent:"  # a tag naming a declared parent repo: children are found by it
@@ -78,6 +80,7 @@ class DocBuilder:
             base_model=card.base_model or training.get("ss_base_model_version"),
             license=card.license,
             description=card.description,
+            body=card.body[:MAX_BODY_CHARS],
             tags=tuple(dict.fromkeys((*card.tags, *parent_tags(card)))),
             trigger_words=tuple(card.trigger_words),
             suggested_tags=tuple(weights.suggested_tags if weights else ()),

@@ -13,7 +13,7 @@ from registry.domain.access import Principal
 from registry.domain.errors import InvalidError
 from registry.domain.names import RepoId
 from registry.domain.search import KINDS
-from registry.service.cards import Card, rewrite_card
+from registry.service.cards import Card, parse_card, rewrite_card
 from registry.service.commits import AddBytes, CommitService
 from registry.service.lineage import Parent, declared_parents
 from registry.service.reads import ReadService, Snapshot
@@ -88,10 +88,15 @@ class ModelMetadataService:
         """Commit `changes` into main's README.md front matter (the body is kept).
 
         Returns:
-            The new commit's id and the metadata it holds.
+            The new commit's id and the metadata it holds; main's head and its metadata when
+            nothing would change (no empty commit is made).
         """
         snap = self._reads.snapshot(principal, repo, "main")
-        updated = rewrite_card(self._reads.card_text(snap.commit.id), validate_changes(changes))
+        before = self._reads.card_text(snap.commit.id)
+        updated = rewrite_card(before, validate_changes(changes))
+        if parse_card(updated).data == parse_card(before).data:  # nothing changes: no commit
+            self._commits.require_writable(principal, repo, "main")
+            return snap.commit.id, self.describe(snap)
         result = self._commits.commit(
             principal,
             repo,

@@ -77,7 +77,7 @@ def test_documents_an_older_node_made_are_made_again_with_parent_tags(
     """A node upgraded from before `parent:` tags finds a model's children once idle."""
     from dataclasses import replace
 
-    from registry.service.indexer import FORMAT_KEY, REFORMAT_KEY
+    from registry.service.indexer import DOC_FORMAT, FORMAT_KEY, REFORMAT_KEY
 
     node = start_node("old", index={"enabled": False})  # this test drives the indexer
     api = HfApi(endpoint=node.url, token=node.admin_token)
@@ -110,4 +110,4 @@ def test_documents_an_older_node_made_are_made_again_with_parent_tags(
         assert tx.values.get(FORMAT_KEY) == "1"  # not all seen yet: one more idle pass
     runtime.indexer.run_once()
     with runtime.db.read() as tx:
-        assert tx.values.get(FORMAT_KEY) == "2"
+        assert tx.values.get(FORMAT_KEY) == DOC_FORMAT

@@ -155,3 +155,44 @@ def test_search_results_flag_unsafe_files_and_still_list_them(
         assert scans == {"admin/evil-ckpt": "unsafe", "admin/fine-ckpt": "clean"}
         listed = http.get("/api/models", params={"search": "ckpt"}).json()
         assert {m["id"]: m["scan"] for m in listed} == scans
+
+
+def test_a_metadata_put_that_changes_nothing_makes_no_commit(node: RunningNode) -> None:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/style-lora")
+    with node.client(node.admin_token) as http:
+        first = put(http, {"kind": "lora", "tags": ["ink"]})
+        assert first.status_code == 200, first.text
+        head = first.json()["commit"]
+        again = put(http, {"kind": "lora", "tags": ["ink"]})
+        assert again.status_code == 200 and again.json()["commit"] == head
+        assert again.json()["metadata"]["tags"] == ["ink"]
+        unknown_removal = put(http, {"license": None})  # removing what is not there
+        assert unknown_removal.json()["commit"] == head
+    assert api.model_info("admin/style-lora").sha == head
+    assert [c.title for c in api.list_repo_commits("admin/style-lora")][0] == (
+        "Update model metadata"
+    )
+    assert len(api.list_repo_commits("admin/style-lora")) == 2  # initial + one update
+    with node.client(make_reader(node)) as http:  # no right to write: refused, not a no-op
+        assert put(http, {"kind": "lora", "tags": ["ink"]}).status_code == 403
+
+
+def make_reader(node: RunningNode) -> str:
+    return node.runtime.auth.create_token("reader", write=False)
+
+
+def test_search_finds_words_of_the_card_title_and_text(node: RunningNode) -> None:
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/clay")
+    card = "# Czech stop-motion LoRA\n\nPuppets in the style of 1970s Prague animation studios.\n"
+    api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id="admin/clay")
+    api.create_repo("admin/unrelated")
+    for query in ("stop-motion", "czech", "prague animation", "puppets"):
+        found = [m.id for m in api.list_models(search=query)]
+        assert found == ["admin/clay"], (query, found)
+    node.runtime.indexer.run_once()  # the same once indexed
+    deadline = time.monotonic() + 10
+    while node.runtime.indexer.run_once() and time.monotonic() < deadline:
+        pass
+    assert [m.id for m in api.list_models(search="stop-motion")] == ["admin/clay"]
