@@ -5,10 +5,12 @@ Theory of operation: `Runtime.open` builds the database (migrated to the newest 
 blob store, the node's identity and every service; it starts nothing. What only a serving
 node does at start (dropping interrupted uploads, the first admin token) is `boot()`. The jobs
 (leases, the pullers, the blob fetcher's backfill, the scrub, the mirror pusher, the indexer,
-the scanner, the download-count flush) run inside `jobs()`, which the HTTP app built by
-`app()` enters in its lifespan, so `modelyard serve` and the tests run the same node. The
-console commands (`token`, `peer`, `mirror`, `gc`, `verify`) open a runtime and use its
-parts without starting the jobs.
+the scanner, the flushes of download counts and of tokens' last use) run inside `jobs()`,
+which the HTTP app built by `app()` enters in its lifespan, so `modelyard serve` and the
+tests run the same node. A stop begins with `stopping()`, as the server stops accepting
+connections: peers' long-polls are answered at once and the pullers halt, so neither holds the
+stop while the requests in flight drain. The console commands (`token`, `peer`, `mirror`, `gc`,
+`verify`) open a runtime and use its parts without starting the jobs.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Runtime:
         self.settings = settings
         self.db = db
         self._process = process
+        self._replicator: SyncLoop | None = None  # while the jobs run
 
     @classmethod
     def open(cls, settings: Settings, *, process: str = "serve") -> Runtime:
@@ -131,7 +134,8 @@ class Runtime:
     def peers(self) -> PeerService:
         sync = self.settings.sync
         thresholds = Thresholds(sync.degraded_after, sync.down_after, sync.up_after)
-        return PeerService(self.db, thresholds, credential_box(self.settings))
+        box = credential_box(self.settings)
+        return PeerService(self.db, thresholds, box, self.identity.node_id)
 
     @cached_property
     def mirrors(self) -> MirrorService:
@@ -141,7 +145,7 @@ class Runtime:
 
     @cached_property
     def auth(self) -> AuthService:
-        return AuthService(self.db)
+        return AuthService(self.db, self.settings.token_recheck_interval)
 
     @cached_property
     def cache(self) -> ReadCache:
@@ -320,6 +324,7 @@ class Runtime:
         )
         scrubber = ScrubLoop(self.scrub, self.settings.scrub, self.fetcher.fetch_now)
         workers = self._workers()
+        self._replicator = replicator
         replicator.start()
         scrubber.start()
         for worker in workers:
@@ -332,6 +337,15 @@ class Runtime:
             for worker in workers:
                 worker.stop()
             self.leases.stop()
+            self._replicator = None
+
+    def stopping(self) -> None:
+        """The server stops accepting connections: answer open long-polls with what they have
+        and halt the pullers now, rather than after the requests in flight have drained."""
+        if "notifier" in self.__dict__:  # built: long-polls may be waiting on it
+            self.notifier.close()
+        if self._replicator is not None:
+            self._replicator.halt()
 
     def _workers(self) -> list[Worker]:
         """The node's helpers; each one off only delays or thins answers."""
@@ -344,7 +358,14 @@ class Runtime:
                 settings.downloads_flush_interval,
                 drain=False,
                 on_stop=counts.flush,  # what was counted before a clean stop is kept
-            )
+            ),
+            Worker(
+                "token-use",
+                self.auth.flush_use,
+                settings.token_recheck_interval,
+                drain=False,
+                on_stop=self.auth.flush_use,
+            ),
         ]
         leases = self.leases  # one process of the node runs each of these
         if settings.scan.enabled:

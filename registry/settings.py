@@ -214,10 +214,16 @@ class Settings(BaseSettings):
     gc: GcSettings = GcSettings()
     scrub: ScrubSettings = ScrubSettings()
     xet: XetSettings = XetSettings()
-    downloads_flush_interval: float = 5.0  # seconds between writes of download counts
+    # Seconds between writes of download counts (a write only when there were downloads): a
+    # download shows in model_info within about this long.
+    downloads_flush_interval: float = 0.5
     # Seconds a node-wide background job stays with a process that stopped renewing its lease
     # (one that died); then another process of the node takes the job over.
     lease_seconds: float = 10.0
+    # Seconds a process trusts what it read of a token: one revoked by another process sharing
+    # the database stops working here within this. Also how often tokens' last use is written
+    # (a listing may show it that late).
+    token_recheck_interval: float = Field(default=10.0, gt=0)
 
     @field_validator("blob_store")
     @classmethod

@@ -185,12 +185,20 @@ class CommitAuthor(BaseModel):
     user: str
 
 
+class FormattedCommit(BaseModel):
+    """A commit's title and message as HTML (`expand[]=formatted`)."""
+
+    title: str
+    message: str
+
+
 class CommitItem(BaseModel):
     id: str
     title: str
     message: str
     date: str
     authors: list[CommitAuthor]
+    formatted: FormattedCommit | None = None
 
 
 class BranchIn(BaseModel):
@@ -384,6 +392,19 @@ class MirrorOut(BaseModel):
     last_error: str | None
     rollbacks: int  # refs moved back past lost commits (each kept on the mirror)
     recent_rollbacks: list[MirrorRollbackOut]  # newest first
+
+
+class TokenOut(BaseModel):
+    """An access token as listed: never the token nor its hash."""
+
+    id: int  # what `DELETE /v1/tokens/{id}` and `modelyard token revoke` take
+    label: str
+    user: str
+    rights: Literal["read", "write", "admin"]
+    created: str
+    expires: str | None  # None: never
+    expired: bool
+    last_used: str | None  # written in batches: may be a few seconds late
 
 
 class FileHitOut(BaseModel):

@@ -9,11 +9,13 @@ from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
+from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
 from registry import __version__
 from registry.api import errors, openapi
 from registry.api.buffers import TransferBuffers
+from registry.api.canonical import CanonicalRepoPaths, repo_actions
 from registry.api.fastpath import ReadFastPath
 from registry.api.limits import BodyLimit
 from registry.api.ratelimit import RateLimit
@@ -32,8 +34,10 @@ from registry.api.routes import (
     raw,
     status,
     sync,
+    tokens,
     xet,
 )
+from registry.api.stopping import CancelledAtStop
 from registry.metrics import HttpMetrics, Metrics, NodeCollector
 from registry.service.services import Services
 from registry.settings import Settings
@@ -83,12 +87,14 @@ def create_app(
     # The docs' assets first: the /static mount would take their URLs too, and answer 404.
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.ASSETS), name="docs-assets")
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")  # pages' assets
+    routes: list[BaseRoute] = []
     for module in (
         native,
         discovery,
         sync,
         peers,
         mirrors,
+        tokens,
         status,
         docs,
         xet,
@@ -101,8 +107,12 @@ def create_app(
         pages,  # last: an API route always wins over a page's URL pattern
     ):
         app.include_router(module.router)
+        routes.extend(module.router.routes)
     app.add_middleware(RateLimit, limits=settings.limits)
     app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(ReadFastPath)
-    app.add_middleware(HttpMetrics, metrics=metrics)  # outermost: counts fast-path answers
+    # Outside the fast path: it reads `/api/models/gpt2` as `/api/models/~/gpt2` too.
+    app.add_middleware(CanonicalRepoPaths, actions=repo_actions(routes))
+    app.add_middleware(HttpMetrics, metrics=metrics)  # counts fast-path answers
+    app.add_middleware(CancelledAtStop)  # outermost: a stop's cancellation unwinds through all
     return app

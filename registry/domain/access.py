@@ -30,6 +30,11 @@ def may_read(principal: Principal, *, private: bool, namespace: str) -> bool:
     return not private or principal.is_admin or principal.user == namespace
 
 
+def may_manage_tokens(principal: Principal, owner: str) -> bool:
+    """A user lists and revokes their own tokens; the admin everyone's."""
+    return principal.is_admin or (not principal.anonymous and principal.user == owner)
+
+
 def require_admin(principal: Principal) -> None:
     if principal.anonymous:
         raise UnauthorizedError("This needs the admin token")

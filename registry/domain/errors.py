@@ -4,20 +4,21 @@ Each family is listed with the codes it holds, its own first:
 
     RegistryError             internal
     ├── NotFoundError         NotFound, RepoNotFound, RevisionNotFound, EntryNotFound,
-    │                         BlobNotFound, PeerNotFound, MirrorNotFound
+    │                         BlobNotFound, PeerNotFound, MirrorNotFound, TokenNotFound
     ├── ConflictError         Conflict, RepoExists, RefExists, ProtectedRef, HomeMismatch,
     │                         MirrorExists, ScrubRunning
     ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency)
-    ├── InvalidError          BadRequest, InvalidName, InvalidPath, InvalidRevision,
+    ├── InvalidError          BadRequest, InvalidName, InvalidRevision,
     │                         DigestMismatch (XorbHashMismatch, VerificationMismatch,
     │                         FileHashMismatch, Sha256Mismatch), SizeMismatch, MissingObject,
     │                         XetUnsupported, XetInvalid, XorbMissing, BadSafetensors
-    ├── UnprocessableError    Unprocessable; a peer's or mirror's URL or credential is refused:
+    ├── UnprocessableError    Unprocessable, InvalidPath (a repo path that is not one, 422 as
+    │                         on the Hub); a peer's or mirror's URL or credential is refused:
     │                         InvalidUrl (UrlSchemeNotAllowed, UrlHasCredentials,
     │                         UrlHostMissing), InvalidCredential
     ├── TooLargeError         PayloadTooLarge
     ├── RangeNotSatisfiableError  RangeNotSatisfiable (no byte range asked for is in the file)
-    ├── UnauthorizedError     Unauthorized (no or bad token)
+    ├── UnauthorizedError     Unauthorized (no or bad token), TokenRevoked, TokenExpired
     ├── ForbiddenError        Forbidden (token lacks the right)
     ├── PeerError             PeerError, PeerMismatch (wrong node id), CursorAhead,
     │                         HistoryDiverged (the entry at a cursor is not the one seen)
@@ -79,6 +80,12 @@ class MirrorNotFoundError(NotFoundError):
     code = "MirrorNotFound"
 
 
+class TokenNotFoundError(NotFoundError):
+    """No token of that id, or none the asker may see (another user's reads as missing)."""
+
+    code = "TokenNotFound"
+
+
 class ConflictError(RegistryError):
     code = "Conflict"
 
@@ -123,10 +130,6 @@ class InvalidError(RegistryError):
 
 class InvalidNameError(InvalidError):
     code = "InvalidName"
-
-
-class InvalidPathError(InvalidError):
-    code = "InvalidPath"
 
 
 class InvalidRevisionError(InvalidError):
@@ -199,6 +202,12 @@ class UnprocessableError(RegistryError):
     code = "Unprocessable"
 
 
+class InvalidPathError(UnprocessableError):
+    """A repo path that is not one (`./x`, `a/../b`, a backslash, `.git`): 422, as on the Hub."""
+
+    code = "InvalidPath"
+
+
 class InvalidUrlError(UnprocessableError):
     code = "InvalidUrl"
 
@@ -233,6 +242,18 @@ class UnauthorizedError(RegistryError):
     code = "Unauthorized"
 
 
+class TokenRevokedError(UnauthorizedError):
+    """A token its owner or the admin revoked: a client should stop retrying with it."""
+
+    code = "TokenRevoked"
+
+
+class TokenExpiredError(UnauthorizedError):
+    """A token past the expiry it was created with: its owner may create another."""
+
+    code = "TokenExpired"
+
+
 class ForbiddenError(RegistryError):
     code = "Forbidden"
 
@@ -255,6 +276,12 @@ class PeerError(RegistryError):
 
 class PeerMismatchError(PeerError):
     code = "PeerMismatch"
+
+
+class PeerIsSelfError(PeerError):
+    """A peer URL that leads back to this node: a node never pulls from itself."""
+
+    code = "PeerIsSelf"
 
 
 class CursorAheadError(PeerError):
@@ -355,6 +382,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         BlobNotFoundError,
         PeerNotFoundError,
         MirrorNotFoundError,
+        TokenNotFoundError,
         ConflictError,
         RepoExistsError,
         RefExistsError,
@@ -388,10 +416,13 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         RangeNotSatisfiableError,
         TooLargeError,
         UnauthorizedError,
+        TokenRevokedError,
+        TokenExpiredError,
         ForbiddenError,
         CrossOriginError,
         CsrfError,
         PeerError,
+        PeerIsSelfError,
         PeerMismatchError,
         CursorAheadError,
         HistoryDivergedError,

@@ -1,5 +1,5 @@
-"""Access tokens (stored only as hashes), credentials given for peers and mirrors, and
-signed, expiring upload URLs."""
+"""Access tokens (stored only as hashes; what a listing shows of one, when one may be used),
+credentials given for peers and mirrors, and signed, expiring upload URLs."""
 
 from __future__ import annotations
 
@@ -7,11 +7,64 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
+from typing import Literal
 
-from registry.domain.errors import InvalidCredentialError
+from registry.domain.errors import (
+    InvalidCredentialError,
+    InvalidError,
+    TokenExpiredError,
+    TokenRevokedError,
+)
 
 TOKEN_PREFIX = "myd_"
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+Rights = Literal["read", "write", "admin"]
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What a listing shows of a token: never the token, nor its hash."""
+
+    id: int
+    label: str
+    user: str
+    is_admin: bool
+    write: bool
+    created_ms: int
+    expires_ms: int | None
+    last_used_ms: int | None
+    revoked_ms: int | None
+
+    @property
+    def rights(self) -> Rights:
+        """An admin user's tokens carry the admin's rights, whatever they were created with."""
+        return "admin" if self.is_admin else "write" if self.write else "read"
+
+    def expired(self, now: int) -> bool:
+        return self.expires_ms is not None and now >= self.expires_ms
+
+
+def check_usable(revoked_ms: int | None, expires_ms: int | None, now: int) -> None:
+    """Refuse a revoked or expired token, each with its own code, so a client can tell a
+    token to replace from a typo."""
+    if revoked_ms is not None:
+        raise TokenRevokedError("This token was revoked")
+    if expires_ms is not None and now >= expires_ms:
+        raise TokenExpiredError("This token has expired")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds of a duration written as a count and a unit: 90m, 12h, 30d (also s and w)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise InvalidError(
+            f"Invalid duration {text!r}: a whole number and a unit, e.g. 90m, 12h, 30d "
+            "(s, m, h, d or w)"
+        )
+    return int(match[1]) * _UNIT_SECONDS[match[2]]
 
 
 def new_token() -> str:

@@ -33,6 +33,9 @@ class Token(SQLModel, table=True):
     write: bool = False
     label: str = ""
     created_ms: int = Field(sa_type=BIG)
+    expires_ms: int | None = Field(default=None, sa_type=BIG)
+    revoked_ms: int | None = Field(default=None, sa_type=BIG)  # kept: a revoked token says so
+    last_used_ms: int | None = Field(default=None, sa_type=BIG)  # written in batches, late
 
 
 class Repo(SQLModel, table=True):
