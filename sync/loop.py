@@ -2,15 +2,17 @@
 
 Peers added or removed through the API are picked up within a second; nothing needs a
 restart. A failing pull is retried with exponential backoff and jitter (tenacity), forever,
-so one misbehaving peer never stops replication from the others. When several processes of
-a node share its database, each peer's puller and the backfill run in the one process that
-holds their lease; every process probes (health is kept per process).
+so one misbehaving peer never stops replication from the others; its backoff ends at once when
+the node stops. When several processes of a node share its database, each peer's puller and the
+backfill run in the one process that holds their lease; every process probes (health is kept
+per process).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import httpx
 from tenacity import (
@@ -35,6 +37,7 @@ from sync.puller import Puller
 logger = logging.getLogger(__name__)
 FAULT_PAUSE = 5.0  # seconds to wait after the node's database failed a look at the peers
 LEASE_RETRY = 1.0  # seconds between tries for a lease another process holds
+STOP_GRACE = 1.0  # seconds after a halt that a stop waits for the threads, all together
 
 
 class SyncLoop:
@@ -56,6 +59,7 @@ class SyncLoop:
         self._connect = connect
         self.fetcher = fetcher
         self._stop = threading.Event()
+        self._stop_by = 0.0  # when a stop stops waiting for the threads (0: not halted)
         # Set by the prober when a peer answers again: its puller stops backing off at once.
         self._wake: dict[str, threading.Event] = {}
         self._workers: dict[str, threading.Thread] = {}
@@ -74,12 +78,27 @@ class SyncLoop:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Ask every thread to stop (no new pull, no backoff sleep) without waiting for them.
+        The grace `stop()` gives them counts from the first halt: a server halts the pullers as
+        it begins to stop, and they end while its requests drain."""
+        if not self._stop_by:
+            self._stop_by = time.monotonic() + STOP_GRACE
         self._stop.set()
         for event in list(self._wake.values()):
             event.set()
-        for thread in [*self._threads, *self._workers.values()]:
-            thread.join(timeout=5)
+
+    def stop(self) -> None:
+        """Halt, and wait a little for the threads. A puller inside a peer's long-poll cannot
+        be woken (a blocking read); it is a daemon thread and ends with the process, and what
+        it would apply is applied by the next start: the cursor moves only with its batch."""
+        self.halt()
+        threads = [*self._threads, *self._workers.values()]
+        for thread in threads:
+            thread.join(timeout=max(0.0, self._stop_by - time.monotonic()))
+        left = [t.name for t in threads if t.is_alive()]
+        if left:
+            logger.info("sync threads left to end with the process threads=%s", ",".join(left))
 
     def _supervise(self) -> None:
         while not self._stop.wait(0.5):
@@ -117,7 +136,8 @@ class SyncLoop:
         wake = self._wake.setdefault(peer_id, threading.Event())
 
         def sleep(seconds: float) -> None:
-            wake.wait(seconds)  # cut short when the peer answers a probe again
+            if not self._stop.is_set():  # halt() sets `wake` too: a stop cuts the sleep short
+                wake.wait(seconds)  # ... as does the peer answering a probe again
             wake.clear()
 
         def pull() -> bool:

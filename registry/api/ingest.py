@@ -9,6 +9,7 @@ overlap. At most two pieces are in memory at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Protocol
 
 from fastapi import Request
@@ -59,15 +60,27 @@ async def _receive(request: Request, writer: BodySink, max_size: int | None, siz
                 view = view[n:]
                 if filled == size:
                     if pending is not None:
-                        await pending
+                        await asyncio.shield(pending)  # see _settle
                     pending = loop.run_in_executor(None, writer.write, piece)
                     piece, filled = bytearray(size), 0
         if pending is not None:
-            await pending
+            await asyncio.shield(pending)
         if filled:
-            await loop.run_in_executor(None, writer.write, memoryview(piece)[:filled])
+            pending = loop.run_in_executor(None, writer.write, memoryview(piece)[:filled])
+            await asyncio.shield(pending)
     except BaseException:
         if pending is not None:
-            await asyncio.wait([pending])
+            await _settle(pending)
         writer.abort()
         raise
+
+
+async def _settle(pending: asyncio.Future[None]) -> None:
+    """Wait for the piece being written before the writer is aborted, even when the request
+    is cancelled (a stopping node cancels it, then `asyncio.run` cancels every task again as
+    the process exits): aborting under a write would close its file under it, and not
+    aborting would leave the temp file behind. Writes are awaited shielded, so a cancellation
+    never marks one done while its thread still writes. It waits for one piece at most."""
+    while not pending.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([pending])

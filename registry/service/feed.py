@@ -5,7 +5,9 @@ page "entries with serial > since, in order" never skips one. Entries of private
 left out for readers that may not see them, but `last_serial` still moves past them, so the
 reader's cursor never stalls on what it may not read. A long-poll waits on `ChangeNotifier`,
 which every write this process commits fires; when several processes share the database, it
-also looks again every `poll` seconds, for writes the other processes made.
+also looks again every `poll` seconds, for writes the other processes made. When the node
+stops, `ChangeNotifier.close()` answers every open long-poll at once with what it has (usually
+nothing, and the head), so a peer's long-poll never holds the stop.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class FeedService:
             event = self._notifier.current()
             page = await on_thread(self.page, principal, since, limit, since_chain)
             remaining = deadline - loop.time()
-            if page.last_serial != since or remaining <= 0:
+            if page.last_serial != since or remaining <= 0 or self._notifier.closed:
                 return page
             await self._notifier.wait(event, remaining)
 
@@ -215,6 +217,7 @@ class ChangeNotifier:
         self._poll = poll  # seconds: the longest wait between looks at the feed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
+        self.closed = False  # the node stops: nobody waits any more
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -228,13 +231,18 @@ class ChangeNotifier:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._fire)
 
+    def close(self) -> None:
+        """Wake every waiter for good; safe from any thread."""
+        self.closed = True
+        self.notify()
+
     def _fire(self) -> None:
         if self._event is not None:
             self._event.set()
         self._event = asyncio.Event()
 
     async def wait(self, event: asyncio.Event | None, timeout: float) -> None:
-        if event is None:
+        if event is None or self.closed:
             return
         try:
             await asyncio.wait_for(event.wait(), min(timeout, self._poll or timeout))

@@ -121,6 +121,17 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def interrupt(self, sig: signal.Signals, timeout: float = 15) -> int:
+        """Send `sig` by PID and wait for the process to exit; return its exit code (it is
+        killed, and the wait fails, if it does not exit within `timeout` seconds)."""
+        assert self._proc is not None and self.running, "not running"
+        os.kill(self._proc.pid, sig)
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
     def restart(self, timeout: float = 30) -> NodeProcess:
         self.stop()
         return self.start(timeout)

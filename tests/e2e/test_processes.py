@@ -247,3 +247,28 @@ def test_killed_process_mid_pull_the_other_finishes_replication(
     with httpx.Client(base_url=survivor.url, timeout=60, follow_redirects=True) as http:
         for digest, data in blobs.items():
             assert http.get(f"/v1/blobs/{digest}").content == data
+
+
+def test_a_busy_port_fails_before_the_node_opens_or_says_it_serves(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        data_dir = tmp_path / "busy"
+        run = subprocess.run(
+            [sys.executable, "-m", "registry", "serve", "--port", str(port)]
+            + ["--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "MODELYARD_ADMIN_TOKEN": TOKEN},
+        )
+    assert run.returncode == 1, run
+    assert f"Cannot listen on 127.0.0.1:{port}" in run.stderr
+    assert "in use" in run.stderr.lower() and "Traceback" not in run.stderr
+    assert " on http://" not in run.stderr + run.stdout  # no "serving" banner
+    assert not data_dir.exists()  # nothing opened or created
