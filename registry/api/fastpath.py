@@ -18,7 +18,7 @@ from registry.api.deps import bearer_token, services_of
 from registry.api.files import file_headers
 from registry.domain.access import Principal
 from registry.domain.errors import RegistryError
-from registry.domain.names import RepoId, RepoType
+from registry.domain.names import NO_NAMESPACE, RepoId, RepoType
 from registry.metrics import ROUTE_KEY
 from registry.service.services import Services
 
@@ -71,7 +71,7 @@ async def _info(
     if query not in (b"", b"blobs=true", b"blobs=false"):
         return None
     revision = parts[6] if len(parts) == 7 else "main"
-    repo = RepoId(repo_type, parts[3], parts[4])
+    repo = _repo(repo_type, parts[3], parts[4])
     body = await services.repoinfo.cached(principal, repo, revision, query == b"blobs=true")
     if body is None:
         return None
@@ -80,6 +80,15 @@ async def _info(
         [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         body,
     )
+
+
+def _repo(repo_type: RepoType, namespace: str, name: str) -> RepoId:
+    """The id the cache knows the repo by (`~/gpt2` is `gpt2`: registry.api.canonical); an id
+    that is not valid is never in the cache, so it need not be checked here, but for the empty
+    namespace (the route refuses `/api/models//gpt2`; the cache holds `gpt2` with it)."""
+    if not namespace:
+        raise ValueError("empty namespace")  # the regular route answers
+    return RepoId(repo_type, "" if namespace == NO_NAMESPACE else namespace, name)
 
 
 async def _resolve_head(
@@ -92,7 +101,7 @@ async def _resolve_head(
     offset = 2 if repo_type is RepoType.DATASET else 1
     if len(parts) < offset + 5 or parts[offset + 2] != "resolve":
         return None
-    repo = RepoId(repo_type, parts[offset], parts[offset + 1])
+    repo = _repo(repo_type, parts[offset], parts[offset + 1])
     path = "/".join(parts[offset + 4 :])
     file = await services.files.cached_head(principal, repo, parts[offset + 3], path)
     if file is None:

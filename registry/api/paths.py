@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from fastapi import Request
 
 from registry.domain.errors import InvalidError, InvalidNameError, RepoNotFoundError
-from registry.domain.names import RepoId, RepoType
+from registry.domain.names import NO_NAMESPACE, RepoId, RepoType
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ def parse_repo(plural: str, namespace: str, name: str) -> RepoId:
     if repo_type is None:
         raise RepoNotFoundError(f"Unsupported repo type {plural!r}")
     try:
+        if namespace == NO_NAMESPACE:  # a repo id without a namespace (CanonicalRepoPaths)
+            return RepoId.canonical(repo_type, name)
         return RepoId.parse(repo_type, namespace, name)
     except InvalidNameError:
         raise RepoNotFoundError() from None

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from registry.domain.errors import InvalidError
+from registry.domain.errors import InvalidError, InvalidPathError
 from registry.domain.names import check_repo_path
 
 MANIFEST_FORMAT = "modelyard.manifest/1"
@@ -103,7 +103,11 @@ def _file(item: object) -> ManifestFile:
         hashes[key] = value
     if not (hashes["blake3"] or hashes["sha256"] or hashes["git_sha1"]):
         raise InvalidError(f"No hash to verify {path!r} by")
-    return ManifestFile(check_repo_path(path), size, **hashes)
+    try:
+        checked = check_repo_path(path)
+    except InvalidPathError as exc:  # a bad document (400), not a bad request path (422)
+        raise InvalidError(exc.message, detail=exc.detail) from None
+    return ManifestFile(checked, size, **hashes)
 
 
 def ref_json(ref: str, commit: str, updated_ms: int) -> dict[str, Any]:

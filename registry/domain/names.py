@@ -40,6 +40,9 @@ RESERVED_NAMESPACES = frozenset(
         "redoc",
     }
 )
+# The namespace segment standing for "none" in a URL path inside the node: requests for a repo
+# id without a namespace (`gpt2`) are routed as `~/gpt2` (registry.api.paths), never stored so.
+NO_NAMESPACE = "~"
 MAX_PATH_BYTES = 1024
 RECOVERED = "recovered/"  # branches keeping heads a history lost, on the node and on mirrors
 RECOVERED_FROM = "recovered-from: "  # the message of a commit that brought a lost head back
@@ -84,9 +87,16 @@ class RepoId:
             raise InvalidNameError(f"Namespace {namespace!r} is reserved")
         return cls(repo_type, namespace, name)
 
+    @classmethod
+    def canonical(cls, repo_type: RepoType, name: str) -> RepoId:
+        """A repo id without a namespace (`gpt2`), as the Hub's oldest repos have: stored
+        with the namespace "", which `parse` never accepts."""
+        _check_part(name)
+        return cls(repo_type, "", name)
+
     @property
     def full_name(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
     @property
     def key(self) -> str:
@@ -179,10 +189,10 @@ def qualified_key(key: str, home: str) -> str:
     `type/namespace.home/name` (a valid namespace for the Hub client; the home's id shortened
     to a hash where it would not fit)."""
     kind, namespace, name = key.split("/")
-    candidate = f"{namespace}.{home}"
+    candidate = f"{namespace}.{home}" if namespace else home  # `gpt2` becomes `home/gpt2`
     try:
         _check_part(candidate)
     except InvalidNameError:
         digest = hashlib.blake2b(home.encode(), digest_size=6).hexdigest()
-        candidate = f"{namespace[:80].rstrip('.-')}.{digest}"
+        candidate = f"{namespace[:80].rstrip('.-')}.{digest}" if namespace else digest
     return f"{kind}/{candidate}/{name}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import ColumnElement, delete, or_, true, update
+from sqlalchemy import ColumnElement, delete, func, or_, true, update
 from sqlmodel import Session, col, select
 
 from registry.domain.names import RepoId, RepoType
@@ -43,6 +43,14 @@ def _where(repo: RepoId) -> ColumnElement[bool]:
     )
 
 
+def _where_folded(repo: RepoId) -> ColumnElement[bool]:
+    return (
+        (col(Repo.type) == repo.type.value)
+        & (func.lower(col(Repo.namespace)) == repo.namespace.lower())
+        & (func.lower(col(Repo.name)) == repo.name.lower())
+    )
+
+
 class Repos:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -52,14 +60,20 @@ class Repos:
         # after a lookup costs no statement of its own (replica catch-up: one per entry).
         self._held: dict[int, Repo] = {}
 
-    def find(self, repo: RepoId) -> RepoRecord | None:
+    def find(self, repo: RepoId, *, exact: bool = False) -> RepoRecord | None:
+        """The repo with this id; ids match whatever their case (`User/Repo` is `user/repo`,
+        as on the Hub) unless `exact`. The record holds the id as it was created."""
         row = self._session.exec(select(Repo).where(_where(repo))).first()
+        if row is None and not exact:
+            # Only a miss pays for the case-folded look (no index covers it): the exact
+            # spelling, what clients send nearly always, stays one indexed lookup.
+            row = self._session.exec(select(Repo).where(_where_folded(repo))).first()
         return None if row is None else record_of(self._hold(row))
 
     def by_key(self, key: str) -> RepoRecord | None:
-        """The repo of a change-log key (`type/namespace/name`)."""
+        """The repo of a change-log key (`type/namespace/name`), spelled exactly."""
         kind, namespace, name = key.split("/")
-        return self.find(RepoId(RepoType(kind), namespace, name))
+        return self.find(RepoId(RepoType(kind), namespace, name), exact=True)
 
     def get(self, repo_id: int) -> RepoRecord | None:
         row = self._lookup(repo_id)

@@ -36,6 +36,9 @@ from registry.service.repos import (
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
+STALE_PARENT_MESSAGE = (
+    "The branch was updated since you opened this page. Please refresh and try again."
+)
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,16 @@ class CommitService:
             found = writable_repo(tx, principal, repo, self._node)
             head = resolve_commit(tx, found, revision)
             if parent_commit and not head.id.startswith(parent_commit.lower()):
+                # The Hub's own words (tools match on them); ours go in the detail.
                 raise ParentMismatchError(
-                    f"The branch {revision} was updated since {parent_commit}: its head is now "
-                    f"{head.id}. Pull and retry."
+                    STALE_PARENT_MESSAGE,
+                    detail={
+                        "revision": revision,
+                        "parent_commit": parent_commit,
+                        "head": head.id,
+                        "explanation": f"The branch {revision} was updated since "
+                        f"{parent_commit}: its head is now {head.id}. Pull and retry.",
+                    },
                 )
             files = tx.commits.tree(head.id)
             tree = {f.path: f.entry for f in files}
@@ -181,10 +191,12 @@ class CommitService:
             self._new_ref(tx, found, f"refs/heads/{branch}", start.id)
 
     def create_tag(self, principal: Principal, repo: RepoId, revision: str, tag: str) -> None:
-        check_ref_name(tag)
         with self._db.write() as tx:
             found = writable_repo(tx, principal, repo, self._node)
+            # The revision tagged is checked before the tag's name, as on the Hub: a tag of a
+            # revision that does not exist is 404 RevisionNotFound whatever its name.
             target = resolve_commit(tx, found, revision)
+            check_ref_name(tag)
             self._new_ref(tx, found, f"refs/tags/{tag}", target.id)
 
     def _new_ref(self, tx: Tx, repo: RepoRecord, ref: str, sha: str) -> None:
@@ -267,16 +279,15 @@ def _apply(
 
 def _delete(tree: dict[str, TreeEntry], op: Delete) -> None:
     path = op.path.rstrip("/")
-    if not op.folder:
-        if tree.pop(path, None) is None:
-            raise EntryNotFoundError(
-                f"A file with this name doesn't exist: {path}", detail={"path": path}
-            )
+    if not op.folder and tree.pop(path, None) is not None:
         return
+    # A folder named without its trailing slash is deleted as a folder, as on the Hub (the
+    # client's CommitOperationDelete sends `deletedFile` for any path not ending in "/").
     doomed = [p for p in tree if p.startswith(path + "/")]
     if not doomed:
+        kind = "folder" if op.folder else "file"
         raise EntryNotFoundError(
-            f"A folder with this name doesn't exist: {path}", detail={"path": path}
+            f"A {kind} with this name doesn't exist: {path}", detail={"path": path}
         )
     for p in doomed:
         del tree[p]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from registry.domain.access import Principal
 from registry.domain.commit import TreeEntry, parent_dirs
@@ -33,6 +33,10 @@ class Listed:
     path: str
     entry: TreeEntry | None  # None for directories
     last_commit: str | None = None
+
+
+def _recency(commit: CommitRecord) -> tuple[int, str]:
+    return commit.created_ms, commit.id
 
 
 def resolve_commit(tx: Tx, repo: RepoRecord, revision: str) -> CommitRecord:
@@ -172,10 +176,17 @@ class ReadService:
         return found.entry
 
     def listing(
-        self, principal: Principal, repo: RepoId, revision: str, folder: str, *, recursive: bool
+        self,
+        principal: Principal,
+        repo: RepoId,
+        revision: str,
+        folder: str,
+        *,
+        recursive: bool,
+        expand: bool = False,
     ) -> list[Listed]:
         """Files and directories under `folder` ("" = root) of a revision, sorted,
-        directories included."""
+        directories included (with `expand`, each with its last commit too)."""
         snap = self.snapshot(principal, repo, revision)
         rows = self.tree(snap.commit.id)
         prefix = f"{folder}/" if folder else ""
@@ -195,12 +206,20 @@ class ReadService:
             items[f.path] = Listed(f.path, f.entry, f.last_commit)
             for d in parent_dirs(rest) if recursive else []:
                 items.setdefault(prefix + d, Listed(prefix + d, None))
-        return [items[k] for k in sorted(items)]
+        listed = [items[k] for k in sorted(items)]
+        return self._folder_commits(listed, rows) if expand else listed
 
     def paths_info(
-        self, principal: Principal, repo: RepoId, revision: str, paths: Iterable[str]
+        self,
+        principal: Principal,
+        repo: RepoId,
+        revision: str,
+        paths: Iterable[str],
+        *,
+        expand: bool = False,
     ) -> list[Listed]:
-        """The files and directories of a revision at these paths (unknown paths left out)."""
+        """The files and directories of a revision at these paths (unknown paths left out;
+        with `expand`, directories with their last commit too)."""
         rows = self.tree_map(self.snapshot(principal, repo, revision).commit.id)
         dirs = {d for p in rows for d in parent_dirs(p)}
         found: list[Listed] = []
@@ -209,7 +228,30 @@ class ReadService:
                 found.append(Listed(path, rows[path].entry, rows[path].last_commit))
             elif path in dirs:
                 found.append(Listed(path, None))
-        return found
+        return self._folder_commits(found, rows.values()) if expand else found
+
+    def _folder_commits(self, items: list[Listed], rows: Iterable[TreeFile]) -> list[Listed]:
+        """The directories among `items` with their last commit, as the Hub's `lastCommit`:
+        the newest of the last commits of the files under them."""
+        folders = {i.path for i in items if i.entry is None}
+        if not folders:
+            return items
+        under: dict[str, set[str]] = {f: set() for f in folders}
+        for row in rows:  # one pass: each file adds its commit to the folders holding it
+            for d in parent_dirs(row.path):
+                if d in under and row.last_commit:
+                    under[d].add(row.last_commit)
+        commits = self.commit_titles(set().union(*under.values()))
+        newest = {
+            f: max((commits[c] for c in ids if c in commits), key=_recency, default=None)
+            for f, ids in under.items()
+        }
+        return [
+            replace(i, last_commit=found.id)
+            if i.entry is None and (found := newest.get(i.path)) is not None
+            else i
+            for i in items
+        ]
 
     def commits(self, principal: Principal, repo: RepoId, revision: str) -> list[CommitRecord]:
         """History from a revision's commit back to the first, newest first."""

@@ -45,7 +45,7 @@ def find_repo(tx: Tx, principal: Principal, repo: RepoId) -> RepoRecord:
 def writable_repo(tx: Tx, principal: Principal, repo: RepoId, node: NodeIdentity) -> RepoRecord:
     """The repo, if the principal may write to it and this node is its home."""
     found = find_repo(tx, principal, repo)  # who asks comes first: 404, then 401/403
-    require_write(principal, repo.namespace)
+    require_write(principal, found.repo.namespace)  # as stored: ids match whatever their case
     require_home(tx, found, node)
     return found
 
@@ -216,6 +216,17 @@ class RepoService:
     def get(self, principal: Principal, repo: RepoId) -> RepoRecord:
         with self._db.read() as tx:
             return find_repo(tx, principal, repo)
+
+    def check_access(self, principal: Principal, repo: RepoId, *, write: bool) -> None:
+        """Raise what reading (or, with `write`, writing to) the repo would be refused for.
+
+        Raises:
+            RepoNotFoundError (missing, or private to someone else), UnauthorizedError or
+            ForbiddenError (with `write`: no token, a read-only one, another namespace).
+        """
+        found = self.get(principal, repo)
+        if write:
+            require_write(principal, found.repo.namespace)
 
     def visible(self, principal: Principal, repo_type: RepoType) -> list[RepoRecord]:
         """Every repo of a type the principal may see."""

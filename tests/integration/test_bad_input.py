@@ -157,7 +157,7 @@ def test_create_branch_refuses_invalid_names(http: httpx.Client, branch: str) ->
 def test_commit_refuses_path_traversal(http: httpx.Client, path: str) -> None:
     before = state(http)
     response = http.post(f"{REPO}/commit/main", content=ndjson(header(), add(path)), headers=NDJSON)
-    assert_refused(response, 400, "InvalidPath")
+    assert_refused(response, 422, "InvalidPath")
     assert state(http) == before
 
 
@@ -166,7 +166,7 @@ def test_commit_refuses_path_traversal_in_deletions(http: httpx.Client, path: st
     before = state(http)
     deletion = {"key": "deletedFile", "value": {"path": path}}
     response = http.post(f"{REPO}/commit/main", content=ndjson(header(), deletion), headers=NDJSON)
-    assert_refused(response, 400, "InvalidPath")
+    assert_refused(response, 422, "InvalidPath")
     assert state(http) == before
 
 

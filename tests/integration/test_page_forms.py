@@ -206,7 +206,7 @@ def test_bad_uploads_are_refused_and_store_nothing(node: RunningNode) -> None:
         cases: list[tuple[dict[str, Any], int, str]] = [
             ({"data": {}, "files": {"files": ("a.bin", b"a" * 10)}}, 403, "CsrfTokenInvalid"),
             ({"data": {"csrf": csrf}, "files": {"files": ("", b"")}}, 400, "at least one file"),
-            ({"data": {"csrf": csrf, "folder": "../.."}, "files": {"files": ("a", b"a")}}, 400, ""),
+            ({"data": {"csrf": csrf, "folder": "../.."}, "files": {"files": ("a", b"a")}}, 422, ""),
             ({"content": b"not a form", "headers": {"content-type": "text/plain"}}, 400, ""),
         ]
         for kwargs, status, text in cases:

@@ -33,7 +33,7 @@ def lag_out(lag: IndexLag) -> IndexLagOut:
 def hit_out(hit: SearchHit) -> SearchHitOut:
     doc = hit.doc
     return SearchHitOut(
-        id=f"{doc.namespace}/{doc.name}",
+        id=f"{doc.namespace}/{doc.name}" if doc.namespace else doc.name,
         type=doc.repo_type,
         author=doc.namespace,
         private=doc.private,

@@ -123,9 +123,29 @@ async def get_repo_info_at(
     return await info_response(repoinfo, principal, target.repo, "/".join(target.rest), blobs)
 
 
+@router.get("/api/{repo_type}/{namespace}/{name}/auth-check", responses=documented(401, 403, 404))
+def auth_check(
+    repo_type: str, namespace: str, name: str, repos: ReposDep, principal: PrincipalDep
+) -> dict[str, bool]:
+    """`HfApi.auth_check`: 200 when the caller may read the repo, 404 RepoNotFound if not."""
+    repos.check_access(principal, parse_repo(repo_type, namespace, name), write=False)
+    return {"access": True}
+
+
+@router.get(
+    "/api/{repo_type}/{namespace}/{name}/auth-check/write", responses=documented(401, 403, 404)
+)
+def auth_check_write(
+    repo_type: str, namespace: str, name: str, repos: ReposDep, principal: PrincipalDep
+) -> dict[str, bool]:
+    """`HfApi.auth_check(write=True)`: 200 when the caller may write to the repo."""
+    repos.check_access(principal, parse_repo(repo_type, namespace, name), write=True)
+    return {"access": True}
+
+
 def list_item(doc: SearchDoc, scan: str | None = None) -> dict[str, object]:
     item: dict[str, object] = {
-        "id": f"{doc.namespace}/{doc.name}",
+        "id": f"{doc.namespace}/{doc.name}" if doc.namespace else doc.name,
         "author": doc.namespace,
         "private": doc.private,
         "lastModified": iso_ms(doc.updated_ms),

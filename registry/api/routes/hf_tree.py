@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -19,6 +20,7 @@ from registry.wire import (
     BranchIn,
     CommitAuthor,
     CommitItem,
+    FormattedCommit,
     LastCommit,
     LfsInfo,
     RefItem,
@@ -40,14 +42,14 @@ def tree_items(
     xet_hashes = xet.xet_hashes({i.entry.blake3 for i in items if i.entry and i.entry.lfs})
     out = []
     for item in items:
-        if item.entry is None:
-            out.append(
-                TreeItem(type="directory", oid=tree_oid([item.path]), size=0, path=item.path)
-            )
-            continue
         e = item.entry
-        tree_item = TreeItem(type="file", oid=e.oid, size=e.size, path=item.path)
-        if e.lfs:
+        if e is None:
+            tree_item = TreeItem(
+                type="directory", oid=tree_oid([item.path]), size=0, path=item.path
+            )
+        else:
+            tree_item = TreeItem(type="file", oid=e.oid, size=e.size, path=item.path)
+        if e is not None and e.lfs:
             tree_item.lfs = LfsInfo(oid=e.sha256, size=e.size, pointerSize=len(e.pointer))
             xet_hash = xet_hashes.get(e.blake3)
             tree_item.xetHash = xet_hash.hex if xet_hash is not None else None
@@ -87,7 +89,9 @@ def list_tree(
 ) -> Response:
     target = api_repo_path(request)
     folder = "/".join(target.rest[1:]).strip("/")
-    items = reads.listing(principal, target.repo, target.rest[0], folder, recursive=recursive)
+    items = reads.listing(
+        principal, target.repo, target.rest[0], folder, recursive=recursive, expand=expand
+    )
     page_size = 50 if expand else settings.limits.max_page_size
     return paginated(request, tree_items(reads, xet, items, expand=expand), page_size, cursor)
 
@@ -106,7 +110,7 @@ def paths_info(
     expand: Annotated[bool, Form()] = False,
 ) -> Response:
     target = api_repo_path(request)
-    found = reads.paths_info(principal, target.repo, "/".join(target.rest), paths)
+    found = reads.paths_info(principal, target.repo, "/".join(target.rest), paths, expand=expand)
     return JSONResponse(tree_items(reads, xet, found, expand=expand))
 
 
@@ -137,17 +141,30 @@ def list_refs(
     )
 
 
+def formatted_commit(title: str, message: str) -> FormattedCommit:
+    """Title and message as HTML, as the Hub gives them: escaped text, the message's lines
+    kept as paragraphs and line breaks."""
+    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
+    body = "".join(f"<p>{html.escape(p.strip()).replace(chr(10), '<br>')}</p>" for p in paragraphs)
+    return FormattedCommit(title=html.escape(title), message=body)
+
+
 @router.get(
     PREFIX + "/commits/{revision:path}",
     responses=documented(400, 401, 404),
     response_model=list[CommitItem],
 )
 def list_commits(
-    request: Request, reads: ReadsDep, principal: PrincipalDep, p: Annotated[int, Query(ge=0)] = 0
+    request: Request,
+    reads: ReadsDep,
+    principal: PrincipalDep,
+    p: Annotated[int, Query(ge=0)] = 0,
+    expand: Annotated[list[str] | None, Query(alias="expand[]")] = None,
 ) -> Response:
     target = api_repo_path(request)
     history = reads.commits(principal, target.repo, "/".join(target.rest))
     page = history[p * COMMITS_PAGE : (p + 1) * COMMITS_PAGE]
+    formatted = "formatted" in (expand or [])
     items = [
         CommitItem(
             id=c.id,
@@ -155,7 +172,8 @@ def list_commits(
             message=c.message,
             date=iso_ms(c.created_ms),
             authors=[CommitAuthor(user=c.author)],
-        ).model_dump()
+            formatted=formatted_commit(c.title, c.message) if formatted else None,
+        ).model_dump(exclude_none=True)
         for c in page
     ]
     headers = {}
