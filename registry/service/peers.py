@@ -12,11 +12,17 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from registry.domain.access import Principal, require_admin
 from registry.domain.clock import now_ms
-from registry.domain.errors import ConflictError, InvalidError, PeerNotFoundError
+from registry.domain.errors import (
+    ConflictError,
+    InvalidError,
+    PeerIsSelfError,
+    PeerNotFoundError,
+)
 from registry.domain.records import PeerRecord
 from registry.domain.redaction import redact
 from registry.domain.tokens import check_credential
@@ -140,9 +146,12 @@ class PeerView:
 
 
 class PeerService:
-    def __init__(self, db: Database, thresholds: Thresholds, box: CredentialBox) -> None:
+    def __init__(
+        self, db: Database, thresholds: Thresholds, box: CredentialBox, node_id: str
+    ) -> None:
         self._db = db
         self._box = box
+        self._node_id = node_id
         self.health = HealthBook(thresholds)
         self.started = time.monotonic()
 
@@ -154,11 +163,19 @@ class PeerService:
         blobs: str,
         *,
         exist_ok: bool = False,
+        identify: Callable[[str], str | None] | None = None,
     ) -> PeerView:
         """Start pulling from the node at `url` (the admin's call); `exist_ok` updates the
-        token and blob policy of a peer configured already instead of refusing."""
+        token and blob policy of a peer configured already instead of refusing. `identify`
+        asks `url` for its node id (None: no answer): this node's own is refused.
+
+        Raises:
+            PeerIsSelfError: `url` answers as this node.
+        """
         require_admin(principal)
         url = check_http_url(url, "A peer's url")
+        if identify is not None:
+            self._refuse_self(identify(url), url)
         token = check_credential(token, "A peer's token")
         if blobs not in BLOB_POLICIES:
             raise InvalidError(f"blobs must be one of {BLOB_POLICIES}, got {blobs!r}")
@@ -258,9 +275,24 @@ class PeerService:
         self.health.forget(peer_id)
         logger.info("peer removed peer=%s", peer_id)
 
+    def _refuse_self(self, answered_as: str | None, url: str) -> None:
+        if answered_as == self._node_id:
+            raise PeerIsSelfError(
+                f"{url} is this node itself (node id {self._node_id}): a node does not pull "
+                "from itself; give the URL of another node",
+                detail={"url": url, "node_id": self._node_id},
+            )
+
     def contact(self, peer_id: str, node_id: str, epoch: str) -> tuple[PeerRecord, bool]:
         """Record who answered; True with it when the peer's epoch changed (it was restored
-        or reset: what was read of its history must be checked again)."""
+        or reset: what was read of its history must be checked again).
+
+        Raises:
+            PeerIsSelfError: the peer's URL leads back to this node.
+        """
+        with self._db.write() as tx:
+            peer = tx.peers.get(peer_id)
+        self._refuse_self(node_id, peer.url if peer is not None else peer_id)
         with self._db.write() as tx:
             peer = tx.peers.get(peer_id)
             if peer is None:

@@ -9,6 +9,7 @@ bytes in many repos are scanned once.
 from __future__ import annotations
 
 import logging
+import pickletools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ def scan_blob(store: BlobStore, digest: Digest, name: str) -> Verdict | None:
 
 
 def _scan_pickle(path: Path, name: str) -> Verdict:
+    if name.endswith(".bin") and not _may_load_as_pickle(path):
+        return Verdict("clean", [NOT_A_PICKLE])  # picklescan would log warnings, not find
     with path.open("rb") as f:
         result = scan_bytes(f, name, Path(name).suffix)
     dangerous = [
@@ -77,6 +80,19 @@ def _scan_pickle(path: Path, name: str) -> Verdict:
     if result.scan_err:
         return Verdict("error", ["not a pickle picklescan could read"])
     return Verdict("clean", [])
+
+
+# What a loader that unpickles (torch.load) accepts starts with a pickle opcode (a zip archive
+# of pickles starts with `P`, itself an opcode). A `.bin` that starts with none of them is
+# other data (raw tensors, a tokenizer's binary): nothing can unpickle it, nothing to warn of.
+_PICKLE_FIRST_BYTES = frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes)
+NOT_A_PICKLE = "not a pickle: no unpickling loader reads it"
+
+
+def _may_load_as_pickle(path: Path) -> bool:
+    with path.open("rb") as f:
+        first = f.read(1)
+    return bool(first) and first[0] in _PICKLE_FIRST_BYTES
 
 
 class ScanService:

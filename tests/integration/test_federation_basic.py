@@ -10,7 +10,7 @@ import blake3
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
-from tests.conftest import ADMIN_TOKEN, RunningNode
+from tests.conftest import ADMIN_TOKEN, FAST_SYNC, RunningNode
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 20) -> None:
@@ -113,3 +113,25 @@ def test_replica_tree_keeps_the_last_commit_of_each_file(
     copied = last_commits(mirror)
     assert copied == last_commits(home)
     assert copied["a.txt"] == first.oid and copied["b.txt"] == last.oid
+
+
+def test_a_node_refuses_itself_as_a_peer(start_node: Callable[..., RunningNode]) -> None:
+    from registry.domain.access import CONSOLE
+
+    node = start_node("self", sync=FAST_SYNC)
+    with node.client(ADMIN_TOKEN) as http:
+        refused = http.post("/v1/peers", json={"url": node.url, "token": ADMIN_TOKEN})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "PeerIsSelf"
+        assert "this node itself" in refused.json()["error"]
+        assert http.get("/v1/peers").json() == []
+    # added where the URL could not be asked (the console, offline): its pulls say why
+    peer = node.runtime.peers.add(CONSOLE, node.url, ADMIN_TOKEN, "eager")
+    with node.client(ADMIN_TOKEN) as http:
+
+        def explained() -> bool:
+            found = http.get("/v1/peers").json()[0]
+            return found["state"] != "up" and "this node itself" in (found["last_error"] or "")
+
+        wait_for(explained)
+        assert http.get("/v1/peers").json()[0]["id"] == peer.id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import struct
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
 from tests.conftest import ADMIN_TOKEN, RunningNode
@@ -78,3 +80,20 @@ def test_with_the_scanner_stopped_uploads_are_visible_and_pending(
     assert {s.rfilename for s in info.siblings or []} >= {"evil.ckpt", "clean.pt"}
     assert info.security_repo_status == {"scansDone": False, "filesWithIssues": []}
     assert scan_header(node, "evil.ckpt") == "pending"
+
+
+def test_a_bin_of_other_data_is_clean_without_warnings_and_a_pickled_bin_is_still_scanned(
+    start_node: Callable[..., RunningNode], caplog: pytest.LogCaptureFixture
+) -> None:
+    node = start_node("bins", scan={"enabled": False})  # this test runs the scanner
+    api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    api.create_repo("admin/scanned")
+    raw = struct.pack("<4f", 0.5, 0.25, 1.0, 2.0) * 64  # tensor bytes: no opcode starts them
+    for name, data in (("tokens.bin", raw), ("pytorch_model.bin", EVIL)):
+        api.upload_file(path_or_fileobj=data, path_in_repo=name, repo_id="admin/scanned")
+    caplog.set_level(logging.WARNING)
+    assert node.runtime.scans.run_once() == 2
+    assert scan_header(node, "tokens.bin") == "clean"
+    assert scan_header(node, "pytorch_model.bin") == "unsafe"  # a pickle: scanned as one
+    warned = [f"{r.name}: {r.getMessage()}" for r in caplog.records]
+    assert warned and all("pytorch_model.bin" in w for w in warned), warned  # none of tokens

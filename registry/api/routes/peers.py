@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import APIRouter
 
 from registry.api.deps import PeersDep, PrincipalDep
@@ -10,6 +11,7 @@ from registry.service.peers import PeerView
 from registry.wire import PeerIn, PeerOut, iso_ms
 
 router = APIRouter(prefix="/v1/peers", tags=["federation"])
+IDENTIFY_SECONDS = 3.0
 
 
 def peer_out(view: PeerView) -> PeerOut:
@@ -33,9 +35,22 @@ def peer_out(view: PeerView) -> PeerOut:
     )
 
 
+def answering_node(url: str) -> str | None:
+    """The node id `url` answers with on /v1/health; None when it does not answer now (a peer
+    may be added before it runs)."""
+    try:
+        answer = httpx.get(f"{url.rstrip('/')}/v1/health", timeout=IDENTIFY_SECONDS)
+        node_id = answer.json().get("node_id") if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return node_id if isinstance(node_id, str) else None
+
+
 @router.post("", responses=documented(400, 401, 403, 409), status_code=201, response_model=PeerOut)
 def add_peer(body: PeerIn, peers: PeersDep, principal: PrincipalDep) -> PeerOut:
-    return peer_out(peers.add(principal, body.url, body.token, body.blobs))
+    # A URL that answers as this node itself is a 409 `PeerIsSelf`.
+    added = peers.add(principal, body.url, body.token, body.blobs, identify=answering_node)
+    return peer_out(added)
 
 
 @router.get("", responses=documented(401, 403), response_model=list[PeerOut])
