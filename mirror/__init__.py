@@ -9,7 +9,16 @@ whichever source is alive, verifying every byte.
 from __future__ import annotations
 
 from mirror.downloader import Downloader, DownloadResult, Progress, download_repo
-from mirror.sources import HubSource, Location, NodeSource, S3Source, Source, parse_source
+from mirror.sources import (
+    FlaggedFile,
+    HubSource,
+    Location,
+    NodeSource,
+    S3Source,
+    ScanReport,
+    Source,
+    parse_source,
+)
 from registry.client import RetryPolicy
 from registry.domain.errors import AllSourcesFailedError
 
@@ -17,12 +26,14 @@ __all__ = [
     "AllSourcesFailedError",
     "DownloadResult",
     "Downloader",
+    "FlaggedFile",
     "HubSource",
     "Location",
     "NodeSource",
     "Progress",
     "RetryPolicy",
     "S3Source",
+    "ScanReport",
     "Source",
     "download_repo",
     "parse_source",

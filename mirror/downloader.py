@@ -9,6 +9,10 @@ are recorded, so an interrupted download resumes where it stopped, from any sour
 hashed whole and moved into place only if it matches. A source that sends wrong bytes is
 counted and the file is fetched again from the next one. When every source fails, one
 AllSourcesFailedError names each source and why it failed.
+
+Before any byte is fetched, the first node source that answers says which files its scanner
+flagged (`unsafe` or `error`) in the commit; S3 and Hub sources know no verdicts, so with no node
+the result says the verdicts are unknown rather than guessing. `refuse_unsafe` skips the flagged.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ import blake3
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from mirror.sources import Location, Source, parse_source
+from mirror.sources import (
+    FlaggedFile,
+    Location,
+    ScanningSource,
+    ScanReport,
+    Source,
+    parse_source,
+)
 from mirror.streaming import StreamFailedError, pwrite_all, stream_to_file
 from registry.client import RetryPolicy
 from registry.client.client import TransientError
@@ -65,6 +76,9 @@ class DownloadResult:
     files: dict[str, Path] = field(default_factory=dict)  # repo path -> local file
     fetched_bytes: int = 0  # bytes received in this call (resumed bytes not counted)
     sources_used: dict[str, str] = field(default_factory=dict)  # repo path -> source name
+    scan: ScanReport | None = None  # None: no source knew the scan verdicts
+    flagged: dict[str, FlaggedFile] = field(default_factory=dict)  # among the files asked for
+    refused: list[str] = field(default_factory=list)  # flagged paths not downloaded
 
 
 def _failures_error(what: str, failures: list[tuple[str, str]]) -> AllSourcesFailedError:
@@ -148,6 +162,18 @@ class Downloader:
                 failures.append((source.name, _why(exc)))
         raise _failures_error(f"resolving {repo}@{revision}", failures)
 
+    def scan_report(self, repo: str, commit: str, repo_type: str = "model") -> ScanReport | None:
+        """The scan verdicts for repo@commit from the first node source that gives them, or
+        None when no source knows them (S3 and Hub sources never do)."""
+        for source in self._ordered():
+            if not isinstance(source, ScanningSource):
+                continue
+            try:
+                return source.scan_report(repo_type, repo, commit)
+            except Exception as exc:  # this node cannot tell: ask the next one
+                logger.info("no scan verdicts source=%s error=%s", source.name, exc)
+        return None
+
     def download_repo(
         self,
         repo: str,
@@ -156,13 +182,24 @@ class Downloader:
         revision: str = "main",
         repo_type: str = "model",
         allow: Sequence[str] = (),
+        refuse_unsafe: bool = False,
     ) -> DownloadResult:
-        """Every file of repo@revision (or those matching `allow` globs) into `to`."""
+        """Every file of repo@revision (or those matching `allow` globs) into `to`; files a
+        node flagged unsafe (or could not scan) are in `result.flagged`, and with
+        `refuse_unsafe` they are not downloaded but listed in `result.refused`."""
         manifest, origin = self.resolve(repo, revision, repo_type)
         result = DownloadResult(repo, manifest.commit, origin)
         where = Location(repo_type, repo, revision)
-        for file in manifest.files:
-            if allow and not any(fnmatchcase(file.path, g) for g in allow):
+        wanted = [
+            f for f in manifest.files if not allow or any(fnmatchcase(f.path, g) for g in allow)
+        ]
+        result.scan = self.scan_report(repo, manifest.commit, repo_type)
+        flagged = result.scan.flagged if result.scan else ()
+        names = {f.path for f in wanted}
+        result.flagged = {f.path: f for f in flagged if f.path in names}
+        for file in wanted:
+            if refuse_unsafe and file.path in result.flagged:
+                result.refused.append(file.path)
                 continue
             result.files[file.path] = self._file(file, where, Path(to), result)
         return result
@@ -404,8 +441,12 @@ def download_repo(
     token: str | None = None,
     progress: Callable[[Progress], None] | None = None,
     allow: Sequence[str] = (),
+    refuse_unsafe: bool = False,
 ) -> DownloadResult:
-    """`download_repo("alice/my-lora@v1", "./my-lora", ["http://node:8000", "s3://b/p"])`."""
+    """`download_repo("alice/my-lora@v1", "./my-lora", ["http://node:8000", "s3://b/p"])`;
+    `refuse_unsafe=True` skips the files a node flagged (see `DownloadResult.refused`)."""
     repo, _, revision = spec.partition("@")
     with Downloader(sources, token=token, progress=progress) as downloader:
-        return downloader.download_repo(repo, Path(to), revision=revision or "main", allow=allow)
+        return downloader.download_repo(
+            repo, Path(to), revision=revision or "main", allow=allow, refuse_unsafe=refuse_unsafe
+        )

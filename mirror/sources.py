@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import quote
 
 import httpx
@@ -24,7 +24,8 @@ from registry.domain.errors import (
     UpstreamError,
 )
 from registry.domain.manifest import Manifest, ManifestFile
-from registry.domain.names import check_repo_path
+from registry.domain.names import RepoType, check_repo_path
+from registry.wire import SecurityStatus
 
 Sink = Callable[[int, memoryview], None]  # where the bytes at a file offset go
 
@@ -62,6 +63,34 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class FlaggedFile:
+    """A file a node's scanner flagged: `unsafe`, or `error` (it could not be scanned)."""
+
+    path: str
+    status: str
+    findings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """What one node's scanner says of a commit: files still `pending` are in neither list,
+    so `done` False means the verdicts are incomplete."""
+
+    source: str
+    done: bool
+    flagged: tuple[FlaggedFile, ...]
+
+
+@runtime_checkable
+class ScanningSource(Protocol):
+    """A source that scans what it serves (a node); S3 and Hub sources know no verdicts."""
+
+    def scan_report(self, repo_type: str, repo: str, commit: str) -> ScanReport:
+        """The scanner's verdicts for repo@commit; raises if the source cannot tell."""
+        ...
+
+
 class NodeSource:
     """A modelyard node: manifests from its native API, blobs by BLAKE3 with Range."""
 
@@ -87,6 +116,20 @@ class NodeSource:
             raise BlobNotFoundError(f"{self.name} serves blobs by BLAKE3; {file.path} has none")
         url = f"{self.name}/v1/blobs/{file.blake3}"
         get_range_into(url, self._headers, span[0], span[1], sink)
+
+    def scan_report(self, repo_type: str, repo: str, commit: str) -> ScanReport:
+        # The Hub-compatible repo info carries the verdicts (`securityRepoStatus`), pinned to
+        # the very commit being downloaded: a verdict about another commit would mislead.
+        plural = RepoType.parse(repo_type).plural
+        path = f"/api/{plural}/{repo}/revision/{quote(commit, safe='')}"
+        status = self._client.hub("GET", path).json().get("securityRepoStatus")
+        if status is None:
+            raise UpstreamError(f"{self.name} sent no scan verdicts for {repo}@{commit}")
+        parsed = SecurityStatus.model_validate(status)
+        flagged = tuple(
+            FlaggedFile(f.path, f.status, tuple(f.findings)) for f in parsed.filesWithIssues
+        )
+        return ScanReport(self.name, parsed.scansDone, flagged)
 
     def close(self) -> None:
         self._client.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from tqdm import tqdm
@@ -13,7 +13,11 @@ from tqdm import tqdm
 from registry.cli.common import fail, settings_from
 from registry.domain.errors import AllSourcesFailedError, RegistryError
 
+if TYPE_CHECKING:
+    from mirror import DownloadResult
+
 DEFAULT_SOURCE = "http://127.0.0.1:8000"
+EXIT_REFUSED_UNSAFE = 7  # `pull --refuse-unsafe` left flagged files out (2-6: common.EXIT_CODES)
 
 
 def _token(given: str | None) -> str | None:
@@ -59,6 +63,12 @@ class _Bars:
 @click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--type", "repo_type", type=click.Choice(["model", "dataset"]), default="model")
 @click.option("--token", help="A token for node sources [env MODELYARD_TOKEN].")
+@click.option(
+    "--refuse-unsafe",
+    is_flag=True,
+    help="Skip files a node's scanner flagged (unsafe, or could not be scanned), download the "
+    f"rest, and exit {EXIT_REFUSED_UNSAFE}.",
+)
 def pull(
     spec: str,
     to: Path,
@@ -66,9 +76,15 @@ def pull(
     include: tuple[str, ...],
     repo_type: str,
     token: str | None,
+    refuse_unsafe: bool,
 ) -> None:
     """Download REPO at REV (default main) into --to from whichever source works, verifying
-    every file; an interrupted pull resumes where it stopped."""
+    every file; an interrupted pull resumes where it stopped.
+
+    Files a node's scanner flagged are named on stderr with a warning; S3 and Hub sources
+    carry no verdicts, so with no node among the sources they are reported as not known.
+    With --refuse-unsafe the flagged files are not downloaded and the exit status is
+    7 (after everything else was pulled)."""
     from mirror import Downloader
 
     repo, _, revision = spec.partition("@")
@@ -76,7 +92,12 @@ def pull(
     try:
         with Downloader(sources or [DEFAULT_SOURCE], token=_token(token), progress=bars) as d:
             result = d.download_repo(
-                repo, to, revision=revision or "main", repo_type=repo_type, allow=include
+                repo,
+                to,
+                revision=revision or "main",
+                repo_type=repo_type,
+                allow=include,
+                refuse_unsafe=refuse_unsafe,
             )
     except AllSourcesFailedError as exc:
         bars.close()
@@ -86,10 +107,35 @@ def pull(
         bars.close()
         fail(exc)
     bars.close()
+    _report_scan(result)
     click.echo(
         f"pulled {len(result.files)} files of {repo}@{result.commit} (manifest from "
         f"{result.manifest_source}) into {to}"
     )
+    if result.refused:
+        click.echo(
+            f"error: refused {len(result.refused)} flagged file(s), not downloaded: "
+            f"{', '.join(result.refused)}",
+            err=True,
+        )
+        sys.exit(EXIT_REFUSED_UNSAFE)
+
+
+def _report_scan(result: DownloadResult) -> None:
+    """One stderr line per flagged file, and a note when the verdicts are unknown or partial."""
+    scan = result.scan
+    if scan is None:
+        click.echo("note: scan verdicts not known (no node source gave them)", err=True)
+        return
+    for path, flagged in result.flagged.items():
+        findings = "; ".join(flagged.findings) or "no details"
+        what = "unsafe" if flagged.status == "unsafe" else f"{flagged.status} (scan failed)"
+        click.echo(f"warning: {path} is flagged {what} by {scan.source}: {findings}", err=True)
+    if not scan.done:
+        click.echo(
+            f"note: {scan.source} has not finished scanning; files still pending are not flagged",
+            err=True,
+        )
 
 
 @click.command()
