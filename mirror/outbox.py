@@ -57,6 +57,7 @@ class Pusher:
         self._allow_private_redirects = allow_private_redirects
         self._targets: dict[MirrorConfig, Target] = {}
         self._paused: dict[str, float] = {}  # mirror -> monotonic time it may be tried again
+        self._failing: dict[str, float] = {}  # mirror -> monotonic time its pushes began to fail
 
     def run_once(self) -> int:
         """One pass over every mirror; returns how many outbox rows were pushed."""
@@ -100,13 +101,7 @@ class Pusher:
             try:
                 self._push(self._target(config), item)
             except Exception as exc:  # recorded on the row; retried after its backoff
-                logger.warning(
-                    "mirror push failed mirror=%s serial=%d repo=%s error=%s",
-                    config.name,
-                    item.serial,
-                    item.repo,
-                    exc,
-                )
+                self._log_failure(config.name, item, exc)
                 self._mirrors.failed(item, f"{type(exc).__name__}: {exc}")
                 blocked.add(item.repo)
                 if isinstance(exc, MirrorUnavailableError | OSError):
@@ -114,8 +109,28 @@ class Pusher:
                     break
                 continue
             self._mirrors.done(item)
+            self._log_success(config.name)
             pushed += 1
         return pushed
+
+    def _log_failure(self, mirror: str, item: OutboxItem, exc: Exception) -> None:
+        """A warning when a mirror begins to fail; its retries while it still fails are not
+        news (the row and the mirror's status keep the newest error)."""
+        level = logging.DEBUG if mirror in self._failing else logging.WARNING
+        self._failing.setdefault(mirror, time.monotonic())
+        logger.log(
+            level,
+            "mirror push failed mirror=%s serial=%d repo=%s error=%s",
+            mirror,
+            item.serial,
+            item.repo,
+            exc,
+        )
+
+    def _log_success(self, mirror: str) -> None:
+        since = self._failing.pop(mirror, None)
+        if since is not None:
+            logger.info("mirror ok again mirror=%s after=%.0fs", mirror, time.monotonic() - since)
 
     def _pause(self, mirror: str, item: OutboxItem) -> None:
         retry = next((i for i in self._mirrors.next_items(mirror, 1)), item)

@@ -346,7 +346,10 @@ class PeerOut(BaseModel):
     lag_serials: int
     lag_seconds: float
     last_success: str | None
+    # A probe's or pull's error is cleared once the peer is up again; a bad blob's is kept,
+    # so the time says whether it is news.
     last_error: str | None
+    last_error_at: str | None = None
     bad_blobs: int
     # When its history was last found to have diverged from what was read of it (restored
     # from a backup), and how many entries of the old history this node keeps for recovery.
@@ -389,7 +392,8 @@ class MirrorOut(BaseModel):
     oldest_pending_seconds: float | None
     pushed: int
     last_success: str | None
-    last_error: str | None
+    last_error: str | None  # kept after the mirror is ok again: its time says how old it is
+    last_error_at: str | None = None
     rollbacks: int  # refs moved back past lost commits (each kept on the mirror)
     recent_rollbacks: list[MirrorRollbackOut]  # newest first
 

@@ -65,6 +65,10 @@ def configure_logging(level: str) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
+    # httpx logs every request it sends at INFO: a line per peer probe and long-poll every few
+    # seconds. Our own lines say when a peer or mirror changes state; DEBUG still shows them.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def fail(exc: RegistryError) -> None:

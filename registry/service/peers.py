@@ -42,8 +42,11 @@ class Health:
     successes: int = 0  # consecutive
     last_success_ms: int | None = None
     last_error: str | None = None  # of a probe or pull: cleared once up
+    last_error_ms: int | None = None
     bad_blobs: int = 0  # blobs this peer served with wrong bytes
     bad_blob_error: str | None = None  # the newest of those: kept, whatever its pulls do
+    bad_blob_ms: int | None = None
+    unhealthy_since_ms: int | None = None  # when it last left up (or was first found down)
     pulls_failing: bool = False  # the last pull failed: a probe alone does not make it up
 
 
@@ -67,7 +70,8 @@ class HealthBook:
 
     def success(self, peer_id: str, *, pull: bool = False) -> None:
         """Count a success: a pull's, or (`pull=False`) a probe's, which does not make a peer
-        whose pulls fail up. Once up, the last error is cleared."""
+        whose pulls fail up. Once up, the last error is cleared, and the way back is logged
+        once (a probe answers every few seconds: only the transition is news)."""
         with self._lock:
             h = self.get(peer_id)
             failing = False if pull else h.pulls_failing
@@ -75,6 +79,9 @@ class HealthBook:
             state = h.state
             if not failing and (state != "down" or successes >= self._t.up_after):
                 state = "up"
+            if state == "up" and h.unhealthy_since_ms is not None:
+                seconds = (now_ms() - h.unhealthy_since_ms) / 1000
+                logger.info("peer up again peer=%s after=%.0fs", peer_id, seconds)
             self._health[peer_id] = replace(
                 h,
                 state=state,
@@ -82,6 +89,8 @@ class HealthBook:
                 successes=successes,
                 last_success_ms=now_ms(),
                 last_error=None if state == "up" else h.last_error,
+                last_error_ms=None if state == "up" else h.last_error_ms,
+                unhealthy_since_ms=None if state == "up" else h.unhealthy_since_ms,
                 pulls_failing=failing,
             )
 
@@ -89,7 +98,9 @@ class HealthBook:
         self, peer_id: str, error: str, *, refused: bool = False, pull: bool = False
     ) -> None:
         """Count a failure (a pull's with `pull`); a refused connection (nothing listens) is
-        down at once."""
+        down at once. Only leaving up (or a first state) is logged as a warning: the prober and
+        the puller retry every few seconds, and each retry of a peer known to be down is not
+        news."""
         error = redact(error)  # shown in the API and status; a remote's answer may quote one
         with self._lock:
             h = self.get(peer_id)
@@ -101,14 +112,20 @@ class HealthBook:
                 state = "degraded"
             elif state == "up" and pull:
                 state = "degraded"  # never up while its pulls fail
-            if state != h.state:
+            since = h.unhealthy_since_ms
+            if state != h.state and since is None:
                 logger.warning("peer state peer=%s state=%s error=%s", peer_id, state, error)
+                since = now_ms()
+            elif state != h.state:
+                logger.debug("peer state peer=%s state=%s error=%s", peer_id, state, error)
             self._health[peer_id] = replace(
                 h,
                 state=state,
                 failures=failures,
                 successes=0,
                 last_error=error[:300],
+                last_error_ms=now_ms(),
+                unhealthy_since_ms=since,
                 pulls_failing=h.pulls_failing or pull,
             )
 
@@ -116,7 +133,9 @@ class HealthBook:
         with self._lock:
             h = self.get(peer_id)
             error = redact(error)[:300]
-            self._health[peer_id] = replace(h, bad_blobs=h.bad_blobs + 1, bad_blob_error=error)
+            self._health[peer_id] = replace(
+                h, bad_blobs=h.bad_blobs + 1, bad_blob_error=error, bad_blob_ms=now_ms()
+            )
 
     def forget(self, peer_id: str) -> None:
         with self._lock:
@@ -138,7 +157,8 @@ class PeerView:
     lag_entries: int
     lag_seconds: float
     last_success_ms: int | None
-    last_error: str | None
+    last_error: str | None  # a probe's or pull's (cleared once up), else a bad blob's (kept)
+    last_error_ms: int | None  # when that error happened
     bad_blobs: int
     diverged_ms: int | None  # when its history was last found to have diverged
     set_aside: int  # entries of its abandoned history this node keeps (recoverable)
@@ -240,6 +260,7 @@ class PeerService:
             0.0 if behind is None else (now_ms() - behind) / 1000,
             health.last_success_ms,
             health.last_error or health.bad_blob_error,
+            health.last_error_ms if health.last_error else health.bad_blob_ms,
             health.bad_blobs,
             peer.diverged_ms,
             kept,

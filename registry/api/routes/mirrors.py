@@ -28,6 +28,7 @@ def mirror_out(view: MirrorView) -> MirrorOut:
         pushed=view.pushed,
         last_success=iso_ms(view.last_success_ms) if view.last_success_ms else None,
         last_error=view.last_error,
+        last_error_at=iso_ms(view.last_error_ms) if view.last_error_ms else None,
         rollbacks=view.rollbacks,
         recent_rollbacks=[
             MirrorRollbackOut(

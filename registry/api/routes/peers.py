@@ -28,6 +28,7 @@ def peer_out(view: PeerView) -> PeerOut:
         lag_seconds=view.lag_seconds,
         last_success=iso_ms(view.last_success_ms) if view.last_success_ms else None,
         last_error=view.last_error,
+        last_error_at=iso_ms(view.last_error_ms) if view.last_error_ms else None,
         bad_blobs=view.bad_blobs,
         diverged_at=iso_ms(view.diverged_ms) if view.diverged_ms else None,
         set_aside_entries=view.set_aside,
