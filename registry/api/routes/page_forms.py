@@ -112,6 +112,11 @@ def _repo_of(request: Request) -> tuple[RepoId, str]:
     return repo, f"{repo.type.url_prefix}{repo.full_name}"
 
 
+def _after_action(request: Request, path: str) -> list[str]:
+    """The URL's segments after the repo's page path and its action word (`delete`)."""
+    return raw_segments(request)[len(path.split("/")) + 1 :]
+
+
 # --- signing in ----------------------------------------------------------------------------
 
 
@@ -358,7 +363,7 @@ def delete_page(request: Request, reads: ReadsDep, viewer: ViewerDep) -> Respons
         return _sign_in_first(request)
     try:
         repo, path = _repo_of(request)
-        rest = raw_segments(request)[len(path.split("/")) + 1 :]
+        rest = _after_action(request, path)
         revision, file_path = rest[0], "/".join(rest[1:])
         snap = reads.snapshot(viewer, repo, revision)
         entry = reads.file(snap, file_path)
@@ -383,7 +388,7 @@ async def delete(
     try:
         _checked(request, settings, viewer, form.get("csrf"))
         repo, path = _repo_of(request)
-        rest = raw_segments(request)[len(path.split("/")) + 1 :]
+        rest = _after_action(request, path)
         revision, file_path = rest[0], check_repo_path("/".join(rest[1:]))
         result = await run_in_threadpool(
             lambda: commits.commit(
