@@ -317,7 +317,7 @@ def test_lazy_replica_completes_a_document_once_the_card_is_stored_there(
 
 
 def test_a_common_filter_walks_the_sort_order_and_a_rare_one_starts_from_its_matches(
-    node: RunningNode,
+    start_node: Callable[..., RunningNode],
 ) -> None:
     """Both ways a filtered search runs (metadata/search.py `_narrow`): more repos than NARROW
     under one author (the sort order is walked), one under another (its matches are sorted);
@@ -327,6 +327,7 @@ def test_a_common_filter_walks_the_sort_order_and_a_rare_one_starts_from_its_mat
     from registry.domain.search import SearchQuery
     from registry.metadata.search import NARROW
 
+    node = start_node("narrow", index={"enabled": False})  # only this test indexes
     runtime = node.runtime
     for n in range(NARROW + 5):
         runtime.repos.create(CONSOLE, RepoId(RepoType.MODEL, "admin", f"m{n:04d}"), private=False)
