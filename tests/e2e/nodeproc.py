@@ -153,3 +153,15 @@ class NodeProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def uploads_in_flight(node: NodeProcess) -> list[Path]:
+    """Temp files of uploads in progress that already hold bytes."""
+    found = []
+    for path in (node.data_dir / "store" / "uploads").iterdir():
+        try:
+            if path.stat().st_size > 0:
+                found.append(path)
+        except FileNotFoundError:  # finished or aborted between listing and stat
+            pass
+    return found

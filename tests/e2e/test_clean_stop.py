@@ -20,7 +20,7 @@ import httpx
 import pytest
 from huggingface_hub import HfApi
 
-from tests.e2e.nodeproc import NodeProcess, wait_for
+from tests.e2e.nodeproc import NodeProcess, uploads_in_flight, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -108,17 +108,6 @@ def slow_body(piece: bytes, stopped: threading.Event) -> Iterator[bytes]:
             time.sleep(0.05)  # pacing the body, not waiting for readiness
 
 
-def uploads_with_bytes(node: NodeProcess) -> list[Path]:
-    found = []
-    for path in (node.data_dir / "store" / "uploads").iterdir():
-        try:
-            if path.stat().st_size > 0:
-                found.append(path)
-        except FileNotFoundError:  # finished or aborted between listing and stat
-            pass
-    return found
-
-
 def test_node_stops_promptly_during_an_upload_and_keeps_no_part_of_it(tmp_path: Path) -> None:
     uploader = node(tmp_path, "node")
     piece = os.urandom(MiB)
@@ -142,7 +131,7 @@ def test_node_stops_promptly_during_an_upload_and_keeps_no_part_of_it(tmp_path: 
     try:
         uploader.start()
         sender.start()
-        wait_for(lambda: uploads_with_bytes(uploader), 30, "the upload is writing its temp file")
+        wait_for(lambda: uploads_in_flight(uploader), 30, "the upload is writing its temp file")
         code, took = stop(uploader, signal.SIGTERM)
         stopped.set()
         sender.join(timeout=30)

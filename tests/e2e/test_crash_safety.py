@@ -21,7 +21,7 @@ import httpx
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
-from tests.e2e.nodeproc import NodeProcess, wait_for
+from tests.e2e.nodeproc import NodeProcess, uploads_in_flight, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -159,18 +159,6 @@ def send(url: str, upload: Interrupted, killed: threading.Event, headers: dict[s
         upload.outcome.append(exc)
 
 
-def in_flight(node: NodeProcess) -> list[Path]:
-    """Temp files of uploads in progress that already hold bytes."""
-    found = []
-    for path in (node.data_dir / "store" / "uploads").iterdir():
-        try:
-            if path.stat().st_size > 0:
-                found.append(path)
-        except FileNotFoundError:  # finished or aborted between listing and stat
-            pass
-    return found
-
-
 def kill_during_uploads(node: NodeProcess) -> list[Interrupted]:
     raw, lfs = Interrupted.of("raw", seed=2), Interrupted.of("lfs", seed=3)
     href = lfs_href(node, lfs)
@@ -186,7 +174,7 @@ def kill_during_uploads(node: NodeProcess) -> list[Interrupted]:
     for sender in senders:
         sender.start()
     try:
-        wait_for(lambda: len(in_flight(node)) >= 2, 30, "both uploads writing temp files")
+        wait_for(lambda: len(uploads_in_flight(node)) >= 2, 30, "both uploads writing temp files")
     finally:
         node.kill()
         killed.set()
