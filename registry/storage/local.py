@@ -53,8 +53,8 @@ class LocalBlobStore:
             try:
                 if cutoff is not None and leftover.stat().st_mtime >= cutoff:
                     continue
-                if not dry_run:
-                    leftover.unlink()
+                if not _remove_unless_locked(leftover, dry_run=dry_run):
+                    continue
             except FileNotFoundError:  # finished or aborted meanwhile
                 continue
             removed += 1
@@ -148,11 +148,7 @@ class LocalBlobWriter:
         self._hasher = hasher
         size_hint = hasher.size_hint
         direct = getattr(os, "O_DIRECT", 0) if (size_hint or DIRECT_MIN) >= DIRECT_MIN else 0
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        try:
-            self._fd = os.open(temp, flags | direct, 0o644)
-        except OSError:
-            self._fd, direct = os.open(temp, flags, 0o644), 0
+        self._fd, direct = _open_locked(temp, direct)
         self._direct = bool(direct)
         self._stage = mmap.mmap(-1, STAGE) if self._direct else None
         self._staged = 0
@@ -237,10 +233,10 @@ class LocalBlobWriter:
                 if self._staged:
                     self._flush_stage()
                 os.fsync(self._fd)
-                self._close()
                 hashes = self._hasher.result()
                 expected.check(hashes)
-                self._store.publish(self._temp, hashes.blake3)
+                self._store.publish(self._temp, hashes.blake3)  # still locked against gc
+                self._close()
             return hashes
         except BaseException:
             self.abort()
@@ -280,6 +276,38 @@ def disk_errors(root: Path, what: str) -> Iterator[None]:
                 f"{what}; nothing was stored"
             ) from None
         raise
+
+
+def _open_locked(temp: Path, direct: int) -> tuple[int, int]:
+    """Create an upload's file and lock it until it is published or removed, so gc in any
+    process leaves it alone. Should gc take the file between its creation and the lock, it
+    is gone once the lock is ours: create it again."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for _ in range(3):
+        try:
+            fd = os.open(temp, flags | direct, 0o644)
+        except OSError:
+            fd, direct = os.open(temp, flags, 0o644), 0
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return fd, direct
+        os.close(fd)
+    raise OSError(errno.ENOENT, "upload file removed as it was created", str(temp))
+
+
+def _remove_unless_locked(leftover: Path, *, dry_run: bool) -> bool:
+    """Remove an upload leftover unless a live writer (in any process) holds its lock."""
+    fd = os.open(leftover, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # being written now
+        if not dry_run:
+            leftover.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, view: memoryview) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -88,6 +90,21 @@ def staged_uploads(store: BlobStore) -> set[str]:
         keys = objects_in_bucket(store)
         return {k for k in keys if k.removeprefix("multipart:").startswith(uploads)}
     return set()
+
+
+def abandon_in_a_dead_process(store: LocalBlobStore, sizes: list[int]) -> None:
+    """Uploads a process began and then died in (exit without cleanup): unlocked leftovers."""
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from registry.storage.local import LocalBlobStore\n"
+        "store = LocalBlobStore(Path(sys.argv[1]))\n"
+        "for size in map(int, sys.argv[2:]):\n"
+        "    store.writer(size).write(os.urandom(size - 1))\n"
+        "os._exit(0)\n"
+    )
+    args = [str(store.root), *map(str, sizes)]
+    subprocess.run([sys.executable, "-c", script, *args], check=True, timeout=60)
 
 
 def assert_empty(store: BlobStore, *digests: Digest) -> None:
@@ -359,8 +376,12 @@ class TestBlobStoreContract:
         self, store: BlobStore
     ) -> None:
         kept = put(store, Expected(), [b"complete"]).blake3
-        abandoned = store.writer()  # its process dies while uploading
-        abandoned.write(payload(S3_PART + 1))  # S3: one part sent, a multipart upload pending
+        abandoned = None
+        if isinstance(store, LocalBlobStore):  # a writer alive in this process holds a lock
+            abandon_in_a_dead_process(store, [S3_PART + 2])
+        else:  # S3: one part sent, a multipart upload pending
+            abandoned = store.writer()
+            abandoned.write(payload(S3_PART + 1))
         staged = staged_uploads(store)
         assert len(staged) == (0 if isinstance(store, MemoryBlobStore) else 1)
         assert store.clear_uploads(older_than=-60, dry_run=True) == len(staged)
@@ -369,7 +390,8 @@ class TestBlobStoreContract:
         assert staged_uploads(store) == set()
         assert store.clear_uploads(older_than=-60) == 0
         assert list(store.iter_digests()) == [kept] and read(store, kept) == b"complete"
-        abandoned.abort()  # what it staged is gone already: harmless
+        if abandoned is not None:
+            abandoned.abort()  # what it staged is gone already: harmless
 
     def test_clear_uploads_older_than_spares_an_upload_in_progress(self, store: BlobStore) -> None:
         data = payload(S3_PART + 1)
@@ -425,36 +447,55 @@ def test_local_store_keeps_blobs_across_instances(tmp_path: Path) -> None:
 def test_local_store_clear_uploads_removes_leftovers(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
     kept = put(store, Expected(), [b"complete"]).blake3
-    small, large = store.writer(100), store.writer(LARGE)
-    small.write(b"interrupted")  # the process dies here: the temp files stay behind
-    large.write(payload(5 * 1024 * 1024))
+    abandon_in_a_dead_process(store, [100, LARGE])  # small and O_DIRECT temp files stay
     assert len(list((tmp_path / "uploads").iterdir())) == 2
     assert store.clear_uploads() == 2
     assert list((tmp_path / "uploads").iterdir()) == []
     assert store.clear_uploads() == 0
     assert list(store.iter_digests()) == [kept] and read(store, kept) == b"complete"
-    small.abort()  # closes the descriptors the "dead process" held
-    large.abort()
 
 
-def test_local_store_clear_uploads_older_than_spares_uploads_still_writing(
+def test_local_store_clear_uploads_never_takes_an_upload_a_live_writer_holds(
     tmp_path: Path,
 ) -> None:
+    """gc --grace 0 in another process beside a serving node: the upload in progress (small
+    or O_DIRECT) is locked and kept, and commits whole."""
     store = LocalBlobStore(tmp_path)
-    idle, busy = store.writer(100), store.writer(100)
-    idle.write(b"stalled")
-    busy.write(b"writing")
-    stalled = next(p for p in (tmp_path / "uploads").iterdir() if p.read_bytes() == b"stalled")
+    data = [payload(100), payload(LARGE, seed=1)]
+    writers = [store.writer(len(d)) for d in data]
+    for writer, d in zip(writers, data, strict=True):
+        writer.write(d)
+    gc = (
+        "import sys\nfrom pathlib import Path\nfrom registry.storage.local import LocalBlobStore\n"
+        "print(LocalBlobStore(Path(sys.argv[1])).clear_uploads(older_than=-60))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", gc, str(tmp_path)], capture_output=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == b"0"
+    assert store.clear_uploads(older_than=-60) == 0  # this process's own gc too
+    for writer, d in zip(writers, data, strict=True):
+        assert writer.commit(Expected(size=len(d))).blake3 == digest_of(d)
+        assert read(store, digest_of(d)) == d
+    assert list((tmp_path / "uploads").iterdir()) == []
+
+
+def test_local_store_clear_uploads_older_than_takes_only_old_leftovers(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    abandon_in_a_dead_process(store, [100, 100])
+    stalled, recent = sorted((tmp_path / "uploads").iterdir())
     an_hour_ago = time.time() - 3600
     os.utime(stalled, (an_hour_ago, an_hour_ago))  # no write for an hour
+    busy = store.writer(100)
+    busy.write(b"writing")
     assert store.clear_uploads(older_than=600, dry_run=True) == 1
-    assert len(list((tmp_path / "uploads").iterdir())) == 2
+    assert len(list((tmp_path / "uploads").iterdir())) == 3
     assert store.clear_uploads(older_than=600) == 1
-    assert [p.read_bytes() for p in (tmp_path / "uploads").iterdir()] == [b"writing"]
+    assert not stalled.exists() and recent.exists()
     busy.write(b" on")
     assert put(store, Expected(), [b"after"]).size == 5
     assert busy.commit(Expected(size=len(b"writing on"))).size == len(b"writing on")
-    idle.abort()
+    assert list((tmp_path / "uploads").iterdir()) == [recent]
 
 
 MULTIPART = 2 * S3_PART + 5  # three parts: the multipart path, the last part short
