@@ -9,6 +9,7 @@
          "created_ms", "files": [{"path", "size", "blake3", "sha256"}]}
     {prefix}repos/{type}/{namespace}/{name}/refs/heads/{branch}.json   and refs/tags/{tag}.json:
         {"format": "modelyard.ref/1", "ref": "refs/heads/main", "commit", "updated_ms"}
+    A repo id without a namespace (`gpt2`) has `~` for its namespace: repos/model/~/gpt2/...
 
 A reader resolves `repo@branch` through the ref document, reads the commit's manifest, and
 fetches each file's blob, verifying it by BLAKE3; a file uploaded to the node through Xet has
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry.domain.errors import InvalidError
-from registry.domain.names import COMMIT_SHA, parse_s3_url
+from registry.domain.names import COMMIT_SHA, NO_NAMESPACE, parse_s3_url
 
 LAYOUT_FORMAT = "modelyard.layout/1"
 
@@ -60,6 +61,8 @@ class BucketPath:
         return f"{self.prefix}xet/xorbs/{blake3_hex}.json"
 
     def _repo(self, repo_type: str, repo: str) -> str:
+        if "/" not in repo:  # an id without a namespace (`gpt2`) keeps the two-level shape
+            repo = f"{NO_NAMESPACE}/{repo}"
         return f"{self.prefix}repos/{repo_type}/{repo}"
 
     def manifest_key(self, repo_type: str, repo: str, commit: str) -> str:

@@ -7,7 +7,8 @@ and `parse_repo` turns `~/gpt2` back into the id `gpt2` (stored with the namespa
 
 Which form a path has is read from the word after the repo: `/api/{T}/a/b/tree/...` is the repo
 `a/b` (a namespaced form wins when both fit), `/api/{T}/a/tree/...` the repo `a`, and
-`/api/{T}/a` alone is the info of `a`. The action words come from the app's own routes. So a
+`/api/{T}/a` alone is the info of `a`; `/a/resolve/...` and the LFS batch `/a.git/info/lfs/...`
+(and their `/datasets/` forms) are the repo `a`. The action words come from the app's own routes. So a
 namespaced repo whose name is an action word (`alice/refs`) is reached through its sub-routes
 only; `/api/models/alice/refs` is the refs of the repo `alice`, as on the Hub. Pages are left
 alone: a single-segment page path (`/alice`) is the author page.
@@ -47,6 +48,8 @@ def missing_namespace_at(raw_path: str, actions: frozenset[str]) -> int | None:
     offset = 2 if len(s) > 1 and s[1] == "datasets" else 1
     single = len(s) >= offset + 4 and s[offset + 1] == "resolve" and s[offset]
     namespaced = len(s) >= offset + 5 and s[offset + 2] == "resolve"
+    if len(s) >= offset + 2 and s[offset].endswith(".git") and s[offset + 1] == "info":
+        single, namespaced = len(s[offset]) > len(".git"), False  # /{name}.git/info/lfs/...
     if single and not namespaced:
         return len("/datasets") if offset == 2 else 0
     return None

@@ -65,8 +65,7 @@ class Repos:
         as on the Hub) unless `exact`. The record holds the id as it was created."""
         row = self._session.exec(select(Repo).where(_where(repo))).first()
         if row is None and not exact:
-            # Only a miss pays for the case-folded look (no index covers it): the exact
-            # spelling, what clients send nearly always, stays one indexed lookup.
+            # Only a miss pays for the second, case-folded look (ix_repo_folded).
             row = self._session.exec(select(Repo).where(_where_folded(repo))).first()
         return None if row is None else record_of(self._hold(row))
 

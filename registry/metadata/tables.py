@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, UniqueConstraint, func, text
 from sqlmodel import Field, SQLModel
 
 # Milliseconds, sizes and serials outgrow 32 bits: BIGINT on Postgres; SQLite's INTEGER is
@@ -45,6 +45,8 @@ class Repo(SQLModel, table=True):
         Index("ix_repo_type_updated", "type", "updated_ms"),
         Index("ix_repo_type_created", "type", "created_ms"),
         Index("ix_repo_type_downloads", "type", "downloads"),
+        # Ids are looked up whatever their case, as on the Hub (`Repos.find`).
+        Index("ix_repo_folded", "type", func.lower(text("namespace")), func.lower(text("name"))),
     )
     id: int | None = Field(default=None, primary_key=True)
     type: str

@@ -3,7 +3,9 @@ exceptions (hf-hub-protocol.md §4 and §8), through the real client."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from registry.domain.access import CONSOLE
 from registry.domain.names import RepoId, RepoType
 from registry.service.commits import AddBytes
 from tests.conftest import RunningNode
+from tests.hub import NDJSON, add, header, ndjson
 
 STALE = "The branch was updated since you opened this page. Please refresh and try again."
 
@@ -294,3 +297,48 @@ def test_hf_file_system_modified_reads_last_commits(node: RunningNode, api: HfAp
     assert info.last_commit.title == "Upload d/e/c.txt with huggingface_hub"
     (plain,) = api.get_paths_info("admin/times", ["d"])
     assert isinstance(plain, RepoFolder) and plain.last_commit is None
+
+
+def test_repo_ids_without_a_namespace_take_commits_and_lfs_uploads(
+    node: RunningNode, api: HfApi, tmp_path: Path
+) -> None:
+    """The write routes too: preupload, the LFS batch and PUT, commits, branches and tags.
+    (huggingface_hub's CommitInfo refuses a single-segment commit URL, as the Hub itself now
+    has no such repos, so the commits go over the wire here; branch and tag calls use it.)"""
+    canonical_repo(node, "solo")
+    weights = os.urandom(300_000)
+    oid = hashlib.sha256(weights).hexdigest()
+    with node.client(node.admin_token) as http:
+        batch = {"operation": "upload", "transfers": ["basic"]}
+        asked = http.post(
+            "/solo.git/info/lfs/objects/batch",
+            json=batch | {"objects": [{"oid": oid, "size": len(weights)}]},
+        )
+        assert asked.status_code == 200, asked.text
+        href = asked.json()["objects"][0]["actions"]["upload"]["href"]
+        assert http.put(href, content=weights).status_code == 200
+        preupload = {"files": [{"path": "notes.txt", "size": 5, "sample": ""}]}
+        assert http.post("/api/models/solo/preupload/main", json=preupload).status_code == 200
+        lfs = {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid}}
+        body = ndjson(header("add two"), add("notes.txt", b"notes"), lfs)
+        committed = http.post("/api/models/solo/commit/main", content=body, headers=NDJSON)
+        assert committed.status_code == 200, committed.text
+        assert committed.json()["commitUrl"].endswith(
+            f"/solo/commit/{committed.json()['commitOid']}"
+        )
+        missing = http.post("/api/models/nobody/commit/main", content=body, headers=NDJSON)
+        assert (missing.status_code, missing.headers["x-error-code"]) == (404, "RepoNotFound")
+    api.create_branch("solo", branch="dev")
+    api.create_tag("solo", tag="v1")
+    assert sorted(api.list_repo_files("solo")) == [
+        ".gitattributes",
+        "config.json",
+        "notes.txt",
+        "sub/w.txt",
+        "w.bin",
+    ]
+    assert [t.name for t in api.list_repo_refs("solo").tags] == ["v1"]
+    got = api.hf_hub_download("solo", "w.bin", revision="v1", cache_dir=tmp_path)
+    assert Path(got).read_bytes() == weights
+    api.delete_branch("solo", branch="dev")
+    assert [b.name for b in api.list_repo_refs("solo").branches] == ["main"]

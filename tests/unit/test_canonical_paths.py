@@ -26,6 +26,11 @@ ACTIONS = frozenset({"revision", "tree", "commits", "refs", "resolve", "auth-che
         ("/api/models/~/gpt2/tree/main", None),  # a next-page link of `gpt2`
         ("/alice/m1/resolve/main/config.json", None),
         ("/datasets/alice/d1/resolve/main/x", None),
+        ("/gpt2.git/info/lfs/objects/batch", 0),
+        ("/datasets/squad.git/info/lfs/objects/batch", 9),
+        ("/alice/m1.git/info/lfs/objects/batch", None),
+        ("/datasets/alice/d1.git/info/lfs/objects/batch", None),
+        ("/.git/info/lfs/objects/batch", None),
         ("/alice", None),  # the author page
         ("/alice/m1", None),
         ("/api/models", None),

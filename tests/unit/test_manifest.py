@@ -67,6 +67,10 @@ def test_bucket_paths_follow_the_documented_layout() -> None:
     assert path.ref_key("model", "alice/m", "refs/heads/dev/x") == (
         "some/prefix/repos/model/alice/m/refs/heads/dev/x.json"
     )
+    assert path.ref_key("model", "gpt2", "refs/heads/main") == (
+        "some/prefix/repos/model/~/gpt2/refs/heads/main.json"  # no namespace: still two levels
+    )
+    assert path.refs_prefix("dataset", "squad") == "some/prefix/repos/dataset/~/squad/refs/"
     assert BucketPath.parse("s3://bucket").prefix == ""
     for bad in ("http://x", "s3://", "s3:///p"):
         with pytest.raises(InvalidError):
