@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from multiprocessing.synchronize import Barrier as BarrierType
 import warnings
+from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
 import psycopg
