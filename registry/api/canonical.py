@@ -9,9 +9,9 @@ Which form a path has is read from the word after the repo: `/api/{T}/a/b/tree/.
 `a/b` (a namespaced form wins when both fit), `/api/{T}/a/tree/...` the repo `a`, and
 `/api/{T}/a` alone is the info of `a`; `/a/resolve/...` and the LFS batch
 `/a.git/info/lfs/...` (and their `/datasets/` forms) are the repo `a`. The action words come
-from the app's own routes. So a namespaced repo whose name is an action word (`alice/refs`) is reached through its sub-routes
-only; `/api/models/alice/refs` is the refs of the repo `alice`, as on the Hub. Pages are left
-alone: a single-segment page path (`/alice`) is the author page.
+from the app's own routes. So a namespaced repo whose name is an action word (`alice/refs`) is
+reached through its sub-routes only; `/api/models/alice/refs` is the refs of the repo `alice`,
+as on the Hub. Pages are left alone: a single-segment page path (`/alice`) is the author page.
 """
 
 from __future__ import annotations
