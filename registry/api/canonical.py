@@ -46,7 +46,7 @@ def missing_namespace_at(raw_path: str, actions: frozenset[str]) -> int | None:
             return len(f"/api/{s[2]}")
         return None
     offset = 2 if len(s) > 1 and s[1] == "datasets" else 1
-    single = len(s) >= offset + 4 and s[offset + 1] == "resolve" and s[offset]
+    single = len(s) >= offset + 4 and s[offset + 1] == "resolve" and bool(s[offset])
     namespaced = len(s) >= offset + 5 and s[offset + 2] == "resolve"
     if len(s) >= offset + 2 and s[offset].endswith(".git") and s[offset + 1] == "info":
         single, namespaced = len(s[offset]) > len(".git"), False  # /{name}.git/info/lfs/...
