@@ -148,7 +148,8 @@ def test_org_admin_adds_a_writer(node: RunningNode, team: dict[str, str]) -> Non
     assert ozzy.create_repo("lab/by-ozzy").repo_id == "lab/by-ozzy"
 
 
-def test_org_cli_errors_and_listing(node: RunningNode, team: dict[str, str]) -> None:
+@pytest.mark.usefixtures("team")
+def test_org_cli_errors_and_listing(node: RunningNode) -> None:
     unknown_user = run_cli(node, "org", "add", "lab", "nobody", "--role", "write")
     assert unknown_user.exit_code == 3
     assert "UserNotFound" in unknown_user.stderr and "'nobody'" in unknown_user.stderr
@@ -170,6 +171,7 @@ def test_org_cli_errors_and_listing(node: RunningNode, team: dict[str, str]) -> 
     assert "rita" not in run_cli(node, "org", "show", "lab").stdout
 
 
-def test_token_for_org_name_is_refused(node: RunningNode, team: dict[str, str]) -> None:
+@pytest.mark.usefixtures("team")
+def test_token_for_org_name_is_refused(node: RunningNode) -> None:
     made = run_cli(node, "token", "create", "--user", "lab")
     assert made.exit_code == 4 and "NameTaken" in made.stderr
