@@ -1,15 +1,15 @@
 """Push one local folder to several targets at once (a creator without a node of their own).
 
 The folder is hashed once (BLAKE3 and SHA-256 in one pass per file); then every target gets
-the same commit concurrently, and each reports its own result: one target being down never
-stops the others.
+the same commit concurrently, each with its own token, and each reports its own result (the
+commit it made): one target being down never stops the others.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +32,23 @@ SKIPPED_DIRS = {".git", ".cache", ".modelyard", "__pycache__"}
 class TargetResult:
     target: str
     ok: bool
-    detail: str  # the pushed commit id, or why it failed
+    detail: str  # the commit id the target made (a bucket: ours), or why it failed
+
+
+class _Produced:
+    """The `RemoteCommits` of one push: keeps the commit a node or Hub target made for ours."""
+
+    def __init__(self) -> None:
+        self.remote: str | None = None
+
+    def remote_commit(self, mirror: str, commit_id: str) -> str | None:  # noqa: ARG002
+        return None
+
+    def local_commit(self, mirror: str, remote_id: str) -> str | None:  # noqa: ARG002
+        return None
+
+    def record_remote(self, mirror: str, commit_id: str, remote_id: str) -> None:  # noqa: ARG002
+        self.remote = remote_id
 
 
 def hash_file(path: Path, on_bytes: Callable[[int], object] | None = None) -> tuple[str, str, int]:
@@ -74,25 +90,32 @@ def snapshot_folder(
     return PushCommit(repo_type, repo, commit, None, message, int(time.time() * 1000), tuple(files))
 
 
-def target_for(spec: str, token: str | None) -> tuple[Target, str | None]:
-    """A target from `http(s)://node`, `s3://bucket/prefix` or `hf:org/name` (that repo)."""
+def target_for(
+    spec: str, token: str | None, produced: _Produced | None = None
+) -> tuple[Target, str | None]:
+    """A target from `http(s)://node`, `s3://bucket/prefix` or `hf:org/name` (that repo).
+
+    Args:
+        token: the target's token; for a Hub without one, HF_TOKEN or the saved login.
+    """
     if spec.startswith("s3://"):
         return build_target("s3", spec, spec, None, None), None
     if spec.startswith("hf:"):
         repo = spec[3:]
         if repo.count("/") != 1:
             raise InvalidError(f"A Hub target is hf:org/name, got {spec!r}")
-        return build_target("hf", spec, None, None, None), repo  # HF_ENDPOINT / HF_TOKEN
+        return build_target("hf", spec, None, token, produced), repo  # at HF_ENDPOINT
     if spec.startswith(("http://", "https://")):
-        return build_target("node", spec, spec.rstrip("/"), token, None), None
+        return build_target("node", spec, spec.rstrip("/"), token, produced), None
     raise InvalidError(
         f"Unknown target {spec!r}: use http(s)://node, s3://bucket/prefix or hf:org/name"
     )
 
 
 def push_to(spec: str, commit: PushCommit, token: str | None) -> TargetResult:
+    produced = _Produced()
     try:
-        target, repo = target_for(spec, token)
+        target, repo = target_for(spec, token, produced)
         pushed = replace(commit, repo=repo) if repo else commit
         target.push_commit(pushed)
         target.set_ref(pushed, "refs/heads/main")
@@ -100,14 +123,15 @@ def push_to(spec: str, commit: PushCommit, token: str | None) -> TargetResult:
         return TargetResult(spec, False, f"{exc.code}: {exc.message}")
     except Exception as exc:  # any failure of one target is that target's result
         return TargetResult(spec, False, f"{type(exc).__name__}: {exc}")
-    return TargetResult(spec, True, commit.commit)
+    return TargetResult(spec, True, produced.remote or commit.commit)
 
 
 def push_folder(
-    commit: PushCommit, targets: Sequence[str], token: str | None
+    commit: PushCommit, targets: Sequence[str], tokens: Mapping[str, str | None]
 ) -> list[TargetResult]:
-    """Push a snapshot to every target concurrently; results in the order given."""
+    """Push a snapshot to every target concurrently, each with its token in `tokens` (by
+    target); results in the order given."""
     if not targets:
         raise InvalidError("Give at least one target (--to)")
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-        return list(pool.map(lambda spec: push_to(spec, commit, token), targets))
+        return list(pool.map(lambda spec: push_to(spec, commit, tokens.get(spec)), targets))

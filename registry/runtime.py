@@ -46,6 +46,7 @@ from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
 from registry.service.mirrors import MirrorService
 from registry.service.model_metadata import ModelMetadataService
+from registry.service.orgs import OrgService
 from registry.service.peers import PeerService, Thresholds
 from registry.service.quarantine import Quarantine
 from registry.service.reads import ReadService
@@ -148,6 +149,10 @@ class Runtime:
         return AuthService(self.db, self.settings.token_recheck_interval)
 
     @cached_property
+    def orgs(self) -> OrgService:
+        return OrgService(self.db, self.auth)
+
+    @cached_property
     def cache(self) -> ReadCache:
         cache = ReadCache()
         self.db.after_write.append(cache.new_generation)
@@ -248,6 +253,7 @@ class Runtime:
             settings=self.settings,
             identity=self.identity,
             auth=self.auth,
+            orgs=self.orgs,
             repos=self.repos,
             reads=self.reads,
             repoinfo=RepoInfoService(

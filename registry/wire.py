@@ -55,7 +55,43 @@ class BlobStored(BaseModel):
 
 
 class OrgOut(BaseModel):
+    """An org in whoami's `orgs`, as the Hub names its fields."""
+
+    type: Literal["org"] = "org"
     name: str
+    fullname: str
+    roleInOrg: str
+
+
+class OrgIn(BaseModel):
+    name: str = Field(max_length=200)
+
+
+class MemberIn(BaseModel):
+    role: str = Field(max_length=20, description="read, write or admin")
+
+
+class MemberOut(BaseModel):
+    user: str
+    role: str
+
+
+class OrgDetail(BaseModel):
+    name: str
+    members: list[MemberOut]
+
+
+class OrgSummary(BaseModel):
+    name: str
+    role: str | None  # the asker's role; None for the admin where not a member
+
+
+class HubMemberOut(BaseModel):
+    """A member as the Hub's `/api/organizations/{org}/members` lists them."""
+
+    type: Literal["user"] = "user"
+    user: str
+    fullname: str
 
 
 class AccessToken(BaseModel):

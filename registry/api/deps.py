@@ -22,6 +22,7 @@ from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
 from registry.service.mirrors import MirrorService
 from registry.service.model_metadata import ModelMetadataService
+from registry.service.orgs import OrgService
 from registry.service.peers import PeerService
 from registry.service.reads import ReadService
 from registry.service.repoinfo import RepoInfoService
@@ -83,3 +84,4 @@ ModelMetadataDep = Annotated[ModelMetadataService, Depends(_part("model_metadata
 XetDep = Annotated[XetService, Depends(_part("xet"))]
 RepoPagesDep = Annotated[RepoPageService, Depends(_part("repo_pages"))]
 AuthDep = Annotated[AuthService, Depends(_part("auth"))]
+OrgsDep = Annotated[OrgService, Depends(_part("orgs"))]

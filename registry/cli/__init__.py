@@ -8,6 +8,7 @@ from registry import __version__
 from registry.cli.gc import gc
 from registry.cli.mirror import mirror
 from registry.cli.openapi import openapi
+from registry.cli.org import org
 from registry.cli.peer import peer
 from registry.cli.recover import recover
 from registry.cli.serve import serve
@@ -22,7 +23,7 @@ def cli() -> None:
     """modelyard: a federated, mirror-friendly registry for AI model files."""
 
 
-for _command in (serve, token, peer, mirror, pull, push, gc, verify, recover, openapi):
+for _command in (serve, token, org, peer, mirror, pull, push, gc, verify, recover, openapi):
     cli.add_command(_command)
 
 

@@ -11,6 +11,7 @@ import click
 from tqdm import tqdm
 
 from registry.cli.common import fail, settings_from
+from registry.cli.credentials import Credentials, load_credentials
 from registry.domain.errors import AllSourcesFailedError, RegistryError
 
 if TYPE_CHECKING:
@@ -150,7 +151,18 @@ def _report_scan(result: DownloadResult) -> None:
 )
 @click.option("-m", "--message", default="Upload with modelyard push", show_default=True)
 @click.option("--type", "repo_type", type=click.Choice(["model", "dataset"]), default="model")
-@click.option("--token", help="A write token for node targets [env MODELYARD_TOKEN].")
+@click.option(
+    "--token",
+    help="A write token for node targets without one in the credentials file "
+    "[env MODELYARD_TOKEN]; prefer the file (a token in argv shows in `ps`).",
+)
+@click.option(
+    "--credentials",
+    "credentials_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MODELYARD_CREDENTIALS",
+    help="Tokens by URL (TOML) [env MODELYARD_CREDENTIALS; ~/.config/modelyard/credentials.toml].",
+)
 def push(
     folder: Path,
     repo: str,
@@ -158,18 +170,24 @@ def push(
     message: str,
     repo_type: str,
     token: str | None,
+    credentials_path: Path | None,
 ) -> None:
-    """Push FOLDER as REPO to every --to target concurrently; report each one's result and
-    exit non-zero if any failed. Hub targets use HF_ENDPOINT and HF_TOKEN."""
+    """Push FOLDER as REPO to every --to target concurrently; report each one's result (the
+    commit it made) and exit non-zero if any failed.
+
+    Each node target takes the token of its URL in the credentials file, else --token or
+    MODELYARD_TOKEN. Hub targets (at HF_ENDPOINT) take the token of the endpoint's URL in the
+    file, else HF_TOKEN or the saved login."""
     from mirror.push import push_folder, snapshot_folder
 
+    tokens = _target_tokens(targets, load_credentials(credentials_path), _token(token))
     try:
         total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         with tqdm(total=total, unit="B", unit_scale=True, desc="hashing") as bar:
             commit = snapshot_folder(
                 folder, repo, message=message, repo_type=repo_type, on_bytes=bar.update
             )
-        results = push_folder(commit, targets, _token(token))
+        results = push_folder(commit, targets, tokens)
     except RegistryError as exc:
         fail(exc)
         return
@@ -179,3 +197,23 @@ def push(
     if failed:
         click.echo(f"error: {len(failed)} of {len(results)} targets failed", err=True)
         sys.exit(6)
+
+
+def _target_tokens(
+    targets: tuple[str, ...], credentials: Credentials, fallback: str | None
+) -> dict[str, str | None]:
+    """Each target's token; a node target with none is refused before anything is pushed."""
+    tokens: dict[str, str | None] = {}
+    for spec in targets:
+        if spec.startswith("hf:"):
+            from huggingface_hub import constants  # reads HF_ENDPOINT
+
+            tokens[spec] = credentials.token_for(constants.ENDPOINT)
+        elif spec.startswith(("http://", "https://")):
+            tokens[spec] = credentials.token_for(spec) or fallback
+            if tokens[spec] is None:
+                raise click.UsageError(
+                    f'no credential for {spec}: add a ["{spec.rstrip("/")}"] table with '
+                    f'token = "..." to {credentials.path} (or set MODELYARD_TOKEN)'
+                )
+    return tokens

@@ -4,9 +4,11 @@ Each family is listed with the codes it holds, its own first:
 
     RegistryError             internal
     ├── NotFoundError         NotFound, RepoNotFound, RevisionNotFound, EntryNotFound,
-    │                         BlobNotFound, PeerNotFound, MirrorNotFound, TokenNotFound
+    │                         BlobNotFound, PeerNotFound, MirrorNotFound, TokenNotFound,
+    │                         OrgNotFound, UserNotFound
     ├── ConflictError         Conflict, RepoExists, RefExists, ProtectedRef, HomeMismatch,
-    │                         MirrorExists, ScrubRunning
+    │                         MirrorExists, ScrubRunning, NameTaken (a user and an org share
+    │                         no name; an org's name is taken once)
     ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency)
     ├── InvalidError          BadRequest, InvalidName, InvalidRevision,
     │                         DigestMismatch (XorbHashMismatch, VerificationMismatch,
@@ -86,8 +88,24 @@ class TokenNotFoundError(NotFoundError):
     code = "TokenNotFound"
 
 
+class OrgNotFoundError(NotFoundError):
+    """No org of that name, or one the asker may not see."""
+
+    code = "OrgNotFound"
+
+
+class UserNotFoundError(NotFoundError):
+    code = "UserNotFound"
+
+
 class ConflictError(RegistryError):
     code = "Conflict"
+
+
+class NameTakenError(ConflictError):
+    """The name is a user's or an org's already: users and orgs share one set of names."""
+
+    code = "NameTaken"
 
 
 class RepoExistsError(ConflictError):
@@ -383,7 +401,10 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         PeerNotFoundError,
         MirrorNotFoundError,
         TokenNotFoundError,
+        OrgNotFoundError,
+        UserNotFoundError,
         ConflictError,
+        NameTakenError,
         RepoExistsError,
         RefExistsError,
         ProtectedRefError,

@@ -113,7 +113,7 @@ class Blobs:
             .join(TreeRow, col(TreeRow.commit_id) == Commit.id)
             .where(TreeRow.blake3 == digest.hex)
         )
-        visible = holders.where(visible_to(principal.user, principal.is_admin))
+        visible = holders.where(visible_to(principal))
         if self._session.exec(visible.limit(1)).first() is not None:
             return True
         return False if self._session.exec(holders.limit(1)).first() is not None else None

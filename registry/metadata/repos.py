@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import ColumnElement, delete, func, or_, true, update
 from sqlmodel import Session, col, select
 
+from registry.domain.access import Principal
 from registry.domain.names import RepoId, RepoType
 from registry.domain.records import RepoRecord
 from registry.metadata.tables import Commit, Ref, Repo, RepoAlias, Tombstone, TreeRow
@@ -28,11 +29,13 @@ def record_of(row: Repo) -> RepoRecord:
     )
 
 
-def visible_to(user: str | None, is_admin: bool) -> ColumnElement[bool]:
-    """The SQL condition for repos a reader may see (public, their own, all for the admin)."""
-    if is_admin:
+def visible_to(principal: Principal) -> ColumnElement[bool]:
+    """The SQL condition for repos a reader may see (public, their own and their orgs', all
+    for the admin): `registry.domain.access.may_read` in SQL."""
+    if principal.is_admin:
         return true()
-    return or_(col(Repo.private).is_(False), col(Repo.namespace) == user)
+    mine = [principal.user, *principal.readable_orgs()] if principal.user else []
+    return or_(col(Repo.private).is_(False), col(Repo.namespace).in_(mine))
 
 
 def _where(repo: RepoId) -> ColumnElement[bool]:
@@ -78,10 +81,10 @@ class Repos:
         row = self._lookup(repo_id)
         return None if row is None else record_of(row)
 
-    def visible(self, repo_type: RepoType, user: str | None, is_admin: bool) -> list[RepoRecord]:
+    def visible(self, repo_type: RepoType, principal: Principal) -> list[RepoRecord]:
         """Every repo of a type the reader may see."""
         rows = self._session.exec(
-            select(Repo).where(Repo.type == repo_type.value, visible_to(user, is_admin))
+            select(Repo).where(Repo.type == repo_type.value, visible_to(principal))
         ).all()
         return [record_of(r) for r in rows]
 

@@ -287,7 +287,7 @@ class SearchIndex:
             .join(SearchEntry, col(SearchEntry.repo_id) == col(Repo.id))
             .where(repo_type == query.repo_type)
             .where(col(SearchEntry.repo_updated_ms) == col(Repo.updated_ms))
-            .where(visible_to(principal.user, principal.is_admin))
+            .where(visible_to(principal))
         )
         if query.author:
             stmt = stmt.where(col(Repo.namespace) == query.author)

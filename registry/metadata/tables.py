@@ -38,6 +38,17 @@ class Token(SQLModel, table=True):
     last_used_ms: int | None = Field(default=None, sa_type=BIG)  # written in batches, late
 
 
+class Org(SQLModel, table=True):
+    name: str = Field(primary_key=True)  # never a user's name
+    created_ms: int = Field(sa_type=BIG)
+
+
+class OrgMember(SQLModel, table=True):
+    org: str = Field(primary_key=True)
+    user: str = Field(primary_key=True, index=True)
+    role: str  # read, write or admin (registry.domain.access.ROLES)
+
+
 class Repo(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("type", "namespace", "name"),

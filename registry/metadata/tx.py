@@ -21,6 +21,7 @@ from registry.metadata.changelog import ChangeLog
 from registry.metadata.commits import Commits
 from registry.metadata.leases import LeaseTable
 from registry.metadata.mirrors import Mirrors
+from registry.metadata.orgs import Orgs
 from registry.metadata.peers import Peers
 from registry.metadata.quarantine import Quarantined
 from registry.metadata.refs import Refs
@@ -66,6 +67,10 @@ class Tx:
     @cached_property
     def accounts(self) -> Accounts:
         return Accounts(self._session)
+
+    @cached_property
+    def orgs(self) -> Orgs:
+        return Orgs(self._session)
 
     @cached_property
     def peers(self) -> Peers:

@@ -1,13 +1,14 @@
 """Users and hashed tokens: who a bearer token stands for, and the tokens' lifetime.
 
-Theory of operation: a token's lookup is cached by its hash, so the hot read paths answer
-without I/O (`cached`). A cached entry keeps the token's expiry, checked on every use, and is
-trusted for `recheck` seconds only: the next use after that reads the row again. So a token
-revoked through this process stops working at once (its entry is dropped), and one revoked by
-another process sharing the database (`modelyard token revoke`, another server process) within
-`recheck` seconds. Uses are noted in memory and written by `flush_use` (a runtime worker, every
-`recheck` seconds): one small write per interval whatever the traffic, so a last use shown may
-be that late, and a crash loses at most one interval of them.
+Theory of operation: a token's lookup (with its user's org memberships) is cached by its hash,
+so the hot read paths answer without I/O (`cached`). A cached entry keeps the token's expiry,
+checked on every use, and is trusted for `recheck` seconds only: the next use after that reads
+the row again. So a token revoked through this process stops working at once (its entry is
+dropped), and one revoked by another process sharing the database (`modelyard token revoke`,
+another server process) within `recheck` seconds; a change of a user's org memberships
+likewise (`forget`). Uses are noted in memory and written by `flush_use` (a runtime worker,
+every `recheck` seconds): one small write per interval whatever the traffic, so a last use
+shown may be that late, and a crash loses at most one interval of them.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from registry.domain.access import ANONYMOUS, Principal, may_manage_tokens
+from registry.domain.access import ANONYMOUS, Membership, Principal, may_manage_tokens
 from registry.domain.clock import now_ms
 from registry.domain.errors import (
     ForbiddenError,
     InvalidNameError,
+    NameTakenError,
     TokenNotFoundError,
     UnauthorizedError,
 )
@@ -83,6 +85,7 @@ class AuthService:
         revocations = self._revocations
         with self._db.read() as tx:
             holder = tx.accounts.holder(digest)
+            orgs = tx.orgs.memberships(holder.user) if holder else ()
         try:
             if holder is None:
                 raise UnauthorizedError("Invalid credentials in Authorization header")
@@ -91,7 +94,7 @@ class AuthService:
             with self._lock:
                 self._cache.pop(digest, None)
             raise
-        entry = _entry(holder, time.monotonic() + self._recheck)
+        entry = _entry(holder, orgs, time.monotonic() + self._recheck)
         with self._lock:
             if revocations == self._revocations:  # else it may have read the row before
                 self._cache[digest] = entry
@@ -131,6 +134,8 @@ class AuthService:
             raise InvalidNameError(f"Invalid user name {user!r}")
         token = token or new_token()
         with self._db.write() as tx:
+            if tx.orgs.exists(user):
+                raise NameTakenError(f"{user!r} is an org's name; a token acts as a user")
             tx.accounts.ensure_user(user, admin=admin)
             tx.accounts.add_token(
                 hash_token(token), user, write=write or admin, label=label, expires_ms=expires_ms
@@ -172,6 +177,13 @@ class AuthService:
         logger.info("token revoked id=%d user=%s by=%s", token_id, info.user, principal.user)
         return info
 
+    def forget(self, user: str) -> None:
+        """Drop the cached lookups of a user's tokens (their memberships changed): the next
+        use reads them again."""
+        with self._lock:
+            self._revocations += 1
+            self._cache = {k: v for k, v in self._cache.items() if v.principal.user != user}
+
     def ensure_admin(self, configured: str | None) -> str | None:
         """Install the configured admin token, or create one on first start.
 
@@ -189,9 +201,9 @@ class AuthService:
         return self.create_token(ADMIN_USER, write=True, admin=True, label="first start")
 
 
-def _entry(holder: TokenHolder, fresh_until: float) -> _Entry:
+def _entry(holder: TokenHolder, orgs: tuple[Membership, ...], fresh_until: float) -> _Entry:
     principal = Principal(
-        holder.user, holder.is_admin, holder.write or holder.is_admin, holder.label
+        holder.user, holder.is_admin, holder.write or holder.is_admin, holder.label, orgs
     )
     return _Entry(principal, holder.id, holder.expires_ms, fresh_until)
 

@@ -231,4 +231,4 @@ class RepoService:
     def visible(self, principal: Principal, repo_type: RepoType) -> list[RepoRecord]:
         """Every repo of a type the principal may see."""
         with self._db.read() as tx:
-            return tx.repos.visible(repo_type, principal.user, principal.is_admin)
+            return tx.repos.visible(repo_type, principal)

@@ -13,6 +13,7 @@ from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
 from registry.service.mirrors import MirrorService
 from registry.service.model_metadata import ModelMetadataService
+from registry.service.orgs import OrgService
 from registry.service.peers import PeerService
 from registry.service.reads import ReadService
 from registry.service.repoinfo import RepoInfoService
@@ -30,6 +31,7 @@ class Services:
     settings: Settings
     identity: NodeIdentity
     auth: AuthService
+    orgs: OrgService
     repos: RepoService
     reads: ReadService
     repoinfo: RepoInfoService

@@ -163,7 +163,13 @@ class XetService:
                 find_repo(tx, principal, repo)
         expires = int(time.time() + self._settings.token_seconds)
         grant = grants.CasGrant(
-            repo, principal.user, principal.is_admin, write, expires, secrets.token_hex(8)
+            repo,
+            principal.user,
+            principal.is_admin,
+            write,
+            expires,
+            secrets.token_hex(8),
+            principal.orgs,
         )
         return CasToken(grants.issue(self._node.secret, grant), expires)
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from registry.domain.access import Membership, may_read, may_write_namespace
 from registry.domain.errors import UnauthorizedError
 from registry.domain.names import RepoId, RepoType
 from registry.domain.tokens import sign
@@ -29,6 +30,17 @@ def test_a_token_round_trips_its_grant() -> None:
     grant = CasGrant(REPO, "alice", False, True, 2_000_000_000)
     assert open_token(SECRET, issue(SECRET, grant), 1_999_999_999) == grant
     assert grant.principal.can_write and grant.principal.user == "alice"
+
+
+def test_a_grant_carries_the_org_memberships_it_was_issued_with() -> None:
+    lab = RepoId(RepoType.MODEL, "lab", "x")
+    grant = CasGrant(lab, "wendy", False, True, 2_000_000_000, "n", (Membership("lab", "write"),))
+    principal = open_token(SECRET, issue(SECRET, grant), 0).principal
+    assert principal.orgs == (Membership("lab", "write"),)
+    assert may_write_namespace(principal, "lab") and may_read(
+        principal, private=True, namespace="lab"
+    )
+    assert not may_write_namespace(replace(principal, orgs=()), "lab")
 
 
 def test_a_nonce_round_trips_and_a_token_issued_before_nonces_opens_without_one() -> None:

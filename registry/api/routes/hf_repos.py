@@ -20,6 +20,7 @@ from registry.wire import (
     AuthOut,
     CreateRepoIn,
     DeleteRepoIn,
+    OrgOut,
     RepoInfo,
     RepoUrl,
     ValidateYamlIn,
@@ -36,10 +37,12 @@ def whoami(principal: PrincipalDep) -> WhoAmI:
     if principal.user is None:
         raise UnauthorizedError("Invalid credentials in Authorization header")
     role = "write" if principal.can_write else "read"
+    orgs = [OrgOut(name=m.org, fullname=m.org, roleInOrg=m.role) for m in principal.orgs]
     return WhoAmI(
         name=principal.user,
         fullname=principal.user,
         isAdmin=principal.is_admin,
+        orgs=orgs,
         auth=AuthOut(
             accessToken=AccessToken(displayName=principal.token_label or "token", role=role)
         ),

@@ -11,7 +11,7 @@ import base64
 import json
 from dataclasses import dataclass
 
-from registry.domain.access import Principal
+from registry.domain.access import Membership, Principal
 from registry.domain.errors import UnauthorizedError
 from registry.domain.names import RepoId, RepoType
 from registry.domain.tokens import sign, verify_signature
@@ -30,10 +30,11 @@ class CasGrant:
     write: bool
     expires: int  # Unix seconds
     nonce: str = ""  # tells apart tokens issued alike in the same second (none in older ones)
+    orgs: tuple[Membership, ...] = ()  # the user's org memberships when it was issued
 
     @property
     def principal(self) -> Principal:
-        return Principal(self.user, is_admin=self.is_admin, can_write=self.write)
+        return Principal(self.user, is_admin=self.is_admin, can_write=self.write, orgs=self.orgs)
 
 
 def issue(secret: str, grant: CasGrant) -> str:
@@ -46,6 +47,7 @@ def issue(secret: str, grant: CasGrant) -> str:
         grant.write,
         grant.expires,
         grant.nonce,
+        [[m.org, m.role] for m in grant.orgs],
     ]
     payload = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
     return f"{PREFIX}.{payload}.{sign(secret, PREFIX, payload)}"
@@ -68,10 +70,11 @@ def open_token(secret: str, token: str, now: float) -> CasGrant:
     fields = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     kind, namespace, name, user, is_admin, write, expires = fields[:7]
     nonce = fields[7] if len(fields) > 7 else ""  # issued before nonces were
+    orgs = tuple(Membership(org, role) for org, role in (fields[8] if len(fields) > 8 else ()))
     if expires + SKEW < now:
         raise refused
     repo = RepoId(RepoType(kind), namespace, name)
-    return CasGrant(repo, user, is_admin, write, expires, nonce)
+    return CasGrant(repo, user, is_admin, write, expires, nonce, orgs)
 
 
 def fetch_signature(secret: str, xorb: str, expires: int) -> str:
