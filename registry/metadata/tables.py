@@ -152,6 +152,19 @@ class TreeRow(SQLModel, table=True):
     last_commit: str
 
 
+class PurgedFile(SQLModel, table=True):
+    """A tree entry taken out of a commit because its LFS file was permanently deleted: a
+    download of it answers that it was deleted, not that it never existed."""
+
+    __tablename__ = "purged_file"
+    commit_id: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)
+    repo_id: int = Field(index=True)
+    sha256: str
+    size: int = Field(sa_type=BIG)
+    purged_ms: int = Field(sa_type=BIG)
+
+
 class Ref(SQLModel, table=True):
     repo_id: int = Field(primary_key=True)
     name: str = Field(primary_key=True)  # refs/heads/main, refs/tags/v1, refs/pr/1

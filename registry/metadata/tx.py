@@ -22,6 +22,7 @@ from registry.metadata.commits import Commits
 from registry.metadata.leases import LeaseTable
 from registry.metadata.mirrors import Mirrors
 from registry.metadata.peers import Peers
+from registry.metadata.purges import Purges
 from registry.metadata.quarantine import Quarantined
 from registry.metadata.refs import Refs
 from registry.metadata.repos import Repos
@@ -94,3 +95,7 @@ class Tx:
     @cached_property
     def xet(self) -> XetIndex:
         return XetIndex(self._session)
+
+    @cached_property
+    def purges(self) -> Purges:
+        return Purges(self._session)

@@ -121,23 +121,31 @@ class ReadService:
         return Snapshot(found, commit)
 
     def tree_map(self, commit_id: str) -> dict[str, TreeFile]:
-        """Path -> file of a commit's tree, sorted by path (cached: trees are immutable)."""
+        """Path -> file of a commit's tree, sorted by path (cached: trees change only by a
+        history rewrite, which empties the cache)."""
         cached = self.cache.trees.get(commit_id)
         if cached is not None:
             return cached
+        generation = self.cache.generation
         with self._db.read() as tx:
             files = tx.commits.tree(commit_id)
-        return self.cache.trees.put(commit_id, {f.path: f for f in files})
+        tree = {f.path: f for f in files}
+        return (
+            self.cache.trees.put(commit_id, tree) if generation == self.cache.generation else tree
+        )
 
     def tree_maps(self, commit_ids: set[str]) -> dict[str, dict[str, TreeFile]]:
         """`tree_map` of several commits; those not cached are read in one statement."""
         found = {c: t for c in commit_ids if (t := self.cache.trees.get(c)) is not None}
         missing = sorted(commit_ids - found.keys())
         if missing:
+            generation = self.cache.generation
             with self._db.read() as tx:
                 read = tx.commits.trees(missing)
             for commit_id, files in read.items():
-                found[commit_id] = self.cache.trees.put(commit_id, {f.path: f for f in files})
+                found[commit_id] = {f.path: f for f in files}
+                if generation == self.cache.generation:
+                    self.cache.trees.put(commit_id, found[commit_id])
         return found
 
     def manifest(self, principal: Principal, repo: RepoId, revision: str) -> Manifest:
@@ -169,11 +177,22 @@ class ReadService:
     def file(self, snap: Snapshot, path: str) -> TreeEntry:
         found = self.tree_map(snap.commit.id).get(path)
         if found is None:
+            self._require_not_purged(snap, path)
             raise EntryNotFoundError(
                 f"{path} does not exist at {snap.commit.id}",
                 detail={"commit": snap.commit.id, "path": path},
             )
         return found.entry
+
+    def _require_not_purged(self, snap: Snapshot, path: str) -> None:
+        with self._db.read() as tx:
+            purged = tx.purges.purged(snap.commit.id, path)
+        if purged is not None:
+            raise EntryNotFoundError(
+                f"{path} was permanently deleted from this repo (LFS file {purged.sha256}, "
+                f"{purged.size} bytes): no revision serves it any more",
+                detail={"commit": snap.commit.id, "path": path, "oid": purged.sha256},
+            )
 
     def listing(
         self,
