@@ -1,5 +1,6 @@
 """History rewrites of a repo: the LFS files a repo holds, permanently deleting them (their
-tree entries move to `purged_file`), and the trees of commits a super-squash left behind."""
+tree entries move to `purged_file`), and the commits a super-squash left behind (their trees
+go, `squashed_commit` remembers them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from registry.metadata.tables import Commit, PurgedFile, Ref, TreeRow
+from registry.metadata.tables import Commit, PurgedFile, Ref, SquashedCommit, TreeRow
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,23 @@ class Purges:
         )
         return set(self._session.execute(sqlalchemy.select(walk.c.id)).scalars())
 
-    def drop_trees(self, commit_ids: Iterable[str]) -> int:
-        """Forget the trees of these commits (the commits stay); returns the entries gone."""
-        result = self._session.execute(
-            delete(TreeRow).where(col(TreeRow.commit_id).in_(sorted(set(commit_ids))))
+    def squash_away(self, repo_id: int, commit_ids: Iterable[str], at_ms: int) -> int:
+        """Forget the trees of these commits and record them squashed (the commit rows stay);
+        returns how many commits."""
+        ids = sorted(set(commit_ids))
+        if not ids:
+            return 0
+        self._session.execute(delete(TreeRow).where(col(TreeRow.commit_id).in_(ids)))
+        self._session.execute(
+            insert(SquashedCommit),
+            [{"commit_id": c, "repo_id": repo_id, "squashed_ms": at_ms} for c in ids],
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return len(ids)
+
+    def squashed(self, commit_ids: Iterable[str]) -> set[str]:
+        """Which of these commits a super-squash left behind."""
+        wanted = sorted(set(commit_ids))
+        found = self._session.exec(
+            select(SquashedCommit.commit_id).where(col(SquashedCommit.commit_id).in_(wanted))
+        ).all()
+        return set(found)

@@ -40,10 +40,11 @@ def _recency(commit: CommitRecord) -> tuple[int, str]:
 
 
 def resolve_commit(tx: Tx, repo: RepoRecord, revision: str) -> CommitRecord:
-    """A branch, tag, `refs/...` name, full or abbreviated (>= 7 hex) commit id."""
+    """A branch, tag, `refs/...` name, full or abbreviated (>= 7 hex) commit id (not one a
+    super-squash left behind: that history is gone)."""
     if COMMIT_SHA.match(revision):
         commit = tx.commits.get(revision)
-        if commit is not None and commit.repo_id == repo.id:
+        if commit is not None and commit.repo_id == repo.id and not tx.purges.squashed([revision]):
             return commit
     names = (
         [revision]
@@ -58,7 +59,7 @@ def resolve_commit(tx: Tx, repo: RepoRecord, revision: str) -> CommitRecord:
             return found
     if SHORT_SHA.match(revision):
         matches = tx.commits.with_prefix(repo.id, revision, limit=2)
-        if len(matches) == 1:
+        if len(matches) == 1 and not tx.purges.squashed([matches[0].id]):
             return matches[0]
     raise RevisionNotFoundError(f"Invalid rev id: {revision}")
 
@@ -287,6 +288,14 @@ class ReadService:
     def commit_titles(self, ids: set[str]) -> dict[str, CommitRecord]:
         with self._db.read() as tx:
             return tx.commits.by_ids(ids)
+
+    def held_commit(self, commit_id: str) -> CommitRecord | None:
+        """The commit with its tree, unless it is not stored or a super-squash left it behind
+        (its tree is gone)."""
+        with self._db.read() as tx:
+            if tx.purges.squashed([commit_id]):
+                return None
+            return tx.commits.get(commit_id)
 
     def refs(self, principal: Principal, repo: RepoId) -> list[RefRecord]:
         """A repo's branches, tags and PR refs, sorted by name."""

@@ -59,11 +59,11 @@ class RewriteService:
                 None, principal.user or "", message, "", [f.entry for f in files], paths, {}
             )
             sha = write_commit(tx, self._node, found, squashed, ref.name)
-            dropped = tx.purges.unreachable(found.id, ref.commit_id)
-            tx.purges.drop_trees(dropped)
+            unreachable = tx.purges.unreachable(found.id, ref.commit_id)
+            dropped = tx.purges.squash_away(found.id, unreachable, now_ms())
         self._cache.forget_trees()
         logger.info(
-            "branch squashed repo=%s ref=%s commit=%s dropped=%d", repo, ref.name, sha, len(dropped)
+            "branch squashed repo=%s ref=%s commit=%s dropped=%d", repo, ref.name, sha, dropped
         )
         return sha
 

@@ -85,8 +85,11 @@ def test_super_squash_leaves_one_commit_and_gc_frees_the_old_history(
     assert not {b3(weights), b3(kept), b3(b"# squashy\n")} & freed_now.keys()
     assert download(node, repo, "kept.bin", "keep", tmp_path / "c2") == kept
     assert download(node, repo, "w.bin", "main", tmp_path / "c3") == weights
-    with pytest.raises(EntryNotFoundError):
+    # The old history is gone, as on the Hub: its commits are no revision any more.
+    with pytest.raises(RevisionNotFoundError):
         download(node, repo, "gone.bin", first, tmp_path / "c4")
+    with pytest.raises(RevisionNotFoundError):
+        api.list_repo_commits(repo, revision=first[:10])
 
     # The raw answer carries the new commit; squashing again makes a new one.
     with node.client(node.admin_token) as http:
