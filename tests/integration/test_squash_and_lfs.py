@@ -18,6 +18,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from mirror.outbox import Pusher
+from mirror.s3_target import S3Bucket
+from registry.service.xet import XetRecipes
 from tests.conftest import RunningNode
 from tests.integration.test_gc import Gc, age_blobs, freed, gc_config
 
@@ -162,3 +165,50 @@ def test_lfs_files_are_listed_and_permanently_deleted(
             f"/api/models/{repo}/lfs-files/batch", json={"deletions": {"sha": ["nothex"]}}
         )
     assert bad.status_code == 400 and bad.headers["x-error-code"] == "BadRequest"
+
+
+def test_mirrors_take_a_squash_as_a_ref_move_to_a_commit_without_parent(
+    start_node: Callable[..., RunningNode], s3_bucket: str, tmp_path: Path
+) -> None:
+    hub = start_node("hub")
+    node = start_node("home", mirror={"enabled": False})  # pushes wait in the outbox
+    with node.client(node.admin_token) as http:
+        for body in (
+            {"name": "bucket", "kind": "s3", "url": f"s3://{s3_bucket}/models"},
+            {"name": "hub", "kind": "hf", "url": hub.url, "token": hub.admin_token},
+        ):
+            assert http.post("/v1/mirrors", json=body).status_code == 201
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    repo = "admin/mirrored"
+    api.create_repo(repo)
+    old, new = os.urandom(4000), os.urandom(5000)
+    api.create_commit(repo, [add("w.bin", old), add("old.bin", old)], commit_message="one")
+    api.create_commit(
+        repo, [add("w.bin", new), CommitOperationDelete("old.bin")], commit_message="two"
+    )
+    # Squashed while every earlier change still waits: the pushes of refs to commits the
+    # squash left behind are skipped (their trees are gone), the rest goes as it came.
+    api.super_squash_history(repo, commit_message="Squashed")
+    squashed = api.model_info(repo).sha
+    runtime = node.runtime
+    pusher = Pusher(runtime.mirrors, runtime.reads, runtime.blobs, recipes=XetRecipes(runtime.db))
+    try:
+        while pusher.run_once():
+            pass
+    finally:
+        pusher.close()
+    with node.client(node.admin_token) as http:
+        mirrors = http.get("/v1/mirrors").json()
+    assert all(m["backlog"] == 0 and m["rollbacks"] == 0 for m in mirrors), mirrors
+
+    bucket = S3Bucket(f"s3://{s3_bucket}/models")
+    manifest = bucket.resolve("model", repo, "main")
+    assert manifest.commit == squashed
+    assert {f.path for f in manifest.files} == {".gitattributes", "w.bin"}
+    assert b"".join(bucket.open({f.path: f for f in manifest.files}["w.bin"])) == new
+    theirs = HfApi(endpoint=hub.url)
+    assert sorted(theirs.list_repo_files(repo)) == [".gitattributes", "w.bin"]
+    copy = hf_hub_download(repo, "w.bin", endpoint=hub.url, cache_dir=tmp_path / "hub")
+    assert Path(copy).read_bytes() == new
+    for commit in theirs.list_repo_commits(repo):  # no step of the mirror's history is empty
+        assert ".gitattributes" in theirs.list_repo_files(repo, revision=commit.commit_id)
