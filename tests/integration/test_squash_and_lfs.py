@@ -6,6 +6,7 @@ old revision then fails with EntryNotFound saying it was deleted, and gc frees i
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -212,3 +213,38 @@ def test_mirrors_take_a_squash_as_a_ref_move_to_a_commit_without_parent(
     assert Path(copy).read_bytes() == new
     for commit in theirs.list_repo_commits(repo):  # no step of the mirror's history is empty
         assert ".gitattributes" in theirs.list_repo_files(repo, revision=commit.commit_id)
+
+
+def test_a_replica_follows_a_squashed_branch(
+    start_node: Callable[..., RunningNode], tmp_path: Path
+) -> None:
+    home = start_node("home")
+    replica = start_node("replica", sync={"long_poll": 1, "probe_interval": 0.2})
+    api = HfApi(endpoint=home.url, token=home.admin_token)
+    repo = "admin/replicated"
+    api.create_repo(repo)
+    weights = os.urandom(4000)
+    api.create_commit(repo, [add("w.bin", os.urandom(3000))], commit_message="one")
+    api.create_commit(repo, [add("w.bin", weights)], commit_message="two")
+    with replica.client(replica.admin_token) as http:
+        peer = {"url": home.url, "token": home.admin_token}
+        assert http.post("/v1/peers", json=peer).status_code == 201
+    theirs = HfApi(endpoint=replica.url, token=replica.admin_token)
+    wait_for(lambda: theirs.repo_exists(repo) and len(theirs.list_repo_commits(repo)) == 3)
+
+    api.super_squash_history(repo)
+    squashed = api.model_info(repo).sha
+    wait_for(lambda: theirs.model_info(repo).sha == squashed)
+
+    commits = theirs.list_repo_commits(repo)
+    assert [c.commit_id for c in commits] == [squashed]
+    assert commits[0].title == "Super-squash branch 'main' using huggingface_hub"
+    local = hf_hub_download(repo, "w.bin", endpoint=replica.url, cache_dir=tmp_path / "replica")
+    assert Path(local).read_bytes() == weights
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.1)
