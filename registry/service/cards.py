@@ -141,6 +141,9 @@ def rewrite_card(text: str, changes: dict[str, object]) -> str:
     spans = _top_level_spans(front or "")
     if spans is None:
         raise InvalidError("The README.md front matter is not a YAML mapping; fix it first")
+    if spans and spans[0].start < 0:  # one flow mapping `{...}`: written again in block style
+        lines, changes = [], {**{s.key: s.value for s in spans}, **changes}  # type: ignore[misc]
+        spans = []
     replaced: dict[int, list[str]] = {}  # first line of a span -> what takes its place
     dropped: set[int] = set()
     added: list[str] = []
@@ -181,17 +184,19 @@ class _Span:
 
 
 def _top_level_spans(front: str) -> list[_Span] | None:
-    """The entries of a block mapping at the top of the front matter; None when it is
-    not a mapping (an empty front matter is an empty mapping)."""
+    """The entries of the mapping at the top of the front matter (lines -1 for a flow
+    mapping); None when it is not a mapping (an empty front matter is an empty mapping)."""
     try:
         root = yaml.compose(front, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return None
     if root is None:
         return []
-    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+    if not isinstance(root, yaml.MappingNode):
         return None
     data = yaml.load(front, Loader=yaml.SafeLoader)
+    if root.flow_style:
+        return [_Span(key, value, -1, -1) for key, value in data.items()]
     lines = front.splitlines()
     spans = []
     for key_node, value_node in root.value:
