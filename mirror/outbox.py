@@ -150,7 +150,8 @@ class Pusher:
                 commit = self._from_store(repo_type, repo, commit_id, files)
                 if commit is None:
                     logger.info(
-                        "mirror skips a ref to a commit deleted since serial=%d", item.serial
+                        "mirror skips a ref to a commit deleted or squashed since serial=%d",
+                        item.serial,
                     )
                     return
                 self._keep_lost_head(target, item, ref, commit_id)
@@ -205,10 +206,9 @@ class Pusher:
     def _from_store(
         self, repo_type: str, repo: str, commit_id: str, stack: ExitStack
     ) -> PushCommit | None:
-        commits = self._reads.commit_titles({commit_id})
-        if commit_id not in commits:
+        row = self._reads.held_commit(commit_id)
+        if row is None:
             return None
-        row = commits[commit_id]
         files = tuple(self._file(stack, f.entry) for f in self._reads.tree_map(commit_id).values())
         return PushCommit(repo_type, repo, commit_id, row.parent, row.title, row.created_ms, files)
 

@@ -55,6 +55,7 @@ from registry.service.replication import ReplicationService
 from registry.service.repoinfo import RepoInfoService
 from registry.service.repopage import RepoPageService
 from registry.service.repos import RepoService
+from registry.service.rewrite import RewriteService
 from registry.service.scanning import ScanService
 from registry.service.scrub import ScrubLoop, ScrubService
 from registry.service.search import SearchService
@@ -181,6 +182,10 @@ class Runtime:
         return CommitService(self.db, self.blobs, self.identity, self.repos)
 
     @cached_property
+    def rewrite(self) -> RewriteService:
+        return RewriteService(self.db, self.identity, self.cache)
+
+    @cached_property
     def quarantine(self) -> Quarantine:
         return Quarantine(self.db, self.blobs)
 
@@ -260,6 +265,7 @@ class Runtime:
                 self.identity, self.reads, metadata, self.scans, self.downloads, self.peers
             ),
             commits=self.commits,
+            rewrite=self.rewrite,
             uploads=self.uploads,
             files=FileService(
                 self.blobs,

@@ -246,6 +246,38 @@ class TagIn(BaseModel):
     message: str | None = None
 
 
+class SquashIn(BaseModel):
+    message: str | None = Field(default=None, max_length=10_000)
+
+
+class SquashOut(BaseModel):
+    commitId: str
+
+
+class LfsFileOut(BaseModel):
+    """An LFS file of a repo (the Hub's `LFSFileInfo`): `fileOid` is what deleting takes."""
+
+    fileOid: str
+    oid: str
+    size: int
+    filename: str  # one of its paths
+    pushedAt: str  # when the first commit naming it was made
+    ref: str | None = None
+
+
+class LfsDeletionsIn(BaseModel):
+    sha: list[str] = Field(max_length=1000)
+    rewriteHistory: bool = True  # entries are taken out of every commit either way
+
+
+class LfsDeleteIn(BaseModel):
+    deletions: LfsDeletionsIn
+
+
+class LfsDeleteOut(BaseModel):
+    deleted: int  # tree entries taken out of the repo's commits
+
+
 class PreuploadFileIn(BaseModel):
     path: str
     size: int = Field(ge=0)

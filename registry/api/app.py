@@ -22,6 +22,7 @@ from registry.api.ratelimit import RateLimit
 from registry.api.routes import (
     discovery,
     docs,
+    hf_history,
     hf_repos,
     hf_resolve,
     hf_tree,
@@ -102,6 +103,7 @@ def create_app(
         xet,
         hf_repos,
         hf_tree,
+        hf_history,
         hf_upload,
         hf_resolve,
         page_forms,

@@ -28,6 +28,7 @@ from registry.service.reads import ReadService
 from registry.service.repoinfo import RepoInfoService
 from registry.service.repopage import RepoPageService
 from registry.service.repos import RepoService
+from registry.service.rewrite import RewriteService
 from registry.service.search import SearchService
 from registry.service.services import Services
 from registry.service.status import StatusService
@@ -71,6 +72,7 @@ ReposDep = Annotated[RepoService, Depends(_part("repos"))]
 ReadsDep = Annotated[ReadService, Depends(_part("reads"))]
 RepoInfoDep = Annotated[RepoInfoService, Depends(_part("repoinfo"))]
 CommitsDep = Annotated[CommitService, Depends(_part("commits"))]
+RewriteDep = Annotated[RewriteService, Depends(_part("rewrite"))]
 UploadsDep = Annotated[UploadService, Depends(_part("uploads"))]
 FilesDep = Annotated[FileService, Depends(_part("files"))]
 FeedDep = Annotated[FeedService, Depends(_part("feed"))]

@@ -1,4 +1,5 @@
-"""Commits and their trees (immutable once written)."""
+"""Commits and their trees (immutable once written, but for the history rewrites of
+`registry.metadata.purges`)."""
 
 from __future__ import annotations
 

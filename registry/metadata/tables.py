@@ -165,6 +165,29 @@ class TreeRow(SQLModel, table=True):
     last_commit: str
 
 
+class PurgedFile(SQLModel, table=True):
+    """A tree entry taken out of a commit because its LFS file was permanently deleted: a
+    download of it answers that it was deleted, not that it never existed."""
+
+    __tablename__ = "purged_file"
+    commit_id: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)
+    repo_id: int = Field(index=True)
+    sha256: str
+    size: int = Field(sa_type=BIG)
+    purged_ms: int = Field(sa_type=BIG)
+
+
+class SquashedCommit(SQLModel, table=True):
+    """A commit a super-squash left unreachable: its tree is gone, the commit row stays (the
+    change log and mirrors name it)."""
+
+    __tablename__ = "squashed_commit"
+    commit_id: str = Field(primary_key=True)
+    repo_id: int = Field(index=True)
+    squashed_ms: int = Field(sa_type=BIG)
+
+
 class Ref(SQLModel, table=True):
     repo_id: int = Field(primary_key=True)
     name: str = Field(primary_key=True)  # refs/heads/main, refs/tags/v1, refs/pr/1

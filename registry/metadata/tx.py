@@ -23,6 +23,7 @@ from registry.metadata.leases import LeaseTable
 from registry.metadata.mirrors import Mirrors
 from registry.metadata.orgs import Orgs
 from registry.metadata.peers import Peers
+from registry.metadata.purges import Purges
 from registry.metadata.quarantine import Quarantined
 from registry.metadata.refs import Refs
 from registry.metadata.repos import Repos
@@ -99,3 +100,7 @@ class Tx:
     @cached_property
     def xet(self) -> XetIndex:
         return XetIndex(self._session)
+
+    @cached_property
+    def purges(self) -> Purges:
+        return Purges(self._session)

@@ -73,12 +73,18 @@ class ReadCache:
         self.revisions.clear()
         self.xet_hashes.clear()
 
+    def forget_trees(self) -> None:
+        """Called after a history rewrite took files out of stored commits' trees."""
+        self.trees.clear()
+        self.responses.clear()
+        self.new_generation()
+
     def follow(self, shared_generation: int) -> None:
-        """Drop what another process may have changed since the last call."""
+        """Drop what another process may have changed since the last call (a history
+        rewrite there may have changed stored trees too)."""
         if shared_generation != self._seen:
             self._seen = shared_generation
-            self.new_generation()
-            self.responses.clear()
+            self.forget_trees()
 
 
 class SharedGeneration:

@@ -130,23 +130,92 @@ def _split(text: str) -> tuple[str | None, str]:
 def rewrite_card(text: str, changes: dict[str, object]) -> str:
     """The card with `changes` merged into its front matter (None removes a key).
 
+    Only the lines of the keys whose value changes are rewritten: every other line of the
+    front matter (comments, key order, quoting, flow or block style) stays as written.
+
     Raises:
         InvalidError: the existing front matter is not a YAML mapping (it is not guessed at).
     """
     front, body = _split(text)
-    data: object = {}
-    if front is not None:
-        try:
-            data = yaml.load(front, Loader=SAFE_LOADER) or {}
-        except yaml.YAMLError:
-            data = None
-    if not isinstance(data, dict):
+    lines = [] if front is None else front.splitlines(keepends=True)
+    spans = _top_level_spans(front or "")
+    if spans is None:
         raise InvalidError("The README.md front matter is not a YAML mapping; fix it first")
-    merged = {k: v for k, v in {**data, **changes}.items() if v is not None}
-    if not merged:
+    if spans and spans[0].start < 0:  # one flow mapping `{...}`: written again in block style
+        lines, changes = [], {**{s.key: s.value for s in spans}, **changes}  # type: ignore[misc]
+        spans = []
+    replaced: dict[int, list[str]] = {}  # first line of a span -> what takes its place
+    dropped: set[int] = set()
+    added: list[str] = []
+    for key, value in changes.items():
+        found = [s for s in spans if s.key == key]
+        if found and value is not None and all(s.value == value for s in found):
+            continue  # unchanged: its lines stay as written
+        for span in found:
+            dropped.update(range(span.start, span.end))
+        if value is None:
+            continue
+        dumped = _dump({key: value})
+        if found:
+            replaced[found[0].start] = dumped
+        else:
+            added += dumped
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    kept: list[str] = []
+    for number, line in enumerate(lines):
+        kept += replaced.get(number, [])
+        if number not in dropped:
+            kept.append(line)
+    kept += added
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in kept):
         return body
-    dumped = yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
-    return f"---\n{dumped}---\n{body}"
+    return f"---\n{''.join(kept)}---\n{body}"
+
+
+@dataclass(frozen=True)
+class _Span:
+    """A top-level key of the front matter and the lines [start, end) its entry takes."""
+
+    key: object
+    value: object  # as loaded
+    start: int
+    end: int
+
+
+def _top_level_spans(front: str) -> list[_Span] | None:
+    """The entries of the mapping at the top of the front matter (lines -1 for a flow
+    mapping); None when it is not a mapping (an empty front matter is an empty mapping)."""
+    try:
+        root = yaml.compose(front, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if root is None:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    data = yaml.load(front, Loader=yaml.SafeLoader)
+    if root.flow_style:
+        return [_Span(key, value, -1, -1) for key, value in data.items()]
+    lines = front.splitlines()
+    spans = []
+    for key_node, value_node in root.value:
+        end_mark = value_node.end_mark
+        end = end_mark.line + (1 if end_mark.column > 0 else 0)
+        while end > key_node.start_mark.line + 1 and _is_filler(lines[end - 1]):
+            end -= 1  # blank lines and comments after the value belong to no key
+        key: object = next((k for k in data if str(k) == key_node.value), key_node.value)
+        spans.append(_Span(key, data.get(key), key_node.start_mark.line, end))
+    return spans
+
+
+def _is_filler(line: str) -> bool:
+    return not line.strip() or line.lstrip().startswith("#")
+
+
+def _dump(data: dict[str, object]) -> list[str]:
+    dumped = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=4096)
+    return dumped.splitlines(keepends=True)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
 """Garbage collection: remove the blobs no commit references, and stale upload leftovers.
 
 Theory of operation: a blob is *referenced* while a tree entry of any commit of any repo names
-it (every branch, tag and PR ref and every older commit: history is never rewritten, only
-whole repos are deleted) or while a pending mirror push (a `commit.add` row of the mirror
-outbox, which pushes from the change's own tree) still has to send it. Scan verdicts do not
-keep a blob alive (they are facts about bytes the scanner reads only while a commit holds
-them); they are removed with it. Everything else, such as a blob only deleted repos held, or an
-upload never committed, is garbage once its grace period has passed:
+it (every branch, tag and PR ref and every older commit) or while a pending mirror push (a
+`commit.add` row of the mirror outbox, which pushes from the change's own tree) still has to
+send it. History is rewritten only on purpose, by the repo's owner (service/rewrite.py): a
+super-squash drops the tree rows of the commits no ref of the repo reaches any more, and
+permanently deleting an LFS file takes its tree rows out of every commit of the repo; the
+blobs only those rows named are then unreferenced like a deleted repo's, with the same grace
+(counted from when an upload last wanted them) and the same checks under the write lock.
+Scan verdicts do not keep a blob alive (they are facts about bytes the scanner reads only
+while a commit holds them); they are removed with it. Everything else, such as a blob only
+deleted repos held, or an upload never committed, is garbage once its grace period has passed:
 
 - a recorded blob (a `blob` row) counts from `wanted_ms`: the last time an upload stored it or
   relied on it being stored (an LFS batch answering "already stored", an LFS or native PUT

@@ -40,10 +40,11 @@ def _recency(commit: CommitRecord) -> tuple[int, str]:
 
 
 def resolve_commit(tx: Tx, repo: RepoRecord, revision: str) -> CommitRecord:
-    """A branch, tag, `refs/...` name, full or abbreviated (>= 7 hex) commit id."""
+    """A branch, tag, `refs/...` name, full or abbreviated (>= 7 hex) commit id (not one a
+    super-squash left behind: that history is gone)."""
     if COMMIT_SHA.match(revision):
         commit = tx.commits.get(revision)
-        if commit is not None and commit.repo_id == repo.id:
+        if commit is not None and commit.repo_id == repo.id and not tx.purges.squashed([revision]):
             return commit
     names = (
         [revision]
@@ -58,7 +59,7 @@ def resolve_commit(tx: Tx, repo: RepoRecord, revision: str) -> CommitRecord:
             return found
     if SHORT_SHA.match(revision):
         matches = tx.commits.with_prefix(repo.id, revision, limit=2)
-        if len(matches) == 1:
+        if len(matches) == 1 and not tx.purges.squashed([matches[0].id]):
             return matches[0]
     raise RevisionNotFoundError(f"Invalid rev id: {revision}")
 
@@ -121,23 +122,31 @@ class ReadService:
         return Snapshot(found, commit)
 
     def tree_map(self, commit_id: str) -> dict[str, TreeFile]:
-        """Path -> file of a commit's tree, sorted by path (cached: trees are immutable)."""
+        """Path -> file of a commit's tree, sorted by path (cached: trees change only by a
+        history rewrite, which empties the cache)."""
         cached = self.cache.trees.get(commit_id)
         if cached is not None:
             return cached
+        generation = self.cache.generation
         with self._db.read() as tx:
             files = tx.commits.tree(commit_id)
-        return self.cache.trees.put(commit_id, {f.path: f for f in files})
+        tree = {f.path: f for f in files}
+        return (
+            self.cache.trees.put(commit_id, tree) if generation == self.cache.generation else tree
+        )
 
     def tree_maps(self, commit_ids: set[str]) -> dict[str, dict[str, TreeFile]]:
         """`tree_map` of several commits; those not cached are read in one statement."""
         found = {c: t for c in commit_ids if (t := self.cache.trees.get(c)) is not None}
         missing = sorted(commit_ids - found.keys())
         if missing:
+            generation = self.cache.generation
             with self._db.read() as tx:
                 read = tx.commits.trees(missing)
             for commit_id, files in read.items():
-                found[commit_id] = self.cache.trees.put(commit_id, {f.path: f for f in files})
+                found[commit_id] = {f.path: f for f in files}
+                if generation == self.cache.generation:
+                    self.cache.trees.put(commit_id, found[commit_id])
         return found
 
     def manifest(self, principal: Principal, repo: RepoId, revision: str) -> Manifest:
@@ -169,11 +178,22 @@ class ReadService:
     def file(self, snap: Snapshot, path: str) -> TreeEntry:
         found = self.tree_map(snap.commit.id).get(path)
         if found is None:
+            self._require_not_purged(snap, path)
             raise EntryNotFoundError(
                 f"{path} does not exist at {snap.commit.id}",
                 detail={"commit": snap.commit.id, "path": path},
             )
         return found.entry
+
+    def _require_not_purged(self, snap: Snapshot, path: str) -> None:
+        with self._db.read() as tx:
+            purged = tx.purges.purged(snap.commit.id, path)
+        if purged is not None:
+            raise EntryNotFoundError(
+                f"{path} was permanently deleted from this repo (LFS file {purged.sha256}, "
+                f"{purged.size} bytes): no revision serves it any more",
+                detail={"commit": snap.commit.id, "path": path, "oid": purged.sha256},
+            )
 
     def listing(
         self,
@@ -268,6 +288,14 @@ class ReadService:
     def commit_titles(self, ids: set[str]) -> dict[str, CommitRecord]:
         with self._db.read() as tx:
             return tx.commits.by_ids(ids)
+
+    def held_commit(self, commit_id: str) -> CommitRecord | None:
+        """The commit with its tree, unless it is not stored or a super-squash left it behind
+        (its tree is gone)."""
+        with self._db.read() as tx:
+            if tx.purges.squashed([commit_id]):
+                return None
+            return tx.commits.get(commit_id)
 
     def refs(self, principal: Principal, repo: RepoId) -> list[RefRecord]:
         """A repo's branches, tags and PR refs, sorted by name."""

@@ -19,6 +19,7 @@ from registry.service.reads import ReadService
 from registry.service.repoinfo import RepoInfoService
 from registry.service.repopage import RepoPageService
 from registry.service.repos import RepoService
+from registry.service.rewrite import RewriteService
 from registry.service.search import SearchService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
@@ -36,6 +37,7 @@ class Services:
     reads: ReadService
     repoinfo: RepoInfoService
     commits: CommitService
+    rewrite: RewriteService
     uploads: UploadService
     files: FileService
     peers: PeerService

@@ -1,7 +1,7 @@
 """Repo ids looked up whatever their case: an index on (type, lower(namespace), lower(name)).
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0014
 Created: 2026-12-05
 
 `Repos.find` tries the exact spelling first and, on a miss, the case-folded one; without this
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0011"
+down_revision = "0014"
 branch_labels: str | None = None
 depends_on: str | None = None
 
