@@ -91,6 +91,14 @@ class DeleteRepoIn(BaseModel):
     type: str | None = None
 
 
+class MoveRepoIn(BaseModel):
+    """`HfApi.move_repo`: both ids are `namespace/name`."""
+
+    fromRepo: str = Field(max_length=200)
+    toRepo: str = Field(max_length=200)
+    type: str | None = None
+
+
 class RepoUrl(BaseModel):
     url: str
     name: str

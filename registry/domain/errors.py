@@ -3,8 +3,9 @@
 Each family is listed with the codes it holds, its own first:
 
     RegistryError             internal
-    ├── NotFoundError         NotFound, RepoNotFound, RevisionNotFound, EntryNotFound,
-    │                         BlobNotFound, PeerNotFound, MirrorNotFound, TokenNotFound
+    ├── NotFoundError         NotFound, RepoNotFound (RepoMoved: a redirect), RevisionNotFound,
+    │                         EntryNotFound, BlobNotFound, PeerNotFound, MirrorNotFound,
+    │                         TokenNotFound
     ├── ConflictError         Conflict, RepoExists, RefExists, ProtectedRef, HomeMismatch,
     │                         MirrorExists, ScrubRunning
     ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency)
@@ -58,6 +59,14 @@ class NotFoundError(RegistryError):
 class RepoNotFoundError(NotFoundError):
     code = "RepoNotFound"
     default_message = "Repository not found"
+
+
+class RepoMovedError(RepoNotFoundError):
+    """The repo was renamed or transferred: `detail` names the id asked for (`from`) and its
+    id now (`to`). Answered with a redirect; where no redirect fits, it is a RepoNotFound."""
+
+    code = "RepoMoved"
+    default_message = "Repository moved"
 
 
 class RevisionNotFoundError(NotFoundError):
@@ -377,6 +386,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         RegistryError,
         NotFoundError,
         RepoNotFoundError,
+        RepoMovedError,
         RevisionNotFoundError,
         EntryNotFoundError,
         BlobNotFoundError,
