@@ -29,7 +29,6 @@ RETRY_AFTER_SECONDS = 5  # what a 503 for a fault of the node's own machine asks
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 STATUS = [
-    (e.RepoMovedError, 307),  # before NotFoundError, its family
     (e.UnauthorizedError, 401),
     (e.ForbiddenError, 403),
     (e.NotFoundError, 404),
@@ -126,10 +125,10 @@ async def _on_registry_error(request: Request, exc: Exception) -> JSONResponse:
             exc.code,
             exc.message,
         )
-    response = registry_error_response(exc)
-    if isinstance(exc, e.RepoMovedError):
-        response.headers["Location"] = moved_location(request, exc)
-    return response
+    if isinstance(exc, e.RepoMovedError):  # a redirect, as the Hub answers; 404 elsewhere
+        location = {"Location": moved_location(request, exc)}
+        return error_response(307, exc.code, exc.message, exc.detail, headers=location)
+    return registry_error_response(exc)
 
 
 def moved_location(request: Request, exc: e.RepoMovedError) -> str:
