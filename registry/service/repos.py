@@ -28,7 +28,7 @@ from registry.domain.errors import (
     RepoNotFoundError,
 )
 from registry.domain.names import RepoId, RepoType
-from registry.domain.patterns import DEFAULT_GITATTRIBUTES
+from registry.domain.patterns import DEFAULT_GITATTRIBUTES, covers
 from registry.domain.records import CommitRecord, RepoRecord, TreeFile
 from registry.domain.xet.types import XorbRef
 from registry.metadata.db import Database
@@ -247,7 +247,17 @@ class RepoService:
             moved = tx.repos.move(found.id, target)
             tx.changes.append(self._node.node_id, found, RepoMove(found.incarnation, target.key))
             tx.repos.touch(found.id, now_ms())
+            mirrors = [m.name for m in tx.mirrors.all() if covers(m.repos, found.key)]
         logger.info("repo moved repo=%s to=%s", found.repo, target)
+        if mirrors and not found.private:
+            # Mirrors do not carry moves (README, "Renaming and transferring repos").
+            logger.warning(
+                "repo moved repo=%s to=%s: mirrors=%s keep it under its old name; its later "
+                "changes are pushed under the new one",
+                found.repo,
+                target,
+                ",".join(mirrors),
+            )
         return moved
 
     def delete(self, principal: Principal, repo: RepoId) -> None:
