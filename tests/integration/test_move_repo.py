@@ -12,6 +12,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
+from mirror.s3_target import S3Bucket
 from tests.conftest import ADMIN_TOKEN, RunningNode
 
 MOVE_DOCS = "https://hf.co/docs/hub/repositories-settings#renaming-or-transferring-a-repo"
@@ -190,3 +191,41 @@ def test_the_move_replicates_and_later_commits_follow_it(
     assert Path(path).read_bytes() == b"2"
     with pytest.raises(HfHubHTTPError, match="home is node"):  # still a replica
         copy.move_repo(from_id="admin/arrived", to_id="admin/elsewhere")
+
+
+def test_mirrors_keep_the_old_name_and_get_later_commits_under_the_new_one(
+    start_node: Callable[..., RunningNode], s3_bucket: str
+) -> None:
+    hub = start_node("hub")
+    node = start_node("home", mirror={"interval": 0.05, "retry_initial": 0.1, "retry_max": 0.5})
+    with node.client(ADMIN_TOKEN) as http:
+        for mirror in (
+            {"name": "bucket", "kind": "s3", "url": f"s3://{s3_bucket}/models"},
+            {"name": "hub", "kind": "hf", "url": hub.url, "token": hub.admin_token},
+        ):
+            assert http.post("/v1/mirrors", json=mirror).status_code == 201
+
+    def pushed() -> bool:
+        with node.client(ADMIN_TOKEN) as http:
+            mirrors = http.get("/v1/mirrors").json()
+        return all(m["backlog"] == 0 and m["state"] == "ok" for m in mirrors)
+
+    api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    api.create_repo("admin/mirrored")
+    first = api.upload_file(path_or_fileobj=b"1", path_in_repo="a.txt", repo_id="admin/mirrored")
+    wait_for(pushed)
+    api.move_repo(from_id="admin/mirrored", to_id="admin/renamed")
+    second = api.upload_file(path_or_fileobj=b"2", path_in_repo="b.txt", repo_id="admin/renamed")
+    wait_for(pushed)
+
+    theirs = HfApi(endpoint=hub.url, token=hub.admin_token)
+    assert sorted(theirs.list_repo_files("admin/renamed")) == [".gitattributes", "a.txt", "b.txt"]
+    assert sorted(theirs.list_repo_files("admin/mirrored")) == [".gitattributes", "a.txt"]
+    bucket = S3Bucket(f"s3://{s3_bucket}/models")
+    assert bucket.resolve("model", "admin/renamed", "main").commit == second.oid
+    assert {f.path for f in bucket.resolve("model", "admin/renamed", "main").files} == {
+        ".gitattributes",
+        "a.txt",
+        "b.txt",
+    }
+    assert bucket.resolve("model", "admin/mirrored", "main").commit == first.oid
