@@ -13,6 +13,7 @@ from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from mirror.s3_target import S3Bucket
+from registry.domain.names import qualified_key
 from tests.conftest import ADMIN_TOKEN, RunningNode
 
 MOVE_DOCS = "https://hf.co/docs/hub/repositories-settings#renaming-or-transferring-a-repo"
@@ -229,3 +230,27 @@ def test_mirrors_keep_the_old_name_and_get_later_commits_under_the_new_one(
         "b.txt",
     }
     assert bucket.resolve("model", "admin/mirrored", "main").commit == first.oid
+
+
+def test_a_move_onto_an_id_a_peer_holds_for_itself_lands_under_the_qualified_id(
+    node: RunningNode, start_node: Callable[..., RunningNode]
+) -> None:
+    replica = start_node("replica", sync={"long_poll": 2, "probe_interval": 0.5})
+    copy = HfApi(endpoint=replica.url, token=ADMIN_TOKEN)
+    copy.create_repo("admin/taken")  # the replica's own repo of the id the home moves to
+    home = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    home.create_repo("admin/wanders")
+    with replica.client(ADMIN_TOKEN) as http:
+        assert http.post("/v1/peers", json={"url": node.url, "token": ADMIN_TOKEN}).is_success
+    with node.client() as http:
+        home_id = http.get("/v1/health").json()["node_id"]
+    qualified = qualified_key("model/admin/taken", home_id).split("/", 1)[1]
+    wait_for(lambda: copy.repo_exists("admin/wanders"))
+
+    home.move_repo(from_id="admin/wanders", to_id="admin/taken")
+    later = home.upload_file(path_or_fileobj=b"3", path_in_repo="c.txt", repo_id="admin/taken")
+
+    wait_for(lambda: copy.repo_exists(qualified))
+    wait_for(lambda: copy.model_info(qualified).sha == later.oid)
+    assert copy.model_info("admin/wanders").id == qualified  # the old id redirects there
+    assert copy.list_repo_files("admin/taken") == [".gitattributes"]  # its own, untouched
