@@ -60,6 +60,9 @@ def test_rename_keeps_history_and_the_old_id_redirects(
         head = http.head("/admin/before/resolve/main/w.bin")
         assert head.status_code == 307
         assert head.headers["location"] == "/admin/after/resolve/main/w.bin"
+    # writes naming the old id are redirected too (307 keeps the method and the body)
+    late = api.upload_file(path_or_fileobj=b"late", path_in_repo="late.txt", repo_id="admin/before")
+    assert api.model_info("admin/after").sha == late.oid
 
 
 def test_transfer_to_another_namespace_the_admin_may_write(
