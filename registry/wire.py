@@ -389,6 +389,16 @@ class MirrorRollbackOut(BaseModel):
     at: str
 
 
+class MirrorMoveOut(BaseModel):
+    """A repo the mirror covers that moved: moves are not pushed, so the mirror keeps it under
+    `repo` (its old id) and gets its changes after the move under `to`."""
+
+    repo: str  # namespace/name before the move
+    repo_type: str
+    to: str  # namespace/name now
+    at: str
+
+
 class MirrorOut(BaseModel):
     name: str
     kind: str
@@ -404,6 +414,7 @@ class MirrorOut(BaseModel):
     last_error_at: str | None = None
     rollbacks: int  # refs moved back past lost commits (each kept on the mirror)
     recent_rollbacks: list[MirrorRollbackOut]  # newest first
+    moved_repos: list[MirrorMoveOut] = []  # newest first: moves the mirror did not follow
 
 
 class TokenOut(BaseModel):

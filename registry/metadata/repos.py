@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, delete, func, or_, true, update
 from sqlmodel import Session, col, select
@@ -19,6 +20,15 @@ from registry.metadata.tables import (
     Tombstone,
     TreeRow,
 )
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """An id a repo had before it moved: `old` (a key, type/namespace/name), the repo now."""
+
+    old: str
+    repo: RepoRecord
+    moved_ms: int
 
 
 def record_of(row: Repo) -> RepoRecord:
@@ -130,6 +140,16 @@ class Repos:
         key = func.lower(col(RepoRedirect.repo)) == repo.key.lower()
         row = self._session.exec(select(RepoRedirect).where(key)).first()
         return None if row is None else self.get(row.repo_id)
+
+    def redirects(self, limit: int) -> list[Redirect]:
+        """The newest `limit` ids that redirect to a moved repo, newest first."""
+        rows = self._session.exec(
+            select(RepoRedirect, Repo)
+            .join(Repo, col(Repo.id) == col(RepoRedirect.repo_id))
+            .order_by(col(RepoRedirect.moved_ms).desc())
+            .limit(limit)
+        ).all()
+        return [Redirect(r.repo, record_of(repo), r.moved_ms) for r, repo in rows]
 
     def moved(self, keys: Iterable[str]) -> dict[str, RepoRecord]:
         """The repos that had these keys (spelled exactly) before they were moved."""

@@ -233,6 +233,12 @@ def test_mirrors_keep_the_old_name_and_get_later_commits_under_the_new_one(
         "b.txt",
     }
     assert bucket.resolve("model", "admin/mirrored", "main").commit == first.oid
+    with node.client(ADMIN_TOKEN) as http:  # each mirror says it kept the old name
+        mirrors = http.get("/v1/mirrors").json()
+    for mirror in mirrors:
+        assert [(m["repo"], m["repo_type"], m["to"]) for m in mirror["moved_repos"]] == [
+            ("admin/mirrored", "model", "admin/renamed")
+        ]
 
 
 def test_a_move_onto_an_id_a_peer_holds_for_itself_lands_under_the_qualified_id(
