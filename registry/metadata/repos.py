@@ -137,8 +137,10 @@ class Repos:
 
     def redirect(self, repo: RepoId) -> RepoRecord | None:
         """The repo that had the id `repo` before it was moved (whatever its case)."""
-        key = func.lower(col(RepoRedirect.repo)) == repo.key.lower()
-        row = self._session.exec(select(RepoRedirect).where(key)).first()
+        row = self._session.get(RepoRedirect, repo.key)
+        if row is None:  # as `find`: only a miss pays for the case-folded look
+            folded = func.lower(col(RepoRedirect.repo)) == repo.key.lower()
+            row = self._session.exec(select(RepoRedirect).where(folded)).first()
         return None if row is None else self.get(row.repo_id)
 
     def redirects(self, limit: int) -> list[Redirect]:

@@ -154,8 +154,13 @@ class ReplicationService:
         # where a peer's repo would go if its id is held here for another home
         keys |= {qualified_key(e.repo, e.origin) for e in entries if e.kind == RepoUpsert.KIND}
         # where a peer's moved repo goes: its new key, or that key qualified if it is taken
-        moves = [(str(e.body.get("to")), e.origin) for e in entries if e.kind == RepoMove.KIND]
-        keys |= {key for to, home in moves for key in (to, qualified_key(to, home))}
+        moves = [(e.body.get("to"), e.origin) for e in entries if e.kind == RepoMove.KIND]
+        keys |= {
+            key
+            for to, home in moves
+            if isinstance(to, str) and to.count("/") == 2  # else undecodable: not applied
+            for key in (to, qualified_key(to, home))
+        }
         states: dict[str, RepoState] = {}
         for key in keys:
             repo = tx.repos.by_key(key)

@@ -288,3 +288,12 @@ def test_plan_ignores_a_move_not_said_by_the_home() -> None:
     forged = entry(1, "repo.move", {"to": MOVED}, origin="C")
     assert plan(view, [forged]) == [Record(forged, None)]
     assert MOVED not in view.repos
+
+
+def test_plan_records_a_move_with_a_malformed_target_without_applying_it() -> None:
+    view = empty_view()
+    plan(view, history())
+    for serial, to in ((4, "bob/m2"), (5, None)):
+        bad = entry(serial, "repo.move", {"to": to})
+        assert plan(view, [bad]) == [Record(bad, REPO)]
+    assert REPO in view.repos
