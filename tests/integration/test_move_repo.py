@@ -3,6 +3,7 @@ to it (as on the Hub), and the move reaches a peer, where later commits follow i
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_the_move_replicates_and_later_commits_follow_it(
 
 
 def test_mirrors_keep_the_old_name_and_get_later_commits_under_the_new_one(
-    start_node: Callable[..., RunningNode], s3_bucket: str
+    start_node: Callable[..., RunningNode], s3_bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     hub = start_node("hub")
     node = start_node("home", mirror={"interval": 0.05, "retry_initial": 0.1, "retry_max": 0.5})
@@ -218,7 +219,9 @@ def test_mirrors_keep_the_old_name_and_get_later_commits_under_the_new_one(
     api.create_repo("admin/mirrored")
     first = api.upload_file(path_or_fileobj=b"1", path_in_repo="a.txt", repo_id="admin/mirrored")
     wait_for(pushed)
-    api.move_repo(from_id="admin/mirrored", to_id="admin/renamed")
+    with caplog.at_level(logging.WARNING, logger="registry.service.repos"):
+        api.move_repo(from_id="admin/mirrored", to_id="admin/renamed")
+    assert "mirrors=bucket,hub keep it under its old name" in caplog.text
     second = api.upload_file(path_or_fileobj=b"2", path_in_repo="b.txt", repo_id="admin/renamed")
     wait_for(pushed)
 
