@@ -127,6 +127,14 @@ class DeleteRepoIn(BaseModel):
     type: str | None = None
 
 
+class MoveRepoIn(BaseModel):
+    """`HfApi.move_repo`: both ids are `namespace/name`."""
+
+    fromRepo: str = Field(max_length=200)
+    toRepo: str = Field(max_length=200)
+    type: str | None = None
+
+
 class RepoUrl(BaseModel):
     url: str
     name: str
@@ -449,6 +457,16 @@ class MirrorRollbackOut(BaseModel):
     at: str
 
 
+class MirrorMoveOut(BaseModel):
+    """A repo the mirror covers that moved: moves are not pushed, so the mirror keeps it under
+    `repo` (its old id) and gets its changes after the move under `to`."""
+
+    repo: str  # namespace/name before the move
+    repo_type: str
+    to: str  # namespace/name now
+    at: str
+
+
 class MirrorOut(BaseModel):
     name: str
     kind: str
@@ -464,6 +482,7 @@ class MirrorOut(BaseModel):
     last_error_at: str | None = None
     rollbacks: int  # refs moved back past lost commits (each kept on the mirror)
     recent_rollbacks: list[MirrorRollbackOut]  # newest first
+    moved_repos: list[MirrorMoveOut] = []  # newest first: moves the mirror did not follow
 
 
 class TokenOut(BaseModel):

@@ -15,6 +15,8 @@ Theory of operation (invariants the puller relies on):
   on another node than the one held here (two nodes made it independently) never replaces the
   one held here: the collision is recorded (`Collide`) and the peer's repo is held under its
   qualified id (`type/namespace.home/name`, `AliasRepo`), where its later entries apply.
+- A move (`repo.move`) renames the repo held here as its home did; the home's later entries
+  name the new key and apply to it (under a qualified id if the new one is taken here).
 - Ref moves apply only with a version newer than the one held, and only to a commit the node
   has, so no node ever shows a ref it cannot resolve.
 The planner mutates `view` as it goes, so later entries of a batch see earlier ones.
@@ -28,6 +30,7 @@ from registry.domain.changes import (
     RefDelete,
     RefSet,
     RepoDelete,
+    RepoMove,
     RepoUpsert,
     UnknownChange,
     XetFileAdd,
@@ -45,6 +48,7 @@ from registry.domain.replication import (
     DeleteRef,
     DeleteRepo,
     LocalView,
+    MoveRepo,
     Record,
     RepoState,
     SetRef,
@@ -104,6 +108,8 @@ def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
             view.tombstones.add((repo, change.incarnation))
             del view.repos[repo]
             return [DeleteRepo(repo, change.incarnation)]
+        case RepoMove():
+            return _move(view, entry, change, repo, state)
         case XetFileAdd():
             return [AddXetFile(repo, change)]
 
@@ -135,6 +141,26 @@ def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert, repo: str) 
         CreateRepo(repo, change.incarnation, change.home, entry.private, change.created_ms)
     )
     return actions
+
+
+def _move(
+    view: LocalView, entry: ChangeEntry, change: RepoMove, repo: str, state: RepoState
+) -> list[Action]:
+    """The repo takes its new id here too; if a repo homed elsewhere holds that id here, it
+    takes the qualified id, or keeps its own if that is taken as well. Either way the home's
+    later entries, which name the new key, reach it."""
+    local = change.to
+    held = view.repos.get(local)
+    if held is not None and held is not state:
+        local = qualified_key(change.to, entry.origin)
+        if local in view.repos and view.repos[local] is not state:
+            local = repo
+    view.aliases = {k: v for k, v in view.aliases.items() if v != repo}
+    if local != change.to:
+        view.aliases[(change.to, entry.origin)] = local
+    del view.repos[repo]
+    view.repos[local] = state
+    return [MoveRepo(repo, local, change.to, entry.origin)]
 
 
 def _add_commit(view: LocalView, repo: str, change: CommitAdd) -> list[Action]:

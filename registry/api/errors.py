@@ -13,6 +13,7 @@ import re
 import uuid
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -124,7 +125,22 @@ async def _on_registry_error(request: Request, exc: Exception) -> JSONResponse:
             exc.code,
             exc.message,
         )
+    if isinstance(exc, e.RepoMovedError):  # a redirect, as the Hub answers; 404 elsewhere
+        location = {"Location": moved_location(request, exc)}
+        return error_response(307, exc.code, exc.message, exc.detail, headers=location)
     return registry_error_response(exc)
+
+
+def moved_location(request: Request, exc: e.RepoMovedError) -> str:
+    """The URL asked for with the repo's old id (`from`) replaced by its id now (`to`): how
+    the Hub redirects requests naming a renamed repo. Relative, so clients keep their host."""
+    old, new = str(exc.detail["from"]), str(exc.detail["to"])
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = raw.decode("latin-1").split("?", 1)[0]
+    pattern = re.compile(rf"/{re.escape(quote(old))}(?=/|$)", re.IGNORECASE)
+    location = pattern.sub(lambda _m: f"/{quote(new)}", path, count=1)
+    query = request.url.query
+    return f"{location}?{query}" if query else location
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -74,6 +74,26 @@ class RepoDelete:
 
 
 @dataclass(frozen=True)
+class RepoMove:
+    """A repo was renamed or transferred: entries after this one name it by `to` (its new key,
+    type/namespace/name); the entry itself names it by its old key."""
+
+    KIND: ClassVar[str] = "repo.move"
+    incarnation: str
+    to: str
+
+    def body(self) -> Body:
+        return {"to": self.to, "incarnation": self.incarnation}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RepoMove:
+        to = _text(body, "to")
+        if to.count("/") != 2:
+            raise InvalidError("A moved repo's new key is type/namespace/name")
+        return cls(_text(body, "incarnation"), to)
+
+
+@dataclass(frozen=True)
 class CommitAdd:
     """A commit with its whole tree (each file: path, BLAKE3, SHA-256, size, LFS, git SHA-1)."""
 
@@ -220,10 +240,10 @@ class UnknownChange:
     raw: Mapping[str, Any]
 
 
-Change = RepoUpsert | RepoDelete | CommitAdd | RefSet | RefDelete | XetFileAdd
+Change = RepoUpsert | RepoDelete | RepoMove | CommitAdd | RefSet | RefDelete | XetFileAdd
 _DECODERS: dict[str, Callable[[Mapping[str, Any]], Change]] = {
     cls.KIND: cls.from_body
-    for cls in (RepoUpsert, RepoDelete, CommitAdd, RefSet, RefDelete, XetFileAdd)
+    for cls in (RepoUpsert, RepoDelete, RepoMove, CommitAdd, RefSet, RefDelete, XetFileAdd)
 }
 # What a mirror carries: a push-outbox row is written for these kinds (of public repos only).
 MIRRORED_KINDS = (CommitAdd.KIND, RefSet.KIND, RefDelete.KIND)

@@ -3,9 +3,9 @@
 Each family is listed with the codes it holds, its own first:
 
     RegistryError             internal
-    ├── NotFoundError         NotFound, RepoNotFound, RevisionNotFound, EntryNotFound,
-    │                         BlobNotFound, PeerNotFound, MirrorNotFound, TokenNotFound,
-    │                         OrgNotFound, UserNotFound
+    ├── NotFoundError         NotFound, RepoNotFound (RepoMoved: a redirect), RevisionNotFound,
+    │                         EntryNotFound, BlobNotFound, PeerNotFound, MirrorNotFound,
+    │                         TokenNotFound, OrgNotFound, UserNotFound
     ├── ConflictError         Conflict, RepoExists, RefExists, ProtectedRef, HomeMismatch,
     │                         MirrorExists, ScrubRunning, NameTaken (a user and an org share
     │                         no name; an org's name is taken once)
@@ -60,6 +60,14 @@ class NotFoundError(RegistryError):
 class RepoNotFoundError(NotFoundError):
     code = "RepoNotFound"
     default_message = "Repository not found"
+
+
+class RepoMovedError(RepoNotFoundError):
+    """The repo was renamed or transferred: `detail` names the id asked for (`from`) and its
+    id now (`to`). Answered with a redirect; where no redirect fits, it is a RepoNotFound."""
+
+    code = "RepoMoved"
+    default_message = "Repository moved"
 
 
 class RevisionNotFoundError(NotFoundError):
@@ -395,6 +403,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         RegistryError,
         NotFoundError,
         RepoNotFoundError,
+        RepoMovedError,
         RevisionNotFoundError,
         EntryNotFoundError,
         BlobNotFoundError,

@@ -53,6 +53,18 @@ class DeleteRepo:
 
 
 @dataclass(frozen=True)
+class MoveRepo:
+    """The repo held here as `repo` is renamed to `to` (the same id when `to` is taken here);
+    entries of `home` naming `key`, its new key there, apply to it (through an alias when
+    `to` is not `key`)."""
+
+    repo: str
+    to: str
+    key: str
+    home: str
+
+
+@dataclass(frozen=True)
 class AddCommit:
     repo: str
     commit: CommitAdd
@@ -125,6 +137,7 @@ class Record:
 Action = (
     CreateRepo
     | DeleteRepo
+    | MoveRepo
     | AddCommit
     | AddXetFile
     | SetRef

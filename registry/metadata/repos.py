@@ -1,16 +1,35 @@
-"""Repos and the tombstones of deleted ones."""
+"""Repos, the ids moved repos had (redirects), and the tombstones of deleted ones."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, delete, func, or_, true, update
 from sqlmodel import Session, col, select
 
 from registry.domain.access import Principal
+from registry.domain.clock import now_ms
 from registry.domain.names import RepoId, RepoType
 from registry.domain.records import RepoRecord
-from registry.metadata.tables import Commit, Ref, Repo, RepoAlias, Tombstone, TreeRow
+from registry.metadata.tables import (
+    Commit,
+    Ref,
+    Repo,
+    RepoAlias,
+    RepoRedirect,
+    Tombstone,
+    TreeRow,
+)
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """An id a repo had before it moved: `old` (a key, type/namespace/name), the repo now."""
+
+    old: str
+    repo: RepoRecord
+    moved_ms: int
 
 
 def record_of(row: Repo) -> RepoRecord:
@@ -102,8 +121,47 @@ class Repos:
             updated_ms=created_ms,
         )
         self._session.add(row)
+        self._session.execute(delete(RepoRedirect).where(col(RepoRedirect.repo) == repo.key))
         self._session.flush()
         return record_of(self._hold(row))
+
+    def move(self, repo_id: int, to: RepoId) -> RepoRecord:
+        """Give the repo the id `to`; its old id redirects to it (and `to` no longer redirects
+        to whatever it named before)."""
+        row = self._row(repo_id)
+        old = record_of(row).key
+        self._session.execute(delete(RepoRedirect).where(col(RepoRedirect.repo) == to.key))
+        row.namespace, row.name = to.namespace, to.name
+        self._session.add(row)
+        self._session.merge(RepoRedirect(repo=old, repo_id=repo_id, moved_ms=now_ms()))
+        self._session.flush()
+        return record_of(row)
+
+    def redirect(self, repo: RepoId) -> RepoRecord | None:
+        """The repo that had the id `repo` before it was moved (whatever its case)."""
+        row = self._session.get(RepoRedirect, repo.key)
+        if row is None:  # as `find`: only a miss pays for the case-folded look
+            folded = func.lower(col(RepoRedirect.repo)) == repo.key.lower()
+            row = self._session.exec(select(RepoRedirect).where(folded)).first()
+        return None if row is None else self.get(row.repo_id)
+
+    def redirects(self, limit: int) -> list[Redirect]:
+        """The newest `limit` ids that redirect to a moved repo, newest first."""
+        rows = self._session.exec(
+            select(RepoRedirect, Repo)
+            .join(Repo, col(Repo.id) == col(RepoRedirect.repo_id))
+            .order_by(col(RepoRedirect.moved_ms).desc())
+            .limit(limit)
+        ).all()
+        return [Redirect(r.repo, record_of(repo), r.moved_ms) for r, repo in rows]
+
+    def moved(self, keys: Iterable[str]) -> dict[str, RepoRecord]:
+        """The repos that had these keys (spelled exactly) before they were moved."""
+        rows = self._session.exec(
+            select(RepoRedirect).where(col(RepoRedirect.repo).in_(set(keys)))
+        ).all()
+        found = {r.repo: self.get(r.repo_id) for r in rows}
+        return {key: repo for key, repo in found.items() if repo is not None}
 
     def delete(self, repo_id: int) -> None:
         """The repo with its commits, trees and refs (the blobs stay for gc)."""
@@ -112,6 +170,7 @@ class Repos:
         self._session.execute(delete(TreeRow).where(col(TreeRow.commit_id).in_(commits)))
         self._session.execute(delete(Commit).where(col(Commit.repo_id) == repo_id))
         self._session.execute(delete(Ref).where(col(Ref.repo_id) == repo_id))
+        self._session.execute(delete(RepoRedirect).where(col(RepoRedirect.repo_id) == repo_id))
         self._session.delete(self._row(repo_id))
         self._session.flush()
         self._held.pop(repo_id, None)
@@ -161,6 +220,10 @@ class Repos:
 
     def add_alias(self, repo: str, home: str, local: str) -> None:
         self._session.merge(RepoAlias(repo=repo, home=home, local=local))
+
+    def drop_aliases(self, local: str) -> None:
+        """No entries of a peer apply to the repo held here as `local` through an alias."""
+        self._session.execute(delete(RepoAlias).where(col(RepoAlias.local) == local))
 
     def alias_of(self, local: str) -> tuple[str, str] | None:
         """(its key at its home, home) of a repo held under another id here."""

@@ -25,7 +25,7 @@ from registry.domain.clock import now_ms
 from registry.domain.records import RepoRecord, TreeFile
 from registry.domain.search import SearchDoc, SearchQuery, normalize_key
 from registry.metadata.commits import TREE_COLUMNS, tree_file
-from registry.metadata.repos import record_of, visible_to
+from registry.metadata.repos import Repos, record_of, visible_to
 from registry.metadata.tables import Change, Ref, Repo, RepoAlias, SearchEntry, SearchTag, TreeRow
 
 CHUNK = 400  # values per IN (...) list: well under every database's bind-parameter limit
@@ -130,7 +130,10 @@ class SearchIndex:
     # The truth documents are made from.
 
     def repos(self, keys: Iterable[str]) -> dict[str, RepoRecord]:
-        """The repos of change-log repo keys (`model/alice/m1`); deleted repos are absent."""
+        """The repos of change-log repo keys (`model/alice/m1`), a moved repo under its key now
+        (an entry before its move, or the move itself, names its old one); deleted repos are
+        absent."""
+        keys = set(keys)
         wanted = [tuple(k.split("/", 2)) for k in keys if k.count("/") >= 2]
         found: dict[str, RepoRecord] = {}
         for start in range(0, len(wanted), CHUNK):
@@ -139,6 +142,8 @@ class SearchIndex:
             for row in self._session.exec(select(Repo).where(where)).all():
                 record = record_of(row)
                 found[record.key] = record
+        moved = Repos(self._session).moved(k for k in keys if k not in found)
+        found.update((r.key, r) for r in moved.values())
         return found
 
     def sources(self, repos: Sequence[RepoRecord]) -> list[DocSource]:

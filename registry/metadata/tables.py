@@ -254,6 +254,16 @@ class RepoAlias(SQLModel, table=True):
     local: str = Field(unique=True)
 
 
+class RepoRedirect(SQLModel, table=True):
+    """An id a repo had before it was moved (renamed or transferred): requests naming it are
+    redirected to the repo, until a repo is created under it again."""
+
+    __tablename__ = "repo_redirect"
+    repo: str = Field(primary_key=True)  # the old key: type/namespace/name
+    repo_id: int = Field(index=True)
+    moved_ms: int = Field(sa_type=BIG)
+
+
 class ScanResult(SQLModel, table=True):
     """The safety verdict on a blob; blobs without a row are pending."""
 

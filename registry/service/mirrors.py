@@ -23,6 +23,7 @@ from registry.domain.access import Principal, require_admin
 from registry.domain.clock import now_ms
 from registry.domain.errors import InvalidError, MirrorExistsError, MirrorNotFoundError
 from registry.domain.names import NAME_PART
+from registry.domain.patterns import covers
 from registry.domain.redaction import redact
 from registry.domain.tokens import check_credential
 from registry.domain.urls import check_http_url, check_s3_url
@@ -30,12 +31,15 @@ from registry.metadata.db import Database
 from registry.metadata.mirrors import Backlog, MirrorRecord
 from registry.metadata.mirrors import OutboxItem as OutboxItem  # handed to the pusher
 from registry.metadata.mirrors import RollbackRecord as RollbackRecord  # made by the pusher
+from registry.metadata.repos import Redirect
 from registry.metadata.tx import Tx
 from registry.service.credentials import CredentialBox
 
 logger = logging.getLogger(__name__)
 KINDS = ("hf", "s3", "node")
 SHOWN_ROLLBACKS = 20
+SHOWN_MOVES = 20
+SCANNED_MOVES = 1000  # the newest moves a mirror's view looks through for those it covers
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class MirrorView:
     last_error_ms: int | None
     rollbacks: int  # refs a push moved back past commits this node lost (kept on the mirror)
     recent_rollbacks: tuple[RollbackRecord, ...]  # newest first
+    # Public repos it covers that moved (newest first): moves are not pushed, the mirror
+    # keeps them under the old id and gets their later changes under the new one.
+    moved: tuple[Redirect, ...] = ()
 
     @property
     def state(self) -> str:
@@ -231,4 +238,9 @@ def _view(tx: Tx, mirror: MirrorRecord) -> MirrorView:
         mirror.last_error_ms,
         rollbacks,
         tuple(recent),
+        tuple(
+            r
+            for r in tx.repos.redirects(SCANNED_MOVES)
+            if not r.repo.private and covers(mirror.repos, r.old)
+        )[:SHOWN_MOVES],
     )

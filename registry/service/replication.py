@@ -13,6 +13,7 @@ from registry.domain.changes import (
     CommitAdd,
     RefDelete,
     RefSet,
+    RepoMove,
     RepoUpsert,
     UnknownChange,
     XetFileAdd,
@@ -34,6 +35,7 @@ from registry.domain.replication import (
     DeleteRepo,
     FeedPosition,
     LocalView,
+    MoveRepo,
     Record,
     RepoState,
     SetRef,
@@ -151,6 +153,14 @@ class ReplicationService:
         keys = {aliases.get((e.repo, e.origin), e.repo) for e in entries}
         # where a peer's repo would go if its id is held here for another home
         keys |= {qualified_key(e.repo, e.origin) for e in entries if e.kind == RepoUpsert.KIND}
+        # where a peer's moved repo goes: its new key, or that key qualified if it is taken
+        moves = [(e.body.get("to"), e.origin) for e in entries if e.kind == RepoMove.KIND]
+        keys |= {
+            key
+            for to, home in moves
+            if isinstance(to, str) and to.count("/") == 2  # else undecodable: not applied
+            for key in (to, qualified_key(to, home))
+        }
         states: dict[str, RepoState] = {}
         for key in keys:
             repo = tx.repos.by_key(key)
@@ -171,6 +181,9 @@ class ReplicationService:
     ) -> None:
         if isinstance(action, CreateRepo | DeleteRepo):
             repos.pop(action.repo, None)
+        elif isinstance(action, MoveRepo):
+            repos.pop(action.repo, None)
+            repos.pop(action.to, None)
         elif not isinstance(action, Record | Abandon | Collide | AliasRepo) and (
             action.repo not in repos
         ):
@@ -191,6 +204,8 @@ class ReplicationService:
                 found = tx.repos.by_key(action.repo)
                 if found is not None and found.incarnation == action.incarnation:
                     tx.repos.delete(found.id)
+            case MoveRepo():
+                move_repo(tx, action)
             case AddCommit():
                 self._add_commit(tx, action, missing, repos[action.repo])
             case AddXetFile():
@@ -224,6 +239,27 @@ class ReplicationService:
         missing.update(needed(tx, [(e.blake3, e.size) for e in c.tree]))
         store_commit(tx, repo, c)
         tx.repos.touch(repo.id, c.created_ms)
+
+
+def move_repo(tx: Tx, action: MoveRepo) -> None:
+    """Rename a peer's repo held here as its home did (its old id redirects to it), and let
+    the home's entries naming its new key reach it."""
+    found = tx.repos.by_key(action.repo)
+    if found is None:
+        return
+    if action.to != action.repo:
+        kind, namespace, name = action.to.split("/")
+        tx.repos.move(found.id, RepoId.parse(RepoType(kind), namespace, name))
+    tx.repos.drop_aliases(action.repo)
+    if action.to != action.key:
+        tx.repos.add_alias(action.key, action.home, action.to)
+        logger.warning(
+            "moved repo=%s of home=%s is held here as %s: its id is taken",
+            action.key,
+            action.home,
+            action.to,
+        )
+    logger.info("repo moved repo=%s to=%s home=%s", action.repo, action.to, action.home)
 
 
 def store_commit(tx: Tx, repo: RepoRecord, c: CommitAdd) -> None:

@@ -58,9 +58,10 @@ class RepoInfoService:
         self._peers = peers
 
     def key(self, snap: Snapshot, blobs: bool) -> tuple[object, ...]:
-        """What the cached answer for a snapshot depends on."""
+        """What the cached answer for a snapshot depends on (its id too: a repo may move)."""
         return (
             "info",
+            snap.repo.key,
             snap.commit.id,
             snap.repo.private,
             blobs,

@@ -1,5 +1,6 @@
-"""Repos: create (with the Hub's initial commit), delete, look up with visibility, list; and
-the write path every change to a repo's history takes (`write_commit`, `move_ref`)."""
+"""Repos: create (with the Hub's initial commit), move (rename or transfer), delete, look up
+with visibility (an old id of a moved repo answers RepoMoved), list; and the write path every
+change to a repo's history takes (`write_commit`, `move_ref`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import uuid
 from dataclasses import dataclass
 
 from registry.domain.access import Principal, may_read, require_write
-from registry.domain.changes import CommitAdd, RefSet, RepoDelete, RepoUpsert, XetFileAdd
+from registry.domain.changes import (
+    CommitAdd,
+    RefSet,
+    RepoDelete,
+    RepoMove,
+    RepoUpsert,
+    XetFileAdd,
+)
 from registry.domain.clock import now_ms
 from registry.domain.commit import TreeEntry, commit_id
 from registry.domain.digest import Digest, hash_bytes
@@ -16,10 +24,11 @@ from registry.domain.errors import (
     HomeMismatchError,
     MissingObjectError,
     RepoExistsError,
+    RepoMovedError,
     RepoNotFoundError,
 )
 from registry.domain.names import RepoId, RepoType
-from registry.domain.patterns import DEFAULT_GITATTRIBUTES
+from registry.domain.patterns import DEFAULT_GITATTRIBUTES, covers
 from registry.domain.records import CommitRecord, RepoRecord, TreeFile
 from registry.domain.xet.types import XorbRef
 from registry.metadata.db import Database
@@ -35,8 +44,16 @@ def can_read(principal: Principal, repo: RepoRecord) -> bool:
 
 
 def find_repo(tx: Tx, principal: Principal, repo: RepoId) -> RepoRecord:
-    """The repo if it exists and the principal may see it; else RepoNotFound."""
+    """The repo if it exists and the principal may see it; RepoMoved if it is the old id of
+    a repo the principal may see; else RepoNotFound."""
     found = tx.repos.find(repo)
+    if found is None:
+        moved = tx.repos.redirect(repo)
+        if moved is not None and can_read(principal, moved):
+            raise RepoMovedError(
+                f"Repository {repo.full_name} moved to {moved.repo.full_name}",
+                detail={"from": repo.full_name, "to": moved.repo.full_name},
+            )
     if found is None or not can_read(principal, found):
         raise RepoNotFoundError()
     return found
@@ -205,6 +222,43 @@ class RepoService:
             write_commit(tx, self._node, created, initial, "refs/heads/main")
         logger.info("repo created repo=%s private=%s", repo, private)
         return created
+
+    def move(self, principal: Principal, source: RepoId, target: RepoId) -> RepoRecord:
+        """Rename or transfer a repo (with its commits, refs and search entry: they follow its
+        row); its old id redirects to it. The principal must be able to write both namespaces.
+
+        Raises:
+            RepoNotFoundError (no source to see), UnauthorizedError or ForbiddenError,
+            HomeMismatchError (a replica), RepoExistsError (the target id is taken).
+        """
+        with self._db.write() as tx:
+            found = tx.repos.find(source)
+            if found is None or not can_read(principal, found):
+                raise RepoNotFoundError()
+            require_write(principal, found.repo.namespace)
+            require_write(principal, target.namespace)
+            require_home(tx, found, self._node)
+            taken = tx.repos.find(target)
+            if (taken is not None and taken.id != found.id) or target.key == found.key:
+                raise RepoExistsError(
+                    f"A {target.type.value} repository called {target.full_name} already exists",
+                    detail={"repo": target.full_name},
+                )
+            moved = tx.repos.move(found.id, target)
+            tx.changes.append(self._node.node_id, found, RepoMove(found.incarnation, target.key))
+            tx.repos.touch(found.id, now_ms())
+            mirrors = [m.name for m in tx.mirrors.all() if covers(m.repos, found.key)]
+        logger.info("repo moved repo=%s to=%s", found.repo, target)
+        if mirrors and not found.private:
+            # Mirrors do not carry moves (README, "Renaming and transferring repos").
+            logger.warning(
+                "repo moved repo=%s to=%s: mirrors=%s keep it under its old name; its later "
+                "changes are pushed under the new one",
+                found.repo,
+                target,
+                ",".join(mirrors),
+            )
+        return moved
 
     def delete(self, principal: Principal, repo: RepoId) -> None:
         with self._db.write() as tx:

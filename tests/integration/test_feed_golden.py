@@ -54,7 +54,8 @@ def safetensors() -> bytes:
 
 
 def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
-    """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.delete.
+    """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.move,
+    repo.delete.
 
     Each commit only adds paths that sort after every path already in the repo. A commit's
     tree lists its parent's rows in the order the database returns them (no ORDER BY: by path
@@ -127,6 +128,14 @@ def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
     api.delete_repo("admin/doomed")
     api.create_repo("admin/doomed")  # again: a new incarnation
     alice.delete_repo("alice/secret")  # a private tombstone
+    api.move_repo(from_id="admin/data", to_id="admin/data-moved", repo_type="dataset")
+    api.upload_file(  # entries after a move name the repo by its new key
+        path_or_fileobj=b"x,y\n3,4\n",
+        path_in_repo="valid.csv",
+        repo_id="admin/data-moved",
+        repo_type="dataset",
+        commit_message="add more rows",
+    )
 
 
 def read_feed(
@@ -204,6 +213,7 @@ def test_feed_wire_format_matches_the_golden_recording(
         "commit.add",
         "ref.set",
         "ref.delete",
+        "repo.move",
     }
     assert check_commit_ids(entries) > 0
     times = [e["created_ms"] for e in entries] + [

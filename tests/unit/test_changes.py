@@ -13,6 +13,7 @@ from registry.domain.changes import (
     RefDelete,
     RefSet,
     RepoDelete,
+    RepoMove,
     RepoUpsert,
     UnknownChange,
     XetFileAdd,
@@ -45,6 +46,7 @@ XET_FILE = XetFileAdd(
     (XorbRef(XORB_A, B3, 999), XorbRef(XORB_B, TEXT.blake3, 888)),
 )
 CHANGES.append(XET_FILE)
+CHANGES.append(RepoMove("inc1", "model/bob/m2"))
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=lambda c: c.KIND)
@@ -72,6 +74,7 @@ def test_changes_bodies_keep_their_wire_keys() -> None:
     assert commit["tree"][0] == ["m.safetensors", B3.hex, "ab" * 32, 7, True, None]
     assert set(CHANGES[4].body()) == {"ref", "commit", "version", "incarnation"}
     assert set(CHANGES[5].body()) == {"ref", "version", "incarnation"}
+    assert RepoMove("inc1", "model/bob/m2").body() == {"to": "model/bob/m2", "incarnation": "inc1"}
     xet = XET_FILE.body()
     assert set(xet) == {"file", "blake3", "sha256", "size", "terms", "xorbs", "incarnation"}
     assert xet["terms"][0] == [XORB_A.hex, 0, 2, 10]  # hashes in the Xet string form
@@ -115,3 +118,9 @@ def test_changes_of_an_unknown_kind_keep_their_body_as_it_came() -> None:
     change = entry.change()
     assert change == UnknownChange("xet.recipe", body)
     assert change.raw is body  # never re-encoded: what is recorded is what came
+
+
+def test_a_move_names_a_whole_new_key() -> None:
+    for to in ("bob/m2", "model/bob/m2/x", 7):
+        with pytest.raises(InvalidError):
+            decode(RepoMove.KIND, {"incarnation": "inc1", "to": to})

@@ -15,6 +15,7 @@ from registry.domain.replication import (
     DeleteRef,
     DeleteRepo,
     LocalView,
+    MoveRepo,
     Record,
     RepoState,
     SetRef,
@@ -230,3 +231,69 @@ def test_plan_leaves_out_a_peers_repo_whose_qualified_id_is_taken_too() -> None:
     view.repos["model/alice.A/m1"] = RepoState("other", "C")
     upsert = entry(1, "repo.upsert", {"home": "A", "private": False, "created_ms": 5})
     assert plan(view, [upsert]) == [Collide(REPO, "A", "i1", None), Record(upsert, None)]
+
+
+MOVED = "model/bob/m2"
+
+
+def moved_history() -> list[ChangeEntry]:
+    """A's repo moved to MOVED, then a commit under its new key."""
+    return [
+        *history(),
+        entry(4, "repo.move", {"to": MOVED}),
+        entry(5, "commit.add", commit("c2", "c1"), repo=MOVED),
+        entry(6, "ref.set", {"ref": "refs/heads/main", "commit": "c2", "version": 2}, repo=MOVED),
+    ]
+
+
+def test_plan_moves_a_repo_and_applies_its_later_entries_under_the_new_key() -> None:
+    view = empty_view()
+    entries = moved_history()
+    actions = plan(view, entries)
+    assert MoveRepo(REPO, MOVED, MOVED, "A") in actions
+    assert AddCommit(MOVED, CommitAdd.from_body(entries[4].body)) in actions
+    assert SetRef(MOVED, "refs/heads/main", "c2", 2) in actions
+    assert REPO not in view.repos
+    assert view.repos[MOVED].refs == {"refs/heads/main": 2}
+    assert plan(view, entries) == []  # applied already
+
+
+def test_plan_moves_a_repo_onto_a_taken_id_under_its_qualified_id() -> None:
+    view = empty_view()
+    view.repos[MOVED] = RepoState("mine", "B")  # B has a repo of the new id
+    entries = moved_history()
+    actions = plan(view, entries)
+    qualified = "model/bob.A/m2"
+    assert MoveRepo(REPO, qualified, MOVED, "A") in actions
+    assert view.aliases[(MOVED, "A")] == qualified
+    assert AddCommit(qualified, CommitAdd.from_body(entries[4].body)) in actions
+    assert SetRef(qualified, "refs/heads/main", "c2", 2) in actions
+    assert view.repos[MOVED] == RepoState("mine", "B")
+
+
+def test_plan_moves_an_aliased_repo_and_drops_its_old_alias() -> None:
+    view = empty_view()
+    view.repos[REPO] = RepoState("mine", "B")  # A's repo is held as model/alice.A/m1
+    entries = moved_history()
+    actions = plan(view, entries)
+    assert MoveRepo("model/alice.A/m1", MOVED, MOVED, "A") in actions
+    assert (REPO, "A") not in view.aliases
+    assert SetRef(MOVED, "refs/heads/main", "c2", 2) in actions
+    assert view.repos[REPO] == RepoState("mine", "B")
+
+
+def test_plan_ignores_a_move_not_said_by_the_home() -> None:
+    view = empty_view()
+    plan(view, history())
+    forged = entry(1, "repo.move", {"to": MOVED}, origin="C")
+    assert plan(view, [forged]) == [Record(forged, None)]
+    assert MOVED not in view.repos
+
+
+def test_plan_records_a_move_with_a_malformed_target_without_applying_it() -> None:
+    view = empty_view()
+    plan(view, history())
+    for serial, to in ((4, "bob/m2"), (5, None)):
+        bad = entry(serial, "repo.move", {"to": to})
+        assert plan(view, [bad]) == [Record(bad, REPO)]
+    assert REPO in view.repos

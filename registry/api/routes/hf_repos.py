@@ -20,6 +20,7 @@ from registry.wire import (
     AuthOut,
     CreateRepoIn,
     DeleteRepoIn,
+    MoveRepoIn,
     OrgOut,
     RepoInfo,
     RepoUrl,
@@ -85,6 +86,30 @@ def delete_repo(body: DeleteRepoIn, repos: ReposDep, principal: PrincipalDep) ->
     repo = parse_repo(RepoType.parse(body.type).plural, namespace, body.name)
     repos.delete(principal, repo)
     return {"deleted": repo.full_name}
+
+
+def _split(repo_id: str) -> tuple[str, str]:
+    namespace, _, name = repo_id.partition("/")
+    return namespace, name
+
+
+@router.post(
+    "/api/repos/move", responses=documented(400, 401, 403, 404, 409), response_model=RepoUrl
+)
+def move_repo(
+    body: MoveRepoIn,
+    request: Request,
+    repos: ReposDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+) -> RepoUrl:
+    """`HfApi.move_repo`: rename a repo or transfer it to another namespace; the old id then
+    redirects to it."""
+    repo_type = RepoType.parse(body.type)
+    source = parse_repo(repo_type.plural, *_split(body.fromRepo))
+    target = RepoId.parse(repo_type, *_split(body.toRepo))
+    moved = repos.move(principal, source, target)
+    return repo_url(request, settings, moved.repo)
 
 
 async def info_response(

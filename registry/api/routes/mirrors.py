@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from registry.api.deps import MirrorsDep, PrincipalDep
 from registry.api.errors import documented
 from registry.service.mirrors import MirrorView
-from registry.wire import MirrorIn, MirrorOut, MirrorRollbackOut, iso_ms
+from registry.wire import MirrorIn, MirrorMoveOut, MirrorOut, MirrorRollbackOut, iso_ms
 
 router = APIRouter(prefix="/v1/mirrors", tags=["mirrors"])
 
@@ -41,6 +41,15 @@ def mirror_out(view: MirrorView) -> MirrorOut:
                 at=iso_ms(r.at_ms),
             )
             for r in view.recent_rollbacks
+        ],
+        moved_repos=[
+            MirrorMoveOut(
+                repo=m.old.split("/", 1)[1],
+                repo_type=m.repo.repo.type.value,
+                to=m.repo.repo.full_name,
+                at=iso_ms(m.moved_ms),
+            )
+            for m in view.moved
         ],
     )
 

@@ -30,7 +30,7 @@ from registry.api.lineage_svg import layout
 from registry.api.paths import parse_repo, raw_segments
 from registry.api.session import ViewerDep, csrf_token, session_token
 from registry.domain.access import Principal
-from registry.domain.errors import NotFoundError
+from registry.domain.errors import NotFoundError, RepoMovedError
 from registry.domain.names import RESERVED_NAMESPACES, RepoId
 from registry.domain.search import KINDS, SORTS, SearchQuery
 from registry.service.repopage import PREVIEW_BYTES, Header
@@ -97,10 +97,13 @@ def render_page(
 
 
 def _shown(request: Request, viewer: Principal, build: Callable[[], HTMLResponse]) -> HTMLResponse:
-    """The page `build` makes, or the 404 page when what it names is not there to see."""
+    """The page `build` makes, or the 404 page when what it names is not there to see (a
+    moved repo's old id is answered with a redirect by the error handler)."""
     try:
         return build()
     except NotFoundError as exc:
+        if isinstance(exc, RepoMovedError):
+            raise
         return render_page(
             request, viewer, "error.html", 404, status=404, heading="Not found", message=exc.message
         )

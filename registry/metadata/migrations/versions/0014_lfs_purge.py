@@ -2,7 +2,7 @@
 answers that it was deleted), and the commits a super-squash left unreachable.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Created: 2026-12-05
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels: str | None = None
 depends_on: str | None = None
 
