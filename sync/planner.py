@@ -15,6 +15,8 @@ Theory of operation (invariants the puller relies on):
   on another node than the one held here (two nodes made it independently) never replaces the
   one held here: the collision is recorded (`Collide`) and the peer's repo is held under its
   qualified id (`type/namespace.home/name`, `AliasRepo`), where its later entries apply.
+- A repo's settings (private, gated) apply as its home last said them; entries come from
+  the home in its order, so the newest applied is the newest said.
 - Ref moves apply only with a version newer than the one held, and only to a commit the node
   has, so no node ever shows a ref it cannot resolve.
 The planner mutates `view` as it goes, so later entries of a batch see earlier ones.
@@ -28,6 +30,7 @@ from registry.domain.changes import (
     RefDelete,
     RefSet,
     RepoDelete,
+    RepoSettings,
     RepoUpsert,
     UnknownChange,
     XetFileAdd,
@@ -48,6 +51,7 @@ from registry.domain.replication import (
     Record,
     RepoState,
     SetRef,
+    SetRepoSettings,
 )
 
 
@@ -106,6 +110,8 @@ def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
             return [DeleteRepo(repo, change.incarnation)]
         case XetFileAdd():
             return [AddXetFile(repo, change)]
+        case RepoSettings():
+            return [SetRepoSettings(repo, change.private, change.gated)]
 
 
 def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert, repo: str) -> list[Action]:

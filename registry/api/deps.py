@@ -29,6 +29,7 @@ from registry.service.repopage import RepoPageService
 from registry.service.repos import RepoService
 from registry.service.search import SearchService
 from registry.service.services import Services
+from registry.service.settings import RepoSettingsService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.xet import XetService
@@ -81,5 +82,6 @@ LineageDep = Annotated[LineageService, Depends(_part("lineage"))]
 SearchDep = Annotated[SearchService, Depends(_part("search"))]
 ModelMetadataDep = Annotated[ModelMetadataService, Depends(_part("model_metadata"))]
 XetDep = Annotated[XetService, Depends(_part("xet"))]
+RepoSettingsDep = Annotated[RepoSettingsService, Depends(_part("repo_settings"))]
 RepoPagesDep = Annotated[RepoPageService, Depends(_part("repo_pages"))]
 AuthDep = Annotated[AuthService, Depends(_part("auth"))]

@@ -30,6 +30,12 @@ def may_read(principal: Principal, *, private: bool, namespace: str) -> bool:
     return not private or principal.is_admin or principal.user == namespace
 
 
+def passes_gate(principal: Principal, *, gated: str | None, namespace: str, accepted: bool) -> bool:
+    """A gated repo's files are for its writers, the admin and users whose access request
+    was accepted; an open repo's for whoever may read it."""
+    return gated is None or principal.is_admin or principal.user == namespace or accepted
+
+
 def may_manage_tokens(principal: Principal, owner: str) -> bool:
     """A user lists and revokes their own tokens; the admin everyone's."""
     return principal.is_admin or (not principal.anonymous and principal.user == owner)

@@ -86,6 +86,12 @@ class TokenNotFoundError(NotFoundError):
     code = "TokenNotFound"
 
 
+class AccessRequestNotFoundError(NotFoundError):
+    """No access request of that user to that gated repo."""
+
+    code = "AccessRequestNotFound"
+
+
 class ConflictError(RegistryError):
     code = "Conflict"
 
@@ -126,6 +132,18 @@ class ParentMismatchError(PreconditionError):
 
 class InvalidError(RegistryError):
     code = "BadRequest"
+
+
+class InvalidSettingError(InvalidError):
+    """A repo setting with a value it cannot have (a gate other than auto, manual or false)."""
+
+    code = "InvalidSetting"
+
+
+class NotGatedError(InvalidError):
+    """Access requests are for gated repos only."""
+
+    code = "NotGated"
 
 
 class InvalidNameError(InvalidError):
@@ -258,6 +276,13 @@ class ForbiddenError(RegistryError):
     code = "Forbidden"
 
 
+class GatedRepoError(ForbiddenError):
+    """A gated repo's file, for someone without an accepted access request (the Hub client
+    raises GatedRepoError for this code)."""
+
+    code = "GatedRepo"
+
+
 class CrossOriginError(ForbiddenError):
     """A form posted from a page of another site."""
 
@@ -383,6 +408,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         PeerNotFoundError,
         MirrorNotFoundError,
         TokenNotFoundError,
+        AccessRequestNotFoundError,
         ConflictError,
         RepoExistsError,
         RefExistsError,
@@ -393,6 +419,8 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         PreconditionError,
         ParentMismatchError,
         InvalidError,
+        InvalidSettingError,
+        NotGatedError,
         InvalidNameError,
         InvalidPathError,
         InvalidRevisionError,
@@ -419,6 +447,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         TokenRevokedError,
         TokenExpiredError,
         ForbiddenError,
+        GatedRepoError,
         CrossOriginError,
         CsrfError,
         PeerError,

@@ -53,6 +53,15 @@ class DeleteRepo:
 
 
 @dataclass(frozen=True)
+class SetRepoSettings:
+    """The home changed a repo's settings: hide it (private) or gate its files at once."""
+
+    repo: str
+    private: bool
+    gated: str | None
+
+
+@dataclass(frozen=True)
 class AddCommit:
     repo: str
     commit: CommitAdd
@@ -125,6 +134,7 @@ class Record:
 Action = (
     CreateRepo
     | DeleteRepo
+    | SetRepoSettings
     | AddCommit
     | AddXetFile
     | SetRef

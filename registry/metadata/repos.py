@@ -9,7 +9,15 @@ from sqlmodel import Session, col, select
 
 from registry.domain.names import RepoId, RepoType
 from registry.domain.records import RepoRecord
-from registry.metadata.tables import Commit, Ref, Repo, RepoAlias, Tombstone, TreeRow
+from registry.metadata.tables import (
+    AccessRequest,
+    Commit,
+    Ref,
+    Repo,
+    RepoAlias,
+    Tombstone,
+    TreeRow,
+)
 
 
 def record_of(row: Repo) -> RepoRecord:
@@ -25,6 +33,7 @@ def record_of(row: Repo) -> RepoRecord:
         row.ref_version,
         row.pr_count,
         row.downloads,
+        row.gated,
     )
 
 
@@ -110,6 +119,7 @@ class Repos:
         self._session.execute(delete(TreeRow).where(col(TreeRow.commit_id).in_(commits)))
         self._session.execute(delete(Commit).where(col(Commit.repo_id) == repo_id))
         self._session.execute(delete(Ref).where(col(Ref.repo_id) == repo_id))
+        self._session.execute(delete(AccessRequest).where(col(AccessRequest.repo_id) == repo_id))
         self._session.delete(self._row(repo_id))
         self._session.flush()
         self._held.pop(repo_id, None)
@@ -118,6 +128,11 @@ class Repos:
         """The repo changed at `updated_ms` (its updated time never goes back)."""
         row = self._row(repo_id)
         row.updated_ms = max(row.updated_ms, updated_ms)
+        self._session.add(row)
+
+    def set_settings(self, repo_id: int, *, private: bool, gated: str | None) -> None:
+        row = self._row(repo_id)
+        row.private, row.gated = private, gated
         self._session.add(row)
 
     def next_ref_version(self, repo_id: int) -> int:

@@ -19,6 +19,7 @@ from registry.service.repoinfo import RepoInfoService
 from registry.service.repopage import RepoPageService
 from registry.service.repos import RepoService
 from registry.service.search import SearchService
+from registry.service.settings import RepoSettingsService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.xet import XetService
@@ -45,4 +46,5 @@ class Services:
     model_metadata: ModelMetadataService
     mirrors: MirrorService
     xet: XetService
+    repo_settings: RepoSettingsService
     repo_pages: RepoPageService
