@@ -2,8 +2,8 @@
 cache when the commit was seen before.
 
 Theory of operation: the answer for a commit depends on the commit (immutable), the repo's
-visibility and gate, whether blob details were asked for, and two things that move on their own: scan
-verdicts and download counts. `key` names exactly these, and the encoded answer is cached
+visibility and gate, whether blob details were asked for, and two things that move on their
+own: scan verdicts and download counts. `key` names exactly these, and the encoded answer is cached
 under it (`ReadCache.responses`); both the regular route and the HTTP fast path use the one
 key, so they cannot drift apart.
 """

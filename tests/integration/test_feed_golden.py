@@ -54,7 +54,8 @@ def safetensors() -> bytes:
 
 
 def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
-    """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.delete.
+    """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.delete,
+    repo.settings.
 
     Each commit only adds paths that sort after every path already in the repo. A commit's
     tree lists its parent's rows in the order the database returns them (no ORDER BY: by path
@@ -127,6 +128,11 @@ def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
     api.delete_repo("admin/doomed")
     api.create_repo("admin/doomed")  # again: a new incarnation
     alice.delete_repo("alice/secret")  # a private tombstone
+    # repo.settings: gated, then private (served to everyone: peers holding the public repo
+    # must hide it), then public again
+    api.update_repo_settings("admin/data", repo_type="dataset", gated="auto")
+    api.update_repo_settings("admin/data", repo_type="dataset", private=True)
+    api.update_repo_settings("admin/data", repo_type="dataset", private=False, gated=False)
 
 
 def read_feed(
@@ -204,6 +210,7 @@ def test_feed_wire_format_matches_the_golden_recording(
         "commit.add",
         "ref.set",
         "ref.delete",
+        "repo.settings",
     }
     assert check_commit_ids(entries) > 0
     times = [e["created_ms"] for e in entries] + [
