@@ -211,3 +211,25 @@ def test_replica_hides_a_repo_made_private_and_enforces_its_gate(
     assert [k for k, r in feed_repos(replica, None) if r == "model/alice/shared"] == [
         "repo.settings"
     ]
+
+
+def test_a_repo_made_private_leaves_its_mirrors_outbox(node: RunningNode, alice: HfApi) -> None:
+    # A mirror that cannot be reached: what is to be pushed to it stays in its outbox.
+    with node.client(ADMIN_TOKEN) as http:
+        added = http.post(
+            "/v1/mirrors",
+            json={"name": "down", "kind": "hf", "url": "http://127.0.0.1:9", "token": "t"},
+        )
+        assert added.status_code == 201, added.text
+
+        def backlog() -> int:
+            [mirror] = http.get("/v1/mirrors").json()
+            return int(mirror["backlog"])
+
+        alice.create_repo("alice/leaving")
+        alice.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="alice/leaving")
+        assert backlog() > 0
+        alice.update_repo_settings("alice/leaving", private=True)
+        assert backlog() == 0
+        alice.upload_file(path_or_fileobj=b"y", path_in_repo="y.txt", repo_id="alice/leaving")
+        assert backlog() == 0
