@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
+from registry.cli import cli
 from tests.conftest import ADMIN_TOKEN, RunningNode
 
 
@@ -233,3 +235,34 @@ def test_a_repo_made_private_leaves_its_mirrors_outbox(node: RunningNode, alice:
         assert backlog() == 0
         alice.upload_file(path_or_fileobj=b"y", path_in_repo="y.txt", repo_id="alice/leaving")
         assert backlog() == 0
+
+
+def test_access_cli_lists_accepts_and_rejects(
+    node: RunningNode, alice: HfApi, make_token: Callable[..., str]
+) -> None:
+    alice.create_repo("alice/cli")
+    alice.update_repo_settings("alice/cli", gated="manual")
+    for user in ("bob", "carol"):
+        assert ask_access(node, make_token(user), "alice/cli").status_code == 200
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(cli, ["access", *args, "--node", node.url])
+
+    listed = run("list", "alice/cli", "--token", str(alice.token))
+    assert listed.exit_code == 0, listed.output
+    assert [line.split("\t")[:2] for line in listed.output.splitlines()] == [
+        ["user", "status"],
+        ["bob", "pending"],
+        ["carol", "pending"],
+    ]
+    accepted = run("accept", "alice/cli", "bob", "--token", str(alice.token))
+    assert accepted.exit_code == 0 and accepted.output == "accepted\tbob\talice/cli\n"
+    assert run("reject", "alice/cli", "carol", "--token", str(alice.token)).exit_code == 0
+    after = run("list", "alice/cli", "--status", "accepted", "--token", str(alice.token))
+    assert [line.split("\t")[:2] for line in after.output.splitlines()] == [
+        ["user", "status"],
+        ["bob", "accepted"],
+    ]
+    assert [r.username for r in alice.list_rejected_access_requests("alice/cli")] == ["carol"]
+    refused = run("accept", "alice/cli", "carol", "--token", make_token("bob"))
+    assert refused.exit_code != 0 and "Forbidden" in refused.output
