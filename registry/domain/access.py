@@ -48,6 +48,11 @@ def require_admin(principal: Principal) -> None:
         raise ForbiddenError("Only the node's admin may do this")
 
 
+def may_write(principal: Principal, namespace: str) -> bool:
+    """What `require_write` allows, as a yes or no."""
+    return principal.can_write and (principal.is_admin or principal.user == namespace)
+
+
 def require_write(principal: Principal, namespace: str) -> None:
     if principal.anonymous:
         raise UnauthorizedError("Write access needs a token: pass one as a Bearer token")

@@ -12,7 +12,9 @@ replicated: a replica enforces the gate with the requests it knows of.
 
 from __future__ import annotations
 
-from registry.domain.access import Principal, passes_gate, require_write
+from dataclasses import dataclass
+
+from registry.domain.access import Principal, may_write, passes_gate, require_write
 from registry.domain.changes import GATES, RepoSettings
 from registry.domain.clock import now_ms
 from registry.domain.errors import (
@@ -31,6 +33,16 @@ from registry.service.identity import NodeIdentity
 from registry.service.repos import find_repo, writable_repo
 
 STATUSES = ("pending", "accepted", "rejected")
+
+
+@dataclass(frozen=True)
+class GateView:
+    """What a repo page shows of a gated repo to its viewer."""
+
+    gated: str | None
+    manager: bool  # the viewer accepts and rejects requests
+    mine: str | None  # the status of the viewer's own request (None: none)
+    pending: list[AccessRequestRecord]  # for a manager
 
 
 def gate_of(value: str | bool | None) -> str | None:
@@ -199,6 +211,16 @@ class RepoSettingsService:
             if held is not None and held.status == "accepted":
                 raise InvalidError(f"{user!r} has access to {found.repo.full_name} already")
             return tx.access.put(found.id, user, "accepted", now_ms())
+
+    def gate_view(self, viewer: Principal, repo: RepoRecord) -> GateView:
+        """A gated repo's gate as its page shows it to `viewer` (a repo they may read)."""
+        manager = may_write(viewer, repo.repo.namespace)
+        if repo.gated is None or viewer.user is None:
+            return GateView(repo.gated, manager, None, [])
+        with self._db.read() as tx:
+            mine = tx.access.get(repo.id, viewer.user)
+            pending = tx.access.with_status(repo.id, "pending") if manager else []
+        return GateView(repo.gated, manager, mine.status if mine else None, pending)
 
     def _managed(self, tx: Tx, principal: Principal, repo: RepoId) -> RepoRecord:
         found = find_repo(tx, principal, repo)

@@ -5,7 +5,8 @@ replica hides a repo made private and enforces its gate."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,18 @@ def feed_repos(node: RunningNode, token: str | None) -> list[tuple[str, str]]:
 def ask_access(node: RunningNode, token: str, repo: str, kind: str = "models") -> httpx.Response:
     with node.client(token) as http:
         return http.post(f"/api/{kind}/{repo}/ask-access")
+
+
+@contextmanager
+def session(node: RunningNode, token: str) -> Iterator[httpx.Client]:
+    """A client holding a session cookie, as a browser does after signing in."""
+    with httpx.Client(base_url=node.url, timeout=60) as http:
+        assert http.post("/signin", data={"token": token, "next": "/"}).status_code == 303
+        yield http
+
+
+def csrf(page: str) -> str:
+    return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
 @pytest.fixture
@@ -266,3 +279,30 @@ def test_access_cli_lists_accepts_and_rejects(
     assert [r.username for r in alice.list_rejected_access_requests("alice/cli")] == ["carol"]
     refused = run("accept", "alice/cli", "carol", "--token", make_token("bob"))
     assert refused.exit_code != 0 and "Forbidden" in refused.output
+
+
+def test_repo_page_asks_for_access_and_the_owner_answers(
+    node: RunningNode, alice: HfApi, make_token: Callable[..., str]
+) -> None:
+    alice.create_repo("alice/paged")
+    alice.update_repo_settings("alice/paged", gated="manual")
+    with node.client() as http:
+        shown = http.get("/alice/paged").text
+    assert 'id="access"' in shown and "Sign in</a> to request access" in shown
+
+    with session(node, make_token("bob")) as bob:
+        page = bob.get("/alice/paged").text
+        assert 'id="request-access"' in page and 'id="access-requests"' not in page
+        refused = bob.post("/alice/paged/access", data={"action": "ask", "csrf": "guessed"})
+        assert refused.status_code == 403
+        asked = bob.post("/alice/paged/access", data={"action": "ask", "csrf": csrf(page)})
+        assert asked.status_code == 303
+        assert "Your request: <b>pending</b>" in bob.get("/alice/paged").text
+
+    with session(node, str(alice.token)) as owner:
+        page = owner.get("/alice/paged").text
+        assert 'id="access-requests"' in page and "<b>bob</b>" in page
+        form = {"action": "accepted", "user": "bob", "csrf": csrf(page)}
+        assert owner.post("/alice/paged/access", data=form).status_code == 303
+        assert "No pending requests." in owner.get("/alice/paged").text
+    assert [r.username for r in alice.list_accepted_access_requests("alice/paged")] == ["bob"]
