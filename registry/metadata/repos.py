@@ -44,6 +44,17 @@ def visible_to(user: str | None, is_admin: bool) -> ColumnElement[bool]:
     return or_(col(Repo.private).is_(False), col(Repo.namespace) == user)
 
 
+def past_gate(user: str | None, is_admin: bool) -> ColumnElement[bool]:
+    """The SQL condition for repos whose files a reader may download: not gated, their own,
+    their access request accepted, or any for the admin."""
+    if is_admin:
+        return true()
+    accepted = select(AccessRequest.repo_id).where(
+        AccessRequest.user == user, AccessRequest.status == "accepted"
+    )
+    return or_(col(Repo.gated).is_(None), col(Repo.namespace) == user, col(Repo.id).in_(accepted))
+
+
 def _where(repo: RepoId) -> ColumnElement[bool]:
     return (
         (col(Repo.type) == repo.type.value)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import blake3
 import httpx
 import pytest
 from click.testing import CliRunner, Result
@@ -67,6 +68,8 @@ def test_private_hides_the_repo_from_others_and_public_shows_it_again(
     alice.update_repo_settings("alice/secret", private=True)
 
     assert alice.model_info("alice/secret").private is True
+    assert [m.id for m in anonymous.list_models(author="alice")] == []
+    assert [m.id for m in alice.list_models(author="alice")] == ["alice/secret"]
     for other in (bob, anonymous):
         with pytest.raises(RepositoryNotFoundError):
             other.model_info("alice/secret")
@@ -131,6 +134,9 @@ def test_auto_gate_admits_a_user_once_they_ask(
         with node.client(token) as http:
             raw = http.get("/alice/gated/raw/main/w.bin")
         assert raw.status_code == 403 and raw.headers["x-error-code"] == "GatedRepo"
+    digest = blake3.blake3(b"weights").hexdigest()
+    with node.client(bob_token) as http:  # nor by its hash
+        assert http.get(f"/v1/blobs/{digest}").status_code == 404
     owner = alice.hf_hub_download("alice/gated", "w.bin", cache_dir=tmp_path / "owner")
     assert Path(owner).read_bytes() == b"weights"
 
@@ -139,6 +145,8 @@ def test_auto_gate_admits_a_user_once_they_ask(
     assert asked.status_code == 200 and asked.json()["status"] == "accepted"
     local = bob.hf_hub_download("alice/gated", "w.bin", cache_dir=tmp_path / "bob")
     assert Path(local).read_bytes() == b"weights"
+    with node.client(bob_token) as http:
+        assert http.get(f"/v1/blobs/{digest}").content == b"weights"
     assert [r.username for r in alice.list_accepted_access_requests("alice/gated")] == ["bob"]
 
     alice.update_repo_settings("alice/gated", gated=False)
