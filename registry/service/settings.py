@@ -60,8 +60,9 @@ def gate_of(value: str | bool | None) -> str | None:
     )
 
 
-def private_of(private: bool | None, visibility: str | None, now: bool) -> bool:
-    """Whether the repo is to be private (`visibility` is the Hub client's newer form).
+def private_of(private: bool | None, visibility: str | None) -> bool | None:
+    """Whether the repo is to be private (None: keep it as it is); `visibility` is the Hub
+    client's newer form.
 
     Raises:
         InvalidSettingError: both given, or a visibility other than public or private.
@@ -69,7 +70,7 @@ def private_of(private: bool | None, visibility: str | None, now: bool) -> bool:
     if private is not None and visibility is not None:
         raise InvalidSettingError("Give private or visibility, not both")
     if visibility is None:
-        return now if private is None else private
+        return private
     if visibility not in ("public", "private"):
         raise InvalidSettingError(
             f"visibility must be 'public' or 'private', not {visibility!r}",
@@ -130,16 +131,20 @@ class RepoSettingsService:
             InvalidSettingError, RepoNotFoundError, UnauthorizedError, ForbiddenError,
             HomeMismatchError.
         """
-        gate = None if gated is None else gate_of(gated)
+        wanted_private = private_of(private, visibility)  # checked before anything is read
+        wanted_gate = None if gated is None else gate_of(gated)
         with self._db.write() as tx:
             found = writable_repo(tx, principal, repo, self._node)
-            hidden = private_of(private, visibility, found.private)
-            gate = found.gated if gated is None else gate
-            if (hidden, gate) == (found.private, found.gated):
+            now_private = found.private if wanted_private is None else wanted_private
+            gate = found.gated if gated is None else wanted_gate
+            if (now_private, gate) == (found.private, found.gated):
                 return found
-            apply_settings(tx, found, private=hidden, gated=gate)
-            change = RepoSettings(found.incarnation, hidden, gate)
-            tx.changes.append(self._node.node_id, found, change, private=found.private and hidden)
+            apply_settings(tx, found, private=now_private, gated=gate)
+            # Served to every reader unless the repo was and stays private: a peer holding
+            # the public repo must learn it is private now.
+            served_private = found.private and now_private
+            change = RepoSettings(found.incarnation, now_private, gate)
+            tx.changes.append(self._node.node_id, found, change, private=served_private)
             updated = tx.repos.get(found.id)
         assert updated is not None, "written in this transaction"
         return updated
