@@ -128,6 +128,7 @@ def test_auto_gate_admits_a_user_once_they_ask(
     anonymous = HfApi(endpoint=node.url, token=False)
 
     assert bob.model_info("alice/gated").gated == "auto"  # metadata stays visible
+    assert [m.gated for m in anonymous.list_models(author="alice")] == ["auto"]
     for who, token in ((bob, bob_token), (anonymous, None)):
         with pytest.raises(GatedRepoError):
             who.hf_hub_download("alice/gated", "w.bin", cache_dir=tmp_path / "refused")
@@ -135,8 +136,10 @@ def test_auto_gate_admits_a_user_once_they_ask(
             raw = http.get("/alice/gated/raw/main/w.bin")
         assert raw.status_code == 403 and raw.headers["x-error-code"] == "GatedRepo"
     digest = blake3.blake3(b"weights").hexdigest()
-    with node.client(bob_token) as http:  # nor by its hash
+    with node.client(bob_token) as http:  # nor by its hash, nor through Xet
         assert http.get(f"/v1/blobs/{digest}").status_code == 404
+        xet = http.get("/api/models/alice/gated/xet-read-token/main")
+        assert xet.status_code == 403 and xet.json()["code"] == "GatedRepo"
     owner = alice.hf_hub_download("alice/gated", "w.bin", cache_dir=tmp_path / "owner")
     assert Path(owner).read_bytes() == b"weights"
 
