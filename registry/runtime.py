@@ -60,6 +60,7 @@ from registry.service.scanning import ScanService
 from registry.service.scrub import ScrubLoop, ScrubService
 from registry.service.search import SearchService
 from registry.service.services import Services
+from registry.service.settings import RepoSettingsService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.whereabouts import WhereaboutsService
@@ -293,6 +294,7 @@ class Runtime:
             model_metadata=metadata,
             mirrors=self.mirrors,
             xet=self.xet,
+            repo_settings=RepoSettingsService(self.db, self.identity),
             repo_pages=RepoPageService(
                 self.reads,
                 self.scans,

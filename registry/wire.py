@@ -181,7 +181,7 @@ class RepoInfo(BaseModel):
     tags: list[str] = []
     downloads: int = 0
     likes: int = 0
-    gated: bool = False
+    gated: str | bool = False  # "auto" or "manual" when gated
     disabled: bool = False
     cardData: dict[str, object] | None = None
     safetensors: SafetensorsOut | None = None
@@ -605,3 +605,36 @@ class SearchOut(BaseModel):
     results: list[SearchHitOut]
     index: IndexLagOut
     next_offset: int | None
+
+
+class RepoSettingsIn(BaseModel):
+    """`HfApi.update_repo_settings`: older clients send `private`, newer ones `visibility`."""
+
+    private: bool | None = None
+    visibility: str | None = Field(default=None, max_length=20)
+    gated: str | bool | None = None  # "auto", "manual" or false
+
+
+class AccessRequestUser(BaseModel):
+    user: str
+    fullname: str
+
+
+class AccessRequestOut(BaseModel):
+    """One access request, as `HfApi.list_*_access_requests` reads it."""
+
+    requestId: str
+    status: str
+    timestamp: str
+    user: AccessRequestUser
+
+
+class HandleAccessRequestIn(BaseModel):
+    user: str | None = Field(default=None, max_length=100)
+    requestId: str | None = Field(default=None, max_length=100)
+    status: str = Field(max_length=20)
+    rejectionReason: str | None = Field(default=None, max_length=1000)
+
+
+class GrantAccessIn(BaseModel):
+    user: str = Field(max_length=100)

@@ -17,6 +17,8 @@ Theory of operation (invariants the puller relies on):
   qualified id (`type/namespace.home/name`, `AliasRepo`), where its later entries apply.
 - A move (`repo.move`) renames the repo held here as its home did; the home's later entries
   name the new key and apply to it (under a qualified id if the new one is taken here).
+- A repo's settings (private, gated) apply as its home last said them; entries come from
+  the home in its order, so the newest applied is the newest said.
 - Ref moves apply only with a version newer than the one held, and only to a commit the node
   has, so no node ever shows a ref it cannot resolve.
 The planner mutates `view` as it goes, so later entries of a batch see earlier ones.
@@ -31,6 +33,7 @@ from registry.domain.changes import (
     RefSet,
     RepoDelete,
     RepoMove,
+    RepoSettings,
     RepoUpsert,
     UnknownChange,
     XetFileAdd,
@@ -52,6 +55,7 @@ from registry.domain.replication import (
     Record,
     RepoState,
     SetRef,
+    SetRepoSettings,
 )
 
 
@@ -112,6 +116,8 @@ def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
             return _move(view, entry, change, repo, state)
         case XetFileAdd():
             return [AddXetFile(repo, change)]
+        case RepoSettings():
+            return [SetRepoSettings(repo, change.private, change.gated)]
 
 
 def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert, repo: str) -> list[Action]:

@@ -31,6 +31,7 @@ from registry.service.repos import RepoService
 from registry.service.rewrite import RewriteService
 from registry.service.search import SearchService
 from registry.service.services import Services
+from registry.service.settings import RepoSettingsService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.xet import XetService
@@ -84,6 +85,7 @@ LineageDep = Annotated[LineageService, Depends(_part("lineage"))]
 SearchDep = Annotated[SearchService, Depends(_part("search"))]
 ModelMetadataDep = Annotated[ModelMetadataService, Depends(_part("model_metadata"))]
 XetDep = Annotated[XetService, Depends(_part("xet"))]
+RepoSettingsDep = Annotated[RepoSettingsService, Depends(_part("repo_settings"))]
 RepoPagesDep = Annotated[RepoPageService, Depends(_part("repo_pages"))]
 AuthDep = Annotated[AuthService, Depends(_part("auth"))]
 OrgsDep = Annotated[OrgService, Depends(_part("orgs"))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from registry import __version__
+from registry.cli.access import access
 from registry.cli.gc import gc
 from registry.cli.mirror import mirror
 from registry.cli.openapi import openapi
@@ -23,7 +24,7 @@ def cli() -> None:
     """modelyard: a federated, mirror-friendly registry for AI model files."""
 
 
-for _command in (serve, token, org, peer, mirror, pull, push, gc, verify, recover, openapi):
+for _command in (serve, token, org, access, peer, mirror, pull, push, gc, verify, recover, openapi):
     cli.add_command(_command)
 
 

@@ -35,6 +35,11 @@ class Principal:
     def readable_orgs(self) -> list[str]:
         return [m.org for m in self.orgs]
 
+    def writable_namespaces(self) -> list[str]:
+        """The user's own namespace and those of the orgs they write (not the admin's all)."""
+        mine = [self.user] if self.user else []
+        return mine + [m.org for m in self.orgs if _at_least(m.role, "write")]
+
 
 ANONYMOUS = Principal(None)
 # The operator at the node's own console (`modelyard peer add`, ... on its data dir, or the
@@ -77,6 +82,12 @@ def may_manage_org(principal: Principal, org: str) -> bool:
     return principal.is_admin or _at_least(principal.role_in(org), "admin")
 
 
+def passes_gate(principal: Principal, *, gated: str | None, namespace: str, accepted: bool) -> bool:
+    """A gated repo's files are for its writers, the admin and users whose access request
+    was accepted; an open repo's for whoever may read it."""
+    return gated is None or accepted or may_write_namespace(principal, namespace)
+
+
 def may_manage_tokens(principal: Principal, owner: str) -> bool:
     """A user lists and revokes their own tokens; the admin everyone's."""
     return principal.is_admin or (not principal.anonymous and principal.user == owner)
@@ -87,6 +98,11 @@ def require_admin(principal: Principal) -> None:
         raise UnauthorizedError("This needs the admin token")
     if not principal.is_admin:
         raise ForbiddenError("Only the node's admin may do this")
+
+
+def may_write(principal: Principal, namespace: str) -> bool:
+    """What `require_write` allows, as a yes or no."""
+    return principal.can_write and may_write_namespace(principal, namespace)
 
 
 def require_write(principal: Principal, namespace: str) -> None:

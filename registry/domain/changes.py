@@ -28,6 +28,7 @@ from registry.domain.errors import InvalidError
 from registry.domain.xet.types import Term, XetHash, XorbRef
 
 Body = dict[str, Any]  # a JSON object
+GATES = ("auto", "manual")  # how a gated repo's access requests are accepted
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,27 @@ class RepoMove:
         if to.count("/") != 2:
             raise InvalidError("A moved repo's new key is type/namespace/name")
         return cls(_text(body, "incarnation"), to)
+
+
+@dataclass(frozen=True)
+class RepoSettings:
+    """A repo's settings changed: who may see it (`private`) and whether downloading its
+    files needs an accepted access request (`gated`: "auto", "manual", or None: open)."""
+
+    KIND: ClassVar[str] = "repo.settings"
+    incarnation: str
+    private: bool
+    gated: str | None
+
+    def body(self) -> Body:
+        return {"private": self.private, "gated": self.gated, "incarnation": self.incarnation}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RepoSettings:
+        gated = body.get("gated")
+        if gated is not None and gated not in GATES:
+            raise InvalidError(f"A repo's gate is one of {GATES} or null")
+        return cls(_text(body, "incarnation"), _flag(body, "private"), gated)
 
 
 @dataclass(frozen=True)
@@ -240,10 +262,21 @@ class UnknownChange:
     raw: Mapping[str, Any]
 
 
-Change = RepoUpsert | RepoDelete | RepoMove | CommitAdd | RefSet | RefDelete | XetFileAdd
+Change = (
+    RepoUpsert | RepoDelete | RepoMove | RepoSettings | CommitAdd | RefSet | RefDelete | XetFileAdd
+)
 _DECODERS: dict[str, Callable[[Mapping[str, Any]], Change]] = {
     cls.KIND: cls.from_body
-    for cls in (RepoUpsert, RepoDelete, RepoMove, CommitAdd, RefSet, RefDelete, XetFileAdd)
+    for cls in (
+        RepoUpsert,
+        RepoDelete,
+        RepoMove,
+        RepoSettings,
+        CommitAdd,
+        RefSet,
+        RefDelete,
+        XetFileAdd,
+    )
 }
 # What a mirror carries: a push-outbox row is written for these kinds (of public repos only).
 MIRRORED_KINDS = (CommitAdd.KIND, RefSet.KIND, RefDelete.KIND)

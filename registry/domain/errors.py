@@ -106,6 +106,12 @@ class UserNotFoundError(NotFoundError):
     code = "UserNotFound"
 
 
+class AccessRequestNotFoundError(NotFoundError):
+    """No access request of that user to that gated repo."""
+
+    code = "AccessRequestNotFound"
+
+
 class ConflictError(RegistryError):
     code = "Conflict"
 
@@ -152,6 +158,18 @@ class ParentMismatchError(PreconditionError):
 
 class InvalidError(RegistryError):
     code = "BadRequest"
+
+
+class InvalidSettingError(InvalidError):
+    """A repo setting with a value it cannot have (a gate other than auto, manual or false)."""
+
+    code = "InvalidSetting"
+
+
+class NotGatedError(InvalidError):
+    """Access requests are for gated repos only."""
+
+    code = "NotGated"
 
 
 class InvalidNameError(InvalidError):
@@ -284,6 +302,13 @@ class ForbiddenError(RegistryError):
     code = "Forbidden"
 
 
+class GatedRepoError(ForbiddenError):
+    """A gated repo's file, for someone without an accepted access request (the Hub client
+    raises GatedRepoError for this code)."""
+
+    code = "GatedRepo"
+
+
 class CrossOriginError(ForbiddenError):
     """A form posted from a page of another site."""
 
@@ -412,6 +437,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         TokenNotFoundError,
         OrgNotFoundError,
         UserNotFoundError,
+        AccessRequestNotFoundError,
         ConflictError,
         NameTakenError,
         RepoExistsError,
@@ -423,6 +449,8 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         PreconditionError,
         ParentMismatchError,
         InvalidError,
+        InvalidSettingError,
+        NotGatedError,
         InvalidNameError,
         InvalidPathError,
         InvalidRevisionError,
@@ -449,6 +477,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         TokenRevokedError,
         TokenExpiredError,
         ForbiddenError,
+        GatedRepoError,
         CrossOriginError,
         CsrfError,
         PeerError,

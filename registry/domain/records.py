@@ -26,10 +26,22 @@ class RepoRecord:
     ref_version: int  # the version of the newest ref move (orders replicated ref moves)
     pr_count: int
     downloads: int  # counted on this node; not replicated
+    gated: str | None = None  # "auto" or "manual": downloads need an accepted access request
 
     @property
     def key(self) -> str:
         return self.repo.key
+
+
+@dataclass(frozen=True)
+class AccessRequestRecord:
+    """A user's request to download a gated repo's files."""
+
+    repo_id: int
+    user: str
+    status: str  # pending, accepted or rejected
+    created_ms: int
+    updated_ms: int
 
 
 @dataclass(frozen=True)

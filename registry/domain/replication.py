@@ -65,6 +65,15 @@ class MoveRepo:
 
 
 @dataclass(frozen=True)
+class SetRepoSettings:
+    """The home changed a repo's settings: hide it (private) or gate its files at once."""
+
+    repo: str
+    private: bool
+    gated: str | None
+
+
+@dataclass(frozen=True)
 class AddCommit:
     repo: str
     commit: CommitAdd
@@ -138,6 +147,7 @@ Action = (
     CreateRepo
     | DeleteRepo
     | MoveRepo
+    | SetRepoSettings
     | AddCommit
     | AddXetFile
     | SetRef

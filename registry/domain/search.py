@@ -71,6 +71,7 @@ class SearchDoc:
     suggested_tags: tuple[str, ...] = ()  # from training metadata (searchable text only)
     complete: bool = True  # False while a file it reads (README.md) is not stored here
     home: str = ""  # the node the repo is homed on (where it takes writes)
+    gated: str | None = None  # "auto" or "manual": downloads need an accepted access request
     body: str = field(default="", compare=False)  # the card's text, title included (words only)
     words: tuple[str, ...] = field(default=(), compare=False)  # sorted unique tokens
 

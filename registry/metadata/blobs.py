@@ -16,7 +16,7 @@ from registry.domain.changes import CommitAdd
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.records import BlobRecord
-from registry.metadata.repos import visible_to
+from registry.metadata.repos import past_gate, visible_to
 from registry.metadata.tables import (
     Blob,
     BlobQuarantine,
@@ -105,15 +105,15 @@ class Blobs:
         return [(Digest(b3), size) for b3, size in rows]
 
     def in_visible_repo(self, digest: Digest, principal: Principal) -> bool | None:
-        """Whether a repo the principal may see holds the blob in some commit; None when no
-        repo holds it at all."""
+        """Whether a repo whose files the principal may download (see it, and pass its gate)
+        holds the blob in some commit; None when no repo holds it at all."""
         holders = (
             select(Repo.id)
             .join(Commit, col(Commit.repo_id) == Repo.id)
             .join(TreeRow, col(TreeRow.commit_id) == Commit.id)
             .where(TreeRow.blake3 == digest.hex)
         )
-        visible = holders.where(visible_to(principal))
+        visible = holders.where(visible_to(principal), past_gate(principal))
         if self._session.exec(visible.limit(1)).first() is not None:
             return True
         return False if self._session.exec(holders.limit(1)).first() is not None else None

@@ -64,19 +64,31 @@ class ChangeLog:
         counter = self._session.get(Counter, "serial")
         return counter.value if counter else 0
 
-    def append(self, origin: str, repo: RepoRecord, change: Change) -> int:
-        """Log a change this node made to `repo`; returns its serial."""
+    def append(
+        self, origin: str, repo: RepoRecord, change: Change, *, private: bool | None = None
+    ) -> int:
+        """Log a change this node made to `repo`; returns its serial. `private` (default: the
+        repo's) says whether the feed serves it only to readers of the repo."""
         serial = self._next()
         body = change.body()
         text = json.dumps(body, sort_keys=True)
+        hidden = repo.private if private is None else private
         chain = link(
-            self._newest_chain(origin), origin, serial, change.KIND, repo.key, repo.private, text
+            self._newest_chain(origin), origin, serial, change.KIND, repo.key, hidden, text
         )
         self._chains[origin] = chain
-        self._add(
-            serial, origin, serial, change.KIND, repo.key, repo.private, text, chain, repo.key
-        )
+        self._add(serial, origin, serial, change.KIND, repo.key, hidden, text, chain, repo.key)
         return serial
+
+    def set_private(self, repo: str, home: str, private: bool) -> None:
+        """Mark the logged entries of a repo (by its key at its home) as of a private repo or
+        not: the feed serves them from now on only to readers of the repo, or to everyone."""
+        self._session.flush()
+        self._session.execute(
+            update(ChangeRow)
+            .where(col(ChangeRow.repo) == repo, col(ChangeRow.origin) == home)
+            .values(private=private)
+        )
 
     def record(self, entry: ChangeEntry, mirrored: str | None) -> int:
         """Log an entry learned from a peer with its origin, body and chain as they came; its

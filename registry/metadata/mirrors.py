@@ -107,6 +107,10 @@ class Mirrors:
                     MirrorOutbox(mirror=name, serial=serial, repo=repo_key, kind=kind)
                 )
 
+    def drop_pending(self, repo_key: str) -> None:
+        """Forget every change of a repo still to push (it was made private)."""
+        self._session.execute(delete(MirrorOutbox).where(col(MirrorOutbox.repo) == repo_key))
+
     def exists(self, name: str) -> bool:
         return self._session.get(Mirror, name) is not None
 

@@ -13,6 +13,7 @@ from registry.domain.clock import now_ms
 from registry.domain.names import RepoId, RepoType
 from registry.domain.records import RepoRecord
 from registry.metadata.tables import (
+    AccessRequest,
     Commit,
     Ref,
     Repo,
@@ -45,6 +46,7 @@ def record_of(row: Repo) -> RepoRecord:
         row.ref_version,
         row.pr_count,
         row.downloads,
+        row.gated,
     )
 
 
@@ -55,6 +57,22 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
         return true()
     mine = [principal.user, *principal.readable_orgs()] if principal.user else []
     return or_(col(Repo.private).is_(False), col(Repo.namespace).in_(mine))
+
+
+def past_gate(principal: Principal) -> ColumnElement[bool]:
+    """The SQL condition for repos whose files a reader may download: not gated, in a
+    namespace they write, their access request accepted, or any for the admin
+    (`registry.domain.access.passes_gate` in SQL)."""
+    if principal.is_admin:
+        return true()
+    accepted = select(AccessRequest.repo_id).where(
+        AccessRequest.user == principal.user, AccessRequest.status == "accepted"
+    )
+    return or_(
+        col(Repo.gated).is_(None),
+        col(Repo.namespace).in_(principal.writable_namespaces()),
+        col(Repo.id).in_(accepted),
+    )
 
 
 def _where(repo: RepoId) -> ColumnElement[bool]:
@@ -171,6 +189,7 @@ class Repos:
         self._session.execute(delete(Commit).where(col(Commit.repo_id) == repo_id))
         self._session.execute(delete(Ref).where(col(Ref.repo_id) == repo_id))
         self._session.execute(delete(RepoRedirect).where(col(RepoRedirect.repo_id) == repo_id))
+        self._session.execute(delete(AccessRequest).where(col(AccessRequest.repo_id) == repo_id))
         self._session.delete(self._row(repo_id))
         self._session.flush()
         self._held.pop(repo_id, None)
@@ -179,6 +198,11 @@ class Repos:
         """The repo changed at `updated_ms` (its updated time never goes back)."""
         row = self._row(repo_id)
         row.updated_ms = max(row.updated_ms, updated_ms)
+        self._session.add(row)
+
+    def set_settings(self, repo_id: int, *, private: bool, gated: str | None) -> None:
+        row = self._row(repo_id)
+        row.private, row.gated = private, gated
         self._session.add(row)
 
     def next_ref_version(self, repo_id: int) -> int:

@@ -56,6 +56,7 @@ _INDEXED = (
     col(SearchEntry.suggested_tags),
     col(SearchEntry.complete),
     col(Repo.home_node),
+    col(Repo.gated),
 )
 _FILE_COLUMNS = (col(TreeRow.commit_id), *TREE_COLUMNS)
 # Change-log entries with the key of the repo they are about here: a peer's repo held under
@@ -91,6 +92,7 @@ def repo_doc(repo: RepoRecord, commit_id: str | None) -> SearchDoc:
         downloads=repo.downloads,
         commit_id=commit_id,
         home=repo.home_node,
+        gated=repo.gated,
     )
 
 
@@ -382,7 +384,7 @@ def _indexed_doc(row: Sequence[Any]) -> SearchDoc:
     """A document from a row of `_INDEXED`."""
     repo_id, repo_type, namespace, name, private, updated_ms, created_ms, downloads = row[:8]
     commit_id, kind, base_model, license, description, tags, trigger, suggested = row[8:16]
-    complete, home = row[16:]
+    complete, home, gated = row[16:]
     return SearchDoc(
         repo_id=repo_id,
         repo_type=repo_type,
@@ -402,4 +404,5 @@ def _indexed_doc(row: Sequence[Any]) -> SearchDoc:
         suggested_tags=tuple(json.loads(suggested)),
         complete=complete,
         home=home,
+        gated=gated,
     )

@@ -71,6 +71,19 @@ class Repo(SQLModel, table=True):
     ref_version: int = 0
     pr_count: int = 0
     downloads: int = Field(default=0, sa_type=BIG)  # counted on this node; not replicated
+    gated: str | None = None  # "auto" or "manual": downloads need an accepted access request
+
+
+class AccessRequest(SQLModel, table=True):
+    """A user's request to download a gated repo's files: pending, accepted or rejected.
+    Kept on the node that took it (not replicated)."""
+
+    __tablename__ = "access_request"
+    repo_id: int = Field(primary_key=True)
+    user: str = Field(primary_key=True)
+    status: str
+    created_ms: int = Field(sa_type=BIG)
+    updated_ms: int = Field(sa_type=BIG)
 
 
 class Blob(SQLModel, table=True):

@@ -14,6 +14,7 @@ from functools import cached_property
 
 from sqlmodel import Session
 
+from registry.metadata.access import AccessRequests
 from registry.metadata.accounts import Accounts
 from registry.metadata.activity import Activity
 from registry.metadata.blobs import Blobs
@@ -64,6 +65,10 @@ class Tx:
     @cached_property
     def scans(self) -> Scans:
         return Scans(self._session)
+
+    @cached_property
+    def access(self) -> AccessRequests:
+        return AccessRequests(self._session)
 
     @cached_property
     def accounts(self) -> Accounts:

@@ -107,7 +107,7 @@ class FileService:
         first byte).
 
         Raises:
-            RepoNotFoundError, RevisionNotFoundError, EntryNotFoundError.
+            RepoNotFoundError, RevisionNotFoundError, EntryNotFoundError, GatedRepoError.
         """
         cached = await self._reads.cached_snapshot(principal, repo, revision)
         hit = self._reads.cached_file(cached, path) if cached else None
@@ -115,6 +115,8 @@ class FileService:
             snap, entry = cached, hit
         else:  # not all cached: look up on a thread
             snap, entry = await on_thread(self._lookup, principal, repo, revision, path)
+        if snap.repo.gated is not None:
+            await on_thread(self._reads.require_gate, principal, snap.repo)
         if download:
             self._counter.count(snap.repo.id)
         xet_hash = None
@@ -141,6 +143,8 @@ class FileService:
         entry = self._reads.cached_file(snap, path) if snap else None
         if snap is None or entry is None or snap.repo.home_node != self._node.node_id:
             return None
+        if snap.repo.gated is not None:
+            return None  # the regular route checks the gate
         if entry.lfs and self._xet.cached_hash(entry.blake3) != (None,):
             return None  # Xet headers, or not known yet whether: the regular route knows
         if self._blobs.stat(entry.blake3) is None:

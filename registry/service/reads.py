@@ -16,6 +16,7 @@ from registry.metadata.tx import Tx
 from registry.service.cache import ReadCache, SharedGeneration
 from registry.service.cards import Card, CardReader, WeightsSummary
 from registry.service.repos import can_read, find_repo
+from registry.service.settings import require_gate
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,11 @@ class ReadService:
             self.cache.repos.put(repo, found)
             self.cache.revisions.put((found.id, revision), commit.id)
         return Snapshot(found, commit)
+
+    def require_gate(self, principal: Principal, repo: RepoRecord) -> None:
+        """Refuse a gated repo's files to a reader it does not admit (GatedRepoError)."""
+        with self._db.read() as tx:
+            require_gate(tx, principal, repo)
 
     def tree_map(self, commit_id: str) -> dict[str, TreeFile]:
         """Path -> file of a commit's tree, sorted by path (cached: trees change only by a

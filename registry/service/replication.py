@@ -39,10 +39,12 @@ from registry.domain.replication import (
     Record,
     RepoState,
     SetRef,
+    SetRepoSettings,
 )
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
 from registry.service.identity import NodeIdentity
+from registry.service.settings import apply_settings
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -220,6 +222,17 @@ class ReplicationService:
                 found = repos[action.repo]
                 if found is not None:
                     tx.refs.delete(found.id, action.ref)
+            case SetRepoSettings():
+                found = repos.pop(action.repo)
+                if found is not None:
+                    logged = tx.repos.alias_of(found.key)
+                    apply_settings(
+                        tx,
+                        found,
+                        private=action.private,
+                        gated=action.gated,
+                        logged_as=logged[0] if logged else found.key,
+                    )
             case Collide():
                 value = {"local": action.local, "since_ms": now_ms()}
                 tx.values.setdefault(f"{COLLISION}{action.repo}|{action.home}", json.dumps(value))

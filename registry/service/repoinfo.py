@@ -2,8 +2,8 @@
 cache when the commit was seen before.
 
 Theory of operation: the answer for a commit depends on the commit (immutable), the repo's
-visibility, whether blob details were asked for, and two things that move on their own: scan
-verdicts and download counts. `key` names exactly these, and the encoded answer is cached
+visibility and gate, whether blob details were asked for, and two things that move on their
+own: scan verdicts and download counts. `key` names exactly these, and the encoded answer is cached
 under it (`ReadCache.responses`); both the regular route and the HTTP fast path use the one
 key, so they cannot drift apart.
 """
@@ -64,6 +64,7 @@ class RepoInfoService:
             snap.repo.key,
             snap.commit.id,
             snap.repo.private,
+            snap.repo.gated,
             blobs,
             self._scans.version,
             self._counter.version,
@@ -119,6 +120,7 @@ class RepoInfoService:
             author=rid.namespace,
             sha=snap.commit.id,
             private=snap.repo.private,
+            gated=snap.repo.gated or False,
             lastModified=iso_ms(snap.commit.created_ms),
             createdAt=iso_ms(snap.repo.created_ms),
             downloads=snap.repo.downloads,

@@ -21,6 +21,7 @@ from registry.service.repopage import RepoPageService
 from registry.service.repos import RepoService
 from registry.service.rewrite import RewriteService
 from registry.service.search import SearchService
+from registry.service.settings import RepoSettingsService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.xet import XetService
@@ -49,4 +50,5 @@ class Services:
     model_metadata: ModelMetadataService
     mirrors: MirrorService
     xet: XetService
+    repo_settings: RepoSettingsService
     repo_pages: RepoPageService

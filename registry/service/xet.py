@@ -55,6 +55,7 @@ from registry.metadata.tx import Tx
 from registry.service.cache import ReadCache
 from registry.service.identity import NodeIdentity
 from registry.service.repos import find_repo, writable_repo
+from registry.service.settings import require_gate
 from registry.service.uploads import UploadService
 from registry.settings import XetSettings
 from registry.storage import BlobStore, BlobWriter, Expected
@@ -160,7 +161,7 @@ class XetService:
             if write:
                 writable_repo(tx, principal, repo, self._node)
             else:
-                find_repo(tx, principal, repo)
+                require_gate(tx, principal, find_repo(tx, principal, repo))
         expires = int(time.time() + self._settings.token_seconds)
         grant = grants.CasGrant(
             repo,

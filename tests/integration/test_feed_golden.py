@@ -54,8 +54,8 @@ def safetensors() -> bytes:
 
 
 def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
-    """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.move,
-    repo.delete.
+    """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.settings,
+    repo.move, repo.delete.
 
     Each commit only adds paths that sort after every path already in the repo. A commit's
     tree lists its parent's rows in the order the database returns them (no ORDER BY: by path
@@ -128,6 +128,11 @@ def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
     api.delete_repo("admin/doomed")
     api.create_repo("admin/doomed")  # again: a new incarnation
     alice.delete_repo("alice/secret")  # a private tombstone
+    # repo.settings: gated, then private (served to everyone: peers holding the public repo
+    # must hide it), then public again
+    api.update_repo_settings("admin/data", repo_type="dataset", gated="auto")
+    api.update_repo_settings("admin/data", repo_type="dataset", private=True)
+    api.update_repo_settings("admin/data", repo_type="dataset", private=False, gated=False)
     api.move_repo(from_id="admin/data", to_id="admin/data-moved", repo_type="dataset")
     api.upload_file(  # entries after a move name the repo by its new key
         path_or_fileobj=b"x,y\n3,4\n",
@@ -213,6 +218,7 @@ def test_feed_wire_format_matches_the_golden_recording(
         "commit.add",
         "ref.set",
         "ref.delete",
+        "repo.settings",
         "repo.move",
     }
     assert check_commit_ids(entries) > 0

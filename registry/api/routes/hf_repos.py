@@ -181,7 +181,7 @@ def list_item(doc: SearchDoc, scan: str | None = None) -> dict[str, object]:
         "tags": list(doc.tags),
         "downloads": doc.downloads,
         "likes": 0,
-        "gated": False,
+        "gated": doc.gated or False,
         "disabled": False,
         "home": doc.home,  # modelyard: the node it is homed on (the Hub client ignores it)
     }

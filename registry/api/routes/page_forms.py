@@ -1,6 +1,7 @@
 """Pages that change things, for a person signed in with a token: sign in and out, create a
 repo (`/new`), upload files (`/{repo}/upload/{rev}`), edit the card's metadata
-(`/{repo}/edit`) and delete a file (`/{repo}/delete/{rev}/{path}`).
+(`/{repo}/edit`), delete a file (`/{repo}/delete/{rev}/{path}`), and ask for access to a gated
+repo or answer such requests (`/{repo}/access`).
 
 Every write goes through the same services as the API (permissions, limits, the change log);
 these routes only read forms and render. Each form carries the session's CSRF token and a POST
@@ -24,6 +25,7 @@ from registry.api.deps import (
     ModelMetadataDep,
     ReadsDep,
     ReposDep,
+    RepoSettingsDep,
     SettingsDep,
     UploadsDep,
 )
@@ -406,6 +408,28 @@ async def delete(
     return RedirectResponse(f"/{path}/commit/{result.sha}", status_code=303)
 
 
+# --- access requests of a gated repo ------------------------------------------------------
+
+
+async def access(
+    request: Request, repo_settings: RepoSettingsDep, settings: SettingsDep, viewer: ViewerDep
+) -> Response:
+    """Ask for access (`action=ask`), or accept or reject a user's request (the owner)."""
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    try:
+        _checked(request, settings, viewer, form.get("csrf"))
+        repo, path = _repo_of(request)
+        action = form.get("action", "")
+        if action == "ask":
+            await run_in_threadpool(repo_settings.ask, viewer, repo)
+        else:
+            user = form.get("user", "")
+            await run_in_threadpool(repo_settings.handle, viewer, repo, user, action)
+    except RegistryError as exc:
+        return _failed(request, viewer, exc)
+    return RedirectResponse(f"/{path}#access", status_code=303)
+
+
 for _prefix in ("", "/datasets"):
     _repo = _prefix + "/{namespace}/{name}"
     router.get(_repo + "/upload/{revision}", response_class=HTMLResponse)(upload_page)
@@ -414,3 +438,4 @@ for _prefix in ("", "/datasets"):
     router.post(_repo + "/edit")(edit)
     router.get(_repo + "/delete/{revision}/{path:path}", response_class=HTMLResponse)(delete_page)
     router.post(_repo + "/delete/{revision}/{path:path}")(delete)
+    router.post(_repo + "/access")(access)

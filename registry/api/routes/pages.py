@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
 from registry.api.cardhtml import card_html
-from registry.api.deps import RepoPagesDep, SearchDep
+from registry.api.deps import RepoPagesDep, RepoSettingsDep, SearchDep
 from registry.api.lineage_svg import layout
 from registry.api.paths import parse_repo, raw_segments
 from registry.api.session import ViewerDep, csrf_token, session_token
@@ -137,7 +137,11 @@ def _head(header: Header) -> dict[str, Any]:
 
 
 def repo_page(
-    request: Request, pages: RepoPagesDep, viewer: ViewerDep, rev: str = "main"
+    request: Request,
+    pages: RepoPagesDep,
+    settings: RepoSettingsDep,
+    viewer: ViewerDep,
+    rev: str = "main",
 ) -> HTMLResponse:
     def build() -> HTMLResponse:
         repo, rest = _target(request)
@@ -151,6 +155,7 @@ def repo_page(
             view=view,
             card=card_html(view.card.body),
             graph=layout(repo, view.family),
+            gate=settings.gate_view(viewer, view.header.snap.repo),
             **_head(view.header),
         )
 

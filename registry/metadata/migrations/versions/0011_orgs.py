@@ -1,7 +1,7 @@
 """Organisations: an org's name (shared with no user) and its members' roles.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Created: 2026-12-05
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels: str | None = None
 depends_on: str | None = None
 
