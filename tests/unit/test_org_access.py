@@ -10,8 +10,10 @@ from registry.domain.access import (
     Principal,
     may_manage_org,
     may_read,
+    may_write,
     may_write_namespace,
     parse_role,
+    passes_gate,
     require_write,
 )
 from registry.domain.errors import ForbiddenError, InvalidError
@@ -51,3 +53,12 @@ def test_org_rules_for_the_node_admin_and_read_only_tokens() -> None:
     assert parse_role("write") == "write"
     with pytest.raises(InvalidError, match="read, write, admin"):
         parse_role("owner")
+
+
+@pytest.mark.parametrize(("role", "passes"), [(None, False), ("read", False), ("write", True)])
+def test_org_writers_pass_their_orgs_gates_and_write(role: str | None, passes: bool) -> None:
+    principal = member(role)
+    assert passes_gate(principal, gated="manual", namespace="lab", accepted=False) is passes
+    assert may_write(principal, "lab") is passes
+    assert passes_gate(principal, gated="manual", namespace="lab", accepted=True)
+    assert principal.writable_namespaces() == (["u", "lab"] if passes else ["u"])
