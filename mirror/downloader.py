@@ -51,7 +51,6 @@ from registry.domain.errors import (
     UpstreamError,
 )
 from registry.domain.manifest import Manifest, ManifestFile
-from registry.storage.writeback import direct_is_faster
 
 logger = logging.getLogger(__name__)
 PARTIAL_DIR = ".modelyard"
@@ -295,12 +294,9 @@ class Downloader:
             done[0] += count
             self._report(file, source, done[0])
 
-        direct = direct_is_faster(partial.parent)
         with partial.open("w+b") as out:
             try:
-                return stream_to_file(
-                    out.fileno(), file.size, fetch, self._parallel, landed, direct=direct
-                )
+                return stream_to_file(out.fileno(), file.size, fetch, self._parallel, landed)
             except StreamFailedError as exc:
                 ledger.record_prefix(exc.prefix)
                 ledger.save()

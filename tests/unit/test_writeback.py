@@ -1,4 +1,4 @@
-"""registry.storage.writeback: the write-behind follower and the disk probe."""
+"""registry.storage.writeback: the write-behind follower."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry.storage import writeback
-from registry.storage.writeback import WriteBehind, direct_is_faster
+from registry.storage.writeback import WriteBehind
 
 
 @pytest.mark.parametrize("size", [0, 1, 4096, 3 * 65536 + 17])
@@ -36,19 +36,3 @@ def test_sync_file_range_answers_on_a_regular_file(tmp_path: Path) -> None:
         assert writeback.sync_file_range(fd, 0, 8192, 2) is (writeback._sync_file_range is not None)
     finally:
         os.close(fd)
-
-
-def test_the_disk_probe_is_cached_per_device_and_leaves_nothing(tmp_path: Path) -> None:
-    writeback._probed.pop(os.stat(tmp_path).st_dev, None)
-    first = direct_is_faster(tmp_path)
-    assert isinstance(first, bool)
-    assert os.stat(tmp_path).st_dev in writeback._probed
-    assert direct_is_faster(tmp_path) is first
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_disk_without_o_direct_is_written_buffered() -> None:
-    shm = Path("/dev/shm")  # tmpfs refuses O_DIRECT
-    writeback._probed.pop(os.stat(shm).st_dev, None)
-    assert direct_is_faster(shm) is False
-    assert not list(shm.glob(".write-probe-*"))
