@@ -130,7 +130,7 @@ def main() -> int:
                     runs[prefix + "put"].append(put)
                     runs[prefix + "get"].append(get)
                 print(
-                    "  rep {}: ".format(rep + 1)
+                    f"  rep {rep + 1}: "
                     + ", ".join(f"{k} {v[-1] / 1e9:.2f}" for k, v in runs.items())
                     + " GB/s",
                     flush=True,

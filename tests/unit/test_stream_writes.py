@@ -17,7 +17,8 @@ from mirror.streaming import PIECE, TRIAL, TRIAL_EVERY, WriteChoice, stream_to_f
 def test_write_choice_tries_both_ways_then_takes_the_faster() -> None:
     choice = WriteChoice()
     first = choice.plan(PIECE)
-    assert first == [(False, TRIAL), (True, PIECE - TRIAL)]  # buffered on a trial's worth, O_DIRECT on the rest
+    # Buffered on a trial's worth, O_DIRECT on the rest.
+    assert first == [(False, TRIAL), (True, PIECE - TRIAL)]
     choice.record(False, TRIAL, 1.0)  # buffered: 4 MiB/s
     choice.record(True, PIECE - TRIAL, 1.0)  # O_DIRECT: 28 MiB/s
     plans = [choice.plan(PIECE) for _ in range(2 * TRIAL_EVERY)]
