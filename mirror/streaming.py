@@ -24,17 +24,22 @@ PIECE = 32 * 1024 * 1024  # one range (a multiple of the O_DIRECT alignment)
 ALIGN = 4096
 TRIAL = 4 * 1024 * 1024  # bytes of a piece written the other way, to keep both rates known
 TRIAL_EVERY = 4  # pieces
+HEADROOM = 1.5  # O_DIRECT keeps up when this much faster than bytes arrive; buffered wins when
+# this much faster than O_DIRECT
 
 
 class WriteChoice:
-    """Which way one disk writes a fresh large file faster: O_DIRECT or buffered (as `curl -o`
-    writes), learned while writing. The first TRIAL bytes of every TRIAL_EVERY-th piece go the
-    other way; both ways are timed and the rest of each piece goes the faster way so far.
+    """How one disk gets a fresh large file written: O_DIRECT, or buffered (as `curl -o`
+    writes), learned while writing.
 
-    Measured on VMs of one kind: O_DIRECT at 1.9 GB/s where fresh page cache took 0.4-1.7 GB/s
-    (the VM hands freed pages back to its host), and on another O_DIRECT at 454 MB/s with the
-    page cache several times faster; on one machine the page cache's rate also moves with its
-    memory. One choice per device, kept for the process.
+    O_DIRECT is preferred: it copies nothing into the page cache, and on two shared cores the
+    CPU a buffered write spends is taken from receiving and hashing (measured here under load:
+    writing mostly buffered, the client got 0.38 GB/s where always-O_DIRECT got 0.52, though
+    buffered writes alone timed faster). Buffered writes take over only when O_DIRECT cannot
+    keep up with the bytes arriving (a disk writing O_DIRECT at 454 MB/s was seen) and buffered
+    writes are clearly faster (by HEADROOM: single writes' times swing on a busy machine); then
+    the first TRIAL bytes of every TRIAL_EVERY-th piece go the other way, so both rates stay
+    known. One choice per device, kept for the process.
     """
 
     def __init__(self) -> None:
@@ -42,18 +47,19 @@ class WriteChoice:
         self._pieces = 0
         self._lock = threading.Lock()
 
-    def plan(self, length: int) -> list[tuple[bool, int]]:
-        """The next piece of `length` bytes as (O_DIRECT?, bytes) parts, in order."""
+    def plan(self, length: int, arriving: float | None = None) -> list[tuple[bool, int]]:
+        """The next piece of `length` bytes as (O_DIRECT?, bytes) parts, in order; `arriving`
+        is the rate (bytes/s) at which pieces reach the writer, None while unknown."""
         with self._lock:
             self._pieces += 1
-            rates = self._rates
-            best = rates.get(True, 1.0) >= rates.get(False, 0.0) if len(rates) == 2 else True
-            if rates.get(True) == 0.0:  # this filesystem refuses O_DIRECT
-                best = False
-            other = not best
-            trial = other not in rates or self._pieces % TRIAL_EVERY == 0
-            if length > TRIAL and trial and rates.get(other) != 0.0:
-                return [(other, TRIAL), (best, length - TRIAL)]
+            direct = self._rates.get(True)
+            if direct == 0.0:  # this filesystem refuses O_DIRECT
+                return [(False, length)]
+            if direct is None or arriving is None or direct >= arriving * HEADROOM:
+                return [(True, length)]  # O_DIRECT keeps up
+            best = direct * HEADROOM >= self._rates.get(False, float("inf"))
+            if length > TRIAL and self._pieces % TRIAL_EVERY == 0:
+                return [(not best, TRIAL), (best, length - TRIAL)]
             return [(best, length)]
 
     def record(self, direct: bool, count: int, seconds: float) -> None:
@@ -129,13 +135,23 @@ def stream_to_file(
             for i in range(len(buffers)):
                 start(i)
             previous: tuple[int, Future[None]] | None = None
+            first: float | None = None  # when the first piece went to the writer
             for i, span in enumerate(spans):
                 try:
                     fetches.pop(i).result()
                     buffer = buffers[i % len(buffers)]
                     with memoryview(buffer) as whole, whole[: span[1] - span[0]] as view:
                         hasher.update(view)
-                    current = (i, writer.submit(_write_piece, fd, buffer, span, direct, choice))
+                    # The rate pieces reach the writer at, over the stream so far (known once
+                    # the pieces fetched ahead at the start are behind).
+                    now = time.perf_counter()
+                    first = now if first is None else first
+                    steady = i > len(buffers) and now > first
+                    arriving = span[0] / (now - first) if steady else None
+                    current = (
+                        i,
+                        writer.submit(_write_piece, fd, buffer, span, direct, choice, arriving),
+                    )
                     if previous is not None:  # the write overlaps the next piece's hashing
                         written(*previous)
                     previous = current
@@ -154,11 +170,16 @@ def stream_to_file(
 
 
 def _write_piece(
-    fd: int, buffer: mmap.mmap, span: tuple[int, int], direct: list[bool], choice: WriteChoice
+    fd: int,
+    buffer: mmap.mmap,
+    span: tuple[int, int],
+    direct: list[bool],
+    choice: WriteChoice,
+    arriving: float | None,
 ) -> None:
     with memoryview(buffer) as whole, whole[: span[1] - span[0]] as view:
         done = 0
-        for want, count in choice.plan(len(view)):
+        for want, count in choice.plan(len(view), arriving):
             if want != direct[0]:
                 direct[0] = _set_direct(fd, want)
                 if want and not direct[0]:

@@ -13,31 +13,41 @@ import pytest
 from mirror import streaming
 from mirror.streaming import PIECE, TRIAL, TRIAL_EVERY, WriteChoice, stream_to_file
 
+MB = 1e6
 
-def test_write_choice_tries_both_ways_then_takes_the_faster() -> None:
+
+def test_write_choice_keeps_o_direct_while_it_keeps_up() -> None:
     choice = WriteChoice()
-    first = choice.plan(PIECE)
-    # Buffered on a trial's worth, O_DIRECT on the rest.
-    assert first == [(False, TRIAL), (True, PIECE - TRIAL)]
-    choice.record(False, TRIAL, 1.0)  # buffered: 4 MiB/s
-    choice.record(True, PIECE - TRIAL, 1.0)  # O_DIRECT: 28 MiB/s
-    plans = [choice.plan(PIECE) for _ in range(2 * TRIAL_EVERY)]
+    assert choice.plan(PIECE) == [(True, PIECE)]  # nothing known yet
+    choice.record(True, PIECE, PIECE / (1000 * MB))  # O_DIRECT: 1 GB/s
+    plans = [choice.plan(PIECE, arriving=500 * MB) for _ in range(2 * TRIAL_EVERY)]
+    assert plans == [[(True, PIECE)]] * (2 * TRIAL_EVERY)  # no buffered trials either
+
+
+def test_write_choice_takes_buffered_when_o_direct_is_the_bottleneck() -> None:
+    choice = WriteChoice()
+    choice.record(True, PIECE, PIECE / (400 * MB))  # a slow disk: 400 MB/s O_DIRECT
+    first = choice.plan(PIECE, arriving=400 * MB)
+    assert first == [(False, PIECE)]  # buffered not known yet: tried
+    choice.record(False, PIECE, PIECE / (2000 * MB))  # the page cache: 2 GB/s
+    plans = [choice.plan(PIECE, arriving=400 * MB) for _ in range(2 * TRIAL_EVERY)]
     assert all(sum(n for _, n in plan) == PIECE for plan in plans)
-    assert all(plan[-1][0] is True for plan in plans)  # the bulk goes O_DIRECT
+    assert all(plan[-1][0] is False for plan in plans)  # the bulk goes buffered
     trials = [plan for plan in plans if len(plan) == 2]
-    assert trials and all(plan[0] == (False, TRIAL) for plan in trials)
-    assert len(trials) == 2  # every TRIAL_EVERY-th piece keeps buffered's rate known
-    for _ in range(4):  # the page cache got fast: buffered wins from then on
-        choice.record(False, TRIAL, 0.001)
-    assert choice.plan(PIECE)[-1][0] is False
-    assert choice.rates()[False] > choice.rates()[True]
+    assert trials and all(plan[0] == (True, TRIAL) for plan in trials)  # O_DIRECT kept known
+    assert len(trials) == 2  # one piece in TRIAL_EVERY
+    for _ in range(4):  # buffered got slow (the VM's fresh pages): O_DIRECT again
+        choice.record(False, PIECE, PIECE / (100 * MB))
+    assert choice.plan(PIECE, arriving=400 * MB)[-1][0] is True
+    assert choice.rates()[True] > choice.rates()[False]
 
 
 def test_write_choice_never_plans_o_direct_where_it_is_refused() -> None:
     choice = WriteChoice()
     choice.no_direct()
-    assert [choice.plan(PIECE) for _ in range(TRIAL_EVERY * 2)] == [[(False, PIECE)]] * 8
-    assert choice.plan(100) == [(False, 100)]  # a small tail is never split
+    plans = [choice.plan(PIECE, arriving=1000 * MB) for _ in range(2 * TRIAL_EVERY)]
+    assert plans == [[(False, PIECE)]] * (2 * TRIAL_EVERY)
+    assert choice.plan(100) == [(False, 100)]
 
 
 def serve(data: bytes) -> Callable[[tuple[int, int], Callable[[int, memoryview], None]], None]:
@@ -49,16 +59,20 @@ def serve(data: bytes) -> Callable[[tuple[int, int], Callable[[int, memoryview],
     return fetch
 
 
-@pytest.mark.parametrize("buffered_faster", [False, True])
-def test_stream_writes_every_byte_whichever_way_wins(tmp_path: Path, buffered_faster: bool) -> None:
-    data = random.Random(7).randbytes(3 * PIECE + 4097)  # unaligned tail
+@pytest.mark.parametrize("o_direct_keeps_up", [True, False])
+def test_stream_writes_every_byte_whichever_way_wins(
+    tmp_path: Path, o_direct_keeps_up: bool
+) -> None:
+    data = random.Random(7).randbytes(5 * PIECE + 4097)  # unaligned tail
     path = tmp_path / "f"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
     try:
         streaming._choices.pop(os.fstat(fd).st_dev, None)
         choice = streaming.write_choice(fd)
-        choice.record(False, 1, 1.0 if not buffered_faster else 0.001)
-        choice.record(True, 1, 0.001 if not buffered_faster else 1.0)
+        # Known rates as if learned earlier: O_DIRECT far faster than any arrival, or far
+        # slower, with buffered faster still (then trials of O_DIRECT land mid-file).
+        choice.record(True, PIECE, 1e-6 if o_direct_keeps_up else 100.0)
+        choice.record(False, PIECE, 1e-6)
         landed: list[int] = []
         digest = stream_to_file(fd, len(data), serve(data), 2, landed.append)
     finally:
