@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 from collections.abc import Callable
@@ -59,25 +60,42 @@ def serve(data: bytes) -> Callable[[tuple[int, int], Callable[[int, memoryview],
     return fetch
 
 
-@pytest.mark.parametrize("o_direct_keeps_up", [True, False])
-def test_stream_writes_every_byte_whichever_way_wins(
-    tmp_path: Path, o_direct_keeps_up: bool
-) -> None:
+@pytest.mark.parametrize("o_direct", [True, False])
+def test_stream_writes_every_byte_either_way(tmp_path: Path, o_direct: bool) -> None:
     data = random.Random(7).randbytes(5 * PIECE + 4097)  # unaligned tail
     path = tmp_path / "f"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
     try:
         streaming._choices.pop(os.fstat(fd).st_dev, None)
-        choice = streaming.write_choice(fd)
-        # Known rates as if learned earlier: O_DIRECT far faster than any arrival, or far
-        # slower, with buffered faster still (then trials of O_DIRECT land mid-file).
-        choice.record(True, PIECE, 1e-6 if o_direct_keeps_up else 100.0)
-        choice.record(False, PIECE, 1e-6)
+        if not o_direct:
+            streaming.write_choice(fd).no_direct()
         landed: list[int] = []
-        digest = stream_to_file(fd, len(data), serve(data), 2, landed.append)
+        digest = stream_to_file(fd, len(data), serve(data), 1, landed.append)
     finally:
         os.close(fd)
         streaming._choices.clear()
     assert digest == blake3.blake3(data).hexdigest()
     assert sum(landed) == len(data)
     assert path.read_bytes() == data
+
+
+def test_a_piece_split_between_the_two_ways_lands_whole(tmp_path: Path) -> None:
+    data = random.Random(8).randbytes(PIECE)
+    buffer = mmap.mmap(-1, PIECE)
+    buffer[:] = data
+    choice = WriteChoice()
+    choice.record(True, PIECE, 1.0)  # O_DIRECT far behind the bytes arriving ...
+    choice.record(False, PIECE, 0.001)  # ... and buffered far faster
+    for _ in range(TRIAL_EVERY - 1):
+        assert choice.plan(PIECE, arriving=1000 * MB) == [(False, PIECE)]
+    slow_direct = choice.rates()[True]
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        os.ftruncate(fd, 2 * PIECE)
+        # The next piece is a trial: its first TRIAL bytes O_DIRECT, the rest buffered.
+        streaming._write_piece(fd, buffer, (PIECE, 2 * PIECE), [False], choice, 1000 * MB)
+    finally:
+        os.close(fd)
+        buffer.close()
+    assert (tmp_path / "f").read_bytes()[PIECE:] == data
+    assert choice.rates()[True] != slow_direct  # the trial was timed
