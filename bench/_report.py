@@ -52,6 +52,10 @@ several runs. A goal given as a ratio is judged on the median ratio.
   Goals: download >= 0.85x nginx; ingest (BLAKE3 + SHA-256 + fsync) >= 0.9x nginx's PUT (which
   hashes nothing and does not fsync); peak RSS < 300 MB moving a 2 GiB file (`--size-mib 2048`);
   model_info and resolve HEAD for a commit >= 5 000 req/s with p99 <= 15 ms on one process.
+- `bench/ingest.py [--size-mib 1024] [--reps 3]`: `PUT /v1/blobs` (curl -T, a fresh node per
+  rep) against BLAKE3 + SHA-256 of the same bytes in the bench process (two threads, and one),
+  and the first GET right after the upload against nginx's first GET after its own WebDAV PUT.
+  Goals: ingest >= 0.8x hashing on two threads; first GET >= 0.8x nginx.
 - `bench/sync_lag.py [--commits 100] [--catchup 2000] [--blob-mib 256]`: commit-to-visible lag
   on a replica (long-poll on) and a new replica's catch-up rate. Goals: p50 < 0.5 s, p99 < 2 s.
 """

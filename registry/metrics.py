@@ -8,6 +8,7 @@ peer ids (bounded by configuration); never repo names or digests.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -171,6 +172,12 @@ class NodeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from _health_metrics(self._health())
+        yield GaugeMetricFamily(
+            "modelyard_gc_frozen_objects",
+            "Objects kept out of Python's cyclic collector (`modelyard serve` freezes those built "
+            "at startup)",
+            value=gc.get_freeze_count(),
+        )
         try:
             s = self._sample()
         except StorageError:  # the database is down: what it holds is not known now

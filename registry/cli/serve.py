@@ -7,6 +7,7 @@ completes or is aborted, leaving nothing), the jobs stop, and the command exits 
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -132,10 +133,20 @@ def _run(runtime: Runtime, listening: socket.socket) -> None:
 
 def _server(config: uvicorn.Config, stopping: Callable[[], None]) -> uvicorn.Server:
     """uvicorn's server, calling `stopping` as soon as it stops accepting connections (uvicorn
-    itself tells the app only after the requests in flight have ended, in its lifespan)."""
+    itself tells the app only after the requests in flight have ended, in its lifespan).
+
+    Once started (app, services, jobs), every object built so far is moved out of the cyclic
+    collector's sight (`gc.freeze`): they live as long as the process, and walking them in each
+    full collection (~190 000 objects) stopped the event loop for 50-400 ms every few seconds
+    under load, the p99 of model_info. Full collections now walk only what came after."""
     import uvicorn
 
     class NodeServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            gc.collect()
+            gc.freeze()
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             stopping()
             await super().shutdown(sockets)

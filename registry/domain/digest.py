@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import blake3
@@ -13,6 +16,11 @@ from registry.domain.errors import InvalidError
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # Files up to this size may be regular git files; their git blob sha1 is the Hub ETag.
 REGULAR_FILE_MAX = 10 * 1024 * 1024
+# Pieces this large are hashed by BLAKE3 and SHA-256 on two threads at once (both release the
+# GIL); smaller ones are not worth the hand-over.
+PARALLEL_MIN = 256 * 1024
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 @dataclass(frozen=True, order=True)
@@ -60,12 +68,24 @@ class Hasher:
         self.size = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._blake3.update(data)
+        """Hash the next bytes; a large piece on a machine with more than one core has
+        SHA-256 (and git SHA-1) computed on a helper thread while this one runs BLAKE3."""
+        if self._sha256 is not None and len(data) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
+            others = _helpers().submit(self._update_others, data)
+            try:
+                self._blake3.update(data)
+            finally:
+                others.result()
+        else:
+            self._blake3.update(data)
+            self._update_others(data)
+        self.size += len(data)
+
+    def _update_others(self, data: bytes | bytearray | memoryview) -> None:
         if self._sha256 is not None:
             self._sha256.update(data)
         if self._sha1 is not None:
             self._sha1.update(data)
-        self.size += len(data)
 
     def result(self) -> Hashes:
         git_sha1 = None
@@ -73,6 +93,15 @@ class Hasher:
             git_sha1 = self._sha1.hexdigest()
         sha256 = "" if self._sha256 is None else self._sha256.hexdigest()
         return Hashes(Digest(self._blake3.hexdigest()), sha256, self.size, git_sha1)
+
+
+def _helpers() -> ThreadPoolExecutor:
+    """The threads that run SHA-256 beside BLAKE3, shared by every Hasher (one per core)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="sha256")
+        return _pool
 
 
 def hash_bytes(data: bytes) -> Hashes:

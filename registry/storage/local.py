@@ -22,20 +22,25 @@ from registry.domain.errors import (
     InsufficientStorageError,
 )
 from registry.storage import BlobInfo, Expected
+from registry.storage.writeback import WriteBehind
 
 logger = logging.getLogger(__name__)
 READ_CHUNK = 4 * 1024 * 1024
 STAGE = 4 * 1024 * 1024  # O_DIRECT write unit: page-aligned, a multiple of ALIGN
 ALIGN = 4096
 WILLNEED_MAX = 64 * 1024 * 1024  # ranges read this small are asked of the disk in one go
-DIRECT_MIN = 8 * 1024 * 1024  # smaller uploads (known size) use buffered writes
+DIRECT_MIN = 8 * 1024 * 1024  # smaller uploads (known size) are written on the caller's thread
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
 
 
 class LocalBlobStore:
-    def __init__(self, root: Path) -> None:
+    """`direct_from`: uploads of a known size from this many bytes are written with O_DIRECT
+    (default: a quarter of the machine's memory, so they do not push out the page cache)."""
+
+    def __init__(self, root: Path, *, direct_from: int | None = None) -> None:
         self.root = root
+        self.direct_from = direct_from if direct_from is not None else _memory() // 4
         self._blobs = root / "blobs" / "blake3"
         self._uploads = root / "uploads"
         self._aside = root / "quarantine"
@@ -75,8 +80,8 @@ class LocalBlobStore:
         except FileNotFoundError:
             raise BlobNotFoundError(f"Blob {digest} not found") from None
         if end is not None and 0 < end - start <= WILLNEED_MAX:
-            # The whole range asked for at once: a blob written O_DIRECT is not in the page
-            # cache, and the kernel's own read-ahead reads it half as fast (xorb segments).
+            # The whole range asked for at once: a blob evicted from (or written O_DIRECT past)
+            # the page cache is read twice as fast this way as by the kernel's read-ahead.
             os.posix_fadvise(handle.fileno(), start, end - start, os.POSIX_FADV_WILLNEED)
         return _read_range(handle, start, end)
 
@@ -134,12 +139,14 @@ class LocalBlobStore:
 
 
 class LocalBlobWriter:
-    """Hashes and writes one upload; large uploads bypass the page cache.
+    """Hashes and writes one upload.
 
-    Bytes are staged in a page-aligned buffer and written with O_DIRECT in whole stages: on
-    the VMs we run on, writing into fresh page cache is slow and noisy, and a later fsync of
-    gigabytes of dirty pages stalls. The unaligned tail is written after clearing O_DIRECT.
-    Filesystems without O_DIRECT (tmpfs) get plain buffered writes.
+    Bytes are written buffered, so the first GET after an upload is served from the page
+    cache, with the kernel's writeback started window by window (`WriteBehind`): the dirty
+    pages stay bounded and the fsync at commit has little left to do. An upload of a known
+    size from `store.direct_from` (a quarter of memory) would only push other blobs out of the
+    cache: it is staged in a page-aligned buffer and written with O_DIRECT in whole stages, the
+    unaligned tail after clearing O_DIRECT (filesystems without O_DIRECT, tmpfs: buffered).
     """
 
     def __init__(self, store: LocalBlobStore, temp: Path, hasher: Hasher) -> None:
@@ -147,11 +154,14 @@ class LocalBlobWriter:
         self._temp = temp
         self._hasher = hasher
         size_hint = hasher.size_hint
-        direct = getattr(os, "O_DIRECT", 0) if (size_hint or DIRECT_MIN) >= DIRECT_MIN else 0
-        self._fd, direct = _open_locked(temp, direct)
+        large = size_hint is not None and size_hint >= max(DIRECT_MIN, store.direct_from)
+        self._fd, direct = _open_locked(temp, getattr(os, "O_DIRECT", 0) if large else 0)
         self._direct = bool(direct)
         self._stage = mmap.mmap(-1, STAGE) if self._direct else None
         self._staged = 0
+        self._behind = WriteBehind(self._fd)
+        self._written = 0
+        self._threaded = size_hint is None or size_hint >= DIRECT_MIN
         self._io: ThreadPoolExecutor | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -166,17 +176,27 @@ class LocalBlobWriter:
             raise
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._stage is None:
+        if not self._threaded:
             self._hasher.update(data)
-            _write_all(self._fd, memoryview(data))
+            self._store_bytes(data)
             return
-        # Large upload: hash on this thread while a second one copies and writes the bytes
-        # (hashlib, blake3 and os.write all release the GIL).
+        # Large upload: hash on this thread (and the Hasher's helper) while another one writes
+        # the bytes (hashlib, blake3 and os.write all release the GIL).
         if self._io is None:
             self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-write")
-        stored = self._io.submit(self._stage_bytes, data)
-        self._hasher.update(data)
-        stored.result()
+        stored = self._io.submit(self._store_bytes, data)
+        try:
+            self._hasher.update(data)
+        finally:
+            stored.result()
+
+    def _store_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        if self._stage is not None:
+            self._stage_bytes(data)
+            return
+        _write_all(self._fd, memoryview(data))
+        self._written += len(data)
+        self._behind.advance(self._written)
 
     def _stage_bytes(self, data: bytes | bytearray | memoryview) -> None:
         assert self._stage is not None
@@ -308,6 +328,13 @@ def _remove_unless_locked(leftover: Path, *, dry_run: bool) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # unknown: as if 16 GiB
+        return 16 << 30
 
 
 def _write_all(fd: int, view: memoryview) -> None:

@@ -30,8 +30,9 @@ from registry.storage.memory import MemoryBlobStore
 from registry.storage.s3 import PART as S3_PART
 from registry.storage.s3 import S3BlobStore
 
-BACKENDS = ["memory", "local", "s3"]
-LARGE = DIRECT_MIN + 4 * 1024 * 1024 + 17  # known-size uploads this big take the O_DIRECT path
+BACKENDS = ["memory", "local", "local-direct", "s3"]
+# Known-size uploads this big are written on a second thread ("local-direct": with O_DIRECT).
+LARGE = DIRECT_MIN + 4 * 1024 * 1024 + 17
 
 
 @pytest.fixture(params=BACKENDS)
@@ -41,6 +42,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
             return MemoryBlobStore()
         case "local":
             return LocalBlobStore(tmp_path / "store")
+        case "local-direct":  # what uploads larger than a quarter of memory take
+            return LocalBlobStore(tmp_path / "store", direct_from=DIRECT_MIN)
         case "s3":
             bucket = request.getfixturevalue("s3_bucket")
             return S3BlobStore(f"s3://{bucket}/node/blobs")
@@ -423,6 +426,21 @@ def test_local_store_layout_is_sharded_by_blake3(tmp_path: Path) -> None:
     assert store.path_of(digest) == store.local_path(digest) == path
     assert path.read_bytes() == data
     assert list((tmp_path / "uploads").iterdir()) == []
+
+
+@pytest.mark.parametrize("size", [DIRECT_MIN - 1, LARGE])
+def test_local_store_upload_is_in_the_page_cache_once_stored(tmp_path: Path, size: int) -> None:
+    """The first read after an upload needs no disk: reading with RWF_NOWAIT (which fails
+    with EAGAIN rather than wait for the disk) gets every byte."""
+    data = payload(size)
+    digest = put(LocalBlobStore(tmp_path), Expected(size=size), chunked(data, 4 << 20)).blake3
+    fd = os.open(LocalBlobStore(tmp_path).path_of(digest), os.O_RDONLY)
+    try:
+        buffer = bytearray(size)
+        assert os.preadv(fd, [buffer], 0, os.RWF_NOWAIT) == size
+    finally:
+        os.close(fd)
+    assert buffer == data
 
 
 def test_local_store_sets_bytes_aside_under_quarantine(tmp_path: Path) -> None:

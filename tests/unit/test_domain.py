@@ -11,6 +11,7 @@ import pytest
 from registry.domain import errors as e
 from registry.domain.commit import TreeEntry, commit_id
 from registry.domain.digest import (
+    PARALLEL_MIN,
     REGULAR_FILE_MAX,
     Digest,
     Hasher,
@@ -236,6 +237,26 @@ def test_hasher_git_sha1_only_when_the_size_is_known_and_right() -> None:
     assert run(len(HELLO) + 1, HELLO) is None  # the declared size was wrong
     big = bytes(REGULAR_FILE_MAX + 1)
     assert run(len(big), big) is None  # LFS-sized: no git sha1
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, PARALLEL_MIN - 1, PARALLEL_MIN, PARALLEL_MIN + 1, 3 * PARALLEL_MIN + 4097]
+)
+@pytest.mark.parametrize("piece", [1000, PARALLEL_MIN, 2 * PARALLEL_MIN + 3])
+def test_hasher_gives_the_serial_digests_whatever_the_pieces(size: int, piece: int) -> None:
+    """Large pieces are hashed on two threads; every split gives the reference digests."""
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    hasher = Hasher(size)
+    for start in range(0, size, piece):
+        hasher.update(memoryview(data)[start : start + piece])
+    hashes = hasher.result()
+    assert hashes.blake3.hex == blake3.blake3(data).hexdigest()
+    assert hashes.sha256 == hashlib.sha256(data).hexdigest()
+    assert hashes.size == size
+    assert hashes.git_sha1 == git_blob_sha1(data)  # all sizes here are below REGULAR_FILE_MAX
+    alone = Hasher(sha256=False)
+    alone.update(data)
+    assert alone.result().blake3 == hashes.blake3 and alone.result().sha256 == ""
 
 
 # --- commits and tree entries ------------------------------------------------------------
