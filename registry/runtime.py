@@ -33,6 +33,7 @@ from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
 from registry.service.commits import CommitService
 from registry.service.credentials import credential_box
+from registry.service.discussions import DiscussionService
 from registry.service.disk import DiskSpace
 from registry.service.downloads import DownloadCounter
 from registry.service.family import FamilyService
@@ -254,6 +255,7 @@ class Runtime:
                 self.identity, self.reads, metadata, self.scans, self.downloads, self.peers
             ),
             commits=self.commits,
+            discussions=DiscussionService(self.db, self.identity),
             uploads=self.uploads,
             files=FileService(
                 self.blobs,

@@ -25,6 +25,7 @@ from __future__ import annotations
 from registry.domain.changes import (
     ChangeEntry,
     CommitAdd,
+    DiscussionChange,
     RefDelete,
     RefSet,
     RepoDelete,
@@ -44,6 +45,7 @@ from registry.domain.replication import (
     CreateRepo,
     DeleteRef,
     DeleteRepo,
+    KeepDiscussion,
     LocalView,
     Record,
     RepoState,
@@ -106,6 +108,8 @@ def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
             return [DeleteRepo(repo, change.incarnation)]
         case XetFileAdd():
             return [AddXetFile(repo, change)]
+        case DiscussionChange():
+            return [KeepDiscussion(repo, change)]
 
 
 def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert, repo: str) -> list[Action]:

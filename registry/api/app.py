@@ -22,6 +22,7 @@ from registry.api.ratelimit import RateLimit
 from registry.api.routes import (
     discovery,
     docs,
+    hf_discussions,
     hf_repos,
     hf_resolve,
     hf_tree,
@@ -101,6 +102,7 @@ def create_app(
         hf_repos,
         hf_tree,
         hf_upload,
+        hf_discussions,
         hf_resolve,
         page_forms,
         raw,

@@ -4,10 +4,12 @@ Each family is listed with the codes it holds, its own first:
 
     RegistryError             internal
     ├── NotFoundError         NotFound, RepoNotFound, RevisionNotFound, EntryNotFound,
-    │                         BlobNotFound, PeerNotFound, MirrorNotFound, TokenNotFound
+    │                         BlobNotFound, PeerNotFound, MirrorNotFound, TokenNotFound,
+    │                         DiscussionNotFound
     ├── ConflictError         Conflict, RepoExists, RefExists, ProtectedRef, HomeMismatch,
-    │                         MirrorExists, ScrubRunning
-    ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency)
+    │                         MirrorExists, ScrubRunning, DiscussionState
+    ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency),
+    │                         MergeConflict (a PR's files changed on its target too)
     ├── InvalidError          BadRequest, InvalidName, InvalidRevision,
     │                         DigestMismatch (XorbHashMismatch, VerificationMismatch,
     │                         FileHashMismatch, Sha256Mismatch), SizeMismatch, MissingObject,
@@ -86,6 +88,11 @@ class TokenNotFoundError(NotFoundError):
     code = "TokenNotFound"
 
 
+class DiscussionNotFoundError(NotFoundError):
+    code = "DiscussionNotFound"
+    default_message = "Discussion not found"
+
+
 class ConflictError(RegistryError):
     code = "Conflict"
 
@@ -110,6 +117,12 @@ class MirrorExistsError(ConflictError):
     code = "MirrorExists"
 
 
+class DiscussionStateError(ConflictError):
+    """A discussion is not in a state that allows this (merging a closed PR, say)."""
+
+    code = "DiscussionState"
+
+
 class ScrubRunningError(ConflictError):
     """Another process scrubs this node now (one scrub at a time, held by a lease)."""
 
@@ -122,6 +135,12 @@ class PreconditionError(RegistryError):
 
 class ParentMismatchError(PreconditionError):
     code = "ParentMismatch"
+
+
+class MergeConflictError(PreconditionError):
+    """A pull request's changed files were also changed on its target branch since."""
+
+    code = "MergeConflict"
 
 
 class InvalidError(RegistryError):
@@ -383,7 +402,9 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         PeerNotFoundError,
         MirrorNotFoundError,
         TokenNotFoundError,
+        DiscussionNotFoundError,
         ConflictError,
+        DiscussionStateError,
         RepoExistsError,
         RefExistsError,
         ProtectedRefError,
@@ -392,6 +413,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         ScrubRunningError,
         PreconditionError,
         ParentMismatchError,
+        MergeConflictError,
         InvalidError,
         InvalidNameError,
         InvalidPathError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from registry.domain.changes import ChangeEntry, CommitAdd, XetFileAdd
+from registry.domain.changes import ChangeEntry, CommitAdd, DiscussionChange, XetFileAdd
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,14 @@ class AddXetFile:
 
     repo: str
     file: XetFileAdd
+
+
+@dataclass(frozen=True)
+class KeepDiscussion:
+    """Keep a discussion as its home last described it, and one event of it."""
+
+    repo: str
+    change: DiscussionChange
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,7 @@ Action = (
     | DeleteRepo
     | AddCommit
     | AddXetFile
+    | KeepDiscussion
     | SetRef
     | DeleteRef
     | Collide

@@ -9,7 +9,16 @@ from sqlmodel import Session, col, select
 
 from registry.domain.names import RepoId, RepoType
 from registry.domain.records import RepoRecord
-from registry.metadata.tables import Commit, Ref, Repo, RepoAlias, Tombstone, TreeRow
+from registry.metadata.tables import (
+    Commit,
+    Discussion,
+    DiscussionEvent,
+    Ref,
+    Repo,
+    RepoAlias,
+    Tombstone,
+    TreeRow,
+)
 
 
 def record_of(row: Repo) -> RepoRecord:
@@ -104,12 +113,16 @@ class Repos:
         return record_of(self._hold(row))
 
     def delete(self, repo_id: int) -> None:
-        """The repo with its commits, trees and refs (the blobs stay for gc)."""
+        """The repo with its commits, trees, refs and discussions (the blobs stay for gc)."""
         self._session.flush()  # what this transaction changed of them first
         commits = select(Commit.id).where(Commit.repo_id == repo_id)
         self._session.execute(delete(TreeRow).where(col(TreeRow.commit_id).in_(commits)))
         self._session.execute(delete(Commit).where(col(Commit.repo_id) == repo_id))
         self._session.execute(delete(Ref).where(col(Ref.repo_id) == repo_id))
+        self._session.execute(
+            delete(DiscussionEvent).where(col(DiscussionEvent.repo_id) == repo_id)
+        )
+        self._session.execute(delete(Discussion).where(col(Discussion.repo_id) == repo_id))
         self._session.delete(self._row(repo_id))
         self._session.flush()
         self._held.pop(repo_id, None)

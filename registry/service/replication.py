@@ -33,6 +33,7 @@ from registry.domain.replication import (
     DeleteRef,
     DeleteRepo,
     FeedPosition,
+    KeepDiscussion,
     LocalView,
     Record,
     RepoState,
@@ -196,6 +197,12 @@ class ReplicationService:
             case AddXetFile():
                 if repos[action.repo] is not None:
                     add_xet_file(tx, action.file)
+            case KeepDiscussion():
+                found = repos[action.repo]
+                if found is not None:
+                    d, event = action.change.discussion, action.change.event
+                    tx.discussions.put(found.id, d)
+                    tx.discussions.put_event(found.id, d.num, event)
             case SetRef():
                 found = repos[action.repo]
                 if found is not None:

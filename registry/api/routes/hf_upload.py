@@ -45,12 +45,13 @@ def preupload(
     uploads: UploadsDep,
     settings: SettingsDep,
     principal: PrincipalDep,
+    create_pr: bool = False,
 ) -> PreuploadOut:
     target = api_repo_path(request)
     files = [PreuploadFile(check_repo_path(f.path), f.size) for f in body.files]
     check_file_sizes(settings.limits, ((f.path, f.size) for f in files))
     answers = commits.preupload(
-        principal, target.repo, "/".join(target.rest), files, body.gitIgnore
+        principal, target.repo, "/".join(target.rest), files, body.gitIgnore, create_pr
     )
     # The one call every upload makes first (LFS and Xet alike): a commit whose large files
     # cannot fit is refused here (507, which the Hub client does not retry), before any byte.
