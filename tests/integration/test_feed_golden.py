@@ -54,7 +54,8 @@ def safetensors() -> bytes:
 
 
 def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
-    """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.delete.
+    """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.delete,
+    discussion.event.
 
     Each commit only adds paths that sort after every path already in the repo. A commit's
     tree lists its parent's rows in the order the database returns them (no ORDER BY: by path
@@ -127,6 +128,17 @@ def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
     api.delete_repo("admin/doomed")
     api.create_repo("admin/doomed")  # again: a new incarnation
     alice.delete_repo("alice/secret")  # a private tombstone
+    # Last, so the entries recorded before discussions existed keep their serials.
+    api.create_discussion(repo, "A question", description="Which license?")
+    api.comment_discussion(repo, 1, "MIT")
+    api.upload_file(  # a PR (discussion.event with a commit event), merged
+        path_or_fileobj=b"proposed",
+        path_in_repo="zz-proposal.txt",
+        repo_id=repo,
+        commit_message="propose a file",
+        create_pr=True,
+    )
+    api.merge_pull_request(repo, 2)
 
 
 def read_feed(
@@ -204,6 +216,7 @@ def test_feed_wire_format_matches_the_golden_recording(
         "commit.add",
         "ref.set",
         "ref.delete",
+        "discussion.event",
     }
     assert check_commit_ids(entries) > 0
     times = [e["created_ms"] for e in entries] + [

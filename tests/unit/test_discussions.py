@@ -1,0 +1,41 @@
+"""How a pull request's files merge into its target branch (registry.domain.discussions)."""
+
+from __future__ import annotations
+
+from registry.domain.commit import TreeEntry
+from registry.domain.digest import hash_bytes
+from registry.domain.discussions import merge_trees
+
+
+def file(path: str, content: bytes) -> TreeEntry:
+    hashes = hash_bytes(content)
+    return TreeEntry(path, hashes.blake3, hashes.sha256, hashes.size, False, None)
+
+
+def tree(*entries: TreeEntry) -> dict[str, TreeEntry]:
+    return {e.path: e for e in entries}
+
+
+def test_merge_applies_the_pr_changes_to_a_target_that_moved_elsewhere() -> None:
+    base = tree(file("a", b"1"), file("gone", b"g"))
+    target = tree(file("a", b"1"), file("gone", b"g"), file("t", b"main"))
+    pr = tree(file("a", b"2"), file("new", b"n"))
+    merged = merge_trees(base, target, pr)
+    assert merged.conflicts == []
+    assert merged.tree == tree(file("a", b"2"), file("t", b"main"), file("new", b"n"))
+    assert merged.changed == {"a", "new"}
+
+
+def test_merge_reports_paths_both_sides_changed_differently() -> None:
+    base = tree(file("a", b"1"), file("b", b"1"), file("c", b"1"))
+    target = tree(file("a", b"main"), file("b", b"same"))  # c deleted on main
+    pr = tree(file("a", b"pr"), file("b", b"same"), file("c", b"pr"))
+    merged = merge_trees(base, target, pr)
+    assert merged.conflicts == ["a", "c"]  # b: both made the same change
+
+
+def test_merge_of_a_pr_without_changes_changes_nothing() -> None:
+    base = tree(file("a", b"1"))
+    target = tree(file("a", b"2"))
+    merged = merge_trees(base, target, base)
+    assert (merged.tree, merged.changed, merged.conflicts) == (target, set(), [])
