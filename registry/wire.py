@@ -237,8 +237,13 @@ class LfsObjectIn(BaseModel):
     size: int
 
 
+class LfsRef(BaseModel):
+    name: str
+
+
 class LfsBatchIn(BaseModel):
     operation: Literal["upload", "download"]
+    ref: LfsRef | None = None  # the Hub client leaves it out for a pull request
     objects: list[LfsObjectIn] = Field(max_length=10_000)
     transfers: list[str] | None = None
     hash_algo: str | None = None

@@ -13,7 +13,7 @@ import logging
 import secrets
 from dataclasses import dataclass, replace
 
-from registry.domain.access import Principal, require_write
+from registry.domain.access import Principal, require_contributor, require_write
 from registry.domain.changes import DiscussionChange
 from registry.domain.clock import now_ms
 from registry.domain.commit import TreeEntry
@@ -25,7 +25,6 @@ from registry.domain.errors import (
     InvalidError,
     MergeConflictError,
     RevisionNotFoundError,
-    UnauthorizedError,
 )
 from registry.domain.names import RepoId
 from registry.domain.records import RepoRecord
@@ -50,14 +49,6 @@ class DiscussionDetails:
     discussion: Discussion
     events: list[Event]
     conflicts: list[str]  # a PR's files changed on its target too (open PRs only)
-
-
-def require_contributor(principal: Principal) -> None:
-    """Opening, commenting and proposing changes need a signed-in user's write token."""
-    if principal.anonymous:
-        raise UnauthorizedError("This needs a token: pass one as a Bearer token")
-    if not principal.can_write:
-        raise ForbiddenError("This token is read-only; create one with --write")
 
 
 def is_writer(principal: Principal, repo: RepoRecord) -> bool:

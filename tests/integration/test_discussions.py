@@ -275,3 +275,32 @@ def test_discussion_and_comment_reach_a_peer(
     assert (details.title, details.author, details.status) == ("Hello peers", "admin", "open")
     contents = [e.content for e in details.events if isinstance(e, DiscussionComment)]
     assert contents == ["first", "second"]
+
+
+def test_pr_with_an_lfs_file_by_a_user_without_write_access(
+    api: HfApi, bob: HfApi, node: RunningNode, make_token: Callable[..., str]
+) -> None:
+    api.create_repo("admin/big")
+    weights = b"\x00" * 4096
+    info = bob.upload_file(  # *.safetensors is LFS: batch without `ref`, then the commit
+        path_or_fileobj=weights,
+        path_in_repo="w.safetensors",
+        repo_id="admin/big",
+        create_pr=True,
+    )
+    assert info.pr_num == 1
+    assert not api.file_exists("admin/big", "w.safetensors")
+    api.merge_pull_request("admin/big", 1)
+    assert api.get_paths_info("admin/big", ["w.safetensors"])[0].size == len(weights)
+    with pytest.raises(HfHubHTTPError) as raised:  # to the branch itself: writers only
+        bob.upload_file(path_or_fileobj=weights, path_in_repo="x.safetensors", repo_id="admin/big")
+    assert status_of(raised) == 403
+    with node.client(make_token("carol")) as http:  # a Xet token for a PR, not for a branch
+        pr = http.get("/api/models/admin/big/xet-write-token/main", params={"create_pr": "1"})
+        branch = http.get("/api/models/admin/big/xet-write-token/main")
+    assert pr.status_code == 200 and branch.status_code == 403
+    with node.client(make_token("dave", write=False)) as http:
+        read_only = http.get(
+            "/api/models/admin/big/xet-write-token/main", params={"create_pr": "1"}
+        )
+    assert read_only.status_code == 403

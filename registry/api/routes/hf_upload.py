@@ -88,7 +88,10 @@ def _lfs_batch(
         raise InvalidError("Only the upload operation is supported; download via /resolve")
     check_file_sizes(settings.limits, ((f"LFS object {o.oid}", o.size) for o in body.objects))
     answers = uploads.lfs_batch(
-        principal, _batch_repo(request), [LfsObject(o.oid, o.size) for o in body.objects]
+        principal,
+        _batch_repo(request),
+        [LfsObject(o.oid, o.size) for o in body.objects],
+        for_pr=body.ref is None,
     )
     base = public_base(request, settings.public_url)
     objects = []

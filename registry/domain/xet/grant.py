@@ -30,6 +30,7 @@ class CasGrant:
     write: bool
     expires: int  # Unix seconds
     nonce: str = ""  # tells apart tokens issued alike in the same second (none in older ones)
+    pull_request: bool = False  # an upload for a PR by a user who cannot write the repo
 
     @property
     def principal(self) -> Principal:
@@ -46,6 +47,7 @@ def issue(secret: str, grant: CasGrant) -> str:
         grant.write,
         grant.expires,
         grant.nonce,
+        grant.pull_request,
     ]
     payload = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
     return f"{PREFIX}.{payload}.{sign(secret, PREFIX, payload)}"
@@ -68,10 +70,11 @@ def open_token(secret: str, token: str, now: float) -> CasGrant:
     fields = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     kind, namespace, name, user, is_admin, write, expires = fields[:7]
     nonce = fields[7] if len(fields) > 7 else ""  # issued before nonces were
+    pull_request = bool(fields[8]) if len(fields) > 8 else False
     if expires + SKEW < now:
         raise refused
     repo = RepoId(RepoType(kind), namespace, name)
-    return CasGrant(repo, user, is_admin, write, expires, nonce)
+    return CasGrant(repo, user, is_admin, write, expires, nonce, pull_request)
 
 
 def fetch_signature(secret: str, xorb: str, expires: int) -> str:
