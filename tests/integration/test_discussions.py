@@ -3,7 +3,9 @@ close, merge; who may do what; PR commits land on refs/pr/<n>; a discussion reac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
@@ -21,6 +23,7 @@ from huggingface_hub.errors import (
 
 from tests.conftest import ADMIN_TOKEN, RunningNode
 from tests.integration.test_federation_basic import wait_for
+from tests.integration.test_xet import stock_client
 
 
 @pytest.fixture
@@ -304,3 +307,26 @@ def test_pr_with_an_lfs_file_by_a_user_without_write_access(
             "/api/models/admin/big/xet-write-token/main", params={"create_pr": "1"}
         )
     assert read_only.status_code == 403
+
+
+def test_pr_through_xet_by_a_user_without_write_access(
+    api: HfApi, node: RunningNode, make_token: Callable[..., str], tmp_path: Path
+) -> None:
+    api.create_repo("admin/xpr")
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(os.urandom(2 * 1024 * 1024))
+    out = stock_client(
+        tmp_path,
+        node,
+        f"""
+        bob = HfApi(endpoint=endpoint, token={make_token("bob")!r})
+        info = bob.upload_file(path_or_fileobj={str(weights)!r}, path_in_repo="w.safetensors",
+                               repo_id="admin/xpr", create_pr=True)
+        print(info.pr_revision)
+        """,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "refs/pr/1"
+    assert node.log.count("POST", "/cas/v1/shards") == 1  # through Xet, not LFS
+    [entry] = api.get_paths_info("admin/xpr", ["w.safetensors"], revision="refs/pr/1")
+    assert entry.size == 2 * 1024 * 1024
+    assert not api.file_exists("admin/xpr", "w.safetensors")
