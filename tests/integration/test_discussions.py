@@ -330,3 +330,22 @@ def test_pr_through_xet_by_a_user_without_write_access(
     [entry] = api.get_paths_info("admin/xpr", ["w.safetensors"], revision="refs/pr/1")
     assert entry.size == 2 * 1024 * 1024
     assert not api.file_exists("admin/xpr", "w.safetensors")
+
+
+def test_discussions_pages_list_and_show_them(api: HfApi, bob: HfApi, node: RunningNode) -> None:
+    api.create_repo("admin/paged")
+    bob.create_discussion("admin/paged", "Is <b>this</b> safe?", description="asking")
+    bob.upload_file(
+        path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="admin/paged", create_pr=True
+    )
+    with node.client() as http:
+        listing = http.get("/admin/paged/discussions")
+        shown = http.get("/admin/paged/discussions/2")
+        card = http.get("/admin/paged")
+        missing = http.get("/admin/paged/discussions/9")
+    assert listing.status_code == 200
+    assert "#1 Is &lt;b&gt;this&lt;/b&gt; safe?" in listing.text  # escaped
+    assert "pull request, open, by bob" in listing.text
+    assert shown.status_code == 200 and "refs/pr/2" in shown.text and "Upload x.txt" in shown.text
+    assert 'href="/admin/paged/discussions"' in card.text
+    assert missing.status_code == 404
