@@ -247,7 +247,10 @@ class DiscussionService:
             if d.status not in OPEN:
                 raise DiscussionStateError(f"PR #{num} is {d.status}")
             target, head = _heads(tx, found, d)
-            merged = merge_trees(_tree(tx, d.base), _tree(tx, target), _tree(tx, head))
+            current = _tree(tx, target)
+            merged = merge_trees(_tree(tx, d.base), current, _tree(tx, head))
+            if not merged.conflicts and merged.tree == current:
+                raise DiscussionStateError(f"PR #{num} changes nothing on {d.target}")
             if merged.conflicts:
                 raise MergeConflictError(
                     f"PR #{num} cannot be merged: {', '.join(merged.conflicts)} changed on "
@@ -255,7 +258,7 @@ class DiscussionService:
                     detail={"conflicts": merged.conflicts},
                 )
             author = principal.user or ""
-            last = {f.path: f.last_commit for f in tx.commits.tree(target)}
+            last = {f.path: f.last_commit for f in tx.commits.tree(target)}  # unchanged paths
             new = NewCommit(
                 target,
                 author,

@@ -234,6 +234,9 @@ def test_draft_pull_request_opens_with_its_first_commit(api: HfApi, bob: HfApi) 
     api.create_repo("admin/draft")
     pr = bob.create_pull_request("admin/draft", "Add a file")
     assert (pr.num, pr.status, pr.is_pull_request) == (1, "draft", True)
+    with pytest.raises(HfHubHTTPError) as raised:
+        api.merge_pull_request("admin/draft", 1)
+    assert status_of(raised) == 409 and "changes nothing" in str(raised.value)
     assert api.list_repo_refs("admin/draft", include_pull_requests=True).pull_requests
     bob.create_commit(
         "admin/draft",
