@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from registry.api.deps import DiscussionsDep, PrincipalDep, SettingsDep
 from registry.api.errors import documented
@@ -39,6 +39,7 @@ router = APIRouter(tags=["huggingface"])
 PREFIX = "/api/{repo_type}/{namespace}/{name}/discussions"
 TypeFilter = Annotated[str, Query(pattern="^(all|discussion|pull_request)$")]
 StatusFilter = Annotated[str, Query(pattern="^(all|open|closed)$")]
+Num = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a discussion's number
 
 
 @router.get(PREFIX, responses=documented(400, 401, 404), response_model=DiscussionsOut)
@@ -46,7 +47,7 @@ def list_discussions(
     request: Request,
     discussions: DiscussionsDep,
     principal: PrincipalDep,
-    p: Annotated[int, Query(ge=0)] = 0,
+    p: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     type: TypeFilter = "all",
     status: StatusFilter = "all",
     author: str | None = None,
@@ -64,7 +65,7 @@ def list_discussions(
     response_model_exclude_none=True,
 )
 def discussion_details(
-    request: Request, num: int, discussions: DiscussionsDep, principal: PrincipalDep
+    request: Request, num: Num, discussions: DiscussionsDep, principal: PrincipalDep
 ) -> DiscussionDetailsOut:
     repo = api_repo_path(request).repo
     details = discussions.details(principal, repo, num)
@@ -102,7 +103,7 @@ def create_discussion(
 )
 def comment(
     request: Request,
-    num: int,
+    num: Num,
     body: CommentIn,
     discussions: DiscussionsDep,
     principal: PrincipalDep,
@@ -118,7 +119,7 @@ def comment(
 )
 def edit_comment(
     request: Request,
-    num: int,
+    num: Num,
     comment_id: str,
     body: CommentEditIn,
     discussions: DiscussionsDep,
@@ -135,7 +136,7 @@ def edit_comment(
     response_model=NewTitleOut,
 )
 def rename(
-    request: Request, num: int, body: TitleIn, discussions: DiscussionsDep, principal: PrincipalDep
+    request: Request, num: Num, body: TitleIn, discussions: DiscussionsDep, principal: PrincipalDep
 ) -> NewTitleOut:
     event = discussions.rename(principal, api_repo_path(request).repo, num, body.title)
     return NewTitleOut(newTitle=event_out(event))
@@ -147,7 +148,7 @@ def rename(
     response_model=NewStatusOut,
 )
 def change_status(
-    request: Request, num: int, body: StatusIn, discussions: DiscussionsDep, principal: PrincipalDep
+    request: Request, num: Num, body: StatusIn, discussions: DiscussionsDep, principal: PrincipalDep
 ) -> NewStatusOut:
     repo = api_repo_path(request).repo
     event = discussions.set_status(principal, repo, num, body.status, body.comment)
@@ -157,7 +158,7 @@ def change_status(
 @router.post(PREFIX + "/{num}/merge", responses=documented(400, 401, 403, 404, 409, 412))
 def merge(
     request: Request,
-    num: int,
+    num: Num,
     discussions: DiscussionsDep,
     principal: PrincipalDep,
     body: MergeIn | None = None,

@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
@@ -209,14 +210,14 @@ def discussions_page(
     pages: RepoPagesDep,
     discussions: DiscussionsDep,
     viewer: ViewerDep,
-    p: int = 1,
+    p: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
     """The repo's discussions and pull requests, newest first."""
 
     def build() -> HTMLResponse:
         repo, _ = _target(request)
         header = pages.header(viewer, repo, "main")
-        found = discussions.page(viewer, repo, page=max(p, 1) - 1)
+        found = discussions.page(viewer, repo, page=p - 1)
         more = found.start + len(found.discussions) < found.total
         return render_page(
             request, viewer, "discussions.html", found=found, page=p, more=more, **_head(header)
@@ -227,7 +228,7 @@ def discussions_page(
 
 def discussion_page(
     request: Request,
-    num: int,
+    num: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
     pages: RepoPagesDep,
     discussions: DiscussionsDep,
     viewer: ViewerDep,
