@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from registry.domain.commit import TreeEntry
+from registry.domain.errors import InvalidError
 
 STATUSES = ("open", "closed", "merged", "draft")
 EVENT_TYPES = ("comment", "status-change", "commit", "title-change")
@@ -42,6 +43,15 @@ class Event:
     created_ms: int
     data: Mapping[str, str]
     edited_ms: int | None = None  # a comment's last edit
+
+
+def check_text(value: str, what: str) -> str:
+    """`value` if it can be stored (UTF-8: no lone surrogates), else InvalidError."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidError(f"The {what} is not valid Unicode text") from None
+    return value
 
 
 def pr_ref(num: int) -> str:

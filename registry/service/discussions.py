@@ -17,7 +17,14 @@ from registry.domain.access import Principal, require_contributor, require_write
 from registry.domain.changes import DiscussionChange
 from registry.domain.clock import now_ms
 from registry.domain.commit import TreeEntry
-from registry.domain.discussions import PAGE_SIZE, Discussion, Event, merge_trees, pr_ref
+from registry.domain.discussions import (
+    PAGE_SIZE,
+    Discussion,
+    Event,
+    check_text,
+    merge_trees,
+    pr_ref,
+)
 from registry.domain.errors import (
     DiscussionNotFoundError,
     DiscussionStateError,
@@ -89,7 +96,8 @@ def open_discussion(
 ) -> Discussion:
     """A new discussion, or with `pr` = (status, target ref, base commit) a PR whose ref
     points at the base until its first commit."""
-    title = title.strip()
+    title = check_text(title, "title").strip()
+    check_text(description, "description")
     if not title:
         raise InvalidError("A discussion needs a title")
     num = tx.repos.next_pr(repo.id)
@@ -185,7 +193,7 @@ class DiscussionService:
         return d
 
     def comment(self, principal: Principal, repo: RepoId, num: int, text: str) -> Event:
-        if not text.strip():
+        if not check_text(text, "comment").strip():
             raise InvalidError("A comment needs some text")
         with self._db.write() as tx:
             found = pr_repo(tx, principal, repo, self._node)
@@ -197,6 +205,7 @@ class DiscussionService:
     def edit_comment(
         self, principal: Principal, repo: RepoId, num: int, comment_id: str, text: str
     ) -> Event:
+        check_text(text, "comment")
         with self._db.write() as tx:
             found = pr_repo(tx, principal, repo, self._node)
             d = _get(tx, found, num)
@@ -210,7 +219,7 @@ class DiscussionService:
         return event
 
     def rename(self, principal: Principal, repo: RepoId, num: int, title: str) -> Event:
-        if not title.strip():
+        if not check_text(title, "title").strip():
             raise InvalidError("A discussion needs a title")
         with self._db.write() as tx:
             found, d = self._own(tx, principal, repo, num)
@@ -223,6 +232,7 @@ class DiscussionService:
     ) -> Event:
         if status not in ("open", "closed"):
             raise InvalidError("A discussion's status is set to open or closed")
+        check_text(comment or "", "comment")
         with self._db.write() as tx:
             found, d = self._own(tx, principal, repo, num)
             if d.status == "merged":
@@ -237,6 +247,7 @@ class DiscussionService:
 
     def merge(self, principal: Principal, repo: RepoId, num: int, comment: str | None) -> str:
         """Apply the PR's changes to its target branch in one new commit; its id."""
+        check_text(comment or "", "comment")
         with self._db.write() as tx:
             found = find_repo(tx, principal, repo)
             require_write(principal, found.repo.namespace)

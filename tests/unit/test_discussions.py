@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import hash_bytes
-from registry.domain.discussions import merge_trees
+from registry.domain.discussions import check_text, merge_trees
+from registry.domain.errors import InvalidError
 
 
 def file(path: str, content: bytes) -> TreeEntry:
@@ -39,3 +42,9 @@ def test_merge_of_a_pr_without_changes_changes_nothing() -> None:
     target = tree(file("a", b"2"))
     merged = merge_trees(base, target, base)
     assert (merged.tree, merged.changed, merged.conflicts) == (target, set(), [])
+
+
+def test_text_that_cannot_be_stored_is_refused() -> None:
+    assert check_text("naïve ✓", "title") == "naïve ✓"
+    with pytest.raises(InvalidError):
+        check_text("half \ud800 a pair", "title")
