@@ -3,6 +3,7 @@ close, merge; who may do what; PR commits land on refs/pr/<n>; a discussion reac
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.hf_api import RepoFile
 
 from tests.conftest import ADMIN_TOKEN, RunningNode
 from tests.integration.test_federation_basic import wait_for
@@ -297,7 +299,9 @@ def test_pr_with_an_lfs_file_by_a_user_without_write_access(
     assert info.pr_num == 1
     assert not api.file_exists("admin/big", "w.safetensors")
     api.merge_pull_request("admin/big", 1)
-    assert api.get_paths_info("admin/big", ["w.safetensors"])[0].size == len(weights)
+    [merged] = api.get_paths_info("admin/big", ["w.safetensors"])
+    assert isinstance(merged, RepoFile) and merged.size == len(weights)
+    assert merged.lfs is not None and merged.lfs.sha256 == hashlib.sha256(weights).hexdigest()
     with pytest.raises(HfHubHTTPError) as raised:  # to the branch itself: writers only
         bob.upload_file(path_or_fileobj=weights, path_in_repo="x.safetensors", repo_id="admin/big")
     assert status_of(raised) == 403
@@ -331,7 +335,7 @@ def test_pr_through_xet_by_a_user_without_write_access(
     assert out.stdout.strip().splitlines()[-1] == "refs/pr/1"
     assert node.log.count("POST", "/cas/v1/shards") == 1  # through Xet, not LFS
     [entry] = api.get_paths_info("admin/xpr", ["w.safetensors"], revision="refs/pr/1")
-    assert entry.size == 2 * 1024 * 1024
+    assert isinstance(entry, RepoFile) and entry.size == 2 * 1024 * 1024
     assert not api.file_exists("admin/xpr", "w.safetensors")
 
 
