@@ -255,7 +255,7 @@ class Runtime:
                 self.identity, self.reads, metadata, self.scans, self.downloads, self.peers
             ),
             commits=self.commits,
-            discussions=DiscussionService(self.db, self.identity),
+            discussions=DiscussionService(self.db, self.identity, self.blobs),
             uploads=self.uploads,
             files=FileService(
                 self.blobs,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from registry.domain.commit import TreeEntry
@@ -93,3 +94,35 @@ def _same(a: TreeEntry | None, b: TreeEntry | None) -> bool:
     if a is None or b is None:
         return a is b
     return (a.blake3, a.lfs) == (b.blake3, b.lfs)
+
+
+def tree_diff(
+    base: Mapping[str, TreeEntry],
+    head: Mapping[str, TreeEntry],
+    text_of: Callable[[TreeEntry], str | None],
+) -> str:
+    """A git-style diff from `base` to `head`: unified for text files (`text_of` gives a
+    file's text, None for a binary or large one), one line for the others."""
+    parts: list[str] = []
+    for path in sorted(base.keys() | head.keys()):
+        old, new = base.get(path), head.get(path)
+        if _same(old, new):
+            continue
+        parts.append(f"diff --git a/{path} b/{path}\n")
+        if old is None:
+            parts.append("new file\n")
+        elif new is None:
+            parts.append("deleted file\n")
+        texts = [None if e is None else text_of(e) for e in (old, new)]
+        if (old is not None and texts[0] is None) or (new is not None and texts[1] is None):
+            parts.append(f"Binary files a/{path} and b/{path} differ\n")
+            continue
+        before, after = ((t or "").splitlines(keepends=True) for t in texts)
+        lines = difflib.unified_diff(
+            before,
+            after,
+            "/dev/null" if old is None else f"a/{path}",
+            "/dev/null" if new is None else f"b/{path}",
+        )
+        parts.extend(line if line.endswith("\n") else line + "\n" for line in lines)
+    return "".join(parts)

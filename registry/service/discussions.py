@@ -24,6 +24,7 @@ from registry.domain.discussions import (
     check_text,
     merge_trees,
     pr_ref,
+    tree_diff,
 )
 from registry.domain.errors import (
     DiscussionNotFoundError,
@@ -39,9 +40,11 @@ from registry.metadata.db import Database
 from registry.metadata.tx import Tx
 from registry.service.identity import NodeIdentity
 from registry.service.repos import NewCommit, find_repo, move_ref, require_home, write_commit
+from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
 OPEN = ("open", "draft")
+DIFF_TEXT_BYTES = 256 * 1024  # larger files show as changed in a PR's diff, without lines
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class DiscussionDetails:
     discussion: Discussion
     events: list[Event]
     conflicts: list[str]  # a PR's files changed on its target too (open PRs only)
+    diff: str | None  # a PR's changes, from its base to its ref
 
 
 def is_writer(principal: Principal, repo: RepoRecord) -> bool:
@@ -133,9 +137,10 @@ def committable_pr(tx: Tx, principal: Principal, repo: RepoRecord, num: int) -> 
 
 
 class DiscussionService:
-    def __init__(self, db: Database, node: NodeIdentity) -> None:
+    def __init__(self, db: Database, node: NodeIdentity, blobs: BlobStore) -> None:
         self._db = db
         self._node = node
+        self._blobs = blobs
 
     def page(
         self,
@@ -172,7 +177,19 @@ class DiscussionService:
             d = _get(tx, found, num)
             events = tx.discussions.events(found.id, num)
             conflicts = _conflicts(tx, found, d) if d.pull_request and d.status in OPEN else []
-        return DiscussionDetails(d, events, conflicts)
+            head = tx.refs.get(found.id, d.ref) if d.pull_request else None
+            trees = None if head is None else (_tree(tx, d.base), _tree(tx, head.commit_id))
+        diff = None if trees is None else tree_diff(*trees, self._text)
+        return DiscussionDetails(d, events, conflicts, diff)
+
+    def _text(self, entry: TreeEntry) -> str | None:
+        """A small regular file's text, for a diff; None for others (or bytes not held)."""
+        if entry.lfs or entry.size > DIFF_TEXT_BYTES or self._blobs.stat(entry.blake3) is None:
+            return None
+        try:
+            return b"".join(self._blobs.open(entry.blake3)).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
 
     def create(
         self, principal: Principal, repo: RepoId, title: str, description: str, pull_request: bool

@@ -146,6 +146,9 @@ def test_pr_by_commit_lands_on_refs_pr_and_merges(api: HfApi, bob: HfApi) -> Non
     )
     assert pr.target_branch == "refs/heads/main" and pr.git_reference == "refs/pr/1"
     assert pr.conflicting_files == [] and pr.merge_commit_oid is None
+    assert pr.diff is not None
+    assert "diff --git a/p.txt b/p.txt\nnew file\n--- /dev/null\n+++ b/p.txt\n" in pr.diff
+    assert pr.diff.endswith("+proposal\n")
     commit = pr.events[-1]
     assert isinstance(commit, DiscussionCommit)
     assert (commit.summary, commit.oid) == ("Add p.txt", info.oid)

@@ -6,7 +6,7 @@ import pytest
 
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import hash_bytes
-from registry.domain.discussions import check_text, merge_trees
+from registry.domain.discussions import check_text, merge_trees, tree_diff
 from registry.domain.errors import InvalidError
 
 
@@ -48,3 +48,23 @@ def test_text_that_cannot_be_stored_is_refused() -> None:
     assert check_text("naïve ✓", "title") == "naïve ✓"
     with pytest.raises(InvalidError):
         check_text("half \ud800 a pair", "title")
+
+
+def test_tree_diff_shows_text_lines_and_names_binary_files() -> None:
+    texts = {
+        file("a", b"one\ntwo\n").blake3: "one\ntwo\n",
+        file("a", b"one\n2\n").blake3: "one\n2\n",
+    }
+    base = tree(file("a", b"one\ntwo\n"), file("gone", b"x"), file("w.bin", b"\x00"))
+    head = tree(file("a", b"one\n2\n"), file("w.bin", b"\x01"))
+
+    def text_of(entry: TreeEntry) -> str | None:
+        return texts.get(entry.blake3, "x" if entry.path == "gone" else None)
+
+    diff = tree_diff(base, head, text_of)
+    assert diff.startswith(
+        "diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1,2 +1,2 @@\n one\n-two\n+2\n"
+    )
+    assert "diff --git a/gone b/gone\ndeleted file\n--- a/gone\n+++ /dev/null\n" in diff
+    assert diff.endswith("diff --git a/w.bin b/w.bin\nBinary files a/w.bin and b/w.bin differ\n")
+    assert tree_diff(base, base, text_of) == ""

@@ -76,6 +76,7 @@ def discussion_details(
     if d.pull_request:
         out.changes = PullChanges(base=d.target or "", mergeCommitId=d.merge_commit)
         out.filesWithConflicts = details.conflicts
+        out.diff = details.diff
     return out
 
 
