@@ -118,6 +118,10 @@ def test_discussion_errors(api: HfApi, bob: HfApi, node: RunningNode) -> None:
         bob.rename_discussion("admin/errs", 1, "theirs")
     assert status_of(raised) == 403
     assert api.get_discussion_details("admin/errs", 1).status == "open"
+    api.delete_repo("admin/errs")  # its discussions go with it
+    api.create_repo("admin/errs")
+    assert list(api.get_repo_discussions("admin/errs")) == []
+    assert api.create_discussion("admin/errs", "anew").num == 1
 
 
 def test_pr_by_commit_lands_on_refs_pr_and_merges(api: HfApi, bob: HfApi) -> None:
