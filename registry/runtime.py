@@ -33,6 +33,7 @@ from registry.service.cache import ReadCache
 from registry.service.cards import CardReader
 from registry.service.commits import CommitService
 from registry.service.credentials import credential_box
+from registry.service.discussions import DiscussionService
 from registry.service.disk import DiskSpace
 from registry.service.downloads import DownloadCounter
 from registry.service.family import FamilyService
@@ -267,6 +268,7 @@ class Runtime:
             ),
             commits=self.commits,
             rewrite=self.rewrite,
+            discussions=DiscussionService(self.db, self.identity, self.blobs),
             uploads=self.uploads,
             files=FileService(
                 self.blobs,

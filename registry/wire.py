@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -313,8 +313,13 @@ class LfsObjectIn(BaseModel):
     size: int
 
 
+class LfsRef(BaseModel):
+    name: str
+
+
 class LfsBatchIn(BaseModel):
     operation: Literal["upload", "download"]
+    ref: LfsRef | None = None  # the Hub client leaves it out for a pull request
     objects: list[LfsObjectIn] = Field(max_length=10_000)
     transfers: list[str] | None = None
     hash_algo: str | None = None
@@ -638,3 +643,99 @@ class HandleAccessRequestIn(BaseModel):
 
 class GrantAccessIn(BaseModel):
     user: str = Field(max_length=100)
+
+
+class DiscussionIn(BaseModel):
+    title: str = Field(max_length=500)
+    description: str = Field(default="", max_length=65536)
+    pullRequest: bool = False
+
+
+class CommentIn(BaseModel):
+    comment: str = Field(max_length=65536)
+
+
+class CommentEditIn(BaseModel):
+    content: str = Field(max_length=65536)
+
+
+class TitleIn(BaseModel):
+    title: str = Field(max_length=500)
+
+
+class StatusIn(BaseModel):
+    status: str
+    comment: str | None = Field(default=None, max_length=65536)
+
+
+class MergeIn(BaseModel):
+    comment: str | None = Field(default=None, max_length=65536)
+
+
+class Named(BaseModel):
+    name: str
+
+
+class DiscussionRepo(BaseModel):
+    name: str
+    type: str
+
+
+class EventOut(BaseModel):
+    """One event as the Hub client's `deserialize_event` reads it."""
+
+    id: str
+    type: str
+    createdAt: str
+    author: Named
+    data: dict[str, Any]
+
+
+class DiscussionOut(BaseModel):
+    num: int
+    title: str
+    status: str
+    createdAt: str
+    isPullRequest: bool
+    author: Named
+    repo: DiscussionRepo
+    pinned: bool = False
+
+
+class DiscussionsOut(BaseModel):
+    discussions: list[DiscussionOut]
+    count: int
+    start: int
+
+
+class PullChanges(BaseModel):
+    base: str
+    mergeCommitId: str | None = None
+
+
+class DiscussionDetailsOut(DiscussionOut):
+    events: list[EventOut]
+    changes: PullChanges | None = None
+    filesWithConflicts: list[str] | None = None
+    diff: str | None = None
+
+
+class DiscussionCreatedOut(BaseModel):
+    num: int
+    url: str
+
+
+class NewMessageOut(BaseModel):
+    newMessage: EventOut
+
+
+class UpdatedCommentOut(BaseModel):
+    updatedComment: EventOut
+
+
+class NewTitleOut(BaseModel):
+    newTitle: EventOut
+
+
+class NewStatusOut(BaseModel):
+    newStatus: EventOut

@@ -29,6 +29,7 @@ from __future__ import annotations
 from registry.domain.changes import (
     ChangeEntry,
     CommitAdd,
+    DiscussionChange,
     RefDelete,
     RefSet,
     RepoDelete,
@@ -50,6 +51,7 @@ from registry.domain.replication import (
     CreateRepo,
     DeleteRef,
     DeleteRepo,
+    KeepDiscussion,
     LocalView,
     MoveRepo,
     Record,
@@ -118,6 +120,8 @@ def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
             return [AddXetFile(repo, change)]
         case RepoSettings():
             return [SetRepoSettings(repo, change.private, change.gated)]
+        case DiscussionChange():
+            return [KeepDiscussion(repo, change)]
 
 
 def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert, repo: str) -> list[Action]:

@@ -15,6 +15,7 @@ serials, hashes, sizes) stays as served, so comparing normalised bytes holds the
   appearance across the whole recording: every occurrence of one value (a ref pointing at a
   commit, a parent, a relayed entry) gets the same placeholder, so which entry points at which
   commit is held too.
+- Discussion event ids (random, 24 hex, at key `id`) become `<event-N>` the same way.
 - Millisecond times become `<ms>` at every occurrence, not one placeholder per distinct value:
   two writes in the same millisecond are a coincidence of the clock, and numbering would make
   that coincidence part of the format. What the commit time feeds (the commit id) is held by
@@ -54,7 +55,11 @@ VOLATILE_KEYS = {
     "id": "commit",
     "parent": "commit",
     "commit": "commit",
+    "base": "commit",
+    "merge_commit": "commit",
+    "oid": "commit",
     "created_ms": "ms",
+    "edited_ms": "ms",
     "chain": "chain",
     "last_chain": "chain",
 }
@@ -63,6 +68,7 @@ _SHAPES = {
     "epoch": re.compile(r"[0-9a-f]{32}"),
     "incarnation": re.compile(r"[0-9a-f]{32}"),
     "commit": re.compile(r"[0-9a-f]{40}"),
+    "event": re.compile(r"[0-9a-f]{24}"),  # a discussion event's id (random)
     "chain": re.compile(r"[0-9a-f]{64}"),
 }
 # Entries start here in a page; the stored body is split there so a fixture diff reads per entry.
@@ -136,6 +142,8 @@ class Normaliser:
         elif isinstance(value, dict):
             for key, item in value.items():
                 kind = VOLATILE_KEYS.get(key)
+                if key == "id" and isinstance(item, str) and _SHAPES["event"].fullmatch(item):
+                    kind = "event"
                 if kind == "ms" and type(item) is int and len(str(item)) == 13:
                     found[str(item)] = "<ms>"
                 elif (

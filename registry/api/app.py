@@ -22,6 +22,7 @@ from registry.api.ratelimit import RateLimit
 from registry.api.routes import (
     discovery,
     docs,
+    hf_discussions,
     hf_history,
     hf_repos,
     hf_resolve,
@@ -107,6 +108,7 @@ def create_app(
         hf_tree,
         hf_history,
         hf_upload,
+        hf_discussions,
         hf_resolve,
         page_forms,
         raw,

@@ -15,6 +15,7 @@ from starlette.types import Scope
 from registry.domain.access import Principal
 from registry.service.auth import AuthService
 from registry.service.commits import CommitService
+from registry.service.discussions import DiscussionService
 from registry.service.feed import FeedService
 from registry.service.files import FileService
 from registry.service.identity import NodeIdentity
@@ -74,6 +75,7 @@ ReadsDep = Annotated[ReadService, Depends(_part("reads"))]
 RepoInfoDep = Annotated[RepoInfoService, Depends(_part("repoinfo"))]
 CommitsDep = Annotated[CommitService, Depends(_part("commits"))]
 RewriteDep = Annotated[RewriteService, Depends(_part("rewrite"))]
+DiscussionsDep = Annotated[DiscussionService, Depends(_part("discussions"))]
 UploadsDep = Annotated[UploadService, Depends(_part("uploads"))]
 FilesDep = Annotated[FileService, Depends(_part("files"))]
 FeedDep = Annotated[FeedService, Depends(_part("feed"))]

@@ -105,6 +105,15 @@ def may_write(principal: Principal, namespace: str) -> bool:
     return principal.can_write and may_write_namespace(principal, namespace)
 
 
+def require_contributor(principal: Principal) -> None:
+    """Opening a discussion or a pull request, commenting, uploading for a PR: any signed-in
+    user with a write token, on any repo they can read."""
+    if principal.anonymous:
+        raise UnauthorizedError("This needs a token: pass one as a Bearer token")
+    if not principal.can_write:
+        raise ForbiddenError("This token is read-only; create one with --write")
+
+
 def require_write(principal: Principal, namespace: str) -> None:
     if principal.anonymous:
         raise UnauthorizedError("Write access needs a token: pass one as a Bearer token")

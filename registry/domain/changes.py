@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
+from registry.domain.discussions import EVENT_TYPES, STATUSES, Discussion, Event
 from registry.domain.errors import InvalidError
 from registry.domain.xet.types import Term, XetHash, XorbRef
 
@@ -255,6 +256,72 @@ class XetFileAdd:
 
 
 @dataclass(frozen=True)
+class DiscussionChange:
+    """A discussion or PR as it stands after one event (opened, comment, status, commit,
+    title, comment edit): a replica keeps the discussion and the event, by the event's id."""
+
+    KIND: ClassVar[str] = "discussion.event"
+    incarnation: str
+    discussion: Discussion
+    event: Event
+
+    def body(self) -> Body:
+        d, e = self.discussion, self.event
+        return {
+            "num": d.num,
+            "title": d.title,
+            "author": d.author,
+            "status": d.status,
+            "pull_request": d.pull_request,
+            "created_ms": d.created_ms,
+            "target": d.target,
+            "base": d.base,
+            "merge_commit": d.merge_commit,
+            "event": {
+                "id": e.id,
+                "type": e.type,
+                "author": e.author,
+                "created_ms": e.created_ms,
+                "data": dict(e.data),
+                "edited_ms": e.edited_ms,
+            },
+            "incarnation": self.incarnation,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> DiscussionChange:
+        event = body.get("event")
+        if not isinstance(event, dict):
+            raise InvalidError("A discussion change's event is an object")
+        data = event.get("data")
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise InvalidError("A discussion event's data maps names to strings")
+        discussion = Discussion(
+            _number(body, "num"),
+            _text(body, "title"),
+            _text(body, "author"),
+            _choice(body, "status", STATUSES),
+            _flag(body, "pull_request"),
+            _number(body, "created_ms"),
+            _optional_text(body, "target"),
+            _optional_text(body, "base"),
+            _optional_text(body, "merge_commit"),
+        )
+        edited = event.get("edited_ms")
+        if edited is not None and (not isinstance(edited, int) or isinstance(edited, bool)):
+            raise InvalidError("A discussion event's edited_ms is an integer or null")
+        parsed = Event(
+            _text(event, "id"),
+            _choice(event, "type", EVENT_TYPES),
+            _text(event, "author"),
+            _number(event, "created_ms"),
+            {str(k): v for k, v in data.items()},
+            edited,
+        )
+        return cls(_text(body, "incarnation"), discussion, parsed)
+
+
+@dataclass(frozen=True)
 class UnknownChange:
     """A kind this version does not know (a newer peer's): recorded and re-served, not applied."""
 
@@ -263,7 +330,15 @@ class UnknownChange:
 
 
 Change = (
-    RepoUpsert | RepoDelete | RepoMove | RepoSettings | CommitAdd | RefSet | RefDelete | XetFileAdd
+    RepoUpsert
+    | RepoDelete
+    | RepoMove
+    | RepoSettings
+    | CommitAdd
+    | RefSet
+    | RefDelete
+    | XetFileAdd
+    | DiscussionChange
 )
 _DECODERS: dict[str, Callable[[Mapping[str, Any]], Change]] = {
     cls.KIND: cls.from_body
@@ -276,6 +351,7 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any]], Change]] = {
         RefSet,
         RefDelete,
         XetFileAdd,
+        DiscussionChange,
     )
 }
 # What a mirror carries: a push-outbox row is written for these kinds (of public repos only).
@@ -320,6 +396,20 @@ def _number(body: Mapping[str, Any], key: str) -> int:
     value = body.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidError(f"Change entry field {key!r} must be an integer")
+    return value
+
+
+def _optional_text(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidError(f"Change entry field {key!r} must be a string or null")
+    return value
+
+
+def _choice(body: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    value = _text(body, key)
+    if value not in choices:
+        raise InvalidError(f"Change entry field {key!r} must be one of {', '.join(choices)}")
     return value
 
 

@@ -5,11 +5,12 @@ Each family is listed with the codes it holds, its own first:
     RegistryError             internal
     ├── NotFoundError         NotFound, RepoNotFound (RepoMoved: a redirect), RevisionNotFound,
     │                         EntryNotFound, BlobNotFound, PeerNotFound, MirrorNotFound,
-    │                         TokenNotFound, OrgNotFound, UserNotFound
+    │                         TokenNotFound, OrgNotFound, UserNotFound, DiscussionNotFound
     ├── ConflictError         Conflict, RepoExists, RefExists, ProtectedRef, HomeMismatch,
-    │                         MirrorExists, ScrubRunning, NameTaken (a user and an org share
-    │                         no name; an org's name is taken once)
-    ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency)
+    │                         MirrorExists, ScrubRunning, DiscussionState, NameTaken (a user
+    │                         and an org share no name; an org's name is taken once)
+    ├── PreconditionError     PreconditionFailed, ParentMismatch (optimistic concurrency),
+    │                         MergeConflict (a PR's files changed on its target too)
     ├── InvalidError          BadRequest, InvalidName, InvalidRevision,
     │                         DigestMismatch (XorbHashMismatch, VerificationMismatch,
     │                         FileHashMismatch, Sha256Mismatch), SizeMismatch, MissingObject,
@@ -112,6 +113,11 @@ class AccessRequestNotFoundError(NotFoundError):
     code = "AccessRequestNotFound"
 
 
+class DiscussionNotFoundError(NotFoundError):
+    code = "DiscussionNotFound"
+    default_message = "Discussion not found"
+
+
 class ConflictError(RegistryError):
     code = "Conflict"
 
@@ -142,6 +148,12 @@ class MirrorExistsError(ConflictError):
     code = "MirrorExists"
 
 
+class DiscussionStateError(ConflictError):
+    """A discussion is not in a state that allows this (merging a closed PR, say)."""
+
+    code = "DiscussionState"
+
+
 class ScrubRunningError(ConflictError):
     """Another process scrubs this node now (one scrub at a time, held by a lease)."""
 
@@ -154,6 +166,12 @@ class PreconditionError(RegistryError):
 
 class ParentMismatchError(PreconditionError):
     code = "ParentMismatch"
+
+
+class MergeConflictError(PreconditionError):
+    """A pull request's changed files were also changed on its target branch since."""
+
+    code = "MergeConflict"
 
 
 class InvalidError(RegistryError):
@@ -438,8 +456,10 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         OrgNotFoundError,
         UserNotFoundError,
         AccessRequestNotFoundError,
+        DiscussionNotFoundError,
         ConflictError,
         NameTakenError,
+        DiscussionStateError,
         RepoExistsError,
         RefExistsError,
         ProtectedRefError,
@@ -448,6 +468,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         ScrubRunningError,
         PreconditionError,
         ParentMismatchError,
+        MergeConflictError,
         InvalidError,
         InvalidSettingError,
         NotGatedError,

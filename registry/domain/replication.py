@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from registry.domain.changes import ChangeEntry, CommitAdd, XetFileAdd
+from registry.domain.changes import ChangeEntry, CommitAdd, DiscussionChange, XetFileAdd
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,14 @@ class AddXetFile:
 
 
 @dataclass(frozen=True)
+class KeepDiscussion:
+    """Keep a discussion as its home last described it, and one event of it."""
+
+    repo: str
+    change: DiscussionChange
+
+
+@dataclass(frozen=True)
 class SetRef:
     repo: str
     ref: str
@@ -150,6 +158,7 @@ Action = (
     | SetRepoSettings
     | AddCommit
     | AddXetFile
+    | KeepDiscussion
     | SetRef
     | DeleteRef
     | Collide

@@ -15,6 +15,8 @@ from registry.domain.records import RepoRecord
 from registry.metadata.tables import (
     AccessRequest,
     Commit,
+    Discussion,
+    DiscussionEvent,
     Ref,
     Repo,
     RepoAlias,
@@ -182,7 +184,7 @@ class Repos:
         return {key: repo for key, repo in found.items() if repo is not None}
 
     def delete(self, repo_id: int) -> None:
-        """The repo with its commits, trees and refs (the blobs stay for gc)."""
+        """The repo with its commits, trees, refs and discussions (the blobs stay for gc)."""
         self._session.flush()  # what this transaction changed of them first
         commits = select(Commit.id).where(Commit.repo_id == repo_id)
         self._session.execute(delete(TreeRow).where(col(TreeRow.commit_id).in_(commits)))
@@ -190,6 +192,10 @@ class Repos:
         self._session.execute(delete(Ref).where(col(Ref.repo_id) == repo_id))
         self._session.execute(delete(RepoRedirect).where(col(RepoRedirect.repo_id) == repo_id))
         self._session.execute(delete(AccessRequest).where(col(AccessRequest.repo_id) == repo_id))
+        self._session.execute(
+            delete(DiscussionEvent).where(col(DiscussionEvent.repo_id) == repo_id)
+        )
+        self._session.execute(delete(Discussion).where(col(Discussion.repo_id) == repo_id))
         self._session.delete(self._row(repo_id))
         self._session.flush()
         self._held.pop(repo_id, None)

@@ -208,6 +208,35 @@ class Ref(SQLModel, table=True):
     version: int
 
 
+class Discussion(SQLModel, table=True):
+    """A repo's discussion or PR as it stands now (numbered with the repo's PRs)."""
+
+    repo_id: int = Field(primary_key=True)
+    num: int = Field(primary_key=True)
+    title: str
+    author: str
+    status: str
+    pull_request: bool
+    created_ms: int = Field(sa_type=BIG)
+    target: str | None = None
+    base: str | None = None
+    merge_commit: str | None = None
+
+
+class DiscussionEvent(SQLModel, table=True):
+    __tablename__ = "discussion_event"
+    __table_args__ = (Index("ix_discussion_event_num", "repo_id", "num", "seq"),)
+    seq: int | None = Field(default=None, primary_key=True)  # the order events came in
+    id: str = Field(unique=True)
+    repo_id: int
+    num: int
+    type: str
+    author: str
+    created_ms: int = Field(sa_type=BIG)
+    data: str  # JSON object of strings
+    edited_ms: int | None = Field(default=None, sa_type=BIG)
+
+
 class Change(SQLModel, table=True):
     """The change log peers pull; `serial` is gap-free and written with each change."""
 

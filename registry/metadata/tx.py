@@ -20,6 +20,7 @@ from registry.metadata.activity import Activity
 from registry.metadata.blobs import Blobs
 from registry.metadata.changelog import ChangeLog
 from registry.metadata.commits import Commits
+from registry.metadata.discussions import Discussions
 from registry.metadata.leases import LeaseTable
 from registry.metadata.mirrors import Mirrors
 from registry.metadata.orgs import Orgs
@@ -53,6 +54,10 @@ class Tx:
     @cached_property
     def changes(self) -> ChangeLog:
         return ChangeLog(self._session, self.mirrors)
+
+    @cached_property
+    def discussions(self) -> Discussions:
+        return Discussions(self._session)
 
     @cached_property
     def blobs(self) -> Blobs:

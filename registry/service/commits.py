@@ -9,6 +9,7 @@ from registry.domain.access import Principal
 from registry.domain.changes import RefDelete
 from registry.domain.commit import TreeEntry, parent_dirs
 from registry.domain.digest import REGULAR_FILE_MAX, Hashes
+from registry.domain.discussions import Discussion
 from registry.domain.errors import (
     EntryNotFoundError,
     InvalidPathError,
@@ -24,6 +25,14 @@ from registry.domain.patterns import ignore_spec, lfs_spec
 from registry.domain.records import RepoRecord
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
+from registry.service.discussions import (
+    committable_pr,
+    open_discussion,
+    pr_commit,
+    pr_number,
+    pr_repo,
+    pr_target,
+)
 from registry.service.identity import NodeIdentity
 from registry.service.reads import resolve_commit
 from registry.service.repos import (
@@ -104,10 +113,11 @@ class CommitService:
         parent_commit: str | None = None,
         create_pr: bool = False,
     ) -> CommitResult:
-        self.require_writable(principal, repo, revision)  # fail fast before storing bytes
+        self.require_writable(principal, repo, revision, create_pr)  # fail fast, no bytes
         added = {op.path: self._entry(op) for op in operations if not isinstance(op, Delete)}
+        author = principal.user or ""
         with self._db.write() as tx:
-            found = writable_repo(tx, principal, repo, self._node)
+            found, pr = self._committable(tx, principal, repo, revision, create_pr)
             head = resolve_commit(tx, found, revision)
             if parent_commit and not head.id.startswith(parent_commit.lower()):
                 # The Hub's own words (tools match on them); ours go in the detail.
@@ -124,10 +134,13 @@ class CommitService:
             files = tx.commits.tree(head.id)
             tree = {f.path: f.entry for f in files}
             changed = _apply(tree, operations, added)
-            ref, pr = self._target_ref(tx, found, revision, create_pr)
+            if create_pr:
+                opened = ("open", pr_target(tx, found, revision), head.id)
+                pr = open_discussion(tx, self._node, found, author, title, message, pr=opened)
+            ref = pr.ref if pr is not None else self._target_ref(tx, found, revision)
             new = NewCommit(
                 head.id,
-                principal.user or "",
+                author,
                 title,
                 message,
                 list(tree.values()),
@@ -135,10 +148,14 @@ class CommitService:
                 {f.path: f.last_commit for f in files},
             )
             sha = write_commit(tx, self._node, found, new, ref)
+            if pr is not None:
+                pr_commit(tx, self._node, found, pr, author, title, sha)
         logger.info("commit repo=%s ref=%s commit=%s ops=%d", repo, ref, sha, len(operations))
-        return CommitResult(sha, pr)
+        return CommitResult(sha, pr.num if create_pr and pr is not None else None)
 
-    def require_writable(self, principal: Principal, repo: RepoId, revision: str) -> None:
+    def require_writable(
+        self, principal: Principal, repo: RepoId, revision: str, create_pr: bool = False
+    ) -> None:
         """Refuse now what a commit by `principal` to `revision` would be refused for.
 
         Raises:
@@ -146,7 +163,27 @@ class CommitService:
             NotHomeError (a replica: writes go to the repo's home).
         """
         with self._db.read() as tx:
-            resolve_commit(tx, writable_repo(tx, principal, repo, self._node), revision)
+            found, _ = self._committable(tx, principal, repo, revision, create_pr)
+            resolve_commit(tx, found, revision)
+            if create_pr:
+                pr_target(tx, found, revision)
+
+    def _committable(
+        self, tx: Tx, principal: Principal, repo: RepoId, revision: str, create_pr: bool
+    ) -> tuple[RepoRecord, Discussion | None]:
+        """The repo if the principal may commit to `revision` (a PR: any contributor; a PR's
+        ref: its author or a writer; else a writer), and the PR committed to, if any."""
+        num = pr_number(revision)
+        if not create_pr and num is None:
+            return writable_repo(tx, principal, repo, self._node), None
+        found = pr_repo(tx, principal, repo, self._node)
+        if create_pr:
+            return found, None
+        assert num is not None
+        pr = committable_pr(tx, principal, found, num)
+        if pr is None:  # a PR ref made before PRs were kept: writers only
+            return writable_repo(tx, principal, repo, self._node), None
+        return found, pr
 
     def _entry(self, op: AddBytes | AddLfs) -> TreeEntry:
         if isinstance(op, AddBytes):
@@ -168,15 +205,10 @@ class CommitService:
             )
         return TreeEntry(op.path, blob.digest, blob.sha256, blob.size, True, blob.git_sha1)
 
-    def _target_ref(
-        self, tx: Tx, repo: RepoRecord, revision: str, create_pr: bool
-    ) -> tuple[str, int | None]:
-        if create_pr:
-            number = tx.repos.next_pr(repo.id)
-            return f"refs/pr/{number}", number
+    def _target_ref(self, tx: Tx, repo: RepoRecord, revision: str) -> str:
         for name in [revision] if revision.startswith("refs/") else [f"refs/heads/{revision}"]:
             if tx.refs.get(repo.id, name) is not None and not name.startswith("refs/tags/"):
-                return name, None
+                return name
         raise RevisionNotFoundError(
             f"Invalid rev id: {revision} (commits go to a branch or a refs/pr/N ref)"
         )
@@ -221,9 +253,11 @@ class CommitService:
         revision: str,
         files: list[PreuploadFile],
         gitignore: str | None,
+        create_pr: bool = False,
     ) -> list[PreuploadAnswer]:
         with self._db.read() as tx:
-            head = resolve_commit(tx, writable_repo(tx, principal, repo, self._node), revision)
+            found, _ = self._committable(tx, principal, repo, revision, create_pr)
+            head = resolve_commit(tx, found, revision)
             tree = {f.path: f.entry for f in tx.commits.tree(head.id)}
         lfs = lfs_spec(self._text(tree.get(".gitattributes")))
         ignored = ignore_spec(

@@ -34,6 +34,7 @@ from registry.domain.replication import (
     DeleteRef,
     DeleteRepo,
     FeedPosition,
+    KeepDiscussion,
     LocalView,
     MoveRepo,
     Record,
@@ -213,6 +214,12 @@ class ReplicationService:
             case AddXetFile():
                 if repos[action.repo] is not None:
                     add_xet_file(tx, action.file)
+            case KeepDiscussion():
+                found = repos[action.repo]
+                if found is not None:
+                    d, event = action.change.discussion, action.change.event
+                    tx.discussions.put(found.id, d)
+                    tx.discussions.put_event(found.id, d.num, event)
             case SetRef():
                 found = repos[action.repo]
                 if found is not None:

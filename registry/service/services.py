@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from registry.service.auth import AuthService
 from registry.service.commits import CommitService
+from registry.service.discussions import DiscussionService
 from registry.service.feed import FeedService
 from registry.service.files import FileService
 from registry.service.identity import NodeIdentity
@@ -39,6 +40,7 @@ class Services:
     repoinfo: RepoInfoService
     commits: CommitService
     rewrite: RewriteService
+    discussions: DiscussionService
     uploads: UploadService
     files: FileService
     peers: PeerService

@@ -13,6 +13,7 @@ from registry.domain.names import RepoId
 from registry.domain.records import BlobRecord
 from registry.domain.tokens import sign, verify_signature
 from registry.metadata.db import Database
+from registry.service.discussions import pr_repo
 from registry.service.disk import DiskSpace
 from registry.service.identity import NodeIdentity
 from registry.service.quarantine import Quarantine
@@ -54,10 +55,15 @@ class UploadService:
         self._disk = disk
 
     def lfs_batch(
-        self, principal: Principal, repo: RepoId, objects: list[LfsObject]
+        self, principal: Principal, repo: RepoId, objects: list[LfsObject], *, for_pr: bool = False
     ) -> list[LfsAnswer]:
+        """Upload grants; `for_pr` (no branch named: a pull request's files) allows any
+        contributor, since a PR's commit never reaches a branch without a writer's merge."""
         with self._db.read() as tx:
-            writable_repo(tx, principal, repo, self._node)
+            if for_pr:
+                pr_repo(tx, principal, repo, self._node)
+            else:
+                writable_repo(tx, principal, repo, self._node)
         answers = [self._answer(o) for o in objects]
         # Refused before any byte is sent when the whole upload cannot fit (507, not retried
         # by the Hub client), rather than part way through (and then again, for each retry).

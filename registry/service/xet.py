@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import blake3
 
-from registry.domain.access import Principal, require_write
+from registry.domain.access import Principal, require_contributor, require_write
 from registry.domain.digest import Digest
 from registry.domain.errors import (
     FileHashMismatchError,
@@ -53,6 +53,7 @@ from registry.domain.xet.xorb import XorbReader, parse_xorb
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
 from registry.service.cache import ReadCache
+from registry.service.discussions import is_writer, pr_repo
 from registry.service.identity import NodeIdentity
 from registry.service.repos import find_repo, writable_repo
 from registry.service.settings import require_gate
@@ -148,8 +149,11 @@ class XetService:
 
     # -- the Hub side: tokens -------------------------------------------------------------
 
-    def token(self, principal: Principal, repo: RepoId, *, write: bool) -> CasToken:
-        """A CAS access token for one repo: read, or write (at the repo's home only).
+    def token(
+        self, principal: Principal, repo: RepoId, *, write: bool, create_pr: bool = False
+    ) -> CasToken:
+        """A CAS access token for one repo: read, or write (at the repo's home only; for a
+        pull request, `create_pr`, any contributor may write).
 
         Raises:
             XetUnsupportedError: Xet is turned off on this node.
@@ -157,20 +161,26 @@ class XetService:
         """
         if not self._settings.enabled:
             raise XetUnsupportedError(DISABLED)
+        pull_request = False
         with self._db.read() as tx:
-            if write:
+            if write and create_pr:
+                found = pr_repo(tx, principal, repo, self._node)
+                pull_request = not is_writer(principal, found)
+            elif write:
                 writable_repo(tx, principal, repo, self._node)
             else:
                 require_gate(tx, principal, find_repo(tx, principal, repo))
         expires = int(time.time() + self._settings.token_seconds)
+        nonce = secrets.token_hex(8)
         grant = grants.CasGrant(
             repo,
             principal.user,
             principal.is_admin,
             write,
             expires,
-            secrets.token_hex(8),
+            nonce,
             principal.orgs,
+            pull_request,
         )
         return CasToken(grants.issue(self._node.secret, grant), expires)
 
@@ -541,7 +551,10 @@ def _too_large(file: ShardFile, max_bytes: int) -> TooLargeError:
 
 
 def _require_upload(grant: grants.CasGrant) -> None:
-    require_write(grant.principal, grant.repo.namespace)
+    if grant.pull_request:
+        require_contributor(grant.principal)
+    else:
+        require_write(grant.principal, grant.repo.namespace)
 
 
 def _term_chunks(

@@ -56,10 +56,16 @@ def write_requests(repo: str) -> list[Request]:
             f"{api}/preupload/main",
             {"json": {"files": [{"path": "a.txt", "size": 1, "sample": ""}]}},
         ),
-        (
+        (  # for a branch (without `ref`, for a pull request: any contributor may upload)
             "POST",
             f"/{repo}.git/info/lfs/objects/batch",
-            {"json": {"operation": "upload", "objects": [{"oid": "a" * 64, "size": 1}]}},
+            {
+                "json": {
+                    "operation": "upload",
+                    "ref": {"name": "refs/heads/main"},
+                    "objects": [{"oid": "a" * 64, "size": 1}],
+                }
+            },
         ),
         ("POST", f"{api}/branch/dev", {"json": {}}),
         ("POST", f"{api}/tag/main", {"json": {"tag": "v1"}}),

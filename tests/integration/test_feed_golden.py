@@ -55,7 +55,7 @@ def safetensors() -> bytes:
 
 def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
     """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.settings,
-    repo.move, repo.delete.
+    repo.move, repo.delete, discussion.event.
 
     Each commit only adds paths that sort after every path already in the repo. A commit's
     tree lists its parent's rows in the order the database returns them (no ORDER BY: by path
@@ -141,6 +141,17 @@ def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
         repo_type="dataset",
         commit_message="add more rows",
     )
+    # Last, so the entries recorded before discussions existed keep their serials.
+    api.create_discussion(repo, "A question", description="Which license?")
+    api.comment_discussion(repo, 1, "MIT")
+    api.upload_file(  # a PR (discussion.event with a commit event), merged
+        path_or_fileobj=b"proposed",
+        path_in_repo="zz-proposal.txt",
+        repo_id=repo,
+        commit_message="propose a file",
+        create_pr=True,
+    )
+    api.merge_pull_request(repo, 2)
 
 
 def read_feed(
@@ -220,6 +231,7 @@ def test_feed_wire_format_matches_the_golden_recording(
         "ref.delete",
         "repo.settings",
         "repo.move",
+        "discussion.event",
     }
     assert check_commit_ids(entries) > 0
     times = [e["created_ms"] for e in entries] + [

@@ -10,6 +10,7 @@ from registry.domain.changes import (
     Change,
     ChangeEntry,
     CommitAdd,
+    DiscussionChange,
     RefDelete,
     RefSet,
     RepoDelete,
@@ -21,6 +22,7 @@ from registry.domain.changes import (
 )
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import hash_bytes
+from registry.domain.discussions import Discussion, Event
 from registry.domain.errors import InvalidError
 from registry.domain.xet.types import Term, XetHash, XorbRef
 
@@ -47,6 +49,19 @@ XET_FILE = XetFileAdd(
 )
 CHANGES.append(XET_FILE)
 CHANGES.append(RepoMove("inc1", "model/bob/m2"))
+PULL = Discussion(
+    2, "Add a file", "bob", "merged", True, 1700000000003, "refs/heads/main", "c" * 40, "d" * 40
+)
+COMMENT = Event("ab" * 12, "comment", "bob", 1700000000004, {"text": "please"}, 1700000000005)
+CHANGES += [
+    DiscussionChange("inc1", PULL, COMMENT),
+    DiscussionChange(
+        "inc1",
+        Discussion(3, "Why?", "carol", "open", False, 1700000000006),
+        Event("cd" * 12, "title-change", "carol", 1700000000007, {"from": "Why", "to": "Why?"}),
+    ),
+]
+DISCUSSION = CHANGES[-2].body()
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=lambda c: c.KIND)
@@ -79,6 +94,27 @@ def test_changes_bodies_keep_their_wire_keys() -> None:
     assert set(xet) == {"file", "blake3", "sha256", "size", "terms", "xorbs", "incarnation"}
     assert xet["terms"][0] == [XORB_A.hex, 0, 2, 10]  # hashes in the Xet string form
     assert xet["xorbs"][1] == [XORB_B.hex, TEXT.blake3.hex, 888]
+    assert set(DISCUSSION) == {
+        "num",
+        "title",
+        "author",
+        "status",
+        "pull_request",
+        "created_ms",
+        "target",
+        "base",
+        "merge_commit",
+        "event",
+        "incarnation",
+    }
+    assert DISCUSSION["event"] == {
+        "id": "ab" * 12,
+        "type": "comment",
+        "author": "bob",
+        "created_ms": 1700000000004,
+        "data": {"text": "please"},
+        "edited_ms": 1700000000005,
+    }
 
 
 COMMIT = {"incarnation": "i", "id": "c", "author": "a", "title": "t", "created_ms": 1}
@@ -105,6 +141,12 @@ XET = XET_FILE.body()
         ("xet.file", {**XET, "size": 31}),  # terms add up to 30
         ("xet.file", {**XET, "xorbs": [[XORB_A.hex, "nope", 1], XET["xorbs"][1]]}),
         ("xet.file", {**XET, "terms": "all of them"}),
+        ("discussion.event", {**DISCUSSION, "status": "pending"}),
+        ("discussion.event", {**DISCUSSION, "num": "2"}),
+        ("discussion.event", {**DISCUSSION, "base": 5}),
+        ("discussion.event", {**DISCUSSION, "event": "a comment"}),
+        ("discussion.event", {**DISCUSSION, "event": {**DISCUSSION["event"], "type": "like"}}),
+        ("discussion.event", {**DISCUSSION, "event": {**DISCUSSION["event"], "data": {"n": 1}}}),
     ],
 )
 def test_changes_refuse_a_body_their_kind_cannot_have(kind: str, body: dict[str, object]) -> None:

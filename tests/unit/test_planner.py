@@ -14,6 +14,7 @@ from registry.domain.replication import (
     CreateRepo,
     DeleteRef,
     DeleteRepo,
+    KeepDiscussion,
     LocalView,
     MoveRepo,
     Record,
@@ -183,6 +184,36 @@ def test_plan_keeps_a_xet_recipe_said_by_the_home_only() -> None:
     stray = [*history(), entry(4, "xet.file", recipe, origin="C")]  # C is not the home
     assert [type(a) for a in plan(view, stray)][-1:] == [Record]
     assert not any(isinstance(a, AddXetFile) for a in plan(empty_view(), stray))
+
+
+def test_plan_keeps_a_discussion_said_by_the_home_only() -> None:
+    said = {
+        "num": 1,
+        "title": "Hello",
+        "author": "bob",
+        "status": "open",
+        "pull_request": False,
+        "created_ms": 8,
+        "target": None,
+        "base": None,
+        "merge_commit": None,
+        "event": {
+            "id": "ab" * 12,
+            "type": "comment",
+            "author": "bob",
+            "created_ms": 8,
+            "data": {"text": "hi"},
+            "edited_ms": None,
+        },
+    }
+    actions = plan(empty_view(), [*history(), entry(4, "discussion.event", said)])
+    kept = actions[-2]
+    assert isinstance(kept, KeepDiscussion) and kept.repo == REPO
+    assert kept.change.discussion.title == "Hello" and kept.change.event.data == {"text": "hi"}
+    stray = [*history(), entry(4, "discussion.event", said, origin="C")]  # C is not the home
+    assert not any(isinstance(a, KeepDiscussion) for a in plan(empty_view(), stray))
+    gone = [*history(), entry(4, "repo.delete", {}), entry(5, "discussion.event", said)]
+    assert not any(isinstance(a, KeepDiscussion) for a in plan(empty_view(), gone))
 
 
 def chained(entries: list[ChangeEntry], tag: str) -> list[ChangeEntry]:

@@ -45,12 +45,13 @@ def preupload(
     uploads: UploadsDep,
     settings: SettingsDep,
     principal: PrincipalDep,
+    create_pr: bool = False,
 ) -> PreuploadOut:
     target = api_repo_path(request)
     files = [PreuploadFile(check_repo_path(f.path), f.size) for f in body.files]
     check_file_sizes(settings.limits, ((f.path, f.size) for f in files))
     answers = commits.preupload(
-        principal, target.repo, "/".join(target.rest), files, body.gitIgnore
+        principal, target.repo, "/".join(target.rest), files, body.gitIgnore, create_pr
     )
     # The one call every upload makes first (LFS and Xet alike): a commit whose large files
     # cannot fit is refused here (507, which the Hub client does not retry), before any byte.
@@ -87,7 +88,10 @@ def _lfs_batch(
         raise InvalidError("Only the upload operation is supported; download via /resolve")
     check_file_sizes(settings.limits, ((f"LFS object {o.oid}", o.size) for o in body.objects))
     answers = uploads.lfs_batch(
-        principal, _batch_repo(request), [LfsObject(o.oid, o.size) for o in body.objects]
+        principal,
+        _batch_repo(request),
+        [LfsObject(o.oid, o.size) for o in body.objects],
+        for_pr=body.ref is None,
     )
     base = public_base(request, settings.public_url)
     objects = []

@@ -17,15 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
 from registry.api.cardhtml import card_html
-from registry.api.deps import RepoPagesDep, RepoSettingsDep, SearchDep
+from registry.api.deps import DiscussionsDep, RepoPagesDep, RepoSettingsDep, SearchDep
 from registry.api.lineage_svg import layout
 from registry.api.paths import parse_repo, raw_segments
 from registry.api.session import ViewerDep, csrf_token, session_token
@@ -212,6 +213,45 @@ def commit_page(request: Request, pages: RepoPagesDep, viewer: ViewerDep) -> HTM
     return _shown(request, viewer, build)
 
 
+def discussions_page(
+    request: Request,
+    pages: RepoPagesDep,
+    discussions: DiscussionsDep,
+    viewer: ViewerDep,
+    p: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> HTMLResponse:
+    """The repo's discussions and pull requests, newest first."""
+
+    def build() -> HTMLResponse:
+        repo, _ = _target(request)
+        header = pages.header(viewer, repo, "main")
+        found = discussions.page(viewer, repo, page=p - 1)
+        more = found.start + len(found.discussions) < found.total
+        return render_page(
+            request, viewer, "discussions.html", found=found, page=p, more=more, **_head(header)
+        )
+
+    return _shown(request, viewer, build)
+
+
+def discussion_page(
+    request: Request,
+    num: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+    pages: RepoPagesDep,
+    discussions: DiscussionsDep,
+    viewer: ViewerDep,
+) -> HTMLResponse:
+    """One discussion or pull request with its events."""
+
+    def build() -> HTMLResponse:
+        repo, _ = _target(request)
+        header = pages.header(viewer, repo, "main")
+        details = discussions.details(viewer, repo, num)
+        return render_page(request, viewer, "discussion.html", details=details, **_head(header))
+
+    return _shown(request, viewer, build)
+
+
 def author_page(
     request: Request, owner: str, pages: RepoPagesDep, viewer: ViewerDep, p: int = 1
 ) -> HTMLResponse:
@@ -301,4 +341,7 @@ for _prefix in ("", "/datasets"):
         router.get(_route, response_class=HTMLResponse)(_page_of)
         if _kind in ("tree", "blob"):
             router.get(_route + "/{path:path}", response_class=HTMLResponse)(_page_of)
+    _discussions = f"{_prefix}/{{namespace}}/{{name}}/discussions"
+    router.get(_discussions, response_class=HTMLResponse)(discussions_page)
+    router.get(_discussions + "/{num:int}", response_class=HTMLResponse)(discussion_page)
 router.get("/{owner}", response_class=HTMLResponse)(author_page)  # last: any other name wins

@@ -54,13 +54,19 @@ def xet_disabled() -> Response:
 
 
 def _token_answer(
-    request: Request, xet: XetService, settings: SettingsDep, principal: Principal, *, write: bool
+    request: Request,
+    xet: XetService,
+    settings: SettingsDep,
+    principal: Principal,
+    *,
+    write: bool,
+    create_pr: bool = False,
 ) -> Response:
     """A CAS token for the repo of the route (while Xet is off: the redirect that names the
     switch)."""
     if not settings.xet.enabled:
         return RedirectResponse(DISABLED_PATH, status_code=307)
-    token = xet.token(principal, api_repo_path(request).repo, write=write)
+    token = xet.token(principal, api_repo_path(request).repo, write=write, create_pr=create_pr)
     cas = f"{public_base(request, settings.public_url)}/cas"
     body = {"casUrl": cas, "exp": token.expires, "accessToken": token.token}
     headers = {
@@ -73,10 +79,15 @@ def _token_answer(
 
 @router.get("/api/{repo_type}/{namespace}/{name}/xet-write-token/{revision:path}")
 def write_token(
-    request: Request, xet: XetDep, settings: SettingsDep, principal: PrincipalDep
+    request: Request,
+    xet: XetDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    create_pr: bool = False,
 ) -> Response:
-    """A token to upload to the repo's CAS (any revision: the commit names the branch)."""
-    return _token_answer(request, xet, settings, principal, write=True)
+    """A token to upload to the repo's CAS (any revision: the commit names the branch); with
+    `create_pr`, for a pull request, which anyone signed in may open."""
+    return _token_answer(request, xet, settings, principal, write=True, create_pr=create_pr)
 
 
 @router.get("/api/{repo_type}/{namespace}/{name}/xet-read-token/{revision:path}")

@@ -31,6 +31,7 @@ class CasGrant:
     expires: int  # Unix seconds
     nonce: str = ""  # tells apart tokens issued alike in the same second (none in older ones)
     orgs: tuple[Membership, ...] = ()  # the user's org memberships when it was issued
+    pull_request: bool = False  # an upload for a PR by a user who cannot write the repo
 
     @property
     def principal(self) -> Principal:
@@ -48,6 +49,7 @@ def issue(secret: str, grant: CasGrant) -> str:
         grant.expires,
         grant.nonce,
         [[m.org, m.role] for m in grant.orgs],
+        grant.pull_request,
     ]
     payload = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
     return f"{PREFIX}.{payload}.{sign(secret, PREFIX, payload)}"
@@ -71,10 +73,11 @@ def open_token(secret: str, token: str, now: float) -> CasGrant:
     kind, namespace, name, user, is_admin, write, expires = fields[:7]
     nonce = fields[7] if len(fields) > 7 else ""  # issued before nonces were
     orgs = tuple(Membership(org, role) for org, role in (fields[8] if len(fields) > 8 else ()))
+    pull_request = bool(fields[9]) if len(fields) > 9 else False
     if expires + SKEW < now:
         raise refused
     repo = RepoId(RepoType(kind), namespace, name)
-    return CasGrant(repo, user, is_admin, write, expires, nonce, orgs)
+    return CasGrant(repo, user, is_admin, write, expires, nonce, orgs, pull_request)
 
 
 def fetch_signature(secret: str, xorb: str, expires: int) -> str:

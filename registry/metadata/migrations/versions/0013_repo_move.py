@@ -1,7 +1,7 @@
 """Repo moves: the ids repos had before they were renamed or transferred, redirected to them.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Created: 2026-12-05
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels: str | None = None
 depends_on: str | None = None
 
