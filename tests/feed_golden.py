@@ -54,6 +54,7 @@ VOLATILE_KEYS = {
     "id": "commit",
     "parent": "commit",
     "commit": "commit",
+    "commits": "commit",  # a list of them
     "created_ms": "ms",
     "chain": "chain",
     "last_chain": "chain",
@@ -138,13 +139,10 @@ class Normaliser:
                 kind = VOLATILE_KEYS.get(key)
                 if kind == "ms" and type(item) is int and len(str(item)) == 13:
                     found[str(item)] = "<ms>"
-                elif (
-                    kind
-                    and kind != "ms"
-                    and isinstance(item, str)
-                    and _SHAPES[kind].fullmatch(item)
-                ):
-                    found[item] = self._placeholder(kind, item)
+                elif kind and kind != "ms" and isinstance(item, str | list):
+                    for value in item if isinstance(item, list) else [item]:
+                        if isinstance(value, str) and _SHAPES[kind].fullmatch(value):
+                            found[value] = self._placeholder(kind, value)
                 else:
                     self._collect(item, found)
 

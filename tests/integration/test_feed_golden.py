@@ -55,7 +55,7 @@ def safetensors() -> bytes:
 
 def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
     """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.settings,
-    repo.move, repo.delete.
+    repo.move, repo.delete, commit.squash, file.purge.
 
     Each commit only adds paths that sort after every path already in the repo. A commit's
     tree lists its parent's rows in the order the database returns them (no ORDER BY: by path
@@ -141,6 +141,11 @@ def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
         repo_type="dataset",
         commit_message="add more rows",
     )
+    # History rewrites, last: a squash (a commit and ref move, then the commits it left
+    # behind, newest first), then permanently deleting the weights (kept on the dev commit).
+    api.super_squash_history(repo, commit_message="squash main")
+    weights = [f for f in api.list_lfs_files(repo) if f.filename == "weights.safetensors"]
+    api.permanently_delete_lfs_files(repo, weights)
 
 
 def read_feed(
@@ -220,6 +225,8 @@ def test_feed_wire_format_matches_the_golden_recording(
         "ref.delete",
         "repo.settings",
         "repo.move",
+        "commit.squash",
+        "file.purge",
     }
     assert check_commit_ids(entries) > 0
     times = [e["created_ms"] for e in entries] + [
