@@ -107,7 +107,7 @@ def test_a_purge_at_the_home_reaches_replicas_old_and_new(
     api.permanently_delete_lfs_files(repo, leak)
     wait_for(caught_up(replica, node), timeout=30)
 
-    with pytest.raises(EntryNotFoundError) as at_home:
+    with pytest.raises(EntryNotFoundError):
         download(node, repo, "model.bin", leaked, tmp_path / "c1")
     with pytest.raises(EntryNotFoundError) as on_replica:
         download(replica, repo, "model.bin", leaked, tmp_path / "c2")

@@ -24,8 +24,8 @@ from sync.planner import plan
 REPO = "model/alice/m1"
 B3 = hash_bytes(b"leaked").blake3
 SHA = "ab" * 32
-SQUASH = {"commits": ["c" * 40, "d" * 40], "incarnation": "i1"}
-PURGE = {"files": [[SHA, B3.hex]], "incarnation": "i1"}
+SQUASH: dict[str, object] = {"commits": ["c" * 40, "d" * 40], "incarnation": "i1"}
+PURGE: dict[str, object] = {"files": [[SHA, B3.hex]], "incarnation": "i1"}
 
 
 def rewrite_entry(
