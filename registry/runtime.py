@@ -231,7 +231,7 @@ class Runtime:
 
     @cached_property
     def replication(self) -> ReplicationService:
-        return ReplicationService(self.db, self.blobs, self.identity)
+        return ReplicationService(self.db, self.blobs, self.identity, self.cache)
 
     @cached_property
     def connector(self) -> PeerConnector:

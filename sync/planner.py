@@ -21,6 +21,8 @@ Theory of operation (invariants the puller relies on):
   the home in its order, so the newest applied is the newest said.
 - Ref moves apply only with a version newer than the one held, and only to a commit the node
   has, so no node ever shows a ref it cannot resolve.
+- History rewrites (`commit.squash`, `file.purge`) apply as the home made them: the commits it
+  names lose their trees, the files it names leave every commit of the repo.
 The planner mutates `view` as it goes, so later entries of a batch see earlier ones.
 """
 
@@ -29,7 +31,9 @@ from __future__ import annotations
 from registry.domain.changes import (
     ChangeEntry,
     CommitAdd,
+    CommitSquash,
     DiscussionChange,
+    FilePurge,
     RefDelete,
     RefSet,
     RepoDelete,
@@ -54,10 +58,12 @@ from registry.domain.replication import (
     KeepDiscussion,
     LocalView,
     MoveRepo,
+    PurgeFiles,
     Record,
     RepoState,
     SetRef,
     SetRepoSettings,
+    SquashCommits,
 )
 
 
@@ -122,6 +128,10 @@ def _plan_entry(view: LocalView, entry: ChangeEntry) -> list[Action]:
             return [SetRepoSettings(repo, change.private, change.gated)]
         case DiscussionChange():
             return [KeepDiscussion(repo, change)]
+        case CommitSquash():
+            return [SquashCommits(repo, change.commits)]
+        case FilePurge():
+            return [PurgeFiles(repo, tuple(sha256 for sha256, _ in change.files))]
 
 
 def _upsert(view: LocalView, entry: ChangeEntry, change: RepoUpsert, repo: str) -> list[Action]:

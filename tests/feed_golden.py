@@ -58,6 +58,7 @@ VOLATILE_KEYS = {
     "base": "commit",
     "merge_commit": "commit",
     "oid": "commit",
+    "commits": "commit",  # a list of them
     "created_ms": "ms",
     "edited_ms": "ms",
     "chain": "chain",
@@ -146,13 +147,10 @@ class Normaliser:
                     kind = "event"
                 if kind == "ms" and type(item) is int and len(str(item)) == 13:
                     found[str(item)] = "<ms>"
-                elif (
-                    kind
-                    and kind != "ms"
-                    and isinstance(item, str)
-                    and _SHAPES[kind].fullmatch(item)
-                ):
-                    found[item] = self._placeholder(kind, item)
+                elif kind and kind != "ms" and isinstance(item, str | list):
+                    for value in item if isinstance(item, list) else [item]:
+                        if isinstance(value, str) and _SHAPES[kind].fullmatch(value):
+                            found[value] = self._placeholder(kind, value)
                 else:
                     self._collect(item, found)
 

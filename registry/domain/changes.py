@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from registry.domain.commit import TreeEntry
-from registry.domain.digest import Digest
+from registry.domain.digest import Digest, is_sha256
 from registry.domain.discussions import EVENT_TYPES, STATUSES, Discussion, Event
 from registry.domain.errors import InvalidError
 from registry.domain.xet.types import Term, XetHash, XorbRef
@@ -256,6 +256,50 @@ class XetFileAdd:
 
 
 @dataclass(frozen=True)
+class CommitSquash:
+    """A super-squash left these commits of the repo unreachable (the old head first, then its
+    ancestors): their trees go, the commit rows stay. Written after the squash's commit and
+    ref move."""
+
+    KIND: ClassVar[str] = "commit.squash"
+    incarnation: str
+    commits: tuple[str, ...]
+
+    def body(self) -> Body:
+        return {"commits": list(self.commits), "incarnation": self.incarnation}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> CommitSquash:
+        commits = body.get("commits")
+        if not isinstance(commits, list) or not all(isinstance(c, str) for c in commits):
+            raise InvalidError("A squash's commits are a list of commit ids")
+        return cls(_text(body, "incarnation"), tuple(commits))
+
+
+@dataclass(frozen=True)
+class FilePurge:
+    """LFS files were permanently deleted from every commit of the repo: each by its SHA-256
+    (what the Hub names it by) and the BLAKE3 of its blob here."""
+
+    KIND: ClassVar[str] = "file.purge"
+    incarnation: str
+    files: tuple[tuple[str, Digest], ...]  # (sha256, blake3)
+
+    def body(self) -> Body:
+        return {
+            "files": [[sha256, b3.hex] for sha256, b3 in self.files],
+            "incarnation": self.incarnation,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> FilePurge:
+        rows = body.get("files")
+        if not isinstance(rows, list):
+            raise InvalidError("A purge's files are a list of [sha256, blake3]")
+        return cls(_text(body, "incarnation"), tuple(_purged_file(row) for row in rows))
+
+
+@dataclass(frozen=True)
 class DiscussionChange:
     """A discussion or PR as it stands after one event (opened, comment, status, commit,
     title, comment edit): a replica keeps the discussion and the event, by the event's id."""
@@ -339,6 +383,8 @@ Change = (
     | RefDelete
     | XetFileAdd
     | DiscussionChange
+    | CommitSquash
+    | FilePurge
 )
 _DECODERS: dict[str, Callable[[Mapping[str, Any]], Change]] = {
     cls.KIND: cls.from_body
@@ -352,6 +398,8 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any]], Change]] = {
         RefDelete,
         XetFileAdd,
         DiscussionChange,
+        CommitSquash,
+        FilePurge,
     )
 }
 # What a mirror carries: a push-outbox row is written for these kinds (of public repos only).
@@ -453,3 +501,12 @@ def _xorb_ref(row: object) -> XorbRef:
     if not isinstance(row, list) or len(row) != 3 or not all(isinstance(v, str) for v in row[:2]):
         raise InvalidError("A Xet file's xorb is [xorb, blake3, size]")
     return XorbRef(XetHash.parse(row[0]), Digest(row[1]), _count(row[2]))
+
+
+def _purged_file(row: object) -> tuple[str, Digest]:
+    if not isinstance(row, list) or len(row) != 2 or not all(isinstance(v, str) for v in row):
+        raise InvalidError("A purged file is [sha256, blake3]")
+    sha256, b3 = row
+    if not is_sha256(sha256):
+        raise InvalidError("A purged file's SHA-256 is 64 lower-case hex digits")
+    return sha256, Digest(b3)

@@ -111,6 +111,22 @@ class DeleteRef:
 
 
 @dataclass(frozen=True)
+class SquashCommits:
+    """The home squashed a branch: these commits of the repo lose their trees."""
+
+    repo: str
+    commits: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PurgeFiles:
+    """The home permanently deleted the LFS files with these SHA-256 from every commit."""
+
+    repo: str
+    sha256s: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Collide:
     """A repo with the same id, homed on another node, exists here already (created here, or
     replicated from elsewhere first): it is left as it is, and the collision is recorded;
@@ -161,6 +177,8 @@ Action = (
     | KeepDiscussion
     | SetRef
     | DeleteRef
+    | SquashCommits
+    | PurgeFiles
     | Collide
     | AliasRepo
     | Abandon

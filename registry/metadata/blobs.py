@@ -104,6 +104,14 @@ class Blobs:
         ).all()
         return [(Digest(b3), size) for b3, size in rows]
 
+    def named(self, digests: Iterable[Digest]) -> set[Digest]:
+        """Which of these blobs some commit's tree names."""
+        wanted = sorted({d.hex for d in digests})
+        rows = self._session.exec(
+            select(TreeRow.blake3).where(col(TreeRow.blake3).in_(wanted)).distinct()
+        ).all()
+        return {Digest(b3) for b3 in rows}
+
     def in_visible_repo(self, digest: Digest, principal: Principal) -> bool | None:
         """Whether a repo whose files the principal may download (see it, and pass its gate)
         holds the blob in some commit; None when no repo holds it at all."""

@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from registry.domain.digest import Digest
 from registry.metadata.tables import Commit, PurgedFile, Ref, SquashedCommit, TreeRow
 
 
@@ -35,6 +36,15 @@ class Purged:
     purged_ms: int
 
 
+@dataclass(frozen=True)
+class Purge:
+    """What permanently deleting files took out: how many tree entries, and each file by
+    (SHA-256, BLAKE3)."""
+
+    entries: int
+    files: tuple[tuple[str, Digest], ...]
+
+
 class Purges:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -55,9 +65,9 @@ class Purges:
         ).all()
         return [LfsFile(sha, int(size), path, int(first)) for sha, size, path, first in rows]
 
-    def purge(self, repo_id: int, sha256s: Iterable[str], at_ms: int) -> int:
+    def purge(self, repo_id: int, sha256s: Iterable[str], at_ms: int) -> Purge:
         """Take the LFS files with these SHA-256 out of every commit of the repo (recorded in
-        `purged_file`); returns how many tree entries went."""
+        `purged_file`); returns what went."""
         wanted = sorted(set(sha256s))
         of_repo = select(Commit.id).where(Commit.repo_id == repo_id)
         which = (
@@ -67,11 +77,15 @@ class Purges:
         )
         rows = self._session.execute(
             sqlalchemy.select(
-                col(TreeRow.commit_id), col(TreeRow.path), col(TreeRow.sha256), col(TreeRow.size)
+                col(TreeRow.commit_id),
+                col(TreeRow.path),
+                col(TreeRow.sha256),
+                col(TreeRow.size),
+                col(TreeRow.blake3),
             ).where(*which)
         ).all()
         if not rows:
-            return 0
+            return Purge(0, ())
         self._session.execute(
             insert(PurgedFile),
             [
@@ -83,24 +97,32 @@ class Purges:
                     "size": size,
                     "purged_ms": at_ms,
                 }
-                for commit, path, sha, size in rows
+                for commit, path, sha, size, _ in rows
             ],
         )
         self._session.execute(delete(TreeRow).where(*which))
-        return len(rows)
+        files = sorted({(sha, Digest(b3)) for _, _, sha, _, b3 in rows}, key=lambda f: f[0])
+        return Purge(len(rows), tuple(files))
 
     def purged(self, commit_id: str, path: str) -> Purged | None:
         row = self._session.get(PurgedFile, (commit_id, path))
         return None if row is None else Purged(row.sha256, row.size, row.purged_ms)
 
-    def unreachable(self, repo_id: int, head: str) -> set[str]:
-        """The commits of `head`'s history that no ref of the repo reaches any more."""
-        old = self._history(select(Commit.id).where(Commit.id == head))
+    def unreachable(self, repo_id: int, head: str) -> list[str]:
+        """The commits of `head`'s history that no ref of the repo reaches any more, `head`
+        first, then its ancestors in order."""
+        parents = self._history(select(Commit.id).where(Commit.id == head))
         kept = self._history(select(Ref.commit_id).where(Ref.repo_id == repo_id))
-        return old - kept
+        found: list[str] = []
+        at: str | None = head
+        while at is not None and at in parents:
+            if at not in kept:
+                found.append(at)
+            at = parents[at]
+        return found
 
-    def _history(self, start: SelectOfScalar[str]) -> set[str]:
-        """The commits in `start` and all their ancestors."""
+    def _history(self, start: SelectOfScalar[str]) -> dict[str, str | None]:
+        """The commits in `start` and all their ancestors, each with its parent."""
         walk = (
             sqlalchemy.select(col(Commit.id), col(Commit.parent))
             .where(col(Commit.id).in_(start))
@@ -112,12 +134,23 @@ class Purges:
                 walk, col(older.id) == walk.c.parent
             )
         )
-        return set(self._session.execute(sqlalchemy.select(walk.c.id)).scalars())
+        rows = self._session.execute(sqlalchemy.select(walk.c.id, walk.c.parent)).all()
+        return {commit: parent for commit, parent in rows}
 
     def squash_away(self, repo_id: int, commit_ids: Iterable[str], at_ms: int) -> int:
-        """Forget the trees of these commits and record them squashed (the commit rows stay);
-        returns how many commits."""
-        ids = sorted(set(commit_ids))
+        """Forget the trees of these commits of the repo and record them squashed (the commit
+        rows stay); commits of another repo, or squashed already, are left as they are.
+        Returns how many commits."""
+        wanted = sorted(set(commit_ids))
+        ids = sorted(
+            self._session.exec(
+                select(Commit.id).where(
+                    Commit.repo_id == repo_id,
+                    col(Commit.id).in_(wanted),
+                    col(Commit.id).not_in(select(SquashedCommit.commit_id)),
+                )
+            ).all()
+        )
         if not ids:
             return 0
         self._session.execute(delete(TreeRow).where(col(TreeRow.commit_id).in_(ids)))

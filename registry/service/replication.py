@@ -37,13 +37,16 @@ from registry.domain.replication import (
     KeepDiscussion,
     LocalView,
     MoveRepo,
+    PurgeFiles,
     Record,
     RepoState,
     SetRef,
     SetRepoSettings,
+    SquashCommits,
 )
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
+from registry.service.cache import ReadCache
 from registry.service.identity import NodeIdentity
 from registry.service.settings import apply_settings
 from registry.storage import BlobStore
@@ -55,10 +58,13 @@ Planner = Callable[[LocalView, list[ChangeEntry]], list[Action]]
 
 
 class ReplicationService:
-    def __init__(self, db: Database, blobs: BlobStore, node: NodeIdentity) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, node: NodeIdentity, cache: ReadCache
+    ) -> None:
         self._db = db
         self._blobs = blobs
         self._node = node
+        self._cache = cache  # its trees go when a rewrite takes files out of stored commits
 
     def apply(
         self,
@@ -71,9 +77,11 @@ class ReplicationService:
         history its origin abandoned sets aside what this node holds of the old one first
         (`Abandon`), then the rest is planned again.
 
-        Returns the blobs (digest, size) the new commits reference that are not stored here.
+        Returns the blobs (digest, size) the new commits reference that are not stored here
+        (for a file with a Xet recipe, its xorbs not stored here).
         """
-        missing: dict[Digest, int] = {}
+        wanted: dict[Digest, int] = {}  # the blobs the new commits name
+        rewrote = False  # a squash or purge took files out of stored commits
         applied = 0
         with self._db.write() as tx:
             if not tx.peers.exists(peer_id):
@@ -85,7 +93,8 @@ class ReplicationService:
                 actions = planner(self._view(tx, remaining), remaining)
                 repos: dict[str, RepoRecord | None] = {}  # repos of this round, looked up once
                 for action in actions:
-                    self._execute(tx, action, missing, repos)
+                    self._execute(tx, action, wanted, repos)
+                    rewrote |= isinstance(action, SquashCommits | PurgeFiles)
                     if isinstance(action, Record) and action.entry.origin in set_aside:
                         _bring_back(tx, action.entry)
                 applied += sum(1 for a in actions if isinstance(a, Record))
@@ -98,7 +107,13 @@ class ReplicationService:
                     if isinstance(a, Record)
                 }
                 remaining = [e for e in remaining if (e.origin, e.origin_serial) not in done]
+            if rewrote:  # what a later squash or purge of the batch took out is not fetched
+                named = tx.blobs.named(wanted)
+                wanted = {d: size for d, size in wanted.items() if d in named}
+            missing = needed(tx, list(wanted.items()))
             tx.peers.advance(peer_id, page.last_serial, page.last_chain, page.head)
+        if rewrote:
+            self._cache.forget_trees()
         if applied:
             logger.info("applied peer=%s entries=%d cursor=%d", peer_id, applied, page.last_serial)
         return [(d, s) for d, s in missing.items() if self._blobs.stat(d) is None]
@@ -179,7 +194,7 @@ class ReplicationService:
         self,
         tx: Tx,
         action: Action,
-        missing: dict[Digest, int],
+        wanted: dict[Digest, int],
         repos: dict[str, RepoRecord | None],
     ) -> None:
         if isinstance(action, CreateRepo | DeleteRepo):
@@ -210,7 +225,7 @@ class ReplicationService:
             case MoveRepo():
                 move_repo(tx, action)
             case AddCommit():
-                self._add_commit(tx, action, missing, repos[action.repo])
+                self._add_commit(tx, action, wanted, repos[action.repo])
             case AddXetFile():
                 if repos[action.repo] is not None:
                     add_xet_file(tx, action.file)
@@ -229,6 +244,16 @@ class ReplicationService:
                 found = repos[action.repo]
                 if found is not None:
                     tx.refs.delete(found.id, action.ref)
+            case SquashCommits():
+                found = repos[action.repo]
+                if found is not None:
+                    dropped = tx.purges.squash_away(found.id, action.commits, now_ms())
+                    logger.info("squash applied repo=%s dropped=%d", action.repo, dropped)
+            case PurgeFiles():
+                found = repos[action.repo]
+                if found is not None:
+                    gone = tx.purges.purge(found.id, action.sha256s, now_ms())
+                    logger.info("purge applied repo=%s entries=%d", action.repo, gone.entries)
             case SetRepoSettings():
                 found = repos.pop(action.repo)
                 if found is not None:
@@ -251,12 +276,12 @@ class ReplicationService:
                 tx.changes.record(action.entry, action.mirrored)
 
     def _add_commit(
-        self, tx: Tx, action: AddCommit, missing: dict[Digest, int], repo: RepoRecord | None
+        self, tx: Tx, action: AddCommit, wanted: dict[Digest, int], repo: RepoRecord | None
     ) -> None:
         if repo is None:
             return
         c = action.commit
-        missing.update(needed(tx, [(e.blake3, e.size) for e in c.tree]))
+        wanted.update((e.blake3, e.size) for e in c.tree)
         store_commit(tx, repo, c)
         tx.repos.touch(repo.id, c.created_ms)
 

@@ -5,13 +5,14 @@ A super-squash is an ordinary commit (no parent, the branch head's tree) and ref
 with their change-log entries in one transaction, so peers and mirrors take it like any
 non-fast-forward move. In the same transaction the commits of the old history that no ref of
 the repo reaches any more lose their trees (the commit rows stay: change-log entries and
-mirrors name them), so gc collects the bytes only they named once its grace has passed.
+mirrors name them), so gc collects the bytes only they named once its grace has passed; a
+`commit.squash` entry names those commits, so replicas drop the same trees.
 
 Permanently deleting an LFS file takes its entries out of every commit of the repo (recorded
 in `purged_file`): a download of it at any revision answers 404 EntryNotFound saying it was
 deleted, and gc frees its bytes unless another repo still names them (blobs are stored once
-per node and shared). Both are local to the repo's home: replicas and mirrors keep what they
-hold of the old history.
+per node and shared). A `file.purge` entry names the files, so replicas take them out too.
+Mirrors keep what they hold of the old history (neither kind is pushed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import re
 
 from registry.domain.access import Principal
+from registry.domain.changes import CommitSquash, FilePurge
 from registry.domain.clock import now_ms
 from registry.domain.errors import InvalidError, RevisionNotFoundError
 from registry.domain.names import RepoId
@@ -61,6 +63,9 @@ class RewriteService:
             sha = write_commit(tx, self._node, found, squashed, ref.name)
             unreachable = tx.purges.unreachable(found.id, ref.commit_id)
             dropped = tx.purges.squash_away(found.id, unreachable, now_ms())
+            if unreachable:
+                change = CommitSquash(found.incarnation, tuple(unreachable))
+                tx.changes.append(self._node.node_id, found, change)
         self._cache.forget_trees()
         logger.info(
             "branch squashed repo=%s ref=%s commit=%s dropped=%d", repo, ref.name, sha, dropped
@@ -86,6 +91,9 @@ class RewriteService:
         with self._db.write() as tx:
             found = writable_repo(tx, principal, repo, self._node)
             gone = tx.purges.purge(found.id, wanted, now_ms())
+            if gone.files:
+                purge = FilePurge(found.incarnation, gone.files)
+                tx.changes.append(self._node.node_id, found, purge)
         self._cache.forget_trees()
-        logger.info("lfs files deleted repo=%s oids=%d entries=%d", repo, len(wanted), gone)
-        return gone
+        logger.info("lfs files deleted repo=%s oids=%d entries=%d", repo, len(wanted), gone.entries)
+        return gone.entries

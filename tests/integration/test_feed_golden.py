@@ -55,7 +55,7 @@ def safetensors() -> bytes:
 
 def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
     """Every kind of change entry: repo.upsert, commit.add, ref.set, ref.delete, repo.settings,
-    repo.move, repo.delete, discussion.event.
+    repo.move, repo.delete, discussion.event, commit.squash, file.purge.
 
     Each commit only adds paths that sort after every path already in the repo. A commit's
     tree lists its parent's rows in the order the database returns them (no ORDER BY: by path
@@ -141,7 +141,7 @@ def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
         repo_type="dataset",
         commit_message="add more rows",
     )
-    # Last, so the entries recorded before discussions existed keep their serials.
+    # Discussions, after the entries recorded before they existed (which keep their serials).
     api.create_discussion(repo, "A question", description="Which license?")
     api.comment_discussion(repo, 1, "MIT")
     api.upload_file(  # a PR (discussion.event with a commit event), merged
@@ -152,6 +152,11 @@ def drive_scenario(node: RunningNode, alice_token: str, tmp_path: Path) -> None:
         create_pr=True,
     )
     api.merge_pull_request(repo, 2)
+    # History rewrites, last: a squash (a commit and ref move, then the commits it left
+    # behind, newest first), then permanently deleting the weights (kept on the dev commit).
+    api.super_squash_history(repo, commit_message="squash main")
+    weights = [f for f in api.list_lfs_files(repo) if f.filename == "weights.safetensors"]
+    api.permanently_delete_lfs_files(repo, weights)
 
 
 def read_feed(
@@ -232,6 +237,8 @@ def test_feed_wire_format_matches_the_golden_recording(
         "repo.settings",
         "repo.move",
         "discussion.event",
+        "commit.squash",
+        "file.purge",
     }
     assert check_commit_ids(entries) > 0
     times = [e["created_ms"] for e in entries] + [
