@@ -24,8 +24,10 @@ def test_serve_freezes_its_startup_objects(spawn: Callable[..., NodeProcess]) ->
     node = spawn("a")
     # The app, its services and modules: tens of thousands of objects a full collection no
     # longer walks (each walk stopped the event loop for 50-400 ms under load).
-    assert frozen(node) > 20_000
+    first = frozen(node)
+    assert first > 20_000
     with node.client() as http:
         for _ in range(50):
             assert http.get("/api/models").status_code == 200
-    assert frozen(node) == frozen(node)  # frozen once, at startup
+    # Frozen once, at startup: the count never grows (it may shrink as frozen objects die).
+    assert 20_000 < frozen(node) <= first
