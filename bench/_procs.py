@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 HOST = "127.0.0.1"
+BENCH = Path(__file__).resolve().parent
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 POLL_INTERVAL = 0.05
@@ -179,6 +180,20 @@ def nginx(root: Path) -> Iterator[Server]:
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = Server("nginx", proc, f"http://{HOST}:{port}", log)
     with running(server, lambda c: c.get(f"/{NGINX_SMALL_FILE}").status_code == 200) as ready:
+        yield ready
+
+
+@contextmanager
+def sink(root: Path) -> Iterator[Server]:
+    """uvicorn serving bench/_sink_app.py (receive a body, drop it) on a free port."""
+    port = free_port()
+    log = root / "sink.log"
+    command = [sys.executable, "-m", "uvicorn", "_sink_app:app", "--host", HOST]
+    command += ["--port", str(port), "--log-level", "warning", "--app-dir", str(BENCH)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    server = Server("sink", proc, f"http://{HOST}:{port}", log)
+    with running(server, lambda c: c.get("/").status_code == 200) as ready:
         yield ready
 
 

@@ -6,7 +6,9 @@ RESULTS.md). Needs Debian's nginx (WebDAV PUT) and curl. Per rep, alternating wh
 first: a fresh `modelyard serve` (new data dir, stopped by PID) gets `curl -T` on
 `PUT /v1/blobs/{blake3}` and, at once, `curl` on `GET /v1/blobs/{blake3}`; nginx gets the same
 PUT and GET. Baselines in the same run: BLAKE3 + SHA-256 of the file's bytes (from the page
-cache, 4 MiB pieces) in this process, on two threads (the hashing limit on two cores) and on one.
+cache, 4 MiB pieces) in this process, on two threads (the hashing limit on two cores) and on one;
+and uvicorn receiving the same PUT into an app that drops it (bench/_sink_app.py): the floor
+of the node's server before any routing, hashing or writing.
 Goals: ingest >= 0.8x hashing on two threads; first GET >= 0.8x nginx's first GET.
 """
 
@@ -111,16 +113,17 @@ def main() -> int:
     token = "myd_bench_" + secrets.token_urlsafe(24)
     load = [os.getloadavg()[0]]
     runs: dict[str, list[float]] = {
-        k: [] for k in ("two", "one", "put", "get", "nginx put", "nginx get")
+        k: [] for k in ("two", "one", "put", "get", "nginx put", "nginx get", "receive")
     }
     with tempfile.TemporaryDirectory(prefix="modelyard-ingest-bench-") as tmp:
         root = Path(tmp)
         data = root / "big.safetensors"
         digest = write_random(data, size)
-        with _procs.nginx(root / "nginx") as nginx:
+        with _procs.nginx(root / "nginx") as nginx, _procs.sink(root) as sink:
             for rep in range(args.reps):
                 runs["two"].append(hash_rate(data, 2))
                 runs["one"].append(hash_rate(data, 1))
+                runs["receive"].append(curl_put(f"{sink.url}/x", data, {}, expect=201).rate)
                 for side in ("node", "nginx") if rep % 2 == 0 else ("nginx", "node"):
                     if side == "node":
                         put, get = node_rep(root, rep, data, digest, token)
@@ -139,6 +142,7 @@ def main() -> int:
     vs_two, ingest_median = ratio(runs["put"], runs["two"])
     vs_one, _ = ratio(runs["put"], runs["one"])
     vs_nginx_put, _ = ratio(runs["put"], runs["nginx put"])
+    vs_receive, _ = ratio(runs["put"], runs["receive"])
     vs_get, get_median = ratio(runs["get"], runs["nginx get"])
     met = {True: "yes", False: "**no**"}
     section = "\n".join(
@@ -158,6 +162,8 @@ def main() -> int:
             f">= {GOAL}x | {met[ingest_median >= GOAL]} |",
             f"| | | hashing both, 1 thread: {gbps(runs['one'])} | {vs_one} | | |",
             f"| | | nginx WebDAV PUT: {gbps(runs['nginx put'])} | {vs_nginx_put} | | |",
+            f"| | | uvicorn receiving the body, nothing else (bench/_sink_app.py): "
+            f"{gbps(runs['receive'])} | {vs_receive} | | |",
             f"| first GET /v1/blobs after the PUT | {gbps(runs['get'])} | "
             f"nginx's first GET after its PUT: {gbps(runs['nginx get'])} | {vs_get} | "
             f">= {GOAL}x | {met[get_median >= GOAL]} |",
