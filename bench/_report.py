@@ -126,6 +126,17 @@ def _rss_row(res: Results) -> str:
     )
 
 
+def gbps(rates: list[float]) -> str:
+    """Best / median of rates in bytes/s, as GB/s."""
+    return f"{max(rates) / 1e9:.2f} / {statistics.median(rates) / 1e9:.2f} GB/s"
+
+
+def ratio(ours: list[float], base: list[float]) -> tuple[str, float]:
+    """ "best, median" of ours against a baseline of the same run, and the median ratio."""
+    median = statistics.median(ours) / statistics.median(base)
+    return f"{max(ours) / max(base):.2f}x, {median:.2f}x", median
+
+
 def git_version() -> str:
     def git(*args: str) -> str:
         out = subprocess.run(

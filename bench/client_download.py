@@ -16,7 +16,6 @@ import json
 import mmap
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _clients import curl_get, curl_put, missing_tools
 from _procs import node
-from _report import append_results, git_version
+from _report import append_results, gbps, git_version, ratio
 
 from mirror import Downloader, RetryPolicy
 from mirror.streaming import PIECE, write_choice
@@ -126,15 +125,6 @@ def learned(work: Path) -> str:
     )
 
 
-def ratios(ours: list[float], base: list[float]) -> str:
-    best = max(ours) / max(base)
-    return f"{best:.2f}x, {statistics.median(ours) / statistics.median(base):.2f}x"
-
-
-def gbps(rates: list[float]) -> str:
-    return f"{max(rates) / 1e9:.2f} / {statistics.median(rates) / 1e9:.2f} GB/s"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -171,7 +161,7 @@ def main() -> int:
                     flush=True,
                 )
             client_rates = learned(work)
-    ratio_median = statistics.median(parallel) / statistics.median(curl)
+    vs_curl, ratio_median = ratio(parallel, curl)
     section = "\n".join(
         [
             f"\n## Client download ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
@@ -188,9 +178,9 @@ def main() -> int:
             "|---|---|---|---|---|",
             f"| curl -o file (`GET /v1/blobs`) | {gbps(curl)} | 1.00x | | |",
             f"| `mirror.Downloader`, {streams} ranges at once, verified | {gbps(parallel)} | "
-            f"{ratios(parallel, curl)} | >= 1.0x | {'yes' if ratio_median >= 1.0 else '**no**'} |",
+            f"{vs_curl} | >= 1.0x | {'yes' if ratio_median >= 1.0 else '**no**'} |",
             f"| `mirror.Downloader`, 1 stream, BLAKE3 verified | {gbps(single)} | "
-            f"{ratios(single, curl)} | | |",
+            f"{ratio(single, curl)[0]} | | |",
         ]
     )
     print(section)

@@ -20,7 +20,6 @@ import mmap
 import os
 import secrets
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ from pathlib import Path
 import _procs
 import blake3
 from _clients import curl_get, curl_put, missing_tools
-from _report import append_results, git_version
+from _report import append_results, gbps, git_version, ratio
 
 PIECE = 4 * 1024 * 1024
 GOAL = 0.8
@@ -89,15 +88,6 @@ def nginx_rep(nginx: _procs.Server, www: Path, data: Path) -> tuple[float, float
     put = curl_put(url, data, {}, expect=201)
     get = curl_get(url, {}, data.stat().st_size)
     return put.rate, get.rate
-
-
-def gbps(rates: list[float]) -> str:
-    return f"{max(rates) / 1e9:.2f} / {statistics.median(rates) / 1e9:.2f} GB/s"
-
-
-def ratio(ours: list[float], base: list[float]) -> tuple[str, float]:
-    median = statistics.median(ours) / statistics.median(base)
-    return f"{max(ours) / max(base):.2f}x, {median:.2f}x", median
 
 
 def main() -> int:
