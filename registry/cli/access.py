@@ -9,17 +9,16 @@ from urllib.parse import quote
 import click
 import httpx
 
-from registry.cli.common import fail, settings_from
+from registry.cli.common import DEFAULT_NODE_URL, fail, given_or_env_token
 from registry.client.client import RegistryClient
 from registry.domain.errors import RegistryError
 from registry.wire import AccessRequestOut
 
-DEFAULT_NODE = "http://127.0.0.1:8000"
 STATUSES = ("pending", "accepted", "rejected")
 
 
 node_option = click.option(
-    "--node", default=DEFAULT_NODE, show_default=True, help="The node's URL."
+    "--node", default=DEFAULT_NODE_URL, show_default=True, help="The node's URL."
 )
 token_option = click.option("--token", help="A token of the repo's owner [env MODELYARD_TOKEN].")
 type_option = click.option(
@@ -28,10 +27,8 @@ type_option = click.option(
 
 
 def _call(node: str, token: str | None, method: str, path: str, body: object = None) -> object:
-    stored = settings_from(None).token  # MODELYARD_TOKEN
-    secret = token or (stored.get_secret_value() if stored else None)
     try:
-        with RegistryClient(node, token=secret) as client:
+        with RegistryClient(node, token=given_or_env_token(token)) as client:
             return client.hub(method, path, json=body).json()
     except RegistryError as exc:
         fail(exc)

@@ -83,6 +83,17 @@ def settings_from(config: Path | None, **flags: object) -> Settings:
         raise click.UsageError(f"invalid settings: {exc}") from exc
 
 
+DEFAULT_NODE_URL = "http://127.0.0.1:8000"  # where `modelyard serve` listens by default
+
+
+def given_or_env_token(given: str | None) -> str | None:
+    """A command's --token, else MODELYARD_TOKEN (through the settings), else None."""
+    if given:
+        return given
+    stored = settings_from(None).token
+    return stored.get_secret_value() if stored else None
+
+
 config_option = click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),

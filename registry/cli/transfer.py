@@ -10,22 +10,15 @@ from typing import TYPE_CHECKING, Any
 import click
 from tqdm import tqdm
 
-from registry.cli.common import fail, settings_from
+from registry.cli.common import DEFAULT_NODE_URL, fail, given_or_env_token
 from registry.cli.credentials import Credentials, load_credentials
 from registry.domain.errors import AllSourcesFailedError, RegistryError
 
 if TYPE_CHECKING:
     from mirror import DownloadResult
 
-DEFAULT_SOURCE = "http://127.0.0.1:8000"
+DEFAULT_SOURCE = DEFAULT_NODE_URL
 EXIT_REFUSED_UNSAFE = 7  # `pull --refuse-unsafe` left flagged files out (2-6: common.EXIT_CODES)
-
-
-def _token(given: str | None) -> str | None:
-    if given:
-        return given
-    stored = settings_from(None).token  # MODELYARD_TOKEN
-    return stored.get_secret_value() if stored else None
 
 
 class _Bars:
@@ -91,7 +84,9 @@ def pull(
     repo, _, revision = spec.partition("@")
     bars = _Bars()
     try:
-        with Downloader(sources or [DEFAULT_SOURCE], token=_token(token), progress=bars) as d:
+        with Downloader(
+            sources or [DEFAULT_SOURCE], token=given_or_env_token(token), progress=bars
+        ) as d:
             result = d.download_repo(
                 repo,
                 to,
@@ -180,7 +175,7 @@ def push(
     file, else HF_TOKEN or the saved login."""
     from mirror.push import push_folder, snapshot_folder
 
-    tokens = _target_tokens(targets, load_credentials(credentials_path), _token(token))
+    tokens = _target_tokens(targets, load_credentials(credentials_path), given_or_env_token(token))
     try:
         total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         with tqdm(total=total, unit="B", unit_scale=True, desc="hashing") as bar:
