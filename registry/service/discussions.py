@@ -62,10 +62,6 @@ class DiscussionDetails:
     diff: str | None  # a PR's changes, from its base to its ref
 
 
-def is_writer(principal: Principal, repo: RepoRecord) -> bool:
-    return may_write(principal, repo.repo.namespace)
-
-
 def pr_number(revision: str) -> int | None:
     """N for `refs/pr/N`, else None."""
     number = revision.removeprefix("refs/pr/")
@@ -129,7 +125,7 @@ def committable_pr(tx: Tx, principal: Principal, repo: RepoRecord, num: int) -> 
     d = tx.discussions.get(repo.id, num)
     if d is None or not d.pull_request:
         return None
-    if not is_writer(principal, repo) and principal.user != d.author:
+    if not may_write(principal, repo.repo.namespace) and principal.user != d.author:
         raise ForbiddenError(f"Only the author of PR #{num} or the repo's writers push to it")
     if d.status not in OPEN:
         raise DiscussionStateError(f"PR #{num} is {d.status}")
@@ -311,7 +307,7 @@ class DiscussionService:
         """The repo and discussion, if the principal is a writer or the discussion's author."""
         found = pr_repo(tx, principal, repo, self._node)
         d = _get(tx, found, num)
-        if not is_writer(principal, found) and principal.user != d.author:
+        if not may_write(principal, found.repo.namespace) and principal.user != d.author:
             raise ForbiddenError(f"Only the repo's writers or its author change #{num}")
         return found, d
 

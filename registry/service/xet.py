@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import blake3
 
-from registry.domain.access import Principal, require_contributor, require_write
+from registry.domain.access import Principal, may_write, require_contributor, require_write
 from registry.domain.digest import Digest
 from registry.domain.errors import (
     FileHashMismatchError,
@@ -53,7 +53,7 @@ from registry.domain.xet.xorb import XorbReader, parse_xorb
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
 from registry.service.cache import ReadCache
-from registry.service.discussions import is_writer, pr_repo
+from registry.service.discussions import pr_repo
 from registry.service.identity import NodeIdentity
 from registry.service.repos import find_repo, writable_repo
 from registry.service.settings import require_gate
@@ -165,7 +165,7 @@ class XetService:
         with self._db.read() as tx:
             if write and create_pr:
                 found = pr_repo(tx, principal, repo, self._node)
-                pull_request = not is_writer(principal, found)
+                pull_request = not may_write(principal, found.repo.namespace)
             elif write:
                 writable_repo(tx, principal, repo, self._node)
             else:
