@@ -31,7 +31,8 @@ from _procs import node
 from _report import append_results, gbps, git_version, ratio
 
 from mirror import Downloader, RetryPolicy
-from mirror.streaming import PIECE, write_choice
+from mirror.diskwrites import write_choice
+from mirror.streaming import PIECE
 
 TOKEN = "myd_bench_admin_token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -32,6 +32,7 @@ import blake3
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from mirror.diskwrites import pwrite_all
 from mirror.sources import (
     FlaggedFile,
     Location,
@@ -40,7 +41,7 @@ from mirror.sources import (
     Source,
     parse_source,
 )
-from mirror.streaming import StreamFailedError, pwrite_all, stream_to_file
+from mirror.streaming import RangeSink, StreamFailedError, stream_to_file
 from registry.client import RetryPolicy
 from registry.client.client import TransientError
 from registry.domain.digest import git_blob_sha1
@@ -285,10 +286,10 @@ class Downloader:
         ledger records the good prefix, so the next attempt resumes after it."""
         done = [0]
 
-        def fetch(span: tuple[int, int], sink: Callable[[int, memoryview], None]) -> None:
+        def fetch(span: tuple[int, int], sink: RangeSink) -> None:
             for attempt in self._retrying():
-                with attempt:
-                    source.read_into(file, where, span, sink)
+                with attempt:  # a retry resumes after the bytes already received
+                    source.read_into(file, where, (sink.position, span[1]), sink)
 
         def landed(count: int) -> None:
             done[0] += count

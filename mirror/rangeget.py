@@ -67,7 +67,7 @@ def _receive(
     sink: Callable[[int, memoryview], None],
 ) -> None:
     """Read the body into the sink's own memory when it offers it (`place`, see
-    mirror.streaming.BufferSink), else through one reused buffer."""
+    mirror.streaming.RangeSink), else through one reused buffer."""
     place: Callable[[int, int], memoryview] | None = getattr(sink, "place", None)
     copy = place is None
     if place is None:

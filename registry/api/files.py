@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import mmap
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -46,13 +47,15 @@ def bytes_route_docs(method: str) -> dict[str, Any]:
 _SPAN = re.compile(r"\s*(\d{0,20})\s*-\s*(\d{0,20})\s*", re.ASCII)  # beyond any file size
 
 
-class PrefetchFileResponse(Response):
-    """A file or one byte range of it, reading the next chunk on a thread while the current
-    one is sent.
+class MappedFileResponse(Response):
+    """A file or one byte range of it, sent straight from the page cache.
 
-    Starlette's FileResponse reads and sends strictly in turn; overlapping them matters on
-    loopback, where the network is faster than either step alone (parallel ranged downloads
-    by the client library ask for many ranges at once).
+    Each piece is a memory map of the file, faulted in on a thread (so a cold file never
+    blocks the event loop on the disk) while the piece before it is sent; the socket copies
+    from the map, with no read into a buffer first. That copy was a third of the node's CPU
+    per byte served, and on two shared cores the client downloading needs it. A piece's map
+    lives as long as the event loop still holds its bytes, and the node-wide transfer budget
+    sizes the pieces, so memory stays bounded whatever the number of downloads.
     """
 
     def __init__(
@@ -76,18 +79,36 @@ class PrefetchFileResponse(Response):
             transfer_buffers(scope["app"]).piece(end - start) as piece,
             self._path.open("rb", buffering=0) as f,
         ):
-            f.seek(start)
-            left = end - start
-
-            def read() -> bytes:
-                return f.read(min(piece, left))
-
-            pending = loop.run_in_executor(None, read)
-            while chunk := await pending:
-                left -= len(chunk)
-                pending = loop.run_in_executor(None, read)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            offset = start
+            pending = loop.run_in_executor(None, _mapped, f, start, min(end, start + piece))
+            try:
+                while offset < end:
+                    body = await pending
+                    offset += len(body)
+                    if offset < end:
+                        pending = loop.run_in_executor(
+                            None, _mapped, f, offset, min(end, offset + piece)
+                        )
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    del body  # its map closes once the event loop has sent it
+            finally:
+                pending.cancel()  # the client went away: the next piece is not wanted
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_POPULATE_READ = 22  # MADV_POPULATE_READ (Linux 5.14): fault the pages in, reading the disk
+
+
+def _mapped(file: BinaryIO, start: int, end: int) -> memoryview:
+    """Bytes [start, end) of the file as a view of a read-only map, already faulted in."""
+    low = start - start % mmap.ALLOCATIONGRANULARITY
+    mapped = mmap.mmap(file.fileno(), end - low, access=mmap.ACCESS_READ, offset=low)
+    try:
+        mapped.madvise(_POPULATE_READ)
+    except OSError:  # an older kernel: read ahead instead
+        mapped.madvise(mmap.MADV_WILLNEED)
+    with memoryview(mapped) as whole:
+        return whole[start - low :]  # keeps the map open as long as it lives
 
 
 def requested_span(header: str | None, size: int) -> tuple[int, int] | None:
@@ -209,7 +230,7 @@ def blob_response(
     path = blobs.local_path(digest)
     span = requested_span(range_header, size)
     if path is not None:
-        return PrefetchFileResponse(path, size, headers, span)
+        return MappedFileResponse(path, size, headers, span)
     url = blobs.download_url(digest) if redirect else None
     if url is not None:  # the store serves the bytes (clients follow redirects)
         return RedirectResponse(url, status_code=302, headers=headers)

@@ -14,6 +14,7 @@ import pytest
 import mirror
 import registry
 import sync
+from mirror import streaming
 from mirror.streaming import StreamFailedError
 from registry.api.errors import registry_error_response, status_of
 from registry.client import raise_for_error
@@ -42,6 +43,7 @@ CLASSES = list(e.ERRORS_BY_CODE.values())
 INTERNAL: set[type[BaseException]] = {
     TransientError,  # the client's "retry this" (tenacity's predicate); no code on the wire
     StreamFailedError,  # carries a failed download's good prefix to the resume logic
+    streaming._Stopped,  # the stream ended: a fetcher waiting for a slot gives up
     Stopped,  # a scrub asked to stop, raised between two reads and caught by the run
 }
 # `__main__` runs the CLI when imported; alembic runs `env` inside its own context.
