@@ -45,7 +45,10 @@ async def _receive(request: Request, writer: BodySink, max_size: int | None, siz
     pending: asyncio.Future[None] | None = None
     # Each piece is filled in place: a bytearray grown by `+=` from the ~64 KiB the socket
     # gives is copied again at each growth (most of the node's CPU on 8 concurrent xorbs).
-    piece, filled = bytearray(size), 0
+    # Two pieces take turns (one filling, one being written): a fresh one each time costs the
+    # kernel zeroing and faulting in its pages.
+    pieces = [bytearray(size)]
+    piece, filled = pieces[0], 0
     received = 0
     try:
         async for chunk in request.stream():
@@ -62,7 +65,9 @@ async def _receive(request: Request, writer: BodySink, max_size: int | None, siz
                     if pending is not None:
                         await asyncio.shield(pending)  # see _settle
                     pending = loop.run_in_executor(None, writer.write, piece)
-                    piece, filled = bytearray(size), 0
+                    if len(pieces) == 1:
+                        pieces.append(bytearray(size))
+                    piece, filled = pieces[1] if piece is pieces[0] else pieces[0], 0
         if pending is not None:
             await asyncio.shield(pending)
         if filled:
