@@ -14,11 +14,10 @@ import pytest
 import mirror
 import registry
 import sync
-from mirror import streaming
-from mirror.streaming import StreamFailedError
 from registry.api.errors import registry_error_response, status_of
-from registry.client import raise_for_error
+from registry.client import raise_for_error, streaming
 from registry.client.client import RETRY_STATUS, TransientError
+from registry.client.streaming import StreamFailedError
 from registry.domain import errors as e
 from registry.service.scrub import Stopped
 
