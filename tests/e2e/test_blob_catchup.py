@@ -51,7 +51,7 @@ def test_eager_catch_up_stores_every_blob_verified_and_reports_progress(spawn: S
 
     def settled() -> bool:
         catch_up = b.peers()[0]["catch_up"]
-        return catch_up["blobs_fetched"] == catch_up["blobs_wanted"]
+        return bool(catch_up["blobs_fetched"] == catch_up["blobs_wanted"])
 
     wait_until(settled, 30)
     catch_up = b.peers()[0]["catch_up"]
