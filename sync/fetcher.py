@@ -14,7 +14,7 @@ from typing import Protocol
 
 from registry.client import RetryPolicy
 from registry.client.streaming import StreamFailedError
-from registry.domain.digest import Digest, Hasher
+from registry.domain.digest import REGULAR_FILE_MAX, Digest, Hasher
 from registry.domain.errors import (
     BlobUnavailableError,
     DigestMismatchError,
@@ -27,6 +27,7 @@ from registry.storage import Expected
 from sync.blobstream import Partial, Partials, WriteFailedError, receive
 from sync.connect import PeerConnector
 from sync.fairqueue import FairQueue
+from sync.sha256fill import Sha256Fill
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class BlobFetcher:
         self._queue = FairQueue(workers, per_key=max(2, workers // 2 + 1))
         self._urgent = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-now")
         self._partials = Partials(limit=2 * workers)
+        self._sha256 = Sha256Fill(uploads)
         self._inflight: dict[Digest, Future[bool]] = {}
         self._lock = threading.Lock()
 
@@ -113,6 +115,7 @@ class BlobFetcher:
         self._queue.stop()
         self._urgent.shutdown(wait=False, cancel_futures=True)
         self._partials.clear()
+        self._sha256.stop()
 
     def enqueue(self, blobs: list[tuple[Digest, int]], first: str | None = None) -> None:
         """Fetch these in the background, from `first` before the other peers. They count in
@@ -293,7 +296,10 @@ class BlobFetcher:
     def _receive(self, source: PeerBlobs, digest: Digest, size: int, owner: str | None) -> None:
         """Fetch from a peer at the wire's speed into a writer, resuming what an earlier
         attempt kept; what this one receives is kept for the next should it stop."""
-        partial = self._partials.take(digest.hex) or Partial(self._uploads.writer(size), 0)
+        later = size > REGULAR_FILE_MAX  # SHA-256 after it is visible (see sha256fill)
+        partial = self._partials.take(digest.hex) or Partial(
+            self._uploads.writer(size, sha256=not later), 0
+        )
 
         def landed(count: int) -> None:
             if owner is not None:
@@ -312,3 +318,5 @@ class BlobFetcher:
             logger.info("blob fetch stopped, kept for resuming digest=%s at=%d", digest, exc.prefix)
             raise exc.cause from None
         self._uploads.complete(partial.writer, Expected(blake3=digest, size=size))
+        if later:
+            self._sha256.add(digest)

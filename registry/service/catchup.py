@@ -49,6 +49,7 @@ class _Rate:
 @dataclass
 class _Peer:
     pending: set[str] = field(default_factory=set)  # blob digests queued or in flight
+    counted: set[str] = field(default_factory=set)  # in blobs_wanted (a retry counts once)
     blobs_wanted: int = 0
     blobs_fetched: int = 0
     bytes_wanted: int = 0
@@ -70,9 +71,13 @@ class CatchUpBook:
             if not peer.pending:  # a new catch-up: count it from zero
                 peer.blobs_wanted = peer.blobs_fetched = 0
                 peer.bytes_wanted = peer.bytes_fetched = 0
+                peer.counted.clear()
+                peer.bytes = _Rate()
             peer.pending.add(digest)
-            peer.blobs_wanted += 1
-            peer.bytes_wanted += size
+            if digest not in peer.counted:
+                peer.counted.add(digest)
+                peer.blobs_wanted += 1
+                peer.bytes_wanted += size
 
     def landed(self, peer_id: str, count: int) -> None:
         """`count` bytes (negative: bytes thrown away, to be fetched again) arrived."""

@@ -3,8 +3,11 @@ store, resumed after a cut, verified before visible, with progress in /v1/peers.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 
 import blake3
 import pytest
@@ -63,6 +66,15 @@ def test_eager_catch_up_stores_every_blob_verified_and_reports_progress(spawn: S
     with b.client() as http:
         page = http.get("/status").text
     assert "catch-up" in page and "blobs " in page
+    # SHA-256 of a large blob is recorded once it is visible (the LFS oid it is looked up by).
+    wanted = {blake3.blake3(v).hexdigest(): hashlib.sha256(v).hexdigest() for v in files.values()}
+    wait_until(lambda: recorded_sha256(b) == wanted, 60, 0.2)
+
+
+def recorded_sha256(node: NodeProcess) -> dict[str, str]:
+    with closing(sqlite3.connect(f"file:{node.data_dir / 'modelyard.db'}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT blake3, sha256 FROM blob WHERE size >= ?", (MIB,)).fetchall()
+    return dict(rows)
 
 
 def test_a_cut_blob_fetch_resumes_and_a_killed_replica_restarts_clean(spawn: Spawn) -> None:
