@@ -107,7 +107,7 @@ class BlobFetcher:
         self._queue = FairQueue(workers, per_key=max(2, workers // 2 + 1))
         self._urgent = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-now")
         self._partials = Partials(limit=2 * workers)
-        self._sha256 = Sha256Fill(uploads)
+        self._sha256 = Sha256Fill(uploads, busy=lambda: bool(self._inflight))
         self._inflight: dict[Digest, Future[bool]] = {}
         self._lock = threading.Lock()
 
