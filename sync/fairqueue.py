@@ -4,6 +4,7 @@ long catch-up neither fills every worker nor keeps another peer's blobs waiting 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class FairQueue:
         return None
 
     def _work(self) -> None:
+        lower_priority()
         while True:
             with self._changed:
                 taken = None
@@ -78,3 +80,15 @@ class FairQueue:
             with self._changed:
                 self._running[key] -= 1
                 self._changed.notify_all()
+
+
+NICE = 5  # background fetches' CPU priority, below the node's requests and metadata pulls
+
+
+def lower_priority() -> None:
+    """Run this thread (and the threads it starts: a fetch's ranges, its writer's) at NICE, so
+    a catch-up that fills the cores takes only what requests and metadata pulls leave."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+    except (OSError, AttributeError):  # not Linux, or not allowed: full priority
+        pass

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from registry.client import RetryPolicy
 from registry.client.streaming import StreamFailedError
-from registry.domain.digest import REGULAR_FILE_MAX, Digest, Hasher
+from registry.domain.digest import REGULAR_FILE_MAX, Digest, Hasher, start_helpers
 from registry.domain.errors import (
     BlobUnavailableError,
     DigestMismatchError,
@@ -104,6 +104,7 @@ class BlobFetcher:
         self._peers = connect.peers
         self._catchup = connect.peers.catchup
         self._extra = extra  # tried after every peer (the node's mirrors)
+        start_helpers()  # at this thread's priority, not a background fetch's
         self._queue = FairQueue(workers, per_key=max(2, workers // 2 + 1))
         self._urgent = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-now")
         self._partials = Partials(limit=2 * workers)
