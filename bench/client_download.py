@@ -31,8 +31,8 @@ from _procs import node
 from _report import append_results, gbps, git_version, ratio
 
 from mirror import Downloader, RetryPolicy
-from mirror.diskwrites import write_choice
-from mirror.streaming import PIECE
+from registry.client.diskwrites import write_choice
+from registry.client.streaming import PIECE
 
 TOKEN = "myd_bench_admin_token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

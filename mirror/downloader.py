@@ -32,7 +32,6 @@ import blake3
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from mirror.diskwrites import pwrite_all
 from mirror.sources import (
     FlaggedFile,
     Location,
@@ -41,9 +40,10 @@ from mirror.sources import (
     Source,
     parse_source,
 )
-from mirror.streaming import RangeSink, StreamFailedError, stream_to_file
 from registry.client import RetryPolicy
 from registry.client.client import TransientError
+from registry.client.diskwrites import pwrite_all
+from registry.client.streaming import RangeSink, StreamFailedError, stream_to_file
 from registry.domain.digest import git_blob_sha1
 from registry.domain.errors import (
     AllSourcesFailedError,
@@ -282,8 +282,8 @@ class Downloader:
     def _stream(
         self, source: Source, file: ManifestFile, where: Location, partial: Path, ledger: Ledger
     ) -> str:
-        """A fresh large file, hashed in order as it lands (mirror.streaming); on failure the
-        ledger records the good prefix, so the next attempt resumes after it."""
+        """A fresh large file, hashed in order as it lands (registry.client.streaming); on
+        failure the ledger records the good prefix, so the next attempt resumes after it."""
         done = [0]
 
         def fetch(span: tuple[int, int], sink: RangeSink) -> None:

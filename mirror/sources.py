@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import httpx
 
-from mirror.rangeget import get_range_into
 from registry.client import RegistryClient, RetryPolicy
 from registry.client.client import TransientError
+from registry.client.rangeget import get_range_into
 from registry.domain.errors import (
     BlobNotFoundError,
     DigestMismatchError,

@@ -72,7 +72,7 @@ from registry.storage import BlobStore
 from registry.storage.build import build_blob_store
 from registry.storage.xet import XetBlobStore
 from sync.connect import PeerConnector
-from sync.fetcher import BlobFetcher
+from sync.fetcher import BlobFetcher, fetch_workers
 from sync.loop import SyncLoop
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,9 @@ class Runtime:
             public_copies(self.lookup),
             allow_private_redirects=self.settings.allow_private_redirects,
         )
-        workers = self.settings.sync.blob_workers if self._process == "serve" else 1
+        workers = (
+            (self.settings.sync.blob_workers or fetch_workers()) if self._process == "serve" else 1
+        )
         return BlobFetcher(self.uploads, self.connector, workers, mirrors, self.xet.adopt)
 
     @cached_property

@@ -110,7 +110,8 @@ class SyncSettings(_Section):
     long_poll: float = 20.0  # seconds a feed request may wait for news
     probe_interval: float = 2.0  # seconds between health probes of each peer
     batch: int = 500
-    blob_workers: int = 4  # concurrent eager blob downloads
+    # Concurrent background blob fetches (eager catch-up); default: one per core, 2 to 8.
+    blob_workers: int | None = Field(default=None, ge=1, le=64)
     backfill_interval: float = 10.0  # seconds between sweeps for blobs still missing
     degraded_after: int = 2  # consecutive failures
     down_after: int = 5

@@ -415,6 +415,22 @@ class PeerIn(BaseModel):
     blobs: Literal["eager", "lazy"] = "eager"
 
 
+class CatchUpOut(BaseModel):
+    """A peer's catch-up under way: entries still to apply from its feed, and the blobs of
+    an `eager` peer still to fetch. Rates are over the last 10 s; an ETA is null while
+    nothing moves and 0 when nothing is left. Blob counts restart with each new catch-up
+    (the first blob wanted after the peer's queue was empty)."""
+
+    entries_per_second: float  # entries applied (the cursor's advance)
+    entries_eta_seconds: float | None  # (head - cursor) at that rate
+    blobs_wanted: int  # blobs queued for fetching since this catch-up began
+    blobs_fetched: int  # of which stored and verified
+    bytes_wanted: int  # their total size
+    bytes_fetched: int  # bytes received so far (partial blobs included)
+    bytes_per_second: float
+    bytes_eta_seconds: float | None  # (bytes_wanted - bytes_fetched) at that rate
+
+
 class PeerOut(BaseModel):
     id: str
     url: str
@@ -438,6 +454,7 @@ class PeerOut(BaseModel):
     set_aside_entries: int = 0
     # Its repos this node left out because a repo of the same id is held here (see /v1/status).
     collisions: int = 0
+    catch_up: CatchUpOut | None = None
 
 
 class MirrorIn(BaseModel):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from registry import __version__
 from registry.client import RegistryClient, RetryPolicy
+from registry.client.redirects import RedirectGuard
 from registry.domain.records import PeerRecord
 from registry.service.peers import PeerService
 
@@ -26,3 +28,18 @@ class PeerConnector:
             retry=retry,
             allow_private_redirects=self.allow_private_redirects,
         )
+
+    def headers(self, peer: PeerRecord) -> dict[str, str]:
+        """What a request to the peer outside RegistryClient sends (the blob fetcher's ranged
+        GETs): the same identity and token."""
+        headers = {
+            "user-agent": f"modelyard/{__version__} node/{self.node_id}",
+            "x-modelyard-node": self.node_id,
+        }
+        token = self.peers.credential(peer)
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        return headers
+
+    def guard(self) -> RedirectGuard:
+        return RedirectGuard(self.allow_private_redirects)

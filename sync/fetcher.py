@@ -3,7 +3,9 @@ its mirrors): verified, one download per blob, next source on failure."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -11,7 +13,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 from registry.client import RetryPolicy
-from registry.domain.digest import Digest, Hasher
+from registry.client.streaming import StreamFailedError
+from registry.domain.digest import REGULAR_FILE_MAX, Digest, Hasher, start_helpers
 from registry.domain.errors import (
     BlobUnavailableError,
     DigestMismatchError,
@@ -21,7 +24,10 @@ from registry.domain.errors import (
 from registry.domain.records import PeerRecord
 from registry.service.uploads import UploadService
 from registry.storage import Expected
+from sync.blobstream import Partial, Partials, WriteFailedError, receive
 from sync.connect import PeerConnector
+from sync.fairqueue import FairQueue
+from sync.sha256fill import Sha256Fill
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +70,26 @@ class PeerBlobs:
     def bad_bytes(self, error: str) -> None:
         self._connect.peers.health.bad_blob(self._peer.id, error)
 
+    def receive(
+        self, digest: Digest, size: int, partial: Partial, landed: Callable[[int], None]
+    ) -> None:
+        """The blob's bytes from `partial.received` on, into its writer (see blobstream)."""
+        url = f"{self._peer.url.rstrip('/')}/v1/blobs/{digest.hex}"
+        headers = self._connect.headers(self._peer)
+        receive(url, headers, self._connect.guard().check, partial, size, landed)
+
+
+def fetch_workers() -> int:
+    """Background blob fetches at once, by default: one per core, 2 to 8 (each hashes and
+    writes on its own thread; more than the cores only share them)."""
+    return max(2, min(8, os.cpu_count() or 1))
+
 
 class BlobFetcher:
+    """`workers` background fetches at once (eager catch-up, backfill), at most about half of
+    them (and at least 2) for the blobs of one peer; fetches a caller waits for (`fetch_now`:
+    scrub repairs, Xet) run on their own workers, never queued behind a catch-up."""
+
     def __init__(
         self,
         uploads: UploadService,
@@ -78,31 +102,55 @@ class BlobFetcher:
         self._fetched = fetched  # told of each blob stored (a xorb a recipe waits for?)
         self._connect = connect
         self._peers = connect.peers
+        self._catchup = connect.peers.catchup
         self._extra = extra  # tried after every peer (the node's mirrors)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-fetch")
+        start_helpers()  # at this thread's priority, not a background fetch's
+        self._queue = FairQueue(workers, per_key=max(2, workers // 2 + 1))
+        self._urgent = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-now")
+        self._partials = Partials(limit=2 * workers)
+        self._sha256 = Sha256Fill(uploads, busy=lambda: bool(self._inflight))
         self._inflight: dict[Digest, Future[bool]] = {}
         self._lock = threading.Lock()
 
     def stop(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._queue.stop()
+        self._urgent.shutdown(wait=False, cancel_futures=True)
+        self._partials.clear()
+        self._sha256.stop()
 
     def enqueue(self, blobs: list[tuple[Digest, int]], first: str | None = None) -> None:
+        """Fetch these in the background, from `first` before the other peers. They count in
+        the catch-up progress of `first` (else of the peer tried first)."""
+        owner = first or self._first_peer()
         for digest, size in blobs:
-            self._submit(digest, size, first)
+            with self._lock:
+                if digest in self._inflight:
+                    continue
+                self._catchup.want(owner, digest.hex, size)
+                future = self._queue.submit(
+                    owner, functools.partial(self._fetch, digest, size, first, owner)
+                )
+                self._inflight[digest] = future
+            future.add_done_callback(functools.partial(self._finished, owner, digest))
 
     def fetch_now(self, digest: Digest, size: int, timeout: float = 600) -> bool:
         """Fetch a blob (or join the fetch already running) and wait for it."""
-        return self._submit(digest, size, None).result(timeout=timeout)
-
-    def _submit(self, digest: Digest, size: int, first: str | None) -> Future[bool]:
         with self._lock:
-            running = self._inflight.get(digest)
-            if running is not None:
-                return running
-            future = self._pool.submit(self._fetch, digest, size, first)
-            self._inflight[digest] = future
-        future.add_done_callback(lambda _: self._done(digest))
-        return future
+            future = self._inflight.get(digest)
+            if future is None:
+                future = self._urgent.submit(self._fetch, digest, size, None, None)
+                self._inflight[digest] = future
+                future.add_done_callback(lambda _: self._done(digest))
+        return future.result(timeout=timeout)
+
+    def _finished(self, owner: str, digest: Digest, future: Future[bool]) -> None:
+        stored = not future.cancelled() and future.exception() is None and future.result()
+        self._catchup.done(owner, digest.hex, stored)
+        self._done(digest)
+
+    def _first_peer(self) -> str:
+        peers = self._ordered_peers(None)
+        return peers[0].id if peers else "-"
 
     def _done(self, digest: Digest) -> None:
         with self._lock:
@@ -207,24 +255,30 @@ class BlobFetcher:
 
     def _sources(self, first: str | None, attempts: int) -> list[BlobSource]:
         """Peers healthy-first (`first` before all), then the extra sources."""
+        ordered = self._ordered_peers(first)
+        peers: list[BlobSource] = [PeerBlobs(self._connect, p, attempts) for p in ordered]
+        return peers + list(self._extra() if self._extra is not None else [])
+
+    def _ordered_peers(self, first: str | None) -> list[PeerRecord]:
         rank = {"up": 0, "unknown": 1, "degraded": 2, "down": 3}
 
         def order(peer_id: str) -> tuple[int, int, int]:
             health = self._peers.health.get(peer_id)
             return (0 if peer_id == first else 1, health.bad_blobs, rank[health.state])
 
-        ordered = sorted(self._peers.all(), key=lambda p: order(p.id))
-        peers: list[BlobSource] = [PeerBlobs(self._connect, p, attempts) for p in ordered]
-        return peers + list(self._extra() if self._extra is not None else [])
+        return sorted(self._peers.all(), key=lambda p: order(p.id))
 
-    def _fetch(self, digest: Digest, size: int, first: str | None) -> bool:
+    def _fetch(self, digest: Digest, size: int, first: str | None, owner: str | None) -> bool:
         if self._uploads.stored(digest) is not None:
             self._stored(digest)  # stored before a crash let it be adopted, say
             return True
         for source in self._sources(first, attempts=2):
             try:
-                with source.open_blob(digest, size) as chunks:
-                    self._uploads.ingest(chunks, Expected(blake3=digest, size=size))
+                if isinstance(source, PeerBlobs):
+                    self._receive(source, digest, size, owner)
+                else:
+                    with source.open_blob(digest, size) as chunks:
+                        self._uploads.ingest(chunks, Expected(blake3=digest, size=size))
                 logger.info("blob fetched digest=%s source=%s size=%d", digest, source.name, size)
                 self._stored(digest)
                 return True
@@ -239,3 +293,31 @@ class BlobFetcher:
                 )
         logger.error("blob not fetched from any peer or mirror digest=%s", digest)
         return False
+
+    def _receive(self, source: PeerBlobs, digest: Digest, size: int, owner: str | None) -> None:
+        """Fetch from a peer at the wire's speed into a writer, resuming what an earlier
+        attempt kept; what this one receives is kept for the next should it stop."""
+        later = size > REGULAR_FILE_MAX  # SHA-256 after it is visible (see sha256fill)
+        partial = self._partials.take(digest.hex) or Partial(
+            self._uploads.writer(size, sha256=not later), 0
+        )
+
+        def landed(count: int) -> None:
+            if owner is not None:
+                self._catchup.landed(owner, count)
+
+        try:
+            source.receive(digest, size, partial, landed)
+        except StreamFailedError as exc:
+            if isinstance(exc.cause, WriteFailedError):
+                raise exc.cause.__cause__ or exc.cause from None  # the writer aborted itself
+            if exc.prefix == 0:
+                partial.writer.abort()
+                raise exc.cause from None
+            partial.received = exc.prefix
+            self._partials.keep(digest.hex, partial)
+            logger.info("blob fetch stopped, kept for resuming digest=%s at=%d", digest, exc.prefix)
+            raise exc.cause from None
+        self._uploads.complete(partial.writer, Expected(blake3=digest, size=size))
+        if later:
+            self._sha256.add(digest)

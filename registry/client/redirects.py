@@ -52,6 +52,15 @@ class RedirectGuard:
                 f"{shown(target)}, not followed: {reason}"
             )
 
+    def check(self, source: str, target: str) -> None:
+        """As the hook, for a redirect met outside httpx (a ranged GET through http.client)."""
+        reason = self._refusal(httpx.URL(source), httpx.URL(target))
+        if reason is not None:
+            raise RedirectRefusedError(
+                f"{shown(httpx.URL(source))} redirected to {shown(httpx.URL(target))}, "
+                f"not followed: {reason}"
+            )
+
     def _refusal(self, source: httpx.URL, target: httpx.URL) -> str | None:
         if target.scheme not in HTTP_SCHEMES:
             return redirect_refusal(set(), target.scheme, set(), allow_private=self.allow_private)

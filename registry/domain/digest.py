@@ -104,6 +104,19 @@ def _helpers() -> ThreadPoolExecutor:
         return _pool
 
 
+def start_helpers() -> None:
+    """Start every helper thread now, from the calling thread: a thread inherits the CPU
+    priority of the one that starts it (Linux), and background blob fetches, which may be
+    the first to hash, run at a lower one."""
+    workers = os.cpu_count() or 2
+    barrier = threading.Barrier(workers, timeout=5)  # each task holds a thread: all start
+    for waiting in [_helpers().submit(barrier.wait) for _ in range(workers)]:
+        try:
+            waiting.result()
+        except threading.BrokenBarrierError:  # the pool was busy hashing: started anyway
+            pass
+
+
 def hash_bytes(data: bytes) -> Hashes:
     hasher = Hasher(len(data))
     hasher.update(data)

@@ -78,6 +78,8 @@ class Blobs:
         row.wanted_ms = now
         if row.git_sha1 is None and git_sha1 is not None:
             row.git_sha1 = git_sha1
+        if not row.sha256 and sha256:  # stored without it (eager catch-up): hashed since
+            row.sha256 = sha256
         self._session.add(row)
 
     def want(self, digests: Iterable[Digest]) -> int:

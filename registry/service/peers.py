@@ -28,6 +28,7 @@ from registry.domain.redaction import redact
 from registry.domain.tokens import check_credential
 from registry.domain.urls import check_http_url
 from registry.metadata.db import Database
+from registry.service.catchup import CatchUpBook, CatchUpView
 from registry.service.credentials import CredentialBox
 from registry.service.replication import collisions
 
@@ -163,6 +164,7 @@ class PeerView:
     diverged_ms: int | None  # when its history was last found to have diverged
     set_aside: int  # entries of its abandoned history this node keeps (recoverable)
     collisions: int  # its repos left out here: a repo of the same id is held here
+    catch_up: CatchUpView = CatchUpView()  # entries and blob bytes still to come, and rates
 
 
 class PeerService:
@@ -173,6 +175,7 @@ class PeerService:
         self._box = box
         self._node_id = node_id
         self.health = HealthBook(thresholds)
+        self.catchup = CatchUpBook()
         self.started = time.monotonic()
 
     def add(
@@ -265,6 +268,7 @@ class PeerService:
             peer.diverged_ms,
             kept,
             (collided or Counter()).get(peer.node_id or "", 0),
+            self.catchup.view(peer.id, peer.cursor, peer.head),
         )
 
     def credential(self, peer: PeerRecord) -> str | None:
@@ -294,6 +298,7 @@ class PeerService:
             if not tx.peers.remove(peer_id):
                 raise PeerNotFoundError(f"No peer {peer_id!r}")
         self.health.forget(peer_id)
+        self.catchup.forget(peer_id)
         logger.info("peer removed peer=%s", peer_id)
 
     def _refuse_self(self, answered_as: str | None, url: str) -> None:

@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from mirror import AllSourcesFailedError, Downloader, Progress, RetryPolicy, download_repo
-from mirror.rangeget import get_range_into
+from registry.client.rangeget import get_range_into
 from tests.conftest import RunningNode, ServerThread
 from tests.faultproxy import Fault, FaultProxy
 

@@ -14,13 +14,13 @@ import pytest
 import mirror
 import registry
 import sync
-from mirror import streaming
-from mirror.streaming import StreamFailedError
 from registry.api.errors import registry_error_response, status_of
-from registry.client import raise_for_error
+from registry.client import raise_for_error, streaming
 from registry.client.client import RETRY_STATUS, TransientError
+from registry.client.streaming import StreamFailedError
 from registry.domain import errors as e
 from registry.service.scrub import Stopped
+from sync.blobstream import WriteFailedError
 
 # The documented family -> status table (style.md section 4, hf-hub-protocol.md).
 FAMILY_STATUS: list[tuple[type[e.RegistryError], int]] = [
@@ -44,6 +44,7 @@ INTERNAL: set[type[BaseException]] = {
     TransientError,  # the client's "retry this" (tenacity's predicate); no code on the wire
     StreamFailedError,  # carries a failed download's good prefix to the resume logic
     streaming._Stopped,  # the stream ended: a fetcher waiting for a slot gives up
+    WriteFailedError,  # the blob store refused a fetched slot: its cause is re-raised
     Stopped,  # a scrub asked to stop, raised between two reads and caught by the run
 }
 # `__main__` runs the CLI when imported; alembic runs `env` inside its own context.

@@ -1,5 +1,6 @@
-"""mirror.diskwrites and mirror.streaming: the choice between O_DIRECT and buffered writes,
-the number of streams, and the file written from ranges that arrive in pieces, fail, resume."""
+"""registry.client.diskwrites and registry.client.streaming: the choice between O_DIRECT and
+buffered writes, the number of streams, and the file written from ranges that arrive in
+pieces, fail, resume."""
 
 from __future__ import annotations
 
@@ -13,9 +14,16 @@ from pathlib import Path
 import blake3
 import pytest
 
-from mirror import diskwrites, streaming
-from mirror.diskwrites import TRIAL_EVERY, WriteChoice
-from mirror.streaming import MEASURED, PIECE, SLOT, RangeSink, StreamFailedError, stream_to_file
+from registry.client import diskwrites, streaming
+from registry.client.diskwrites import TRIAL_EVERY, WriteChoice
+from registry.client.streaming import (
+    MEASURED,
+    PIECE,
+    SLOT,
+    RangeSink,
+    StreamFailedError,
+    stream_to_file,
+)
 
 MB = 1e6
 

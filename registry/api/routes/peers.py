@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import httpx
 from fastapi import APIRouter
 
 from registry.api.deps import PeersDep, PrincipalDep
 from registry.api.errors import documented
 from registry.service.peers import PeerView
-from registry.wire import PeerIn, PeerOut, iso_ms
+from registry.wire import CatchUpOut, PeerIn, PeerOut, iso_ms
 
 router = APIRouter(prefix="/v1/peers", tags=["federation"])
 IDENTIFY_SECONDS = 3.0
@@ -33,6 +35,7 @@ def peer_out(view: PeerView) -> PeerOut:
         diverged_at=iso_ms(view.diverged_ms) if view.diverged_ms else None,
         set_aside_entries=view.set_aside,
         collisions=view.collisions,
+        catch_up=CatchUpOut(**asdict(view.catch_up)),
     )
 
 

@@ -31,9 +31,11 @@ def get_range_into(
     end: int,
     sink: Callable[[int, memoryview], None],
     timeout: float = 30.0,
+    guard: Callable[[str, str], None] | None = None,
 ) -> None:
     """Hand bytes [start, end) of `url` to `sink(offset, bytes)`, following redirects (an
-    `authorization` header is not sent on to another origin, such as an S3 presigned URL).
+    `authorization` header is not sent on to another origin, such as an S3 presigned URL)
+    that `guard(source, target)`, if given, does not refuse by raising.
 
     The view passed to `sink` is reused for the next read: copy or write it before returning.
     """
@@ -42,6 +44,8 @@ def get_range_into(
         try:
             if response.status in (301, 302, 303, 307, 308):
                 target = urljoin(url, response.getheader("location") or "")
+                if guard is not None:
+                    guard(url, target)
                 if _origin(target) != _origin(url):  # a node's token is for the node only
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 url = target
@@ -67,7 +71,7 @@ def _receive(
     sink: Callable[[int, memoryview], None],
 ) -> None:
     """Read the body into the sink's own memory when it offers it (`place`, see
-    mirror.streaming.RangeSink), else through one reused buffer."""
+    registry.client.streaming.RangeSink), else through one reused buffer."""
     place: Callable[[int, int], memoryview] | None = getattr(sink, "place", None)
     copy = place is None
     if place is None:

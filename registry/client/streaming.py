@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import blake3
 
-from mirror.diskwrites import Writes
+from registry.client.diskwrites import Writes
 
 PIECE = 32 * 1024 * 1024  # one range (a multiple of SLOT)
 SLOT = 4 * 1024 * 1024  # one buffer (a multiple of the O_DIRECT alignment)
@@ -154,8 +154,8 @@ class _Fetcher:
 class _Pieces:
     """The file's pieces, handed to fetchers in order; says which fetcher has each."""
 
-    def __init__(self, size: int) -> None:
-        self.spans = [(s, min(s + PIECE, size)) for s in range(0, size, PIECE)]
+    def __init__(self, size: int, start: int = 0) -> None:
+        self.spans = [(s, min(s + PIECE, size)) for s in range(start, size, PIECE)]
         self._next = 0
         self._owners: dict[int, _Fetcher] = {}
         self._failed = False
@@ -244,19 +244,42 @@ def stream_to_file(
     Raises:
         StreamFailedError: a range could not be fetched (after `fetch`'s own retries).
     """
-    pieces = _Pieces(size)
-    stop = threading.Event()
     hasher = blake3.blake3()
     writes = Writes(fd)
-    prefix = 0
+
+    def take(view: memoryview, offset: int) -> None:
+        hasher.update(view)
+        writes.write(view, offset)
+        landed(len(view))
+
+    try:
+        stream_into(0, size, fetch, parallel, take)
+    finally:
+        writes.close()
+    return str(hasher.hexdigest())
+
+
+def stream_into(
+    start: int, size: int, fetch: Fetch, parallel: int, take: Callable[[memoryview, int], None]
+) -> None:
+    """Fetch [start, size) through `fetch(span, sink)` with up to `parallel` ranges at once,
+    handing each slot in order to `take(view, offset)` (the view is reused once it returns).
+
+    Raises:
+        StreamFailedError: a range could not be fetched, or `take` failed; `prefix` counts
+            from 0, so the caller may resume there.
+    """
+    pieces = _Pieces(size, start)
+    stop = threading.Event()
+    prefix = start
     with ThreadPoolExecutor(max(1, parallel)) as pool:
 
-        def start() -> _Fetcher:
+        def begin() -> _Fetcher:
             fetcher = _Fetcher(stop)
             pool.submit(fetcher.run, fetch, pieces)
             return fetcher
 
-        streams = _Streams(max(1, min(parallel, len(pieces.spans))), start)
+        streams = _Streams(max(1, min(parallel, len(pieces.spans))), begin)
         try:
             for i, (_, end) in enumerate(pieces.spans):
                 fetcher = pieces.owner(i)
@@ -266,18 +289,14 @@ def stream_to_file(
                         raise item
                     slot, count = item
                     with memoryview(slot) as whole, whole[:count] as view:
-                        hasher.update(view)
-                        writes.write(view, prefix)
+                        take(view, prefix)
                     fetcher.free.put(slot)
                     prefix += count
-                    landed(count)
                 streams.consumed(prefix)
         except BaseException as exc:
             raise StreamFailedError(prefix, exc) from exc
         finally:
             stop.set()
             pool.shutdown(wait=True)
-            writes.close()
             for fetcher in streams.fetchers:
                 fetcher.close()
-    return str(hasher.hexdigest())
