@@ -79,7 +79,10 @@ def parse_line(line: bytes) -> ChangeEntry | tuple[int, str]:
     """An entry, or the trailer as (entries, digest). Raises InvalidError for anything else."""
     fields = _parse(line)
     if fields.get("end") is True:
-        return int(fields["entries"]), str(fields["digest"])
+        try:
+            return int(fields["entries"]), str(fields["digest"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidError(f"A snapshot trailer lacks a field: {exc}") from exc
     try:
         return ChangeEntry(**fields)
     except TypeError as exc:
