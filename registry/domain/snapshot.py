@@ -34,6 +34,7 @@ from registry.domain.errors import InvalidError
 
 FORMAT = 1
 _LIFE = (RepoUpsert.KIND, RepoDelete.KIND)  # what stays of a deleted incarnation
+_SUPERSEDED = (RefSet.KIND, RefDelete.KIND, RepoSettings.KIND)  # a later one says it all
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ class Compaction:
 
 def _key(entry: ChangeEntry) -> tuple[str, ...] | None:
     """What a later entry of the same key supersedes: a ref's moves, a repo's settings."""
+    if entry.kind not in _SUPERSEDED:
+        return None  # most entries: not decoded at all (a commit's tree is long)
     try:
         change = entry.change()
     except InvalidError:

@@ -16,7 +16,10 @@ planner, together with the peer's cursor = N and its chain at N. So:
   it, and (origin, origin serial) identifies each entry for idempotence when the feed, or
   another peer, brings it again;
 - the feed from N on is checked as any page is: the chain at N makes a diverged history
-  visible, and home versions order ref moves.
+  visible, and home versions order ref moves;
+- an entry the compaction left out that reaches this node later by another path (a third
+  peer) is planned like any entry: a superseded ref move is older than the version held and
+  changes nothing, an entry of a deleted incarnation meets its tombstone.
 """
 
 from __future__ import annotations
