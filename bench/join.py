@@ -122,7 +122,8 @@ def report(repos: int, head: int, timed: dict[str, float], record: bool) -> None
         [
             f"\n## Join ({stamp}, `bench/join.py --repos {repos}`)\n",
             f"- git {git_version()}; a home node of {repos} repos ({head} log entries: each repo's"
-            " creation, commit and ref move), embedded default (SQLite); a fresh replica per mode,"
+            " creation, its first commit and its card's, each moving main), embedded default"
+            " (SQLite); a fresh replica per mode,"
             " blobs lazy; timed from `peer add` until the replica's cursor is at the home's head"
             " (its state digest then checked equal to the home's).\n",
             "| mode | time to join | home entries/s | vs replay (same run) |",

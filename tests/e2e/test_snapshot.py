@@ -163,3 +163,15 @@ def test_tampered_snapshot_is_refused_and_nothing_becomes_visible(spawn: Spawn) 
         wait_until(lambda: caught_up(b, a), timeout=60)
     finally:
         proxy.close()
+
+
+def test_auto_takes_a_snapshot_only_of_a_peer_past_the_threshold(spawn: Spawn) -> None:
+    a = spawn("a")
+    populate(a)
+    b = spawn("b", env={"MODELYARD_SYNC__SNAPSHOT_THRESHOLD": "5"})
+    c = spawn("c")  # the default threshold: far above A's few entries
+    add_peer(b, a.url, "auto")
+    add_peer(c, a.url, "auto")
+    wait_until(lambda: caught_up(b, a) and caught_up(c, a))
+    assert joined_from_snapshot(b)
+    assert not joined_from_snapshot(c) and "peer joins by replay" in c._log.read_text()
