@@ -6,12 +6,15 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
 
+from tests.conftest import postgres_database_for
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
 from tests.faultproxy import Fault, FaultProxy
+from tests.tools import require_postgres
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Spawn = Callable[..., NodeProcess]
@@ -175,3 +178,18 @@ def test_auto_takes_a_snapshot_only_of_a_peer_past_the_threshold(spawn: Spawn) -
     wait_until(lambda: caught_up(b, a) and caught_up(c, a))
     assert joined_from_snapshot(b)
     assert not joined_from_snapshot(c) and "peer joins by replay" in c._log.read_text()
+
+
+@pytest.mark.postgres
+def test_snapshot_bootstrap_on_postgres(spawn: Spawn, tmp_path: Path) -> None:
+    require_postgres()
+    a, b = (
+        spawn(name, env={"MODELYARD_DATABASE_URL": postgres_database_for(tmp_path / name)})
+        for name in ("a", "b")
+    )
+    populate(a)
+    add_peer(b, a.url)
+    wait_until(lambda: caught_up(b, a))
+    assert joined_from_snapshot(b)
+    sha = api(a).upload_file(path_or_fileobj=b"pg", path_in_repo="p.bin", repo_id="admin/lora").oid
+    wait_until(lambda: api(b).model_info("admin/lora").sha == sha)
