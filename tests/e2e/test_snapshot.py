@@ -88,6 +88,8 @@ def test_snapshot_bootstrap_matches_the_home_then_follows_its_feed(spawn: Spawn)
     assert [t.name for t in api(b).list_repo_refs("admin/lora").tags] == ["v1"]
     card = api(b).model_info("admin/lora").card_data
     assert card is not None and card["base_model"] == "admin/base"
+    with b.client() as http:  # bytes follow the snapshot, verified, as after any pull
+        assert http.get("/admin/lora/resolve/v1/w.bin").content == b"v2"
     # Superseded ref moves were left out: B logged fewer entries than A holds.
     assert len(log_identities(b)) < head_serial(a)
     sha = api(a).upload_file(path_or_fileobj=b"v3", path_in_repo="w.bin", repo_id="admin/lora").oid
