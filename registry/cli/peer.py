@@ -63,7 +63,11 @@ def peer_add(
         url = check_http_url(url, "A peer's url")  # before anything is sent there
         _warn_collisions(runtime, url, token)
         runtime.snapshots.choose(url, bootstrap)  # before the peer: no puller replays first
-        added = runtime.peers.add(CONSOLE, url, token, blobs)
+        try:
+            added = runtime.peers.add(CONSOLE, url, token, blobs)
+        except RegistryError:
+            runtime.snapshots.forget(url)  # not added: the choice would outlive it
+            raise
         click.echo(f"{added.id}\t{added.url}\t{added.blobs}")
 
 
