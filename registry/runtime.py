@@ -62,6 +62,7 @@ from registry.service.scrub import ScrubLoop, ScrubService
 from registry.service.search import SearchService
 from registry.service.services import Services
 from registry.service.settings import RepoSettingsService
+from registry.service.snapshot import SnapshotService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.whereabouts import WhereaboutsService
@@ -71,6 +72,7 @@ from registry.settings import Settings
 from registry.storage import BlobStore
 from registry.storage.build import build_blob_store
 from registry.storage.xet import XetBlobStore
+from sync.bootstrap import Bootstrapper
 from sync.connect import PeerConnector
 from sync.fetcher import BlobFetcher, fetch_workers
 from sync.loop import SyncLoop
@@ -234,6 +236,10 @@ class Runtime:
         return ReplicationService(self.db, self.blobs, self.identity, self.cache)
 
     @cached_property
+    def snapshots(self) -> SnapshotService:
+        return SnapshotService(self.db, self.identity, self.replication)
+
+    @cached_property
     def connector(self) -> PeerConnector:
         allow_private = self.settings.allow_private_redirects
         return PeerConnector(
@@ -285,6 +291,7 @@ class Runtime:
             ),
             peers=self.peers,
             feed=FeedService(self.db, self.identity, self.notifier),
+            snapshots=self.snapshots,
             status=StatusService(
                 self.db,
                 self.peers,
@@ -339,6 +346,14 @@ class Runtime:
             self.fetcher,
             self.connector,
             self.settings.sync,
+            Bootstrapper(
+                self.snapshots,
+                self.connector,
+                self.replication,
+                self.fetcher,
+                self.settings.sync,
+                self.settings.data_dir,
+            ),
         )
         scrubber = ScrubLoop(self.scrub, self.settings.scrub, self.fetcher.fetch_now)
         workers = self._workers()

@@ -116,6 +116,9 @@ class SyncSettings(_Section):
     degraded_after: int = 2  # consecutive failures
     down_after: int = 5
     up_after: int = 3  # consecutive successes for a down peer to be up again
+    # `peer add --bootstrap auto`: a peer whose head serial is above this starts from its
+    # snapshot (registry.service.snapshot); one at or below it is replayed from serial 0.
+    snapshot_threshold: int = 10_000
 
     @field_validator("peers")
     @classmethod

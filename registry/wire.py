@@ -393,6 +393,13 @@ class FeedOut(BaseModel):
     last_chain: str | None = None  # the chain of the entry at `last_serial` (send it back)
 
 
+class StateDigestOut(BaseModel):
+    """A digest of a node's replicable state, as a reader may see it (see /v1/sync/snapshot)."""
+
+    digest: str
+    repos: int
+
+
 class SetAsideOut(BaseModel):
     """Entries of an origin's old history a node kept after the origin was restored."""
 

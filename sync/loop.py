@@ -30,6 +30,7 @@ from registry.service.leases import Leases
 from registry.service.peers import PeerService
 from registry.service.replication import ReplicationService
 from registry.settings import SyncSettings
+from sync.bootstrap import Bootstrapper
 from sync.connect import PeerConnector
 from sync.fetcher import BlobFetcher
 from sync.puller import Puller
@@ -50,6 +51,7 @@ class SyncLoop:
         fetcher: BlobFetcher,
         connect: PeerConnector,
         settings: SyncSettings,
+        bootstrap: Bootstrapper,
     ) -> None:
         self._node = node
         self._leases = leases
@@ -57,6 +59,7 @@ class SyncLoop:
         self._replication = replication
         self._settings = settings
         self._connect = connect
+        self._bootstrap = bootstrap  # a new peer's snapshot, before its first pull
         self.fetcher = fetcher
         self._stop = threading.Event()
         self._stop_by = 0.0  # when a stop stops waiting for the threads (0: not halted)
@@ -143,7 +146,8 @@ class SyncLoop:
         def pull() -> bool:
             if not self._leases.holds(f"sync:{peer_id}"):
                 return False
-            puller.pull_once()
+            if not self._bootstrap.join(peer_id):
+                puller.pull_once()
             return True
 
         retrying = Retrying(

@@ -19,6 +19,8 @@ class Fault:
     delay: float = 0.0  # seconds before forwarding the first response byte
     drop: bool = False  # accept, then close without forwarding anything
     reply: bytes | None = None  # answer every request with these bytes instead of forwarding
+    pause_after: int | None = None  # hold the response `pause` seconds after this many bytes
+    pause: float = 0.0
     times: int = 1
 
 
@@ -35,6 +37,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self.faults_applied = 0
+        self.paused = threading.Event()  # set when a response is held (`Fault.pause_after`)
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
 
@@ -71,7 +74,9 @@ class FaultProxy:
                 continue
             upstream.settimeout(None)
             threading.Thread(target=_pump, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=_pump, args=(upstream, client, fault), daemon=True).start()
+            threading.Thread(
+                target=_pump, args=(upstream, client, fault, self.paused), daemon=True
+            ).start()
 
     def close(self) -> None:
         self._closed.set()
@@ -79,7 +84,12 @@ class FaultProxy:
         self._thread.join(timeout=5)
 
 
-def _pump(source: socket.socket, sink: socket.socket, fault: Fault | None) -> None:
+def _pump(
+    source: socket.socket,
+    sink: socket.socket,
+    fault: Fault | None,
+    paused: threading.Event | None = None,
+) -> None:
     sent = 0
     try:
         if fault is not None and fault.delay:
@@ -95,6 +105,17 @@ def _pump(source: socket.socket, sink: socket.socket, fault: Fault | None) -> No
             ):
                 i = fault.corrupt_at - sent
                 data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+            if (
+                fault is not None
+                and fault.pause_after is not None
+                and sent <= fault.pause_after < sent + len(data)
+            ):
+                i = fault.pause_after - sent
+                sink.sendall(data[:i])
+                if paused is not None:
+                    paused.set()
+                time.sleep(fault.pause)
+                data, sent = data[i:], sent + i
             if (
                 fault is not None
                 and fault.cut_after is not None

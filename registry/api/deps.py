@@ -33,6 +33,7 @@ from registry.service.rewrite import RewriteService
 from registry.service.search import SearchService
 from registry.service.services import Services
 from registry.service.settings import RepoSettingsService
+from registry.service.snapshot import SnapshotService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.xet import XetService
@@ -79,6 +80,7 @@ DiscussionsDep = Annotated[DiscussionService, Depends(_part("discussions"))]
 UploadsDep = Annotated[UploadService, Depends(_part("uploads"))]
 FilesDep = Annotated[FileService, Depends(_part("files"))]
 FeedDep = Annotated[FeedService, Depends(_part("feed"))]
+SnapshotDep = Annotated[SnapshotService, Depends(_part("snapshots"))]
 PeersDep = Annotated[PeerService, Depends(_part("peers"))]
 MirrorsDep = Annotated[MirrorService, Depends(_part("mirrors"))]
 StatusDep = Annotated[StatusService, Depends(_part("status"))]

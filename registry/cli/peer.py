@@ -38,17 +38,36 @@ def peer() -> None:
     show_default=True,
     help="eager: copy every blob in the background; lazy: fetch on first request.",
 )
+@click.option(
+    "--bootstrap",
+    type=click.Choice(["snapshot", "replay", "auto"]),
+    default="auto",
+    show_default=True,
+    help="snapshot: start from the peer's current state, then follow its feed; replay: read "
+    "its whole log from serial 0; auto: snapshot when the peer's head serial is above "
+    "sync.snapshot_threshold.",
+)
 @data_dir_option
 @config_option
 def peer_add(
-    url: str, token: str | None, blobs: str, data_dir: Path | None, config: Path | None
+    url: str,
+    token: str | None,
+    blobs: str,
+    bootstrap: str,
+    data_dir: Path | None,
+    config: Path | None,
 ) -> None:
     """Start pulling from the node at URL. Repos of it whose ids are held here for another
     home are named first: they will be replicated under their qualified ids."""
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
         url = check_http_url(url, "A peer's url")  # before anything is sent there
         _warn_collisions(runtime, url, token)
-        added = runtime.peers.add(CONSOLE, url, token, blobs)
+        runtime.snapshots.choose(url, bootstrap)  # before the peer: no puller replays first
+        try:
+            added = runtime.peers.add(CONSOLE, url, token, blobs)
+        except RegistryError:
+            runtime.snapshots.forget(url)  # not added: the choice would outlive it
+            raise
         click.echo(f"{added.id}\t{added.url}\t{added.blobs}")
 
 

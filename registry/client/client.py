@@ -199,6 +199,18 @@ class RegistryClient:
         response = self._get("/v1/sync/changes", params=params, headers=headers, timeout=wait + 30)
         return FeedOut.model_validate(response.json())
 
+    @contextmanager
+    def snapshot(self, read_timeout: float = 600.0) -> Iterator[Iterator[bytes]]:
+        """The node's snapshot (`GET /v1/sync/snapshot`) as NDJSON lines, each with its
+        newline, as they stream in; the caller checks the trailer's digest (sync.bootstrap).
+        The node reads its whole log before the entries begin: reads may wait long."""
+        timeout = httpx.Timeout(self._http.timeout.connect or 30.0, read=read_timeout)
+        with self._http.stream("GET", "/v1/sync/snapshot", timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise_for_error(response)
+            yield _lines(response.iter_bytes(1024 * 1024))
+
     def set_aside(self, origin: str, since: int = 0, limit: int = 500) -> SetAsideOut:
         """A page of the entries of `origin`'s old history the node kept (see
         registry.service.recovery)."""
@@ -281,6 +293,9 @@ def _file_chunks(body: BinaryIO, size: int = 4 * 1024 * 1024) -> Iterator[bytes]
         yield chunk
 
 
+MAX_LINE = 256 * 1024 * 1024
+
+
 def _capped(chunks: Iterator[bytes], max_size: int) -> Iterator[bytes]:
     received = 0
     for chunk in chunks:
@@ -288,3 +303,17 @@ def _capped(chunks: Iterator[bytes], max_size: int) -> Iterator[bytes]:
         if received > max_size:
             raise e.SizeMismatchError(f"Source sent more than the expected {max_size} bytes")
         yield chunk
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Bytes cut into lines, each with its newline (a last one without, if the body has it);
+    a line longer than `MAX_LINE` stops the read (a source cannot fill the memory)."""
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        if len(rest) > MAX_LINE:
+            raise e.UpstreamError(f"A line of the answer is longer than {MAX_LINE} bytes")
+        yield from (part + b"\n" for part in parts)
+    if rest:
+        yield rest

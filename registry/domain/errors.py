@@ -24,7 +24,8 @@ Each family is listed with the codes it holds, its own first:
     ├── UnauthorizedError     Unauthorized (no or bad token), TokenRevoked, TokenExpired
     ├── ForbiddenError        Forbidden (token lacks the right)
     ├── PeerError             PeerError, PeerMismatch (wrong node id), CursorAhead,
-    │                         HistoryDiverged (the entry at a cursor is not the one seen)
+    │                         HistoryDiverged (the entry at a cursor is not the one seen),
+    │                         SnapshotMismatch (a snapshot that fails its digest)
     ├── StorageError          StorageFailure, BlobUnavailable, BlobQuarantined
     └── UpstreamError         UpstreamFailure, MirrorUnavailable, AllSourcesFailed,
                               RedirectRefused
@@ -364,6 +365,13 @@ class HistoryDivergedError(PeerError):
     code = "HistoryDiverged"
 
 
+class SnapshotMismatchError(PeerError):
+    """A peer's snapshot whose lines do not match the count or digest of its trailer (or
+    that ends before it): refused, nothing of it applied."""
+
+    code = "SnapshotMismatch"
+
+
 class StorageError(RegistryError):
     code = "StorageFailure"
 
@@ -506,6 +514,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         PeerMismatchError,
         CursorAheadError,
         HistoryDivergedError,
+        SnapshotMismatchError,
         StorageError,
         BlobUnavailableError,
         BlobQuarantinedError,

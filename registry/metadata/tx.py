@@ -31,6 +31,7 @@ from registry.metadata.refs import Refs
 from registry.metadata.repos import Repos
 from registry.metadata.scans import Scans
 from registry.metadata.search import SearchIndex
+from registry.metadata.snapshot import SnapshotReads
 from registry.metadata.state import NodeValues
 from registry.metadata.xet import XetIndex
 
@@ -114,3 +115,7 @@ class Tx:
     @cached_property
     def purges(self) -> Purges:
         return Purges(self._session)
+
+    @cached_property
+    def snapshot(self) -> SnapshotReads:
+        return SnapshotReads(self._session)

@@ -118,6 +118,28 @@ class ReplicationService:
             logger.info("applied peer=%s entries=%d cursor=%d", peer_id, applied, page.last_serial)
         return [(d, s) for d, s in missing.items() if self._blobs.stat(d) is None]
 
+    def apply_in(self, tx: Tx, entries: list[ChangeEntry], planner: Planner) -> None:
+        """Plan and apply entries inside the caller's transaction, leaving every cursor alone:
+        a snapshot's chunks, made visible together by its one transaction
+        (registry.service.snapshot). Blobs are left to `missing_blobs`, derived from state."""
+        wanted: dict[Digest, int] = {}
+        self._adopt_chains(tx, entries)
+        set_aside = tx.changes.abandoned()
+        remaining = entries
+        for _ in range(len(entries) + 1):  # as in `apply`: each round sets aside one history
+            actions = planner(self._view(tx, remaining), remaining)
+            repos: dict[str, RepoRecord | None] = {}
+            for action in actions:
+                self._execute(tx, action, wanted, repos)
+                if isinstance(action, Record) and action.entry.origin in set_aside:
+                    _bring_back(tx, action.entry)
+            if not actions or not isinstance(actions[-1], Abandon):
+                return
+            done = {
+                (a.entry.origin, a.entry.origin_serial) for a in actions if isinstance(a, Record)
+            }
+            remaining = [e for e in remaining if (e.origin, e.origin_serial) not in done]
+
     def set_aside(self, origin: str) -> int:
         """How many entries of the origin's abandoned history this node keeps, not recovered."""
         with self._db.read() as tx:

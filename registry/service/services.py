@@ -23,6 +23,7 @@ from registry.service.repos import RepoService
 from registry.service.rewrite import RewriteService
 from registry.service.search import SearchService
 from registry.service.settings import RepoSettingsService
+from registry.service.snapshot import SnapshotService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.xet import XetService
@@ -45,6 +46,7 @@ class Services:
     files: FileService
     peers: PeerService
     feed: FeedService
+    snapshots: SnapshotService
     status: StatusService
     lookup: LookupService
     lineage: LineageService

@@ -1,0 +1,141 @@
+"""Join benchmark: a new replica catching up with a node of many repos, from the node's
+snapshot and by replaying its log from serial 0, in the same run.
+
+Run: `.venv/bin/python bench/join.py [--repos 100000]` (`--no-record` to skip RESULTS.md). The
+fixture (repos each with a card commit, written through the node's own services) is built
+once into bench/.work/ and reused. Each run copies it, serves it, and for each mode starts an
+empty node, adds the home with `modelyard peer add --bootstrap MODE --blobs lazy` (metadata
+only: blob catch-up is timed by bench/sync_lag.py), and times until the replica's cursor is at
+the home's head and its `/v1/sync/state-digest` equals the home's. Replay is the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _procs import modelyard_executable
+from _procs import node as node_process
+from _report import append_results, git_version
+
+from registry.domain.access import Principal
+from registry.domain.names import RepoId, RepoType
+from registry.runtime import Runtime
+from registry.service.commits import AddBytes
+from registry.settings import Settings
+
+WORK = Path(__file__).with_name(".work")
+TOKEN = "myd_bench_admin_token"
+ADMIN = Principal("admin", is_admin=True, can_write=True)
+FIXTURE_VERSION = 1
+QUIET = {"MODELYARD_INDEX__ENABLED": "false", "MODELYARD_SCAN__ENABLED": "false"}
+
+
+def build_fixture(target: Path, repos: int) -> None:
+    """`repos` repos, each with a card commit, through the node's services."""
+    node = Runtime.open(
+        Settings(data_dir=target, index={"enabled": False}, scan={"enabled": False})
+    )
+    started = time.perf_counter()
+    try:
+        for i in range(repos):
+            repo = RepoId(RepoType.MODEL, f"org{i % 100}", f"lora-{i}")
+            node.repos.create(ADMIN, repo, private=False)
+            readme = f"---\nlicense: mit\ntags: [lora]\n---\n# LoRA {i}\n".encode()
+            ops = [AddBytes("README.md", readme)]
+            node.commits.commit(ADMIN, repo, "main", title="card", message="", operations=ops)
+            if i % 5000 == 4999:
+                rate = (i + 1) / (time.perf_counter() - started)
+                print(f"  fixture: {i + 1} repos ({rate:.0f}/s)", flush=True)
+    finally:
+        node.close()
+
+
+def get(url: str, path: str) -> dict[str, object]:
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    body = httpx.get(f"{url}{path}", headers=headers, timeout=600).json()
+    assert isinstance(body, dict | list)
+    return body if isinstance(body, dict) else {"items": body}
+
+
+def join(home_url: str, home_head: int, digest: object, mode: str, root: Path) -> float:
+    """Seconds from `peer add` until the replica's state equals the home's."""
+    data = root / f"replica-{mode}"
+    env = {**QUIET, "MODELYARD_SYNC__BATCH": "5000"}
+    with node_process(data, TOKEN, root / f"replica-{mode}.log", env) as replica:
+        started = time.perf_counter()
+        subprocess.run(
+            [modelyard_executable(), "peer", "add", home_url, "--token", TOKEN]
+            + ["--bootstrap", mode, "--blobs", "lazy", "--data-dir", str(data)],
+            check=True,
+            capture_output=True,
+        )
+        while True:
+            peers = get(replica.url, "/v1/peers")["items"]
+            assert isinstance(peers, list)
+            if peers and peers[0]["cursor"] >= home_head:
+                break
+            time.sleep(0.2)
+        seconds = time.perf_counter() - started
+        assert get(replica.url, "/v1/sync/state-digest")["digest"] == digest, mode
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repos", type=int, default=100_000)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    fixture = WORK / f"join-{args.repos}-v{FIXTURE_VERSION}"
+    if not fixture.exists():
+        print(f"building the fixture: {args.repos} repos", flush=True)
+        build_fixture(fixture.with_suffix(".tmp"), args.repos)
+        fixture.with_suffix(".tmp").rename(fixture)
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+        root = Path(tmp)
+        shutil.copytree(fixture, root / "home")
+        with node_process(root / "home", TOKEN, root / "home.log", QUIET) as home:
+            head = int(get(home.url, "/v1/health")["serial"])  # type: ignore[call-overload]
+            digest = get(home.url, "/v1/sync/state-digest")["digest"]
+            timed = {
+                mode: join(home.url, head, digest, mode, root) for mode in ("snapshot", "replay")
+            }
+    report(args.repos, head, timed, not args.no_record)
+
+
+def report(repos: int, head: int, timed: dict[str, float], record: bool) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    rows = [
+        f"| {mode} | {seconds:.1f} s | {head / seconds:,.0f} | {timed['replay'] / seconds:.2f}x |"
+        for mode, seconds in timed.items()
+    ]
+    section = "\n".join(
+        [
+            f"\n## Join ({stamp}, `bench/join.py --repos {repos}`)\n",
+            f"- git {git_version()}; a home node of {repos} repos ({head} log entries: each repo's"
+            " creation, its first commit and its card's, each moving main), embedded default"
+            " (SQLite); a fresh replica per mode,"
+            " blobs lazy; timed from `peer add` until the replica's cursor is at the home's head"
+            " (its state digest then checked equal to the home's).\n",
+            "| mode | time to join | home entries/s | vs replay (same run) |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+    sys.stdout.write(section)
+    if record:
+        append_results(section)
+
+
+if __name__ == "__main__":
+    main()
