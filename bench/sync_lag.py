@@ -2,6 +2,10 @@
 
 Run: `.venv/bin/python bench/sync_lag.py [--commits 100] [--catchup 1000] [--blob-mib 256]`.
 Two node processes on 127.0.0.1 (A home, B replica, long-poll on). Appends to RESULTS.md.
+
+`--replay N [--database sqlite|postgres]` measures only a new replica's metadata catch-up
+(replay from serial 0) of a log of about N entries, `--reps` times, on the embedded default or
+on PostgreSQL (see bench/_replay.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import httpx
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _replay import build_log, database, replay
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
@@ -92,12 +97,43 @@ def measure_catchup(
     return total / meta, blob_mib * 1.048576 / blobs, total
 
 
+def main_replay(entries: int, backend: str, reps: int) -> None:
+    with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp, database(backend) as env:
+        root = Path(tmp)
+        a = NodeProcess(root, "a", env=env).start()
+        try:
+            total = build_log(a, entries)
+            rates = []
+            for rep in range(reps):
+                with database(backend) as replica_env:
+                    rates.append(replay(root, f"r{rep}", a, total, replica_env))
+        finally:
+            a.stop()
+    figures = ", ".join(f"{r:.0f}" for r in rates)
+    lines = [
+        f"\n## Replay catch-up ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"`bench/sync_lag.py --replay {entries} --database {backend}`)\n",
+        f"- a new replica pulls {total} entries from serial 0 on {backend}: "
+        f"median {statistics.median(rates):.0f} entries/s ({figures}; goal >= 5000)",
+        "",
+    ]
+    print("\n".join(lines))
+    with RESULTS.open("a") as out:
+        out.write("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commits", type=int, default=100)
     parser.add_argument("--catchup", type=int, default=1000)
     parser.add_argument("--blob-mib", type=int, default=256)
+    parser.add_argument("--replay", type=int, default=0, help="only replay catch-up, N entries")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
+    if args.replay:
+        main_replay(args.replay, args.database, args.reps)
+        return
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
         root = Path(tmp)
         a = NodeProcess(root, "a", env={"MODELYARD_SYNC__LONG_POLL": "20"}).start()

@@ -54,10 +54,11 @@ class Puller:
         first: see `resync`."""
         peer = self._peers.get(self.peer_id)
         client = self._client_for(peer)
+        behind = peer.head - peer.cursor > self._settings.batch
         try:
             feed = client.changes(
                 peer.cursor,
-                limit=self._settings.batch,
+                limit=self._settings.catchup_batch if behind else self._settings.batch,
                 wait=self._settings.long_poll,
                 expect_node=peer.node_id,
                 since_chain=peer.cursor_chain,
