@@ -57,8 +57,9 @@ MAX_SERIAL = 2**63 - 1
 COLLISION = "collision:"  # node values: "collision:<repo key>|<the other repo's home>"
 Planner = Callable[[LocalView, list[ChangeEntry]], list[Action]]
 Paths = dict[str, tuple[str, str]]  # a commit's tree: path -> (BLAKE3 hex, last commit)
-# actions that read no commit or tree: the batch's new commits need not be written before them
-_WRITES_NO_COMMITS_READ = (AddCommit, SetRef, DeleteRef, Record, CreateRepo, Collide, AliasRepo)
+# actions that read no commit, tree or log entry and log nothing of their own: the batch's new
+# commits and entries need not be written before them
+_NEEDS_NO_WRITES = (AddCommit, SetRef, DeleteRef, Record, CreateRepo, Collide, AliasRepo)
 
 
 class ReplicationService:
@@ -103,9 +104,9 @@ class ReplicationService:
                         rewrote = True
                         known.trees.clear()  # the trees read or written may have lost files
                     if isinstance(action, Record) and action.entry.origin in set_aside:
-                        known.write_commits(tx)
+                        known.write(tx)
                         _bring_back(tx, action.entry)
-                known.write_commits(tx)
+                known.write(tx)
                 applied += sum(1 for a in actions if isinstance(a, Record))
                 last = actions[-1] if actions else None
                 if not isinstance(last, Abandon):
@@ -208,8 +209,8 @@ class ReplicationService:
         return view, {key: found.get(key) for key in keys}
 
     def _execute(self, tx: Tx, action: Action, known: _Known) -> None:
-        if not isinstance(action, _WRITES_NO_COMMITS_READ):
-            known.write_commits(tx)
+        if not isinstance(action, _NEEDS_NO_WRITES):
+            known.write(tx)
         repos = known.repos
         if isinstance(action, CreateRepo | DeleteRepo):
             repos.pop(action.repo, None)
@@ -289,7 +290,7 @@ class ReplicationService:
             case Abandon():
                 abandon(tx, action.origin, action.after)
             case Record():
-                tx.changes.record(action.entry, action.mirrored)
+                known.records.append((action.entry, action.mirrored))
 
     def _add_commit(self, tx: Tx, action: AddCommit, known: _Known) -> None:
         repo = known.repos[action.repo]
@@ -301,7 +302,7 @@ class ReplicationService:
         if parent is None:  # not held before the batch, nor added by it: a single look
             parent = tx.commits.paths_of([c.parent])[c.parent] if c.parent else {}
         record, files = commit_rows(repo, c, parent)
-        known.pending.append((record, files))
+        known.commits.append((record, files))
         known.trees[c.id] = {f.entry.path: (f.entry.blake3.hex, f.last_commit) for f in files}
         tx.repos.touch(repo.id, c.created_ms)
 
@@ -351,12 +352,15 @@ class _Known:
     repos: dict[str, RepoRecord | None] = field(default_factory=dict)  # by key; None: not held
     trees: dict[str, Paths] = field(default_factory=dict)  # by commit id
     wanted: dict[Digest, int] = field(default_factory=dict)  # the blobs the new commits name
-    # commits not written yet: they go in one statement, before any action that may read them
-    pending: list[tuple[CommitRecord, list[TreeFile]]] = field(default_factory=list)
+    # commits and log entries not written yet: each kind goes in one statement, before any
+    # action that may read them (or log an entry of its own: serials keep the batch's order)
+    commits: list[tuple[CommitRecord, list[TreeFile]]] = field(default_factory=list)
+    records: list[tuple[ChangeEntry, str | None]] = field(default_factory=list)
 
-    def write_commits(self, tx: Tx) -> None:
-        tx.commits.add_many(self.pending)
-        self.pending = []
+    def write(self, tx: Tx) -> None:
+        tx.commits.add_many(self.commits)
+        tx.changes.record_many(self.records)
+        self.commits, self.records = [], []
 
     def read_parents(self, tx: Tx, actions: list[Action]) -> None:
         """The trees of the parents of the commits to add, in one statement: those held here
