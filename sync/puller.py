@@ -72,7 +72,7 @@ class Puller:
         if epoch_changed and peer.cursor:
             self.resync(peer, client, f"its epoch changed to {feed.epoch}")
             return 0
-        entries = [ChangeEntry(**e.model_dump()) for e in feed.entries]
+        entries = [ChangeEntry(**dict(e)) for e in feed.entries]  # shallow: no copy of bodies
         page = FeedPosition(feed.last_serial, feed.last_chain, feed.head)
         missing = self._replication.apply(self.peer_id, entries, page, plan)
         if missing and peer.blobs == "eager":

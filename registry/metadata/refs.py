@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sqlalchemy import inspect
 from sqlmodel import Session, col, select
 
 from registry.domain.records import RefRecord
@@ -62,7 +63,10 @@ class Refs:
         row = self._row(repo_id, name)
         if row is None:
             return False
-        self._session.delete(row)
+        if inspect(row).pending:  # set in this transaction and not written yet
+            self._session.expunge(row)
+        else:
+            self._session.delete(row)
         self._rows.get(repo_id, {}).pop(name, None)
         return True
 

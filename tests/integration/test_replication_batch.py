@@ -20,7 +20,8 @@ Page = tuple[list[ChangeEntry], FeedPosition]
 
 
 def write_history(node: RunningNode) -> None:
-    """Repos with commits whose files carry over, a tag, a deleted file and a deleted repo."""
+    """Repos with commits whose files carry over, tags (one deleted), a deleted file and a
+    deleted repo."""
     home = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
     for r in range(3):
         repo = f"admin/batch{r}"
@@ -32,6 +33,8 @@ def write_history(node: RunningNode) -> None:
                 ops.append(CommitOperationDelete("f0.txt"))
             home.create_commit(repo, ops, commit_message=f"c{i}")
         home.create_tag(repo, tag="v1")
+        home.create_tag(repo, tag="gone")  # set and deleted in one batch
+        home.delete_tag(repo, tag="gone")
     home.create_repo("admin/gone")
     home.upload_file(path_or_fileobj=b"g", path_in_repo="g.txt", repo_id="admin/gone")
     home.delete_repo("admin/gone")
