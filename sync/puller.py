@@ -54,7 +54,8 @@ class Puller:
         first: see `resync`."""
         peer = self._peers.get(self.peer_id)
         client = self._client_for(peer)
-        behind = peer.head - peer.cursor > self._settings.batch
+        # catching up: more than a page behind, or not contacted yet (a new peer reads from 0)
+        behind = peer.node_id is None or peer.head - peer.cursor > self._settings.batch
         try:
             feed = client.changes(
                 peer.cursor,
