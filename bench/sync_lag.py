@@ -8,6 +8,10 @@ Blob catch-up is measured on a node pair of its own, whose log holds only the co
 blobs: from the first blob the replica wants (its `/v1/peers` `catch_up`) to the last one
 stored, verified, against `curl -o` of each of the same blobs from the same node, in the
 same run, onto the same disk (the ratio is the figure to judge: goal >= 0.8).
+
+`--replay N [--database sqlite|postgres]` measures only a new replica's metadata catch-up
+(replay from serial 0) of a log of about N entries, `--reps` times, on the embedded default or
+on PostgreSQL (see bench/_replay.py).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _clients import curl_get
+from _replay import build_log, database, replay
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
@@ -173,6 +178,31 @@ def catch_up_once(
     return size / (done - started) / 1e6, plain, size / (done - added) / 1e6
 
 
+def main_replay(entries: int, backend: str, reps: int) -> None:
+    with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp, database(backend) as env:
+        root = Path(tmp)
+        a = NodeProcess(root, "a", env=env).start()
+        try:
+            total = build_log(a, entries)
+            rates = []
+            for rep in range(reps):
+                with database(backend) as replica_env:
+                    rates.append(replay(root, f"r{rep}", a, total, replica_env))
+        finally:
+            a.stop()
+    figures = ", ".join(f"{r:.0f}" for r in rates)
+    lines = [
+        f"\n## Replay catch-up ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"`bench/sync_lag.py --replay {entries} --database {backend}`)\n",
+        f"- a new replica pulls {total} entries from serial 0 on {backend}: "
+        f"median {statistics.median(rates):.0f} entries/s ({figures}; goal >= 5000)",
+        "",
+    ]
+    print("\n".join(lines))
+    with RESULTS.open("a") as out:
+        out.write("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commits", type=int, default=100)
@@ -181,7 +211,13 @@ def main() -> None:
     parser.add_argument("--catchup-blob-mib", type=int, default=1024)
     parser.add_argument("--blob-file-mib", type=int, default=128)
     parser.add_argument("--blob-reps", type=int, default=5)
+    parser.add_argument("--replay", type=int, default=0, help="only replay catch-up, N entries")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
+    if args.replay:
+        main_replay(args.replay, args.database, args.reps)
+        return
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
         root = Path(tmp)
         a = NodeProcess(root, "a", env={"MODELYARD_SYNC__LONG_POLL": "20"}).start()

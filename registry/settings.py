@@ -109,7 +109,10 @@ class SyncSettings(_Section):
     peers: list[PeerConfig] = []  # added to the peer table at start (also: /v1/peers)
     long_poll: float = 20.0  # seconds a feed request may wait for news
     probe_interval: float = 2.0  # seconds between health probes of each peer
-    batch: int = 500
+    batch: int = 500  # entries a feed page asks for when following live
+    # ... and while more than `batch` behind (catching up): one transaction applies each page,
+    # so fewer, larger ones; the feed also bounds a page by bytes
+    catchup_batch: int = Field(default=5000, ge=1, le=5000)
     # Concurrent background blob fetches (eager catch-up); default: one per core, 2 to 8.
     blob_workers: int | None = Field(default=None, ge=1, le=64)
     backfill_interval: float = 10.0  # seconds between sweeps for blobs still missing

@@ -54,10 +54,12 @@ class Puller:
         first: see `resync`."""
         peer = self._peers.get(self.peer_id)
         client = self._client_for(peer)
+        # catching up: more than a page behind, or not contacted yet (a new peer reads from 0)
+        behind = peer.node_id is None or peer.head - peer.cursor > self._settings.batch
         try:
             feed = client.changes(
                 peer.cursor,
-                limit=self._settings.batch,
+                limit=self._settings.catchup_batch if behind else self._settings.batch,
                 wait=self._settings.long_poll,
                 expect_node=peer.node_id,
                 since_chain=peer.cursor_chain,
@@ -71,7 +73,7 @@ class Puller:
         if epoch_changed and peer.cursor:
             self.resync(peer, client, f"its epoch changed to {feed.epoch}")
             return 0
-        entries = [ChangeEntry(**e.model_dump()) for e in feed.entries]
+        entries = [ChangeEntry(**dict(e)) for e in feed.entries]  # shallow: no copy of bodies
         page = FeedPosition(feed.last_serial, feed.last_chain, feed.head)
         missing = self._replication.apply(self.peer_id, entries, page, plan)
         if missing and peer.blobs == "eager":

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,6 +46,20 @@ def _record(row: Commit) -> CommitRecord:
     return CommitRecord(
         row.id, row.repo_id, row.parent, row.author, row.title, row.message, row.created_ms
     )
+
+
+def carried(before: Mapping[str, tuple[str, str]], tree: Iterable[TreeEntry]) -> dict[str, str]:
+    """Path -> last commit of the files of `tree` that a parent whose tree is `before` (path ->
+    (BLAKE3 hex, last commit)) holds with the same bytes.
+
+    Plain values rather than tree records: a replica needs this for every commit it applies,
+    and on trees of many files building the records cost more than the statement."""
+    found = {}
+    for entry in tree:
+        old = before.get(entry.path)
+        if old is not None and old[0] == entry.blake3.hex:
+            found[entry.path] = old[1]
+    return found
 
 
 def tree_file(values: Sequence[object]) -> TreeFile:
@@ -115,43 +129,57 @@ class Commits:
             found[row[0]].append(tree_file(row[1:]))
         return found
 
-    def last_commits(self, parent: str, tree: Iterable[TreeEntry]) -> dict[str, str]:
-        """Path -> the commit that last changed it, for the files of `tree` that `parent`
-        holds with the same BLAKE3 (what a child commit carries over).
-
-        Three columns read as plain values rather than `tree`'s records: a replica asks this
-        for every commit it applies, and on trees of many files building the records cost
-        more than the statement."""
+    def paths_of(self, commit_ids: Iterable[str]) -> dict[str, dict[str, tuple[str, str]]]:
+        """Several commits' trees as path -> (BLAKE3 hex, last commit), in one statement: what
+        a replica needs of the parents of a batch's commits (see `carried`)."""
+        wanted = set(commit_ids)
+        found: dict[str, dict[str, tuple[str, str]]] = {c: {} for c in wanted}
+        if not wanted:
+            return found
         rows = self._session.execute(
             sqlalchemy.select(
-                col(TreeRow.path), col(TreeRow.blake3), col(TreeRow.last_commit)
-            ).where(col(TreeRow.commit_id) == parent)
+                col(TreeRow.commit_id),
+                col(TreeRow.path),
+                col(TreeRow.blake3),
+                col(TreeRow.last_commit),
+            ).where(col(TreeRow.commit_id).in_(wanted))
         ).all()
-        before = {path: (b3, last) for path, b3, last in rows}
-        carried = {}
-        for entry in tree:
-            old = before.get(entry.path)
-            if old is not None and old[0] == entry.blake3.hex:
-                carried[entry.path] = old[1]
-        return carried
+        for commit_id, path, b3, last in rows:
+            found[commit_id][path] = (b3, last)
+        return found
+
+    def last_commits(self, parent: str, tree: Iterable[TreeEntry]) -> dict[str, str]:
+        """Path -> the commit that last changed it, for the files of `tree` that `parent`
+        holds with the same BLAKE3 (what a child commit carries over)."""
+        return carried(self.paths_of([parent])[parent], tree)
 
     def add(self, commit: CommitRecord, files: Iterable[TreeFile]) -> None:
-        """A commit and its whole tree; the tree goes in one statement (ORM objects cost ~10x
-        more per row)."""
-        self._session.add(
-            Commit(
-                id=commit.id,
-                repo_id=commit.repo_id,
-                parent=commit.parent,
-                author=commit.author,
-                title=commit.title,
-                message=commit.message,
-                created_ms=commit.created_ms,
-            )
+        """A commit and its whole tree."""
+        self.add_many([(commit, list(files))])
+
+    def add_many(self, commits: Sequence[tuple[CommitRecord, Sequence[TreeFile]]]) -> None:
+        """Commits and their whole trees, in two statements however many (ORM objects cost
+        ~10x more per row, and a replica adds thousands of commits a batch)."""
+        if not commits:
+            return
+        self._session.execute(
+            insert(Commit),
+            [
+                {
+                    "id": c.id,
+                    "repo_id": c.repo_id,
+                    "parent": c.parent,
+                    "author": c.author,
+                    "title": c.title,
+                    "message": c.message,
+                    "created_ms": c.created_ms,
+                }
+                for c, _ in commits
+            ],
         )
         rows = [
             {
-                "commit_id": commit.id,
+                "commit_id": c.id,
                 "path": f.entry.path,
                 "blake3": f.entry.blake3.hex,
                 "sha256": f.entry.sha256,
@@ -160,6 +188,7 @@ class Commits:
                 "git_sha1": f.entry.git_sha1,
                 "last_commit": f.last_commit,
             }
+            for c, files in commits
             for f in files
         ]
         if rows:

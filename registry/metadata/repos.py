@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, delete, func, or_, true, update
+from sqlalchemy import ColumnElement, delete, func, or_, true, tuple_, update
 from sqlmodel import Session, col, select
 
 from registry.domain.access import Principal
@@ -115,6 +115,23 @@ class Repos:
         """The repo of a change-log key (`type/namespace/name`), spelled exactly."""
         kind, namespace, name = key.split("/")
         return self.find(RepoId(RepoType(kind), namespace, name), exact=True)
+
+    def by_keys(self, keys: Iterable[str]) -> dict[str, RepoRecord]:
+        """The repos of these change-log keys held here (spelled exactly), a statement per
+        thousand: a replica looks up a whole batch's repos at once (three bound values a key;
+        SQLite allows 32 766 a statement)."""
+        wanted = sorted({tuple(key.split("/")) for key in keys})
+        found: dict[str, RepoRecord] = {}
+        for start in range(0, len(wanted), 1000):
+            rows = self._session.exec(
+                select(Repo).where(
+                    tuple_(col(Repo.type), col(Repo.namespace), col(Repo.name)).in_(
+                        wanted[start : start + 1000]
+                    )
+                )
+            ).all()
+            found |= {f"{r.type}/{r.namespace}/{r.name}": record_of(self._hold(r)) for r in rows}
+        return found
 
     def get(self, repo_id: int) -> RepoRecord | None:
         row = self._lookup(repo_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from registry.domain.changes import (
     Change,
@@ -44,6 +44,7 @@ from registry.domain.replication import (
     SetRepoSettings,
     SquashCommits,
 )
+from registry.metadata.commits import carried
 from registry.metadata.db import Database
 from registry.metadata.tx import Tx
 from registry.service.cache import ReadCache
@@ -55,6 +56,10 @@ logger = logging.getLogger(__name__)
 MAX_SERIAL = 2**63 - 1
 COLLISION = "collision:"  # node values: "collision:<repo key>|<the other repo's home>"
 Planner = Callable[[LocalView, list[ChangeEntry]], list[Action]]
+Paths = dict[str, tuple[str, str]]  # a commit's tree: path -> (BLAKE3 hex, last commit)
+# actions that read no commit, tree or log entry and log nothing of their own: the batch's new
+# commits and entries need not be written before them
+_NEEDS_NO_WRITES = (AddCommit, SetRef, DeleteRef, Record, CreateRepo, Collide, AliasRepo)
 
 
 class ReplicationService:
@@ -80,65 +85,65 @@ class ReplicationService:
         Returns the blobs (digest, size) the new commits reference that are not stored here
         (for a file with a Xet recipe, its xorbs not stored here).
         """
-        wanted: dict[Digest, int] = {}  # the blobs the new commits name
-        rewrote = False  # a squash or purge took files out of stored commits
-        applied = 0
         with self._db.write() as tx:
             if not tx.peers.exists(peer_id):
                 return []  # removed while pulling
-            self._adopt_chains(tx, entries)
-            set_aside = tx.changes.abandoned()  # origins with entries a commit may bring back
-            remaining = entries
-            for _ in range(len(entries) + 1):  # each round sets aside one history at least
-                actions = planner(self._view(tx, remaining), remaining)
-                repos: dict[str, RepoRecord | None] = {}  # repos of this round, looked up once
-                for action in actions:
-                    self._execute(tx, action, wanted, repos)
-                    rewrote |= isinstance(action, SquashCommits | PurgeFiles)
-                    if isinstance(action, Record) and action.entry.origin in set_aside:
-                        _bring_back(tx, action.entry)
-                applied += sum(1 for a in actions if isinstance(a, Record))
-                last = actions[-1] if actions else None
-                if not isinstance(last, Abandon):
-                    break
-                done = {
-                    (a.entry.origin, a.entry.origin_serial)
-                    for a in actions
-                    if isinstance(a, Record)
-                }
-                remaining = [e for e in remaining if (e.origin, e.origin_serial) not in done]
+            known, rewrote, applied = self._rounds(tx, entries, planner)
+            wanted = known.wanted
             if rewrote:  # what a later squash or purge of the batch took out is not fetched
                 named = tx.blobs.named(wanted)
                 wanted = {d: size for d, size in wanted.items() if d in named}
             missing = needed(tx, list(wanted.items()))
+            stored = tx.blobs.recorded(missing)  # one look for the batch, not one per blob
             tx.peers.advance(peer_id, page.last_serial, page.last_chain, page.head)
         if rewrote:
             self._cache.forget_trees()
         if applied:
             logger.info("applied peer=%s entries=%d cursor=%d", peer_id, applied, page.last_serial)
-        return [(d, s) for d, s in missing.items() if self._blobs.stat(d) is None]
+        return [(d, s) for d, s in missing.items() if d not in stored]
 
     def apply_in(self, tx: Tx, entries: list[ChangeEntry], planner: Planner) -> None:
         """Plan and apply entries inside the caller's transaction, leaving every cursor alone:
         a snapshot's chunks, made visible together by its one transaction
         (registry.service.snapshot). Blobs are left to `missing_blobs`, derived from state."""
-        wanted: dict[Digest, int] = {}
+        if self._rounds(tx, entries, planner)[1]:
+            self._cache.forget_trees()
+
+    def _rounds(
+        self, tx: Tx, entries: list[ChangeEntry], planner: Planner
+    ) -> tuple[_Known, bool, int]:
+        """Plan and execute a batch in `tx`: (what it knows and wants, whether a squash or purge
+        took files out of stored commits, how many entries it recorded). An entry of a history
+        its origin abandoned sets aside what this node holds of the old one first (`Abandon`),
+        then the rest is planned again."""
+        known = _Known()
+        rewrote = False
+        applied = 0
         self._adopt_chains(tx, entries)
-        set_aside = tx.changes.abandoned()
+        set_aside = tx.changes.abandoned()  # origins with entries a commit may bring back
         remaining = entries
-        for _ in range(len(entries) + 1):  # as in `apply`: each round sets aside one history
-            actions = planner(self._view(tx, remaining), remaining)
-            repos: dict[str, RepoRecord | None] = {}
+        for _ in range(len(entries) + 1):  # each round sets aside one history at least
+            view, known.repos = self._view(tx, remaining)
+            actions = planner(view, remaining)
+            known.read_parents(tx, actions)
             for action in actions:
-                self._execute(tx, action, wanted, repos)
+                self._execute(tx, action, known)
+                if isinstance(action, SquashCommits | PurgeFiles):
+                    rewrote = True
+                    known.trees.clear()  # the trees read or written may have lost files
                 if isinstance(action, Record) and action.entry.origin in set_aside:
+                    known.write(tx)
                     _bring_back(tx, action.entry)
-            if not actions or not isinstance(actions[-1], Abandon):
-                return
+            known.write(tx)
+            applied += sum(1 for a in actions if isinstance(a, Record))
+            last = actions[-1] if actions else None
+            if not isinstance(last, Abandon):
+                break
             done = {
                 (a.entry.origin, a.entry.origin_serial) for a in actions if isinstance(a, Record)
             }
             remaining = [e for e in remaining if (e.origin, e.origin_serial) not in done]
+        return known, rewrote, applied
 
     def set_aside(self, origin: str) -> int:
         """How many entries of the origin's abandoned history this node keeps, not recovered."""
@@ -187,7 +192,12 @@ class ReplicationService:
         with self._db.read() as tx:
             return list(needed(tx, tx.blobs.missing(limit)).items())
 
-    def _view(self, tx: Tx, entries: list[ChangeEntry]) -> LocalView:
+    def _view(
+        self, tx: Tx, entries: list[ChangeEntry]
+    ) -> tuple[LocalView, dict[str, RepoRecord | None]]:
+        """What the planner needs to know of the batch's repos, commits and entries, each kind
+        looked up in one statement; with the repos found (None: not held), which the actions
+        use without reading them again."""
         applied = tx.changes.applied((e.origin, e.origin_serial) for e in entries)
         aliases = tx.repos.aliases((e.repo, e.origin) for e in entries)
         keys = {aliases.get((e.repo, e.origin), e.repo) for e in entries}
@@ -201,24 +211,22 @@ class ReplicationService:
             if isinstance(to, str) and to.count("/") == 2  # else undecodable: not applied
             for key in (to, qualified_key(to, home))
         }
-        states: dict[str, RepoState] = {}
-        for key in keys:
-            repo = tx.repos.by_key(key)
-            if repo is not None:
-                refs = {r.name: r.version for r in tx.refs.of_repo(repo.id)}
-                states[key] = RepoState(repo.incarnation, repo.home_node, refs)
+        found = tx.repos.by_keys(keys)
+        refs = tx.refs.versions(repo.id for repo in found.values())
+        states = {
+            key: RepoState(repo.incarnation, repo.home_node, refs[repo.id])
+            for key, repo in found.items()
+        }
         wanted = {str(e.body.get(k)) for e in entries for k in ("id", "commit") if e.body.get(k)}
         commits = tx.commits.existing(wanted)
         tombstones = tx.repos.tombstones(keys)
-        return LocalView(self._node.node_id, applied, states, commits, tombstones, aliases)
+        view = LocalView(self._node.node_id, applied, states, commits, tombstones, aliases)
+        return view, {key: found.get(key) for key in keys}
 
-    def _execute(
-        self,
-        tx: Tx,
-        action: Action,
-        wanted: dict[Digest, int],
-        repos: dict[str, RepoRecord | None],
-    ) -> None:
+    def _execute(self, tx: Tx, action: Action, known: _Known) -> None:
+        if not isinstance(action, _NEEDS_NO_WRITES):
+            known.write(tx)
+        repos = known.repos
         if isinstance(action, CreateRepo | DeleteRepo):
             repos.pop(action.repo, None)
         elif isinstance(action, MoveRepo):
@@ -232,13 +240,15 @@ class ReplicationService:
             case CreateRepo():
                 kind, namespace, name = action.repo.split("/")
                 repo = RepoId.parse(RepoType(kind), namespace, name)  # names we would refuse
-                tx.repos.create(
+                made = tx.repos.create(
                     repo,
                     private=action.private,
                     home=action.home,
                     incarnation=action.incarnation,
                     created_ms=action.created_ms,
                 )
+                tx.refs.none_yet(made.id)
+                repos[action.repo] = made
             case DeleteRepo():
                 tx.repos.tombstone(action.repo, action.incarnation)
                 found = tx.repos.by_key(action.repo)
@@ -247,7 +257,7 @@ class ReplicationService:
             case MoveRepo():
                 move_repo(tx, action)
             case AddCommit():
-                self._add_commit(tx, action, wanted, repos[action.repo])
+                self._add_commit(tx, action, known)
             case AddXetFile():
                 if repos[action.repo] is not None:
                     add_xet_file(tx, action.file)
@@ -295,16 +305,20 @@ class ReplicationService:
             case Abandon():
                 abandon(tx, action.origin, action.after)
             case Record():
-                tx.changes.record(action.entry, action.mirrored)
+                known.records.append((action.entry, action.mirrored))
 
-    def _add_commit(
-        self, tx: Tx, action: AddCommit, wanted: dict[Digest, int], repo: RepoRecord | None
-    ) -> None:
+    def _add_commit(self, tx: Tx, action: AddCommit, known: _Known) -> None:
+        repo = known.repos[action.repo]
         if repo is None:
             return
         c = action.commit
-        wanted.update((e.blake3, e.size) for e in c.tree)
-        store_commit(tx, repo, c)
+        known.wanted.update((e.blake3, e.size) for e in c.tree)
+        parent = known.trees.get(c.parent) if c.parent else {}
+        if parent is None:  # not held before the batch, nor added by it: a single look
+            parent = tx.commits.paths_of([c.parent])[c.parent] if c.parent else {}
+        record, files = commit_rows(repo, c, parent)
+        known.commits.append((record, files))
+        known.trees[c.id] = {f.entry.path: (f.entry.blake3.hex, f.last_commit) for f in files}
         tx.repos.touch(repo.id, c.created_ms)
 
 
@@ -332,10 +346,44 @@ def move_repo(tx: Tx, action: MoveRepo) -> None:
 def store_commit(tx: Tx, repo: RepoRecord, c: CommitAdd) -> None:
     """A commit as its change describes it, each file's last commit carried over from its
     parent's tree where the file is the same."""
-    carried = tx.commits.last_commits(c.parent, c.tree) if c.parent else {}
-    files = [TreeFile(entry, carried.get(entry.path, c.id)) for entry in c.tree]
+    parent = tx.commits.paths_of([c.parent])[c.parent] if c.parent else {}
+    tx.commits.add(*commit_rows(repo, c, parent))
+
+
+def commit_rows(
+    repo: RepoRecord, c: CommitAdd, parent: Paths
+) -> tuple[CommitRecord, list[TreeFile]]:
+    """The commit of a change and its files, given its parent's tree (`parent`)."""
+    last = carried(parent, c.tree)
+    files = [TreeFile(entry, last.get(entry.path, c.id)) for entry in c.tree]
     record = CommitRecord(c.id, repo.id, c.parent, c.author, c.title, c.message, c.created_ms)
-    tx.commits.add(record, files)
+    return record, files
+
+
+@dataclass
+class _Known:
+    """What one `apply` has read or written already, so that it reads none of it again."""
+
+    repos: dict[str, RepoRecord | None] = field(default_factory=dict)  # by key; None: not held
+    trees: dict[str, Paths] = field(default_factory=dict)  # by commit id
+    wanted: dict[Digest, int] = field(default_factory=dict)  # the blobs the new commits name
+    # commits and log entries not written yet: each kind goes in one statement, before any
+    # action that may read them (or log an entry of its own: serials keep the batch's order)
+    commits: list[tuple[CommitRecord, list[TreeFile]]] = field(default_factory=list)
+    records: list[tuple[ChangeEntry, str | None]] = field(default_factory=list)
+
+    def write(self, tx: Tx) -> None:
+        tx.commits.add_many(self.commits)
+        tx.changes.record_many(self.records)
+        self.commits, self.records = [], []
+
+    def read_parents(self, tx: Tx, actions: list[Action]) -> None:
+        """The trees of the parents of the commits to add, in one statement: those held here
+        from before the batch (a parent the batch adds is known once it is stored)."""
+        adding = [a.commit for a in actions if isinstance(a, AddCommit)]
+        ids = {c.id for c in adding}
+        parents = {c.parent for c in adding if c.parent and c.parent not in ids}
+        self.trees.update(tx.commits.paths_of(parents - self.trees.keys()))
 
 
 @dataclass(frozen=True)
