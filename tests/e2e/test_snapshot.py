@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,12 @@ def test_chain_c_boots_from_b_snapshot_while_b_follows_a(spawn: Spawn) -> None:
         assert http.get("/admin/lora/resolve/main/n.bin").content == b"new"
 
 
-def test_kill_mid_snapshot_restarts_cleanly_and_converges(spawn: Spawn) -> None:
+@contextmanager
+def joining_through_a_proxy(
+    spawn: Spawn, fault: Fault
+) -> Iterator[tuple[NodeProcess, NodeProcess, FaultProxy]]:
+    """A populated home A, and a stopped new node B set to join it by snapshot through a
+    proxy that injects `fault`; yields (A, B, the proxy), B not started yet."""
     a = spawn("a")
     populate(a)
     proxy = FaultProxy(a.port)
@@ -135,8 +141,19 @@ def test_kill_mid_snapshot_restarts_cleanly_and_converges(spawn: Spawn) -> None:
         b = spawn("b")
         b.stop()
         add_peer(b, proxy.url)
-        # Every answer holds after 3000 bytes: only the snapshot is that long.
-        proxy.inject(Fault(pause_after=3000, pause=30, times=1000))
+        proxy.inject(fault)
+        yield a, b, proxy
+    finally:
+        proxy.close()
+
+
+def test_kill_mid_snapshot_restarts_cleanly_and_converges(spawn: Spawn) -> None:
+    # Every answer holds after 3000 bytes: only the snapshot is that long.
+    with joining_through_a_proxy(spawn, Fault(pause_after=3000, pause=30, times=1000)) as (
+        a,
+        b,
+        proxy,
+    ):
         b.start()
         assert proxy.paused.wait(30)
         assert digest(b)[1] == 0  # mid-snapshot: nothing of it is visible
@@ -147,27 +164,17 @@ def test_kill_mid_snapshot_restarts_cleanly_and_converges(spawn: Spawn) -> None:
         assert joined_from_snapshot(b)
         identities = log_identities(b)
         assert len(identities) == len(set(identities)), Counter(identities).most_common(3)
-    finally:
-        proxy.close()
 
 
 def test_tampered_snapshot_is_refused_and_nothing_becomes_visible(spawn: Spawn) -> None:
-    a = spawn("a")
-    populate(a)
-    proxy = FaultProxy(a.port)
-    try:
-        b = spawn("b")
-        b.stop()
-        add_peer(b, proxy.url)
-        proxy.inject(Fault(corrupt_at=3000, times=1000))  # a byte inside the entries
+    # A byte inside the entries is changed.
+    with joining_through_a_proxy(spawn, Fault(corrupt_at=3000, times=1000)) as (a, b, proxy):
         b.start()
         wait_until(lambda: "SnapshotMismatch" in (b.peers()[0].get("last_error") or ""))
         assert digest(b)[1] == 0
         assert b.peers()[0]["cursor"] == 0
         proxy.inject(Fault(times=0))  # an honest answer next time: B joins
         wait_until(lambda: caught_up(b, a), timeout=60)
-    finally:
-        proxy.close()
 
 
 def test_auto_takes_a_snapshot_only_of_a_peer_past_the_threshold(spawn: Spawn) -> None:

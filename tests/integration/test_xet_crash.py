@@ -120,9 +120,13 @@ class ShardGate:
         while True:
             try:
                 client, _ = self._listener.accept()
-                upstream = socket.create_connection(self._target, timeout=10)
-            except OSError:
+            except OSError:  # closed
                 return
+            try:
+                upstream = socket.create_connection(self._target, timeout=10)
+            except OSError:  # the node is down (killed): this client gets nothing
+                client.close()
+                continue
             upstream.settimeout(None)
             self._open += [client, upstream]
             threading.Thread(target=self._requests, args=(client, upstream), daemon=True).start()
