@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from registry.client.client import TransientError
 from registry.client.rangeget import get_range_into
@@ -91,14 +92,14 @@ def receive(
     """
 
     def fetch(span: tuple[int, int], sink: RangeSink) -> None:
-        for attempt in range(SPAN_TRIES):
-            try:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(SPAN_TRIES),
+            wait=wait_exponential(multiplier=SPAN_WAIT),
+            reraise=True,
+        ):
+            with attempt:  # a retry resumes after the bytes already received
                 get_range_into(url, headers, sink.position, span[1], sink, guard=guard)
-                return
-            except TransientError:
-                if attempt + 1 == SPAN_TRIES:
-                    raise
-                time.sleep(SPAN_WAIT * 2**attempt)
 
     def take(view: memoryview, _offset: int) -> None:
         try:
