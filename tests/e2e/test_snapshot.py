@@ -78,12 +78,18 @@ def joined_from_snapshot(node: NodeProcess) -> bool:
     return "peer joined from snapshot" in node._log.read_text()
 
 
-def test_snapshot_bootstrap_matches_the_home_then_follows_its_feed(spawn: Spawn) -> None:
+def joined(spawn: Spawn) -> tuple[NodeProcess, NodeProcess]:
+    """A populated home A, and B joined to it (by snapshot) and caught up."""
     a = spawn("a")
     populate(a)
     b = spawn("b")
     add_peer(b, a.url)
     wait_until(lambda: caught_up(b, a))
+    return a, b
+
+
+def test_snapshot_bootstrap_matches_the_home_then_follows_its_feed(spawn: Spawn) -> None:
+    a, b = joined(spawn)
     assert joined_from_snapshot(b)
     assert digest(b)[1] == 3  # base, lora, secret: the deleted repo stayed deleted
     assert [t.name for t in api(b).list_repo_refs("admin/lora").tags] == ["v1"]
@@ -111,11 +117,7 @@ def test_snapshot_keeps_private_repos_from_a_reader_who_may_not_see_them(spawn: 
 
 
 def test_chain_c_boots_from_b_snapshot_while_b_follows_a(spawn: Spawn) -> None:
-    a = spawn("a")
-    populate(a)
-    b = spawn("b")
-    add_peer(b, a.url)
-    wait_until(lambda: caught_up(b, a))
+    a, b = joined(spawn)
     api(a).upload_file(path_or_fileobj=b"more", path_in_repo="x.bin", repo_id="admin/base")
     c = spawn("c")
     add_peer(c, b.url)  # C never talks to A
