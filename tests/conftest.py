@@ -29,6 +29,7 @@ from tests.s3 import (
     s3_server,  # noqa: F401 - a fixture for every test module
     start_s3_server,
 )
+from tests.schemas import place_sqlite, postgres_template
 from tests.tools import require
 
 ADMIN_TOKEN = "myd_test_admin_token"
@@ -210,7 +211,7 @@ def node_settings(data_dir: Path, **overrides: object) -> Settings:
     """A test node's settings: metadata and blobs where the test run says (TEST_DATABASE,
     TEST_BLOB_STORE) unless overridden; `blob_store=None` keeps its blobs in its data dir."""
     if TEST_DATABASE == "postgres":
-        overrides.setdefault("database_url", postgres_database_for(data_dir))
+        overrides.setdefault("database_url", postgres_database_for(data_dir, migrated=True))
     if TEST_BLOB_STORE == "s3" and "blob_store" not in overrides:  # a test's own store wins
         overrides["blob_store"], overrides["blob_store_endpoint"] = s3_blob_store_for(data_dir)
     # pydantic validates each override; mypy cannot type a **kwargs of mixed values.
@@ -220,17 +221,18 @@ def node_settings(data_dir: Path, **overrides: object) -> Settings:
 _made_databases: set[str] = set()
 
 
-def postgres_database_for(data_dir: Path) -> str:
+def postgres_database_for(data_dir: Path, *, migrated: bool = False) -> str:
     """The node's database on the machine's PostgreSQL (127.0.0.1, user postgres): one per
-    data dir, so a node restarted on its data dir finds its metadata again; made empty the
-    first time this test run asks for it."""
+    data dir, so a node restarted on its data dir finds its metadata again; made the first
+    time this test run asks for it, empty or (`migrated`) with the newest schema."""
     import psycopg
 
     name = "myd_test_" + hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:20]
     if name not in _made_databases:
         with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as pg:
             pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            pg.execute(f'CREATE DATABASE "{name}"')
+            template = f' TEMPLATE "{postgres_template()}"' if migrated else ""
+            pg.execute(f'CREATE DATABASE "{name}"{template}')
         _made_databases.add(name)
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
@@ -261,6 +263,8 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
 
     def start(name: str, port: int = 0, **overrides: object) -> RunningNode:
         settings = node_settings(tmp_path / name, node_id=name, **overrides)
+        if settings.database_url is None:
+            place_sqlite(settings.data_dir)  # at the newest schema already (tests/schemas.py)
         runtime = Runtime.open(settings)
         runtime.boot()
         log = RequestLog(runtime.app())

@@ -19,6 +19,7 @@ from types import TracebackType
 import httpx
 
 from tests.ports import ADDRESS_IN_USE, free_port, listening
+from tests.schemas import place_sqlite
 
 
 def wait_for(
@@ -82,6 +83,8 @@ class NodeProcess:
 
     def _start(self, timeout: float) -> None:
         assert not self.running, "already running"
+        if "MODELYARD_DATABASE_URL" not in self._env:
+            place_sqlite(self.data_dir)  # at the newest schema already (tests/schemas.py)
         command = [sys.executable, "-m", "registry", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
         with self.log.open("ab") as log:
