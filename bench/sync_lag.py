@@ -7,7 +7,10 @@ Two node processes on 127.0.0.1 (A home, B replica, long-poll on). Appends to RE
 Blob catch-up is measured on a node pair of its own, whose log holds only the commit of those
 blobs: from the first blob the replica wants (its `/v1/peers` `catch_up`) to the last one
 stored, verified, against `curl -o` of each of the same blobs from the same node, in the
-same run, onto the same disk (the ratio is the figure to judge: goal >= 0.8).
+same run, onto the same disk (the ratio is the figure to judge: goal >= 0.8). Live lag is
+then measured on `--lag-reps` more fresh replicas while each catches up, and on the same pairs
+once idle (the same-run baseline: on a loaded machine the idle lag moves too).
+`--blob-only` runs only these blob parts.
 
 `--replay N [--database sqlite|postgres]` measures only a new replica's metadata catch-up
 (replay from serial 0) of a log of about N entries, `--reps` times, on the embedded default or
@@ -106,10 +109,11 @@ def measure_catchup(
 
 
 def measure_blob_catchup(
-    root: Path, total_mib: int, file_mib: int, reps: int
-) -> tuple[list[tuple[float, float, float]], list[float]]:
+    root: Path, total_mib: int, file_mib: int, reps: int, lag_reps: int
+) -> tuple[list[tuple[float, float, float]], list[float], list[float]]:
     """Per rep, on a fresh replica: (blob catch-up MB/s, curl -o MB/s of the same blobs just
-    before, catch-up MB/s counted from add_peer); and the live lags of one more catch-up."""
+    before, catch-up MB/s counted from add_peer); and the live lags during `lag_reps` more
+    catch-ups, and on the same pairs once idle."""
     a = NodeProcess(root, "blobs-a").start()
     try:
         count = max(1, total_mib // file_mib)
@@ -123,35 +127,51 @@ def measure_blob_catchup(
         digests = {blake3.blake3(data).hexdigest(): len(data) for data in files.values()}
         del files
         runs = [catch_up_once(root, a, digests, f"blobs-b{rep}") for rep in range(reps)]
-        return runs, lag_during_catch_up(root, a, digests)
+        busy: list[float] = []
+        idle: list[float] = []
+        for rep in range(lag_reps):
+            during, after = lag_during_catch_up(root, a, digests, f"blobs-live{rep}")
+            busy += during
+            idle += after
+        return runs, sorted(busy), sorted(idle)
     finally:
         a.stop()
 
 
-def lag_during_catch_up(root: Path, a: NodeProcess, digests: dict[str, int]) -> list[float]:
-    """Commit-to-visible lag on a fresh replica while it catches up on the blobs (one more
-    run, not in the ratio: the commits take CPU from it)."""
+def lag_during_catch_up(
+    root: Path, a: NodeProcess, digests: dict[str, int], name: str
+) -> tuple[list[float], list[float]]:
+    """Commit-to-visible lags on a fresh replica while it catches up on the blobs (a run not
+    in the ratio: the commits take CPU from it), then as many on the same pair once it is idle
+    (the same-run baseline)."""
     api = HfApi(endpoint=a.url, token=TOKEN)
     api.create_repo("admin/live", exist_ok=True)
-    b = NodeProcess(root, "blobs-live", env={"MODELYARD_SYNC__LONG_POLL": "20"}).start()
-    lags = []
+    b = NodeProcess(root, name, env={"MODELYARD_SYNC__LONG_POLL": "20"}).start()
+    busy: list[float] = []
+    idle: list[float] = []
     try:
         blob_dir = b.data_dir / "store" / "blobs" / "blake3"
         b.add_peer(a)
         with b.client() as http:
             wait_until(lambda: head(http, "admin/live") is not None, 30, 0.01)
-            i = 0
-            while not all((blob_dir / d[:2] / d).exists() for d in digests):
+
+            def commit_and_wait(i: int) -> float:
                 sha = api.create_commit(
-                    "admin/live", [CommitOperationAdd(f"{i}.txt", b"x")], commit_message=f"{i}"
+                    "admin/live",
+                    [CommitOperationAdd(f"{name}-{i}.txt", b"x")],
+                    commit_message=f"{i}",
                 ).oid
                 acked = time.perf_counter()
-                wait_until(lambda s=sha: head(http, "admin/live") == s, 30, 0.002)
-                lags.append(time.perf_counter() - acked)
-                i += 1
+                wait_until(lambda: head(http, "admin/live") == sha, 30, 0.002)
+                return time.perf_counter() - acked
+
+            while not all((blob_dir / d[:2] / d).exists() for d in digests):
+                busy.append(commit_and_wait(len(busy)))
+            time.sleep(1)  # the last blob's bookkeeping done
+            idle = [commit_and_wait(len(busy) + i) for i in range(max(10, len(busy)))]
     finally:
         b.stop()
-    return sorted(lags)
+    return busy, idle
 
 
 def catch_up_once(
@@ -211,6 +231,8 @@ def main() -> None:
     parser.add_argument("--catchup-blob-mib", type=int, default=1024)
     parser.add_argument("--blob-file-mib", type=int, default=128)
     parser.add_argument("--blob-reps", type=int, default=5)
+    parser.add_argument("--lag-reps", type=int, default=3, help="catch-ups with live commits")
+    parser.add_argument("--blob-only", action="store_true", help="only the blob catch-up parts")
     parser.add_argument("--replay", type=int, default=0, help="only replay catch-up, N entries")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--reps", type=int, default=3)
@@ -218,47 +240,68 @@ def main() -> None:
     if args.replay:
         main_replay(args.replay, args.database, args.reps)
         return
+    loads = [os.getloadavg()[0]]
+    lines = [f"\n## Replication ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `{' '.join(sys.argv)}`)\n"]
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
         root = Path(tmp)
-        a = NodeProcess(root, "a", env={"MODELYARD_SYNC__LONG_POLL": "20"}).start()
-        b = NodeProcess(root, "b", env={"MODELYARD_SYNC__LONG_POLL": "20"}).start()
-        try:
-            b.add_peer(a)
-            lags = sorted(measure_lag(a, b, args.commits))
-            b.stop()
-            rate, mbps, total = measure_catchup(root, a, args.catchup, args.blob_mib)
-        finally:
-            a.stop()
-            b.stop()
-        runs, live = measure_blob_catchup(
-            root, args.catchup_blob_mib, args.blob_file_mib, args.blob_reps
+        if not args.blob_only:
+            lines += replication_lines(root, args)
+            loads.append(os.getloadavg()[0])
+        runs, busy, idle = measure_blob_catchup(
+            root, args.catchup_blob_mib, args.blob_file_mib, args.blob_reps, args.lag_reps
         )
+        loads.append(os.getloadavg()[0])
     ratios = sorted(c / p for c, p, _ in runs)
-    p50 = statistics.median(lags)
-    p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-    lines = [
-        f"\n## Replication ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `bench/sync_lag.py`)\n",
-        f"- commit acknowledged on A -> visible on B, {len(lags)} commits, long-poll 20 s: "
-        f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms "
-        "(goals: p50 < 500 ms, p99 < 2 s)",
-        f"- catch-up of a new replica: {total} entries at {rate:.0f} entries/s; "
-        f"{args.blob_mib} MiB of blobs at {mbps:.0f} MB/s (eager; timed from the peer's add, "
-        "metadata catch-up included)",
+    lines += [
         f"- blob catch-up alone, {args.catchup_blob_mib} MiB in {args.blob_file_mib} MiB blobs, "
         f"{len(runs)} fresh replicas: median **{ratios[len(ratios) // 2]:.2f}x** `curl -o` of "
         "the same blobs just before (goal >= 0.8x); per run catch-up / curl MB/s: "
         + ", ".join(f"{c:.0f}/{p:.0f} ({c / p:.2f}x)" for c, p, _ in runs)
         + f"; counted from the peer's add (first contact included): "
         f"{statistics.median(w for _, _, w in runs):.0f} MB/s median",
-        f"- live lag while a fresh replica catches up on those blobs: {len(live)} commits, "
-        f"p50 {statistics.median(live) * 1000:.0f} ms, max {live[-1] * 1000:.0f} ms"
-        if live
-        else "- live lag during blob catch-up: no commit fitted in the catch-up",
+        f"- live lag while {args.lag_reps} fresh replicas catch up on those blobs: "
+        + lag_figures(busy)
+        + f"; the same pairs idle just after: {lag_figures(idle)} (goal: p50 < 50 ms)",
+        "- load average (1 min) at start, between parts, at end: "
+        + ", ".join(f"{load:.1f}" for load in loads),
         "",
     ]
     print("\n".join(lines))
     with RESULTS.open("a") as out:
         out.write("\n".join(lines))
+
+
+def lag_figures(lags: list[float]) -> str:
+    if not lags:
+        return "no commit fitted"
+    return (
+        f"{len(lags)} commits, p50 {statistics.median(lags) * 1000:.0f} ms, "
+        f"max {lags[-1] * 1000:.0f} ms"
+    )
+
+
+def replication_lines(root: Path, args: argparse.Namespace) -> list[str]:
+    """Live lag of an idle pair, and a new replica's catch-up with its blobs."""
+    a = NodeProcess(root, "a", env={"MODELYARD_SYNC__LONG_POLL": "20"}).start()
+    b = NodeProcess(root, "b", env={"MODELYARD_SYNC__LONG_POLL": "20"}).start()
+    try:
+        b.add_peer(a)
+        lags = sorted(measure_lag(a, b, args.commits))
+        b.stop()
+        rate, mbps, total = measure_catchup(root, a, args.catchup, args.blob_mib)
+    finally:
+        a.stop()
+        b.stop()
+    p50 = statistics.median(lags)
+    p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+    return [
+        f"- commit acknowledged on A -> visible on B, {len(lags)} commits, long-poll 20 s: "
+        f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms "
+        "(goals: p50 < 500 ms, p99 < 2 s)",
+        f"- catch-up of a new replica: {total} entries at {rate:.0f} entries/s; "
+        f"{args.blob_mib} MiB of blobs at {mbps:.0f} MB/s (eager; timed from the peer's add, "
+        "metadata catch-up included)",
+    ]
 
 
 if __name__ == "__main__":

@@ -111,6 +111,7 @@ class BlobFetcher:
         self._sha256 = Sha256Fill(uploads, busy=lambda: bool(self._inflight))
         self._inflight: dict[Digest, Future[bool]] = {}
         self._lock = threading.Lock()
+        self._sha256.start()  # it sweeps first: blobs a restart left without SHA-256
 
     def stop(self) -> None:
         self._queue.stop()

@@ -106,6 +106,15 @@ class Blobs:
         ).all()
         return [(Digest(b3), size) for b3, size in rows]
 
+    def lacking_sha256(self, limit: int) -> list[Digest]:
+        """Up to `limit` blobs some commit's tree names that are recorded without their
+        SHA-256 (an eager fetch defers it; a restart lost the queue that would fill it)."""
+        in_tree = exists().where(col(TreeRow.blake3) == col(Blob.blake3))
+        rows = self._session.exec(
+            select(Blob.blake3).where(Blob.sha256 == "", in_tree).limit(limit)
+        ).all()
+        return [Digest(h) for h in rows]
+
     def named(self, digests: Iterable[Digest]) -> set[Digest]:
         """Which of these blobs some commit's tree names."""
         wanted = sorted({d.hex for d in digests})

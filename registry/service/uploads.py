@@ -216,6 +216,10 @@ class UploadService:
     def fill_sha256(self, digest: Digest) -> bool:
         """Hash a blob stored without its SHA-256 (an eager fetch defers it: SHA-256 runs at a
         third of BLAKE3's speed and would cap catch-up) and record it. False: it is gone."""
+        with self._db.read() as tx:
+            record = tx.blobs.get(digest)
+        if record is not None and record.sha256:  # filled already (queued twice)
+            return True
         info = self._blobs.stat(digest)
         if info is None:
             return False
@@ -228,6 +232,11 @@ class UploadService:
         with self._db.write() as tx:
             tx.blobs.record(digest, hasher.hexdigest(), info.size, None)
         return True
+
+    def lacking_sha256(self, limit: int) -> list[Digest]:
+        """Blobs in some commit stored without their SHA-256 (see `fill_sha256`)."""
+        with self._db.read() as tx:
+            return tx.blobs.lacking_sha256(limit)
 
     def _record(self, hashes: Hashes) -> None:
         with self._db.write() as tx:

@@ -100,3 +100,37 @@ def test_a_cut_blob_fetch_resumes_and_a_killed_replica_restarts_clean(spawn: Spa
         assert len(resumed) >= 2  # before and after the restart: progress came in pieces
     finally:
         proxy.close()
+
+
+def test_a_replica_killed_mid_catch_up_converges_and_hashes_what_the_kill_left(
+    spawn: Spawn,
+) -> None:
+    """SIGKILL while one blob is stored (its SHA-256 still to come: the fill waits for the
+    fetches) and another is half-way: after the restart every blob is stored once, verified,
+    nothing partial left over, and the first gets its SHA-256 from the startup sweep."""
+    a, b = spawn("a"), spawn("b")
+    files = {"done.safetensors": os.urandom(16 * MIB), "half.safetensors": os.urandom(40 * MIB)}
+    done, half = upload(a, "admin/kill", files)
+    proxy = FaultProxy(a.port)
+    # Any answer of more than 30 MiB is held there: the 16 MiB blob arrives, the 40 MiB one not.
+    proxy.inject(Fault(pause_after=30 * MIB, pause=120, times=1_000_000))
+    try:
+        b.add_peer(proxy.url)
+        wait_until(lambda: done in recorded_sha256(b) and proxy.paused.is_set(), 60, 0.1)
+        assert recorded_sha256(b)[done] == ""  # stored, SHA-256 not filled yet
+        assert half not in stored(b)  # nothing partial is visible
+        b.kill()
+        proxy.inject(Fault(times=0))
+        b.start()
+        expected = {
+            blake3.blake3(v).hexdigest(): hashlib.sha256(v).hexdigest() for v in files.values()
+        }
+        wait_until(lambda: recorded_sha256(b) == expected, 120, 0.2)
+        assert {d: stored(b)[d] for d in (done, half)} == {done: 16 * MIB, half: 40 * MIB}
+        assert not list((b.data_dir / "store" / "uploads").iterdir())  # no leftover copy
+        assert "sha256 sweep queued blobs=1" in (b.data_dir.parent / "b.log").read_text()
+        with b.client() as http:
+            for digest, data in zip((done, half), files.values(), strict=True):
+                assert http.get(f"/v1/blobs/{digest}").content == data
+    finally:
+        proxy.close()
