@@ -22,6 +22,7 @@ import uvicorn
 
 from registry.runtime import Runtime
 from registry.settings import Settings
+from tests import schemas
 from tests.s3 import (
     CREDENTIALS,
     S3Server,
@@ -57,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    schemas.close()
     if _HF_HOME in config.stash:
         shutil.rmtree(config.stash[_HF_HOME], ignore_errors=True)
 

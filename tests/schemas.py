@@ -10,7 +10,6 @@ themselves are tested on databases of their own (tests/integration/test_schema.p
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import shutil
@@ -38,8 +37,8 @@ def place_sqlite(data_dir: Path) -> None:
 
 
 def postgres_template() -> str:
-    """The name of this process's migrated Postgres database, to make others from (dropped at
-    exit). Named by PID: test runs side by side each have their own."""
+    """The name of this process's migrated Postgres database, to make others from (dropped by
+    `close`). Named by PID: test runs side by side each have their own."""
     global _postgres_template
     if _postgres_template is None:
         name = f"myd_template_{os.getpid()}"
@@ -47,7 +46,6 @@ def postgres_template() -> str:
             pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             pg.execute(f'CREATE DATABASE "{name}"')
         _migrate(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-        atexit.register(_drop, name)
         _postgres_template = name
     return _postgres_template
 
@@ -55,9 +53,7 @@ def postgres_template() -> str:
 def _sqlite() -> Path:
     global _sqlite_template
     if _sqlite_template is None:
-        folder = Path(tempfile.mkdtemp(prefix="modelyard-schema-"))
-        atexit.register(shutil.rmtree, folder, True)
-        path = folder / SQLITE_FILE
+        path = Path(tempfile.mkdtemp(prefix="modelyard-schema-")) / SQLITE_FILE
         _migrate(f"sqlite:///{path}")
         with contextlib.closing(sqlite3.connect(path)) as connection:  # all in the file, no WAL
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -73,9 +69,13 @@ def _migrate(url: str) -> None:
         db.dispose()
 
 
-def _drop(name: str) -> None:
-    try:
+def close() -> None:
+    """Remove this process's templates (at the end of its test session)."""
+    global _sqlite_template, _postgres_template
+    if _sqlite_template is not None:
+        shutil.rmtree(_sqlite_template.parent, ignore_errors=True)
+        _sqlite_template = None
+    if _postgres_template is not None:
         with psycopg.connect(_ADMIN_DSN, autocommit=True) as pg:
-            pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except psycopg.OperationalError:
-        pass  # the server is gone already; the next run of this PID drops it
+            pg.execute(f'DROP DATABASE IF EXISTS "{_postgres_template}" WITH (FORCE)')
+        _postgres_template = None
