@@ -62,12 +62,7 @@ def peer_add(
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
         url = check_http_url(url, "A peer's url")  # before anything is sent there
         _warn_collisions(runtime, url, token)
-        runtime.snapshots.choose(url, bootstrap)  # before the peer: no puller replays first
-        try:
-            added = runtime.peers.add(CONSOLE, url, token, blobs)
-        except RegistryError:
-            runtime.snapshots.forget(url)  # not added: the choice would outlive it
-            raise
+        added = runtime.peers.add(CONSOLE, url, token, blobs, bootstrap=bootstrap)
         click.echo(f"{added.id}\t{added.url}\t{added.blobs}")
 
 

@@ -55,12 +55,12 @@ from registry.metadata.snapshot import NewRepo
 from registry.metadata.tx import Tx
 from registry.service.feed import may_read_entry
 from registry.service.identity import NodeIdentity
+from registry.service.peers import BOOTSTRAP
 from registry.service.replication import Planner, ReplicationService
 
 logger = logging.getLogger(__name__)
 PAGE = 2000  # entries read per transaction while serving
 BLOCK = 256 * 1024  # bytes of NDJSON sent at a time
-BOOTSTRAP = "bootstrap:"  # node values: "bootstrap:<peer url>" -> snapshot | replay | auto
 
 
 @dataclass(frozen=True)
@@ -149,13 +149,6 @@ class SnapshotService:
             replayed,
         )
         return logged
-
-    def choose(self, url: str, mode: str) -> None:
-        """How the peer at `url` is to be joined (snapshot, replay, or auto: snapshot when it
-        holds more entries than the threshold); said before the peer is added, so its puller
-        never starts replaying first."""
-        with self._db.write(invalidates=False) as tx:
-            tx.values.put(BOOTSTRAP + url, mode)
 
     def chosen(self, url: str) -> str | None:
         with self._db.read() as tx:
