@@ -1,12 +1,14 @@
 """Join benchmark: a new replica catching up with a node of many repos, from the node's
 snapshot and by replaying its log from serial 0, in the same run.
 
-Run: `.venv/bin/python bench/join.py [--repos 100000]` (`--no-record` to skip RESULTS.md). The
-fixture (repos each with a card commit, written through the node's own services) is built
-once into bench/.work/ and reused. Each run copies it, serves it, and for each mode starts an
-empty node, adds the home with `modelyard peer add --bootstrap MODE --blobs lazy` (metadata
-only: blob catch-up is timed by bench/sync_lag.py), and times until the replica's cursor is at
-the home's head and its `/v1/sync/state-digest` equals the home's. Replay is the baseline.
+Run: `.venv/bin/python bench/join.py [--repos 100000] [--modes snapshot,replay]
+[--build-workers 4]` (`--no-record` to skip RESULTS.md). The fixture (repos each with a card
+commit, written through the node's own services by several processes, durability relaxed for
+the build alone) is built once into bench/.work/join-REPOS-vN and reused. Each run copies it,
+serves it, and for each mode starts an empty node, adds the home with `modelyard peer add
+--bootstrap MODE --blobs lazy` (metadata only: blob catch-up is timed by bench/sync_lag.py),
+and times until the replica's cursor is at the home's head and its `/v1/sync/state-digest`
+equals the home's. Replay is the baseline.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +109,12 @@ def get(url: str, path: str) -> dict[str, object]:
     return body if isinstance(body, dict) else {"items": body}
 
 
-def join(home_url: str, home_head: int, digest: object, mode: str, root: Path) -> float:
+def join(home_url: str, home_head: int, digest: object, mode: str, root: Path) -> Timed:
     """Seconds from `peer add` until the replica's state equals the home's."""
     data = root / f"replica-{mode}"
+    log = root / f"replica-{mode}.log"
     env = {**QUIET, "MODELYARD_SYNC__BATCH": "5000"}
-    with node_process(data, TOKEN, root / f"replica-{mode}.log", env) as replica:
+    with node_process(data, TOKEN, log, env) as replica:
         started = time.perf_counter()
         subprocess.run(
             [modelyard_executable(), "peer", "add", home_url, "--token", TOKEN]
@@ -117,6 +122,7 @@ def join(home_url: str, home_head: int, digest: object, mode: str, root: Path) -
             check=True,
             capture_output=True,
         )
+        added = time.perf_counter() - started
         while True:
             peers = get(replica.url, "/v1/peers")["items"]
             assert isinstance(peers, list)
@@ -125,12 +131,31 @@ def join(home_url: str, home_head: int, digest: object, mode: str, root: Path) -
             time.sleep(0.2)
         seconds = time.perf_counter() - started
         assert get(replica.url, "/v1/sync/state-digest")["digest"] == digest, mode
-    return seconds
+    text = log.read_text()
+    applied = re.search(r"snapshot applied .*", text)
+    inside = re.search(r"peer joined from snapshot .* seconds=([0-9.]+)", text)
+    return Timed(
+        seconds,
+        added,
+        os.getloadavg()[0],
+        float(inside.group(1)) if inside else None,
+        applied.group(0) if applied else "",
+    )
+
+
+@dataclass(frozen=True)
+class Timed:
+    seconds: float
+    add: float  # of which `modelyard peer add` (a process of its own) took
+    load: float  # the 1-minute load average as the join ended
+    bootstrap: float | None  # the replica's own time to stream, verify and apply the snapshot
+    applied: str  # its log line for the apply (chunks written as rows, chunks replayed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repos", type=int, default=100_000)
+    parser.add_argument("--modes", default="snapshot,replay")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--build-workers", type=int, default=4)
     args = parser.parse_args()
@@ -145,18 +170,23 @@ def main() -> None:
         with node_process(root / "home", TOKEN, root / "home.log", QUIET) as home:
             head = int(get(home.url, "/v1/health")["serial"])  # type: ignore[call-overload]
             digest = get(home.url, "/v1/sync/state-digest")["digest"]
+            load = os.getloadavg()[0]
             timed = {
-                mode: join(home.url, head, digest, mode, root) for mode in ("snapshot", "replay")
+                mode: join(home.url, head, digest, mode, root) for mode in args.modes.split(",")
             }
-    report(args.repos, head, timed, not args.no_record)
+    report(args.repos, head, load, timed, not args.no_record)
 
 
-def report(repos: int, head: int, timed: dict[str, float], record: bool) -> None:
+def report(repos: int, head: int, load: float, timed: dict[str, Timed], record: bool) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    baseline = timed["replay"].seconds if "replay" in timed else None
     rows = [
-        f"| {mode} | {seconds:.1f} s | {head / seconds:,.0f} | {timed['replay'] / seconds:.2f}x |"
-        for mode, seconds in timed.items()
+        f"| {mode} | {t.seconds:.1f} s | {t.add:.1f} s | {head / t.seconds:,.0f} |"
+        f" {f'{baseline / t.seconds:.2f}x' if baseline else 'n/a'} |"
+        f" {f'{t.bootstrap:.1f} s' if t.bootstrap is not None else '-'} | {t.load:.1f} |"
+        for mode, t in timed.items()
     ]
+    notes = [f"  - {mode}: `{t.applied}`" for mode, t in timed.items() if t.applied]
     section = "\n".join(
         [
             f"\n## Join ({stamp}, `bench/join.py --repos {repos}`)\n",
@@ -164,10 +194,14 @@ def report(repos: int, head: int, timed: dict[str, float], record: bool) -> None
             " creation, its first commit and its card's, each moving main), embedded default"
             " (SQLite); a fresh replica per mode,"
             " blobs lazy; timed from `peer add` until the replica's cursor is at the home's head"
-            " (its state digest then checked equal to the home's).\n",
-            "| mode | time to join | home entries/s | vs replay (same run) |",
-            "|---|---|---|---|",
+            " (its state digest then checked equal to the home's: it was, in every mode)."
+            f" 1-minute load average {load:.1f} at the start (2 cores).\n",
+            "| mode | time to join | of it `peer add` | home entries/s | vs replay (same run) |"
+            " the replica's own bootstrap (stream, verify, apply) | load avg at end |",
+            "|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            *notes,
             "",
         ]
     )

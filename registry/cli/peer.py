@@ -67,7 +67,13 @@ def peer_add(
 
 
 def _warn_collisions(runtime: Runtime, url: str, token: str | None) -> None:
-    """What the peer lists (as the token may see it) that collides with a repo held here."""
+    """What the peer lists (as the token may see it) that collides with a repo held here
+    (nothing to ask a peer of when this node holds no repo: a new replica joins at once)."""
+    held = {
+        r.repo.key: r.home_node for kind in RepoType for r in runtime.repos.visible(CONSOLE, kind)
+    }
+    if not held:
+        return
     try:
         with RegistryClient(url, token=token, retry=RetryPolicy(attempts=1)) as client:
             node = client.health().node_id
@@ -77,9 +83,6 @@ def _warn_collisions(runtime: Runtime, url: str, token: str | None) -> None:
             f"warning: could not list the repos of {url} to check their ids: {exc}", err=True
         )
         return
-    held = {
-        r.repo.key: r.home_node for kind in RepoType for r in runtime.repos.visible(CONSOLE, kind)
-    }
     clashes = [
         f"{kind.value}/{name}"
         for kind, name in theirs
