@@ -171,13 +171,30 @@ def main() -> None:
             head = int(get(home.url, "/v1/health")["serial"])  # type: ignore[call-overload]
             digest = get(home.url, "/v1/sync/state-digest")["digest"]
             load = os.getloadavg()[0]
+            rss = peak_rss_mib(home.pid)
             timed = {
                 mode: join(home.url, head, digest, mode, root) for mode in args.modes.split(",")
             }
-    report(args.repos, head, load, timed, not args.no_record)
+            rss = (rss, peak_rss_mib(home.pid))
+    report(args.repos, head, load, rss, timed, not args.no_record)
 
 
-def report(repos: int, head: int, load: float, timed: dict[str, Timed], record: bool) -> None:
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def report(
+    repos: int,
+    head: int,
+    load: float,
+    rss: tuple[float, float],
+    timed: dict[str, Timed],
+    record: bool,
+) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     baseline = timed["replay"].seconds if "replay" in timed else None
     rows = [
@@ -195,7 +212,8 @@ def report(repos: int, head: int, load: float, timed: dict[str, Timed], record: 
             " (SQLite); a fresh replica per mode,"
             " blobs lazy; timed from `peer add` until the replica's cursor is at the home's head"
             " (its state digest then checked equal to the home's: it was, in every mode)."
-            f" 1-minute load average {load:.1f} at the start (2 cores).\n",
+            f" 1-minute load average {load:.1f} at the start (2 cores). The home's peak RSS"
+            f" {rss[0]:.0f} MiB before serving, {rss[1]:.0f} MiB after serving every mode.\n",
             "| mode | time to join | of it `peer add` | home entries/s | vs replay (same run) |"
             " the replica's own bootstrap (stream, verify, apply) | load avg at end |",
             "|---|---|---|---|---|---|---|",

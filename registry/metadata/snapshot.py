@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import BigInteger, Integer, bindparam, case, delete, insert, tuple_, update
+from sqlalchemy import BigInteger, Integer, bindparam, case, delete, insert, update
 from sqlmodel import Session, col, func, select
 
 from registry.domain.access import Principal
@@ -77,19 +77,13 @@ class SnapshotReads:
         ]
         if not rows:
             return {}
+        # Ids only grow, and no other transaction makes repos while this one writes.
+        before = self._session.exec(select(func.max(Repo.id))).one() or 0
         self._session.connection().execute(insert(Repo), rows)
-        ids = {}
-        names = [(r["type"], r["namespace"], r["name"]) for r in rows]
-        for i in range(0, len(names), 500):  # bounded IN lists
-            found = self._session.exec(
-                select(Repo.type, Repo.namespace, Repo.name, Repo.id).where(
-                    tuple_(col(Repo.type), col(Repo.namespace), col(Repo.name)).in_(
-                        names[i : i + 500]
-                    )
-                )
-            )
-            ids.update({f"{t}/{ns}/{n}": rid for t, ns, n, rid in found if rid is not None})
-        return ids
+        made = self._session.exec(
+            select(Repo.type, Repo.namespace, Repo.name, Repo.id).where(col(Repo.id) > before)
+        )
+        return {f"{t}/{ns}/{n}": rid for t, ns, n, rid in made if rid is not None}
 
     def raise_repo_marks(self, marks: Mapping[int, tuple[int, int]]) -> None:
         """Per repo id, (updated time, ref version) it has reached: each only goes up (as
