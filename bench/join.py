@@ -51,16 +51,25 @@ QUIET = {"MODELYARD_INDEX__ENABLED": "false", "MODELYARD_SCAN__ENABLED": "false"
 def build_fixture(target: Path, repos: int, workers: int) -> None:
     """`repos` repos, each with a card commit, through the node's services (its own write
     path: the same rows, blobs and hash-chained log as a served node writes), by `workers`
-    processes each writing every `workers`-th repo into the one node.
+    processes each writing every `workers`-th repo into the one node. A smaller fixture built
+    already is copied and grown (its repos are the first ones of this).
 
     Durability is relaxed for the build alone (SQLite `synchronous=OFF`, no fsync of blob
     files, one `sync` at the end): a crash mid-build leaves a `.tmp` dir that is rebuilt.
     """
     shutil.rmtree(target, ignore_errors=True)
+    smaller = {int(p.name.split("-")[1]): p for p in WORK.glob(f"join-*-v{FIXTURE_VERSION}")}
+    start = max((n for n in smaller if n < repos), default=0)
+    if start:
+        print(f"  fixture: growing the one of {start} repos", flush=True)
+        shutil.copytree(smaller[start], target)
     _open_for_build(target).close()  # the schema and the node's identity, made once
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        jobs = [pool.apply_async(_build_slice, (target, w, workers, repos)) for w in range(workers)]
+        jobs = [
+            pool.apply_async(_build_slice, (target, start + w, workers, repos))
+            for w in range(workers)
+        ]
         for job in jobs:
             job.get()
     os.sync()
@@ -68,6 +77,7 @@ def build_fixture(target: Path, repos: int, workers: int) -> None:
 
 
 def _build_slice(target: Path, first: int, step: int, repos: int) -> None:
+    """Repos `first`, `first + step`, ... below `repos`."""
     node = _open_for_build(target)
     os.fsync = lambda _fd: None  # this build process only; the caller syncs once at the end
     started = time.perf_counter()
@@ -78,7 +88,7 @@ def _build_slice(target: Path, first: int, step: int, repos: int) -> None:
             readme = f"---\nlicense: mit\ntags: [lora]\n---\n# LoRA {i}\n".encode()
             ops = [AddBytes("README.md", readme)]
             node.commits.commit(ADMIN, repo, "main", title="card", message="", operations=ops)
-            if first == 0 and n % 1000 == 0:
+            if first % step == 0 and n % 1000 == 0:
                 rate = n * step / (time.perf_counter() - started)
                 print(f"  fixture: ~{n * step} repos ({rate:.0f}/s)", flush=True)
     finally:

@@ -7,8 +7,11 @@ appends; an abandoned entry is left out as the feed leaves it out), so the two p
 compaction needs read pages of the log in short transactions and still describe one serial.
 
 Loading: the joining node stages the verified entries outside the database (sync.bootstrap),
-then applies them here in ONE write transaction, in chunks through the ordinary replication
-planner, together with the peer's cursor = N and its chain at N. So:
+then applies them here in ONE write transaction, in chunks planned by the ordinary replication
+planner, together with the peer's cursor = N and its chain at N. Into a node that holds
+nothing yet, a chunk of common actions only (repos made, commits, ref moves, log entries) is
+written as plain rows, many a statement (`_BulkLoad`); any other chunk, and every chunk into a
+node that holds something, goes through the replay apply. Both end in the same state. So:
 - nothing of a half-read snapshot is ever visible: a crash before the commit leaves the node
   as it was, and the bootstrap starts again;
 - each applied entry is recorded in this node's own log with its origin, origin serial and
