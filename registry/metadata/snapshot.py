@@ -126,9 +126,12 @@ class SnapshotReads:
         if rows:
             self._session.connection().execute(insert(Ref), rows)
 
-    def entries(self, after: int, upto: int, limit: int) -> list[ChangeEntry]:
-        """Up to `limit` entries with `after < serial <= upto`, in order, abandoned ones left
-        out (as the feed leaves them out). Plain rows: a snapshot reads the whole log twice."""
+    def entries(
+        self, after: int, upto: int, limit: int, kinds: tuple[str, ...] | None = None
+    ) -> list[ChangeEntry]:
+        """Up to `limit` entries with `after < serial <= upto` (of `kinds` only, if given), in
+        order, abandoned ones left out (as the feed leaves them out). Plain rows: a snapshot
+        reads the log twice."""
         c = ChangeRow
         columns = (c.serial, c.origin, c.origin_serial, c.kind, c.repo, c.private, c.body)
         rows: Sequence[Any] = (
@@ -136,6 +139,7 @@ class SnapshotReads:
             .execute(
                 sqlalchemy.select(*(col(x) for x in (*columns, c.created_ms, c.chain)))
                 .where(col(c.serial) > after, col(c.serial) <= upto, col(c.abandoned_ms).is_(None))
+                .where(col(c.kind).in_(kinds) if kinds is not None else sqlalchemy.true())
                 .order_by(col(c.serial))
                 .limit(limit)
             )

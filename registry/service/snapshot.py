@@ -92,7 +92,7 @@ class SnapshotService:
         digest = LineDigest()
         yield digest.add(header.line())  # at once: the reader knows the answer has begun
         compaction = Compaction()
-        for entry in self._entries(header.serial):
+        for entry in self._entries(header.serial, Compaction.NOTED):
             compaction.note(entry)
         block: list[bytes] = []
         size = 0
@@ -107,11 +107,11 @@ class SnapshotService:
         block.append(trailer_line(digest.lines - 1, digest.text()))
         yield b"".join(block)
 
-    def _entries(self, upto: int) -> Iterator[ChangeEntry]:
+    def _entries(self, upto: int, kinds: tuple[str, ...] | None = None) -> Iterator[ChangeEntry]:
         after = 0
         while after < upto:
             with self._db.read() as tx:
-                page = tx.snapshot.entries(after, upto, PAGE)
+                page = tx.snapshot.entries(after, upto, PAGE, kinds)
             if not page:
                 return
             yield from page
