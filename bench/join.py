@@ -1,25 +1,33 @@
 """Join benchmark: a new replica catching up with a node of many repos, from the node's
 snapshot and by replaying its log from serial 0, in the same run.
 
-Run: `.venv/bin/python bench/join.py [--repos 100000]` (`--no-record` to skip RESULTS.md). The
-fixture (repos each with a card commit, written through the node's own services) is built
-once into bench/.work/ and reused. Each run copies it, serves it, and for each mode starts an
-empty node, adds the home with `modelyard peer add --bootstrap MODE --blobs lazy` (metadata
-only: blob catch-up is timed by bench/sync_lag.py), and times until the replica's cursor is at
-the home's head and its `/v1/sync/state-digest` equals the home's. Replay is the baseline.
+Run: `.venv/bin/python bench/join.py [--repos 100000] [--modes snapshot,replay]
+[--build-workers 4]` (`--no-record` to skip RESULTS.md). The fixture (repos each with a card
+commit, written through the node's own services by several processes, durability relaxed for
+the build alone) is built once into bench/.work/join-REPOS-vN and reused. Each run copies it,
+serves it, and for each mode starts an empty node, adds the home with `modelyard peer add
+--bootstrap MODE --blobs lazy` (metadata only: blob catch-up is timed by bench/sync_lag.py),
+and times until the replica's cursor is at the home's head and its `/v1/sync/state-digest`
+equals the home's. Replay is the baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,24 +48,68 @@ FIXTURE_VERSION = 1
 QUIET = {"MODELYARD_INDEX__ENABLED": "false", "MODELYARD_SCAN__ENABLED": "false"}
 
 
-def build_fixture(target: Path, repos: int) -> None:
-    """`repos` repos, each with a card commit, through the node's services."""
-    node = Runtime.open(
-        Settings(data_dir=target, index={"enabled": False}, scan={"enabled": False})
-    )
+def build_fixture(target: Path, repos: int, workers: int) -> None:
+    """`repos` repos, each with a card commit, through the node's services (its own write
+    path: the same rows, blobs and hash-chained log as a served node writes), by `workers`
+    processes each writing every `workers`-th repo into the one node. A smaller fixture built
+    already is copied and grown (its repos are the first ones of this).
+
+    Durability is relaxed for the build alone (SQLite `synchronous=OFF`, no fsync of blob
+    files, one `sync` at the end): a crash mid-build leaves a `.tmp` dir that is rebuilt.
+    """
+    shutil.rmtree(target, ignore_errors=True)
+    smaller = {int(p.name.split("-")[1]): p for p in WORK.glob(f"join-*-v{FIXTURE_VERSION}")}
+    start = max((n for n in smaller if n < repos), default=0)
+    if start:
+        print(f"  fixture: growing the one of {start} repos", flush=True)
+        shutil.copytree(smaller[start], target)
+    _open_for_build(target).close()  # the schema and the node's identity, made once
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        jobs = [
+            pool.apply_async(_build_slice, (target, start + w, workers, repos))
+            for w in range(workers)
+        ]
+        for job in jobs:
+            job.get()
+    os.sync()
+    print(f"  fixture: {repos} repos in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _build_slice(target: Path, first: int, step: int, repos: int) -> None:
+    """Repos `first`, `first + step`, ... below `repos`."""
+    node = _open_for_build(target)
+    os.fsync = lambda _fd: None  # this build process only; the caller syncs once at the end
     started = time.perf_counter()
     try:
-        for i in range(repos):
+        for n, i in enumerate(range(first, repos, step), 1):
             repo = RepoId(RepoType.MODEL, f"org{i % 100}", f"lora-{i}")
             node.repos.create(ADMIN, repo, private=False)
             readme = f"---\nlicense: mit\ntags: [lora]\n---\n# LoRA {i}\n".encode()
             ops = [AddBytes("README.md", readme)]
             node.commits.commit(ADMIN, repo, "main", title="card", message="", operations=ops)
-            if i % 5000 == 4999:
-                rate = (i + 1) / (time.perf_counter() - started)
-                print(f"  fixture: {i + 1} repos ({rate:.0f}/s)", flush=True)
+            if first % step == 0 and n % 1000 == 0:
+                rate = n * step / (time.perf_counter() - started)
+                print(f"  fixture: ~{n * step} repos ({rate:.0f}/s)", flush=True)
     finally:
         node.close()
+
+
+def _open_for_build(target: Path) -> Runtime:
+    node = Runtime.open(
+        Settings(data_dir=target, index={"enabled": False}, scan={"enabled": False})
+    )
+    event.listen(node.db.engine, "connect", _build_pragmas)
+    node.db.engine.dispose()  # pooled connections reopen with the build's pragmas
+    node.identity  # noqa: B018 - stored on first use
+    return node
+
+
+def _build_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.execute("PRAGMA cache_size=-262144")  # 256 MiB
+    cursor.close()
 
 
 def get(url: str, path: str) -> dict[str, object]:
@@ -67,11 +119,12 @@ def get(url: str, path: str) -> dict[str, object]:
     return body if isinstance(body, dict) else {"items": body}
 
 
-def join(home_url: str, home_head: int, digest: object, mode: str, root: Path) -> float:
+def join(home_url: str, home_head: int, digest: object, mode: str, root: Path) -> Timed:
     """Seconds from `peer add` until the replica's state equals the home's."""
     data = root / f"replica-{mode}"
+    log = root / f"replica-{mode}.log"
     env = {**QUIET, "MODELYARD_SYNC__BATCH": "5000"}
-    with node_process(data, TOKEN, root / f"replica-{mode}.log", env) as replica:
+    with node_process(data, TOKEN, log, env) as replica:
         started = time.perf_counter()
         subprocess.run(
             [modelyard_executable(), "peer", "add", home_url, "--token", TOKEN]
@@ -79,6 +132,7 @@ def join(home_url: str, home_head: int, digest: object, mode: str, root: Path) -
             check=True,
             capture_output=True,
         )
+        added = time.perf_counter() - started
         while True:
             peers = get(replica.url, "/v1/peers")["items"]
             assert isinstance(peers, list)
@@ -87,18 +141,38 @@ def join(home_url: str, home_head: int, digest: object, mode: str, root: Path) -
             time.sleep(0.2)
         seconds = time.perf_counter() - started
         assert get(replica.url, "/v1/sync/state-digest")["digest"] == digest, mode
-    return seconds
+    text = log.read_text()
+    applied = re.search(r"snapshot applied .*", text)
+    inside = re.search(r"peer joined from snapshot .* seconds=([0-9.]+)", text)
+    return Timed(
+        seconds,
+        added,
+        os.getloadavg()[0],
+        float(inside.group(1)) if inside else None,
+        applied.group(0) if applied else "",
+    )
+
+
+@dataclass(frozen=True)
+class Timed:
+    seconds: float
+    add: float  # of which `modelyard peer add` (a process of its own) took
+    load: float  # the 1-minute load average as the join ended
+    bootstrap: float | None  # the replica's own time to stream, verify and apply the snapshot
+    applied: str  # its log line for the apply (chunks written as rows, chunks replayed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repos", type=int, default=100_000)
+    parser.add_argument("--modes", default="snapshot,replay")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--build-workers", type=int, default=4)
     args = parser.parse_args()
     fixture = WORK / f"join-{args.repos}-v{FIXTURE_VERSION}"
     if not fixture.exists():
         print(f"building the fixture: {args.repos} repos", flush=True)
-        build_fixture(fixture.with_suffix(".tmp"), args.repos)
+        build_fixture(fixture.with_suffix(".tmp"), args.repos, args.build_workers)
         fixture.with_suffix(".tmp").rename(fixture)
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         root = Path(tmp)
@@ -106,18 +180,40 @@ def main() -> None:
         with node_process(root / "home", TOKEN, root / "home.log", QUIET) as home:
             head = int(get(home.url, "/v1/health")["serial"])  # type: ignore[call-overload]
             digest = get(home.url, "/v1/sync/state-digest")["digest"]
+            load = os.getloadavg()[0]
+            rss = peak_rss_mib(home.pid)
             timed = {
-                mode: join(home.url, head, digest, mode, root) for mode in ("snapshot", "replay")
+                mode: join(home.url, head, digest, mode, root) for mode in args.modes.split(",")
             }
-    report(args.repos, head, timed, not args.no_record)
+            rss = (rss, peak_rss_mib(home.pid))
+    report(args.repos, head, load, rss, timed, not args.no_record)
 
 
-def report(repos: int, head: int, timed: dict[str, float], record: bool) -> None:
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def report(
+    repos: int,
+    head: int,
+    load: float,
+    rss: tuple[float, float],
+    timed: dict[str, Timed],
+    record: bool,
+) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    baseline = timed["replay"].seconds if "replay" in timed else None
     rows = [
-        f"| {mode} | {seconds:.1f} s | {head / seconds:,.0f} | {timed['replay'] / seconds:.2f}x |"
-        for mode, seconds in timed.items()
+        f"| {mode} | {t.seconds:.1f} s | {t.add:.1f} s | {head / t.seconds:,.0f} |"
+        f" {f'{baseline / t.seconds:.2f}x' if baseline else 'n/a'} |"
+        f" {f'{t.bootstrap:.1f} s' if t.bootstrap is not None else '-'} | {t.load:.1f} |"
+        for mode, t in timed.items()
     ]
+    notes = [f"  - {mode}: `{t.applied}`" for mode, t in timed.items() if t.applied]
     section = "\n".join(
         [
             f"\n## Join ({stamp}, `bench/join.py --repos {repos}`)\n",
@@ -125,10 +221,15 @@ def report(repos: int, head: int, timed: dict[str, float], record: bool) -> None
             " creation, its first commit and its card's, each moving main), embedded default"
             " (SQLite); a fresh replica per mode,"
             " blobs lazy; timed from `peer add` until the replica's cursor is at the home's head"
-            " (its state digest then checked equal to the home's).\n",
-            "| mode | time to join | home entries/s | vs replay (same run) |",
-            "|---|---|---|---|",
+            " (its state digest then checked equal to the home's: it was, in every mode)."
+            f" 1-minute load average {load:.1f} at the start (2 cores). The home's peak RSS"
+            f" {rss[0]:.0f} MiB before serving, {rss[1]:.0f} MiB after serving every mode.\n",
+            "| mode | time to join | of it `peer add` | home entries/s | vs replay (same run) |"
+            " the replica's own bootstrap (stream, verify, apply) | load avg at end |",
+            "|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            *notes,
             "",
         ]
     )

@@ -420,6 +420,9 @@ class PeerIn(BaseModel):
     url: str = Field(max_length=2000)
     token: str | None = Field(default=None, max_length=500)
     blobs: Literal["eager", "lazy"] = "eager"
+    # snapshot: start from the peer's current state; replay: read its whole log from serial
+    # 0; auto: snapshot when its head serial is above sync.snapshot_threshold (as the CLI)
+    bootstrap: Literal["snapshot", "replay", "auto"] = "auto"
 
 
 class CatchUpOut(BaseModel):

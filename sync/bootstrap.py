@@ -1,11 +1,12 @@
 """Joins a peer from its snapshot instead of replaying its whole log from serial 0.
 
-Theory of operation: `modelyard peer add --bootstrap` notes, before the peer exists, how it is
-to be joined (registry.service.snapshot, `choose`). The peer's puller asks `join` before each
-pull; while the peer is to be joined from a snapshot and has never been read (cursor 0), it
-streams `GET /v1/sync/snapshot` into an anonymous file under the data dir, hashing each line,
-and checks the trailer's count and digest. Only a verified snapshot is applied, in one
-transaction with the peer's cursor (its serial N); the puller then follows the feed from N.
+Theory of operation: `modelyard peer add --bootstrap` (or `POST /v1/peers` with `bootstrap`)
+notes how the peer is to be joined in the transaction that adds it (registry.service.peers).
+The peer's puller asks `join` before each pull; while the peer is to be joined from a
+snapshot and has never been read (cursor 0), it streams `GET /v1/sync/snapshot` into an
+anonymous file under the data dir, hashing each line, and checks the trailer's count and
+digest. Only a verified snapshot is applied, in one transaction with the peer's cursor (its
+serial N); the puller then follows the feed from N.
 A crash (even SIGKILL) before that commit leaves nothing: the file has no name, nothing was
 written to the database, and the choice is still noted, so the next start joins again from a
 fresh snapshot. Blobs follow as after any pull: eager peers' missing blobs are queued.

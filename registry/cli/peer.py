@@ -62,17 +62,18 @@ def peer_add(
     with opened(settings_from(config, data_dir=data_dir)) as runtime:
         url = check_http_url(url, "A peer's url")  # before anything is sent there
         _warn_collisions(runtime, url, token)
-        runtime.snapshots.choose(url, bootstrap)  # before the peer: no puller replays first
-        try:
-            added = runtime.peers.add(CONSOLE, url, token, blobs)
-        except RegistryError:
-            runtime.snapshots.forget(url)  # not added: the choice would outlive it
-            raise
+        added = runtime.peers.add(CONSOLE, url, token, blobs, bootstrap=bootstrap)
         click.echo(f"{added.id}\t{added.url}\t{added.blobs}")
 
 
 def _warn_collisions(runtime: Runtime, url: str, token: str | None) -> None:
-    """What the peer lists (as the token may see it) that collides with a repo held here."""
+    """What the peer lists (as the token may see it) that collides with a repo held here
+    (nothing to ask a peer of when this node holds no repo: a new replica joins at once)."""
+    held = {
+        r.repo.key: r.home_node for kind in RepoType for r in runtime.repos.visible(CONSOLE, kind)
+    }
+    if not held:
+        return
     try:
         with RegistryClient(url, token=token, retry=RetryPolicy(attempts=1)) as client:
             node = client.health().node_id
@@ -82,9 +83,6 @@ def _warn_collisions(runtime: Runtime, url: str, token: str | None) -> None:
             f"warning: could not list the repos of {url} to check their ids: {exc}", err=True
         )
         return
-    held = {
-        r.repo.key: r.home_node for kind in RepoType for r in runtime.repos.visible(CONSOLE, kind)
-    }
     clashes = [
         f"{kind.value}/{name}"
         for kind, name in theirs

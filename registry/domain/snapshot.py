@@ -107,8 +107,11 @@ class LineDigest:
 
 
 class Compaction:
-    """Pass one reads every entry up to N and notes what supersedes what; pass two asks
-    `keeps` of each. Memory grows with the refs and repos held, not with the history."""
+    """Pass one reads the entries up to N of the kinds `NOTED` and notes what supersedes
+    what; pass two asks `keeps` of every entry. Memory grows with the refs and repos held, not
+    with the history."""
+
+    NOTED = (*_SUPERSEDED, RepoDelete.KIND)  # the kinds `note` learns anything from
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, ...], int] = {}  # superseding key -> newest serial

@@ -34,6 +34,8 @@ from registry.service.replication import collisions
 
 logger = logging.getLogger(__name__)
 BLOB_POLICIES = ("eager", "lazy")
+BOOTSTRAP_MODES = ("snapshot", "replay", "auto")
+BOOTSTRAP = "bootstrap:"  # node values: "bootstrap:<peer url>" -> how a new peer is joined
 
 
 @dataclass(frozen=True)
@@ -187,10 +189,14 @@ class PeerService:
         *,
         exist_ok: bool = False,
         identify: Callable[[str], str | None] | None = None,
+        bootstrap: str | None = None,
     ) -> PeerView:
         """Start pulling from the node at `url` (the admin's call); `exist_ok` updates the
         token and blob policy of a peer configured already instead of refusing. `identify`
         asks `url` for its node id (None: no answer): this node's own is refused.
+        `bootstrap` says how a new peer is joined (sync.bootstrap): from its snapshot, by
+        replaying its log, or `auto`; noted with the peer, so its puller never replays first
+        (None: replay; a peer configured already keeps what it was given).
 
         Raises:
             PeerIsSelfError: `url` answers as this node.
@@ -202,6 +208,8 @@ class PeerService:
         token = check_credential(token, "A peer's token")
         if blobs not in BLOB_POLICIES:
             raise InvalidError(f"blobs must be one of {BLOB_POLICIES}, got {blobs!r}")
+        if bootstrap not in (None, *BOOTSTRAP_MODES):
+            raise InvalidError(f"bootstrap must be one of {BOOTSTRAP_MODES}, got {bootstrap!r}")
         with self._db.write() as tx:
             existing = tx.peers.by_url(url)
             if existing is not None:
@@ -213,6 +221,8 @@ class PeerService:
                 return self._view(tx.peers.configure(existing.id, stored, blobs))
             peer_id = "p-" + hashlib.sha256(url.encode()).hexdigest()[:10]
             peer = tx.peers.add(peer_id, url, self._box.seal(token), blobs)
+            if bootstrap is not None:
+                tx.values.put(BOOTSTRAP + url, bootstrap)
         logger.info("peer added peer=%s url=%s blobs=%s", peer.id, url, blobs)
         return self._view(peer)
 
@@ -292,11 +302,14 @@ class PeerService:
         return peer
 
     def remove(self, principal: Principal, peer_id: str) -> None:
-        """Stop pulling from a peer (the admin's call); what was replicated stays."""
+        """Stop pulling from a peer (the admin's call); what was replicated stays. How it was
+        to be joined goes with it: added again, it is decided afresh."""
         require_admin(principal)
         with self._db.write() as tx:
-            if not tx.peers.remove(peer_id):
+            peer = tx.peers.get(peer_id)
+            if peer is None or not tx.peers.remove(peer_id):
                 raise PeerNotFoundError(f"No peer {peer_id!r}")
+            tx.values.delete(BOOTSTRAP + peer.url)
         self.health.forget(peer_id)
         self.catchup.forget(peer_id)
         logger.info("peer removed peer=%s", peer_id)

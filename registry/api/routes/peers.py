@@ -53,7 +53,14 @@ def answering_node(url: str) -> str | None:
 @router.post("", responses=documented(400, 401, 403, 409), status_code=201, response_model=PeerOut)
 def add_peer(body: PeerIn, peers: PeersDep, principal: PrincipalDep) -> PeerOut:
     # A URL that answers as this node itself is a 409 `PeerIsSelf`.
-    added = peers.add(principal, body.url, body.token, body.blobs, identify=answering_node)
+    added = peers.add(
+        principal,
+        body.url,
+        body.token,
+        body.blobs,
+        identify=answering_node,
+        bootstrap=body.bootstrap,
+    )
     return peer_out(added)
 
 
