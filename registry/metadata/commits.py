@@ -158,11 +158,14 @@ class Commits:
         self.add_many([(commit, list(files))])
 
     def add_many(self, commits: Sequence[tuple[CommitRecord, Sequence[TreeFile]]]) -> None:
-        """Commits and their whole trees, in two statements however many (ORM objects cost
-        ~10x more per row, and a replica adds thousands of commits a batch)."""
+        """Commits and their whole trees, in two statements however many, of plain values past
+        the ORM (its objects, even its bulk inserts, cost several times more per row, and a
+        replica adds thousands of commits a batch). What the session has pending goes first."""
         if not commits:
             return
-        self._session.execute(
+        self._session.flush()
+        connection = self._session.connection()
+        connection.execute(
             insert(Commit),
             [
                 {
@@ -192,7 +195,7 @@ class Commits:
             for f in files
         ]
         if rows:
-            self._session.execute(insert(TreeRow), rows)
+            connection.execute(insert(TreeRow), rows)
 
     def under_refs(self, value: str, by: HashKind, limit: int) -> list[RefFile]:
         """Files with this hash in the commits refs point at, by repo and ref name."""
