@@ -15,16 +15,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy
-from sqlalchemy import func, insert, tuple_, update
+from sqlalchemy import func, tuple_, update
 from sqlmodel import Session, col, select
 
 from registry.domain.changes import Change, ChangeEntry
 from registry.domain.clock import now_ms
 from registry.domain.history import GENESIS, link
 from registry.domain.records import RepoRecord
+from registry.metadata.bulk import insert_rows
 from registry.metadata.mirrors import Mirrors
 from registry.metadata.tables import Change as ChangeRow
-from registry.metadata.tables import Counter
+from registry.metadata.tables import Counter, table_of
 
 RANGE_SPREAD = 4  # `applied` reads a range of serials up to this many times as wide as asked
 _APPLIED_RANGE = sqlalchemy.select(col(ChangeRow.origin_serial), col(ChangeRow.chain)).where(
@@ -142,7 +143,7 @@ class ChangeLog:
             for serial, (entry, _) in enumerate(entries, first)
         ]
         self._session.flush()  # what is pending first (the serial counter's row, with the rest)
-        self._session.connection().execute(insert(ChangeRow), rows)
+        insert_rows(self._session.connection(), table_of(ChangeRow), rows)
         for serial, (entry, mirrored) in enumerate(entries, first):
             if mirrored is not None:
                 self._mirrors.enqueue(serial, entry.kind, mirrored, private=entry.private)

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy
-from sqlalchemy import and_, insert, or_
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry
 from registry.domain.digest import Digest
 from registry.domain.names import RECOVERED_FROM
 from registry.domain.records import CommitRecord, RefRecord, RepoRecord, TreeFile
+from registry.metadata.bulk import insert_rows
 from registry.metadata.repos import record_of
-from registry.metadata.tables import Commit, Ref, Repo, TreeRow
+from registry.metadata.tables import Commit, Ref, Repo, TreeRow, table_of
 
 HashKind = Literal["blake3", "sha256", "either", "sha256_prefix"]
 
@@ -165,8 +166,9 @@ class Commits:
             return
         self._session.flush()
         connection = self._session.connection()
-        connection.execute(
-            insert(Commit),
+        insert_rows(
+            connection,
+            table_of(Commit),
             [
                 {
                     "id": c.id,
@@ -194,8 +196,7 @@ class Commits:
             for c, files in commits
             for f in files
         ]
-        if rows:
-            connection.execute(insert(TreeRow), rows)
+        insert_rows(connection, table_of(TreeRow), rows)
 
     def under_refs(self, value: str, by: HashKind, limit: int) -> list[RefFile]:
         """Files with this hash in the commits refs point at, by repo and ref name."""

@@ -5,18 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import sqlalchemy
-from sqlalchemy import bindparam, insert, inspect, update
+from sqlalchemy import bindparam, inspect, update
 from sqlmodel import Session, col, select
 
 from registry.domain.records import RefRecord
-from registry.metadata.tables import Ref
+from registry.metadata.bulk import insert_rows
+from registry.metadata.tables import Ref, table_of
 
-_INSERT = insert(Ref).values(
-    repo_id=bindparam("rid"),
-    name=bindparam("ref"),
-    commit_id=bindparam("commit_id"),
-    version=bindparam("version"),
-)
 _MOVE = (
     update(Ref)
     .where(col(Ref.repo_id) == bindparam("rid"), col(Ref.name) == bindparam("ref"))
@@ -85,19 +80,21 @@ class Refs:
         and one for those known to exist, of plain values; the rest one by one."""
         new, moved = [], []
         for (repo_id, name), (commit_id, version) in moves.items():
-            row = {"rid": repo_id, "ref": name, "commit_id": commit_id, "version": version}
             if name in self._rows.get(repo_id, {}) or repo_id not in self._complete:
                 self.set(repo_id, name, commit_id, version)
             elif name in self._present.get(repo_id, set()):
-                moved.append(row)
+                moved.append(
+                    {"rid": repo_id, "ref": name, "commit_id": commit_id, "version": version}
+                )
             else:
-                new.append(row)
+                new.append(
+                    {"repo_id": repo_id, "name": name, "commit_id": commit_id, "version": version}
+                )
                 self._present.setdefault(repo_id, set()).add(name)
         if new or moved:
             self._session.flush()  # a delete of the same ref pending goes first
             connection = self._session.connection()
-            if new:
-                connection.execute(_INSERT, new)
+            insert_rows(connection, table_of(Ref), new)
             if moved:
                 connection.execute(_MOVE, moved)
 
