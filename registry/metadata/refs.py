@@ -64,6 +64,7 @@ class Refs:
         """The repo was made in this transaction: it has no refs (whatever a deleted repo of
         the same id had)."""
         self._rows[repo_id] = {}
+        self._present[repo_id] = set()  # an id SQLite gave a repo deleted before may come back
         self._complete.add(repo_id)
 
     def set(self, repo_id: int, name: str, commit_id: str, version: int) -> None:
