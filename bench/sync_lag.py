@@ -204,10 +204,12 @@ def main_replay(entries: int, backend: str, reps: int) -> None:
         a = NodeProcess(root, "a", env=env).start()
         try:
             total = build_log(a, entries)
+            loads = [os.getloadavg()[0]]
             rates = []
             for rep in range(reps):
                 with database(backend) as replica_env:
                     rates.append(replay(root, f"r{rep}", a, total, replica_env))
+                loads.append(os.getloadavg()[0])
         finally:
             a.stop()
     figures = ", ".join(f"{r:.0f}" for r in rates)
@@ -215,7 +217,9 @@ def main_replay(entries: int, backend: str, reps: int) -> None:
         f"\n## Replay catch-up ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"`bench/sync_lag.py --replay {entries} --database {backend}`)\n",
         f"- a new replica pulls {total} entries from serial 0 on {backend}: "
-        f"median {statistics.median(rates):.0f} entries/s ({figures}; goal >= 5000)",
+        f"median {statistics.median(rates):.0f} entries/s ({figures}; goal >= 5000); "
+        "1-minute load average before and after each rep: "
+        + ", ".join(f"{load:.1f}" for load in loads),
         "",
     ]
     print("\n".join(lines))

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, delete, func, or_, true, tuple_, update
+import sqlalchemy
+from sqlalchemy import (
+    ColumnElement,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    true,
+    tuple_,
+    update,
+)
 from sqlmodel import Session, col, select
 
 from registry.domain.access import Principal
@@ -93,6 +106,67 @@ def _where_folded(repo: RepoId) -> ColumnElement[bool]:
     )
 
 
+# What `by_keys` reads: RepoRecord's fields, in its order.
+_COLUMNS = (
+    col(Repo.id),
+    col(Repo.type),
+    col(Repo.namespace),
+    col(Repo.name),
+    col(Repo.private),
+    col(Repo.home_node),
+    col(Repo.incarnation),
+    col(Repo.created_ms),
+    col(Repo.updated_ms),
+    col(Repo.ref_version),
+    col(Repo.pr_count),
+    col(Repo.downloads),
+    col(Repo.gated),
+)
+# One statement for many rows, compiled once (SQLAlchemy's "insertmanyvalues" batches them).
+_INSERT = insert(Repo).returning(col(Repo.id), col(Repo.type), col(Repo.namespace), col(Repo.name))
+
+
+class NewRepo(NamedTuple):
+    repo: RepoId
+    private: bool
+    home: str
+    incarnation: str
+    created_ms: int
+
+
+def _values(new: NewRepo) -> dict[str, object]:
+    """A new repo's row (every column: the rows of one INSERT must name the same)."""
+    return {
+        "type": new.repo.type.value,
+        "namespace": new.repo.namespace,
+        "name": new.repo.name,
+        "private": new.private,
+        "home_node": new.home,
+        "incarnation": new.incarnation,
+        "created_ms": new.created_ms,
+        "updated_ms": new.created_ms,
+        "ref_version": 0,
+        "pr_count": 0,
+        "downloads": 0,
+        "gated": None,
+    }
+
+
+_SAW = (
+    update(Repo.__table__)  # type: ignore[attr-defined]
+    .where(Repo.__table__.c.id == bindparam("rid"))  # type: ignore[attr-defined]
+    .values(
+        updated_ms=case(
+            (col(Repo.updated_ms) < bindparam("ms"), bindparam("ms")), else_=col(Repo.updated_ms)
+        ),
+        ref_version=case(
+            (col(Repo.ref_version) < bindparam("version"), bindparam("version")),
+            else_=col(Repo.ref_version),
+        ),
+    )
+)
+
+
 class Repos:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -119,18 +193,21 @@ class Repos:
     def by_keys(self, keys: Iterable[str]) -> dict[str, RepoRecord]:
         """The repos of these change-log keys held here (spelled exactly), a statement per
         thousand: a replica looks up a whole batch's repos at once (three bound values a key;
-        SQLite allows 32 766 a statement)."""
+        SQLite allows 32 766 a statement). Plain columns: row objects cost several times
+        more, for thousands of repos a batch."""
         wanted = sorted({tuple(key.split("/")) for key in keys})
         found: dict[str, RepoRecord] = {}
         for start in range(0, len(wanted), 1000):
-            rows = self._session.exec(
-                select(Repo).where(
+            rows = self._session.execute(
+                sqlalchemy.select(*_COLUMNS).where(
                     tuple_(col(Repo.type), col(Repo.namespace), col(Repo.name)).in_(
                         wanted[start : start + 1000]
                     )
                 )
             ).all()
-            found |= {f"{r.type}/{r.namespace}/{r.name}": record_of(self._hold(r)) for r in rows}
+            for repo_id, kind, namespace, name, *rest in rows:
+                record = RepoRecord(repo_id, RepoId(RepoType(kind), namespace, name), *rest)
+                found[record.key] = record
         return found
 
     def get(self, repo_id: int) -> RepoRecord | None:
@@ -147,20 +224,41 @@ class Repos:
     def create(
         self, repo: RepoId, *, private: bool, home: str, incarnation: str, created_ms: int
     ) -> RepoRecord:
-        row = Repo(
-            type=repo.type.value,
-            namespace=repo.namespace,
-            name=repo.name,
-            private=private,
-            home_node=home,
-            incarnation=incarnation,
-            created_ms=created_ms,
-            updated_ms=created_ms,
-        )
-        self._session.add(row)
-        self._session.execute(delete(RepoRedirect).where(col(RepoRedirect.repo) == repo.key))
-        self._session.flush()
-        return record_of(self._hold(row))
+        return self.create_many([NewRepo(repo, private, home, incarnation, created_ms)])[repo.key]
+
+    def create_many(self, new: Sequence[NewRepo]) -> dict[str, RepoRecord]:
+        """Repos (none of whose ids is taken), by key: an INSERT of plain values for many,
+        past the ORM. Its row objects, a flush for each id, and its look through every row
+        the session holds for the redirects deleted cost a replica that makes thousands of
+        repos a batch more than all the rest of it."""
+        if not new:
+            return {}
+        self._session.flush()  # a delete of a repo of the same id pending goes first
+        connection = self._session.connection()
+        made: dict[str, RepoRecord] = {}
+        for start in range(0, len(new), 1000):  # bound the redirects' IN
+            part = new[start : start + 1000]
+            keys = [n.repo.key for n in part]
+            connection.execute(delete(RepoRedirect).where(col(RepoRedirect.repo).in_(keys)))
+            rows = connection.execute(_INSERT, [_values(n) for n in part]).all()
+            ids: dict[str, int] = {f"{t}/{ns}/{n}": i for i, t, ns, n in rows if i is not None}
+            made |= {
+                n.repo.key: RepoRecord(
+                    ids[n.repo.key],
+                    n.repo,
+                    n.private,
+                    n.home,
+                    n.incarnation,
+                    n.created_ms,
+                    n.created_ms,
+                    0,
+                    0,
+                    0,
+                    None,
+                )
+                for n in part
+            }
+        return made
 
     def move(self, repo_id: int, to: RepoId) -> RepoRecord:
         """Give the repo the id `to`; its old id redirects to it (and `to` no longer redirects
@@ -240,6 +338,19 @@ class Repos:
         row = self._row(repo_id)
         row.ref_version = max(row.ref_version, version)
         self._session.add(row)
+
+    def saw_many(self, seen: Mapping[int, tuple[int, int]]) -> None:
+        """`touch` and `saw_ref_version` for many repos in one statement: repo id -> (updated
+        time, ref version), neither of which goes back (a replica's batch). Rows held here
+        read those two again when next used."""
+        if not seen:
+            return
+        self._session.flush()  # what the held rows have pending first: it is not lost below
+        self._session.connection().execute(
+            _SAW, [{"rid": r, "ms": ms, "version": v} for r, (ms, v) in seen.items()]
+        )
+        for repo_id in seen.keys() & self._held.keys():
+            self._session.expire(self._held[repo_id], ["updated_ms", "ref_version"])
 
     def next_pr(self, repo_id: int) -> int:
         row = self._row(repo_id)

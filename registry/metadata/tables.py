@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, UniqueConstraint, func, text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, Table, UniqueConstraint, func, text
 from sqlmodel import Field, SQLModel
 
 # Milliseconds, sizes and serials outgrow 32 bits: BIGINT on Postgres; SQLite's INTEGER is
@@ -403,3 +403,10 @@ class Lease(SQLModel, table=True):
     name: str = Field(primary_key=True)
     holder: str  # the process (node/host/pid/random), or the node on an embedded database
     expires_ms: int = Field(sa_type=BIG)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a model (sqlmodel's classes carry it untyped)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table

@@ -46,6 +46,7 @@ from registry.domain.replication import (
 )
 from registry.metadata.commits import carried
 from registry.metadata.db import Database
+from registry.metadata.repos import NewRepo
 from registry.metadata.tx import Tx
 from registry.service.cache import ReadCache
 from registry.service.identity import NodeIdentity
@@ -57,9 +58,9 @@ MAX_SERIAL = 2**63 - 1
 COLLISION = "collision:"  # node values: "collision:<repo key>|<the other repo's home>"
 Planner = Callable[[LocalView, list[ChangeEntry]], list[Action]]
 Paths = dict[str, tuple[str, str]]  # a commit's tree: path -> (BLAKE3 hex, last commit)
-# actions that read no commit, tree or log entry and log nothing of their own: the batch's new
-# commits and entries need not be written before them
-_NEEDS_NO_WRITES = (AddCommit, SetRef, DeleteRef, Record, CreateRepo, Collide, AliasRepo)
+# actions that read no commit, tree, ref, repo time or log entry and log nothing of their own:
+# what the batch wrote need not be written before them
+_NEEDS_NO_WRITES = (AddCommit, SetRef, Record, CreateRepo, Collide, AliasRepo)
 
 
 class ReplicationService:
@@ -126,6 +127,7 @@ class ReplicationService:
             view, known.repos = self._view(tx, remaining)
             actions = planner(view, remaining)
             known.read_parents(tx, actions)
+            known.make_repos(tx, actions)
             for action in actions:
                 self._execute(tx, action, known)
                 if isinstance(action, SquashCommits | PurgeFiles):
@@ -238,15 +240,9 @@ class ReplicationService:
             repos[action.repo] = tx.repos.by_key(action.repo)
         match action:
             case CreateRepo():
-                kind, namespace, name = action.repo.split("/")
-                repo = RepoId.parse(RepoType(kind), namespace, name)  # names we would refuse
-                made = tx.repos.create(
-                    repo,
-                    private=action.private,
-                    home=action.home,
-                    incarnation=action.incarnation,
-                    created_ms=action.created_ms,
-                )
+                made = known.made.pop(action.repo, None)
+                if made is None:
+                    made = tx.repos.create_many([new_repo(action)])[action.repo]
                 tx.refs.none_yet(made.id)
                 repos[action.repo] = made
             case DeleteRepo():
@@ -270,8 +266,8 @@ class ReplicationService:
             case SetRef():
                 found = repos[action.repo]
                 if found is not None:
-                    tx.refs.set(found.id, action.ref, action.commit, action.version)
-                    tx.repos.saw_ref_version(found.id, action.version)
+                    known.refs[(found.id, action.ref)] = (action.commit, action.version)
+                    known.saw(found.id, ref_version=action.version)
             case DeleteRef():
                 found = repos[action.repo]
                 if found is not None:
@@ -319,7 +315,13 @@ class ReplicationService:
         record, files = commit_rows(repo, c, parent)
         known.commits.append((record, files))
         known.trees[c.id] = {f.entry.path: (f.entry.blake3.hex, f.last_commit) for f in files}
-        tx.repos.touch(repo.id, c.created_ms)
+        known.saw(repo.id, updated_ms=c.created_ms)
+
+
+def new_repo(action: CreateRepo) -> NewRepo:
+    kind, namespace, name = action.repo.split("/")
+    repo = RepoId.parse(RepoType(kind), namespace, name)  # names we would refuse
+    return NewRepo(repo, action.private, action.home, action.incarnation, action.created_ms)
 
 
 def move_repo(tx: Tx, action: MoveRepo) -> None:
@@ -371,11 +373,35 @@ class _Known:
     # action that may read them (or log an entry of its own: serials keep the batch's order)
     commits: list[tuple[CommitRecord, list[TreeFile]]] = field(default_factory=list)
     records: list[tuple[ChangeEntry, str | None]] = field(default_factory=list)
+    refs: dict[tuple[int, str], tuple[str, int]] = field(default_factory=dict)  # ref moves
+    seen: dict[int, tuple[int, int]] = field(default_factory=dict)  # repo: (updated, version)
+    made: dict[str, RepoRecord] = field(default_factory=dict)  # by key, before their CreateRepo
+
+    def saw(self, repo_id: int, *, updated_ms: int = 0, ref_version: int = 0) -> None:
+        """A repo changed at `updated_ms`, or a ref move of `ref_version` was applied to it."""
+        ms, version = self.seen.get(repo_id, (0, 0))
+        self.seen[repo_id] = (max(ms, updated_ms), max(version, ref_version))
 
     def write(self, tx: Tx) -> None:
         tx.commits.add_many(self.commits)
+        tx.refs.set_many(self.refs)
+        tx.repos.saw_many(self.seen)
         tx.changes.record_many(self.records)
-        self.commits, self.records = [], []
+        self.commits, self.records, self.refs, self.seen = [], [], {}, {}
+
+    def make_repos(self, tx: Tx, actions: list[Action]) -> None:
+        """The repos the actions create, in one statement, before any action runs: those whose
+        key no earlier action of theirs deletes, moves or creates (those are made in turn)."""
+        taken: set[str] = set()
+        new = []
+        for action in actions:
+            if isinstance(action, CreateRepo) and action.repo not in taken:
+                new.append(new_repo(action))
+            if isinstance(action, CreateRepo | DeleteRepo):
+                taken.add(action.repo)
+            elif isinstance(action, MoveRepo):
+                taken |= {action.repo, action.to}
+        self.made = tx.repos.create_many(new)
 
     def read_parents(self, tx: Tx, actions: list[Action]) -> None:
         """The trees of the parents of the commits to add, in one statement: those held here

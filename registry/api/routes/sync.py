@@ -22,7 +22,14 @@ ENTRY_FIELDS = tuple(f.name for f in fields(ChangeEntry))
 def entry_out(entry: ChangeEntry) -> FeedEntryOut:
     """Field by field: `asdict` would deep-copy every body (trees of many files), which cost
     most of serving a page of thousands of entries."""
-    return FeedEntryOut(**{name: getattr(entry, name) for name in ENTRY_FIELDS})
+    return FeedEntryOut(**entry_fields(entry))
+
+
+def entry_fields(entry: ChangeEntry) -> dict[str, object]:
+    """An entry as `FeedEntryOut` dumps it (the same fields, in the same order), without the
+    model: validating and dumping one for each of a page's thousands of entries cost as much
+    as reading them."""
+    return {name: getattr(entry, name) for name in ENTRY_FIELDS}
 
 
 @router.get("/changes", responses=documented(401, 409), response_model=FeedOut)
@@ -50,20 +57,20 @@ async def changes(
     page = await feed.changes(
         principal, since, limit, wait, x_modelyard_expect_node, since_chain, reader
     )
-    body = FeedOut(
-        node_id=page.node_id,
-        epoch=page.epoch,
-        head=page.head,
-        last_serial=page.last_serial,
-        entries=[entry_out(e) for e in page.entries],
-        last_chain=page.last_chain,
-    )
+    body = {  # FeedOut's fields, in its order (the golden feed test holds the bytes)
+        "node_id": page.node_id,
+        "epoch": page.epoch,
+        "head": page.head,
+        "last_serial": page.last_serial,
+        "entries": [entry_fields(e) for e in page.entries],
+        "last_chain": page.last_chain,
+    }
     headers = {
         "X-Modelyard-Node": page.node_id,
         "X-Modelyard-Epoch": page.epoch,
         "X-Modelyard-Serial": str(page.head),
     }
-    return JSONResponse(body.model_dump(), headers=headers)
+    return JSONResponse(body, headers=headers)
 
 
 @router.get("/positions/{serial}", responses=documented(401, 404), response_model=FeedPositionOut)
