@@ -86,6 +86,9 @@ class PeerConfig(_Section):
     url: str
     token: SecretStr | None = None  # shown as ********** in settings errors and reprs
     blobs: Literal["eager", "lazy"] = "eager"
+    # How a new peer is joined (as `modelyard peer add --bootstrap`): from its snapshot, by
+    # replaying its log from serial 0, or `auto` (snapshot past `sync.snapshot_threshold`).
+    bootstrap: Literal["snapshot", "replay", "auto"] = "auto"
 
     @field_validator("url")
     @classmethod

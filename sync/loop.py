@@ -71,7 +71,9 @@ class SyncLoop:
     def start(self) -> None:
         for peer in self._settings.peers:
             token = peer.token.get_secret_value() if peer.token else None
-            self._peers.add(CONSOLE, peer.url, token, peer.blobs, exist_ok=True)
+            self._peers.add(
+                CONSOLE, peer.url, token, peer.blobs, exist_ok=True, bootstrap=peer.bootstrap
+            )
         for target, name in (
             (self._supervise, "sync-supervisor"),
             (self._probe, "sync-probe"),

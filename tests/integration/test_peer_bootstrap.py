@@ -3,6 +3,8 @@ forgotten with the peer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from registry.domain.access import CONSOLE
 from tests.conftest import ADMIN_TOKEN, RunningNode
 
@@ -27,3 +29,11 @@ def test_a_peer_added_again_is_joined_as_the_new_add_says(node: RunningNode) -> 
     peers.remove(CONSOLE, first.id)
     peers.add(CONSOLE, UNREACHABLE, None, "lazy")  # no choice: replay
     assert node.runtime.snapshots.chosen(UNREACHABLE) is None
+
+
+def test_a_configured_peer_is_joined_as_the_config_file_says(
+    start_node: Callable[..., RunningNode],
+) -> None:
+    peer = {"url": UNREACHABLE, "blobs": "lazy", "bootstrap": "snapshot"}
+    node = start_node("node", sync={"peers": [peer]})
+    assert node.runtime.snapshots.chosen(UNREACHABLE) == "snapshot"
