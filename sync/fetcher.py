@@ -138,10 +138,12 @@ class BlobFetcher:
         """Fetch a blob (or join the fetch already running) and wait for it."""
         with self._lock:
             future = self._inflight.get(digest)
+            started = future is None
             if future is None:
                 future = self._urgent.submit(self._fetch, digest, size, None, None)
                 self._inflight[digest] = future
-                future.add_done_callback(lambda _: self._done(digest))
+        if started:  # outside the lock: a fetch done already calls back in this thread
+            future.add_done_callback(lambda _: self._done(digest))
         return future.result(timeout=timeout)
 
     def _finished(self, owner: str, digest: Digest, future: Future[bool]) -> None:

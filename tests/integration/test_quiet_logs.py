@@ -66,6 +66,8 @@ def test_peer_down_and_up_is_logged_once_each_way_and_its_error_cleared(
     with node.client(ADMIN_TOKEN) as http:
         http.post("/v1/peers", json={"url": other.url}).raise_for_status()
     wait_until(lambda: peer(node)["state"] == "up")
+    # How the peer is joined is decided (and logged) once, at its first pull.
+    wait_until(lambda: node.runtime.snapshots.chosen(other.url) is None)
     caplog.set_level(logging.DEBUG)
     caplog.clear()
     time.sleep(1)  # five probes of a peer that is up: none is logged at INFO
