@@ -312,9 +312,15 @@ def test_gallery_shows_sample_images_served_by_the_node(node: RunningNode, brows
     page = browser.new_page()
     page.goto(f"{node.url}/admin/gallery")
     page.locator("#gallery img").last.scroll_into_view_if_needed()
-    page.wait_for_function(
+    # Polled from Python: wait_for_function polls with eval, which the page's CSP forbids.
+    loaded = (
         "[...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth)"
     )
+    for _ in range(100):
+        if page.evaluate(loaded):
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate(loaded), "gallery images did not load in 10 s"
     assert page.evaluate("document.querySelector('#gallery img').naturalWidth") == 3
     blob = html(f"{node.url}/admin/gallery/blob/main/samples/0.png").text
     assert '<img class="preview" src="/admin/gallery/raw/main/samples/0.png"' in blob
