@@ -188,15 +188,16 @@ class UploadService:
         """
         self._disk.require_room(size, what)
 
-    def writer(self, size: int | None, *, sha256: bool = True) -> BlobWriter:
-        """A writer for an upload of `size` bytes (if known).
+    def writer(self, size: int | None, *, sha256: bool = True, cache: bool = True) -> BlobWriter:
+        """A writer for an upload of `size` bytes (if known); `cache=False` for bytes no one
+        reads soon (see BlobStore.writer).
 
         Raises:
             InsufficientStorageError: it would not leave the disk's reserve free.
         """
         if size is not None:
             self.require_room(size)
-        return self._blobs.writer(size, sha256=sha256)
+        return self._blobs.writer(size, sha256=sha256, cache=cache)
 
     def ingest(self, chunks: Iterable[bytes], expected: Expected, *, sha256: bool = True) -> Hashes:
         """Store a stream of bytes as a verified blob and record it (`sha256=False`: bytes no

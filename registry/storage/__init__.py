@@ -85,8 +85,12 @@ class BlobStore(Protocol):
         """A filesystem path to serve the blob from, if the backend has one."""
         ...
 
-    def writer(self, size_hint: int | None = None, *, sha256: bool = True) -> BlobWriter:
-        """A new upload; `sha256=False` hashes BLAKE3 alone (`Hasher`)."""
+    def writer(
+        self, size_hint: int | None = None, *, sha256: bool = True, cache: bool = True
+    ) -> BlobWriter:
+        """A new upload; `sha256=False` hashes BLAKE3 alone (`Hasher`). `cache=False`: the
+        bytes are not read again soon (a background catch-up), so a store with a page cache
+        writes them around it."""
         ...
 
     def delete(self, digest: Digest) -> None: ...

@@ -32,7 +32,13 @@ class MemoryBlobStore:
     def local_path(self, digest: Digest) -> Path | None:  # noqa: ARG002 - nothing on disk
         return None
 
-    def writer(self, size_hint: int | None = None, *, sha256: bool = True) -> MemoryBlobWriter:
+    def writer(
+        self,
+        size_hint: int | None = None,
+        *,
+        sha256: bool = True,
+        cache: bool = True,  # noqa: ARG002 - no page cache
+    ) -> MemoryBlobWriter:
         return MemoryBlobWriter(self, Hasher(size_hint, sha256=sha256))
 
     def delete(self, digest: Digest) -> None:

@@ -169,7 +169,13 @@ class S3BlobStore:
             )
         )
 
-    def writer(self, size_hint: int | None = None, *, sha256: bool = True) -> S3BlobWriter:
+    def writer(
+        self,
+        size_hint: int | None = None,
+        *,
+        sha256: bool = True,
+        cache: bool = True,  # noqa: ARG002 - no page cache here
+    ) -> S3BlobWriter:
         return S3BlobWriter(self, Hasher(size_hint, sha256=sha256))
 
     def delete(self, digest: Digest) -> None:

@@ -94,8 +94,10 @@ class XetBlobStore:
     def local_path(self, digest: Digest) -> Path | None:
         return self._store.local_path(digest)
 
-    def writer(self, size_hint: int | None = None, *, sha256: bool = True) -> BlobWriter:
-        return self._store.writer(size_hint, sha256=sha256)
+    def writer(
+        self, size_hint: int | None = None, *, sha256: bool = True, cache: bool = True
+    ) -> BlobWriter:
+        return self._store.writer(size_hint, sha256=sha256, cache=cache)
 
     def delete(self, digest: Digest) -> None:
         self._store.delete(digest)

@@ -196,6 +196,18 @@ class TestBlobStoreContract:
         assert writer.commit(Expected(size=size)).blake3 == digest_of(data)
         assert read(store, digest_of(data)) == data
 
+    @pytest.mark.parametrize("size", [300_000, LARGE])
+    def test_writer_for_bytes_not_read_soon_stores_the_same(
+        self, store: BlobStore, size: int
+    ) -> None:
+        data = payload(size)
+        writer = store.writer(size, cache=False)  # a background catch-up's
+        for chunk in chunked(data, 4 << 20):
+            writer.write(chunk)
+        assert writer.commit(Expected(size=size)).blake3 == digest_of(data)
+        assert read(store, digest_of(data)) == data
+        assert read(store, digest_of(data), size - 5000, size - 17) == data[-5000:-17]
+
     @pytest.mark.parametrize("size", [100_000, LARGE])
     @pytest.mark.parametrize("wrong", ["blake3", "sha256", "size_short", "size_long"])
     def test_put_mismatch_raises_and_leaves_nothing(
@@ -441,6 +453,24 @@ def test_local_store_upload_is_in_the_page_cache_once_stored(tmp_path: Path, siz
     finally:
         os.close(fd)
     assert buffer == data
+
+
+def test_local_store_writes_bytes_not_read_soon_around_the_page_cache(tmp_path: Path) -> None:
+    """`cache=False` (a background catch-up): the bytes go to the disk with O_DIRECT, so
+    reading them with RWF_NOWAIT finds them absent from the page cache (EAGAIN)."""
+    data = payload(LARGE)
+    store = LocalBlobStore(tmp_path)
+    writer = store.writer(LARGE, cache=False)
+    for chunk in chunked(data, 4 << 20):
+        writer.write(chunk)
+    digest = writer.commit(Expected(size=LARGE)).blake3
+    fd = os.open(store.path_of(digest), os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):
+            os.preadv(fd, [bytearray(4 << 20)], 0, os.RWF_NOWAIT)
+    finally:
+        os.close(fd)
+    assert read(store, digest) == data
 
 
 def test_local_store_sets_bytes_aside_under_quarantine(tmp_path: Path) -> None:
