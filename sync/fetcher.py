@@ -26,7 +26,7 @@ from registry.service.uploads import UploadService
 from registry.storage import Expected
 from sync.blobstream import Partial, Partials, WriteFailedError, receive
 from sync.connect import PeerConnector
-from sync.fairqueue import FairQueue
+from sync.fairqueue import FairQueue, LiveFirst
 from sync.sha256fill import Sha256Fill
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class BlobFetcher:
         self._extra = extra  # tried after every peer (the node's mirrors)
         start_helpers()  # at this thread's priority, not a background fetch's
         self._queue = FairQueue(workers, per_key=max(2, workers // 2 + 1))
+        self.live = LiveFirst()  # pullers hold it while they apply news
         self._urgent = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-now")
         self._partials = Partials(limit=2 * workers)
         self._sha256 = Sha256Fill(uploads, busy=lambda: bool(self._inflight))
@@ -302,12 +303,13 @@ class BlobFetcher:
         attempt kept; what this one receives is kept for the next should it stop."""
         later = size > REGULAR_FILE_MAX  # SHA-256 after it is visible (see sha256fill)
         partial = self._partials.take(digest.hex) or Partial(
-            self._uploads.writer(size, sha256=not later), 0
+            self._uploads.writer(size, sha256=not later, cache=owner is None), 0
         )
 
         def landed(count: int) -> None:
-            if owner is not None:
+            if owner is not None:  # a background fetch: counted, and after live news
                 self._catchup.landed(owner, count)
+                self.live.wait()
 
         try:
             source.receive(digest, size, partial, landed)

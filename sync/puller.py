@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from registry.client import RegistryClient, RetryPolicy
@@ -76,20 +77,22 @@ class Puller:
         except (CursorAheadError, HistoryDivergedError) as exc:
             self.resync(peer, client, exc.message)
             return 0
-        peer, epoch_changed = self._peers.contact(self.peer_id, feed.node_id, feed.epoch)
-        if epoch_changed and peer.cursor:
-            self.resync(peer, client, f"its epoch changed to {feed.epoch}")
-            return 0
-        if feed.last_serial < feed.head:  # more to read: ask for it while this page applies
-            self._ahead = Ahead(
-                client,
-                feed.last_serial,
-                feed.last_chain,
-                self._fetch_ahead(client, peer, feed),
-            )
-        entries = [ChangeEntry(**dict(e)) for e in feed.entries]  # shallow: no copy of bodies
-        page = FeedPosition(feed.last_serial, feed.last_chain, feed.head)
-        missing = self._replication.apply(self.peer_id, entries, page, plan)
+        news = bool(feed.entries) and feed.last_serial >= feed.head
+        with self._fetcher.live.applying() if news else nullcontext():
+            peer, epoch_changed = self._peers.contact(self.peer_id, feed.node_id, feed.epoch)
+            if epoch_changed and peer.cursor:
+                self.resync(peer, client, f"its epoch changed to {feed.epoch}")
+                return 0
+            if feed.last_serial < feed.head:  # more to read: ask for it while this page applies
+                self._ahead = Ahead(
+                    client,
+                    feed.last_serial,
+                    feed.last_chain,
+                    self._fetch_ahead(client, peer, feed),
+                )
+            entries = [ChangeEntry(**dict(e)) for e in feed.entries]  # shallow: bodies shared
+            page = FeedPosition(feed.last_serial, feed.last_chain, feed.head)
+            missing = self._replication.apply(self.peer_id, entries, page, plan)
         if missing and peer.blobs == "eager":
             self._fetcher.enqueue(missing, first=self.peer_id)
         return len(entries)

@@ -24,7 +24,7 @@ from registry.domain.digest import Digest
 from registry.service.uploads import UploadService
 
 logger = logging.getLogger(__name__)
-NICE = 10  # the thread's CPU priority below the fetches'
+NICE = 19  # the lowest CPU priority, as the fetches
 MAX_WAIT = 60.0  # seconds a blob's SHA-256 waits for the fetches to pause
 PAUSE = 0.2  # seconds between looks at whether they did
 SWEEP = 10_000  # blobs lacking SHA-256 queued again at start, at most

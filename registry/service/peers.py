@@ -329,9 +329,11 @@ class PeerService:
         Raises:
             PeerIsSelfError: the peer's URL leads back to this node.
         """
-        with self._db.write() as tx:
+        with self._db.read() as tx:
             peer = tx.peers.get(peer_id)
         self._refuse_self(node_id, peer.url if peer is not None else peer_id)
+        if peer is not None and peer.node_id is not None and peer.epoch == epoch:
+            return peer, False  # as it was: no write (it would wait for the write lock)
         with self._db.write() as tx:
             peer = tx.peers.get(peer_id)
             if peer is None:

@@ -93,6 +93,8 @@ def test_snapshot_bootstrap_matches_the_home_then_follows_its_feed(spawn: Spawn)
     assert joined_from_snapshot(b)
     assert digest(b)[1] == 3  # base, lora, secret: the deleted repo stayed deleted
     assert [t.name for t in api(b).list_repo_refs("admin/lora").tags] == ["v1"]
+    # The card is read from README.md's bytes, which follow the metadata.
+    wait_until(lambda: api(b).model_info("admin/lora").card_data is not None)
     card = api(b).model_info("admin/lora").card_data
     assert card is not None and card["base_model"] == "admin/base"
     with b.client() as http:  # bytes follow the snapshot, verified, as after any pull

@@ -1,4 +1,5 @@
-"""The catch-up progress book and the fair queue of background blob fetches."""
+"""The catch-up progress book, the fair queue of background blob fetches, and their stepping
+aside for live news."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 import time
 
 from registry.service.catchup import CatchUpBook
-from sync.fairqueue import FairQueue
+from sync.fairqueue import PAUSE, FairQueue, LiveFirst
 
 
 def test_progress_counts_a_catch_up_once_and_starts_afresh_after_it() -> None:
@@ -56,3 +57,30 @@ def test_fair_queue_takes_peers_in_turn_and_caps_each() -> None:
     assert all(f.result(timeout=10) for f in futures)
     assert started[2:] == ["a1", "a2"]
     queue.stop()
+
+
+def test_background_fetches_wait_while_news_applies_and_never_longer_than_the_pause() -> None:
+    live = LiveFirst()
+    began = time.monotonic()
+    live.wait()  # nothing applying: no wait
+    assert time.monotonic() - began < PAUSE / 2
+    waiting = threading.Event()
+    done = threading.Event()
+
+    def fetch_slot() -> None:
+        waiting.set()
+        live.wait()
+        done.set()
+
+    with live.applying(), live.applying():  # two pullers: the fetch waits for both
+        fetch = threading.Thread(target=fetch_slot)
+        fetch.start()
+        assert waiting.wait(10)
+        time.sleep(PAUSE / 4)
+        assert not done.is_set()  # held back while news applies
+    assert done.wait(PAUSE)  # ... and let go when the last apply ends
+    fetch.join(10)
+    with live.applying():  # a long apply holds a fetch back PAUSE at most
+        began = time.monotonic()
+        live.wait()
+        assert PAUSE <= time.monotonic() - began < 10 * PAUSE
