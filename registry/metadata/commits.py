@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy
-from sqlalchemy import and_, or_
+from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry
@@ -17,9 +17,11 @@ from registry.domain.names import RECOVERED_FROM
 from registry.domain.records import CommitRecord, RefRecord, RepoRecord, TreeFile
 from registry.metadata.bulk import insert_rows
 from registry.metadata.repos import record_of
-from registry.metadata.tables import Commit, Ref, Repo, TreeRow, table_of
+from registry.metadata.tables import Commit, ModelHash, Ref, Repo, TreeRow, table_of
 
-HashKind = Literal["blake3", "sha256", "either", "sha256_prefix"]
+# "either": BLAKE3, SHA-256 or the SHA-256 after a safetensors header; "autov3": a prefix of
+# the latter; "autov1": the legacy A1111 hash (see registry.domain.modelhashes).
+HashKind = Literal["blake3", "sha256", "either", "sha256_prefix", "autov3", "autov1"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ def tree_file(values: Sequence[object]) -> TreeFile:
     assert isinstance(size, int) and isinstance(last, str)
     assert git_sha1 is None or isinstance(git_sha1, str)
     return TreeFile(TreeEntry(path, Digest(b3), sha256, size, bool(lfs), git_sha1), last)
+
+
+def _hashed(wanted: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Tree rows of the blobs whose safetensors hashes match."""
+    return col(TreeRow.blake3).in_(select(ModelHash.blake3).where(wanted))
 
 
 class Commits:
@@ -206,9 +213,18 @@ class Commits:
             case "sha256":
                 wanted = col(TreeRow.sha256) == value
             case "either":
-                wanted = or_(col(TreeRow.blake3) == value, col(TreeRow.sha256) == value)
+                wanted = or_(
+                    col(TreeRow.blake3) == value,
+                    col(TreeRow.sha256) == value,
+                    _hashed(col(ModelHash.tail_sha256) == value),
+                )
             case "sha256_prefix":
                 wanted = and_(col(TreeRow.sha256) >= value, col(TreeRow.sha256) < value + "g")
+            case "autov3":
+                tail = col(ModelHash.tail_sha256)
+                wanted = _hashed(and_(tail >= value, tail < value + "g"))
+            case "autov1":
+                wanted = _hashed(col(ModelHash.autov1) == value)
         rows = self._session.execute(
             sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
             .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
