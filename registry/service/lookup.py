@@ -73,7 +73,7 @@ class LookupService:
             InvalidError: not one of these forms.
         """
         match = _HASH.match(text.strip())
-        kind = None if match is None else _KINDS.get((match[1] or "", len(match[2])))
+        kind = None if match is None else _KINDS.get(((match[1] or "").lower(), len(match[2])))
         if match is None or kind is None:
             raise InvalidError(_FORMS)
         with self._db.read() as tx:
