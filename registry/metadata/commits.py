@@ -74,14 +74,15 @@ def tree_file(values: Sequence[object]) -> TreeFile:
     return TreeFile(TreeEntry(path, Digest(b3), sha256, size, bool(lfs), git_sha1), last)
 
 
-def _hashed(wanted: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Tree rows of the blobs whose safetensors hashes match."""
-    return col(TreeRow.blake3).in_(select(ModelHash.blake3).where(wanted))
-
-
 class Commits:
     def __init__(self, session: Session) -> None:
         self._session = session
+
+    def _hashed(self, wanted: ColumnElement[bool], limit: int) -> list[str]:
+        """The blobs whose safetensors hashes match, looked up first: as a subquery inside the
+        OR of `under_refs`, it made SQLite walk every tree of every ref (100 ms at 300 000
+        files, against 1 ms)."""
+        return list(self._session.exec(select(ModelHash.blake3).where(wanted).limit(limit)).all())
 
     def get(self, commit_id: str) -> CommitRecord | None:
         row = self._session.get(Commit, commit_id)
@@ -212,19 +213,24 @@ class Commits:
                 wanted = col(TreeRow.blake3) == value
             case "sha256":
                 wanted = col(TreeRow.sha256) == value
-            case "either":
+            case "either":  # the same tensors under another header share the tail hash
+                tails = self._hashed(col(ModelHash.tail_sha256) == value, limit)
                 wanted = or_(
                     col(TreeRow.blake3) == value,
                     col(TreeRow.sha256) == value,
-                    _hashed(col(ModelHash.tail_sha256) == value),
+                    *([col(TreeRow.blake3).in_(tails)] if tails else []),
                 )
             case "sha256_prefix":
                 wanted = and_(col(TreeRow.sha256) >= value, col(TreeRow.sha256) < value + "g")
             case "autov3":
                 tail = col(ModelHash.tail_sha256)
-                wanted = _hashed(and_(tail >= value, tail < value + "g"))
+                wanted = col(TreeRow.blake3).in_(
+                    self._hashed(and_(tail >= value, tail < value + "g"), limit)
+                )
             case "autov1":
-                wanted = _hashed(col(ModelHash.autov1) == value)
+                wanted = col(TreeRow.blake3).in_(
+                    self._hashed(col(ModelHash.autov1) == value, limit)
+                )
         rows = self._session.execute(
             sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
             .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
