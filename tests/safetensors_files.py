@@ -10,19 +10,20 @@ import random
 import struct
 
 
-def safetensors_file(sizes: dict[str, int], metadata: dict[str, str] | None = None) -> bytes:
-    """A valid file of U8 tensors of these byte sizes (random bytes), with `__metadata__`."""
+def safetensors_file(
+    tensors: dict[str, int | bytes], metadata: dict[str, str] | None = None
+) -> bytes:
+    """A valid file of U8 tensors, each given as its bytes or its size (random bytes), with
+    `__metadata__`."""
     header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
     data = bytearray()
-    for name, size in sizes.items():
-        header[name] = {
-            "dtype": "U8",
-            "shape": [size],
-            "data_offsets": [len(data), len(data) + size],
-        }
-        data += random.randbytes(size)
-    raw = json.dumps(header).encode()
-    return struct.pack("<Q", len(raw)) + raw + bytes(data)
+    for name, content in tensors.items():
+        raw = random.randbytes(content) if isinstance(content, int) else content
+        offsets = [len(data), len(data) + len(raw)]
+        header[name] = {"dtype": "U8", "shape": [len(raw)], "data_offsets": offsets}
+        data += raw
+    encoded = json.dumps(header).encode()
+    return struct.pack("<Q", len(encoded)) + encoded + bytes(data)
 
 
 def addnet_hash(data: bytes) -> str:

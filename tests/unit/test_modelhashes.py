@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 import tracemalloc
 
@@ -57,6 +58,18 @@ def test_kohya_claims_are_kept_as_given_and_not_checked() -> None:
     assert hashes.sshs_model_hash == "ab" * 32 and hashes.sshs_legacy_hash == "0123abcd"
     odd = hash_in_chunks(safetensors_file({"a": 10}, {"sshs_model_hash": "<b>no</b>"}), 99)
     assert odd.sshs_model_hash is None
+
+
+def test_the_tail_hash_is_what_kohya_writes_as_sshs_model_hash() -> None:
+    """kohya hashes the file saved without its sshs keys, then saves it with them: the header
+    changes, the bytes after it do not."""
+    tensors: dict[str, int | bytes] = {"lora_up": random.randbytes(4096), "lora_down": b"\1" * 64}
+    training = {"ss_network_dim": "8"}
+    before = safetensors_file(tensors, training)
+    claims = {"sshs_model_hash": addnet_hash(before), "sshs_legacy_hash": legacy_hash(before)}
+    saved = safetensors_file(tensors, training | claims)
+    hashes = hash_in_chunks(saved, 1000)
+    assert hashes.tail_sha256 == hashes.sshs_model_hash == claims["sshs_model_hash"]
 
 
 def test_a_forged_header_length_fails_at_the_first_chunk_without_allocating() -> None:
