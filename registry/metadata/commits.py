@@ -81,7 +81,7 @@ class Commits:
     def _hashed(self, wanted: ColumnElement[bool], limit: int) -> list[str]:
         """The blobs whose safetensors hashes match, looked up first: as a subquery inside the
         OR of `under_refs`, it made SQLite walk every tree of every ref (100 ms at 300 000
-        files, against 1 ms)."""
+        files, against 3 ms)."""
         return list(self._session.exec(select(ModelHash.blake3).where(wanted).limit(limit)).all())
 
     def get(self, commit_id: str) -> CommitRecord | None:
