@@ -50,7 +50,7 @@ class ModelHashService:
         self._quiet = None
         recorded = sum(self._hash(digest) for digest in pending)
         if recorded:
-            logger.info("safetensors hashes recorded blobs=%d", recorded)
+            logger.debug("safetensors hashes recorded blobs=%d", recorded)
         return recorded
 
     def pending(self, limit: int = 100) -> list[Digest]:
