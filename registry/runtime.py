@@ -47,6 +47,7 @@ from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
 from registry.service.mirrors import MirrorService
 from registry.service.model_metadata import ModelMetadataService
+from registry.service.modelhashes import ModelHashService
 from registry.service.orgs import OrgService
 from registry.service.peers import PeerService, Thresholds
 from registry.service.quarantine import Quarantine
@@ -214,6 +215,10 @@ class Runtime:
     @cached_property
     def scans(self) -> ScanService:
         return ScanService(self.db, self.blobs)
+
+    @cached_property
+    def model_hashes(self) -> ModelHashService:
+        return ModelHashService(self.db, self.blobs, self.settings.hashes.batch)
 
     @cached_property
     def docs(self) -> DocBuilder:
@@ -404,6 +409,12 @@ class Runtime:
         if settings.scan.enabled:
             workers.append(
                 Worker("scanner", self.scans.run_once, settings.scan.interval, leases=leases)
+            )
+        if settings.hashes.enabled:
+            hashes = self.model_hashes
+            interval = settings.hashes.interval
+            workers.append(
+                Worker("model-hashes", hashes.run_once, interval, leases=leases, nice=19)
             )
         if settings.mirror.enabled:
             pusher = Pusher(

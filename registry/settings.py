@@ -140,6 +140,12 @@ class ScanSettings(_Section):
     interval: float = 2.0  # seconds between scanner passes
 
 
+class HashSettings(_Section):
+    enabled: bool = True  # off: safetensors files have no AutoV3/AutoV1 (looked up without)
+    interval: float = 2.0  # seconds between passes of the safetensors hash job when idle
+    batch: PositiveInt = 20  # blobs hashed per pass, at most
+
+
 class IndexSettings(_Section):
     enabled: bool = True  # off: search reads every repo directly (found, just slower)
     interval: float = 0.5  # seconds between indexer passes when idle
@@ -219,6 +225,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     sync: SyncSettings = SyncSettings()
     scan: ScanSettings = ScanSettings()
+    hashes: HashSettings = HashSettings()
     index: IndexSettings = IndexSettings()
     mirror: MirrorSettings = MirrorSettings()
     gc: GcSettings = GcSettings()

@@ -539,6 +539,10 @@ class FileHitOut(BaseModel):
     size: int
     blake3: str
     sha256: str
+    # A safetensors file's AutoV3 and AutoV1 (lower case); null until the node has hashed
+    # it, and for other files.
+    autov3: str | None = None
+    autov1: str | None = None
 
 
 class ParentOut(BaseModel):

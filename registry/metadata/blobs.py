@@ -23,6 +23,7 @@ from registry.metadata.tables import (
     Change,
     Commit,
     MirrorOutbox,
+    ModelHash,
     Repo,
     ScanResult,
     TreeRow,
@@ -196,9 +197,9 @@ class Blobs:
 
     def remove(self, digests: Iterable[Digest]) -> None:
         """Forget blobs whose bytes were deleted: their records, and with them their scan
-        verdicts and holds (facts about bytes that are gone)."""
+        verdicts, holds and safetensors hashes (facts about bytes that are gone)."""
         gone = [d.hex for d in digests]
         if not gone:
             return
-        for table in (Blob, ScanResult, BlobQuarantine):
+        for table in (Blob, ScanResult, BlobQuarantine, ModelHash):
             self._session.execute(delete(table).where(col(table.blake3).in_(gone)))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy
-from sqlalchemy import and_, or_
+from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry
@@ -17,9 +17,11 @@ from registry.domain.names import RECOVERED_FROM
 from registry.domain.records import CommitRecord, RefRecord, RepoRecord, TreeFile
 from registry.metadata.bulk import insert_rows
 from registry.metadata.repos import record_of
-from registry.metadata.tables import Commit, Ref, Repo, TreeRow, table_of
+from registry.metadata.tables import Commit, ModelHash, Ref, Repo, TreeRow, table_of
 
-HashKind = Literal["blake3", "sha256", "either", "sha256_prefix"]
+# "either": BLAKE3, SHA-256 or the SHA-256 after a safetensors header; "autov3": a prefix of
+# the latter; "autov1": the legacy A1111 hash (see registry.domain.modelhashes).
+HashKind = Literal["blake3", "sha256", "either", "sha256_prefix", "autov3", "autov1"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,12 @@ def tree_file(values: Sequence[object]) -> TreeFile:
 class Commits:
     def __init__(self, session: Session) -> None:
         self._session = session
+
+    def _hashed(self, wanted: ColumnElement[bool], limit: int) -> list[str]:
+        """The blobs whose safetensors hashes match, looked up first: as a subquery inside the
+        OR of `under_refs`, it made SQLite walk every tree of every ref (100 ms at 300 000
+        files, against 3 ms)."""
+        return list(self._session.exec(select(ModelHash.blake3).where(wanted).limit(limit)).all())
 
     def get(self, commit_id: str) -> CommitRecord | None:
         row = self._session.get(Commit, commit_id)
@@ -205,10 +213,24 @@ class Commits:
                 wanted = col(TreeRow.blake3) == value
             case "sha256":
                 wanted = col(TreeRow.sha256) == value
-            case "either":
-                wanted = or_(col(TreeRow.blake3) == value, col(TreeRow.sha256) == value)
+            case "either":  # the same tensors under another header share the tail hash
+                tails = self._hashed(col(ModelHash.tail_sha256) == value, limit)
+                wanted = or_(
+                    col(TreeRow.blake3) == value,
+                    col(TreeRow.sha256) == value,
+                    *([col(TreeRow.blake3).in_(tails)] if tails else []),
+                )
             case "sha256_prefix":
                 wanted = and_(col(TreeRow.sha256) >= value, col(TreeRow.sha256) < value + "g")
+            case "autov3":
+                tail = col(ModelHash.tail_sha256)
+                wanted = col(TreeRow.blake3).in_(
+                    self._hashed(and_(tail >= value, tail < value + "g"), limit)
+                )
+            case "autov1":
+                wanted = col(TreeRow.blake3).in_(
+                    self._hashed(col(ModelHash.autov1) == value, limit)
+                )
         rows = self._session.execute(
             sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
             .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)

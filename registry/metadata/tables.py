@@ -315,6 +315,21 @@ class ScanResult(SQLModel, table=True):
     scanned_ms: int = Field(sa_type=BIG)
 
 
+class ModelHash(SQLModel, table=True):
+    """The hashes generation tools write for a safetensors blob (`registry.domain.modelhashes`);
+    a blob named `*.safetensors` without a row is pending. A row with `problem` set and no
+    hashes: not a valid safetensors file (never hashed again)."""
+
+    __tablename__ = "model_hash"
+    blake3: str = Field(primary_key=True)
+    tail_sha256: str | None = Field(default=None, index=True)  # AutoV3: its first 12 hex
+    autov1: str | None = Field(default=None, index=True)
+    sshs_model_hash: str | None = None  # kohya's claims, as the header gives them
+    sshs_legacy_hash: str | None = None
+    problem: str | None = None
+    hashed_ms: int = Field(sa_type=BIG)
+
+
 class SearchEntry(SQLModel, table=True):
     """A repo as the search index last saw it; a cache of its main branch, never the truth."""
 

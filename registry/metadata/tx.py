@@ -23,6 +23,7 @@ from registry.metadata.commits import Commits
 from registry.metadata.discussions import Discussions
 from registry.metadata.leases import LeaseTable
 from registry.metadata.mirrors import Mirrors
+from registry.metadata.modelhashes import ModelHashes
 from registry.metadata.orgs import Orgs
 from registry.metadata.peers import Peers
 from registry.metadata.purges import Purges
@@ -71,6 +72,10 @@ class Tx:
     @cached_property
     def scans(self) -> Scans:
         return Scans(self._session)
+
+    @cached_property
+    def model_hashes(self) -> ModelHashes:
+        return ModelHashes(self._session)
 
     @cached_property
     def access(self) -> AccessRequests:

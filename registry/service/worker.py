@@ -10,6 +10,7 @@ of a few seconds; it resumes by itself when the fault clears.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ class Worker:
         drain: bool = True,
         on_stop: Callable[[], object] | None = None,
         leases: Leases | None = None,
+        nice: int | None = None,
     ) -> None:
         self._name = name
         self._step = step
@@ -37,6 +39,7 @@ class Worker:
         self._drain = drain  # False: one pass per interval, whatever it did
         self._on_stop = on_stop
         self._leases = leases
+        self._nice = nice  # the thread's CPU priority (19: what the node's requests leave)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -51,6 +54,11 @@ class Worker:
             self._on_stop()
 
     def _run(self) -> None:
+        if self._nice is not None:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+            except (OSError, AttributeError):  # not Linux, or not allowed: full priority
+                pass
         while not self._stop.wait(self._interval):
             try:
                 if self._leases is not None and not self._leases.holds(self._name):

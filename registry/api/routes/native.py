@@ -133,7 +133,8 @@ async def put_blob(
     "/files/by-hash/{file_hash}", responses=documented(400, 401), response_model=list[FileHitOut]
 )
 def files_by_hash(file_hash: str, lookup: LookupDep, principal: PrincipalDep) -> list[FileHitOut]:
-    """Every repo, ref and path holding a file with this BLAKE3, SHA-256 or AutoV2 hash."""
+    """Every repo, ref and path holding a file with this BLAKE3, SHA-256, AutoV2, or (a
+    safetensors file) AutoV3, AutoV1 or SHA-256 after its header (kohya's sshs_model_hash)."""
     return [FileHitOut(**asdict(hit)) for hit in lookup.by_hash(principal, file_hash)]
 
 
