@@ -6,8 +6,8 @@ optional `Negative prompt:` lines, then one line of `Key: value, Key: "quoted, v
 settings; a value holding a comma, colon or newline is quoted as JSON. Parsing is lenient
 (odd text yields what could be read, never an exception) but capped: text longer than
 MAX_TEXT, more than MAX_SETTINGS settings or MAX_RESOURCES resources raise
-GenerationParseError. The settings line is scanned by hand with `str.find`, not the
-backtracking regex A1111 uses, so hostile text costs linear time.
+GenerationParseError. The settings line is read with A1111's own pattern, its key bounded
+and its quantifiers possessive, so hostile text costs linear time.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ from registry.domain.errors import GenerationParseError
 MAX_TEXT = 256 * 1024  # characters of a `parameters` text
 MAX_SETTINGS = 256  # Key: value pairs on the settings line (Forge + ADetailer write ~60)
 MAX_RESOURCES = 256  # checkpoint, VAE, LoRAs, embeddings, ControlNets, upscalers together
-MAX_KEY = 64  # a longer "key" is prompt text with a colon in it, not a setting
+MAX_KEY = 64  # characters of a key (A1111's keys are words, spaces, "-" and "/")
 
 # Upscalers built into A1111/Forge: no model file behind them.
 _BUILTIN_UPSCALERS = {"none", "lanczos", "nearest"}
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*+"')
+_PAIR = re.compile(  # key: a word char and up to MAX_KEY - 1 more; value: quoted or not
+    r'(\w[\w \-/]{0,63}):\s*+("[^"\\]*+(?:\\.[^"\\]*+)*+"|[^,]*+)(?:,|$)'
+)
+_CONTROLNET_KEY = re.compile(r"ControlNet(?: \d{1,3})?")
+_HEX = re.compile(r"[0-9a-f]{6,64}")
 _LORA_TAG = re.compile(r"<(?:lora|lyco):([^:<>]++)(?::([^:<>]*+))?[^<>]*+>", re.IGNORECASE)
 _HASH_SUFFIX = re.compile(r"^(.*?)\s*\[([0-9a-fA-F]{6,64})\]$")
 _SIZE = re.compile(r"^\s*(\d{1,6})\s*x\s*(\d{1,6})\s*$")
@@ -135,38 +139,20 @@ def _prompts(lines: list[str]) -> tuple[str, str]:
 
 
 def _settings(line: str) -> dict[str, str]:
-    """`Key: value, Key: "quoted, value", ...` as a dict, in one left-to-right pass."""
+    """`Key: value, Key: "quoted, value", ...` as a dict: A1111's own pattern, with the key
+    bounded and the quantifiers possessive, so a scan costs linear time."""
     found: dict[str, str] = {}
-    pos, end = 0, len(line)
-    while pos < end:
-        colon = line.find(":", pos)
-        if colon < 0:
-            break
-        key = line[pos:colon].strip()
-        value, pos = _value(line, colon + 1)
-        if key and len(key) <= MAX_KEY and not any(c in key for c in '"<>()[]{}'):
-            found[key] = value
-            if len(found) > MAX_SETTINGS:
-                raise _over("settings", len(found), MAX_SETTINGS)
+    for match in _PAIR.finditer(line):
+        value = match.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                value = str(json.loads(value))
+            except ValueError:
+                value = value[1:-1]
+        found[match.group(1)] = value
+        if len(found) > MAX_SETTINGS:
+            raise _over("settings", len(found), MAX_SETTINGS)
     return found
-
-
-def _value(line: str, start: int) -> tuple[str, int]:
-    """The value starting at `start` and the index after its comma."""
-    while start < len(line) and line[start] == " ":
-        start += 1
-    quoted = _QUOTED.match(line, start)
-    if quoted is not None:
-        comma = line.find(",", quoted.end())
-        try:
-            value = json.loads(quoted.group())
-        except ValueError:
-            value = quoted.group()[1:-1]
-        return str(value), (len(line) if comma < 0 else comma + 1)
-    comma = line.find(",", start)
-    if comma < 0:
-        return line[start:].strip(), len(line)
-    return line[start:comma].strip(), comma + 1
 
 
 def _number(text: str | None) -> float | None:
@@ -225,7 +211,7 @@ class _Fields:
         return pairs
 
     def controlnets(self) -> tuple[Resource, ...]:
-        units = [key for key in self._left if re.fullmatch(r"ControlNet(?: \d{1,3})?", key)]
+        units = [key for key in self._left if _CONTROLNET_KEY.fullmatch(key)]
         found = []
         for key in units:
             unit = _settings(self._left.pop(key))
@@ -249,7 +235,7 @@ class _Fields:
 
 def _hex(digest: str | None) -> str | None:
     digest = (digest or "").strip().lower()
-    return digest if re.fullmatch(r"[0-9a-f]{6,64}", digest) else None
+    return digest if _HEX.fullmatch(digest) else None
 
 
 def _loras(prompt: str, hashes: list[tuple[str, str | None]]) -> tuple[Resource, ...]:

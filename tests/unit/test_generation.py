@@ -167,6 +167,9 @@ def test_parse_parameters_refuses_text_over_the_caps():
         "Key: " + '"\\' * (generation.MAX_TEXT // 2 - 5),
         "<lora:" * (generation.MAX_TEXT // 6),
         ("k" * 60 + ": " + "v" * 60 + ", ") * 100,
+        "p\n" + " " * (generation.MAX_TEXT - 10) + "x",
+        "a" + " " * (generation.MAX_TEXT - 10) + ":",
+        "a:" + " " * (generation.MAX_TEXT - 10) + "x",
     ],
 )
 def test_parse_parameters_takes_linear_time_on_hostile_text(line):
@@ -264,8 +267,8 @@ def test_load_graph_accepts_nesting_up_to_the_cap():
     assert load_graph('{"a": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}")
     with pytest.raises(GenerationParseError, match="nested deeper than"):
         load_graph('{"a": ' + "[" * depth + "]" * depth + "}")
-    brackets_in_strings = json.dumps({"text": "[" * 10_000 + "{" * 10_000})
-    assert load_graph(brackets_in_strings)["text"] == "[" * 10_000 + "{" * 10_000
+    text = '[{ "quoted [[" \\' * 10_000  # brackets, escaped quotes and backslashes
+    assert load_graph(json.dumps({"text": text, "n": [[1]]}))["text"] == text
 
 
 @pytest.mark.parametrize(
@@ -275,6 +278,7 @@ def test_load_graph_accepts_nesting_up_to_the_cap():
         ('{"a":' * 100_000 + "1" + "}" * 100_000, "nested deeper than"),
         ('{"nodes": [' + ",".join(["{}"] * 1_000_000) + "]}", "values"),
         ('{"nodes": [' + ",".join(['{"id": 1}'] * 20_000) + "]}", "20000 nodes"),
+        ('{"nodes": [' + ",".join(['""'] * 1_000_000) + "]}", "strings"),
         (json.dumps({str(i): {} for i in range(20_000)}), "20000 nodes"),
         ("x" * (comfyui.MAX_JSON_BYTES + 1), "characters"),
         ("{not json", "not JSON"),

@@ -278,6 +278,12 @@ def million_nodes(path: Path) -> str:
     return "ComfyUI workflow: over 400000 values"
 
 
+def million_strings(path: Path) -> str:
+    prompt = '{"1": [' + ",".join(['"x"'] * 1_000_000) + "]}"
+    path.write_bytes(encode(image(), "PNG", pnginfo=_info_z("prompt", prompt)))
+    return "ComfyUI prompt: over 400000 strings"
+
+
 def _info_z(key: str, value: str) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     info.add_text(key, value, zip=True)
@@ -364,6 +370,7 @@ print(json.dumps({
         itxt_bomb,
         deep_json,
         million_nodes,
+        million_strings,
         exif_loop_jpeg,
         exif_loop_png,
         jpeg_of_fill_bytes,
