@@ -13,6 +13,7 @@ further. Chunks nobody asked for are skipped with a seek.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -55,7 +56,8 @@ class ImageMeta:
 
 
 def read_generation(fp: BinaryIO, size: int) -> ImageMeta:
-    """Read an image's generation metadata from `fp`, a seekable binary file of `size` bytes.
+    """Read an image's generation metadata from `fp`, a seekable binary file of `size` bytes
+    (read from offset 0, whatever its position; a real file is read with `os.pread`).
 
     Raises:
         GenerationParseError: not a PNG, JPEG or WebP, or broken before its dimensions.
@@ -88,11 +90,16 @@ class _Broken(Exception):
 
 
 class _Source:
-    """Reads and skips on `fp` that never go past `size` (checked before reading)."""
+    """Reads at an offset that never go past `size` (checked before reading). A file with a
+    descriptor is read with `os.pread`: one system call a read, no seek, no buffer filled
+    (walking a PNG's pixel chunks costs a small read each); other streams seek and read."""
 
     def __init__(self, fp: BinaryIO, size: int) -> None:
         self.fp, self.size, self.pos = fp, size, 0
-        fp.seek(0)
+        try:
+            self.fd: int | None = fp.fileno()
+        except (OSError, ValueError):  # io.UnsupportedOperation: BytesIO and the like
+            self.fd = None
 
     @property
     def left(self) -> int:
@@ -101,7 +108,11 @@ class _Source:
     def read(self, n: int, what: str) -> bytes:
         if n > self.left:
             raise _Broken(f"{what} needs {n} bytes at offset {self.pos}, {self.left} remain")
-        data = self.fp.read(n)
+        if self.fd is not None:
+            data = os.pread(self.fd, n, self.pos)
+        else:
+            self.fp.seek(self.pos)
+            data = self.fp.read(n)
         if len(data) != n:
             raise _Broken(f"file ends at offset {self.pos + len(data)}, in {what}")
         self.pos += n
@@ -111,7 +122,6 @@ class _Source:
         if n > self.left:
             raise _Broken(f"{what} needs {n} bytes at offset {self.pos}, {self.left} remain")
         self.pos += n
-        self.fp.seek(self.pos)
 
 
 @dataclass
@@ -152,7 +162,6 @@ def _png(src: _Source, found: _Found) -> None:
             raise _Broken(f"{name} chunk declares {length} bytes, {src.left} remain")
         if kind == b"IDAT":  # most chunks of a file: skipped with the least work
             src.pos += length + 4
-            src.fp.seek(src.pos)
         elif kind == b"IHDR" and length >= 8:
             found.width, found.height = struct.unpack(">II", src.read(8, "IHDR"))
             src.skip(length - 8 + 4, "IHDR")
@@ -229,7 +238,6 @@ def _jpeg(src: _Source, found: _Found) -> None:
         code = marker[1]
         if code == 0xFF:  # a fill byte: the marker code follows
             src.pos -= 1
-            src.fp.seek(src.pos)
             continue
         if code in (0xD9, 0xDA):  # end of image, start of scan: no metadata past here
             return
