@@ -14,7 +14,8 @@ Each family is listed with the codes it holds, its own first:
     ├── InvalidError          BadRequest, InvalidName, InvalidRevision,
     │                         DigestMismatch (XorbHashMismatch, VerificationMismatch,
     │                         FileHashMismatch, Sha256Mismatch), SizeMismatch, MissingObject,
-    │                         XetUnsupported, XetInvalid, XorbMissing, BadSafetensors
+    │                         XetUnsupported, XetInvalid, XorbMissing, BadSafetensors,
+    │                         BadGenerationData (image metadata over its caps, or no image)
     ├── UnprocessableError    Unprocessable, InvalidPath (a repo path that is not one, 422 as
     │                         on the Hub); a peer's or mirror's URL or credential is refused:
     │                         InvalidUrl (UrlSchemeNotAllowed, UrlHasCredentials,
@@ -259,6 +260,13 @@ class SafetensorsError(InvalidError):
     code = "BadSafetensors"
 
 
+class GenerationParseError(InvalidError):
+    """Generation data (an image's text chunks, A1111 parameters, a ComfyUI graph) over its
+    caps, or an image container too broken to read; `detail["reason"]` says which."""
+
+    code = "BadGenerationData"
+
+
 class UnprocessableError(RegistryError):
     """Well-formed input the node refuses to act on (a URL it will not contact, say)."""
 
@@ -494,6 +502,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         XetInvalidError,
         XorbMissingError,
         SafetensorsError,
+        GenerationParseError,
         UnprocessableError,
         InvalidUrlError,
         UrlSchemeError,

@@ -19,6 +19,7 @@ from registry.client import raise_for_error, streaming
 from registry.client.client import RETRY_STATUS, TransientError
 from registry.client.streaming import StreamFailedError
 from registry.domain import errors as e
+from registry.service.imagemeta import _Broken as ContainerBroken
 from registry.service.scrub import Stopped
 from sync.blobstream import WriteFailedError
 
@@ -46,6 +47,7 @@ INTERNAL: set[type[BaseException]] = {
     streaming._Stopped,  # the stream ended: a fetcher waiting for a slot gives up
     WriteFailedError,  # the blob store refused a fetched slot: its cause is re-raised
     Stopped,  # a scrub asked to stop, raised between two reads and caught by the run
+    ContainerBroken,  # an image cut short: read_generation turns it into a problem or an error
 }
 # `__main__` runs the CLI when imported; alembic runs `env` inside its own context.
 NOT_IMPORTABLE = {"registry.__main__", "registry.metadata.migrations.env"}
