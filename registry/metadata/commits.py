@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry
@@ -231,6 +231,17 @@ class Commits:
                 wanted = col(TreeRow.blake3).in_(
                     self._hashed(col(ModelHash.autov1) == value, limit)
                 )
+        return self._ref_files(wanted, limit)
+
+    def named(self, names: Iterable[str], limit: int) -> list[RefFile]:
+        """Files under refs whose base name, in lower case, is one of `names` (lower case).
+        Base names are not indexed: this reads every path under a ref (images name a handful
+        of files, and are resolved when asked about)."""
+        path = func.lower(col(TreeRow.path))
+        wanted = or_(*(or_(path == n, path.endswith("/" + n, autoescape=True)) for n in set(names)))
+        return self._ref_files(wanted, limit)
+
+    def _ref_files(self, wanted: ColumnElement[bool], limit: int) -> list[RefFile]:
         rows = self._session.execute(
             sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
             .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
