@@ -337,6 +337,7 @@ class Runtime:
                 WhereaboutsService(self.db, self.identity, self.peers),
                 search,
                 self.blobs,
+                self.madewith,
             ),
         )
 

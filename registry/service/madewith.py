@@ -98,7 +98,11 @@ class MadeWithService:
             RepoNotFoundError, RevisionNotFoundError.
         """
         snap = self._reads.snapshot(principal, repo, revision)
-        files = [f for f in self._reads.tree(snap.commit.id) if _is_image(f.path)][:MAX_IMAGES]
+        return self.images_at(principal, snap, MAX_IMAGES)
+
+    def images_at(self, principal: Principal, snap: Snapshot, limit: int) -> list[RepoImage]:
+        """The first `limit` images of a snapshot (by path), as `repo_images` tells them."""
+        files = [f for f in self._reads.tree(snap.commit.id) if _is_image(f.path)][:limit]
         hexes = {f.entry.blake3.hex for f in files}
         with self._db.read() as tx:
             records, named = tx.images.of(hexes), tx.images.resources(hexes)

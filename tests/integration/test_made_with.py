@@ -176,6 +176,15 @@ def test_images_are_read_in_the_background_and_link_to_the_models_they_used(
         ("samples/cat.png", "name", 0.4)
     ]
 
+    with node.client(ADMIN_TOKEN) as http:  # the repo page shows it under each image, escaped
+        page = http.get("/admin/gallery").text
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;&amp;amp;&lt;/b&gt;" in page
+    assert '<a href="/admin/style-lora">mystyle</a> (0.7)' in page
+    assert '<a href="/admin/tweaks">detailTweaker</a> (0.4)' in page
+    assert "nowhere (1.0)" in page and "<dt>CFG</dt><dd>6.5</dd>" in page
+    assert "Generation data refused: zTXt" in page
+
     api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
     assert api.model_info("admin/style-lora").modelyard["used_by"] == {  # type: ignore[attr-defined]
         "images": 1,
