@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from registry.domain.access import Principal
@@ -107,6 +108,7 @@ class MadeWithService:
         with self._db.read() as tx:
             records, named = tx.images.of(hexes), tx.images.resources(hexes)
             resolve = _Resolver(tx, principal)
+            resolve.named(r for rs in named.values() for r in rs)
             images = []
             for f in files:
                 b3 = f.entry.blake3.hex
@@ -123,7 +125,7 @@ class MadeWithService:
 
     def used_by(self, principal: Principal, text: str) -> list[UsedBy]:
         """The images the caller may read whose resources resolve to a file with this hash
-        (any form `LookupService.by_hash` takes), by hash or by its file name.
+        (any form `LookupService.by_hash` takes), by hash or by its file name; by repo, path.
 
         Raises:
             InvalidError: not a hash.
@@ -141,11 +143,13 @@ class MadeWithService:
                 hashes |= written_hashes(f.sha256, tail.tail_sha256 if tail else None, f.autov1)
             keys = {name_key(f.path) for f in files}
             resolve = _Resolver(tx, principal)
-            for image, resource in tx.images.naming(hashes, keys, MAX_USED_BY):
+            naming = tx.images.naming(hashes, keys, MAX_USED_BY)
+            resolve.named(resource for _, resource in naming)
+            for image, resource in naming:
                 link = resolve(resource)
                 if any(c.blake3 in targets for c in link.candidates):
                     found += _holders(tx, principal, image, link)
-        return found
+        return sorted(found, key=lambda u: (u.repo_type, u.repo, u.path, u.name))
 
     def usage(self, snap: Snapshot) -> Usage:
         """How many images of public repos used a model file of this snapshot (by a hash
@@ -183,13 +187,32 @@ _BY_LENGTH: dict[int, tuple[HashKind, ...]] = {
 
 @dataclass
 class _Resolver:
-    """Resolves resources within one read transaction, remembering what it looked up."""
+    """Resolves resources within one read transaction, remembering what it looked up. File
+    names are not indexed, so the names of a whole answer are looked up in one statement
+    (`named`) before resolving: one pass over the paths under refs, not one per resource."""
 
     tx: Tx
     principal: Principal
     _seen: dict[tuple[str | None, str], tuple[str, tuple[Candidate, ...]]] = field(
         default_factory=dict
     )
+    _by_name: dict[str, tuple[Candidate, ...]] = field(default_factory=dict)
+
+    def named(self, resources: Iterable[Resource]) -> None:
+        """Look up the files these resources' names may match, all at once."""
+        self._names({name_key(r.name) for r in resources})
+
+    def _names(self, wanted: set[str]) -> None:
+        keys = wanted - set(self._by_name) - {""}
+        if not keys:
+            return
+        names = [n for key in keys for n in file_names(key)]
+        found: dict[str, list[Candidate]] = {key: [] for key in keys}
+        for hit in self._visible(self.tx.commits.named(names, MAX_CANDIDATES * len(keys))):
+            group = found.get(name_key(hit.path))
+            if group is not None and len(group) < MAX_CANDIDATES:
+                group.append(hit)
+        self._by_name.update({key: tuple(hits) for key, hits in found.items()})
 
     def __call__(self, r: Resource) -> Link:
         key = (r.hash, name_key(r.name))
@@ -205,9 +228,9 @@ class _Resolver:
                 if hits:
                     return "hash", hits
         if key:
-            hits = self._visible(self.tx.commits.named(file_names(key), MAX_CANDIDATES))
-            if hits:
-                return "name", hits
+            self._names({key})
+            if self._by_name[key]:
+                return "name", self._by_name[key]
         return "unresolved", ()
 
     def _visible(self, hits: list[RefFile]) -> tuple[Candidate, ...]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from PIL import Image, PngImagePlugin
 
 from tests.conftest import ADMIN_TOKEN, RunningNode
 from tests.safetensors_files import addnet_hash, safetensors_file
+from tests.unit.test_generation import api_graph
 from tests.unit.test_imagemeta import MB, chunk, png_head, zeros_zlib
 
 FAST = {"interval": 0.05}
@@ -36,10 +38,10 @@ def parameters() -> str:
     )
 
 
-def png(text: str | None = None) -> bytes:
+def png(text: str | None = None, key: str = "parameters") -> bytes:
     info = PngImagePlugin.PngInfo()
     if text is not None:
-        info.add_text("parameters", text, zip=True)
+        info.add_text(key, text, zip=True)
     out = io.BytesIO()
     Image.effect_noise((64, 48), 40).convert("RGB").save(out, "PNG", pnginfo=info)
     return out.getvalue()
@@ -51,6 +53,14 @@ def jpeg(text: str) -> bytes:
     out = io.BytesIO()
     Image.effect_noise((64, 48), 40).convert("RGB").save(out, "JPEG", exif=exif)
     return out.getvalue()
+
+
+def comfy() -> dict[str, object]:
+    """ComfyUI's API graph whose LoRA loader names the LoRA's file in a subfolder (Windows
+    separators), and whose checkpoint is nowhere."""
+    graph = api_graph()
+    graph["10"]["inputs"]["lora_name"] = "SDXL\\styleLora.safetensors"  # type: ignore[index]
+    return graph
 
 
 def bomb() -> bytes:
@@ -128,13 +138,20 @@ def test_images_are_read_in_the_background_and_link_to_the_models_they_used(
         {
             "samples/cat.png": png(parameters()),
             "samples/pony.JPG": jpeg(named),
+            "comfy.png": png(json.dumps(comfy()), "prompt"),
             "plain.webp": png(),  # no metadata (a PNG under a WebP name: read as what it is)
             "bomb.png": bomb(),
             "README.md": b"# gallery",
         },
     )
     found = settled(node, "admin/gallery")
-    assert set(found) == {"samples/cat.png", "samples/pony.JPG", "plain.webp", "bomb.png"}
+    assert set(found) == {
+        "samples/cat.png",
+        "samples/pony.JPG",
+        "comfy.png",
+        "plain.webp",
+        "bomb.png",
+    }
 
     cat = found["samples/cat.png"]
     assert cat["state"] == "read" and cat["problem"] is None
@@ -152,6 +169,13 @@ def test_images_are_read_in_the_background_and_link_to_the_models_they_used(
     assert links(pony) == {
         "ponyDiffusionV6XL_v6": ("name", [("admin/pony", "ponyDiffusionV6XL_v6.safetensors")])
     }
+    comfy_links = links(found["comfy.png"])
+    assert found["comfy.png"]["generation"]["source"] == "comfyui"
+    assert comfy_links["SDXL\\styleLora.safetensors"] == (
+        "name",
+        [("admin/style-lora", "loras/styleLora.safetensors")],
+    )
+    assert comfy_links["sd_xl_base.safetensors"] == ("unresolved", [])
     assert found["plain.webp"]["state"] == "none" and found["plain.webp"]["resources"] == []
     refused = found["bomb.png"]
     assert refused["state"] == "refused" and "inflates past" in refused["problem"]
@@ -162,10 +186,11 @@ def test_images_are_read_in_the_background_and_link_to_the_models_they_used(
     for form in (addnet_hash(LORA)[:12], f"autov3:{addnet_hash(LORA)[:12]}", lora_sha):
         used = get(node, f"/v1/files/by-hash/{form}/used-by")
         assert [(u["repo"], u["path"], u["name"], u["weight"], u["match"]) for u in used] == [
-            ("admin/gallery", "samples/cat.png", "mystyle", 0.7, "hash")
+            ("admin/gallery", "comfy.png", "SDXL\\styleLora.safetensors", 0.8, "name"),
+            ("admin/gallery", "samples/cat.png", "mystyle", 0.7, "hash"),
         ], form
     used = get(node, f"/v1/files/by-hash/{lora_sha[:10]}/used-by")  # AutoV2 finds it too
-    assert [u["path"] for u in used] == ["samples/cat.png"]
+    assert [u["path"] for u in used] == ["comfy.png", "samples/cat.png"]
     checkpoint = get(node, f"/v1/files/by-hash/{hashlib.sha256(CHECKPOINT).hexdigest()}/used-by")
     assert sorted((u["path"], u["match"]) for u in checkpoint) == [
         ("samples/cat.png", "hash"),
@@ -187,8 +212,8 @@ def test_images_are_read_in_the_background_and_link_to_the_models_they_used(
 
     api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
     assert api.model_info("admin/style-lora").modelyard["used_by"] == {  # type: ignore[attr-defined]
-        "images": 1,
-        "weights": [0.7, 0.7],
+        "images": 2,
+        "weights": [0.7, 0.8],
     }
     assert api.model_info("admin/pony").modelyard["used_by"]["images"] == 2  # type: ignore[attr-defined]
     assert "used_by" not in api.model_info("admin/gallery").modelyard  # type: ignore[attr-defined]
