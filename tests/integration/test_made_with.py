@@ -92,13 +92,15 @@ def images(node: RunningNode, repo: str, token: str | None = ADMIN_TOKEN) -> dic
     return {i["path"]: i for i in get(node, f"/v1/repos/model/{repo}/images", token)}
 
 
-def settled(node: RunningNode, repo: str, timeout: float = 20) -> dict[str, Any]:
-    """The repo's images once none is pending and every hash written resolved (the image and
-    safetensors hash jobs run in the background)."""
+def settled(
+    node: RunningNode, repo: str, timeout: float = 20, linked: bool = True
+) -> dict[str, Any]:
+    """The repo's images once none is pending and (`linked`) every hash written resolved (the
+    image and safetensors hash jobs run in the background)."""
     deadline = time.monotonic() + timeout
     while True:
         found = images(node, repo)
-        hashed = all(
+        hashed = not linked or all(
             r["match"] != "unresolved" or r["hash"] is None
             for i in found.values()
             for r in i["resources"]
@@ -314,3 +316,22 @@ def test_an_eager_peer_reads_the_images_it_replicated_and_links_its_own_copies(
     assert cat["state"] == "read" and links(cat) == EXPECTED_LINKS
     used = get(replica, f"/v1/files/by-hash/{addnet_hash(LORA)[:12]}/used-by")
     assert [(u["repo"], u["path"]) for u in used] == [("admin/gallery", "cat.png")]
+
+
+def test_a_node_restarted_midway_reads_every_image_once(
+    start_node: Callable[..., RunningNode],
+) -> None:
+    files = {f"img{i}.PNG": png(parameters().replace("Seed: 42", f"Seed: {i}")) for i in range(3)}
+    manual = start_node("n", images={"enabled": False, "batch": 1})
+    publish(manual, "admin/gallery", files)
+    assert manual.runtime.images.run_once() == 1  # one read by hand, then a stop
+    states = [i["state"] for i in images(manual, "admin/gallery").values()]
+    assert sorted(states) == ["pending", "pending", "read"]
+    manual.server.stop()
+
+    node = start_node("n", images=FAST)
+    found = settled(node, "admin/gallery", linked=False)
+    assert {p: i["generation"]["seed"] for p, i in found.items()} == {
+        f"img{i}.PNG": i for i in range(3)
+    }
+    assert node.runtime.images.pending() == [] and node.runtime.images.run_once() == 0
