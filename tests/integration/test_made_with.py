@@ -309,7 +309,8 @@ def test_an_eager_peer_reads_the_images_it_replicated_and_links_its_own_copies(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with replica.client(ADMIN_TOKEN) as http:
-            if http.get("/v1/repos/model/admin/gallery/images").status_code == 200:
+            response = http.get("/v1/repos/model/admin/gallery/images")
+            if response.status_code == 200 and response.json():  # the commit has arrived
                 break
         time.sleep(0.1)
     cat = settled(replica, "admin/gallery", timeout=30)["cat.png"]
