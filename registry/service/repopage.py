@@ -17,6 +17,7 @@ from registry.domain.errors import BlobNotFoundError, NotFoundError
 from registry.domain.names import NAME_PART, RESERVED_NAMESPACES, RepoId, short_ref
 from registry.domain.records import CommitRecord
 from registry.domain.search import SearchQuery
+from registry.metadata.images import Usage
 from registry.service.cards import Card, WeightsSummary
 from registry.service.family import Family, FamilyService
 from registry.service.lookup import autov2
@@ -73,6 +74,7 @@ class RepoView:
     family: Family
     places: list[Place]
     made: dict[str, RepoImage]  # the gallery's images' generation data, by path
+    used: Usage  # images of public repos here that used its model files
 
     @property
     def flagged(self) -> list[FileRow]:
@@ -158,6 +160,7 @@ class RepoPageService:
             self._family.of(principal, repo, metadata.lineage),
             self._whereabouts.places(snap.repo, snap.commit.id),
             {i.path: i for i in self._madewith.images_at(principal, snap, MAX_GALLERY)},
+            self._madewith.usage(snap),
         )
 
     def files(self, snap: Snapshot, folder: str = "") -> list[FileRow]:

@@ -211,6 +211,9 @@ def test_images_are_read_in_the_background_and_link_to_the_models_they_used(
     assert '<a href="/admin/tweaks">detailTweaker</a> (0.4)' in page
     assert "nowhere (1.0)" in page and "<dt>CFG</dt><dd>6.5</dd>" in page
     assert "Generation data refused: zTXt" in page
+    with node.client(ADMIN_TOKEN) as http:  # and the LoRA's page says who used it
+        page = http.get("/admin/style-lora").text
+    assert '<dd id="used-by">2 images on this node, weights 0.7 to 0.8</dd>' in page
 
     api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
     assert api.model_info("admin/style-lora").modelyard["used_by"] == {  # type: ignore[attr-defined]
