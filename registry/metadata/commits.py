@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry
@@ -217,11 +217,39 @@ class Commits:
             .order_by(col(Repo.namespace), col(Repo.name), col(Ref.name))
             .limit(limit)
         ).all()
-        return [
-            RefFile(
-                record_of(row[-1]),
-                RefRecord(row[-2].name, row[-2].commit_id, row[-2].version),
-                tree_file(row[:-2]),
-            )
-            for row in rows
-        ]
+        return _ref_files(rows)
+
+    def at_heads_named(self, names: Sequence[str], branch: str, limit: int) -> list[RefFile]:
+        """Files whose base name is one of `names` (lower case) in the commits `branch` points
+        at, by repo. Not indexed: it reads the files at those heads, joined to the tree by
+        commit id (the tree's key), and a suffix match no index serves; a lookup per request
+        costs one pass over the files at the branch heads."""
+        path = func.lower(col(TreeRow.path))
+        wanted = or_(
+            *(or_(path == n, path.like("%/" + _escape_like(n), escape="\\")) for n in names)
+        )
+        rows = self._session.execute(
+            sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
+            .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
+            .join(Repo, col(Repo.id) == Ref.repo_id)
+            .where(col(Ref.name) == branch, wanted)
+            .order_by(col(Repo.namespace), col(Repo.name), col(TreeRow.path))
+            .limit(limit)
+        ).all()
+        return _ref_files(rows)
+
+
+def _ref_files(rows: Iterable[Sequence[Any]]) -> list[RefFile]:
+    """Rows of `TREE_COLUMNS`, then a Ref and its Repo."""
+    return [
+        RefFile(
+            record_of(row[-1]),
+            RefRecord(row[-2].name, row[-2].commit_id, row[-2].version),
+            tree_file(row[:-2]),
+        )
+        for row in rows
+    ]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
