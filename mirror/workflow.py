@@ -16,6 +16,7 @@ from pathlib import Path
 from mirror.downloader import PARTIAL_DIR, Downloader, verified
 from mirror.sources import Location, NodeSource
 from registry.domain.errors import (
+    InvalidError,
     InvalidPathError,
     RegistryError,
     UnsupportedMediaTypeError,
@@ -55,6 +56,8 @@ def read_workflow_source(spec: str, downloader: Downloader) -> bytes:
     remote = _REMOTE.match(spec)
     if not local.exists() and remote is not None:
         return _remote_workflow(downloader, remote["repo"], remote["rev"] or "main", remote["path"])
+    if not local.is_file():
+        raise InvalidError(f"{spec} is neither a workflow file nor REPO[@REV]:PATH")
     size = local.stat().st_size
     if size > MAX_BYTES:
         raise WorkflowTooLargeError(f"{spec} is {size} bytes; a workflow is at most {MAX_BYTES}")
@@ -136,10 +139,12 @@ def _pull_one(
     if dry_run:
         here = final.exists() and verified(final, file)
         return Row(folder, shown, "present" if here else "planned", _origin(chosen), chosen.size)
+    # Nodes and buckets serve the bytes by BLAKE3; a Hub source reads the path at `main`
+    # (the node's commit id means nothing there), and the BLAKE3 check catches a file since
+    # changed.
+    where = Location("model", chosen.repo, "main")
     try:
-        fetched = downloader.fetch_to(
-            file, Location("model", chosen.repo, chosen.revision), final, models / PARTIAL_DIR
-        )
+        fetched = downloader.fetch_to(file, where, final, models / PARTIAL_DIR)
     except RegistryError as exc:
         return Row(folder, shown, "failed", "", chosen.size, exc.message)
     if fetched is None:

@@ -71,6 +71,7 @@ LOADERS: dict[str, Loader] = {
 # whitespace, a comma or a bracket.
 _EMBEDDING = re.compile(r"embedding:([^\s,()\[\]<>:|\"]+)(?::(-?\d+(?:\.\d+)?)\))?")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_NOT_RUN = (2, 4)  # a UI node's mode: muted ("never") or bypassed; it loads nothing
 
 
 @dataclass(frozen=True)
@@ -122,15 +123,13 @@ def read_workflow(document: object) -> Workflow:
     return Workflow("api", tuple(_api_requirements(graph)))
 
 
-def _graph(document: object) -> dict[str, object] | list[object]:
-    """The node list (UI format) or the id -> node map (API format; a `/prompt` request's
-    `{"prompt": {...}}` too)."""
+def _graph(document: object) -> dict[str, object] | list[tuple[str, object]]:
+    """The nodes with their ids (UI format) or the id -> node map (API format; a `/prompt`
+    request's `{"prompt": {...}}` too)."""
     if not isinstance(document, dict):
         raise WorkflowInvalidError("A workflow is a JSON object")
-    nodes = document.get("nodes")
-    if isinstance(nodes, list):
-        _check_nodes(len(nodes))
-        return nodes
+    if isinstance(document.get("nodes"), list):
+        return _ui_nodes(document)
     if isinstance(document.get("prompt"), dict) and "class_type" not in document:
         document = document["prompt"]
         assert isinstance(document, dict)
@@ -141,6 +140,24 @@ def _graph(document: object) -> dict[str, object] | list[object]:
         "Not a ComfyUI workflow: neither UI format ({nodes: [...]}) nor API format "
         "({id: {class_type, inputs}})"
     )
+
+
+def _ui_nodes(document: dict[str, object]) -> list[tuple[str, object]]:
+    """The UI format's nodes, those of its subgraphs (`definitions.subgraphs[].nodes`, newer
+    front ends) included, each with its id (`<subgraph id>:<node id>` inside a subgraph)."""
+    graphs: list[tuple[str, object]] = [("", document.get("nodes"))]
+    definitions = document.get("definitions")
+    subgraphs = definitions.get("subgraphs") if isinstance(definitions, dict) else None
+    if isinstance(subgraphs, list):
+        _check_nodes(len(subgraphs))
+        graphs += [(f"{g.get('id')}:", g.get("nodes")) for g in subgraphs if isinstance(g, dict)]
+    lists = [(prefix, nodes) for prefix, nodes in graphs if isinstance(nodes, list)]
+    _check_nodes(sum(len(nodes) for _, nodes in lists))
+    return [
+        (f"{prefix}{node.get('id') if isinstance(node, dict) else ''}", node)
+        for prefix, nodes in lists
+        for node in nodes
+    ]
 
 
 def _too_large(cap: str, limit: int) -> WorkflowTooLargeError:
@@ -196,11 +213,13 @@ def _api_requirements(graph: Mapping[str, object]) -> Iterator[Requirement]:
                 yield from _embeddings(value, node_id, node_type, str(name))
 
 
-def _ui_requirements(nodes: list[object]) -> Iterator[Requirement]:
-    for node in nodes:
+def _ui_requirements(nodes: list[tuple[str, object]]) -> Iterator[Requirement]:
+    for node_id, node in nodes:
         if not isinstance(node, dict):
             raise WorkflowInvalidError("A UI-format workflow's nodes are objects")
-        node_id, node_type = str(node.get("id")), str(node.get("type"))
+        if node.get("mode") in _NOT_RUN:
+            continue
+        node_type = str(node.get("type"))
         widgets = node.get("widgets_values")
         if isinstance(widgets, dict):  # some front ends save widgets by name
             yield from _api_requirements({node_id: {"class_type": node_type, "inputs": widgets}})

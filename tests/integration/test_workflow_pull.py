@@ -217,6 +217,22 @@ def test_workflow_pull_refuses_png_files_for_now(home: RunningNode, tmp_path: Pa
     assert refused.returncode == 1
     assert "error: UnsupportedMediaType:" in refused.stderr
     assert "not read yet" in refused.stderr
+    absent = workflow_pull(home, tmp_path / "absent.json", tmp_path / "ComfyUI")
+    assert absent.returncode == 2
+    assert "neither a workflow file nor REPO[@REV]:PATH" in absent.stderr
+
+
+def test_workflow_pull_needs_a_live_node_to_resolve(s3_bucket: str, tmp_path: Path) -> None:
+    flow = write_workflow(tmp_path / "flow.json", WORKFLOW)
+    command = [str(Path(sys.executable).parent / "modelyard"), "workflow", "pull", str(flow)]
+    command += ["--comfyui", str(tmp_path / "ComfyUI"), "--source", f"s3://{s3_bucket}/models"]
+    command += ["--source", "http://127.0.0.1:9"]  # nothing listens there
+
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    assert refused.returncode == 6
+    assert "No node among the live sources" in refused.stderr
+    assert not (tmp_path / "ComfyUI").exists()
 
 
 def test_workflow_pull_never_writes_outside_models(home: RunningNode, tmp_path: Path) -> None:

@@ -139,6 +139,26 @@ def test_read_workflow_reads_ui_widgets_by_position() -> None:
     )
 
 
+def test_read_workflow_reads_subgraphs_and_skips_muted_and_bypassed_nodes() -> None:
+    doc = _ui(
+        (1, "VAELoader", ["used.safetensors"]),
+        (2, "VAELoader", ["muted.safetensors"]),
+        (3, "VAELoader", ["bypassed.safetensors"]),
+    )
+    nodes = doc["nodes"]
+    assert isinstance(nodes, list)
+    nodes[1]["mode"], nodes[2]["mode"] = 2, 4
+    doc["definitions"] = {
+        "subgraphs": [
+            {"id": "sg-1", "nodes": [{"id": 7, "type": "UNETLoader", "widgets_values": ["u.gguf"]}]}
+        ]
+    }
+    assert read_workflow(doc).requirements == (
+        Requirement("1", "VAELoader", "vae_name", "used.safetensors", "vae"),
+        Requirement("sg-1:7", "UNETLoader", "unet_name", "u.gguf", "diffusion_models"),
+    )
+
+
 def test_read_workflow_reads_ui_widgets_saved_by_name() -> None:
     doc = {"nodes": [{"id": 3, "type": "VAELoader", "widgets_values": {"vae_name": "v.pt"}}]}
     assert read_workflow(doc).requirements == (
