@@ -226,7 +226,7 @@ class Commits:
         costs one pass over the files at the branch heads."""
         path = func.lower(col(TreeRow.path))
         wanted = or_(
-            *(or_(path == n, path.like("%/" + _escape_like(n), escape="\\")) for n in names)
+            *(or_(path == n, path.like("%/" + _escape_like(n), escape="!")) for n in names)
         )
         rows = self._session.execute(
             sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
@@ -252,4 +252,6 @@ def _ref_files(rows: Iterable[Sequence[Any]]) -> list[RefFile]:
 
 
 def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """`text` matched literally by LIKE ... ESCAPE '!' (not a backslash: Postgres and SQLite
+    read a backslash in a string literal differently)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")

@@ -55,7 +55,8 @@ def published(node: RunningNode, make_token: Callable[..., str]) -> str:
         "admin/sdxl-copy": {"weights/base.safetensors": BASE},
         "admin/style-a": {"style.safetensors": LORA},
         "admin/style-b": {"loras/style.safetensors": OTHER_LORA},
-        "admin/embeddings": {"neg.pt": NEG},
+        # A name that `4x_nowhere.pth` would match if `_` were a LIKE wildcard.
+        "admin/embeddings": {"neg.pt": NEG, "up/4xZnowhere.pth": b"not it"},
     }.items():
         admin.create_repo(repo)
         for path, data in files.items():
@@ -200,3 +201,22 @@ def test_resolve_refuses_bodies_over_the_json_limit(node: RunningNode) -> None:
         answer = http.post("/v1/workflows/resolve", json=huge)
     assert answer.status_code == 413
     assert answer.headers["X-Modelyard-Limit"] == "max_json_bytes"
+
+
+@pytest.mark.usefixtures("published")
+def test_files_at_heads_are_found_by_exact_base_name_only(node: RunningNode) -> None:
+    def named(*names: str) -> list[tuple[str, str]]:
+        with node.runtime.db.read() as tx:
+            found = tx.commits.at_heads_named(names, "refs/heads/main", 100)
+        return [(f.repo.repo.full_name, f.file.path) for f in found]
+
+    assert named("4x_nowhere.pth", "4x%.pth", "neg!.pt") == []  # LIKE's wildcards taken literally
+    assert named("style.safetensors") == [
+        ("admin/style-a", "style.safetensors"),
+        ("admin/style-b", "loras/style.safetensors"),
+    ]
+    assert named("base.safetensors", "neg.pt") == [
+        ("admin/embeddings", "neg.pt"),
+        ("admin/sdxl", "SDXL/base.safetensors"),
+        ("admin/sdxl-copy", "weights/base.safetensors"),
+    ]
