@@ -16,6 +16,7 @@ Model names are data from a stranger: `model_name` refuses any that could leave 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -259,9 +260,14 @@ def _embeddings(text: str, node_id: str, node_type: str, name: str) -> Iterator[
 
 
 def _number(value: object) -> float | None:
+    """A weight as a finite float; None for anything else (a link, NaN, 1e999, 10**400)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def model_name(value: str, node_id: str = "", input_name: str = "") -> str:

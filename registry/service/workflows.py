@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from registry.domain.access import Principal
 from registry.domain.errors import UnsupportedMediaTypeError
@@ -26,6 +27,7 @@ MAX_CANDIDATES = 20  # listed per requirement; the status counts them all
 _NAMES_PER_QUERY = 50
 _ROWS_PER_QUERY = 5000
 _PNG = b"\x89PNG\r\n\x1a\n"
+Status = Literal["resolved", "ambiguous", "missing"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Candidate:
 @dataclass(frozen=True)
 class Resolution:
     requirement: Requirement
-    status: str  # resolved | ambiguous | missing
+    status: Status
     candidates: tuple[Candidate, ...]
 
 
@@ -105,7 +107,7 @@ def _resolution(
     exact = [f for f in matches if _ends_with(f.file.path.lower(), whole, suffixes)]
     chosen = exact or matches
     blobs = {f.file.entry.blake3.hex for f in chosen}
-    status = "missing" if not blobs else "resolved" if len(blobs) == 1 else "ambiguous"
+    status: Status = "missing" if not blobs else "resolved" if len(blobs) == 1 else "ambiguous"
     return Resolution(
         requirement, status, tuple(_candidate(f, verdicts) for f in chosen[:MAX_CANDIDATES])
     )

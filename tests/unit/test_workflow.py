@@ -166,6 +166,16 @@ def test_read_workflow_reads_ui_widgets_saved_by_name() -> None:
     )
 
 
+@pytest.mark.parametrize("weight", ["NaN", "Infinity", "-1e999", "1" + "0" * 400, '["4", 1]'])
+def test_weights_that_are_no_finite_number_are_left_out(weight: str) -> None:
+    body = (
+        '{"1": {"class_type": "LoraLoader", "inputs": {"lora_name": "a.safetensors", '
+        f'"strength_model": {weight}}}}}}}'
+    )
+    (lora,) = parse_workflow(body.encode()).requirements
+    assert (lora.filename, lora.weight) == ("a.safetensors", None)
+
+
 def test_read_workflow_skips_linked_and_missing_widgets() -> None:
     doc = _ui((4, "CheckpointLoaderSimple", []), (5, "VAELoader", [None]))
     assert read_workflow(doc).requirements == ()

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from registry.api.deps import PrincipalDep, WorkflowsDep
 from registry.api.errors import documented
-from registry.wire import WorkflowResolutionOut
+from registry.wire import WorkflowCandidateOut, WorkflowRequirementOut, WorkflowResolutionOut
 
 router = APIRouter(prefix="/v1", tags=["native"])
 # A workflow in ComfyUI's UI format ({nodes: [...]}) or API format ({id: {class_type, inputs}}).
@@ -37,6 +37,13 @@ async def resolve_workflow(
     found = await run_in_threadpool(
         workflows.resolve, principal, body, request.headers.get("content-type")
     )
-    return WorkflowResolutionOut.model_validate(
-        {"requirements": [{**asdict(r.requirement), **asdict(r)} for r in found]}
+    return WorkflowResolutionOut(
+        requirements=[
+            WorkflowRequirementOut(
+                **asdict(r.requirement),
+                status=r.status,
+                candidates=[WorkflowCandidateOut(**asdict(c)) for c in r.candidates],
+            )
+            for r in found
+        ]
     )
