@@ -221,13 +221,17 @@ class Commits:
 
     def at_heads_named(self, names: Sequence[str], branch: str, limit: int) -> list[RefFile]:
         """Files whose base name is one of `names` (lower case) in the commits `branch` points
-        at, by repo. Not indexed: it reads the files at those heads, joined to the tree by
-        commit id (the tree's key), and a suffix match no index serves; a lookup per request
-        costs one pass over the files at the branch heads."""
-        path = func.lower(col(TreeRow.path))
-        wanted = or_(
-            *(or_(path == n, path.like("%/" + _escape_like(n), escape="!")) for n in names)
-        )
+        at, by repo.
+
+        No index serves this: it reads the files at those heads (joined to the tree by commit
+        id, its key) once, each path's base name computed in SQL and looked up in the names
+        (the cost grows with the files at the heads, not with the names). SQLite's lower()
+        folds ASCII only, so there other letters match in their own case."""
+        path = col(TreeRow.path)
+        # The part after the last `/`, in SQL both databases speak: rtrim strips the trailing
+        # characters that are not `/`, leaving the folder, which replace then removes.
+        folder = func.rtrim(path, func.replace(path, "/", ""))
+        wanted = func.lower(func.replace(path, folder, "")).in_(names)
         rows = self._session.execute(
             sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
             .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
@@ -249,9 +253,3 @@ def _ref_files(rows: Iterable[Sequence[Any]]) -> list[RefFile]:
         )
         for row in rows
     ]
-
-
-def _escape_like(text: str) -> str:
-    """`text` matched literally by LIKE ... ESCAPE '!' (not a backslash: Postgres and SQLite
-    read a backslash in a string literal differently)."""
-    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")

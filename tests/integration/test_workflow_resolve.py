@@ -55,7 +55,7 @@ def published(node: RunningNode, make_token: Callable[..., str]) -> str:
         "admin/sdxl-copy": {"weights/base.safetensors": BASE},
         "admin/style-a": {"style.safetensors": LORA},
         "admin/style-b": {"loras/style.safetensors": OTHER_LORA},
-        # A name that `4x_nowhere.pth` would match if `_` were a LIKE wildcard.
+        # What `4x_nowhere.pth` would match if `_` were a LIKE wildcard.
         "admin/embeddings": {"neg.pt": NEG, "up/4xZnowhere.pth": b"not it"},
     }.items():
         admin.create_repo(repo)
@@ -210,7 +210,8 @@ def test_files_at_heads_are_found_by_exact_base_name_only(node: RunningNode) -> 
             found = tx.commits.at_heads_named(names, "refs/heads/main", 100)
         return [(f.repo.repo.full_name, f.file.path) for f in found]
 
-    assert named("4x_nowhere.pth", "4x%.pth", "neg!.pt") == []  # LIKE's wildcards taken literally
+    # No pattern matching: `_` and `%` are letters, a folder is no base name.
+    assert named("4x_nowhere.pth", "4x%.pth", "%", "sdxl", "up", "") == []
     assert named("style.safetensors") == [
         ("admin/style-a", "style.safetensors"),
         ("admin/style-b", "loras/style.safetensors"),
