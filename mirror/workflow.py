@@ -112,7 +112,16 @@ def pull_workflow(
             rows[key] = _pull_one(
                 requirement, models, downloader, node.name, dry_run, refuse_unsafe
             )
+    _remove_if_empty(models / PARTIAL_DIR)
     return list(rows.values())
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """The partial files' directory, once every download in it finished."""
+    try:
+        directory.rmdir()
+    except OSError:  # absent, or holding a partial file a later pull resumes from
+        pass
 
 
 def _pull_one(

@@ -107,6 +107,7 @@ def test_workflow_pull_takes_each_model_from_the_source_that_has_it(
     assert rows["loras/style.safetensors"][1].startswith(f"s3://{s3_bucket}")
     # Nothing but the models (no partial files left behind, nothing beside DIR/models).
     assert sorted(p.name for p in comfy.iterdir()) == ["models"]
+    assert sorted(p.name for p in (comfy / "models").iterdir()) == ["checkpoints", "loras"]
 
     again = workflow_pull(home, flow, comfy, s3=s3)
     assert again.returncode == 0, again.stderr[-3000:]
