@@ -15,6 +15,7 @@ Model names are data from a stranger: `model_name` refuses any that could leave 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -30,6 +31,7 @@ MAX_NODES = 10_000
 MAX_VALUES = 1_000_000  # every value of the document, containers included
 MAX_STRING = 256 * 1024  # characters; the longest prompts are a few thousand
 MAX_NAME = 1024  # characters of a model name
+MAX_REQUIREMENTS = 500  # model files named; big workflows name a few dozen
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
 
 Format = Literal["api", "ui"]
@@ -73,6 +75,7 @@ LOADERS: dict[str, Loader] = {
 _EMBEDDING = re.compile(r"embedding:([^\s,()\[\]<>:|\"]+)(?::(-?\d+(?:\.\d+)?)\))?")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _NOT_RUN = (2, 4)  # a UI node's mode: muted ("never") or bypassed; it loads nothing
+_NOTES = ("Note", "MarkdownNote")  # text for people: an `embedding:` in it loads nothing
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,16 @@ def read_workflow(document: object) -> Workflow:
     graph = _graph(document)
     _check_caps(document)
     if isinstance(graph, list):
-        return Workflow("ui", tuple(_ui_requirements(graph)))
-    return Workflow("api", tuple(_api_requirements(graph)))
+        return Workflow("ui", _capped(_ui_requirements(graph)))
+    return Workflow("api", _capped(_api_requirements(graph)))
+
+
+def _capped(requirements: Iterator[Requirement]) -> tuple[Requirement, ...]:
+    """At most MAX_REQUIREMENTS (each costs a lookup; a prompt can name thousands)."""
+    found = tuple(itertools.islice(requirements, MAX_REQUIREMENTS + 1))
+    if len(found) > MAX_REQUIREMENTS:
+        raise _too_large("requirements", MAX_REQUIREMENTS)
+    return found
 
 
 def _graph(document: object) -> dict[str, object] | list[tuple[str, object]]:
@@ -230,6 +241,8 @@ def _ui_requirements(nodes: list[tuple[str, object]]) -> Iterator[Requirement]:
         loader = LOADERS.get(node_type)
         if loader is not None:
             yield from _ui_loader(loader, widgets, node_id, node_type)
+        if node_type in _NOTES:
+            continue
         for position, value in enumerate(widgets):
             if isinstance(value, str):
                 yield from _embeddings(value, node_id, node_type, f"widget_{position}")

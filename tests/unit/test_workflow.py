@@ -12,6 +12,7 @@ from registry.domain.errors import WorkflowInvalidError, WorkflowTooLargeError
 from registry.domain.workflow import (
     MAX_BYTES,
     MAX_NODES,
+    MAX_REQUIREMENTS,
     MAX_STRING,
     Requirement,
     basenames,
@@ -124,7 +125,7 @@ def test_read_workflow_reads_ui_widgets_by_position() -> None:
             (18, "CheckpointLoader", ["v1.yaml", "old.ckpt"]),
             (6, "CLIPTextEncode", ["photo, embedding:EasyNegative.safetensors"]),
             (19, "KSampler", [1, "randomize", 20, 7, "euler", "normal", 1]),
-            (20, "Note", ["not a model.safetensors"]),
+            (20, "Note", ["not a model.safetensors, nor embedding:this"]),
         )
     )
     assert workflow.format == "ui"
@@ -284,6 +285,17 @@ def test_parse_workflow_refuses_oversize_bytes_and_strings() -> None:
     with pytest.raises(WorkflowTooLargeError) as caught:
         read_workflow(doc)
     assert caught.value.detail["cap"] == "string length"
+
+
+def test_read_workflow_refuses_too_many_requirements() -> None:
+    text = " ".join(f"embedding:e{i}" for i in range(MAX_REQUIREMENTS + 1))
+    doc = {"1": {"class_type": "CLIPTextEncode", "inputs": {"text": text}}}
+    with pytest.raises(WorkflowTooLargeError) as caught:
+        read_workflow(doc)
+    assert caught.value.detail == {"cap": "requirements", "max": MAX_REQUIREMENTS}
+    fits = " ".join(f"embedding:e{i}" for i in range(MAX_REQUIREMENTS))
+    doc = {"1": {"class_type": "CLIPTextEncode", "inputs": {"text": fits}}}
+    assert len(read_workflow(doc).requirements) == MAX_REQUIREMENTS
 
 
 def test_read_workflow_refuses_too_many_values_quickly() -> None:
