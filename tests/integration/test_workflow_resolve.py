@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -221,3 +222,39 @@ def test_files_at_heads_are_found_by_exact_base_name_only(node: RunningNode) -> 
         ("admin/sdxl", "SDXL/base.safetensors"),
         ("admin/sdxl-copy", "weights/base.safetensors"),
     ]
+
+
+def _many_nodes(count: int) -> bytes:
+    node = '{"class_type":"VAELoader","inputs":{"vae_name":"v.pt"}}'
+    return ("{" + ",".join(f'"{i}":{node}' for i in range(count)) + "}").encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "cap"),
+    [
+        (b"[" * 900_000 + b"]" * 100, "depth"),  # unbalanced too: refused before it matters
+        (b'{"nodes": [], "x": ' + b'{"a":' * 150_000 + b"1" + b"}" * 150_000 + b"}", "depth"),
+        (_many_nodes(15_000), "nodes"),
+        (b'{"nodes": [], "x": "' + b"x" * 300_000 + b'"}', "string length"),
+        (b'{"nodes": [], "x": [' + b"0," * 450_000 + b"0]}", None),  # legal: answered
+    ],
+    ids=["brackets", "objects", "nodes", "string", "values"],
+)
+def test_resolve_answers_hostile_workflows_in_bounded_time(
+    node: RunningNode, body: bytes, cap: str | None
+) -> None:
+    assert len(body) <= node.settings.limits.max_json_bytes
+    with node.client() as http:
+        started = time.monotonic()
+        answer = http.post("/v1/workflows/resolve", content=body)
+        elapsed = time.monotonic() - started
+        if cap is None:
+            assert answer.status_code == 200 and answer.json() == {"requirements": []}
+        else:
+            assert (answer.status_code, answer.headers["X-Error-Code"]) == (
+                413,
+                "WorkflowTooLarge",
+            )
+            assert answer.json()["detail"]["cap"] == cap
+        assert elapsed < 3, elapsed
+        assert http.get("/v1/health").status_code == 200  # the node is still there
