@@ -40,6 +40,7 @@ from registry.api.routes import (
     status,
     sync,
     tokens,
+    workflows,
     xet,
 )
 from registry.api.stopping import CancelledAtStop
@@ -95,6 +96,7 @@ def create_app(
     routes: list[BaseRoute] = []
     for module in (
         native,
+        workflows,
         discovery,
         sync,
         snapshot,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import Session, col, select
 
 from registry.domain.commit import TreeEntry
@@ -239,11 +239,39 @@ class Commits:
             .order_by(col(Repo.namespace), col(Repo.name), col(Ref.name))
             .limit(limit)
         ).all()
-        return [
-            RefFile(
-                record_of(row[-1]),
-                RefRecord(row[-2].name, row[-2].commit_id, row[-2].version),
-                tree_file(row[:-2]),
-            )
-            for row in rows
-        ]
+        return _ref_files(rows)
+
+    def at_heads_named(self, names: Sequence[str], branch: str, limit: int) -> list[RefFile]:
+        """Files whose base name is one of `names` (lower case) in the commits `branch` points
+        at, by repo.
+
+        No index serves this: it reads the files at those heads (joined to the tree by commit
+        id, its key) once, each path's base name computed in SQL and looked up in the names
+        (the cost grows with the files at the heads, not with the names). SQLite's lower()
+        folds ASCII only, so there other letters match in their own case."""
+        path = col(TreeRow.path)
+        # The part after the last `/`, in SQL both databases speak: rtrim strips the trailing
+        # characters that are not `/`, leaving the folder, which replace then removes.
+        folder = func.rtrim(path, func.replace(path, "/", ""))
+        wanted = func.lower(func.replace(path, folder, "")).in_(names)
+        rows = self._session.execute(
+            sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
+            .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
+            .join(Repo, col(Repo.id) == Ref.repo_id)
+            .where(col(Ref.name) == branch, wanted)
+            .order_by(col(Repo.namespace), col(Repo.name), col(TreeRow.path))
+            .limit(limit)
+        ).all()
+        return _ref_files(rows)
+
+
+def _ref_files(rows: Iterable[Sequence[Any]]) -> list[RefFile]:
+    """Rows of `TREE_COLUMNS`, then a Ref and its Repo."""
+    return [
+        RefFile(
+            record_of(row[-1]),
+            RefRecord(row[-2].name, row[-2].commit_id, row[-2].version),
+            tree_file(row[:-2]),
+        )
+        for row in rows
+    ]

@@ -26,6 +26,7 @@ from registry.service.settings import RepoSettingsService
 from registry.service.snapshot import SnapshotService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
+from registry.service.workflows import WorkflowService
 from registry.service.xet import XetService
 from registry.settings import Settings
 
@@ -56,3 +57,4 @@ class Services:
     xet: XetService
     repo_settings: RepoSettingsService
     repo_pages: RepoPageService
+    workflows: WorkflowService
