@@ -218,15 +218,37 @@ class Downloader:
 
     def _file(self, file: ManifestFile, where: Location, to: Path, result: DownloadResult) -> Path:
         final = _inside(to, file.path)
-        if final.exists() and final.stat().st_size == file.size and _verified(final, file):
-            return final  # already here and correct
-        partial = to / PARTIAL_DIR / (file.blake3 or file.sha256 or file.git_sha1 or "x")
+        fetched = self.fetch_to(file, where, final, to / PARTIAL_DIR)
+        if fetched is not None:
+            result.sources_used[file.path], received = fetched
+            result.fetched_bytes += received
+        return final
+
+    def live(self) -> list[Source]:
+        """The sources that answer a probe now, in the order downloads try them."""
+        self._probe()
+        return [s for s in self._ordered() if s.name not in self._down]
+
+    def fetch_to(
+        self, file: ManifestFile, where: Location, final: Path, partials: Path
+    ) -> tuple[str, int] | None:
+        """One file into `final` (the caller checked where that is), its partial kept under
+        `partials` until it verifies; None when `final` already holds the right bytes, else
+        the source that sent them and how many bytes all attempts received now.
+
+        Raises:
+            AllSourcesFailedError: no source sent the right bytes; names each and why.
+        """
+        if final.exists() and final.stat().st_size == file.size and verified(final, file):
+            return None  # already here and correct
+        partial = partials / (file.blake3 or file.sha256 or file.git_sha1 or "x")
         partial.parent.mkdir(parents=True, exist_ok=True)
         failures: list[tuple[str, str]] = []
+        received = 0  # by every attempt, wrong bytes included
         for source in self._ordered():
             try:
-                received, hashed = self._fetch(source, file, where, partial)
-                result.fetched_bytes += received
+                count, hashed = self._fetch(source, file, where, partial)
+                received += count
             except Exception as exc:  # this source failed for this file: the next one
                 self._failed(source)
                 failures.append((source.name, _why(exc)))
@@ -234,7 +256,7 @@ class Downloader:
                     "download failed source=%s path=%s error=%s", source.name, file.path, exc
                 )
                 continue
-            if not (hashed == file.blake3 if hashed else _verified(partial, file)):
+            if not (hashed == file.blake3 if hashed else verified(partial, file)):
                 self._failed(source)
                 failures.append(
                     (source.name, f"DigestMismatch: {file.path} did not match the manifest")
@@ -245,8 +267,7 @@ class Downloader:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, final)
             _done_file(partial).unlink(missing_ok=True)
-            result.sources_used[file.path] = source.name
-            return final
+            return source.name, received
         raise _failures_error(f"downloading {file.path}", failures)
 
     def _spans(self, size: int) -> list[tuple[int, int]]:
@@ -419,7 +440,7 @@ def _discard(partial: Path) -> None:
     _done_file(partial).unlink(missing_ok=True)
 
 
-def _verified(path: Path, file: ManifestFile) -> bool:
+def verified(path: Path, file: ManifestFile) -> bool:
     """Does the file hash to what the manifest says (BLAKE3, else SHA-256, else git id)?"""
     if path.stat().st_size != file.size:
         return False

@@ -25,7 +25,7 @@ from registry.domain.errors import (
 )
 from registry.domain.manifest import Manifest, ManifestFile
 from registry.domain.names import RepoType, check_repo_path
-from registry.wire import SecurityStatus
+from registry.wire import SecurityStatus, WorkflowResolutionOut
 
 Sink = Callable[[int, memoryview], None]  # where the bytes at a file offset go
 
@@ -116,6 +116,10 @@ class NodeSource:
             raise BlobNotFoundError(f"{self.name} serves blobs by BLAKE3; {file.path} has none")
         url = f"{self.name}/v1/blobs/{file.blake3}"
         get_range_into(url, self._headers, span[0], span[1], sink)
+
+    def resolve_workflow(self, workflow: bytes) -> WorkflowResolutionOut:
+        """The node's answer to `POST /v1/workflows/resolve` for a workflow's JSON."""
+        return self._client.resolve_workflow(workflow)
 
     def scan_report(self, repo_type: str, repo: str, commit: str) -> ScanReport:
         # The Hub-compatible repo info carries the verdicts (`securityRepoStatus`), pinned to

@@ -70,6 +70,7 @@ from registry.service.status import StatusService
 from registry.service.uploads import UploadService
 from registry.service.whereabouts import WhereaboutsService
 from registry.service.worker import Worker
+from registry.service.workflows import WorkflowService
 from registry.service.xet import XetRecipes, XetService
 from registry.settings import Settings
 from registry.storage import BlobStore
@@ -339,6 +340,7 @@ class Runtime:
                 self.blobs,
                 self.madewith,
             ),
+            workflows=WorkflowService(self.db, self.scans),
         )
 
     def boot(self) -> str | None:

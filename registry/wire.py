@@ -821,3 +821,28 @@ class NewTitleOut(BaseModel):
 
 class NewStatusOut(BaseModel):
     newStatus: EventOut
+
+
+class WorkflowCandidateOut(BaseModel):
+    repo: str
+    revision: str  # the commit the repo's default branch points at
+    path: str
+    blake3: str
+    sha256: str
+    size: int
+    scan: str | None  # pending | clean | unsafe | error; null: a kind of file not scanned
+
+
+class WorkflowRequirementOut(BaseModel):
+    node_id: str
+    node_type: str
+    input: str
+    filename: str
+    folder: str  # ComfyUI's models/<folder>
+    weight: float | None = None
+    status: Literal["resolved", "ambiguous", "missing"]
+    candidates: list[WorkflowCandidateOut]
+
+
+class WorkflowResolutionOut(BaseModel):
+    requirements: list[WorkflowRequirementOut]

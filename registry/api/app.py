@@ -41,6 +41,7 @@ from registry.api.routes import (
     status,
     sync,
     tokens,
+    workflows,
     xet,
 )
 from registry.api.stopping import CancelledAtStop
@@ -97,6 +98,7 @@ def create_app(
     for module in (
         native,
         images,
+        workflows,
         discovery,
         sync,
         snapshot,

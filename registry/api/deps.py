@@ -37,6 +37,7 @@ from registry.service.settings import RepoSettingsService
 from registry.service.snapshot import SnapshotService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
+from registry.service.workflows import WorkflowService
 from registry.service.xet import XetService
 from registry.settings import Settings
 
@@ -95,3 +96,4 @@ RepoSettingsDep = Annotated[RepoSettingsService, Depends(_part("repo_settings"))
 RepoPagesDep = Annotated[RepoPageService, Depends(_part("repo_pages"))]
 AuthDep = Annotated[AuthService, Depends(_part("auth"))]
 OrgsDep = Annotated[OrgService, Depends(_part("orgs"))]
+WorkflowsDep = Annotated[WorkflowService, Depends(_part("workflows"))]

@@ -36,6 +36,7 @@ STATUS = [
     (e.PeerError, 409),
     (e.PreconditionError, 412),
     (e.TooLargeError, 413),
+    (e.UnsupportedMediaTypeError, 415),
     (e.RangeNotSatisfiableError, 416),
     (e.InvalidError, 400),
     (e.UnprocessableError, 422),

@@ -16,6 +16,7 @@ from registry.cli.serve import serve
 from registry.cli.token import token
 from registry.cli.transfer import pull, push
 from registry.cli.verify import verify
+from registry.cli.workflow import workflow
 
 
 @click.group()
@@ -24,7 +25,21 @@ def cli() -> None:
     """modelyard: a federated, mirror-friendly registry for AI model files."""
 
 
-for _command in (serve, token, org, access, peer, mirror, pull, push, gc, verify, recover, openapi):
+for _command in (
+    serve,
+    token,
+    org,
+    access,
+    peer,
+    mirror,
+    pull,
+    push,
+    workflow,
+    gc,
+    verify,
+    recover,
+    openapi,
+):
     cli.add_command(_command)
 
 

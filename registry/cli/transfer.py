@@ -21,7 +21,7 @@ DEFAULT_SOURCE = DEFAULT_NODE_URL
 EXIT_REFUSED_UNSAFE = 7  # `pull --refuse-unsafe` left flagged files out (2-6: common.EXIT_CODES)
 
 
-class _Bars:
+class Bars:
     """One progress bar per file, fed from the downloader's threads."""
 
     def __init__(self) -> None:
@@ -82,7 +82,7 @@ def pull(
     from mirror import Downloader
 
     repo, _, revision = spec.partition("@")
-    bars = _Bars()
+    bars = Bars()
     try:
         with Downloader(
             sources or [DEFAULT_SOURCE], token=given_or_env_token(token), progress=bars

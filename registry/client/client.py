@@ -33,7 +33,7 @@ from registry.domain import errors as e
 from registry.domain.digest import Digest
 from registry.domain.manifest import Manifest, parse_manifest
 from registry.domain.urls import safe_url
-from registry.wire import FeedOut, FeedPositionOut, Health, SetAsideOut
+from registry.wire import FeedOut, FeedPositionOut, Health, SetAsideOut, WorkflowResolutionOut
 
 logger = logging.getLogger(__name__)
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -271,6 +271,19 @@ class RegistryClient:
     def manifest(self, repo_type: str, repo: str, revision: str) -> Manifest:
         path = f"/v1/repos/{repo_type}/{repo}/manifest/{quote(revision, safe='')}"
         return parse_manifest(self._get(path).json())
+
+    def resolve_workflow(self, workflow: bytes) -> WorkflowResolutionOut:
+        """The models a ComfyUI workflow (JSON) needs and the files on the node that match
+        them; retried like a GET, since it changes nothing."""
+        for attempt in self._retrying():
+            with attempt:
+                response = self._http.post(
+                    "/v1/workflows/resolve",
+                    content=workflow,
+                    headers={"content-type": "application/json"},
+                )
+                raise_for_error(response)
+        return WorkflowResolutionOut.model_validate(response.json())
 
     def hub(
         self,

@@ -15,12 +15,16 @@ Each family is listed with the codes it holds, its own first:
     │                         DigestMismatch (XorbHashMismatch, VerificationMismatch,
     │                         FileHashMismatch, Sha256Mismatch), SizeMismatch, MissingObject,
     │                         XetUnsupported, XetInvalid, XorbMissing, BadSafetensors,
-    │                         BadGenerationData (image metadata over its caps, or no image)
+    │                         BadGenerationData (image metadata over its caps, or no image),
+    │                         WorkflowInvalid (not a ComfyUI workflow, or a model name in
+    │                         one that could escape its folder)
     ├── UnprocessableError    Unprocessable, InvalidPath (a repo path that is not one, 422 as
     │                         on the Hub); a peer's or mirror's URL or credential is refused:
     │                         InvalidUrl (UrlSchemeNotAllowed, UrlHasCredentials,
     │                         UrlHostMissing), InvalidCredential
-    ├── TooLargeError         PayloadTooLarge
+    ├── TooLargeError         PayloadTooLarge, WorkflowTooLarge (a workflow over a cap: bytes,
+    │                         nesting depth, nodes, values or string length)
+    ├── UnsupportedMediaTypeError  UnsupportedMediaType (a body of a type the route does not read)
     ├── RangeNotSatisfiableError  RangeNotSatisfiable (no byte range asked for is in the file)
     ├── UnauthorizedError     Unauthorized (no or bad token), TokenRevoked, TokenExpired
     ├── ForbiddenError        Forbidden (token lacks the right)
@@ -267,6 +271,13 @@ class GenerationParseError(InvalidError):
     code = "BadGenerationData"
 
 
+class WorkflowInvalidError(InvalidError):
+    """A body that is not a ComfyUI workflow, or a model name in one that could escape its
+    folder (absolute, `..`, a drive letter, NUL); `detail` names the node and input."""
+
+    code = "WorkflowInvalid"
+
+
 class UnprocessableError(RegistryError):
     """Well-formed input the node refuses to act on (a URL it will not contact, say)."""
 
@@ -307,6 +318,16 @@ class RangeNotSatisfiableError(RegistryError):
 
 class TooLargeError(RegistryError):
     code = "PayloadTooLarge"
+
+
+class WorkflowTooLargeError(TooLargeError):
+    """A ComfyUI workflow over one of the caps of `registry.domain.workflow`."""
+
+    code = "WorkflowTooLarge"
+
+
+class UnsupportedMediaTypeError(RegistryError):
+    code = "UnsupportedMediaType"
 
 
 class UnauthorizedError(RegistryError):
@@ -503,6 +524,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         XorbMissingError,
         SafetensorsError,
         GenerationParseError,
+        WorkflowInvalidError,
         UnprocessableError,
         InvalidUrlError,
         UrlSchemeError,
@@ -511,6 +533,8 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         InvalidCredentialError,
         RangeNotSatisfiableError,
         TooLargeError,
+        WorkflowTooLargeError,
+        UnsupportedMediaTypeError,
         UnauthorizedError,
         TokenRevokedError,
         TokenExpiredError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy
 from sqlalchemy import ColumnElement, and_, func, or_
@@ -231,17 +231,15 @@ class Commits:
                 wanted = col(TreeRow.blake3).in_(
                     self._hashed(col(ModelHash.autov1) == value, limit)
                 )
-        return self._ref_files(wanted, limit)
+        return self._under_refs_where(wanted, limit)
 
     def named(self, names: Iterable[str], limit: int) -> list[RefFile]:
-        """Files under refs whose base name, in lower case, is one of `names` (lower case).
-        Base names are not indexed: this reads every path under a ref (images name a handful
-        of files, and are resolved when asked about)."""
-        path = func.lower(col(TreeRow.path))
-        wanted = or_(*(or_(path == n, path.endswith("/" + n, autoescape=True)) for n in set(names)))
-        return self._ref_files(wanted, limit)
+        """Files under any ref whose base name, in lower case, is one of `names` (lower
+        case), by repo and ref name; it costs what `at_heads_named` does, over every ref."""
+        wanted = func.lower(_base_name()).in_(set(names))
+        return self._under_refs_where(wanted, limit)
 
-    def _ref_files(self, wanted: ColumnElement[bool], limit: int) -> list[RefFile]:
+    def _under_refs_where(self, wanted: ColumnElement[bool], limit: int) -> list[RefFile]:
         rows = self._session.execute(
             sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
             .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
@@ -250,11 +248,42 @@ class Commits:
             .order_by(col(Repo.namespace), col(Repo.name), col(Ref.name))
             .limit(limit)
         ).all()
-        return [
-            RefFile(
-                record_of(row[-1]),
-                RefRecord(row[-2].name, row[-2].commit_id, row[-2].version),
-                tree_file(row[:-2]),
-            )
-            for row in rows
-        ]
+        return _ref_files(rows)
+
+    def at_heads_named(self, names: Sequence[str], branch: str, limit: int) -> list[RefFile]:
+        """Files whose base name is one of `names` (lower case) in the commits `branch` points
+        at, by repo.
+
+        No index serves this: it reads the files at those heads (joined to the tree by commit
+        id, its key) once, each path's base name computed in SQL and looked up in the names
+        (the cost grows with the files at the heads, not with the names). SQLite's lower()
+        folds ASCII only, so there other letters match in their own case."""
+        wanted = func.lower(_base_name()).in_(names)
+        rows = self._session.execute(
+            sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
+            .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
+            .join(Repo, col(Repo.id) == Ref.repo_id)
+            .where(col(Ref.name) == branch, wanted)
+            .order_by(col(Repo.namespace), col(Repo.name), col(TreeRow.path))
+            .limit(limit)
+        ).all()
+        return _ref_files(rows)
+
+
+def _base_name() -> ColumnElement[str]:
+    """A tree path's part after its last `/`, in SQL both databases speak: rtrim strips the
+    trailing characters that are not `/`, leaving the folder, which replace then removes."""
+    path = col(TreeRow.path)
+    return func.replace(path, func.rtrim(path, func.replace(path, "/", "")), "")
+
+
+def _ref_files(rows: Iterable[Sequence[Any]]) -> list[RefFile]:
+    """Rows of `TREE_COLUMNS`, then a Ref and its Repo."""
+    return [
+        RefFile(
+            record_of(row[-1]),
+            RefRecord(row[-2].name, row[-2].commit_id, row[-2].version),
+            tree_file(row[:-2]),
+        )
+        for row in rows
+    ]

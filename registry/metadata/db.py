@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from registry.domain.errors import DatabaseUnavailableError, InsufficientStorageError
 from registry.metadata.schema import migrate
@@ -176,6 +178,10 @@ _DATABASE_OID = text("SELECT oid FROM pg_database WHERE datname = current_databa
 _NEXT_GENERATION = text("UPDATE counter SET value = value + 1 WHERE name = 'generation'")
 
 
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
 def _engine(url: str, *, immediate: bool, busy_timeout: float) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
@@ -190,12 +196,19 @@ def _engine(url: str, *, immediate: bool, busy_timeout: float) -> Engine:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            f"busy_timeout={int(busy_timeout * 1000)}",
-            "foreign_keys=ON",
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        # Switching a new file to WAL needs its exclusive lock; two processes opening it at
+        # once can each hold a shared one, and SQLite then fails one at once (a deadlock, so
+        # no busy wait): try again, within the busy timeout.
+        for attempt in Retrying(
+            retry=retry_if_exception(_locked),
+            stop=stop_after_delay(busy_timeout),
+            wait=wait_random(0.01, 0.2),
+            reraise=True,
         ):
+            with attempt:
+                cursor.execute("PRAGMA journal_mode=WAL")
+        for pragma in ("synchronous=FULL", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

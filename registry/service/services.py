@@ -27,6 +27,7 @@ from registry.service.settings import RepoSettingsService
 from registry.service.snapshot import SnapshotService
 from registry.service.status import StatusService
 from registry.service.uploads import UploadService
+from registry.service.workflows import WorkflowService
 from registry.service.xet import XetService
 from registry.settings import Settings
 
@@ -58,3 +59,4 @@ class Services:
     repo_settings: RepoSettingsService
     repo_pages: RepoPageService
     madewith: MadeWithService
+    workflows: WorkflowService

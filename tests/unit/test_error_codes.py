@@ -32,6 +32,7 @@ FAMILY_STATUS: list[tuple[type[e.RegistryError], int]] = [
     (e.InvalidError, 400),
     (e.UnprocessableError, 422),
     (e.TooLargeError, 413),
+    (e.UnsupportedMediaTypeError, 415),
     (e.RangeNotSatisfiableError, 416),
     (e.UnauthorizedError, 401),
     (e.ForbiddenError, 403),
