@@ -108,7 +108,7 @@ class MadeWithService:
         with self._db.read() as tx:
             records, named = tx.images.of(hexes), tx.images.resources(hexes)
             resolve = _Resolver(tx, principal)
-            resolve.named(r for rs in named.values() for r in rs)
+            resolve.prepare(r for rs in named.values() for r in rs)
             images = []
             for f in files:
                 b3 = f.entry.blake3.hex
@@ -144,7 +144,7 @@ class MadeWithService:
             keys = {name_key(f.path) for f in files}
             resolve = _Resolver(tx, principal)
             naming = tx.images.naming(hashes, keys, MAX_USED_BY)
-            resolve.named(resource for _, resource in naming)
+            resolve.prepare(resource for _, resource in naming)
             for image, resource in naming:
                 link = resolve(resource)
                 if any(c.blake3 in targets for c in link.candidates):
@@ -188,8 +188,9 @@ _BY_LENGTH: dict[int, tuple[HashKind, ...]] = {
 @dataclass
 class _Resolver:
     """Resolves resources within one read transaction, remembering what it looked up. File
-    names are not indexed, so the names of a whole answer are looked up in one statement
-    (`named`) before resolving: one pass over the paths under refs, not one per resource."""
+    names are not indexed (a lookup reads every path under a ref), so `prepare` resolves a
+    whole answer's hashes first and then looks up, in one statement, the names of only the
+    resources no hash resolved."""
 
     tx: Tx
     principal: Principal
@@ -198,9 +199,41 @@ class _Resolver:
     )
     _by_name: dict[str, tuple[Candidate, ...]] = field(default_factory=dict)
 
-    def named(self, resources: Iterable[Resource]) -> None:
-        """Look up the files these resources' names may match, all at once."""
-        self._names({name_key(r.name) for r in resources})
+    def prepare(self, resources: Iterable[Resource]) -> None:
+        left: set[str] = set()
+        for r in resources:
+            key = (r.hash, name_key(r.name))
+            if key not in self._seen:
+                hits = self._by_hash(r.hash)
+                if hits:
+                    self._seen[key] = ("hash", hits)
+                else:
+                    left.add(key[1])
+        self._names(left)
+
+    def __call__(self, r: Resource) -> Link:
+        key = (r.hash, name_key(r.name))
+        if key not in self._seen:
+            self._seen[key] = self._find(*key)
+        match, candidates = self._seen[key]
+        return Link(r.kind, r.name, r.hash, r.weight, match, candidates)
+
+    def _find(self, written: str | None, key: str) -> tuple[str, tuple[Candidate, ...]]:
+        hits = self._by_hash(written)
+        if hits:
+            return "hash", hits
+        self._names({key})
+        hits = self._by_name.get(key, ())
+        return ("name", hits) if hits else ("unresolved", ())
+
+    def _by_hash(self, written: str | None) -> tuple[Candidate, ...]:
+        if not written or not _HEX.fullmatch(written):
+            return ()
+        for kind in _BY_LENGTH.get(len(written), ("sha256_prefix",)):
+            hits = self._visible(self.tx.commits.under_refs(written, kind, MAX_CANDIDATES))
+            if hits:
+                return hits
+        return ()
 
     def _names(self, wanted: set[str]) -> None:
         keys = wanted - set(self._by_name) - {""}
@@ -213,25 +246,6 @@ class _Resolver:
             if group is not None and len(group) < MAX_CANDIDATES:
                 group.append(hit)
         self._by_name.update({key: tuple(hits) for key, hits in found.items()})
-
-    def __call__(self, r: Resource) -> Link:
-        key = (r.hash, name_key(r.name))
-        if key not in self._seen:
-            self._seen[key] = self._find(*key)
-        match, candidates = self._seen[key]
-        return Link(r.kind, r.name, r.hash, r.weight, match, candidates)
-
-    def _find(self, written: str | None, key: str) -> tuple[str, tuple[Candidate, ...]]:
-        if written and _HEX.fullmatch(written):
-            for kind in _BY_LENGTH.get(len(written), ("sha256_prefix",)):
-                hits = self._visible(self.tx.commits.under_refs(written, kind, MAX_CANDIDATES))
-                if hits:
-                    return "hash", hits
-        if key:
-            self._names({key})
-            if self._by_name[key]:
-                return "name", self._by_name[key]
-        return "unresolved", ()
 
     def _visible(self, hits: list[RefFile]) -> tuple[Candidate, ...]:
         return tuple(_candidate(h) for h in hits if can_read(self.principal, h.repo))
