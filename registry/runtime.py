@@ -41,10 +41,12 @@ from registry.service.feed import ChangeNotifier, FeedService
 from registry.service.files import FileService
 from registry.service.gc import GarbageCollector
 from registry.service.identity import NodeIdentity, write_marker
+from registry.service.images import ImageService
 from registry.service.indexer import DocBuilder, Indexer
 from registry.service.leases import Leases, holder_name
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
+from registry.service.madewith import MadeWithService
 from registry.service.mirrors import MirrorService
 from registry.service.model_metadata import ModelMetadataService
 from registry.service.modelhashes import ModelHashService
@@ -222,6 +224,14 @@ class Runtime:
         return ModelHashService(self.db, self.blobs, self.settings.hashes.batch)
 
     @cached_property
+    def images(self) -> ImageService:
+        return ImageService(self.db, self.blobs, self.settings.images.batch)
+
+    @cached_property
+    def madewith(self) -> MadeWithService:
+        return MadeWithService(self.db, self.reads, self.lookup)
+
+    @cached_property
     def docs(self) -> DocBuilder:
         return DocBuilder(self.blobs, self.cards)
 
@@ -278,8 +288,16 @@ class Runtime:
             repos=self.repos,
             reads=self.reads,
             repoinfo=RepoInfoService(
-                self.identity, self.reads, metadata, self.scans, self.downloads, self.peers
+                self.identity,
+                self.reads,
+                metadata,
+                self.scans,
+                self.downloads,
+                self.peers,
+                self.images,
+                self.madewith,
             ),
+            madewith=self.madewith,
             commits=self.commits,
             rewrite=self.rewrite,
             discussions=DiscussionService(self.db, self.identity, self.blobs),
@@ -320,6 +338,7 @@ class Runtime:
                 WhereaboutsService(self.db, self.identity, self.peers),
                 search,
                 self.blobs,
+                self.madewith,
             ),
             workflows=WorkflowService(self.db, self.scans),
         )
@@ -418,6 +437,9 @@ class Runtime:
             workers.append(
                 Worker("model-hashes", hashes.run_once, interval, leases=leases, nice=19)
             )
+        if settings.images.enabled:
+            images, interval = self.images, settings.images.interval
+            workers.append(Worker("images", images.run_once, interval, leases=leases, nice=19))
         if settings.mirror.enabled:
             pusher = Pusher(
                 self.mirrors,

@@ -146,6 +146,12 @@ class HashSettings(_Section):
     batch: PositiveInt = 20  # blobs hashed per pass, at most
 
 
+class ImageSettings(_Section):
+    enabled: bool = True  # off: images stay pending (no generation data, no "made with" links)
+    interval: float = 2.0  # seconds between passes of the image metadata job when idle
+    batch: PositiveInt = 20  # images read per pass, at most
+
+
 class IndexSettings(_Section):
     enabled: bool = True  # off: search reads every repo directly (found, just slower)
     interval: float = 0.5  # seconds between indexer passes when idle
@@ -226,6 +232,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     scan: ScanSettings = ScanSettings()
     hashes: HashSettings = HashSettings()
+    images: ImageSettings = ImageSettings()
     index: IndexSettings = IndexSettings()
     mirror: MirrorSettings = MirrorSettings()
     gc: GcSettings = GcSettings()

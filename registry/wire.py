@@ -566,6 +566,13 @@ class LineageOut(BaseModel):
     descendants: list[RelativeOut]
 
 
+class UsageOut(BaseModel):
+    """How many images of public repos on the node used a repo's model files."""
+
+    images: int
+    weights: list[float] | None = None  # [lowest, highest] weight written, if any
+
+
 class ModelMetadataOut(BaseModel):
     """What a model is, from its card, plus what was read from its files."""
 
@@ -579,6 +586,50 @@ class ModelMetadataOut(BaseModel):
     suggested_tags: list[str]  # from training metadata (kohya `ss_tag_frequency`)
     training: dict[str, str]  # kohya `ss_*` keys: base model version, network dim/alpha ...
     scan: str | None = None  # worst verdict over the scanned files: pending, clean, error, unsafe
+    used_by: UsageOut | None = None  # images on the node that used its files (model repos)
+
+
+class CandidateOut(BaseModel):
+    repo: str
+    repo_type: str
+    ref: str
+    commit: str
+    path: str
+    blake3: str
+
+
+class LinkOut(BaseModel):
+    """A model file an image names, and the files on the node it resolves to."""
+
+    kind: str  # checkpoint, lora, embedding, controlnet, upscaler, vae, unet, clip
+    name: str
+    hash: str | None
+    weight: float | None
+    match: str  # hash | name | unresolved
+    candidates: list[CandidateOut]
+
+
+class ImageOut(BaseModel):
+    path: str
+    blake3: str
+    state: str  # pending | read | none | refused
+    problem: str | None = None
+    generation: dict[str, object] | None = None  # prompt, negative_prompt, sampler, steps, ...
+    resources: list[LinkOut]
+
+
+class UsedByOut(BaseModel):
+    """An image that used a file: where it is, and what it named the file as."""
+
+    repo: str
+    repo_type: str
+    ref: str
+    path: str
+    blake3: str
+    kind: str
+    name: str
+    weight: float | None
+    match: str  # hash | name
 
 
 class LineageParentIn(BaseModel):

@@ -29,6 +29,7 @@ from registry.api.routes import (
     hf_settings,
     hf_tree,
     hf_upload,
+    images,
     mirrors,
     native,
     orgs,
@@ -96,6 +97,7 @@ def create_app(
     routes: list[BaseRoute] = []
     for module in (
         native,
+        images,
         workflows,
         discovery,
         sync,

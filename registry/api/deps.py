@@ -21,6 +21,7 @@ from registry.service.files import FileService
 from registry.service.identity import NodeIdentity
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
+from registry.service.madewith import MadeWithService
 from registry.service.mirrors import MirrorService
 from registry.service.model_metadata import ModelMetadataService
 from registry.service.orgs import OrgService
@@ -86,6 +87,7 @@ PeersDep = Annotated[PeerService, Depends(_part("peers"))]
 MirrorsDep = Annotated[MirrorService, Depends(_part("mirrors"))]
 StatusDep = Annotated[StatusService, Depends(_part("status"))]
 LookupDep = Annotated[LookupService, Depends(_part("lookup"))]
+MadeWithDep = Annotated[MadeWithService, Depends(_part("madewith"))]
 LineageDep = Annotated[LineageService, Depends(_part("lineage"))]
 SearchDep = Annotated[SearchService, Depends(_part("search"))]
 ModelMetadataDep = Annotated[ModelMetadataService, Depends(_part("model_metadata"))]

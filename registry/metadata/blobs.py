@@ -22,6 +22,8 @@ from registry.metadata.tables import (
     BlobQuarantine,
     Change,
     Commit,
+    ImageRecord,
+    ImageResource,
     MirrorOutbox,
     ModelHash,
     Repo,
@@ -201,5 +203,6 @@ class Blobs:
         gone = [d.hex for d in digests]
         if not gone:
             return
-        for table in (Blob, ScanResult, BlobQuarantine, ModelHash):
+        for table in (Blob, ScanResult, BlobQuarantine, ModelHash, ImageRecord):
             self._session.execute(delete(table).where(col(table.blake3).in_(gone)))
+        self._session.execute(delete(ImageResource).where(col(ImageResource.image).in_(gone)))

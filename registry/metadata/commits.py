@@ -231,6 +231,15 @@ class Commits:
                 wanted = col(TreeRow.blake3).in_(
                     self._hashed(col(ModelHash.autov1) == value, limit)
                 )
+        return self._under_refs_where(wanted, limit)
+
+    def named(self, names: Iterable[str], limit: int) -> list[RefFile]:
+        """Files under any ref whose base name, in lower case, is one of `names` (lower
+        case), by repo and ref name; it costs what `at_heads_named` does, over every ref."""
+        wanted = func.lower(_base_name()).in_(set(names))
+        return self._under_refs_where(wanted, limit)
+
+    def _under_refs_where(self, wanted: ColumnElement[bool], limit: int) -> list[RefFile]:
         rows = self._session.execute(
             sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
             .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
@@ -249,11 +258,7 @@ class Commits:
         id, its key) once, each path's base name computed in SQL and looked up in the names
         (the cost grows with the files at the heads, not with the names). SQLite's lower()
         folds ASCII only, so there other letters match in their own case."""
-        path = col(TreeRow.path)
-        # The part after the last `/`, in SQL both databases speak: rtrim strips the trailing
-        # characters that are not `/`, leaving the folder, which replace then removes.
-        folder = func.rtrim(path, func.replace(path, "/", ""))
-        wanted = func.lower(func.replace(path, folder, "")).in_(names)
+        wanted = func.lower(_base_name()).in_(names)
         rows = self._session.execute(
             sqlalchemy.select(*TREE_COLUMNS, Ref, Repo)
             .join(Ref, col(Ref.commit_id) == TreeRow.commit_id)
@@ -263,6 +268,13 @@ class Commits:
             .limit(limit)
         ).all()
         return _ref_files(rows)
+
+
+def _base_name() -> ColumnElement[str]:
+    """A tree path's part after its last `/`, in SQL both databases speak: rtrim strips the
+    trailing characters that are not `/`, leaving the folder, which replace then removes."""
+    path = col(TreeRow.path)
+    return func.replace(path, func.rtrim(path, func.replace(path, "/", "")), "")
 
 
 def _ref_files(rows: Iterable[Sequence[Any]]) -> list[RefFile]:

@@ -330,6 +330,32 @@ class ModelHash(SQLModel, table=True):
     hashed_ms: int = Field(sa_type=BIG)
 
 
+class ImageRecord(SQLModel, table=True):
+    """What an image blob says made it (`registry.service.images`); an image file without a
+    row is pending. `state`: read (generation data found), none (no metadata) or refused
+    (unreadable or hostile; `problem` says why); `generation` is JSON."""
+
+    __tablename__ = "image_meta"
+    blake3: str = Field(primary_key=True)
+    state: str
+    problem: str | None = None
+    generation: str | None = None
+    read_ms: int = Field(sa_type=BIG)
+
+
+class ImageResource(SQLModel, table=True):
+    """A model file an image's generation data names, looked up by hash or by name."""
+
+    __tablename__ = "image_resource"
+    image: str = Field(primary_key=True)  # the image's BLAKE3
+    position: int = Field(primary_key=True)
+    kind: str
+    name: str
+    name_key: str = Field(index=True)  # the base name, lower case, without a model extension
+    hash: str | None = Field(default=None, index=True)  # lower case, as written
+    weight: float | None = None
+
+
 class SearchEntry(SQLModel, table=True):
     """A repo as the search index last saw it; a cache of its main branch, never the truth."""
 

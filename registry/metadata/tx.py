@@ -21,6 +21,7 @@ from registry.metadata.blobs import Blobs
 from registry.metadata.changelog import ChangeLog
 from registry.metadata.commits import Commits
 from registry.metadata.discussions import Discussions
+from registry.metadata.images import Images
 from registry.metadata.leases import LeaseTable
 from registry.metadata.mirrors import Mirrors
 from registry.metadata.modelhashes import ModelHashes
@@ -76,6 +77,10 @@ class Tx:
     @cached_property
     def model_hashes(self) -> ModelHashes:
         return ModelHashes(self._session)
+
+    @cached_property
+    def images(self) -> Images:
+        return Images(self._session)
 
     @cached_property
     def access(self) -> AccessRequests:

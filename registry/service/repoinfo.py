@@ -2,10 +2,10 @@
 cache when the commit was seen before.
 
 Theory of operation: the answer for a commit depends on the commit (immutable), the repo's
-visibility and gate, whether blob details were asked for, and two things that move on their
-own: scan verdicts and download counts. `key` names exactly these, and the encoded answer is cached
-under it (`ReadCache.responses`); both the regular route and the HTTP fast path use the one
-key, so they cannot drift apart.
+visibility and gate, whether blob details were asked for, and three things that move on their
+own: scan verdicts, download counts and the images read (`used_by`). `key` names exactly
+these, and the encoded answer is cached under it (`ReadCache.responses`); both the regular
+route and the HTTP fast path use the one key, so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from registry.domain.names import RepoId, RepoType
 from registry.service.downloads import DownloadCounter
 from registry.service.files import Replica, replica_of
 from registry.service.identity import NodeIdentity
+from registry.service.images import ImageService
+from registry.service.madewith import MadeWithService
 from registry.service.model_metadata import ModelMetadataService
 from registry.service.offload import on_thread
 from registry.service.peers import PeerService
@@ -30,6 +32,7 @@ from registry.wire import (
     SecurityStatus,
     Sibling,
     SiblingLfs,
+    UsageOut,
     iso_ms,
 )
 
@@ -49,8 +52,12 @@ class RepoInfoService:
         scans: ScanService,
         counter: DownloadCounter,
         peers: PeerService,
+        images: ImageService,
+        madewith: MadeWithService,
     ) -> None:
         self._node = node
+        self._images = images
+        self._madewith = madewith
         self._reads = reads
         self._metadata = metadata
         self._scans = scans
@@ -68,6 +75,7 @@ class RepoInfoService:
             blobs,
             self._scans.version,
             self._counter.version,
+            self._images.version,
         )
 
     async def cached(
@@ -126,13 +134,25 @@ class RepoInfoService:
             downloads=snap.repo.downloads,
             tags=card.tags,
             securityRepoStatus=self._security_status(snap),
-            modelyard=ModelMetadataOut.model_validate(asdict(self._metadata.describe(snap))),
+            modelyard=ModelMetadataOut.model_validate(
+                asdict(self._metadata.describe(snap)) | {"used_by": self._usage(snap)}
+            ),
             cardData=card.data or None,
             safetensors=SafetensorsOut(parameters=weights.parameters, total=weights.total)
             if weights
             else None,
             siblings=siblings,
         )
+
+    def _usage(self, snap: Snapshot) -> UsageOut | None:
+        """Images that used this model's files; None for other repos and unused models."""
+        if snap.repo.repo.type is not RepoType.MODEL:
+            return None
+        used = self._madewith.usage(snap)
+        if not used.images:
+            return None
+        weights = None if used.low is None or used.high is None else [used.low, used.high]
+        return UsageOut(images=used.images, weights=weights)
 
     def _security_status(self, snap: Snapshot) -> SecurityStatus:
         """The Hub's `securityRepoStatus`: are scans done, and which files have issues."""

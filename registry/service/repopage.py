@@ -17,9 +17,11 @@ from registry.domain.errors import BlobNotFoundError, NotFoundError
 from registry.domain.names import NAME_PART, RESERVED_NAMESPACES, RepoId, short_ref
 from registry.domain.records import CommitRecord
 from registry.domain.search import SearchQuery
+from registry.metadata.images import Usage
 from registry.service.cards import Card, WeightsSummary
 from registry.service.family import Family, FamilyService
 from registry.service.lookup import autov2
+from registry.service.madewith import MadeWithService, RepoImage
 from registry.service.model_metadata import ModelMetadata, ModelMetadataService
 from registry.service.reads import ReadService, Snapshot
 from registry.service.scanning import SCANNED, ScanService, Verdict
@@ -71,6 +73,8 @@ class RepoView:
     gallery: list[str]  # paths of sample images
     family: Family
     places: list[Place]
+    made: dict[str, RepoImage]  # the gallery's images' generation data, by path
+    used: Usage  # images of public repos here that used its model files
 
     @property
     def flagged(self) -> list[FileRow]:
@@ -114,7 +118,9 @@ class RepoPageService:
         whereabouts: WhereaboutsService,
         search: SearchService,
         blobs: BlobStore,
+        madewith: MadeWithService,
     ) -> None:
+        self._madewith = madewith
         self._reads = reads
         self._scans = scans
         self._metadata = metadata
@@ -153,6 +159,8 @@ class RepoPageService:
             gallery[:MAX_GALLERY],
             self._family.of(principal, repo, metadata.lineage),
             self._whereabouts.places(snap.repo, snap.commit.id),
+            {i.path: i for i in self._madewith.images_at(principal, snap, MAX_GALLERY)},
+            self._madewith.usage(snap),
         )
 
     def files(self, snap: Snapshot, folder: str = "") -> list[FileRow]:

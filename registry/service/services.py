@@ -12,6 +12,7 @@ from registry.service.files import FileService
 from registry.service.identity import NodeIdentity
 from registry.service.lineage import LineageService
 from registry.service.lookup import LookupService
+from registry.service.madewith import MadeWithService
 from registry.service.mirrors import MirrorService
 from registry.service.model_metadata import ModelMetadataService
 from registry.service.orgs import OrgService
@@ -57,4 +58,5 @@ class Services:
     xet: XetService
     repo_settings: RepoSettingsService
     repo_pages: RepoPageService
+    madewith: MadeWithService
     workflows: WorkflowService

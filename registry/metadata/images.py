@@ -1,0 +1,152 @@
+"""What image blobs say made them (state, generation JSON, the model files they name), which
+image blobs are still to be read, and which images name given hashes or file names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, exists, func, or_
+from sqlmodel import Session, col, select
+
+from registry.domain.digest import Digest
+from registry.domain.generation import Resource
+from registry.domain.resources import IMAGE_SUFFIXES, name_key
+from registry.metadata.tables import (
+    Blob,
+    BlobQuarantine,
+    ImageRecord,
+    ImageResource,
+    Ref,
+    Repo,
+    TreeRow,
+)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    state: str  # read | none | refused
+    problem: str | None
+    generation: str | None  # JSON
+
+
+@dataclass(frozen=True)
+class Usage:
+    images: int
+    low: float | None  # the lowest and highest weight written, if any
+    high: float | None
+
+
+class Images:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def pending(self, limit: int) -> list[Digest]:
+        """Up to `limit` blobs stored here (recorded, not quarantined) that some tree names
+        with an image suffix, in any case, and that have no row yet."""
+        path = func.lower(col(TreeRow.path))
+        rows = self._session.exec(
+            select(TreeRow.blake3)
+            .join(Blob, col(Blob.blake3) == col(TreeRow.blake3))
+            .where(
+                or_(*(path.like(f"%{suffix}") for suffix in IMAGE_SUFFIXES)),
+                ~exists().where(col(ImageRecord.blake3) == col(TreeRow.blake3)),
+                ~exists().where(col(BlobQuarantine.blake3) == col(TreeRow.blake3)),
+            )
+            .distinct()
+            .limit(limit)
+        ).all()
+        return [Digest(h) for h in rows]
+
+    def record(
+        self,
+        digest: Digest,
+        state: str,
+        problem: str | None,
+        generation: str | None,
+        resources: Sequence[Resource],
+        at_ms: int,
+    ) -> None:
+        """Record what an image says; the first row stays (the same bytes say the same)."""
+        if self._session.get(ImageRecord, digest.hex) is not None:
+            return
+        self._session.add(
+            ImageRecord(
+                blake3=digest.hex,
+                state=state,
+                problem=problem,
+                generation=generation,
+                read_ms=at_ms,
+            )
+        )
+        for position, r in enumerate(resources):
+            self._session.add(
+                ImageResource(
+                    image=digest.hex,
+                    position=position,
+                    kind=r.kind,
+                    name=r.name,
+                    name_key=name_key(r.name),
+                    hash=r.hash.lower() if r.hash else None,
+                    weight=r.weight,
+                )
+            )
+
+    def of(self, digests: Iterable[str]) -> dict[str, StoredImage]:
+        """The records of those of these image blobs (BLAKE3 hex) that were read."""
+        rows = self._session.exec(
+            select(ImageRecord).where(col(ImageRecord.blake3).in_(set(digests)))
+        ).all()
+        return {r.blake3: StoredImage(r.state, r.problem, r.generation) for r in rows}
+
+    def resources(self, digests: Iterable[str]) -> dict[str, list[Resource]]:
+        """The model files each of these images names, in the order written."""
+        rows = self._session.exec(
+            select(ImageResource)
+            .where(col(ImageResource.image).in_(set(digests)))
+            .order_by(col(ImageResource.image), col(ImageResource.position))
+        ).all()
+        found: dict[str, list[Resource]] = {}
+        for r in rows:
+            found.setdefault(r.image, []).append(Resource(r.kind, r.name, r.hash, r.weight))
+        return found
+
+    def naming(
+        self, hashes: Iterable[str], keys: Iterable[str], limit: int
+    ) -> list[tuple[str, Resource]]:
+        """(image BLAKE3, resource) for resources written with one of these hashes or name
+        keys (both indexed)."""
+        rows = self._session.exec(
+            select(ImageResource)
+            .where(_naming(hashes, keys))
+            .order_by(col(ImageResource.image), col(ImageResource.position))
+            .limit(limit)
+        ).all()
+        return [(r.image, Resource(r.kind, r.name, r.hash, r.weight)) for r in rows]
+
+    def usage(self, hashes: Iterable[str], keys: Iterable[str]) -> Usage:
+        """How many images of public repos (under a ref) name these hashes or name keys, and
+        the weights written: one statement on the indexed columns."""
+        public_image = (
+            exists()
+            .where(col(TreeRow.blake3) == col(ImageResource.image))
+            .where(col(Ref.commit_id) == col(TreeRow.commit_id))
+            .where(col(Repo.id) == col(Ref.repo_id), col(Repo.private).is_(False))
+        )
+        count, low, high = self._session.execute(
+            select(
+                func.count(func.distinct(ImageResource.image)),
+                func.min(ImageResource.weight),
+                func.max(ImageResource.weight),
+            ).where(_naming(hashes, keys), public_image)
+        ).one()
+        return Usage(int(count), low, high)
+
+    def stored(self) -> int:
+        """How many blobs are recorded here (with the change log's head: what, unchanged,
+        means no new work; see `ImageService`)."""
+        return int(self._session.exec(select(func.count()).select_from(Blob)).one())
+
+
+def _naming(hashes: Iterable[str], keys: Iterable[str]) -> ColumnElement[bool]:
+    return or_(col(ImageResource.hash).in_(set(hashes)), col(ImageResource.name_key).in_(set(keys)))
