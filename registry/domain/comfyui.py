@@ -13,11 +13,15 @@ text's own size and no recursion limit is met.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 
-from registry.domain.errors import GenerationParseError
+from registry.domain.errors import (
+    GenerationParseError,
+    WorkflowInvalidError,
+    WorkflowTooLargeError,
+)
 from registry.domain.generation import MAX_RESOURCES, Generation, Resource
+from registry.domain.workflow import read_workflow
 
 MAX_JSON_BYTES = 8 * 1024 * 1024  # characters of one graph's JSON
 MAX_DEPTH = 64  # nesting; a UI workflow with subgraphs is ~12 deep
@@ -26,23 +30,20 @@ MAX_NODES = 10_000
 
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
-_EMBEDDING = re.compile(r"embedding:([^\s,()\[\]{}<>:]{1,200})", re.IGNORECASE)
 
-# Loader node -> (input naming the file, resource kind, input holding its weight).
-LOADERS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
-    "CheckpointLoaderSimple": (("ckpt_name", "checkpoint", None),),
-    "CheckpointLoader": (("ckpt_name", "checkpoint", None),),
-    "ImageOnlyCheckpointLoader": (("ckpt_name", "checkpoint", None),),
-    "unCLIPCheckpointLoader": (("ckpt_name", "checkpoint", None),),
-    "LoraLoader": (("lora_name", "lora", "strength_model"),),
-    "LoraLoaderModelOnly": (("lora_name", "lora", "strength_model"),),
-    "VAELoader": (("vae_name", "vae", None),),
-    "ControlNetLoader": (("control_net_name", "controlnet", None),),
-    "DiffControlNetLoader": (("control_net_name", "controlnet", None),),
-    "UpscaleModelLoader": (("model_name", "upscaler", None),),
-    "UNETLoader": (("unet_name", "unet", None),),
-    "CLIPLoader": (("clip_name", "clip", None),),
-    "DualCLIPLoader": (("clip_name1", "clip", None), ("clip_name2", "clip", None)),
+# ComfyUI's model folder (registry.domain.workflow, where the loader nodes are listed) -> the
+# kind of resource a generation record files it under.
+KINDS = {
+    "checkpoints": "checkpoint",
+    "loras": "lora",
+    "vae": "vae",
+    "controlnet": "controlnet",
+    "upscale_models": "upscaler",
+    "diffusion_models": "unet",
+    "text_encoders": "clip",
+    "clip_vision": "clip_vision",
+    "style_models": "style_model",
+    "embeddings": "embedding",
 }
 _SAMPLERS = ("KSampler", "KSamplerAdvanced")
 
@@ -104,24 +105,22 @@ def _refused(what: str, why: str) -> GenerationParseError:
 
 
 def generation_from_prompt(graph: Mapping[str, object]) -> Generation:
-    """Read an API-format graph (the `prompt` chunk) as a generation record: loader nodes
-    give the resources, the first KSampler its settings and, through its `positive` and
-    `negative` links, the prompts; `embedding:name` in any text encoder names embeddings."""
-    nodes = {k: v for k, v in graph.items() if isinstance(v, dict)}
-    resources: list[Resource] = []
-    texts: list[str] = []
-    for node in nodes.values():
-        inputs = _inputs(node)
-        for input_name, kind, weight_input in LOADERS.get(str(node.get("class_type")), ()):
-            name = inputs.get(input_name)
-            if isinstance(name, str) and name:
-                weight = _number(inputs.get(weight_input)) if weight_input else None
-                resources.append(Resource(kind, name, None, weight))
-        text = inputs.get("text")
-        if isinstance(text, str):
-            texts.append(text)
-    embeddings = {m.group(1): None for t in texts for m in _EMBEDDING.finditer(t)}
-    resources += [Resource("embedding", name) for name in embeddings]
+    """Read an API-format graph (the `prompt` chunk) as a generation record: the model files
+    its loader nodes and `embedding:name` texts name (`registry.domain.workflow`, the one
+    list of loaders) give the resources, the first KSampler its settings and, through its
+    `positive` and `negative` links, the prompts.
+
+    Raises:
+        GenerationParseError: a model name that could escape its folder, or a cap passed.
+    """
+    nodes = {k: v for k, v in graph.items() if isinstance(v, dict) and "class_type" in v}
+    try:
+        needs = read_workflow(nodes).requirements if nodes else ()
+    except (WorkflowInvalidError, WorkflowTooLargeError) as exc:
+        raise _refused("prompt", exc.message) from None
+    resources = list(
+        dict.fromkeys(Resource(KINDS[r.folder], r.filename, None, r.weight) for r in needs)
+    )
     if len(resources) > MAX_RESOURCES:
         raise _refused("prompt", f"{len(resources)} resources, over the cap of {MAX_RESOURCES}")
     return _record(nodes, resources)
@@ -157,7 +156,12 @@ def _record(nodes: dict[str, dict[str, object]], resources: list[Resource]) -> G
         embeddings=of("embedding"),
         controlnets=of("controlnet"),
         upscalers=of("upscaler"),
-        others=of("unet") + of("clip") + of("checkpoint")[1:] + of("vae")[1:],
+        others=of("unet")
+        + of("clip")
+        + of("clip_vision")
+        + of("style_model")
+        + of("checkpoint")[1:]
+        + of("vae")[1:],
     )
 
 

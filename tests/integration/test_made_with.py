@@ -173,7 +173,8 @@ def test_images_are_read_in_the_background_and_link_to_the_models_they_used(
     }
     comfy_links = links(found["comfy.png"])
     assert found["comfy.png"]["generation"]["source"] == "comfyui"
-    assert comfy_links["SDXL\\styleLora.safetensors"] == (
+    # ComfyUI's model names are paths under its folder: the Windows separator reads as "/".
+    assert comfy_links["SDXL/styleLora.safetensors"] == (
         "name",
         [("admin/style-lora", "loras/styleLora.safetensors")],
     )
@@ -188,7 +189,7 @@ def test_images_are_read_in_the_background_and_link_to_the_models_they_used(
     for form in (addnet_hash(LORA)[:12], f"autov3:{addnet_hash(LORA)[:12]}", lora_sha):
         used = get(node, f"/v1/files/by-hash/{form}/used-by")
         assert [(u["repo"], u["path"], u["name"], u["weight"], u["match"]) for u in used] == [
-            ("admin/gallery", "comfy.png", "SDXL\\styleLora.safetensors", 0.8, "name"),
+            ("admin/gallery", "comfy.png", "SDXL/styleLora.safetensors", 0.8, "name"),
             ("admin/gallery", "samples/cat.png", "mystyle", 0.7, "hash"),
         ], form
     used = get(node, f"/v1/files/by-hash/{lora_sha[:10]}/used-by")  # AutoV2 finds it too

@@ -262,6 +262,26 @@ def test_generation_from_prompt_is_lenient_with_odd_graphs():
     assert (g.prompt, g.steps, g.loras, g.checkpoint) == ("", None, (), None)
 
 
+def test_generation_from_prompt_reads_the_loaders_a_workflow_pull_knows():
+    graph = api_graph() | {
+        "14": {
+            "class_type": "CLIPVisionLoader",
+            "inputs": {"clip_name": "clip_vision_g.safetensors"},
+        },
+        "15": {"class_type": "LoraLoader", "inputs": {"lora_name": "SDXL\\detail.safetensors"}},
+    }
+    g = generation_from_prompt(graph)
+    assert Resource("clip_vision", "clip_vision_g.safetensors") in g.others
+    assert Resource("lora", "SDXL/detail.safetensors") in g.loras  # a path under loras/
+
+
+def test_generation_from_prompt_refuses_a_model_name_that_escapes_its_folder():
+    graph = api_graph()
+    graph["10"]["inputs"]["lora_name"] = "../../../etc/passwd"  # type: ignore[index]
+    with pytest.raises(GenerationParseError, match=r"\.\."):
+        generation_from_prompt(graph)
+
+
 def test_load_graph_accepts_nesting_up_to_the_cap():
     depth = comfyui.MAX_DEPTH
     assert load_graph('{"a": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}")
