@@ -8,6 +8,7 @@ so each local path is checked again here: it must stay inside `DIR/models`.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from dataclasses import dataclass
@@ -19,18 +20,19 @@ from registry.domain.errors import (
     InvalidError,
     InvalidPathError,
     RegistryError,
-    UnsupportedMediaTypeError,
     UpstreamError,
     WorkflowTooLargeError,
 )
 from registry.domain.manifest import ManifestFile
 from registry.domain.workflow import MAX_BYTES, model_name, with_extension
+from registry.service.imagemeta import embedded_workflow
 from registry.wire import WorkflowCandidateOut, WorkflowRequirementOut
 
 FLAGGED = ("unsafe", "error")  # verdicts `refuse_unsafe` skips, as `modelyard pull` does
 OK = ("downloaded", "present", "planned")
 _REMOTE = re.compile(r"^(?P<repo>[^/@:\s]+/[^/@:\s]+)(?:@(?P<rev>[^:\s]+))?:(?P<path>.+)$")
 _PNG = b"\x89PNG\r\n\x1a\n"
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a workflow in a PNG on a node: the image fetched first
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,12 @@ class Row:
 
 
 def read_workflow_source(spec: str, downloader: Downloader) -> bytes:
-    """A workflow's JSON from a local file, or from `repo[@rev]:path` on the sources.
+    """A workflow's JSON from a local file, or from `repo[@rev]:path` on the sources: a JSON
+    file, or a PNG that embeds one (as ComfyUI saves its images; only its chunks are read).
 
     Raises:
-        UnsupportedMediaTypeError: a PNG (not read yet).
-        WorkflowTooLargeError: over the workflow size cap.
+        WorkflowTooLargeError: a JSON file over the workflow size cap.
+        GenerationParseError: a PNG that holds no workflow, or is broken.
     """
     local = Path(spec)
     remote = _REMOTE.match(spec)
@@ -58,29 +61,28 @@ def read_workflow_source(spec: str, downloader: Downloader) -> bytes:
         return _remote_workflow(downloader, remote["repo"], remote["rev"] or "main", remote["path"])
     if not local.is_file():
         raise InvalidError(f"{spec} is neither a workflow file nor REPO[@REV]:PATH")
-    size = local.stat().st_size
-    if size > MAX_BYTES:
-        raise WorkflowTooLargeError(f"{spec} is {size} bytes; a workflow is at most {MAX_BYTES}")
-    return _json_only(local.read_bytes(), spec)
+    return _workflow_json(local, spec)
 
 
 def _remote_workflow(downloader: Downloader, repo: str, revision: str, path: str) -> bytes:
     manifest, _ = downloader.resolve(repo, revision)
     listed = next((f for f in manifest.files if f.path == path), None)
-    if listed is not None and listed.size > MAX_BYTES:
-        raise WorkflowTooLargeError(f"{path} is {listed.size} bytes; at most {MAX_BYTES}")
+    if listed is not None and listed.size > MAX_IMAGE_BYTES:
+        raise WorkflowTooLargeError(f"{path} is {listed.size} bytes; at most {MAX_IMAGE_BYTES}")
     with tempfile.TemporaryDirectory(prefix="modelyard-workflow-") as tmp:
         got = downloader.download_file(repo, path, Path(tmp), revision=revision)
-        return _json_only(got.read_bytes(), f"{repo}@{revision}:{path}")
+        return _workflow_json(got, f"{repo}@{revision}:{path}")
 
 
-def _json_only(data: bytes, name: str) -> bytes:
-    if data.startswith(_PNG):
-        raise UnsupportedMediaTypeError(
-            f"{name} is a PNG: workflows embedded in images are not read yet; "
-            "export the workflow as JSON from ComfyUI"
-        )
-    return data
+def _workflow_json(path: Path, name: str) -> bytes:
+    """The file's bytes if it is JSON, the workflow it embeds if it is a PNG."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        if file.read(len(_PNG)) == _PNG:
+            return json.dumps(embedded_workflow(file, size)).encode()
+    if size > MAX_BYTES:
+        raise WorkflowTooLargeError(f"{name} is {size} bytes; a workflow is at most {MAX_BYTES}")
+    return path.read_bytes()
 
 
 def first_node(downloader: Downloader) -> NodeSource:

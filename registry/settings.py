@@ -44,6 +44,8 @@ class LimitSettings(_Section):
 
     max_header_bytes: PositiveInt = 64 * 1024  # all request headers together
     max_json_bytes: NonNegativeInt = 1024 * 1024
+    # A body that may be an image: a PNG sent for the ComfyUI workflow it embeds.
+    max_image_bytes: NonNegativeInt = 64 * 1024 * 1024
     max_commit_bytes: NonNegativeInt = 256 * 1024 * 1024
     max_commit_operations: NonNegativeInt = 100_000  # files added or deleted by one commit
     max_blob_bytes: NonNegativeInt = 50 * 1024**3  # one uploaded file (the Hub's own limit)

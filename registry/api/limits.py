@@ -29,7 +29,9 @@ _BODY = {
     "max_xet_body_bytes": "A Xet xorb or shard",
     "max_commit_bytes": "A commit body",
     "max_json_bytes": "A request body",
+    "max_image_bytes": "An image",
 }
+_IMAGE_BODIES = ("/v1/workflows/resolve",)  # JSON, or (sent as image/png) a PNG embedding it
 
 
 def too_large(limit: str, message: str, **detail: object) -> TooLargeError:
@@ -79,7 +81,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cap = self._cap(scope["path"])
+        cap = self._cap(scope["path"], dict(scope["headers"]).get(b"content-type", b""))
         refusal = self._headers_refusal(scope)
         if refusal is None and cap is not None:
             refusal = _declared_refusal(scope, *cap)
@@ -90,7 +92,7 @@ class BodyLimit:
         else:
             await self.app(scope, _capped(receive, *cap), send)
 
-    def _cap(self, path: str) -> tuple[str, int] | None:
+    def _cap(self, path: str, content_type: bytes) -> tuple[str, int] | None:
         if path.startswith(_STREAMED):
             name = "max_blob_bytes"
         elif path.startswith(_XET):
@@ -99,6 +101,8 @@ class BodyLimit:
             name = "max_blob_bytes"
         elif "/commit/" in path and path.startswith("/api/"):
             name = "max_commit_bytes"
+        elif path in _IMAGE_BODIES and content_type.lower().startswith(b"image/"):
+            name = "max_image_bytes"
         else:
             name = "max_json_bytes"
         cap: int = getattr(self.limits, name)

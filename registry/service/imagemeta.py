@@ -81,6 +81,22 @@ def read_generation(fp: BinaryIO, size: int) -> ImageMeta:
     return _interpret(found)
 
 
+def embedded_workflow(fp: BinaryIO, size: int) -> dict[str, object]:
+    """The ComfyUI workflow an image holds: its UI graph (`workflow`), else its API graph
+    (`prompt`), each already loaded under the graph caps.
+
+    Raises:
+        GenerationParseError: not an image, or one without a ComfyUI graph (the reason says
+            why, a graph over its caps included).
+    """
+    meta = read_generation(fp, size)
+    graph = meta.comfy_workflow or meta.comfy_prompt
+    if graph is None:
+        why = "; ".join(meta.problems) or "no `workflow` or `prompt` text chunk"
+        raise _refused(f"{meta.format}: holds no ComfyUI workflow ({why})")
+    return graph
+
+
 def _refused(reason: str) -> GenerationParseError:
     return GenerationParseError(f"Unreadable image: {reason}", detail={"reason": reason})
 

@@ -5,20 +5,22 @@ A requirement matches a file whose base name is its own (case-insensitive; an em
 without extension matches any model extension). Files whose path ends with the whole name the
 workflow uses (`SDXL/base.safetensors`) are preferred over base-name-only matches. One blob
 among the matches, in any number of repos, is `resolved`; several are `ambiguous`; none,
-`missing`. PNG bodies that embed a workflow are not read here yet: they answer 415.
+`missing`. A PNG body is read for the workflow ComfyUI embeds in the images it saves.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from registry.domain.access import Principal
 from registry.domain.errors import UnsupportedMediaTypeError
-from registry.domain.workflow import Requirement, basenames, parse_workflow
+from registry.domain.workflow import Requirement, Workflow, basenames, parse_workflow, read_workflow
 from registry.metadata.commits import RefFile
 from registry.metadata.db import Database
+from registry.service.imagemeta import embedded_workflow
 from registry.service.repos import can_read
 from registry.service.scanning import SCANNED, ScanService, Verdict
 
@@ -48,18 +50,23 @@ class Resolution:
     candidates: tuple[Candidate, ...]
 
 
-def check_media_type(content_type: str | None, body: bytes) -> None:
-    """Refuse a body that is not JSON (a PNG included, for now) before it is parsed."""
+def read_body(content_type: str | None, body: bytes) -> Workflow:
+    """The workflow in a body: JSON, or a PNG that embeds one (by its bytes, whatever the
+    declared type).
+
+    Raises:
+        UnsupportedMediaTypeError: neither JSON nor a PNG.
+        GenerationParseError: a PNG that holds no workflow, or is broken.
+    """
     media = (content_type or "application/json").partition(";")[0].strip().lower()
-    if body.startswith(_PNG) or media == "image/png":
-        raise UnsupportedMediaTypeError(
-            "Workflows embedded in PNG files are not read yet: send the workflow's JSON",
-            detail={"content_type": media},
-        )
+    if body.startswith(_PNG):
+        return read_workflow(embedded_workflow(io.BytesIO(body), len(body)))
     if media not in ("application/json", "text/plain") and not media.endswith("+json"):
         raise UnsupportedMediaTypeError(
-            f"A workflow is sent as application/json, not {media}", detail={"content_type": media}
+            f"A workflow is sent as application/json (or a PNG that embeds one), not {media}",
+            detail={"content_type": media},
         )
+    return parse_workflow(body)
 
 
 class WorkflowService:
@@ -73,12 +80,12 @@ class WorkflowService:
         """Each model the workflow in `body` needs, with the files that may be it.
 
         Raises:
-            UnsupportedMediaTypeError: the body is not JSON.
+            UnsupportedMediaTypeError: the body is neither JSON nor a PNG.
+            GenerationParseError: a PNG without a workflow.
             WorkflowInvalidError: not a workflow, or a model name that could escape its folder.
             WorkflowTooLargeError: over one of the workflow caps.
         """
-        check_media_type(content_type, body)
-        requirements = parse_workflow(body).requirements
+        requirements = read_body(content_type, body).requirements
         files = self._named(principal, {n for r in requirements for n in basenames(r.filename)})
         verdicts = self._scans.verdicts({f.file.entry.blake3.hex for f in files})
         return [_resolution(r, files, verdicts) for r in requirements]

@@ -18,7 +18,7 @@ from huggingface_hub import HfApi
 from registry.domain.digest import Digest
 from tests.conftest import RunningNode
 from tests.integration.test_mirrors import FAST, add_mirror, wait_pushed
-from tests.integration.test_workflow_resolve import safetensors
+from tests.integration.test_workflow_resolve import comfyui_png, safetensors
 
 CHECKPOINT = safetensors(os.urandom(2 * 1024 * 1024 + 3))
 LORA = safetensors(os.urandom(700_000))
@@ -209,15 +209,28 @@ def test_workflow_pull_reads_a_workflow_from_a_repo_on_the_node(
     assert not comfy.exists()
 
 
-def test_workflow_pull_refuses_png_files_for_now(home: RunningNode, tmp_path: Path) -> None:
-    png = tmp_path / "made.png"
-    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+def test_workflow_pull_reads_the_workflow_a_comfyui_png_embeds(
+    home: RunningNode, tmp_path: Path
+) -> None:
+    made = tmp_path / "made.png"
+    made.write_bytes(comfyui_png({"prompt": json.dumps(WORKFLOW)}))
+    comfy = tmp_path / "ComfyUI"
+    comfy.mkdir()
 
-    refused = workflow_pull(home, png, tmp_path / "ComfyUI")
+    planned = workflow_pull(home, made, comfy, "--dry-run")
 
-    assert refused.returncode == 1
-    assert "error: UnsupportedMediaType:" in refused.stderr
-    assert "not read yet" in refused.stderr
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert set(table(planned.stdout)) == {
+        "checkpoints/SDXL/base.safetensors",
+        "loras/style.safetensors",
+    }
+    assert list(comfy.iterdir()) == []
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(comfyui_png({"parameters": "a cat\nSteps: 20, Sampler: Euler, Seed: 1"}))
+    refused = workflow_pull(home, plain, comfy)
+    assert refused.returncode == 2  # bad input, as a name that escapes its folder
+    assert "error: BadGenerationData:" in refused.stderr
+    assert "holds no ComfyUI workflow" in refused.stderr
     absent = workflow_pull(home, tmp_path / "absent.json", tmp_path / "ComfyUI")
     assert absent.returncode == 2
     assert "neither a workflow file nor REPO[@REV]:PATH" in absent.stderr

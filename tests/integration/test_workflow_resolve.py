@@ -4,6 +4,7 @@ branch heads of the repos the caller may read; bad bodies refused with a code.""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import struct
 import time
@@ -13,8 +14,21 @@ from typing import Any
 import blake3
 import pytest
 from huggingface_hub import HfApi
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from tests.conftest import RunningNode
+
+
+def comfyui_png(texts: dict[str, str]) -> bytes:
+    """A small PNG with these text chunks, as ComfyUI saves its images (`prompt`: the API
+    graph, `workflow`: the UI graph)."""
+    info = PngInfo()
+    for key, value in texts.items():
+        info.add_text(key, value)
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(out, "PNG", pnginfo=info)
+    return out.getvalue()
 
 
 def safetensors(payload: bytes) -> bytes:
@@ -173,8 +187,9 @@ def test_resolve_reads_the_ui_format(node: RunningNode) -> None:
             400,
             "WorkflowInvalid",
         ),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "image/png", 415, "UnsupportedMediaType"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "application/json", 415, "UnsupportedMediaType"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "image/png", 400, "BadGenerationData"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "application/json", 400, "BadGenerationData"),
+        (b"GIF89a" + b"\x00" * 32, "image/gif", 415, "UnsupportedMediaType"),
         (b"a=b", "application/x-www-form-urlencoded", 415, "UnsupportedMediaType"),
         (
             b'{"nodes": [], "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
@@ -195,6 +210,32 @@ def test_resolve_refuses_bad_bodies_with_a_code(
     assert answer.headers["X-Error-Code"] == code
 
 
+@pytest.mark.usefixtures("published")
+def test_resolve_reads_the_workflow_a_comfyui_png_embeds(node: RunningNode) -> None:
+    ui = {
+        "nodes": [
+            {
+                "id": 4,
+                "type": "CheckpointLoaderSimple",
+                "widgets_values": ["SDXL/base.safetensors"],
+            },
+            {"id": 10, "type": "LoraLoader", "widgets_values": ["style.safetensors", 0.7, 1]},
+        ]
+    }
+    # The UI graph (`workflow`) is read before the API one (`prompt`).
+    png = comfyui_png({"prompt": json.dumps({}), "workflow": json.dumps(ui)})
+    with node.client() as http:
+        answer = http.post(
+            "/v1/workflows/resolve", content=png, headers={"content-type": "image/png"}
+        )
+    assert answer.status_code == 200, answer.text
+    found = {(r["node_id"], r["filename"]): r["status"] for r in answer.json()["requirements"]}
+    assert found == {
+        ("4", "SDXL/base.safetensors"): "resolved",
+        ("10", "style.safetensors"): "ambiguous",
+    }
+
+
 def test_resolve_refuses_bodies_over_the_json_limit(node: RunningNode) -> None:
     cap = node.settings.limits.max_json_bytes
     huge = {"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "x" * (cap + 1)}}}
@@ -202,6 +243,21 @@ def test_resolve_refuses_bodies_over_the_json_limit(node: RunningNode) -> None:
         answer = http.post("/v1/workflows/resolve", json=huge)
     assert answer.status_code == 413
     assert answer.headers["X-Modelyard-Limit"] == "max_json_bytes"
+    image_cap = node.settings.limits.max_image_bytes  # a PNG may be larger than any JSON
+    with node.client() as http:
+        answer = http.post(
+            "/v1/workflows/resolve",
+            content=b"\x89PNG\r\n\x1a\n" + bytes(cap),
+            headers={"content-type": "image/png"},
+        )
+        assert answer.headers["X-Error-Code"] == "BadGenerationData"  # read, not refused
+        answer = http.post(
+            "/v1/workflows/resolve",
+            content=bytes(image_cap + 1),
+            headers={"content-type": "image/png"},
+        )
+    assert answer.status_code == 413
+    assert answer.headers["X-Modelyard-Limit"] == "max_image_bytes"
 
 
 @pytest.mark.usefixtures("published")

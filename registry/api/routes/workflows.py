@@ -16,7 +16,10 @@ router = APIRouter(prefix="/v1", tags=["native"])
 _WORKFLOW_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}}},
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
     }
 }
 
@@ -32,7 +35,8 @@ async def resolve_workflow(
 ) -> WorkflowResolutionOut:
     """Each model file the workflow loads (checkpoints, LoRAs with their weights, VAEs,
     ControlNets, upscalers, text encoders, embeddings in prompts), with the files at the
-    default branch heads of the model repos the caller may read that match its name."""
+    default branch heads of the model repos the caller may read that match its name. The
+    body is the workflow's JSON, or a PNG that embeds it (as ComfyUI saves its images)."""
     body = await request.body()
     found = await run_in_threadpool(
         workflows.resolve, principal, body, request.headers.get("content-type")
