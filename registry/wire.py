@@ -619,7 +619,8 @@ class ImageOut(BaseModel):
 
 
 class UsedByOut(BaseModel):
-    """An image that used a file: where it is, and what it named the file as."""
+    """An image or a ComfyUI workflow file that used a file: where it is, and what it named
+    the file as."""
 
     repo: str
     repo_type: str
@@ -630,6 +631,7 @@ class UsedByOut(BaseModel):
     name: str
     weight: float | None
     match: str  # hash | name
+    what: str  # image | workflow
 
 
 class LineageParentIn(BaseModel):

@@ -5,6 +5,7 @@ without its model extension (A1111 writes `Model: ponyDiffusionV6XL_v6` for
 from __future__ import annotations
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # in any case
+WORKFLOW_SUFFIXES = (".json",)  # read for a ComfyUI workflow (most JSON files hold none)
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
 
 
@@ -33,3 +34,8 @@ def written_hashes(sha256: str, tail_sha256: str | None, autov1: str | None) -> 
     if autov1:
         found.add(autov1)
     return {h.lower() for h in found if h}
+
+
+def user_of(path: str) -> str:
+    """What a file that names model files is: `workflow` (ComfyUI JSON) or `image`."""
+    return "workflow" if path.lower().endswith(WORKFLOW_SUFFIXES) else "image"

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from registry.domain.digest import Digest
 from registry.domain.generation import Resource
-from registry.domain.resources import IMAGE_SUFFIXES, name_key
+from registry.domain.resources import IMAGE_SUFFIXES, WORKFLOW_SUFFIXES, name_key
 from registry.metadata.tables import (
     Blob,
     BlobQuarantine,
@@ -43,13 +43,13 @@ class Images:
 
     def pending(self, limit: int) -> list[Digest]:
         """Up to `limit` blobs stored here (recorded, not quarantined) that some tree names
-        with an image suffix, in any case, and that have no row yet."""
+        with an image or workflow suffix, in any case, and that have no row yet."""
         path = func.lower(col(TreeRow.path))
         rows = self._session.exec(
             select(TreeRow.blake3)
             .join(Blob, col(Blob.blake3) == col(TreeRow.blake3))
             .where(
-                or_(*(path.like(f"%{suffix}") for suffix in IMAGE_SUFFIXES)),
+                or_(*(path.like(f"%{s}") for s in IMAGE_SUFFIXES + WORKFLOW_SUFFIXES)),
                 ~exists().where(col(ImageRecord.blake3) == col(TreeRow.blake3)),
                 ~exists().where(col(BlobQuarantine.blake3) == col(TreeRow.blake3)),
             )
@@ -66,8 +66,10 @@ class Images:
         generation: str | None,
         resources: Sequence[Resource],
         at_ms: int,
+        kind: str = "image",
     ) -> None:
-        """Record what an image says; the first row stays (the same bytes say the same)."""
+        """Record what an image (or a workflow file: `kind`) says; the first row stays (the
+        same bytes say the same)."""
         if self._session.get(ImageRecord, digest.hex) is not None:
             return
         self._session.add(
@@ -77,6 +79,7 @@ class Images:
                 problem=problem,
                 generation=generation,
                 read_ms=at_ms,
+                kind=kind,
             )
         )
         for position, r in enumerate(resources):
@@ -125,20 +128,25 @@ class Images:
         return [(r.image, Resource(r.kind, r.name, r.hash, r.weight)) for r in rows]
 
     def usage(self, hashes: Iterable[str], keys: Iterable[str]) -> Usage:
-        """How many images of public repos (under a ref) name these hashes or name keys, and
-        the weights written: one statement on the indexed columns."""
+        """How many images (not workflows) of public repos (under a ref) name these hashes or
+        name keys, and the weights written: one statement on the indexed columns."""
         public_image = (
             exists()
             .where(col(TreeRow.blake3) == col(ImageResource.image))
             .where(col(Ref.commit_id) == col(TreeRow.commit_id))
             .where(col(Repo.id) == col(Ref.repo_id), col(Repo.private).is_(False))
         )
+        an_image = (
+            exists()
+            .where(col(ImageRecord.blake3) == col(ImageResource.image))
+            .where(col(ImageRecord.kind) == "image")
+        )
         count, low, high = self._session.execute(
             select(
                 func.count(func.distinct(ImageResource.image)),
                 func.min(ImageResource.weight),
                 func.max(ImageResource.weight),
-            ).where(_naming(hashes, keys), public_image)
+            ).where(_naming(hashes, keys), public_image, an_image)
         ).one()
         return Usage(int(count), low, high)
 

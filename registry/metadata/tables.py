@@ -333,7 +333,8 @@ class ModelHash(SQLModel, table=True):
 class ImageRecord(SQLModel, table=True):
     """What an image blob says made it (`registry.service.images`); an image file without a
     row is pending. `state`: read (generation data found), none (no metadata) or refused
-    (unreadable or hostile; `problem` says why); `generation` is JSON."""
+    (unreadable or hostile; `problem` says why); `generation` is JSON. `kind`: image, or
+    workflow (a ComfyUI workflow file, read for the model files it names)."""
 
     __tablename__ = "image_meta"
     blake3: str = Field(primary_key=True)
@@ -341,6 +342,7 @@ class ImageRecord(SQLModel, table=True):
     problem: str | None = None
     generation: str | None = None
     read_ms: int = Field(sa_type=BIG)
+    kind: str = "image"
 
 
 class ImageResource(SQLModel, table=True):

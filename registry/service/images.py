@@ -10,7 +10,11 @@ else through ranged reads. It records per blob: `read` with the generation data 
 per model file named; `none` (no generation data); or `refused` with why (not an image, cut
 short, a bomb over the caps). Uploads never wait for it: an image is `pending` until read. A
 restart loses nothing (what was not recorded is still pending), and the same bytes are read
-once whatever their paths. Resources are stored as written; which files they name is decided
+once whatever their paths. JSON files (`*.json`) are read the same way for a ComfyUI
+workflow (`registry.domain.workflow`: its loaders and embeddings are its resources, kind
+`workflow`); most JSON files hold none and are recorded `none`, one over the workflow caps
+too (with why), one naming a model path that could escape its folder `refused`.
+Resources are stored as written; which files they name is decided
 when asked (`registry.service.madewith`), so a LoRA that arrives later links without a re-read.
 """
 
@@ -23,9 +27,17 @@ import time
 from dataclasses import asdict
 
 from registry.domain.clock import now_ms
+from registry.domain.comfyui import KINDS
 from registry.domain.digest import Digest
-from registry.domain.errors import MACHINE_FAULTS, BlobNotFoundError, GenerationParseError
-from registry.domain.generation import Generation
+from registry.domain.errors import (
+    MACHINE_FAULTS,
+    BlobNotFoundError,
+    GenerationParseError,
+    WorkflowInvalidError,
+    WorkflowTooLargeError,
+)
+from registry.domain.generation import Generation, Resource
+from registry.domain.workflow import MAX_BYTES, parse_workflow
 from registry.metadata.db import Database
 from registry.service.imagemeta import ImageMeta, read_generation
 from registry.storage import BlobStore
@@ -79,22 +91,44 @@ class ImageService:
         info = self._blobs.stat(digest)
         if info is None:
             return 0
+        kind, body = "image", None
+        resources: tuple[Resource, ...] = ()
         try:
-            state, problem, generation = _outcome(self._meta(digest, info.size))
+            if _json(b"".join(self._blobs.open(digest, 0, min(info.size, 64)))):
+                kind = "workflow"
+                state, problem, resources = self._workflow(digest, info.size)
+            else:
+                state, problem, generation = _outcome(self._meta(digest, info.size))
+                if generation is not None:
+                    body, resources = json.dumps(_kept(generation)), generation.resources
         except GenerationParseError as exc:
-            state, problem, generation = "refused", str(exc.detail.get("reason", exc.message)), None
+            state, problem = "refused", str(exc.detail.get("reason", exc.message))
         except BlobNotFoundError:
             return 0
         except MACHINE_FAULTS:
             raise  # the disk or the database: the worker pauses, the blob stays pending
         except Exception as exc:  # recorded, so that one bad blob is not read every pass
-            state, problem, generation = "refused", f"reading failed: {type(exc).__name__}", None
+            state, problem = "refused", f"reading failed: {type(exc).__name__}"
             logger.exception("image metadata not read digest=%s", digest)
-        body = None if generation is None else json.dumps(_kept(generation))
-        resources = () if generation is None else generation.resources
         with self._db.write() as tx:
-            tx.images.record(digest, state, problem, body, resources, now_ms())
+            tx.images.record(digest, state, problem, body, resources, now_ms(), kind)
         return 1
+
+    def _workflow(self, digest: Digest, size: int) -> tuple[str, str | None, tuple[Resource, ...]]:
+        """A JSON file's outcome: `read` with the model files a ComfyUI workflow names, `none`
+        (not a workflow, or too large to be one), `refused` (a name escaping its folder)."""
+        if size > MAX_BYTES:
+            return "none", f"{size} bytes, over the workflow cap of {MAX_BYTES}", ()
+        try:
+            needs = parse_workflow(b"".join(self._blobs.open(digest))).requirements
+        except WorkflowTooLargeError as exc:
+            return "none", exc.message, ()
+        except WorkflowInvalidError as exc:
+            if "reason" in exc.detail:  # a model name that could escape its folder
+                return "refused", exc.message, ()
+            return "none", None, ()  # JSON, but no workflow (a config, a tokenizer)
+        found = dict.fromkeys(Resource(KINDS[r.folder], r.filename, None, r.weight) for r in needs)
+        return "read", None, tuple(found)
 
     def _meta(self, digest: Digest, size: int) -> ImageMeta:
         path = self._blobs.local_path(digest)
@@ -103,6 +137,11 @@ class ImageService:
                 return read_generation(fp, size)
         with io.BufferedReader(_Ranged(self._blobs, digest, size), BUFFER) as fp:
             return read_generation(fp, size)
+
+
+def _json(head: bytes) -> bool:
+    """Whether a file starts as a JSON document would (no image does)."""
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1] in (b"{", b"[")
 
 
 def _outcome(meta: ImageMeta) -> tuple[str, str | None, Generation | None]:

@@ -26,6 +26,7 @@ from registry.domain.resources import (
     MODEL_EXTENSIONS,
     file_names,
     name_key,
+    user_of,
     written_hashes,
 )
 from registry.metadata.commits import HashKind, RefFile
@@ -78,11 +79,12 @@ class UsedBy:
     repo_type: str
     ref: str
     path: str
-    blake3: str  # the image's
+    blake3: str  # the image's (or workflow file's)
     kind: str
     name: str
     weight: float | None
     match: str  # hash | name
+    what: str = "image"  # image | workflow (a ComfyUI workflow file)
 
 
 class MadeWithService:
@@ -124,8 +126,9 @@ class MadeWithService:
         return images
 
     def used_by(self, principal: Principal, text: str) -> list[UsedBy]:
-        """The images the caller may read whose resources resolve to a file with this hash
-        (any form `LookupService.by_hash` takes), by hash or by its file name; by repo, path.
+        """The images and ComfyUI workflow files the caller may read whose resources resolve to
+        a file with this hash (any form `LookupService.by_hash` takes), by hash or by its file
+        name; by repo, path.
 
         Raises:
             InvalidError: not a hash.
@@ -280,5 +283,6 @@ def _holders(tx: Tx, principal: Principal, image: str, link: Link) -> list[UsedB
             link.name,
             link.weight,
             link.match,
+            user_of(hit.file.path),
         )
     return list(found.values())

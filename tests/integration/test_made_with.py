@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import blake3
 from huggingface_hub import HfApi
 from PIL import Image, PngImagePlugin
 
@@ -79,6 +80,10 @@ def publish_models(node: RunningNode) -> None:
     publish(node, "admin/style-lora", {"loras/styleLora.safetensors": LORA})
     publish(node, "admin/pony", {"ponyDiffusionV6XL_v6.safetensors": CHECKPOINT})
     publish(node, "admin/tweaks", {"DetailTweaker.safetensors": TWEAKER})
+
+
+def _b3(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
 
 
 def get(node: RunningNode, url: str, token: str | None = ADMIN_TOKEN) -> Any:
@@ -239,6 +244,48 @@ def test_an_image_is_pending_until_the_job_reads_it_and_links_models_that_came_l
     publish_models(node)  # the models arrive after the image was read: no re-read needed
     assert links(settled(node, "admin/gallery")["cat.png"]) == EXPECTED_LINKS
     assert node.runtime.images.run_once() == 0
+
+
+def test_workflow_files_are_read_for_the_models_they_name_and_listed_in_used_by(
+    start_node: Callable[..., RunningNode],
+) -> None:
+    node = start_node("n", hashes=FAST, images={"enabled": False})
+    publish_models(node)
+    ui = {
+        "nodes": [
+            {"id": 4, "type": "CheckpointLoaderSimple", "widgets_values": ["pony.safetensors"]},
+            {"id": 9, "type": "LoraLoader", "widgets_values": ["styleLora.safetensors", 0.6, 1]},
+        ]
+    }
+    escaping = {"1": {"class_type": "LoraLoader", "inputs": {"lora_name": "../../etc/x"}}}
+    publish(
+        node,
+        "admin/flows",
+        {
+            "portrait.json": json.dumps(ui).encode(),
+            "config.json": b'{"architectures": ["UNet"]}',
+            "escaping.json": json.dumps(escaping).encode(),
+        },
+    )
+    assert node.runtime.images.run_once() == 3
+    files = {
+        "portrait.json": json.dumps(ui).encode(),
+        "config.json": b'{"architectures": ["UNet"]}',
+        "escaping.json": json.dumps(escaping).encode(),
+    }
+    with node.runtime.db.read() as tx:
+        records = tx.images.of(_b3(d) for d in files.values())
+    states = {path: records[_b3(data)].state for path, data in files.items()}
+    assert states == {"portrait.json": "read", "config.json": "none", "escaping.json": "refused"}
+    assert "'..' segment" in (records[_b3(files["escaping.json"])].problem or "")
+
+    lora = get(node, f"/v1/files/by-hash/{addnet_hash(LORA)[:12]}/used-by")
+    assert [(u["repo"], u["path"], u["what"], u["weight"], u["match"]) for u in lora] == [
+        ("admin/flows", "portrait.json", "workflow", 0.6, "name")
+    ]
+    # A workflow is no image: model_info counts images only.
+    assert "used_by" not in HfApi(endpoint=node.url).model_info("admin/style-lora").modelyard  # type: ignore[attr-defined]
+    assert images(node, "admin/flows") == {}  # nor is it listed among the repo's images
 
 
 def test_a_private_repos_images_are_seen_only_by_who_may_read_it(

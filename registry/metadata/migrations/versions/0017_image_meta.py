@@ -1,4 +1,5 @@
-"""The image_meta and image_resource tables: what image blobs say made them.
+"""The image_meta and image_resource tables: what image blobs say made them, and which model
+files ComfyUI workflow files (JSON) name (`kind`: image | workflow).
 
 Revision ID: 0017
 Revises: 0016
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.Column("problem", sa.String(), nullable=True),
         sa.Column("generation", sa.String(), nullable=True),
         sa.Column("read_ms", BIG, nullable=False),
+        sa.Column("kind", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("blake3"),
     )
     op.create_table(
