@@ -587,6 +587,8 @@ class ModelMetadataOut(BaseModel):
     training: dict[str, str]  # kohya `ss_*` keys: base model version, network dim/alpha ...
     scan: str | None = None  # worst verdict over the scanned files: pending, clean, error, unsafe
     used_by: UsageOut | None = None  # images on the node that used its files (model repos)
+    # Its ComfyUI workflow files, each with the models it needs linked to public repos here.
+    workflows: list[WorkflowFileOut] | None = None
 
 
 class CandidateOut(BaseModel):
@@ -607,6 +609,13 @@ class LinkOut(BaseModel):
     weight: float | None
     match: str  # hash | name | unresolved
     candidates: list[CandidateOut]
+
+
+class WorkflowFileOut(BaseModel):
+    """A ComfyUI workflow file of a repo, and the model files it needs."""
+
+    path: str
+    requirements: list[LinkOut]
 
 
 class ImageOut(BaseModel):

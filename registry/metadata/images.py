@@ -28,6 +28,7 @@ class StoredImage:
     state: str  # read | none | refused
     problem: str | None
     generation: str | None  # JSON
+    kind: str = "image"  # image | workflow
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class Images:
         rows = self._session.exec(
             select(ImageRecord).where(col(ImageRecord.blake3).in_(set(digests)))
         ).all()
-        return {r.blake3: StoredImage(r.state, r.problem, r.generation) for r in rows}
+        return {r.blake3: StoredImage(r.state, r.problem, r.generation, r.kind) for r in rows}
 
     def resources(self, digests: Iterable[str]) -> dict[str, list[Resource]]:
         """The model files each of these images names, in the order written."""

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from registry.domain.access import Principal
+from registry.domain.access import ANONYMOUS, Principal
 from registry.domain.digest import Digest
 from registry.domain.generation import Resource
 from registry.domain.names import RepoId
@@ -153,6 +153,30 @@ class MadeWithService:
                 if any(c.blake3 in targets for c in link.candidates):
                     found += _holders(tx, principal, image, link)
         return sorted(found, key=lambda u: (u.repo_type, u.repo, u.path, u.name))
+
+    def workflows_at(self, snap: Snapshot) -> list[tuple[str, tuple[Link, ...]]]:
+        """The snapshot's ComfyUI workflow files (read by the image job; up to MAX_IMAGES, by
+        path), each with the models it needs resolved among public repos: the same answer
+        for every caller, so it is cached with the rest of model_info."""
+        files = [f for f in self._reads.tree(snap.commit.id) if user_of(f.path) == "workflow"]
+        hexes = {f.entry.blake3.hex for f in files}
+        if not hexes:
+            return []
+        with self._db.read() as tx:
+            records, named = tx.images.of(hexes), tx.images.resources(hexes)
+            flows = [
+                f
+                for f in files
+                if (r := records.get(f.entry.blake3.hex))
+                and r.kind == "workflow"
+                and r.state == "read"
+            ][:MAX_IMAGES]
+            resolve = _Resolver(tx, ANONYMOUS)
+            resolve.prepare(r for f in flows for r in named.get(f.entry.blake3.hex, ()))
+            return [
+                (f.path, tuple(resolve(r) for r in named.get(f.entry.blake3.hex, ())))
+                for f in flows
+            ]
 
     def usage(self, snap: Snapshot) -> Usage:
         """How many images of public repos used a model file of this snapshot (by a hash

@@ -26,6 +26,7 @@ from registry.service.reads import ReadService, Snapshot
 from registry.service.scanning import SCANNED, ScanService
 from registry.wire import (
     FileIssue,
+    LinkOut,
     ModelMetadataOut,
     RepoInfo,
     SafetensorsOut,
@@ -33,6 +34,7 @@ from registry.wire import (
     Sibling,
     SiblingLfs,
     UsageOut,
+    WorkflowFileOut,
     iso_ms,
 )
 
@@ -135,7 +137,8 @@ class RepoInfoService:
             tags=card.tags,
             securityRepoStatus=self._security_status(snap),
             modelyard=ModelMetadataOut.model_validate(
-                asdict(self._metadata.describe(snap)) | {"used_by": self._usage(snap)}
+                asdict(self._metadata.describe(snap))
+                | {"used_by": self._usage(snap), "workflows": self._workflows(snap)}
             ),
             cardData=card.data or None,
             safetensors=SafetensorsOut(parameters=weights.parameters, total=weights.total)
@@ -153,6 +156,19 @@ class RepoInfoService:
             return None
         weights = None if used.low is None or used.high is None else [used.low, used.high]
         return UsageOut(images=used.images, weights=weights)
+
+    def _workflows(self, snap: Snapshot) -> list[WorkflowFileOut] | None:
+        """The repo's ComfyUI workflow files and what each needs; None when it holds none."""
+        found = self._madewith.workflows_at(snap)
+        if not found:
+            return None
+        return [
+            WorkflowFileOut(
+                path=path,
+                requirements=[LinkOut.model_validate(asdict(link)) for link in links],
+            )
+            for path, links in found
+        ]
 
     def _security_status(self, snap: Snapshot) -> SecurityStatus:
         """The Hub's `securityRepoStatus`: are scans done, and which files have issues."""

@@ -286,6 +286,16 @@ def test_workflow_files_are_read_for_the_models_they_name_and_listed_in_used_by(
     # A workflow is no image: model_info counts images only.
     assert "used_by" not in HfApi(endpoint=node.url).model_info("admin/style-lora").modelyard  # type: ignore[attr-defined]
     assert images(node, "admin/flows") == {}  # nor is it listed among the repo's images
+    # The workflow repo's model_info lists what each workflow file needs, linked.
+    flows = HfApi(endpoint=node.url).model_info("admin/flows").modelyard["workflows"]  # type: ignore[attr-defined]
+    assert [f["path"] for f in flows] == ["portrait.json"]
+    assert [
+        (r["kind"], r["name"], r.get("weight"), r["match"], [c["repo"] for c in r["candidates"]])
+        for r in flows[0]["requirements"]
+    ] == [
+        ("checkpoint", "pony.safetensors", None, "unresolved", []),
+        ("lora", "styleLora.safetensors", 0.6, "name", ["admin/style-lora"]),
+    ]
 
 
 def test_a_private_repos_images_are_seen_only_by_who_may_read_it(
