@@ -1,7 +1,10 @@
 """A loopback TCP proxy that injects faults: delay, drop, cut mid-stream, corrupt bytes.
 
 Faults apply to the server-to-client direction of the next `times` connections, then the
-proxy forwards faithfully. Used instead of patching our code to break a transfer.
+proxy forwards faithfully. `down_on(marker)` makes the server behind it go down for good at
+the first request holding `marker` (a path, a digest): that connection and every other one are
+reset and the listener closes, so later connections are refused. Used instead of patching our
+code to break a transfer.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -38,12 +42,33 @@ class FaultProxy:
         self._closed = threading.Event()
         self.faults_applied = 0
         self.paused = threading.Event()  # set when a response is held (`Fault.pause_after`)
+        self._marker: bytes | None = None
+        self._open: set[socket.socket] = set()  # both sides of every connection
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
 
     def inject(self, fault: Fault) -> None:
         with self._lock:
             self._fault = fault
+
+    def down_on(self, marker: bytes) -> None:
+        """Go down (see the module docstring) at the first request that holds `marker`."""
+        with self._lock:
+            self._marker = marker
+
+    def _asked(self, data: bytes) -> bool:
+        """Whether this request data takes the server down (then it is down already)."""
+        with self._lock:
+            if self._marker is None or self._marker not in data:
+                return False
+            sockets, self._open = list(self._open), set()
+        self.close()
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return True
 
     def _take_fault(self) -> Fault | None:
         with self._lock:
@@ -73,7 +98,11 @@ class FaultProxy:
                 client.close()
                 continue
             upstream.settimeout(None)
-            threading.Thread(target=_pump, args=(client, upstream, None), daemon=True).start()
+            with self._lock:
+                self._open |= {client, upstream}
+            threading.Thread(
+                target=_pump, args=(client, upstream, None, None, self._asked), daemon=True
+            ).start()
             threading.Thread(
                 target=_pump, args=(upstream, client, fault, self.paused), daemon=True
             ).start()
@@ -81,7 +110,8 @@ class FaultProxy:
     def close(self) -> None:
         self._closed.set()
         self._listener.close()
-        self._thread.join(timeout=5)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
 
 
 def _pump(
@@ -89,6 +119,7 @@ def _pump(
     sink: socket.socket,
     fault: Fault | None,
     paused: threading.Event | None = None,
+    asked: Callable[[bytes], bool] | None = None,
 ) -> None:
     sent = 0
     try:
@@ -96,7 +127,7 @@ def _pump(
             time.sleep(fault.delay)
         while True:
             data = source.recv(65536)
-            if not data:
+            if not data or (asked is not None and asked(data)):
                 break
             if (
                 fault is not None

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import blake3
 import pytest
@@ -17,6 +19,7 @@ from huggingface_hub import HfApi
 
 from registry.domain.digest import Digest
 from tests.conftest import RunningNode
+from tests.faultproxy import FaultProxy
 from tests.integration.test_mirrors import FAST, add_mirror, wait_pushed
 from tests.integration.test_workflow_resolve import comfyui_png, safetensors
 
@@ -67,10 +70,12 @@ def home(start_node: Callable[..., RunningNode], s3_bucket: str) -> RunningNode:
 
 
 def workflow_pull(
-    home: RunningNode, spec: str | Path, comfyui: Path, *extra: str, s3: str | None = None
+    home: RunningNode | str, spec: str | Path, comfyui: Path, *extra: str, s3: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with `home` (a node, or the URL to reach it by) as the first source."""
+    url = home if isinstance(home, str) else home.url
     command = [str(Path(sys.executable).parent / "modelyard"), "workflow", "pull", str(spec)]
-    command += ["--comfyui", str(comfyui), "--source", home.url]
+    command += ["--comfyui", str(comfyui), "--source", url]
     command += ["--source", s3] if s3 else []
     command += [*extra]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
@@ -112,6 +117,44 @@ def test_workflow_pull_takes_each_model_from_the_source_that_has_it(
     again = workflow_pull(home, flow, comfy, s3=s3)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {row[0] for row in table(again.stdout).values()} == {"present"}
+
+
+def test_workflow_pull_goes_on_from_the_mirror_once_the_node_is_down(
+    start_node: Callable[..., RunningNode], s3_bucket: str, tmp_path: Path
+) -> None:
+    """A holds both models and resolves the workflow; the LoRA's repo is also in an S3 mirror.
+    A goes down (a proxy in front of it resets every connection and refuses new ones) when the
+    LoRA's bytes are first asked of it, after the checkpoint came from it: the LoRA then comes
+    from the mirror, verified."""
+    a = start_node("a", mirror=FAST)
+    s3 = f"s3://{s3_bucket}/models"
+    assert add_mirror(a, name="bucket", kind="s3", url=s3, repos="admin/lora").status_code
+    api = HfApi(endpoint=a.url, token=a.admin_token)
+    for repo, path, data in (
+        ("admin/sdxl", "SDXL/base.safetensors", CHECKPOINT),
+        ("admin/lora", "style.safetensors", LORA),
+    ):
+        api.create_repo(repo)
+        api.upload_file(path_or_fileobj=data, path_in_repo=path, repo_id=repo)
+    wait_pushed(a, {"bucket"})
+    proxy = FaultProxy(urlsplit(a.url).port or 80)
+    proxy.down_on(blake3.blake3(LORA).hexdigest().encode())
+    try:
+        flow = write_workflow(tmp_path / "flow.json", WORKFLOW)
+        pulled = workflow_pull(proxy.url, flow, tmp_path / "ComfyUI", s3=s3)
+    finally:
+        proxy.close()
+
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr[-3000:]
+    rows = table(pulled.stdout)
+    assert rows["checkpoints/SDXL/base.safetensors"][:2] == ["downloaded", proxy.url]
+    assert rows["loras/style.safetensors"][0] == "downloaded"
+    assert rows["loras/style.safetensors"][1].startswith(s3)
+    models = tmp_path / "ComfyUI/models"
+    assert (models / "checkpoints/SDXL/base.safetensors").read_bytes() == CHECKPOINT
+    assert (models / "loras/style.safetensors").read_bytes() == LORA
+    with pytest.raises(OSError):  # A was down for the LoRA, as far as the CLI could tell
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
 
 
 def test_workflow_pull_replaces_a_wrong_file_and_keeps_a_right_one(
