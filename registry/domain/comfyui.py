@@ -108,14 +108,15 @@ def generation_from_prompt(graph: Mapping[str, object]) -> Generation:
     """Read an API-format graph (the `prompt` chunk) as a generation record: the model files
     its loader nodes and `embedding:name` texts name (`registry.domain.workflow`, the one
     list of loaders) give the resources, the first KSampler its settings and, through its
-    `positive` and `negative` links, the prompts.
+    `positive` and `negative` links, the prompts. `graph` is one `load_graph` returned: its
+    caps were checked on the text.
 
     Raises:
-        GenerationParseError: a model name that could escape its folder, or a cap passed.
+        GenerationParseError: a model name that could escape its folder, or too many models.
     """
     nodes = {k: v for k, v in graph.items() if isinstance(v, dict) and "class_type" in v}
     try:
-        needs = read_workflow(nodes).requirements if nodes else ()
+        needs = read_workflow(nodes, capped=True).requirements if nodes else ()
     except (WorkflowInvalidError, WorkflowTooLargeError) as exc:
         raise _refused("prompt", exc.message) from None
     resources = list(

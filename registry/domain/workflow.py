@@ -74,6 +74,7 @@ LOADERS: dict[str, Loader] = {
 # whitespace, a comma or a bracket.
 _EMBEDDING = re.compile(r"embedding:([^\s,()\[\]<>:|\"]+)(?::(-?\d+(?:\.\d+)?)\))?")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_RUN = (2, 4)  # a UI node's mode: muted ("never") or bypassed; it loads nothing
 _NOTES = ("Note", "MarkdownNote")  # text for people: an `embedding:` in it loads nothing
 
@@ -118,10 +119,13 @@ def parse_workflow(data: bytes) -> Workflow:
     return read_workflow(document)
 
 
-def read_workflow(document: object) -> Workflow:
-    """A parsed workflow's requirements, in either format (see the module docstring)."""
+def read_workflow(document: object, *, capped: bool = False) -> Workflow:
+    """A parsed workflow's requirements, in either format (see the module docstring).
+    `capped`: the document was loaded under caps already (`registry.domain.comfyui.load_graph`
+    checks size, depth and values on the text), so the walk over every value is skipped."""
     graph = _graph(document)
-    _check_caps(document)
+    if not capped:
+        _check_caps(document)
     if isinstance(graph, list):
         return Workflow("ui", _capped(_ui_requirements(graph)))
     return Workflow("api", _capped(_api_requirements(graph)))
@@ -263,6 +267,8 @@ def _ui_loader(
 
 
 def _embeddings(text: str, node_id: str, node_type: str, name: str) -> Iterator[Requirement]:
+    if "embedding:" not in text:  # most strings: no regex run
+        return
     seen: set[str] = set()
     for match in _EMBEDDING.finditer(text):
         filename = model_name(match.group(1), node_id, name)
@@ -301,7 +307,7 @@ def model_name(value: str, node_id: str = "", input_name: str = "") -> str:
 def _name_problem(value: str) -> str | None:
     if len(value) > MAX_NAME:
         return f"longer than {MAX_NAME} characters"
-    if any(ord(c) < 32 or c == "\x7f" for c in value):
+    if _CONTROL.search(value):
         return "NUL or another control character"
     if _DRIVE.match(value):
         return "a drive letter"
