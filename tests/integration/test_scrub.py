@@ -98,8 +98,13 @@ def replicate(b: RunningNode, data: bytes) -> Digest:
     digest = Digest(blake3.blake3(data).hexdigest())
 
     def stored() -> bool:
+        # Served, and recorded: a fetched blob's file is published a moment before its record
+        # (the fetch runs at low priority), and the scrub walks the records.
         with b.client(ADMIN_TOKEN) as http:
-            return http.head(f"/v1/blobs/{digest.hex}").status_code == 200
+            if http.head(f"/v1/blobs/{digest.hex}").status_code != 200:
+                return False
+        with b.runtime.db.read() as tx:
+            return digest in tx.blobs.recorded([digest])
 
     wait_for(stored, 60, "the blob replicated to b", interval=0.1)
     return digest
