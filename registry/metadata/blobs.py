@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, update
 from sqlmodel import Session, col, select
 
 from registry.domain.access import Principal
@@ -39,6 +40,24 @@ class BlobTotals:
 
     count: int
     bytes: int
+
+
+def unread_named(session: Session, suffixes: Iterable[str], done: Any, limit: int) -> list[Digest]:
+    """Up to `limit` blobs stored here (recorded, not quarantined) that some tree names with
+    one of `suffixes` (in any case) and that `done` (a table keyed by blake3) has no row for."""
+    path = func.lower(col(TreeRow.path))
+    rows = session.exec(
+        select(TreeRow.blake3)
+        .join(Blob, col(Blob.blake3) == col(TreeRow.blake3))
+        .where(
+            or_(*(path.like(f"%{s}") for s in suffixes)),
+            ~exists().where(col(done.blake3) == col(TreeRow.blake3)),
+            ~exists().where(col(BlobQuarantine.blake3) == col(TreeRow.blake3)),
+        )
+        .distinct()
+        .limit(limit)
+    ).all()
+    return [Digest(h) for h in rows]
 
 
 def _record(row: Blob) -> BlobRecord:
@@ -159,6 +178,11 @@ class Blobs:
             query = query.where(col(Blob.blake3) > after.hex)
         count, size = self._session.exec(query).one()
         return BlobTotals(int(count or 0), int(size or 0))
+
+    def count(self) -> int:
+        """How many blobs are recorded (what, with the change log's head unchanged, tells a
+        background job there is no new work: see `service.idle`)."""
+        return int(self._session.exec(select(func.count()).select_from(Blob)).one())
 
     def unreferenced(self, digests: Iterable[Digest]) -> set[Digest]:
         """Which of these recorded blobs no tree entry of any commit names, and no recipe of a

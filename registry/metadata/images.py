@@ -12,9 +12,8 @@ from sqlmodel import Session, col, select
 from registry.domain.digest import Digest
 from registry.domain.generation import Resource
 from registry.domain.resources import IMAGE_SUFFIXES, WORKFLOW_SUFFIXES, name_key
+from registry.metadata.blobs import unread_named
 from registry.metadata.tables import (
-    Blob,
-    BlobQuarantine,
     ImageRecord,
     ImageResource,
     Ref,
@@ -43,21 +42,8 @@ class Images:
         self._session = session
 
     def pending(self, limit: int) -> list[Digest]:
-        """Up to `limit` blobs stored here (recorded, not quarantined) that some tree names
-        with an image or workflow suffix, in any case, and that have no row yet."""
-        path = func.lower(col(TreeRow.path))
-        rows = self._session.exec(
-            select(TreeRow.blake3)
-            .join(Blob, col(Blob.blake3) == col(TreeRow.blake3))
-            .where(
-                or_(*(path.like(f"%{s}") for s in IMAGE_SUFFIXES + WORKFLOW_SUFFIXES)),
-                ~exists().where(col(ImageRecord.blake3) == col(TreeRow.blake3)),
-                ~exists().where(col(BlobQuarantine.blake3) == col(TreeRow.blake3)),
-            )
-            .distinct()
-            .limit(limit)
-        ).all()
-        return [Digest(h) for h in rows]
+        """Up to `limit` stored blobs some tree names as an image or workflow, not read yet."""
+        return unread_named(self._session, IMAGE_SUFFIXES + WORKFLOW_SUFFIXES, ImageRecord, limit)
 
     def record(
         self,
@@ -150,11 +136,6 @@ class Images:
             ).where(_naming(hashes, keys), public_image, an_image)
         ).one()
         return Usage(int(count), low, high)
-
-    def stored(self) -> int:
-        """How many blobs are recorded here (with the change log's head: what, unchanged,
-        means no new work; see `ImageService`)."""
-        return int(self._session.exec(select(func.count()).select_from(Blob)).one())
 
 
 def _naming(hashes: Iterable[str], keys: Iterable[str]) -> ColumnElement[bool]:

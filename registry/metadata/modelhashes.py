@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import exists, func
 from sqlmodel import Session, col, select
 
 from registry.domain.digest import Digest
 from registry.domain.modelhashes import SafetensorsHashes
-from registry.metadata.tables import Blob, BlobQuarantine, ModelHash, TreeRow
+from registry.metadata.blobs import unread_named
+from registry.metadata.tables import ModelHash
 
 SUFFIX = ".safetensors"  # in any case
 
@@ -20,20 +20,8 @@ class ModelHashes:
         self._session = session
 
     def pending(self, limit: int) -> list[Digest]:
-        """Up to `limit` blobs stored here (recorded, not quarantined) that some tree names
-        `*.safetensors` and that have no row yet."""
-        rows = self._session.exec(
-            select(TreeRow.blake3)
-            .join(Blob, col(Blob.blake3) == col(TreeRow.blake3))
-            .where(
-                func.lower(TreeRow.path).like(f"%{SUFFIX}"),
-                ~exists().where(col(ModelHash.blake3) == col(TreeRow.blake3)),
-                ~exists().where(col(BlobQuarantine.blake3) == col(TreeRow.blake3)),
-            )
-            .distinct()
-            .limit(limit)
-        ).all()
-        return [Digest(h) for h in rows]
+        """Up to `limit` stored blobs some tree names `*.safetensors`, not hashed yet."""
+        return unread_named(self._session, (SUFFIX,), ModelHash, limit)
 
     def record(
         self, digest: Digest, hashes: SafetensorsHashes | None, problem: str | None, at_ms: int
@@ -69,8 +57,3 @@ class ModelHashes:
         """Why a blob has no hashes (None: it has them, or is pending)."""
         row = self._session.get(ModelHash, digest.hex)
         return None if row is None else row.problem
-
-    def stored(self) -> int:
-        """How many blobs are recorded here (with the change log's head: what, unchanged,
-        means no new work; see `ModelHashService`)."""
-        return int(self._session.exec(select(func.count()).select_from(Blob)).one())

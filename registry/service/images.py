@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from dataclasses import asdict
 
 from registry.domain.clock import now_ms
@@ -39,11 +38,11 @@ from registry.domain.errors import (
 from registry.domain.generation import Generation, Resource
 from registry.domain.workflow import MAX_BYTES, parse_workflow
 from registry.metadata.db import Database
+from registry.service.idle import IdleWatch
 from registry.service.imagemeta import ImageMeta, read_generation
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
-RECHECK = 600.0  # seconds an idle job trusts "nothing moved" before it looks again anyway
 BUFFER = 64 * 1024  # bytes a ranged read fetches at least (chunk headers are 8 bytes)
 # What the record keeps of a generation (resources go to rows of their own).
 KEPT = ("source", "prompt", "negative_prompt", "sampler", "scheduler", "steps", "cfg", "seed")
@@ -54,20 +53,17 @@ class ImageService:
         self._db = db
         self._blobs = blobs
         self._batch = batch
-        self._quiet: tuple[tuple[int, int], float] | None = None  # (what was seen, when)
+        self._idle = IdleWatch()
         self.version = 0  # moves with every image recorded: cached answers counting them expire
 
     def run_once(self) -> int:
         """Read up to `batch` pending images; returns how many were recorded."""
         with self._db.read() as tx:  # what moved is read first: later writes move it again
-            seen = (tx.changes.head(), tx.images.stored())
-            if self._still_quiet(seen):
+            seen = (tx.changes.head(), tx.blobs.count())
+            if self._idle.unchanged(seen):
                 return 0
             pending = tx.images.pending(self._batch)
-        if not pending:
-            self._quiet = (seen, time.monotonic())
-            return 0
-        self._quiet = None
+        self._idle.found(bool(pending), seen)
         recorded = sum(self._read(digest) for digest in pending)
         if recorded:
             self.version += 1
@@ -78,12 +74,6 @@ class ImageService:
         """Image blobs stored here and not read yet."""
         with self._db.read() as tx:
             return tx.images.pending(limit)
-
-    def _still_quiet(self, seen: tuple[int, int]) -> bool:
-        if self._quiet is None:
-            return False
-        before, since = self._quiet
-        return before == seen and time.monotonic() - since < RECHECK
 
     def _read(self, digest: Digest) -> int:
         """Read one image and record what it says; 0 when its bytes are not here (gc took

@@ -10,24 +10,23 @@ replication all end in a stored blob, so all are hashed; a restart loses nothing
 not recorded is still pending); hashes are of content, so a blob is hashed once whatever its
 paths. The worker runs at the lowest CPU priority in one process of the node. After a pass
 found nothing, the next ones only look again once the change log's head or the number of
-stored blobs moved (or after RECHECK): an idle node pays two small queries a pass, not a
+stored blobs moved (`service.idle`): an idle node pays two small queries a pass, not a
 walk of every tree.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 from registry.domain.clock import now_ms
 from registry.domain.digest import Digest
 from registry.domain.errors import MACHINE_FAULTS, BlobNotFoundError, SafetensorsError
 from registry.domain.modelhashes import SafetensorsHasher, SafetensorsHashes
 from registry.metadata.db import Database
+from registry.service.idle import IdleWatch
 from registry.storage import BlobStore
 
 logger = logging.getLogger(__name__)
-RECHECK = 600.0  # seconds an idle job trusts "nothing moved" before it looks again anyway
 
 
 class ModelHashService:
@@ -35,19 +34,16 @@ class ModelHashService:
         self._db = db
         self._blobs = blobs
         self._batch = batch
-        self._quiet: tuple[tuple[int, int], float] | None = None  # (what was seen, when)
+        self._idle = IdleWatch()
 
     def run_once(self) -> int:
         """Hash up to `batch` pending blobs; returns how many were recorded."""
         with self._db.read() as tx:  # what moved is read first: later writes move it again
-            seen = (tx.changes.head(), tx.model_hashes.stored())
-            if self._still_quiet(seen):
+            seen = (tx.changes.head(), tx.blobs.count())
+            if self._idle.unchanged(seen):
                 return 0
             pending = tx.model_hashes.pending(self._batch)
-        if not pending:
-            self._quiet = (seen, time.monotonic())
-            return 0
-        self._quiet = None
+        self._idle.found(bool(pending), seen)
         recorded = sum(self._hash(digest) for digest in pending)
         if recorded:
             logger.debug("safetensors hashes recorded blobs=%d", recorded)
@@ -62,12 +58,6 @@ class ModelHashService:
         """Why a blob has no hashes (None: it has them, or it is pending)."""
         with self._db.read() as tx:
             return tx.model_hashes.problem(digest)
-
-    def _still_quiet(self, seen: tuple[int, int]) -> bool:
-        if self._quiet is None:
-            return False
-        before, since = self._quiet
-        return before == seen and time.monotonic() - since < RECHECK
 
     def _hash(self, digest: Digest) -> int:
         """Hash one blob and record the outcome; 0 when its bytes are not here (gc took them
