@@ -447,6 +447,7 @@ class PeerOut(BaseModel):
     token_set: bool  # the token itself is never shown back
     blobs: str
     node_id: str | None
+    epoch: str | None = None  # its /v1/health epoch as last heard: a new one after its restore
     state: str
     cursor: int
     head: int

@@ -154,6 +154,7 @@ class PeerView:
     token_set: bool
     blobs: str
     node_id: str | None
+    epoch: str | None  # the peer's history as last heard: a new one after its restore
     state: str
     cursor: int
     head: int
@@ -266,6 +267,7 @@ class PeerService:
             peer.token_set,
             peer.blobs,
             peer.node_id,
+            peer.epoch,
             state,
             peer.cursor,
             peer.head,
