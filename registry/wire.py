@@ -463,7 +463,7 @@ class PeerOut(BaseModel):
     # from a backup), and how many entries of the old history this node keeps for recovery.
     diverged_at: str | None = None
     set_aside_entries: int = 0
-    # Its repos this node left out because a repo of the same id is held here (see /v1/status).
+    # Its repos whose ids are held here for another home, kept under qualified ids (/v1/status).
     collisions: int = 0
     catch_up: CatchUpOut | None = None
 
