@@ -187,6 +187,7 @@ def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_pa
     assert files_of(b) == files_of(a)
     assert not any(f.startswith("lost/") for f in files_of(b))
     assert all(has_blob(b, data) for data in lost)  # kept on B, for recovery
+    assert_gc_keeps(b, lost)
     peer = peer_of(b)
     assert peer["state"] == "diverged" and peer["set_aside_entries"] == entries
     assert peer["lag_serials"] == 0 and peer["last_error"] is None
@@ -223,6 +224,25 @@ def assert_diverged_alert(node: NodeProcess, firing: dict[str, str], tmp_path: P
         assert f'modelyard_peer_set_aside_entries{{peer="{peer}"}} {kept}.0' in scrape
     names = ("modelyard_peer_state", "modelyard_peer_set_aside_entries")
     assert_fires(scrape, "ModelyardPeerHistoryDiverged", names, firing, tmp_path)
+
+
+def assert_gc_keeps(node: NodeProcess, kept: list[bytes]) -> None:
+    """`modelyard gc --delete --grace 0` beside the running node frees a blob nothing names (an
+    upload never committed) and keeps the blobs only set-aside entries name."""
+    garbage = os.urandom(1000)
+    with node.client() as http:
+        put = http.put(f"/v1/blobs/{blake3.blake3(garbage).hexdigest()}", content=garbage)
+    assert put.status_code == 201, put.text
+    done = subprocess.run(
+        [sys.executable, "-m", "registry", "gc", "--delete", "--grace", "0"]
+        + ["--data-dir", str(node.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not has_blob(node, garbage), done.stdout
+    assert all(has_blob(node, data) for data in kept), done.stdout
 
 
 def status_of(node: NodeProcess) -> dict[str, Any]:
