@@ -191,6 +191,9 @@ def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_pa
     peer = peer_of(b)
     assert peer["state"] == "diverged" and peer["set_aside_entries"] == entries
     assert peer["lag_serials"] == 0 and peer["last_error"] is None
+    with b.client() as http:  # B's status page too
+        peers_table = http.get("/status").text.split('<table id="peers">', 1)[1]
+    assert '<b class="diverged">diverged</b>' in peers_table.split("</table>", 1)[0]
     assert_same_history(a, b)
     # The metrics say so too, and the alert rule fires on them.
     assert_diverged_alert(b, {str(peer["id"]): str(entries)}, tmp_path)
@@ -326,6 +329,30 @@ def test_restore_found_from_the_chain_once_the_home_went_past_the_cursor(
     done = recover(a, b)
     assert "recovered 5 commits, fetched 5 files" in done.stdout, done.stdout
     assert_recovered(a, lost, tmp_path)
+
+
+def test_restore_in_place_behind_the_cursor_is_found_by_the_running_peer(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    """The issue's first failure: a restore the marker cannot tell (same files, same epoch), A's
+    head behind B's cursor, B running all along. B's pulls are answered `CursorAhead`: B must
+    say `diverged` (never `up` with an error behind it) and follow A's new commits."""
+    a, b = spawn("a"), spawn("b")
+    b.add_peer(a)
+    lost, entries = lose_five_uploads(a, b, tmp_path / "backup")
+    old_epoch, cursor = epoch_of(a), peer_of(b)["cursor"]
+    restore_in_place(a, tmp_path / "backup")
+    a.start()
+    assert epoch_of(a) == old_epoch and serial_of(a) < cursor
+    wait_until(lambda: peer_of(b)["set_aside_entries"] == entries, 30)
+    wait_until(lambda: peer_of(b)["state"] == "diverged")
+    assert head_of(b) == head_of(a) and peer_of(b)["last_error"] is None
+    committing = time.monotonic()
+    first = commit(a, "new/0.txt", b"after the restore")
+    wait_until(lambda: head_of(b) == first, CONVERGE_SECONDS)
+    assert time.monotonic() - committing < CONVERGE_SECONDS
+    assert_same_history(a, b)
+    assert all(has_blob(b, data) for data in lost)
 
 
 def test_a_chain_of_peers_follows_a_restored_home(spawn: Spawn, tmp_path: Path) -> None:
