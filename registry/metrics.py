@@ -110,7 +110,7 @@ class PeerSample:
     bad_blobs: int
     set_aside: int  # entries of its abandoned history kept here
     diverged: float | None  # unix seconds of the last divergence found
-    collisions: int  # its repos left out: a repo of the same id is held here
+    collisions: int  # its repos whose ids are held here for another home
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ class NodeCollector(Collector):
         )
         collided = GaugeMetricFamily(
             "modelyard_peer_repo_collisions",
-            "Repos of the peer left out: a repo of the same id, homed elsewhere, is held here",
+            "Repos of the peer whose ids are held here for another home (kept under qualified ids)",
             labels=["peer"],
         )
         for p in s.peers:

@@ -447,6 +447,7 @@ class PeerOut(BaseModel):
     token_set: bool  # the token itself is never shown back
     blobs: str
     node_id: str | None
+    epoch: str | None = None  # its /v1/health epoch as last heard: a new one after its restore
     state: str
     cursor: int
     head: int
@@ -462,7 +463,7 @@ class PeerOut(BaseModel):
     # from a backup), and how many entries of the old history this node keeps for recovery.
     diverged_at: str | None = None
     set_aside_entries: int = 0
-    # Its repos this node left out because a repo of the same id is held here (see /v1/status).
+    # Its repos whose ids are held here for another home, kept under qualified ids (/v1/status).
     collisions: int = 0
     catch_up: CatchUpOut | None = None
 

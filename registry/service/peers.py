@@ -154,6 +154,7 @@ class PeerView:
     token_set: bool
     blobs: str
     node_id: str | None
+    epoch: str | None  # the peer's history as last heard: a new one after its restore
     state: str
     cursor: int
     head: int
@@ -165,7 +166,7 @@ class PeerView:
     bad_blobs: int
     diverged_ms: int | None  # when its history was last found to have diverged
     set_aside: int  # entries of its abandoned history this node keeps (recoverable)
-    collisions: int  # its repos left out here: a repo of the same id is held here
+    collisions: int  # its repos whose ids are held here for another home (see /v1/status)
     catch_up: CatchUpView = CatchUpView()  # entries and blob bytes still to come, and rates
 
 
@@ -266,6 +267,7 @@ class PeerService:
             peer.token_set,
             peer.blobs,
             peer.node_id,
+            peer.epoch,
             state,
             peer.cursor,
             peer.head,

@@ -43,7 +43,7 @@ class Status:
     scrub: ScrubStatus
     restored_ms: int | None  # when this node last found itself restored from a backup
     lost_history: list[LostHistory]  # peers that keep what the restore lost here
-    collisions: list[Collision]  # peers' repos left out: one of the same id is held here
+    collisions: list[Collision]  # peers' repos whose ids are held here for another home
     disk: DiskState
 
 

@@ -4,6 +4,8 @@ under its qualified id (`namespace.home/name`)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
+from tests.promrules import assert_fires
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Spawn = Callable[..., NodeProcess]
@@ -33,6 +36,19 @@ def home_of(node: NodeProcess, repo: str) -> str | None:
     return home
 
 
+def peer_add(node: NodeProcess, peer: NodeProcess) -> subprocess.CompletedProcess[str]:
+    """`modelyard peer add` on the node's data dir (the running node picks the peer up)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "registry", "peer", "add", peer.url, "--token", TOKEN]
+        + ["--data-dir", str(node.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def make_same(node: NodeProcess, text: bytes) -> str:
     api(node).create_repo("admin/same")
     return str(
@@ -47,7 +63,10 @@ def test_a_peers_repo_of_the_same_id_never_replaces_the_one_made_here(
     make_same(a, b"from a")
     api(a).create_repo("admin/only-on-a")
     head = make_same(b, b"from b")
-    b.add_peer(a)
+    # `modelyard peer add` names the collision it sees in A's listing before pulling starts.
+    added = peer_add(b, a)
+    assert "warning: 1 repos of" in added.stderr and "model/admin/same" in added.stderr, added
+    assert "admin/only-on-a" not in added.stderr
     wait_until(lambda: api(b).repo_exists("admin/only-on-a"))  # B has read A's whole feed
     assert api(b).model_info("admin/same").sha == head
     assert home_of(b, "admin/same") is None  # B's own
@@ -64,10 +83,16 @@ def test_a_peers_repo_of_the_same_id_never_replaces_the_one_made_here(
     with b.client() as http:
         status = http.get("/v1/status").json()
         metrics = http.get("/metrics").text
+        page = http.get("/status").text
     assert [(c["repo"], c["home"], c["local"]) for c in status["collisions"]] == [
         ("model/admin/same", "a", "model/admin.a/same")
     ]
-    assert "modelyard_peer_repo_collisions{" in metrics
+    collisions = page.split('<div id="collisions">', 1)[1].split("</div>", 1)[0]
+    assert "<b>model/admin/same</b> of node a" in collisions and "admin.a/same" in collisions
+    peer_id = str(b.peers()[0]["id"])
+    assert f'modelyard_peer_repo_collisions{{peer="{peer_id}"}} 1.0' in metrics
+    names = ("modelyard_peer_repo_collisions",)
+    assert_fires(metrics, "ModelyardRepoCollision", names, {peer_id: "1"}, tmp_path)
     # A's repo is untouched on A; new commits on it reach B's copy under the qualified id.
     assert files_of(a, "admin/same") == {".gitattributes", "f.txt"}
     sha = api(a).upload_file(path_or_fileobj=b"a2", path_in_repo="a2.txt", repo_id="admin/same")

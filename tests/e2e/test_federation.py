@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -261,3 +262,26 @@ def test_a_peer_replaced_behind_the_same_url_is_not_followed(spawn: Spawn) -> No
     wait_until(refused, 30)
     assert not api(b).repo_exists("admin/forged")
     assert api(b).repo_exists("admin/original")
+    # The impostor answers probes as a healthy node would, but every pull is refused: for the
+    # next 3 s (6 probe intervals, twice what makes a peer up) the peer is never shown `up`.
+    seen = set()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        peer = next(p for p in b.peers() if p["id"] == peer_id)
+        seen.add(peer["state"])
+        assert peer["last_error"], peer
+        time.sleep(0.05)
+    assert "up" not in seen and seen <= {"degraded", "down"}, seen
+    # The real A back at its URL: up again, and the error that was is cleared.
+    impostor.kill()
+    a.start()
+    api(a).create_repo("admin/after")
+    wait_until(lambda: api(b).repo_exists("admin/after"), 30)
+
+    def healthy() -> bool:
+        peer = next(p for p in b.peers() if p["id"] == peer_id)
+        return peer["state"] == "up" and peer["last_error"] is None
+
+    wait_until(healthy, 30)
+    peer = next(p for p in b.peers() if p["id"] == peer_id)
+    assert peer["last_error_at"] is None and peer["lag_serials"] == 0, peer

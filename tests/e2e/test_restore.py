@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from tests.e2e.cluster import TOKEN, NodeProcess, wait_until
 from tests.ports import free_port
+from tests.promrules import assert_fires
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Spawn = Callable[..., NodeProcess]
@@ -51,7 +53,7 @@ def files_of(node: NodeProcess) -> set[str]:
     return {f.rfilename for f in api(node).model_info(REPO).siblings or []}
 
 
-def peer_of(node: NodeProcess) -> dict[str, object]:
+def peer_of(node: NodeProcess) -> dict[str, Any]:
     (peer,) = node.peers()
     return peer
 
@@ -60,6 +62,33 @@ def feed_identities(node: NodeProcess) -> list[tuple[str, int]]:
     with node.client() as http:
         page = http.get("/v1/sync/changes", params={"since": 0, "limit": 5000}).json()
     return [(e["origin"], e["origin_serial"]) for e in page["entries"]]
+
+
+def history_of(node: NodeProcess, origin: NodeProcess) -> list[tuple[int, str | None]]:
+    """The entries of `origin`'s history a node serves (set-aside ones are not), each with its
+    chain, in the node's log order: the same list on two nodes is the same history, each entry
+    once."""
+    with node.client() as http:
+        page = http.get("/v1/sync/changes", params={"since": 0, "limit": 5000}).json()
+    assert page["last_serial"] >= page["head"]  # one page holds the whole log
+    return [
+        (e["origin_serial"], e["chain"]) for e in page["entries"] if e["origin"] == origin.node_id
+    ]
+
+
+def commits_of(node: NodeProcess) -> list[str]:
+    return [c.commit_id for c in api(node).list_repo_commits(REPO)]
+
+
+def assert_same_history(home: NodeProcess, *replicas: NodeProcess) -> None:
+    """Each replica holds the home's current history and nothing of it twice: the same
+    entries with the same chains in the same order, and the same commits of the repo."""
+    expected, commits = history_of(home, home), commits_of(home)
+    for node in replicas:
+        assert history_of(node, home) == expected, node.name
+        assert commits_of(node) == commits, node.name
+        identities = feed_identities(node)
+        assert len(identities) == len(set(identities)), node.name
 
 
 def has_blob(node: NodeProcess, data: bytes) -> bool:
@@ -148,21 +177,26 @@ def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_pa
     ]
     with a.client() as http:
         assert f"modelyard recover --from {b.url}" in http.get("/status").text
+    committing = time.monotonic()  # B has 5 s from A's first new commit, its upload included
     first = commit(a, "new/0.txt", b"after the restore")
-    committed = time.monotonic()  # the upload acknowledged: B has 5 s from here
     wait_until(lambda: head_of(b) == first, CONVERGE_SECONDS)
-    assert time.monotonic() - committed < CONVERGE_SECONDS
+    assert time.monotonic() - committing < CONVERGE_SECONDS
     for i in (1, 2):
         commit(a, f"new/{i}.txt", b"more")
     wait_until(lambda: head_of(b) == head_of(a))
     assert files_of(b) == files_of(a)
     assert not any(f.startswith("lost/") for f in files_of(b))
     assert all(has_blob(b, data) for data in lost)  # kept on B, for recovery
+    assert_gc_keeps(b, lost)
     peer = peer_of(b)
     assert peer["state"] == "diverged" and peer["set_aside_entries"] == entries
     assert peer["lag_serials"] == 0 and peer["last_error"] is None
-    identities = feed_identities(b)
-    assert len(identities) == len(set(identities))
+    with b.client() as http:  # B's status page too
+        peers_table = http.get("/status").text.split('<table id="peers">', 1)[1]
+    assert '<b class="diverged">diverged</b>' in peers_table.split("</table>", 1)[0]
+    assert_same_history(a, b)
+    # The metrics say so too, and the alert rule fires on them.
+    assert_diverged_alert(b, {str(peer["id"]): str(entries)}, tmp_path)
 
     # The home's admin brings the five uploads back from B, with A running.
     dry = recover(a, b, "--dry-run")
@@ -180,6 +214,38 @@ def test_restored_home_is_followed_and_what_it_lost_is_kept(spawn: Spawn, tmp_pa
     wait_until(lambda: peer_of(b)["state"] == "up")
     assert "recovered/main" in refs_of(b)
     wait_until(lambda: not status_of(a)["lost_history"])
+    assert_diverged_alert(b, {}, tmp_path)  # and the alert resolves
+
+
+def assert_diverged_alert(node: NodeProcess, firing: dict[str, str], tmp_path: Path) -> None:
+    """The node's peer metrics show what its /v1/peers does, and ModelyardPeerHistoryDiverged
+    fires on its scrape for the peers of `firing` (peer -> entries set aside) only."""
+    with node.client() as http:
+        scrape = http.get("/metrics").text
+    for peer, kept in firing.items():
+        assert f'modelyard_peer_state{{peer="{peer}",state="diverged"}} 1.0' in scrape
+        assert f'modelyard_peer_set_aside_entries{{peer="{peer}"}} {kept}.0' in scrape
+    names = ("modelyard_peer_state", "modelyard_peer_set_aside_entries")
+    assert_fires(scrape, "ModelyardPeerHistoryDiverged", names, firing, tmp_path)
+
+
+def assert_gc_keeps(node: NodeProcess, kept: list[bytes]) -> None:
+    """`modelyard gc --delete --grace 0` beside the running node frees a blob nothing names (an
+    upload never committed) and keeps the blobs only set-aside entries name."""
+    garbage = os.urandom(1000)
+    with node.client() as http:
+        put = http.put(f"/v1/blobs/{blake3.blake3(garbage).hexdigest()}", content=garbage)
+    assert put.status_code == 201, put.text
+    done = subprocess.run(
+        [sys.executable, "-m", "registry", "gc", "--delete", "--grace", "0"]
+        + ["--data-dir", str(node.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not has_blob(node, garbage), done.stdout
+    assert all(has_blob(node, data) for data in kept), done.stdout
 
 
 def status_of(node: NodeProcess) -> dict[str, Any]:
@@ -240,21 +306,53 @@ def test_restore_found_from_the_chain_once_the_home_went_past_the_cursor(
 ) -> None:
     a, b = spawn("a"), spawn("b")
     b.add_peer(a)
-    _, entries = lose_five_uploads(a, b, tmp_path / "backup")
+    lost, entries = lose_five_uploads(a, b, tmp_path / "backup")
     old_epoch = epoch_of(a)
+    cursor = peer_of(b)["cursor"]
     b.stop()  # B does not see A until A's new history is longer than what B read
     restore_in_place(a, tmp_path / "backup")
     a.start()
     assert epoch_of(a) == old_epoch  # the same files: nothing told A it was restored
+    assert serial_of(a) < cursor
     for i in range(20):
         commit(a, f"new/{i}.txt", f"new {i}".encode())
+    assert serial_of(a) > cursor  # no cursor ahead of the head: only the chains tell
     b.start()
     wait_until(lambda: head_of(b) == head_of(a), 30)
     assert files_of(b) == files_of(a)
+    assert not any(f.startswith("lost/") for f in files_of(b))
     peer = peer_of(b)
     assert peer["state"] == "diverged" and peer["set_aside_entries"] == entries
-    identities = feed_identities(b)
-    assert len(identities) == len(set(identities))
+    assert peer["diverged_at"] and peer["epoch"] == old_epoch
+    assert_same_history(a, b)
+    # And the five uploads come back to A from B, byte for byte.
+    done = recover(a, b)
+    assert "recovered 5 commits, fetched 5 files" in done.stdout, done.stdout
+    assert_recovered(a, lost, tmp_path)
+
+
+def test_restore_in_place_behind_the_cursor_is_found_by_the_running_peer(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    """The issue's first failure: a restore the marker cannot tell (same files, same epoch), A's
+    head behind B's cursor, B running all along. B's pulls are answered `CursorAhead`: B must
+    say `diverged` (never `up` with an error behind it) and follow A's new commits."""
+    a, b = spawn("a"), spawn("b")
+    b.add_peer(a)
+    lost, entries = lose_five_uploads(a, b, tmp_path / "backup")
+    old_epoch, cursor = epoch_of(a), peer_of(b)["cursor"]
+    restore_in_place(a, tmp_path / "backup")
+    a.start()
+    assert epoch_of(a) == old_epoch and serial_of(a) < cursor
+    wait_until(lambda: peer_of(b)["set_aside_entries"] == entries, 30)
+    wait_until(lambda: peer_of(b)["state"] == "diverged")
+    assert head_of(b) == head_of(a) and peer_of(b)["last_error"] is None
+    committing = time.monotonic()
+    first = commit(a, "new/0.txt", b"after the restore")
+    wait_until(lambda: head_of(b) == first, CONVERGE_SECONDS)
+    assert time.monotonic() - committing < CONVERGE_SECONDS
+    assert_same_history(a, b)
+    assert all(has_blob(b, data) for data in lost)
 
 
 def test_a_chain_of_peers_follows_a_restored_home(spawn: Spawn, tmp_path: Path) -> None:
@@ -269,9 +367,7 @@ def test_a_chain_of_peers_follows_a_restored_home(spawn: Spawn, tmp_path: Path) 
         commit(a, f"new/{i}.txt", f"new {i}".encode())
     wait_until(lambda: head_of(c) == head_of(a), 30)
     assert files_of(c) == files_of(a)
-    for node in (b, c):
-        identities = feed_identities(node)
-        assert len(identities) == len(set(identities)), node.name
+    assert_same_history(a, b, c)  # C converged and applied nothing twice
     assert peer_of(b)["set_aside_entries"] == entries
 
 
@@ -291,9 +387,12 @@ def test_a_restored_replica_resyncs_and_its_peers_see_a_new_epoch(
         commit(a, f"late/{i}.txt", f"late {i}".encode())
     wait_until(lambda: head_of(c) == head_of(a))
     old_epoch = epoch_of(b)
+    assert peer_of(c)["epoch"] == old_epoch  # what C heard of B before the restore
     restore_as_a_copy(b, tmp_path / "backup-b")
     b.start()
-    assert epoch_of(b) != old_epoch
+    new_epoch = epoch_of(b)
+    assert new_epoch != old_epoch
+    wait_until(lambda: peer_of(c)["epoch"] == new_epoch)  # B's own peer sees its new history
     wait_until(lambda: head_of(b) == head_of(a), 60)
     commit(a, "after.txt", b"after B's restore")
     wait_until(lambda: head_of(c) == head_of(a), 60)
@@ -305,23 +404,35 @@ def test_a_restored_replica_resyncs_and_its_peers_see_a_new_epoch(
 
 
 def test_replica_killed_during_the_resync_resumes(spawn: Spawn, tmp_path: Path) -> None:
-    a, b = spawn("a"), spawn("b")
+    """B reads A's new history in pages of 5 entries; A is frozen (SIGSTOP) while B is still
+    resyncing, so the SIGKILL surely lands with part of the new history read and part not."""
+    small_pages = {"MODELYARD_SYNC__BATCH": "5", "MODELYARD_SYNC__CATCHUP_BATCH": "5"}
+    a, b = spawn("a"), spawn("b", env=small_pages)
     b.add_peer(a)
-    _, entries = lose_five_uploads(a, b, tmp_path / "backup")
+    lost, entries = lose_five_uploads(a, b, tmp_path / "backup")
     b.stop()
     restore_as_a_copy(a, tmp_path / "backup")
     a.start()
     for i in range(60):
         commit(a, f"new/{i}.txt", f"new {i}".encode())
     b.start()
-    wait_until(lambda: peer_of(b)["set_aside_entries"] == entries, 30, 0.01)
-    b.kill()  # during the resync: A's 120 new entries are being read
+    wait_until(lambda: peer_of(b)["state"] == "resyncing", 30, 0.005)
+    assert a.pid is not None
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        peer = peer_of(b)  # B can read no further now
+        assert peer["state"] == "resyncing" and peer["set_aside_entries"] == entries, peer
+        assert 0 < peer["cursor"] < peer["head"], peer
+        b.kill()  # SIGKILL in the middle of the resync
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
     b.start()
     wait_until(lambda: head_of(b) == head_of(a), 60)
     assert files_of(b) == files_of(a)
-    assert peer_of(b)["set_aside_entries"] == entries
-    identities = feed_identities(b)
-    assert len(identities) == len(set(identities))
+    peer = peer_of(b)
+    assert peer["state"] == "diverged" and peer["set_aside_entries"] == entries, peer
+    assert all(has_blob(b, data) for data in lost)  # what A lost is still kept on B
+    assert_same_history(a, b)  # nothing lost, nothing applied twice
 
 
 FAST_MIRROR = {"MODELYARD_MIRROR__INTERVAL": "0.1", "MODELYARD_MIRROR__RETRY_INITIAL": "0.2"}

@@ -23,6 +23,7 @@ def peer_out(view: PeerView) -> PeerOut:
         token_set=view.token_set,
         blobs=view.blobs,
         node_id=view.node_id,
+        epoch=view.epoch,
         state=view.state,
         cursor=view.cursor,
         head=view.head,
