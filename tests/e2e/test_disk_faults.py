@@ -274,3 +274,78 @@ def test_a_read_only_blob_disk_is_reported_and_refused_until_it_is_writable_agai
     finally:
         node.kill()
         subprocess.run(["umount", "-l", str(store)], check=False)
+
+
+@pytest.fixture
+def ext4(tmp_path: Path) -> Iterator[Path]:
+    """A 96 MiB ext4 file system on a loop device, mounted errors=remount-ro: what a data
+    disk does when the kernel finds an error. Unmounted (lazily: a killed node may hold it)
+    at the end; the loop device is freed with it."""
+    require_mounts()
+    image, mount = tmp_path / "ext4.img", tmp_path / "ext4"
+    with image.open("wb") as f:
+        f.truncate(96 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    mount.mkdir()
+    options = "loop,errors=remount-ro"
+    subprocess.run(["mount", "-o", options, str(image), str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fail_disk(mount: Path) -> None:
+    """Make the kernel find an error on the ext4 file system at `mount`: it goes read-only
+    at once, open files and all (a remount would refuse while the database is open)."""
+    device = subprocess.run(
+        ["findmnt", "-n", "-o", "SOURCE", str(mount)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("1")
+    with pytest.raises(OSError, match="Read-only file system"):
+        (mount / "probe").touch()
+
+
+def test_a_data_dir_gone_read_only_is_reported_and_every_write_refused_cleanly(
+    ext4: Path, tmp_path: Path
+) -> None:
+    """The whole data dir, database included, on a disk the kernel turned read-only under a
+    running node: health, readiness, metrics and status say so; uploads and commits are
+    refused with a code (never a 500, no traceback); reads go on. (Such a disk wants an fsck,
+    which needs it unmounted: the node is stopped for that, so no recovery is awaited here.)"""
+    node = NodeProcess(ext4 / "data", TOKEN, env=RESERVE, log=tmp_path / "node.log")
+    try:
+        node.start()
+        api(node).create_repo("admin/rodir")
+        api(node).upload_file(
+            path_or_fileobj=b"before", path_in_repo="a.txt", repo_id="admin/rodir"
+        )
+        fail_disk(ext4)
+        now = health(node)
+        assert now["disk"] == "unwritable" and now["writable"] is False, now
+        assert "not writable" in str(now["problems"])
+        assert ready(node).status_code == 503
+        with node.client() as http:
+            scrape = http.get("/metrics").text
+            assert 'modelyard_data_dir_state{state="unwritable"} 1.0' in scrape
+            assert http.get("/v1/status").json()["disk"]["state"] == "unwritable"
+        with pytest.raises(HfHubHTTPError) as refused:
+            api(node).upload_file(
+                path_or_fileobj=os.urandom(2 * MiB), path_in_repo="b.bin", repo_id="admin/rodir"
+            )
+        assert refused.value.response.status_code == 507
+        assert refused.value.response.headers["x-error-code"] == "DataDirUnavailable"
+        with pytest.raises(HfHubHTTPError) as commit:
+            api(node).upload_file(path_or_fileobj=b"c", path_in_repo="c.txt", repo_id="admin/rodir")
+        assert commit.value.response.status_code in (503, 507), commit.value.response.text
+        assert commit.value.response.headers["x-error-code"] in (
+            "DataDirUnavailable",
+            "DatabaseUnavailable",
+        )
+        path = hf_hub_download("admin/rodir", "a.txt", endpoint=node.url, cache_dir=tmp_path / "h")
+        assert Path(path).read_bytes() == b"before"
+        assert [c.commit_id for c in api(node).list_repo_commits("admin/rodir")][0] == (
+            api(node).model_info("admin/rodir").sha
+        )
+        log = node.log.read_text()
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        node.kill()
