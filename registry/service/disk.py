@@ -16,7 +16,6 @@ gone, read-only or not writable).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import shutil
 import threading
@@ -25,7 +24,6 @@ from pathlib import Path
 
 from registry.domain.errors import DataDirUnavailableError, InsufficientStorageError
 
-logger = logging.getLogger(__name__)
 LOW_FRACTION = 0.10
 PROBE = ".write-probe"  # a file created and removed at once, to learn the disk takes writes
 
@@ -101,16 +99,8 @@ class DiskSpace:
             return
         disk = self.state()
         if disk.state == "unwritable":
-            logger.warning("upload refused, data dir unwritable problem=%s", disk.problem)
             raise DataDirUnavailableError(f"This node cannot store uploads now: {disk.problem}")
         if size > disk.free - self._reserve:
-            logger.warning(
-                "upload refused, disk full path=%s size=%d free=%d reserve=%d",
-                self._path,
-                size,
-                disk.free,
-                self._reserve,
-            )
             raise InsufficientStorageError(
                 f"Not enough space on this node for {what} ({size} bytes): the disk of its "
                 f"data dir has {disk.free} bytes free and keeps {self._reserve} for its database",

@@ -119,7 +119,7 @@ def test_a_database_restart_mid_traffic_loses_nothing_acknowledged(
         assert set(acknowledged) <= history  # nothing acknowledged is lost
         log = node.log.read_text()
         assert "Traceback" not in log, log[-3000:]
-        assert "database unavailable" in log
+        assert "code=DatabaseUnavailable" in log
     finally:
         node.kill()
         home.kill()

@@ -65,6 +65,15 @@ def fill(disk: Path, leave: int, name: str = "ballast") -> Path:
     return ballast
 
 
+def warnings(node: NodeProcess) -> list[str]:
+    """The node's log lines at WARNING or above."""
+    return [
+        line
+        for line in node.log.read_text().splitlines()
+        if " WARNING " in line or " ERROR " in line
+    ]
+
+
 def gauge(scrape: str, name: str) -> float:
     """The value of an unlabelled metric in a /metrics text."""
     found = re.search(rf"^{name} (\S+)$", scrape, re.MULTILINE)
@@ -133,6 +142,8 @@ def test_an_upload_larger_than_the_free_space_is_one_507_and_works_once_space_is
     assert "Not enough space" in str(refused["error"])
     assert "preupload" in str(refused["url"])  # refused before a byte of the file was sent
     assert server_errors(node) == 1  # that 507 alone: not retried, no 500 before it
+    [line] = warnings(node)  # and one log line that says why
+    assert "code=InsufficientStorage" in line and "Not enough space" in line
     assert leftovers(node) == []
     small = api(node).upload_file(
         path_or_fileobj=b"hello", path_in_repo="a.txt", repo_id="admin/big"
@@ -150,7 +161,6 @@ def test_an_upload_larger_than_the_free_space_is_one_507_and_works_once_space_is
     log = node.log.read_text()
     assert "Traceback" not in log, log[-3000:]
     assert log.count("code=InsufficientStorage") == 1, log[-3000:]
-    assert "disk full" in log
 
 
 def test_a_write_that_fills_the_disk_fails_507_and_leaves_nothing(
@@ -228,7 +238,10 @@ def test_a_write_that_fills_the_disk_fails_507_and_leaves_nothing(
     assert api(node).model_info("admin/fill").sha == again.oid
     log = node.log.read_text()
     assert "Traceback" not in log, log[-3000:]  # expected faults: one line each
-    assert "disk full" in log
+    [put] = [line for line in warnings(node) if "path=/v1/blobs/" in line]
+    assert "code=InsufficientStorage" in put and "is full" in put
+    [commit] = [line for line in warnings(node) if "path=/api/models/admin/fill/commit" in line]
+    assert "code=InsufficientStorage" in commit
 
 
 def mount_tmpfs(path: Path, size: str) -> None:

@@ -6,6 +6,7 @@ from a peer meanwhile."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -64,14 +65,18 @@ def stored(node: RunningNode, data: bytes) -> bool:
     ids=["503s", "500s", "dropped", "slow"],
 )
 def test_a_failing_store_gives_a_clear_503_and_nothing_half_visible(
-    node: RunningNode, proxy: FaultProxy, fault: Fault
+    node: RunningNode, proxy: FaultProxy, fault: Fault, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = os.urandom(300_000)
     proxy.inject(fault)
+    caplog.set_level(logging.WARNING)
     status, headers, body = put_blob(node, data)
     assert status == 503, body
     assert body["code"] == "BlobStoreUnavailable" and headers["retry-after"]
-    assert proxy.faults_applied >= 2  # retried before giving up
+    assert 2 <= proxy.faults_applied <= 6  # retried before giving up, a bounded number of times
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1, [r.getMessage() for r in lines]  # one line with its cause
+    assert "BlobStoreUnavailable" in lines[0].getMessage() and not lines[0].exc_info
     with node.client() as http:  # health and metrics say so while it lasts
         health = http.get("/v1/health").json()
         ready = http.get("/v1/health/ready")
