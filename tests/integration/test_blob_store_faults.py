@@ -161,3 +161,56 @@ def test_downloads_come_from_a_peer_while_the_store_fails(
     assert download("after") == data
     with node.client() as http:
         assert http.get("/v1/health").json()["blob_store"] == "ok"
+
+
+def test_downloads_come_from_a_mirror_while_the_store_fails(
+    start_node: Callable[..., RunningNode],
+    s3_bucket: str,
+    proxy: FaultProxy,
+    tmp_path: Path,
+) -> None:
+    """A node with no peer, whose bucket stops answering, serves a file from the S3 mirror it
+    pushed it to (verified, not stored), and from its bucket again when that answers."""
+    node = start_node(
+        "s3-mirrored",
+        blob_store=f"s3://{s3_bucket}/node",
+        blob_store_endpoint=proxy.url,
+        blob_store_timeout=1.0,
+        mirror={"interval": 0.05, "retry_initial": 0.1, "retry_max": 0.5},
+    )
+    with node.client(node.admin_token) as http:
+        mirror = {"name": "bucket", "kind": "s3", "url": f"s3://{s3_bucket}/mirror"}
+        assert http.post("/v1/mirrors", json=mirror).status_code == 201
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/mirrored")
+    data = os.urandom(1024 * 1024 + 7)
+    api.upload_file(path_or_fileobj=data, path_in_repo="w.bin", repo_id="admin/mirrored")
+    deadline = time.monotonic() + 30
+    with node.client(node.admin_token) as http:
+        while http.get("/v1/mirrors").json()[0]["backlog"]:
+            assert time.monotonic() < deadline, "the mirror never got the file"
+            time.sleep(0.05)
+    proxy.inject(Fault(drop=True, times=10_000))
+    time.sleep(2.1)  # the bucket is asked again after 2 s without an answer
+
+    def download(where: str) -> bytes:
+        path = hf_hub_download(
+            "admin/mirrored",
+            "w.bin",
+            endpoint=node.url,
+            cache_dir=tmp_path / where,
+            token=node.admin_token,
+            force_download=True,
+        )
+        return Path(path).read_bytes()
+
+    applied = proxy.faults_applied
+    assert download("while-failing") == data
+    assert proxy.faults_applied > applied  # the node's own bucket was asked, and failed
+    with node.client() as http:
+        assert http.get("/v1/health").json()["blob_store"] == "failing"
+    proxy.inject(Fault(times=0))
+    time.sleep(2.1)
+    assert download("after") == data
+    with node.client() as http:
+        assert http.get("/v1/health").json()["blob_store"] == "ok"
