@@ -103,7 +103,8 @@ class DiskSpace:
         if size > disk.free - self._reserve:
             raise InsufficientStorageError(
                 f"Not enough space on this node for {what} ({size} bytes): the disk of its "
-                f"data dir has {disk.free} bytes free and keeps {self._reserve} for its database",
+                f"data dir ({self._path}) has {disk.free} bytes free and keeps {self._reserve} "
+                "for its database",
                 detail={"size": size, "free": disk.free, "reserve": self._reserve},
             )
 

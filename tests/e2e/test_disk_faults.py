@@ -140,6 +140,7 @@ def test_an_upload_larger_than_the_free_space_is_one_507_and_works_once_space_is
     assert refused["status"] == 507, refused
     assert refused["code"] == "InsufficientStorage"
     assert "Not enough space" in str(refused["error"])
+    assert str(node.data_dir / "store") in str(refused["error"])  # it names the disk
     assert "preupload" in str(refused["url"])  # refused before a byte of the file was sent
     assert server_errors(node) == 1  # that 507 alone: not retried, no 500 before it
     [line] = warnings(node)  # and one log line that says why
