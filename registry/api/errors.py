@@ -115,10 +115,9 @@ def registry_error_response(
 
 async def _on_registry_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.RegistryError)
-    if isinstance(
-        exc, e.InsufficientStorageError | e.DataDirUnavailableError | e.DatabaseUnavailableError
-    ):
-        # A fault of the node's own machine: one line, no traceback (it is not a bug).
+    if isinstance(exc, e.MACHINE_FAULTS):
+        # A fault of the node's own machine (its disk, database or blob store): the one line
+        # it gets, with its cause and no traceback (it is not a bug).
         logger.warning(
             "request failed method=%s path=%s code=%s error=%s",
             request.method,

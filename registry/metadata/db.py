@@ -14,7 +14,6 @@ write transaction moves: a process's read cache compares it to tell that another
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import sqlite3
 import struct
@@ -31,8 +30,6 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 from registry.domain.errors import DatabaseUnavailableError, InsufficientStorageError
 from registry.metadata.schema import migrate
 from registry.metadata.tx import Tx
-
-logger = logging.getLogger(__name__)
 
 
 class Database:
@@ -153,15 +150,15 @@ def _generation_of(folder: Path) -> int:
 
 @contextmanager
 def _faults() -> Iterator[None]:
-    """The database's own faults as the registry's errors (503 or 507 with a code, one log
-    line, no traceback): a server that is down, restarting or refusing connections, a file
-    locked for longer than the busy timeout, read-only, or on a full disk. Whatever the
-    transaction wrote is rolled back: nothing is reported done that did not commit."""
+    """The database's own faults as the registry's errors (503 or 507 with a code, no
+    traceback; whoever catches them logs one line): a server that is down, restarting or
+    refusing connections, a file locked for longer than the busy timeout, read-only, or on a
+    full disk. Whatever the transaction wrote is rolled back: nothing is reported done that did
+    not commit."""
     try:
         yield
     except (OperationalError, InterfaceError) as exc:
         reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0][:300]
-        logger.warning("database unavailable error=%s", reason)
         if "disk is full" in reason or "No space left" in reason:
             raise InsufficientStorageError(
                 f"The disk holding this node's database is full ({reason})"

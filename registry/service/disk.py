@@ -15,16 +15,17 @@ gone, read-only or not writable).
 
 from __future__ import annotations
 
-import logging
+import errno
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from registry.domain.errors import DataDirUnavailableError, InsufficientStorageError
 
-logger = logging.getLogger(__name__)
 LOW_FRACTION = 0.10
+PROBE = ".write-probe"  # a file created and removed at once, to learn the disk takes writes
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,17 @@ class DiskSpace:
 
     def _unwritable(self) -> str | None:
         """Why the data dir or the blob store's staging dir cannot be written, if so."""
+        probed = [self._data_dir, *([self._blob_dir] if self._blob_dir is not None else [])]
         staging = [self._blob_dir / "uploads"] if self._blob_dir is not None else []
-        for path in [self._data_dir, *staging]:
-            # access() answers for a read-only mount too (EROFS), even for root.
+        for path in [*probed, *staging]:
             if not path.is_dir():
                 return f"{path} is gone (a disk unmounted or removed?)"
-            if not os.access(path, os.W_OK):
-                return f"{path} is not writable (read-only or permissions)"
+            # access() answers for a read-only mount too (EROFS), even for root.
+            why = "read-only or permissions" if not os.access(path, os.W_OK) else None
+            if why is None and path in probed:
+                why = _cannot_create(path)
+            if why is not None:
+                return f"{path} is not writable ({why})"
         return None
 
     def state(self) -> DiskState:
@@ -94,18 +99,34 @@ class DiskSpace:
             return
         disk = self.state()
         if disk.state == "unwritable":
-            logger.warning("upload refused, data dir unwritable problem=%s", disk.problem)
             raise DataDirUnavailableError(f"This node cannot store uploads now: {disk.problem}")
         if size > disk.free - self._reserve:
-            logger.warning(
-                "upload refused, disk full path=%s size=%d free=%d reserve=%d",
-                self._path,
-                size,
-                disk.free,
-                self._reserve,
-            )
             raise InsufficientStorageError(
                 f"Not enough space on this node for {what} ({size} bytes): the disk of its "
-                f"data dir has {disk.free} bytes free and keeps {self._reserve} for its database",
+                f"data dir ({self._path}) has {disk.free} bytes free and keeps {self._reserve} "
+                "for its database",
                 detail={"size": size, "free": disk.free, "reserve": self._reserve},
             )
+
+
+def _cannot_write_reason(exc: OSError) -> str | None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return None  # full, not unwritable: the free space tells that
+    return exc.strerror or str(exc)
+
+
+def _cannot_create(folder: Path) -> str | None:
+    """Why no file can be created in `folder`, if so. access() is not enough: a disk the
+    kernel stopped after an error (ext4 with errors=remount-ro, on Linux 6.x an "emergency"
+    read-only state) raises EROFS on every write while access() and statvfs() say writable."""
+    probe = folder / f"{PROBE}-{os.getpid()}-{threading.get_native_id()}"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        return _cannot_write_reason(exc)
+    os.close(fd)
+    try:
+        probe.unlink()
+    except OSError as exc:
+        return _cannot_write_reason(exc)
+    return None

@@ -285,19 +285,18 @@ class LocalBlobWriter:
 
 @contextmanager
 def disk_errors(root: Path, what: str) -> Iterator[None]:
-    """A full, read-only or vanished disk as the registry's errors, with one log line and no
-    traceback (an expected fault, not a bug)."""
+    """A full, read-only or vanished disk as the registry's errors, which name the disk and
+    carry no traceback (an expected fault, not a bug): whoever catches them logs one line (the
+    request's error handler, a background loop)."""
     try:
         yield
     except OSError as exc:
         if exc.errno in _FULL:
-            logger.warning("disk full path=%s while=%s error=%s", root, what, exc.strerror)
             raise InsufficientStorageError(
                 f"The disk holding this node's data ({root}) is full ({what}); "
                 "nothing was stored, try again once space is freed"
             ) from None
         if exc.errno in _UNWRITABLE:
-            logger.warning("data dir unwritable path=%s while=%s error=%s", root, what, exc)
             raise DataDirUnavailableError(
                 f"This node's data dir ({root}) cannot be written ({exc.strerror}) while "
                 f"{what}; nothing was stored"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,9 +53,9 @@ def leftovers(node: NodeProcess) -> list[Path]:
     return list((node.data_dir / "store" / "uploads").iterdir())
 
 
-def fill(disk: Path, leave: int) -> Path:
+def fill(disk: Path, leave: int, name: str = "ballast") -> Path:
     """A ballast file leaving about `leave` bytes free on the disk."""
-    ballast = disk / "ballast"
+    ballast = disk / name
     free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
     with ballast.open("wb") as f:
         f.truncate(0)
@@ -61,6 +63,22 @@ def fill(disk: Path, leave: int) -> Path:
         for _ in range(max(0, (free - leave) // MiB)):
             f.write(block)
     return ballast
+
+
+def warnings(node: NodeProcess) -> list[str]:
+    """The node's log lines at WARNING or above."""
+    return [
+        line
+        for line in node.log.read_text().splitlines()
+        if " WARNING " in line or " ERROR " in line
+    ]
+
+
+def gauge(scrape: str, name: str) -> float:
+    """The value of an unlabelled metric in a /metrics text."""
+    found = re.search(rf"^{name} (\S+)$", scrape, re.MULTILINE)
+    assert found, f"{name} not in /metrics"
+    return float(found.group(1))
 
 
 def health(node: NodeProcess) -> dict[str, object]:
@@ -71,35 +89,79 @@ def ready(node: NodeProcess) -> httpx.Response:
     return httpx.get(f"{node.url}/v1/health/ready", timeout=10)
 
 
+def stock_upload(node: NodeProcess, tmp_path: Path, file: Path, *, xet: bool) -> dict[str, object]:
+    """`upload_file` of `file` by the stock client at its defaults (Xet) or with
+    HF_HUB_DISABLE_XET=1 (LFS), in a new process: its outcome (the status of the answer it
+    gave up on, 200 when it succeeded)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODELYARD_"))}
+    env |= {"HF_HOME": str(tmp_path / "client"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env |= {"HF_XET_CACHE": str(tmp_path / "client" / "xet")}
+    if not xet:
+        env["HF_HUB_DISABLE_XET"] = "1"
+    code = f"""
+import json
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
+api = HfApi(endpoint={node.url!r}, token={TOKEN!r})
+try:
+    api.upload_file(path_or_fileobj={str(file)!r}, path_in_repo="big.bin", repo_id="admin/big")
+except HfHubHTTPError as exc:
+    r = exc.response
+    out = {{"status": r.status_code, "code": r.headers.get("x-error-code"), "url": str(r.url)}}
+    print(json.dumps(out | {{"error": r.json()["error"]}}))
+else:
+    print(json.dumps({{"status": 200}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def server_errors(node: NodeProcess) -> float:
+    """How many requests the node answered with a 5xx, by its own /metrics."""
+    scrape = httpx.get(f"{node.url}/metrics", timeout=10).text
+    pattern = r'^modelyard_http_requests_total\{.*status="5xx".*\} (\S+)$'
+    return sum(float(m.group(1)) for m in re.finditer(pattern, scrape, re.MULTILINE))
+
+
+@pytest.mark.parametrize("xet", [True, False], ids=["xet", "lfs"])
 def test_an_upload_larger_than_the_free_space_is_one_507_and_works_once_space_is_freed(
-    node: NodeProcess, tmpfs: Path, tmp_path: Path
+    node: NodeProcess, tmpfs: Path, tmp_path: Path, xet: bool
 ) -> None:
-    """The issue's scenario through the stock client at its defaults (Xet): 120 MB with
-    about 80 MB free."""
+    """The issue's scenario through the stock client, at its defaults (Xet) and over LFS:
+    120 MB with about 80 MB free gives one 507, never a retried 500, and leaves no debris."""
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(120 * MiB))
     api(node).create_repo("admin/big")
     ballast = fill(tmpfs, 80 * MiB)
-    with pytest.raises(HfHubHTTPError) as refused:
-        api(node).upload_file(path_or_fileobj=str(big), path_in_repo="big.bin", repo_id="admin/big")
-    answer = refused.value.response
-    assert answer.status_code == 507
-    assert answer.headers["x-error-code"] == "InsufficientStorage"
-    assert "Not enough space" in answer.json()["error"]
-    assert "preupload" in str(answer.url)  # refused before a byte of the file was sent
+    refused = stock_upload(node, tmp_path, big, xet=xet)
+    assert refused["status"] == 507, refused
+    assert refused["code"] == "InsufficientStorage"
+    assert "Not enough space" in str(refused["error"])
+    assert str(node.data_dir / "store") in str(refused["error"])  # it names the disk
+    assert "preupload" in str(refused["url"])  # refused before a byte of the file was sent
+    assert server_errors(node) == 1  # that 507 alone: not retried, no 500 before it
+    [line] = warnings(node)  # and one log line that says why
+    assert "code=InsufficientStorage" in line and "Not enough space" in line
     assert leftovers(node) == []
     small = api(node).upload_file(
         path_or_fileobj=b"hello", path_in_repo="a.txt", repo_id="admin/big"
     )
     assert small.oid
     ballast.unlink()  # space freed: the same upload goes through, with no restart
-    done = api(node).upload_file(
-        path_or_fileobj=str(big), path_in_repo="big.bin", repo_id="admin/big"
-    )
+    assert stock_upload(node, tmp_path, big, xet=xet) == {"status": 200}
+    scrape = httpx.get(f"{node.url}/metrics", timeout=10).text
+    assert ('route="/cas/v1/xorbs/{prefix}/{xorb}"' in scrape) is xet  # the path it took
     path = hf_hub_download("admin/big", "big.bin", endpoint=node.url, cache_dir=tmp_path / "hub")
     assert Path(path).read_bytes() == big.read_bytes()
-    assert api(node).model_info("admin/big").sha == done.oid
+    assert api(node).model_info("admin/big").sha != small.oid  # committed after the small one
     assert leftovers(node) == []
+    assert server_errors(node) == 1
+    log = node.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert log.count("code=InsufficientStorage") == 1, log[-3000:]
 
 
 def test_a_write_that_fills_the_disk_fails_507_and_leaves_nothing(
@@ -134,6 +196,8 @@ def test_a_write_that_fills_the_disk_fails_507_and_leaves_nothing(
         status = http.get("/v1/status").json()
         page = http.get("/status").text
     assert 'modelyard_data_dir_state{state="full"} 1.0' in scrape
+    assert gauge(scrape, "modelyard_data_dir_free_bytes") < 8 * MiB  # under the reserve
+    assert gauge(scrape, "modelyard_data_dir_reserve_bytes") == 8 * MiB
     assert status["disk"]["state"] == "full"
     assert "is full" in page
     # Not one byte left: even the database cannot write. A commit is a clear 507, not a 500.
@@ -160,11 +224,25 @@ def test_a_write_that_fills_the_disk_fails_507_and_leaves_nothing(
     (tmpfs / "ballast2").unlink()
     wait_until(lambda: ready(node).status_code == 200, 10)
     assert health(node)["disk"] in ("ok", "low")
+    # Low (under 10 % free) but above the reserve: said so, and uploads still taken.
+    low = fill(tmpfs, 14 * MiB, "ballast-low")
+    now = health(node)
+    assert now["disk"] == "low" and now["writable"] is True, now
+    assert ready(node).status_code == 200
+    with node.client() as http:
+        assert 'modelyard_data_dir_state{state="low"} 1.0' in http.get("/metrics").text
+        assert http.get("/v1/status").json()["disk"]["state"] == "low"
+        assert "is low" in http.get("/status").text
+    low.unlink()
+    assert health(node)["disk"] == "ok"
     again = api(node).upload_file(path_or_fileobj=b"x", path_in_repo="n.txt", repo_id="admin/fill")
     assert api(node).model_info("admin/fill").sha == again.oid
     log = node.log.read_text()
     assert "Traceback" not in log, log[-3000:]  # expected faults: one line each
-    assert "disk full" in log
+    [put] = [line for line in warnings(node) if "path=/v1/blobs/" in line]
+    assert "code=InsufficientStorage" in put and "is full" in put
+    [commit] = [line for line in warnings(node) if "path=/api/models/admin/fill/commit" in line]
+    assert "code=InsufficientStorage" in commit
 
 
 def mount_tmpfs(path: Path, size: str) -> None:
@@ -210,3 +288,78 @@ def test_a_read_only_blob_disk_is_reported_and_refused_until_it_is_writable_agai
     finally:
         node.kill()
         subprocess.run(["umount", "-l", str(store)], check=False)
+
+
+@pytest.fixture
+def ext4(tmp_path: Path) -> Iterator[Path]:
+    """A 96 MiB ext4 file system on a loop device, mounted errors=remount-ro: what a data
+    disk does when the kernel finds an error. Unmounted (lazily: a killed node may hold it)
+    at the end; the loop device is freed with it."""
+    require_mounts()
+    image, mount = tmp_path / "ext4.img", tmp_path / "ext4"
+    with image.open("wb") as f:
+        f.truncate(96 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    mount.mkdir()
+    options = "loop,errors=remount-ro"
+    subprocess.run(["mount", "-o", options, str(image), str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fail_disk(mount: Path) -> None:
+    """Make the kernel find an error on the ext4 file system at `mount`: it goes read-only
+    at once, open files and all (a remount would refuse while the database is open)."""
+    device = subprocess.run(
+        ["findmnt", "-n", "-o", "SOURCE", str(mount)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("1")
+    with pytest.raises(OSError, match="Read-only file system"):
+        (mount / "probe").touch()
+
+
+def test_a_data_dir_gone_read_only_is_reported_and_every_write_refused_cleanly(
+    ext4: Path, tmp_path: Path
+) -> None:
+    """The whole data dir, database included, on a disk the kernel turned read-only under a
+    running node: health, readiness, metrics and status say so; uploads and commits are
+    refused with a code (never a 500, no traceback); reads go on. (Such a disk wants an fsck,
+    which needs it unmounted: the node is stopped for that, so no recovery is awaited here.)"""
+    node = NodeProcess(ext4 / "data", TOKEN, env=RESERVE, log=tmp_path / "node.log")
+    try:
+        node.start()
+        api(node).create_repo("admin/rodir")
+        api(node).upload_file(
+            path_or_fileobj=b"before", path_in_repo="a.txt", repo_id="admin/rodir"
+        )
+        fail_disk(ext4)
+        now = health(node)
+        assert now["disk"] == "unwritable" and now["writable"] is False, now
+        assert "not writable" in str(now["problems"])
+        assert ready(node).status_code == 503
+        with node.client() as http:
+            scrape = http.get("/metrics").text
+            assert 'modelyard_data_dir_state{state="unwritable"} 1.0' in scrape
+            assert http.get("/v1/status").json()["disk"]["state"] == "unwritable"
+        with pytest.raises(HfHubHTTPError) as refused:
+            api(node).upload_file(
+                path_or_fileobj=os.urandom(2 * MiB), path_in_repo="b.bin", repo_id="admin/rodir"
+            )
+        assert refused.value.response.status_code == 507
+        assert refused.value.response.headers["x-error-code"] == "DataDirUnavailable"
+        with pytest.raises(HfHubHTTPError) as commit:
+            api(node).upload_file(path_or_fileobj=b"c", path_in_repo="c.txt", repo_id="admin/rodir")
+        assert commit.value.response.status_code in (503, 507), commit.value.response.text
+        assert commit.value.response.headers["x-error-code"] in (
+            "DataDirUnavailable",
+            "DatabaseUnavailable",
+        )
+        path = hf_hub_download("admin/rodir", "a.txt", endpoint=node.url, cache_dir=tmp_path / "h")
+        assert Path(path).read_bytes() == b"before"
+        assert [c.commit_id for c in api(node).list_repo_commits("admin/rodir")][0] == (
+            api(node).model_info("admin/rodir").sha
+        )
+        log = node.log.read_text()
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        node.kill()

@@ -6,6 +6,7 @@ from a peer meanwhile."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -64,14 +65,18 @@ def stored(node: RunningNode, data: bytes) -> bool:
     ids=["503s", "500s", "dropped", "slow"],
 )
 def test_a_failing_store_gives_a_clear_503_and_nothing_half_visible(
-    node: RunningNode, proxy: FaultProxy, fault: Fault
+    node: RunningNode, proxy: FaultProxy, fault: Fault, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = os.urandom(300_000)
     proxy.inject(fault)
+    caplog.set_level(logging.WARNING)
     status, headers, body = put_blob(node, data)
     assert status == 503, body
     assert body["code"] == "BlobStoreUnavailable" and headers["retry-after"]
-    assert proxy.faults_applied >= 2  # retried before giving up
+    assert 2 <= proxy.faults_applied <= 6  # retried before giving up, a bounded number of times
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1, [r.getMessage() for r in lines]  # one line with its cause
+    assert "BlobStoreUnavailable" in lines[0].getMessage() and not lines[0].exc_info
     with node.client() as http:  # health and metrics say so while it lasts
         health = http.get("/v1/health").json()
         ready = http.get("/v1/health/ready")
@@ -149,6 +154,59 @@ def test_downloads_come_from_a_peer_while_the_store_fails(
         return Path(path).read_bytes()
 
     assert download("while-failing") == data
+    with node.client() as http:
+        assert http.get("/v1/health").json()["blob_store"] == "failing"
+    proxy.inject(Fault(times=0))
+    time.sleep(2.1)
+    assert download("after") == data
+    with node.client() as http:
+        assert http.get("/v1/health").json()["blob_store"] == "ok"
+
+
+def test_downloads_come_from_a_mirror_while_the_store_fails(
+    start_node: Callable[..., RunningNode],
+    s3_bucket: str,
+    proxy: FaultProxy,
+    tmp_path: Path,
+) -> None:
+    """A node with no peer, whose bucket stops answering, serves a file from the S3 mirror it
+    pushed it to (verified, not stored), and from its bucket again when that answers."""
+    node = start_node(
+        "s3-mirrored",
+        blob_store=f"s3://{s3_bucket}/node",
+        blob_store_endpoint=proxy.url,
+        blob_store_timeout=1.0,
+        mirror={"interval": 0.05, "retry_initial": 0.1, "retry_max": 0.5},
+    )
+    with node.client(node.admin_token) as http:
+        mirror = {"name": "bucket", "kind": "s3", "url": f"s3://{s3_bucket}/mirror"}
+        assert http.post("/v1/mirrors", json=mirror).status_code == 201
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    api.create_repo("admin/mirrored")
+    data = os.urandom(1024 * 1024 + 7)
+    api.upload_file(path_or_fileobj=data, path_in_repo="w.bin", repo_id="admin/mirrored")
+    deadline = time.monotonic() + 30
+    with node.client(node.admin_token) as http:
+        while http.get("/v1/mirrors").json()[0]["backlog"]:
+            assert time.monotonic() < deadline, "the mirror never got the file"
+            time.sleep(0.05)
+    proxy.inject(Fault(drop=True, times=10_000))
+    time.sleep(2.1)  # the bucket is asked again after 2 s without an answer
+
+    def download(where: str) -> bytes:
+        path = hf_hub_download(
+            "admin/mirrored",
+            "w.bin",
+            endpoint=node.url,
+            cache_dir=tmp_path / where,
+            token=node.admin_token,
+            force_download=True,
+        )
+        return Path(path).read_bytes()
+
+    applied = proxy.faults_applied
+    assert download("while-failing") == data
+    assert proxy.faults_applied > applied  # the node's own bucket was asked, and failed
     with node.client() as http:
         assert http.get("/v1/health").json()["blob_store"] == "failing"
     proxy.inject(Fault(times=0))

@@ -189,6 +189,22 @@ def test_k8s_manifests_match_the_kubernetes_schemas() -> None:
     assert k8s_errors(documents) == []
 
 
+def test_k8s_probes_tell_ready_from_alive_on_routes_the_node_serves() -> None:
+    """Readiness asks whether the node can take writes (503 on a full or read-only disk, or
+    with no database: the Service routes around it), liveness only whether it answers (a
+    restart fixes neither); both are routes of the app, on the container's port."""
+    documents = [doc for path in K8S for doc in yaml.safe_load_all(path.read_text())]
+    (deployment,) = [doc for doc in documents if doc["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ready, alive = container["readinessProbe"]["httpGet"], container["livenessProbe"]["httpGet"]
+    assert (ready["path"], alive["path"]) == ("/v1/health/ready", "/v1/health/live")
+    ports = {port["name"] for port in container["ports"]}
+    assert ready["port"] in ports and alive["port"] in ports
+    routes = json.loads((DEPLOY.parent / "openapi" / "openapi.json").read_text())["paths"]
+    assert ready["path"] in routes and alive["path"] in routes
+    assert "/v1/health/live" in (DEPLOY / "Dockerfile").read_text()  # HEALTHCHECK: alive
+
+
 def test_k8s_validation_rejects_a_wrong_type_and_a_selector_that_misses() -> None:
     documents = [doc for path in K8S for doc in yaml.safe_load_all(path.read_text())]
     (deployment,) = [doc for doc in documents if doc["kind"] == "Deployment"]
