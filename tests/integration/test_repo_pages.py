@@ -532,7 +532,7 @@ def test_hostile_metadata_runs_nothing_in_a_browser(node: RunningNode, browser: 
 
 
 def test_pages_show_uploads_with_the_indexer_and_scanner_stopped(
-    start_node: Callable[..., RunningNode],
+    start_node: Callable[..., RunningNode], browser: Any
 ) -> None:
     node = start_node("still", index={"enabled": False}, scan={"enabled": False})
     api = HfApi(endpoint=node.url, token=node.admin_token)
@@ -553,3 +553,16 @@ def test_pages_show_uploads_with_the_indexer_and_scanner_stopped(
     found = html(f"{node.url}/search?q=zqtrigger").text
     assert '<a href="/admin/fresh">' in found and "not indexed yet" in found
     assert '<span class="scan-pending">pending</span>' in found
+    page = browser.new_page()
+    for path, shown in (
+        ("/admin/fresh", "zqtrigger"),
+        ("/admin/fresh/blob/main/w.safetensors", "pending"),
+        ("/search?q=zqtrigger", "not indexed yet"),
+        ("/admin", "not indexed yet"),
+        ("/", "admin/fresh"),
+    ):
+        answer = page.goto(node.url + path)
+        assert answer is not None and answer.status == 200, path
+        assert shown in page.locator("main").inner_text(), (path, shown)
+    page.goto(node.url + "/admin/fresh")
+    assert page.locator(".badge.scan-pending").first.is_visible()
