@@ -40,13 +40,32 @@ def png(width: int, height: int) -> bytes:
 
     rows = b"".join(b"\x00" + bytes([x % 256, 120, 200]) * width for x in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def safetensors() -> bytes:
     header = b'{"w":{"dtype":"F16","shape":[4,4],"data_offsets":[0,32]}}'
     header += b" " * (-len(header) % 8)
     return struct.pack("<Q", len(header)) + header + b"\x00" * 32
+
+
+def images_shown(page: Any, name: str) -> None:
+    """Every image of the page scrolled to (the gallery's load lazily) and decoded, so the
+    screenshot shows them; a broken image fails the test."""
+    for image in page.locator("main img").all():
+        image.scroll_into_view_if_needed()
+    # Polled from Python: wait_for_function polls with eval, which the page's CSP forbids.
+    loaded = "[...document.querySelectorAll('main img')].every(i => i.complete)"
+    for _ in range(100):
+        if page.evaluate(loaded):
+            break
+        page.wait_for_timeout(100)
+    broken = page.evaluate(
+        "[...document.querySelectorAll('main img')].filter(i => !i.naturalWidth).map(i => i.src)"
+    )
+    assert page.evaluate(loaded) and broken == [], (name, broken)
+    page.evaluate("window.scrollTo(0, 0)")
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -82,6 +101,7 @@ def test_main_pages_fit_phone_and_desktop_widths(
     for name, url in pages.items():
         answer = page.goto(url)
         assert answer is not None and answer.status == 200, (name, url)
+        images_shown(page, name)
         page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
         overflow = page.evaluate(
             "document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth"
