@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
 
 from tests.conftest import ADMIN_TOKEN, RunningNode
 from tests.integration.test_federation_basic import wait_for
@@ -100,20 +102,29 @@ def test_sign_in_create_upload_edit_delete_and_see_it_on_a_replica(
     assert stored.size == len(data) and stored.lfs is not None
     assert stored.lfs.sha256 == hashlib.sha256(data).hexdigest()
 
+    api.create_repo("admin/parent-mix")
     page.goto(node.url + "/admin/browser-lora/edit")
     page.select_option("#kind", "lora")
     page.fill("#base_model", "stabilityai/sdxl-base")
+    page.fill("#license", "openrail")
     page.fill("#trigger_words", f"wtrcolor style\n{HOSTILE}")
     page.fill("#tags", f"watercolor, {HOSTILE}")
+    page.fill("#lineage", "admin/parent-mix")
     page.click("main button[type=submit]")
     page.wait_for_url("**/commit/*")
     page.goto(node.url + "/admin/browser-lora")
     text = page.locator("main").inner_text()
     assert "lora" in text and "stabilityai/sdxl-base" in text and "wtrcolor style" in text
+    assert "openrail" in text
+    assert page.locator("svg.lineage a[href='/admin/parent-mix']").count() == 1
     assert HOSTILE in text  # shown as text, never run
     assert page.evaluate("window.__pwned") is None
     card = api.hf_hub_download("admin/browser-lora", "README.md", cache_dir=tmp_path / "c")
-    assert "trigger_words:" in Path(card).read_text()
+    front = yaml.safe_load(Path(card).read_text().split("---")[1])
+    assert front["kind"] == "lora" and front["base_model"] == "stabilityai/sdxl-base"
+    assert front["license"] == "openrail" and front["tags"] == ["watercolor", HOSTILE]
+    assert front["trigger_words"] == ["wtrcolor style", HOSTILE]
+    assert front["lineage"] == [{"repo": "admin/parent-mix"}]
 
     page.goto(node.url + "/admin/browser-lora/blob/main/w.safetensors")
     page.click("text=Delete this file")
@@ -128,6 +139,7 @@ def test_sign_in_create_upload_edit_delete_and_see_it_on_a_replica(
     page.goto(replica.url + "/admin/browser-lora")
     text = page.locator("main").inner_text()
     assert "stabilityai/sdxl-base" in text and "wtrcolor style" in text
+    assert page.locator("svg.lineage a[href='/admin/parent-mix']").count() == 1
     assert "home node" in text  # writes are pointed at the home
     assert page.evaluate("window.__pwned") is None
 
@@ -268,3 +280,34 @@ def test_small_files_are_regular_and_a_folder_is_kept(node: RunningNode) -> None
     }
     assert info["samples/a.txt"].lfs is None  # as the Hub client would have sent it
     assert info["samples/b.safetensors"].lfs is not None  # LFS by .gitattributes
+
+
+def test_a_browser_upload_meets_the_apis_size_limit_and_says_so(
+    start_node: Callable[..., RunningNode], browser: Any, tmp_path: Path
+) -> None:
+    node = start_node("sized", limits={"max_blob_bytes": 100_000})
+    api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    api.create_repo("admin/sized")
+    head, before = api.model_info("admin/sized").sha, blob_count(node)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"b" * 100_001)
+    with pytest.raises(HfHubHTTPError) as refused:  # the API's answer, for comparison
+        api.upload_file(path_or_fileobj=str(big), path_in_repo="big.bin", repo_id="admin/sized")
+    assert refused.value.response.status_code == 413
+
+    page = signed_in(browser, node)
+    page.goto(node.url + "/admin/sized/upload/main")
+    page.set_input_files("#files", str(big))
+    page.click("main button[type=submit]")
+    problem = page.locator("#problem")
+    problem.wait_for(state="visible")
+    assert problem.inner_text().startswith("PayloadTooLarge: "), problem.inner_text()
+    assert "max_blob_bytes" in problem.inner_text()
+    assert page.url == node.url + "/admin/sized/upload/main"  # stayed, to try again
+    assert api.model_info("admin/sized").sha == head and blob_count(node) == before
+    with session(node) as http:
+        csrf = csrf_of(http, "/admin/sized/upload/main")
+        files = {"files": ("big.bin", big.read_bytes())}
+        answer = http.post("/admin/sized/upload/main", data={"csrf": csrf}, files=files)
+    assert answer.status_code == 413 and answer.headers["X-Modelyard-Limit"] == "max_blob_bytes"
+    assert api.model_info("admin/sized").sha == head and blob_count(node) == before
