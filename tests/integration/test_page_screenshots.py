@@ -1,7 +1,7 @@
 """The main pages in Chromium at a phone's width and a desktop's, saved as screenshots under
 test-artifacts/screenshots/ (CI keeps them) and checked loosely: the page fills the width
 without sideways scrolling (wide tables scroll inside their own box), the stylesheet applied,
-and every form control is labelled."""
+every image shown, every form control labelled, and nothing asked of any host but the node."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from tests.conftest import ADMIN_TOKEN, RunningNode
+from tests.integration.test_docs_status_pages import offline
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 WIDTHS = {"phone": 390, "desktop": 1280}
@@ -98,6 +99,7 @@ def test_main_pages_fit_phone_and_desktop_widths(
     }
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": WIDTHS[width], "height": 900})
+    refused, served = offline(page)
     for name, url in pages.items():
         answer = page.goto(url)
         assert answer is not None and answer.status == 200, (name, url)
@@ -115,3 +117,6 @@ def test_main_pages_fit_phone_and_desktop_widths(
                 .map(e => e.name)"""
         )
         assert unlabelled == [], (name, unlabelled)
+    assert refused == []  # no page asked for anything off the node
+    assert f"{node.url}/static/modelyard.css" in served
+    assert f"{node.url}/admin/watercolor-lora/raw/main/samples/lake.png" in served
