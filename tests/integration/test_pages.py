@@ -159,6 +159,16 @@ def test_every_link_the_client_returns_opens_as_a_page_in_a_browser(
     assert commit is not None and "README.md" in page.locator("main").inner_text()
     page.goto(proposed.pr_url)
     assert "refs/pr/1" in page.locator("main").inner_text()
+    page.goto(f"{node.url}/")  # the home page's search box and filters
+    page.fill("#q", "lora")
+    page.select_option("#kind", "lora")
+    page.fill("#base_model", "sdxl")
+    page.select_option("#sort", "downloads")
+    page.click("form.search button[type=submit]")
+    page.wait_for_url("**/search?*")
+    assert "kind=lora" in page.url and "base_model=sdxl" in page.url, page.url
+    assert page.locator("table.results a[href='/admin/linked']").count() == 1
+    assert page.locator("table.results a[href='/admin/linked-cli']").count() == 0
     docs = page.goto(f"{node.url}/docs")
     assert docs is not None and docs.status == 200
     assert docs.headers["content-type"].startswith("text/html")
