@@ -149,19 +149,46 @@ def replica_head(replica: RunningNode, repo: str) -> str | None:
     return answer.json().get("sha") if answer.status_code == 200 else None
 
 
-def test_a_form_posted_from_another_site_is_refused(node: RunningNode, browser: Any) -> None:
+def serving(body: str) -> Callable[[Any], None]:
+    """A route handler answering with `body` (a page of another site)."""
+    return lambda route: route.fulfill(status=200, content_type="text/html", body=body)
+
+
+def test_every_form_posted_from_another_site_is_refused(
+    node: RunningNode, browser: Any, make_token: Callable[..., str]
+) -> None:
+    api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    api.create_repo("admin/target")
+    api.upload_file(path_or_fileobj=b"a", path_in_repo="a.txt", repo_id="admin/target")
+    head = api.model_info("admin/target").sha
+    mallory = make_token("mallory")
     page = signed_in(browser, node)
-    evil = "http://evil.test/"
-    form = f"""<form method="post" action="{node.url}/new" id="f">
-        <input name="owner" value="admin"><input name="name" value="planted">
-        <input name="csrf" value="guessed"></form>
-        <script>document.getElementById('f').submit()</script>"""
-    page.route(evil, lambda route: route.fulfill(status=200, content_type="text/html", body=form))
-    with page.expect_response(f"{node.url}/new") as answer:
-        page.goto(evil)
-    assert answer.value.status == 403
-    assert "CrossOriginRefused" in page.content()
-    assert not HfApi(endpoint=node.url, token=ADMIN_TOKEN).repo_exists("admin/planted")
+    forms: list[tuple[str, dict[str, str], str]] = [  # each form of the pages, as planted
+        ("/new", {"owner": "admin", "name": "planted"}, "application/x-www-form-urlencoded"),
+        ("/admin/target/upload/main", {"folder": "x"}, "multipart/form-data"),
+        ("/admin/target/edit", {"kind": "lora", "tags": "planted"}, "multipart/form-data"),
+        ("/admin/target/delete/main/a.txt", {}, "application/x-www-form-urlencoded"),
+        ("/admin/target/access", {"action": "ask"}, "application/x-www-form-urlencoded"),
+        ("/signout", {}, "application/x-www-form-urlencoded"),
+        ("/signin", {"token": mallory, "next": "/"}, "application/x-www-form-urlencoded"),
+    ]
+    for i, (action, fields, enctype) in enumerate(forms):
+        inputs = "".join(
+            f'<input name="{k}" value="{v}">' for k, v in {**fields, "csrf": "guessed"}.items()
+        )
+        planted = f"""<form method="post" action="{node.url}{action}" enctype="{enctype}"
+            id="f">{inputs}</form><script>document.getElementById('f').submit()</script>"""
+        evil = f"http://evil.test/{i}"
+        page.route(evil, serving(planted))
+        with page.expect_response(f"{node.url}{action}") as answer:
+            page.goto(evil)
+        assert answer.value.status == 403, action
+        assert "CrossOriginRefused" in page.content(), action
+    assert not api.repo_exists("admin/planted")
+    assert api.model_info("admin/target").sha == head  # no upload, edit or delete
+    page.goto(node.url + "/")
+    assert page.locator("header .who").inner_text() == "admin"  # not signed out, nor as mallory
+    assert page.dialogs == []
 
 
 def test_session_cookie_and_csrf_rules(
