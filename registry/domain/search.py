@@ -43,6 +43,7 @@ class SearchQuery:
     sort: str = "recent"
     offset: int = 0
     limit: int = 20
+    any_tags: tuple[str, ...] = ()  # at least one of these (`tags`: every one of those)
 
     @property
     def words(self) -> list[str]:
@@ -94,6 +95,8 @@ def matches(doc: SearchDoc, query: SearchQuery) -> bool:
     if query.base_model and normalize_key(doc.base_model) != normalize_key(query.base_model):
         return False
     if any(tag not in doc.tags for tag in query.tags):
+        return False
+    if query.any_tags and not any(tag in doc.tags for tag in query.any_tags):
         return False
     return all(_has_prefix(doc.words, word) for word in query.words)
 

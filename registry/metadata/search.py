@@ -305,6 +305,9 @@ class SearchIndex:
         for tag in query.tags:
             tagged = select(SearchTag.repo_id).where(SearchTag.tag == tag)
             stmt = stmt.where(col(Repo.id).in_(tagged))
+        if query.any_tags:
+            tagged = select(SearchTag.repo_id).where(col(SearchTag.tag).in_(query.any_tags))
+            stmt = stmt.where(col(Repo.id).in_(tagged))
         if query.words:
             stmt = stmt.where(col(Repo.id).in_(self._with_words(query.words)))
         return stmt.order_by(order.desc(), col(Repo.id).desc())
@@ -329,6 +332,9 @@ class SearchIndex:
             sqlalchemy.select(col(SearchTag.repo_id)).where(col(SearchTag.tag) == t)
             for t in query.tags
         ]
+        if query.any_tags:
+            tagged = col(SearchTag.tag).in_(query.any_tags)
+            ids.append(sqlalchemy.select(col(SearchTag.repo_id)).where(tagged))
         for column, value in (
             (SearchEntry.base_model_key, query.base_model),
             (SearchEntry.kind, query.kind),

@@ -26,15 +26,18 @@ from registry.storage import BlobStore
 logger = logging.getLogger(__name__)
 CURSOR_KEY = "index_cursor"
 # What documents hold changes now and then (2: `parent:<repo>` tags, for lineage children;
-# 3: the words of the card's title and text);
+# 3: the words of the card's title and text; 4: `parent-hash:<hex>` tags, for children that
+# name a parent by one of its files' hashes);
 # documents an older node made are made again while the indexer is idle, a batch at a time.
-DOC_FORMAT = "3"
+DOC_FORMAT = "4"
 FORMAT_KEY = "index_format"
 REFORMAT_KEY = "index_reformat_after"  # the last repo id whose document was made again
 MAX_BODY_CHARS = 16_000  # of a card's text, searched by its words
 MAX_WEIGHT_FILES = 8  # safetensors headers read per repo for parameters and training metadata
 INCOMPLETE_BATCH = 100  # documents re-read per idle pass
 PARENT_TAG = "parent:"  # a tag naming a declared parent repo: children are found by it
+PARENT_HASH_TAG = "parent-hash:"  # a tag naming a declared parent file by its hash
+_HASH_LENGTHS = (8, 10, 12, 64)  # AutoV1, AutoV2, AutoV3; BLAKE3 or SHA-256 (lookup's forms)
 
 
 def parent_tag(full_name: str) -> str:
@@ -42,12 +45,23 @@ def parent_tag(full_name: str) -> str:
     return PARENT_TAG + full_name
 
 
+def parent_hash_tag(value: str) -> str | None:
+    """The tag a child naming a parent file by `value` carries: `parent-hash:<hex>`, the hex in
+    lower case without its `sha256:`-style prefix; None for what is no hash lookup takes."""
+    hex_part = value.strip().lower().rpartition(":")[2]
+    if len(hex_part) not in _HASH_LENGTHS or hex_part.strip("0123456789abcdef"):
+        return None
+    return PARENT_HASH_TAG + hex_part
+
+
 def parent_tags(card: Card) -> tuple[str, ...]:
-    """Tags naming the repos a card declares as parents (lineage `repo:` entries and
-    `base_model:` names of the form ns/name), so a repo's children are one indexed query
-    away instead of a read of every card."""
-    names = [p.repo for p in declared_parents(card) if p.repo and _repo_shaped(p.repo)]
-    return tuple(parent_tag(n) for n in dict.fromkeys(names))
+    """Tags naming the parents a card declares: the repos (lineage `repo:` entries and
+    `base_model:` names of the form ns/name) and the file hashes (lineage `hash:` entries),
+    so a repo's children are one indexed query away instead of a read of every card."""
+    parents = declared_parents(card)
+    names = [parent_tag(p.repo) for p in parents if p.repo and _repo_shaped(p.repo)]
+    hashes = [parent_hash_tag(p.hash) for p in parents if p.hash]
+    return tuple(dict.fromkeys([*names, *(h for h in hashes if h)]))
 
 
 def _repo_shaped(name: str) -> bool:

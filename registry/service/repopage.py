@@ -157,7 +157,12 @@ class RepoPageService:
             self._reads.weights(snap.commit.id),
             files,
             gallery[:MAX_GALLERY],
-            self._family.of(principal, repo, metadata.lineage),
+            self._family.of(
+                principal,
+                repo,
+                metadata.lineage,
+                [f.entry for f in files if f.entry.path.endswith(SCANNED)],
+            ),
             self._whereabouts.places(snap.repo, snap.commit.id),
             {i.path: i for i in self._madewith.images_at(principal, snap, MAX_GALLERY)},
             self._madewith.usage(snap),

@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
 
 from tests.conftest import ADMIN_TOKEN, RunningNode
 from tests.integration.test_federation_basic import wait_for
@@ -80,32 +82,49 @@ def test_sign_in_create_upload_edit_delete_and_see_it_on_a_replica(
             .observe(document.querySelector('progress'),
                      {attributes: true, attributeFilter: ['value']})"""
     )
+    # A network as a person's: 25 MB/s up (loopback sends 50 MB between two progress events).
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    conditions = {"offline": False, "latency": 5, "downloadThroughput": -1}
+    network.send("Network.emulateNetworkConditions", {**conditions, "uploadThroughput": 25 * MB})
     page.set_input_files("#files", str(weights))
     page.fill("#title", "Weights from the browser")
     page.click("main button[type=submit]")
     page.wait_for_url("**/commit/*", timeout=60_000)
     assert "Weights from the browser" in page.content() and "w.safetensors" in page.content()
-    assert len(set(seen)) >= 2 and max(seen) == pytest.approx(len(data), rel=0.01), seen[:10]
+    assert max(seen) == pytest.approx(len(data), rel=0.01), seen[-3:]
+    moving = sorted({v for v in seen if 0 < v < 0.99 * len(data)})  # partway, not just done
+    assert len(moving) >= 5, seen[:10]  # ~25 at 25 MB/s: one each 80 ms for 2 s
+    network.send("Network.emulateNetworkConditions", {**conditions, "uploadThroughput": -1})
     api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
     info = api.model_info("admin/browser-lora", files_metadata=True)
     stored = {s.rfilename: s for s in info.siblings or []}["w.safetensors"]
     assert stored.size == len(data) and stored.lfs is not None
     assert stored.lfs.sha256 == hashlib.sha256(data).hexdigest()
 
+    api.create_repo("admin/parent-mix")
     page.goto(node.url + "/admin/browser-lora/edit")
     page.select_option("#kind", "lora")
     page.fill("#base_model", "stabilityai/sdxl-base")
+    page.fill("#license", "openrail")
     page.fill("#trigger_words", f"wtrcolor style\n{HOSTILE}")
     page.fill("#tags", f"watercolor, {HOSTILE}")
+    page.fill("#lineage", "admin/parent-mix")
     page.click("main button[type=submit]")
     page.wait_for_url("**/commit/*")
     page.goto(node.url + "/admin/browser-lora")
     text = page.locator("main").inner_text()
     assert "lora" in text and "stabilityai/sdxl-base" in text and "wtrcolor style" in text
+    assert "openrail" in text
+    assert page.locator("svg.lineage a[href='/admin/parent-mix']").count() == 1
     assert HOSTILE in text  # shown as text, never run
     assert page.evaluate("window.__pwned") is None
     card = api.hf_hub_download("admin/browser-lora", "README.md", cache_dir=tmp_path / "c")
-    assert "trigger_words:" in Path(card).read_text()
+    front = yaml.safe_load(Path(card).read_text().split("---")[1])
+    assert front["kind"] == "lora" and front["base_model"] == "stabilityai/sdxl-base"
+    assert front["license"] == "openrail" and front["tags"] == ["watercolor", HOSTILE]
+    assert front["trigger_words"] == ["wtrcolor style", HOSTILE]
+    assert front["lineage"] == [{"repo": "admin/parent-mix"}]
 
     page.goto(node.url + "/admin/browser-lora/blob/main/w.safetensors")
     page.click("text=Delete this file")
@@ -120,6 +139,7 @@ def test_sign_in_create_upload_edit_delete_and_see_it_on_a_replica(
     page.goto(replica.url + "/admin/browser-lora")
     text = page.locator("main").inner_text()
     assert "stabilityai/sdxl-base" in text and "wtrcolor style" in text
+    assert page.locator("svg.lineage a[href='/admin/parent-mix']").count() == 1
     assert "home node" in text  # writes are pointed at the home
     assert page.evaluate("window.__pwned") is None
 
@@ -129,19 +149,46 @@ def replica_head(replica: RunningNode, repo: str) -> str | None:
     return answer.json().get("sha") if answer.status_code == 200 else None
 
 
-def test_a_form_posted_from_another_site_is_refused(node: RunningNode, browser: Any) -> None:
+def serving(body: str) -> Callable[[Any], None]:
+    """A route handler answering with `body` (a page of another site)."""
+    return lambda route: route.fulfill(status=200, content_type="text/html", body=body)
+
+
+def test_every_form_posted_from_another_site_is_refused(
+    node: RunningNode, browser: Any, make_token: Callable[..., str]
+) -> None:
+    api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    api.create_repo("admin/target")
+    api.upload_file(path_or_fileobj=b"a", path_in_repo="a.txt", repo_id="admin/target")
+    head = api.model_info("admin/target").sha
+    mallory = make_token("mallory")
     page = signed_in(browser, node)
-    evil = "http://evil.test/"
-    form = f"""<form method="post" action="{node.url}/new" id="f">
-        <input name="owner" value="admin"><input name="name" value="planted">
-        <input name="csrf" value="guessed"></form>
-        <script>document.getElementById('f').submit()</script>"""
-    page.route(evil, lambda route: route.fulfill(status=200, content_type="text/html", body=form))
-    with page.expect_response(f"{node.url}/new") as answer:
-        page.goto(evil)
-    assert answer.value.status == 403
-    assert "CrossOriginRefused" in page.content()
-    assert not HfApi(endpoint=node.url, token=ADMIN_TOKEN).repo_exists("admin/planted")
+    forms: list[tuple[str, dict[str, str], str]] = [  # each form of the pages, as planted
+        ("/new", {"owner": "admin", "name": "planted"}, "application/x-www-form-urlencoded"),
+        ("/admin/target/upload/main", {"folder": "x"}, "multipart/form-data"),
+        ("/admin/target/edit", {"kind": "lora", "tags": "planted"}, "multipart/form-data"),
+        ("/admin/target/delete/main/a.txt", {}, "application/x-www-form-urlencoded"),
+        ("/admin/target/access", {"action": "ask"}, "application/x-www-form-urlencoded"),
+        ("/signout", {}, "application/x-www-form-urlencoded"),
+        ("/signin", {"token": mallory, "next": "/"}, "application/x-www-form-urlencoded"),
+    ]
+    for i, (action, fields, enctype) in enumerate(forms):
+        inputs = "".join(
+            f'<input name="{k}" value="{v}">' for k, v in {**fields, "csrf": "guessed"}.items()
+        )
+        planted = f"""<form method="post" action="{node.url}{action}" enctype="{enctype}"
+            id="f">{inputs}</form><script>document.getElementById('f').submit()</script>"""
+        evil = f"http://evil.test/{i}"
+        page.route(evil, serving(planted))
+        with page.expect_response(f"{node.url}{action}") as answer:
+            page.goto(evil)
+        assert answer.value.status == 403, action
+        assert "CrossOriginRefused" in page.content(), action
+    assert not api.repo_exists("admin/planted")
+    assert api.model_info("admin/target").sha == head  # no upload, edit or delete
+    page.goto(node.url + "/")
+    assert page.locator("header .who").inner_text() == "admin"  # not signed out, nor as mallory
+    assert page.dialogs == []
 
 
 def test_session_cookie_and_csrf_rules(
@@ -260,3 +307,34 @@ def test_small_files_are_regular_and_a_folder_is_kept(node: RunningNode) -> None
     }
     assert info["samples/a.txt"].lfs is None  # as the Hub client would have sent it
     assert info["samples/b.safetensors"].lfs is not None  # LFS by .gitattributes
+
+
+def test_a_browser_upload_meets_the_apis_size_limit_and_says_so(
+    start_node: Callable[..., RunningNode], browser: Any, tmp_path: Path
+) -> None:
+    node = start_node("sized", limits={"max_blob_bytes": 100_000})
+    api = HfApi(endpoint=node.url, token=ADMIN_TOKEN)
+    api.create_repo("admin/sized")
+    head, before = api.model_info("admin/sized").sha, blob_count(node)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"b" * 100_001)
+    with pytest.raises(HfHubHTTPError) as refused:  # the API's answer, for comparison
+        api.upload_file(path_or_fileobj=str(big), path_in_repo="big.bin", repo_id="admin/sized")
+    assert refused.value.response.status_code == 413
+
+    page = signed_in(browser, node)
+    page.goto(node.url + "/admin/sized/upload/main")
+    page.set_input_files("#files", str(big))
+    page.click("main button[type=submit]")
+    problem = page.locator("#problem")
+    problem.wait_for(state="visible")
+    assert problem.inner_text().startswith("PayloadTooLarge: "), problem.inner_text()
+    assert "max_blob_bytes" in problem.inner_text()
+    assert page.url == node.url + "/admin/sized/upload/main"  # stayed, to try again
+    assert api.model_info("admin/sized").sha == head and blob_count(node) == before
+    with session(node) as http:
+        csrf = csrf_of(http, "/admin/sized/upload/main")
+        files = {"files": ("big.bin", big.read_bytes())}
+        answer = http.post("/admin/sized/upload/main", data={"csrf": csrf}, files=files)
+    assert answer.status_code == 413 and answer.headers["X-Modelyard-Limit"] == "max_blob_bytes"
+    assert api.model_info("admin/sized").sha == head and blob_count(node) == before

@@ -1,7 +1,7 @@
 """The main pages in Chromium at a phone's width and a desktop's, saved as screenshots under
 test-artifacts/screenshots/ (CI keeps them) and checked loosely: the page fills the width
 without sideways scrolling (wide tables scroll inside their own box), the stylesheet applied,
-and every form control is labelled."""
+every image shown, every form control labelled, and nothing asked of any host but the node."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from tests.conftest import ADMIN_TOKEN, RunningNode
+from tests.integration.test_docs_status_pages import offline
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 WIDTHS = {"phone": 390, "desktop": 1280}
@@ -40,13 +41,32 @@ def png(width: int, height: int) -> bytes:
 
     rows = b"".join(b"\x00" + bytes([x % 256, 120, 200]) * width for x in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def safetensors() -> bytes:
     header = b'{"w":{"dtype":"F16","shape":[4,4],"data_offsets":[0,32]}}'
     header += b" " * (-len(header) % 8)
     return struct.pack("<Q", len(header)) + header + b"\x00" * 32
+
+
+def images_shown(page: Any, name: str) -> None:
+    """Every image of the page scrolled to (the gallery's load lazily) and decoded, so the
+    screenshot shows them; a broken image fails the test."""
+    for image in page.locator("main img").all():
+        image.scroll_into_view_if_needed()
+    # Polled from Python: wait_for_function polls with eval, which the page's CSP forbids.
+    loaded = "[...document.querySelectorAll('main img')].every(i => i.complete)"
+    for _ in range(100):
+        if page.evaluate(loaded):
+            break
+        page.wait_for_timeout(100)
+    broken = page.evaluate(
+        "[...document.querySelectorAll('main img')].filter(i => !i.naturalWidth).map(i => i.src)"
+    )
+    assert page.evaluate(loaded) and broken == [], (name, broken)
+    page.evaluate("window.scrollTo(0, 0)")
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -79,9 +99,11 @@ def test_main_pages_fit_phone_and_desktop_widths(
     }
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": WIDTHS[width], "height": 900})
+    refused, served = offline(page)
     for name, url in pages.items():
         answer = page.goto(url)
         assert answer is not None and answer.status == 200, (name, url)
+        images_shown(page, name)
         page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
         overflow = page.evaluate(
             "document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth"
@@ -95,3 +117,6 @@ def test_main_pages_fit_phone_and_desktop_widths(
                 .map(e => e.name)"""
         )
         assert unlabelled == [], (name, unlabelled)
+    assert refused == []  # no page asked for anything off the node
+    assert f"{node.url}/static/modelyard.css" in served
+    assert f"{node.url}/admin/watercolor-lora/raw/main/samples/lake.png" in served

@@ -4,6 +4,12 @@ real browser (Debian's Chromium, driven by Playwright; no browser is downloaded)
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -64,6 +70,110 @@ def test_the_urls_the_client_prints_are_pages(node: RunningNode) -> None:
     assert html(f"{node.url}/datasets/admin/frames").status_code == 200
 
 
+def printed_by_the_hf_cli(node: RunningNode, tmp_path: Path, *args: str) -> str:
+    """The URL the `hf` command line prints after it did its work."""
+    env = {**os.environ, "HF_ENDPOINT": node.url, "HF_TOKEN": node.admin_token}
+    env["HF_HOME"] = str(tmp_path / "hf-cli-home")  # no token or cache of the test run's
+    hf = str(Path(sys.executable).parent / "hf")
+    done = subprocess.run(
+        [hf, *args], env=env, check=True, capture_output=True, text=True, timeout=120
+    )
+    urls: list[str] = re.findall(r"https?://\S+", done.stdout)
+    assert len(urls) == 1, done.stdout
+    return urls[0]
+
+
+def test_every_link_the_client_returns_opens_as_a_page_in_a_browser(
+    node: RunningNode, browser: Any, tmp_path: Path
+) -> None:
+    """The links come from huggingface_hub's own return values (and the `hf` command's
+    output), never built by the test; each is opened in Chromium as a person would."""
+    api = HfApi(endpoint=node.url, token=node.admin_token)
+    model = api.create_repo("admin/linked")
+    dataset = api.create_repo("admin/linked-frames", repo_type="dataset")
+    uploaded = api.upload_file(
+        path_or_fileobj=b"weights", path_in_repo="lora/w.safetensors", repo_id="admin/linked"
+    )
+    committed = api.create_commit(
+        "admin/linked",
+        [CommitOperationAdd("README.md", CARD.encode())],
+        commit_message="Card for the LoRA",
+    )
+    proposed = api.create_commit(
+        "admin/linked",
+        [CommitOperationAdd("proposal.txt", b"p")],
+        commit_message="A proposal",
+        create_pr=True,
+    )
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "f.txt").write_bytes(b"frame")
+    folder = api.upload_folder(
+        repo_id="admin/linked-frames", repo_type="dataset", folder_path=tmp_path / "frames"
+    )
+    (tmp_path / "cli.txt").write_bytes(b"from the command line")
+    cli_created = printed_by_the_hf_cli(node, tmp_path, "repos", "create", "admin/linked-cli")
+    cli_uploaded = printed_by_the_hf_cli(
+        node, tmp_path, "upload", "admin/linked-cli", str(tmp_path / "cli.txt"), "cli.txt"
+    )
+    assert proposed.pr_url is not None
+    returned = {  # each URL and what the page's title names
+        str(model): "admin/linked",
+        str(dataset): "admin/linked-frames",
+        str(uploaded): "admin/linked",  # a CommitInfo is its commit URL as a str
+        uploaded.commit_url: "admin/linked",
+        str(uploaded.repo_url): "admin/linked",
+        committed.commit_url: "Card for the LoRA",
+        proposed.commit_url: "A proposal",
+        proposed.pr_url: "A proposal",
+        folder.commit_url: "admin/linked-frames",
+        str(folder.repo_url): "admin/linked-frames",
+        cli_created: "admin/linked-cli",
+        cli_uploaded: "admin/linked-cli",
+    }
+    assert all(url.startswith(node.url + "/") for url in returned), returned
+    assert "/datasets/admin/linked-frames/commit/" in folder.commit_url
+    repo = f"{node.url}/admin/linked"
+    frames = f"{node.url}/datasets/admin/linked-frames"
+    shapes = {  # the other pages the issue names, at the Hub's URL shapes
+        f"{node.url}/": "Models",
+        f"{node.url}/search?q=lora&kind=lora&base_model=sdxl&tag=&sort=downloads": "Search",
+        f"{node.url}/admin": "admin",
+        f"{repo}/tree/main": "admin/linked",
+        f"{repo}/tree/main/lora": "admin/linked",
+        f"{repo}/blob/main/lora/w.safetensors": "w.safetensors",
+        f"{repo}/commits/main": "admin/linked",
+        f"{frames}/tree/main": "admin/linked-frames",
+        f"{frames}/blob/main/f.txt": "admin/linked-frames",
+        f"{frames}/commits/main": "admin/linked-frames",
+        f"{node.url}/status": "Status",
+    }
+    page = browser.new_page()
+    for url, title in {**returned, **shapes}.items():
+        answer = page.goto(url)
+        assert answer is not None and answer.status == 200, (url, answer and answer.status)
+        assert answer.headers["content-type"].startswith("text/html"), url
+        assert title in page.title(), (url, page.title())
+        assert page.locator("main h1").count() >= 1, url
+        assert "NotFound" not in page.locator("body").inner_text(), url
+    commit = page.goto(committed.commit_url)
+    assert commit is not None and "README.md" in page.locator("main").inner_text()
+    page.goto(proposed.pr_url)
+    assert "refs/pr/1" in page.locator("main").inner_text()
+    page.goto(f"{node.url}/")  # the home page's search box and filters
+    page.fill("#q", "lora")
+    page.select_option("#kind", "lora")
+    page.fill("#base_model", "sdxl")
+    page.select_option("#sort", "downloads")
+    page.click("form.search button[type=submit]")
+    page.wait_for_url("**/search?*")
+    assert "kind=lora" in page.url and "base_model=sdxl" in page.url, page.url
+    assert page.locator("table.results a[href='/admin/linked']").count() == 1
+    assert page.locator("table.results a[href='/admin/linked-cli']").count() == 0
+    docs = page.goto(f"{node.url}/docs")
+    assert docs is not None and docs.status == 200
+    assert docs.headers["content-type"].startswith("text/html")
+
+
 def test_home_and_search_list_uploads_with_their_facts(node: RunningNode) -> None:
     api = HfApi(endpoint=node.url, token=node.admin_token)
     api.create_repo("admin/watercolor-lora")
@@ -84,7 +194,7 @@ def test_home_and_search_list_uploads_with_their_facts(node: RunningNode) -> Non
     assert odd.status_code == 200
 
 
-def test_private_and_unknown_repos_are_404_pages(node: RunningNode) -> None:
+def test_private_and_unknown_repos_are_404_pages(node: RunningNode, browser: object) -> None:
     api = HfApi(endpoint=node.url, token=node.admin_token)
     api.create_repo("admin/hidden", private=True)
     for path in (
@@ -96,6 +206,18 @@ def test_private_and_unknown_repos_are_404_pages(node: RunningNode) -> None:
         assert html(node.url + path).status_code == 404, path
     assert html(node.url + "/admin/hidden", node.admin_token).status_code == 200
     assert httpx.get(node.url + "/api/models").status_code == 200  # API routes still win
+    api.create_repo("admin/shown-beside")
+    page = browser.new_page()  # type: ignore[attr-defined]
+    for path in ("/admin/hidden", "/admin/hidden/tree/main", "/admin/hidden/commits/main"):
+        answer = page.goto(node.url + path)
+        assert answer is not None and answer.status == 404, path
+        assert page.title().startswith("404"), (path, page.title())
+        assert "hidden" not in page.locator("main").inner_text(), path
+    for path in ("/", "/search?q=admin", "/search?sort=recent", "/admin"):
+        answer = page.goto(node.url + path)
+        assert answer is not None and answer.status == 200, path
+        listed = page.locator("main").inner_text()
+        assert "admin/shown-beside" in listed and "admin/hidden" not in listed, path
 
 
 def test_hostile_content_runs_nothing_in_a_browser(node: RunningNode, browser: object) -> None:
@@ -124,6 +246,7 @@ def test_hostile_content_runs_nothing_in_a_browser(node: RunningNode, browser: o
         search,
         f"{node.url}/admin/hostile",
         info.commit_url,
+        f"{node.url}/admin/hostile/commits/main",
         f"{node.url}/admin/hostile/tree/main",
     ):
         page.goto(url)
@@ -136,6 +259,9 @@ def test_hostile_content_runs_nothing_in_a_browser(node: RunningNode, browser: o
     assert page.locator("#card a[href^='javascript']").count() == 0
     assert page.locator("#card a[href='https://example.org/docs']").count() == 1
     assert "<script>" in page.locator("#card").inner_text()  # shown as text, not run
+    for url in (info.commit_url, f"{node.url}/admin/hostile/commits/main"):
+        page.goto(url)
+        assert f"hello {HOSTILE}" in page.locator("main").inner_text(), url  # as text
     assert dialogs == []
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+import blake3
 import httpx
 import yaml
 from huggingface_hub import CommitOperationAdd, HfApi
@@ -289,9 +290,28 @@ def test_lineage_graph_links_parents_and_children_the_viewer_may_see(node: Runni
     assert '<a href="/admin/merge">' in child[child.index("<svg") :]
     found = html(f"{node.url}/search?tag=parent:admin/merge").text  # the tag children carry
     assert "admin/child" in found and "secret-child" not in found
-    lonely = html(f"{node.url}/admin/by-hash").text
-    # admin/merge names it by file hash: children are found by repo name only.
-    assert "No parents declared" in lonely
+    # Children that name one of its files by hash: AutoV2 (admin/merge) and BLAKE3 here.
+    by_blake3 = {"lineage": [{"hash": blake3.blake3(weights).hexdigest()}]}
+    publish(api, "admin/blake-child", {"README.md": card(by_blake3)})
+    by_sha256 = {"lineage": [{"hash": "sha256:" + hashlib.sha256(weights).hexdigest().upper()}]}
+    publish(
+        HfApi(endpoint=node.url, token=olga),
+        "olga/secret-hash-child",
+        {"README.md": card(by_sha256)},
+        private=True,
+    )
+    while node.runtime.indexer.run_once():  # found in the index, not read directly
+        pass
+    autov2 = hashlib.sha256(weights).hexdigest()[:10]
+    assert "admin/merge" in html(f"{node.url}/search?tag=parent-hash:{autov2}").text
+    held = html(f"{node.url}/admin/by-hash").text
+    svg = held[held.index("<svg") : held.index("</svg>")]
+    assert '<a href="/admin/merge">' in svg and '<a href="/admin/blake-child">' in svg
+    assert "parents: 0, children: 2" in svg
+    assert "secret-hash-child" not in held  # private: not shown to others
+    assert '<a href="/olga/secret-hash-child">' in html(f"{node.url}/admin/by-hash", olga).text
+    publish(api, "admin/alone", {"a.txt": b"no family"})
+    assert "No parents declared" in html(f"{node.url}/admin/alone").text
     assert "<svg" not in html(f"{node.url}/admin/base/tree/main").text
 
 
@@ -532,18 +552,18 @@ def test_hostile_metadata_runs_nothing_in_a_browser(node: RunningNode, browser: 
 
 
 def test_pages_show_uploads_with_the_indexer_and_scanner_stopped(
-    start_node: Callable[..., RunningNode],
+    start_node: Callable[..., RunningNode], browser: Any
 ) -> None:
     node = start_node("still", index={"enabled": False}, scan={"enabled": False})
     api = HfApi(endpoint=node.url, token=node.admin_token)
     front = {"kind": "lora", "tags": ["zqfresh"], "trigger_words": ["zqtrigger"]}
-    publish(
-        api,
-        "admin/fresh",
-        {"README.md": card(front), "w.safetensors": safetensors({"w": ("F16", [2])}, {})},
-    )
+    weights = safetensors({"w": ("F16", [2])}, {})
+    publish(api, "admin/fresh", {"README.md": card(front), "w.safetensors": weights})
     publish(api, "admin/fresh-child", {"README.md": card({"base_model": "admin/fresh"})})
+    by_hash = {"lineage": [{"hash": hashlib.sha256(weights).hexdigest()}]}
+    publish(api, "admin/fresh-merge", {"README.md": card(by_hash)})
     repo = html(f"{node.url}/admin/fresh").text
+    assert '<a href="/admin/fresh-merge">' in repo[repo.index("<svg") :]  # by a file's hash
     assert "<code data-copy>zqtrigger</code>" in repo
     assert 'class="badge scan-pending">pending</span>' in repo  # shown, not hidden
     assert 'href="/admin/fresh/resolve/main/w.safetensors" download' in repo
@@ -553,3 +573,16 @@ def test_pages_show_uploads_with_the_indexer_and_scanner_stopped(
     found = html(f"{node.url}/search?q=zqtrigger").text
     assert '<a href="/admin/fresh">' in found and "not indexed yet" in found
     assert '<span class="scan-pending">pending</span>' in found
+    page = browser.new_page()
+    for path, shown in (
+        ("/admin/fresh", "zqtrigger"),
+        ("/admin/fresh/blob/main/w.safetensors", "pending"),
+        ("/search?q=zqtrigger", "not indexed yet"),
+        ("/admin", "not indexed yet"),
+        ("/", "admin/fresh"),
+    ):
+        answer = page.goto(node.url + path)
+        assert answer is not None and answer.status == 200, path
+        assert shown in page.locator("main").inner_text(), (path, shown)
+    page.goto(node.url + "/admin/fresh")
+    assert page.locator(".badge.scan-pending").first.is_visible()
