@@ -18,21 +18,32 @@ INSTANCE = "node"
 JOB = "modelyard"
 
 
-def series(scrape: str, names: tuple[str, ...]) -> list[dict[str, str]]:
-    """The scrape's samples of `names` as promtool input series (as Prometheus stores them,
-    with the `instance` and `job` labels a scrape adds), each holding its value for 3 minutes."""
-    found = []
+def samples(scrape: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The scrape's samples of `names`: series (as Prometheus stores it, with the `instance`
+    and `job` labels a scrape adds) -> value."""
+    found = {}
     for line in scrape.splitlines():
         sample = SAMPLE.match(line)
         if sample is None or sample["name"] not in names:
             continue
         labels = ",".join(filter(None, [sample["labels"], f'instance="{INSTANCE}",job="{JOB}"']))
-        found.append({"series": f"{sample['name']}{{{labels}}}", "values": f"{sample['value']}x3"})
+        found[f"{sample['name']}{{{labels}}}"] = sample["value"]
     return found
 
 
-def expected(alertname: str, peer: str, value: str) -> dict[str, object]:
-    """The alert as it fires for `peer`: the rule's labels and its annotations rendered."""
+def series(scrape: str, names: tuple[str, ...], before: str | None) -> list[dict[str, str]]:
+    """The scrape's samples of `names` as promtool input series, each holding its value for 3
+    minutes; with `before` (an earlier scrape), that scrape's value first, a minute earlier."""
+    earlier = samples(before, names) if before is not None else {}
+    return [
+        {"series": name, "values": " ".join(filter(None, [earlier.get(name), f"{value}x3"]))}
+        for name, value in samples(scrape, names).items()
+    ]
+
+
+def expected(alertname: str, label: str, peer: str, value: str) -> dict[str, object]:
+    """The alert as it fires for `peer` (the value of `label`): the rule's labels and its
+    annotations rendered."""
     (rule,) = [
         r
         for group in yaml.safe_load(ALERTS.read_text())["groups"]
@@ -40,12 +51,12 @@ def expected(alertname: str, peer: str, value: str) -> dict[str, object]:
         if r.get("alert") == alertname
     ]
     rendered = {
-        key: text.replace("{{ $labels.peer }}", peer)
+        key: text.replace(f"{{{{ $labels.{label} }}}}", peer)
         .replace("{{ $labels.instance }}", INSTANCE)
         .replace("{{ $value }}", value)
         for key, text in rule.get("annotations", {}).items()
     }
-    labels = {**rule.get("labels", {}), "peer": peer, "instance": INSTANCE, "job": JOB}
+    labels = {**rule.get("labels", {}), label: peer, "instance": INSTANCE, "job": JOB}
     return {"exp_labels": labels, "exp_annotations": rendered}
 
 
@@ -55,10 +66,12 @@ def assert_fires(
     names: tuple[str, ...],
     firing: dict[str, str],
     tmp_path: Path,
+    label: str = "peer",
+    before: str | None = None,
 ) -> None:
-    """`alertname` fires on the scrape's samples of `names` exactly for the peers of `firing`
-    (peer -> the expression's value as Prometheus prints it), and for no other; an empty
-    `firing` says it does not fire."""
+    """`alertname` fires on the scrape's samples of `names` exactly for the values of `label`
+    in `firing` (-> the expression's value as Prometheus prints it), and for no other; an
+    empty `firing` says it does not fire. `before`: an earlier scrape, for rules on change."""
     promtool = require("promtool")
     case = {
         "rule_files": [str(ALERTS)],
@@ -66,12 +79,12 @@ def assert_fires(
         "tests": [
             {
                 "interval": "1m",
-                "input_series": series(scrape, names),
+                "input_series": series(scrape, names, before),
                 "alert_rule_test": [
                     {
                         "eval_time": "2m",
                         "alertname": alertname,
-                        "exp_alerts": [expected(alertname, p, v) for p, v in firing.items()],
+                        "exp_alerts": [expected(alertname, label, p, v) for p, v in firing.items()],
                     }
                 ],
             }

@@ -492,6 +492,8 @@ def test_mirrors_keep_the_heads_a_restore_rolls_back(
     api(a).create_repo(REPO)
     commit(a, "kept.txt", b"kept")
     wait_until(lambda: mirror_backlog(a) == 0)
+    with a.client() as http:
+        before = http.get("/metrics").text  # no roll-back yet: each mirror's count is 0
     backup(a, tmp_path / "backup")
     a.start()
     lost = [os.urandom(120_000)]
@@ -514,6 +516,10 @@ def test_mirrors_keep_the_heads_a_restore_rolls_back(
         assert rollback["kept_as"] == "recovered/main"
         assert f'modelyard_mirror_rollbacks{{mirror="{name}"}} 1.0' in scrape
     assert "past lost commit" in page and "kept as recovered/main" in page
+    rolled = ("modelyard_mirror_rollbacks",)
+    firing = {name: "" for name in views}  # the annotations do not show the value
+    assert_fires(scrape, "ModelyardMirrorRolledBack", rolled, firing, tmp_path, "mirror", before)
+    assert_fires(scrape, "ModelyardMirrorRolledBack", rolled, {}, tmp_path, "mirror", scrape)
     shown = subprocess.run(
         [sys.executable, "-m", "registry", "mirror", "status", "--data-dir", str(a.data_dir)],
         capture_output=True,
