@@ -18,6 +18,7 @@ from registry.domain.digest import REGULAR_FILE_MAX, Digest, Hasher, start_helpe
 from registry.domain.errors import (
     BlobUnavailableError,
     DigestMismatchError,
+    InsufficientStorageError,
     NotFoundError,
     SizeMismatchError,
 )
@@ -112,6 +113,7 @@ class BlobFetcher:
         self._sha256 = Sha256Fill(uploads, busy=lambda: bool(self._inflight))
         self._inflight: dict[Digest, Future[bool]] = {}
         self._lock = threading.Lock()
+        self._no_room: int | None = None  # the smallest fetched blob this node had no room for
         self._sha256.start()  # it sweeps first: blobs a restart left without SHA-256
 
     def stop(self) -> None:
@@ -249,11 +251,17 @@ class BlobFetcher:
         except (DigestMismatchError, SizeMismatchError) as exc:
             source.bad_bytes(f"wrong bytes for {digest}: {exc}")
             raise
-        self._stored(digest)
+        self._stored(digest, size)
         if held is not None:
             yield held
 
-    def _stored(self, digest: Digest) -> None:
+    def _stored(self, digest: Digest, size: int) -> None:
+        with self._lock:  # room again once a blob as large as one refused fits
+            resumed = self._no_room is not None and size >= self._no_room
+            if resumed:
+                self._no_room = None
+        if resumed:
+            logger.info("blob fetches resume: this node can store them again")
         if self._fetched is not None:
             self._fetched(digest)
 
@@ -274,8 +282,13 @@ class BlobFetcher:
 
     def _fetch(self, digest: Digest, size: int, first: str | None, owner: str | None) -> bool:
         if self._uploads.stored(digest) is not None:
-            self._stored(digest)  # stored before a crash let it be adopted, say
+            self._stored(digest, size)  # stored before a crash let it be adopted, say
             return True
+        try:
+            self._uploads.require_room(size, "a blob fetched for this node")
+        except InsufficientStorageError as exc:
+            self._cannot_store(size, exc)
+            raise
         for source in self._sources(first, attempts=2):
             try:
                 if isinstance(source, PeerBlobs):
@@ -284,19 +297,30 @@ class BlobFetcher:
                     with source.open_blob(digest, size) as chunks:
                         self._uploads.ingest(chunks, Expected(blake3=digest, size=size))
                 logger.info("blob fetched digest=%s source=%s size=%d", digest, source.name, size)
-                self._stored(digest)
+                self._stored(digest, size)
                 return True
             except (DigestMismatchError, SizeMismatchError) as exc:
                 logger.warning("source served wrong bytes source=%s digest=%s", source.name, digest)
                 source.bad_bytes(f"wrong bytes for {digest}: {exc}")
             except NotFoundError:
                 continue
+            except InsufficientStorageError as exc:  # this node's disk, not the source's fault
+                self._cannot_store(size, exc)
+                raise
             except Exception as exc:  # any failure of one source: try the next
                 logger.warning(
                     "blob fetch failed source=%s digest=%s error=%s", source.name, digest, exc
                 )
         logger.error("blob not fetched from any peer or mirror digest=%s", digest)
         return False
+
+    def _cannot_store(self, size: int, exc: InsufficientStorageError) -> None:
+        """Say once that fetches wait for room (or a writable disk), not at every sweep."""
+        with self._lock:
+            first = self._no_room is None
+            self._no_room = min(size, self._no_room or size)
+        if first:
+            logger.warning("blob fetches wait until this node can store them: %s", exc.message)
 
     def _receive(self, source: PeerBlobs, digest: Digest, size: int, owner: str | None) -> None:
         """Fetch from a peer at the wire's speed into a writer, resuming what an earlier

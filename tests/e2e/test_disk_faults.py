@@ -7,17 +7,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import httpx
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from tests.e2e.cluster import TOKEN, wait_until
+from tests.e2e.cluster import NodeProcess as ClusterNode
 from tests.e2e.nodeproc import NodeProcess
 from tests.tools import require_mounts
 
@@ -363,3 +367,49 @@ def test_a_data_dir_gone_read_only_is_reported_and_every_write_refused_cleanly(
         assert "Traceback" not in log, log[-3000:]
     finally:
         node.kill()
+
+
+def test_a_replica_whose_disk_cannot_hold_a_blob_fetches_it_once_space_is_freed(
+    tmpfs: Path, tmp_path: Path
+) -> None:
+    """Eager replication onto a disk with too little room: the commit is shown at once (never
+    hidden), the blob is not fetched and leaves no partial file, the log says why without
+    repeating itself each pass, and the blob arrives once space is freed, with no restart."""
+    home = ClusterNode(tmp_path, "home").start()
+    replica = ClusterNode(tmpfs, "replica", env=RESERVE)
+    try:
+        data = os.urandom(40 * MiB)
+        digest = blake3.blake3(data).hexdigest()
+        api_home = HfApi(endpoint=home.url, token=TOKEN)
+        api_home.create_repo("admin/weights")
+        api_home.upload_file(path_or_fileobj=data, path_in_repo="w.bin", repo_id="admin/weights")
+        replica.start()
+        ballast = fill(tmpfs, 30 * MiB)  # the reserve is 8 MiB: 40 MiB does not fit
+        replica.add_peer(home)
+        shown = HfApi(endpoint=replica.url, token=TOKEN)
+        wait_until(lambda: "w.bin" in shown.list_repo_files("admin/weights"), 30)
+        store = replica.data_dir / "store"
+        blob = store / "blobs" / "blake3" / digest[:2] / digest
+        wait_until(lambda: list((store / "uploads").iterdir()) == [])  # small files fetched
+        for _ in range(25):  # a few sweeps for missing blobs (one a second here)
+            assert not blob.exists()
+            assert list((store / "uploads").iterdir()) == []
+            time.sleep(0.2)
+        log = replica_log(tmpfs)
+        said = [line for line in log.splitlines() if " WARNING " in line or " ERROR " in line]
+        assert len(said) == 1 and "wait until this node can store them" in said[0], said
+        assert "Not enough space" in said[0] and "Traceback" not in log
+        assert HfApi(endpoint=replica.url, token=TOKEN).model_info("admin/weights").sha
+        ballast.unlink()
+        wait_until(blob.exists, 60)
+        assert blake3.blake3(blob.read_bytes()).hexdigest() == digest
+        assert list((store / "uploads").iterdir()) == []
+        assert "blob fetches resume" in replica_log(tmpfs)
+    finally:
+        replica.kill()
+        home.kill()
+        shutil.copy(tmpfs / "replica.log", tmp_path)  # the tmpfs goes
+
+
+def replica_log(root: Path) -> str:
+    return (root / "replica.log").read_text()
