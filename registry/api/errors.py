@@ -106,7 +106,9 @@ def registry_error_response(
     size = exc.detail.get("size")
     if isinstance(exc, e.RangeNotSatisfiableError) and isinstance(size, int):
         headers["Content-Range"] = f"bytes */{size}"
-    if isinstance(exc, e.DatabaseUnavailableError | e.BlobStoreUnavailableError):
+    # Faults that clear by themselves; bytes not here yet are on their way from a peer.
+    transient = e.DatabaseUnavailableError | e.BlobStoreUnavailableError | e.BlobUnavailableError
+    if isinstance(exc, transient):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return error_response(
         status_of(exc), exc.code, exc.message, exc.detail, extra=extra, headers=headers

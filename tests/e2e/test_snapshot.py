@@ -129,7 +129,18 @@ def test_chain_c_boots_from_b_snapshot_while_b_follows_a(spawn: Spawn) -> None:
     wait_until(lambda: api(c).model_info("admin/lora").sha == sha)
     wait_until(lambda: caught_up(c, a))
     with c.client() as http:
-        assert http.get("/admin/lora/resolve/main/n.bin").content == b"new"
+        # The bytes follow the metadata down the chain (A to B to C, in the background):
+        # until they reach B, C answers 503 BlobUnavailable with Retry-After.
+        def served() -> bool:
+            answer = http.get("/admin/lora/resolve/main/n.bin")
+            if answer.status_code == 503:
+                assert answer.json()["code"] == "BlobUnavailable", answer.text
+                assert "Retry-After" in answer.headers
+                return False
+            assert answer.status_code == 200 and answer.content == b"new", answer.text
+            return True
+
+        wait_until(served, 30, 0.2)
 
 
 @contextmanager
