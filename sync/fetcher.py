@@ -167,8 +167,12 @@ class BlobFetcher:
 
         Returns None when a fetch of this blob is already running (wait with fetch_now). The
         stored copy is published only if its hash matches; the last chunk is held back until
-        then, so a client never receives a complete response with wrong bytes.
-        """
+        then, so a client never receives a complete response with wrong bytes. With no room
+        on this node's disk for it, the blob is relayed (verified, not stored)."""
+        try:
+            self._uploads.require_room(size, "a blob fetched for this node")
+        except InsufficientStorageError:  # no room to keep it (said by the fetches): relay it
+            return self.relay(digest, size)
         with self._lock:
             if digest in self._inflight:
                 return None

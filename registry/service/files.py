@@ -21,6 +21,7 @@ from registry.domain.errors import (
     BlobNotFoundError,
     BlobStoreUnavailableError,
     BlobUnavailableError,
+    InsufficientStorageError,
 )
 from registry.domain.names import RepoId
 from registry.domain.records import RepoRecord
@@ -203,10 +204,14 @@ class FileService:
         return streamed
 
     async def _pull_through(self, entry: TreeEntry) -> Iterator[bytes] | None:
-        """Stream from a peer while storing, or wait for the fetch already running (None)."""
+        """Stream from a peer while storing, or wait for the fetch already running (None); a
+        blob this node has no room for is relayed, not stored."""
         stream = self._pullthrough.stream(entry.blake3, entry.size)
         if stream is None:
-            await on_thread(self._pullthrough.fetch_now, entry.blake3, entry.size)
+            try:
+                await on_thread(self._pullthrough.fetch_now, entry.blake3, entry.size)
+            except InsufficientStorageError:  # the running fetch found no room to store it
+                return await _started(self._pullthrough.relay(entry.blake3, entry.size))
             return None
         return await _started(stream)
 

@@ -374,7 +374,8 @@ def test_a_replica_whose_disk_cannot_hold_a_blob_fetches_it_once_space_is_freed(
 ) -> None:
     """Eager replication onto a disk with too little room: the commit is shown at once (never
     hidden), the blob is not fetched and leaves no partial file, the log says why without
-    repeating itself each pass, and the blob arrives once space is freed, with no restart."""
+    repeating itself each pass, a download meanwhile is relayed from the home, and the blob
+    arrives once space is freed, with no restart."""
     home = ClusterNode(tmp_path, "home").start()
     replica = ClusterNode(tmpfs, "replica", env=RESERVE)
     try:
@@ -390,7 +391,8 @@ def test_a_replica_whose_disk_cannot_hold_a_blob_fetches_it_once_space_is_freed(
         wait_until(lambda: "w.bin" in shown.list_repo_files("admin/weights"), 30)
         store = replica.data_dir / "store"
         blob = store / "blobs" / "blake3" / digest[:2] / digest
-        wait_until(lambda: list((store / "uploads").iterdir()) == [])  # small files fetched
+        others = blobs_in(home.data_dir / "store") - {digest}  # .gitattributes, say
+        wait_until(lambda: blobs_in(store) == others, 30)
         for _ in range(25):  # a few sweeps for missing blobs (one a second here)
             assert not blob.exists()
             assert list((store / "uploads").iterdir()) == []
@@ -400,15 +402,25 @@ def test_a_replica_whose_disk_cannot_hold_a_blob_fetches_it_once_space_is_freed(
         assert len(said) == 1 and "wait until this node can store them" in said[0], said
         assert "Not enough space" in said[0] and "Traceback" not in log
         assert HfApi(endpoint=replica.url, token=TOKEN).model_info("admin/weights").sha
+        # Downloaded meanwhile: relayed from the home, verified, not stored.
+        path = hf_hub_download(
+            "admin/weights", "w.bin", endpoint=replica.url, cache_dir=tmp_path / "hub"
+        )
+        assert Path(path).read_bytes() == data
+        assert not blob.exists() and list((store / "uploads").iterdir()) == []
         ballast.unlink()
         wait_until(blob.exists, 60)
         assert blake3.blake3(blob.read_bytes()).hexdigest() == digest
         assert list((store / "uploads").iterdir()) == []
-        assert "blob fetches resume" in replica_log(tmpfs)
+        wait_until(lambda: "blob fetches resume" in replica_log(tmpfs), 10)  # said after it
     finally:
         replica.kill()
         home.kill()
         shutil.copy(tmpfs / "replica.log", tmp_path)  # the tmpfs goes
+
+
+def blobs_in(store: Path) -> set[str]:
+    return {path.name for path in (store / "blobs" / "blake3").rglob("*") if path.is_file()}
 
 
 def replica_log(root: Path) -> str:
