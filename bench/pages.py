@@ -46,7 +46,7 @@ from registry.service.commits import AddBytes
 from registry.settings import Settings
 
 WORK = cards.WORK
-FIXTURE_VERSION = 2  # of what this file adds on top of search.py's fixture
+FIXTURE_VERSION = 3  # of what this file adds on top of search.py's fixture
 SCAN_BATCH = 500
 REPO_MS = 50.0  # the goals: p99 of the repo page, of the search page
 SEARCH_MS = 100.0
@@ -98,9 +98,15 @@ def card_fixture(repos: int) -> Path:
 
 def add_weights(data_dir: Path, repos: list[RepoId], every: int) -> None:
     """A second commit with a .safetensors file in one repo in `every`, then every file
-    scanned, as the node's scanner would have done by then (pages show the verdicts)."""
+    scanned and hashed, as the node's scanner and hash job would have done by then (pages show
+    the verdicts; a run measures pages, not those jobs catching up)."""
     node = Runtime.open(
-        Settings(data_dir=data_dir, index={"enabled": False}, scan={"enabled": False})
+        Settings(
+            data_dir=data_dir,
+            index={"enabled": False},
+            scan={"enabled": False},
+            hashes={"batch": SCAN_BATCH},
+        )
     )
     started = time.perf_counter()
     try:
@@ -117,6 +123,10 @@ def add_weights(data_dir: Path, repos: list[RepoId], every: int) -> None:
             node.scans.run_once(SCAN_BATCH) for _ in range(len(weighted) // SCAN_BATCH + 2)
         )
         print(f"  scanned {scanned} files", flush=True)
+        hashed = 0
+        while done := node.model_hashes.run_once():  # AutoV3/AutoV1, as the node's job would
+            hashed += done
+        print(f"  hashed {hashed} safetensors files", flush=True)
     finally:
         node.close()
 
