@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, RepoUrl
 
 from tests.conftest import RunningNode
 
@@ -40,17 +40,20 @@ def html(url: str, token: str | None = None) -> httpx.Response:
     return answer
 
 
+def published(api: HfApi, repo: str) -> tuple[RepoUrl, CommitInfo, CommitInfo]:
+    """A model repo made, a LoRA uploaded and its card committed through the stock client:
+    what each call returned (the links it gives a user)."""
+    made = api.create_repo(repo)
+    uploaded = api.upload_file(
+        path_or_fileobj=b"weights", path_in_repo="lora/w.safetensors", repo_id=repo
+    )
+    card = [CommitOperationAdd("README.md", CARD.encode())]
+    return made, uploaded, api.create_commit(repo, card, commit_message="Card for the LoRA")
+
+
 def test_the_urls_the_client_prints_are_pages(node: RunningNode) -> None:
     api = HfApi(endpoint=node.url, token=node.admin_token)
-    repo_url = api.create_repo("admin/pages")
-    info = api.upload_file(
-        path_or_fileobj=b"weights", path_in_repo="lora/w.safetensors", repo_id="admin/pages"
-    )
-    more = api.create_commit(
-        "admin/pages",
-        [CommitOperationAdd("README.md", CARD.encode())],
-        commit_message="Card for the LoRA",
-    )
+    repo_url, info, more = published(api, "admin/pages")
     for url in (str(repo_url), info.commit_url, str(info), str(info.repo_url), more.commit_url):
         page = html(url)
         assert page.status_code == 200, url
@@ -89,16 +92,8 @@ def test_every_link_the_client_returns_opens_as_a_page_in_a_browser(
     """The links come from huggingface_hub's own return values (and the `hf` command's
     output), never built by the test; each is opened in Chromium as a person would."""
     api = HfApi(endpoint=node.url, token=node.admin_token)
-    model = api.create_repo("admin/linked")
+    model, uploaded, committed = published(api, "admin/linked")
     dataset = api.create_repo("admin/linked-frames", repo_type="dataset")
-    uploaded = api.upload_file(
-        path_or_fileobj=b"weights", path_in_repo="lora/w.safetensors", repo_id="admin/linked"
-    )
-    committed = api.create_commit(
-        "admin/linked",
-        [CommitOperationAdd("README.md", CARD.encode())],
-        commit_message="Card for the LoRA",
-    )
     proposed = api.create_commit(
         "admin/linked",
         [CommitOperationAdd("proposal.txt", b"p")],
