@@ -93,7 +93,7 @@ class Runtime:
         self.settings = settings
         self.db = db
         self._process = process
-        self._replicator: SyncLoop | None = None  # while the jobs run
+        self._jobs: list[SyncLoop | ScrubLoop | Worker] = []  # while they run
 
     @classmethod
     def open(cls, settings: Settings, *, process: str = "serve") -> Runtime:
@@ -383,7 +383,7 @@ class Runtime:
         )
         scrubber = ScrubLoop(self.scrub, self.settings.scrub, self.fetcher.fetch_now)
         workers = self._workers()
-        self._replicator = replicator
+        self._jobs = [replicator, scrubber, *workers]
         replicator.start()
         scrubber.start()
         for worker in workers:
@@ -391,20 +391,24 @@ class Runtime:
         try:
             yield
         finally:
+            for job in self._jobs:  # all at once: each then ends while the others are waited for
+                job.halt()
             scrubber.stop()
             replicator.stop()
             for worker in workers:
                 worker.stop()
             self.leases.stop()
-            self._replicator = None
+            self._jobs = []
 
     def stopping(self) -> None:
         """The server stops accepting connections: answer open long-polls with what they have
-        and halt the pullers now, rather than after the requests in flight have drained."""
+        and halt the pullers and helpers now, so they end while the requests in flight drain
+        rather than one after another once they have (a helper at nice 19 on a busy machine
+        may take half a second to wake)."""
         if "notifier" in self.__dict__:  # built: long-polls may be waiting on it
             self.notifier.close()
-        if self._replicator is not None:
-            self._replicator.halt()
+        for job in self._jobs:
+            job.halt()
 
     def _workers(self) -> list[Worker]:
         """The node's helpers; each one off only delays or thins answers."""
@@ -435,11 +439,13 @@ class Runtime:
             hashes = self.model_hashes
             interval = settings.hashes.interval
             workers.append(
-                Worker("model-hashes", hashes.run_once, interval, leases=leases, nice=19)
+                Worker("model-hashes", hashes.run_once, interval, leases=leases, low_priority=True)
             )
         if settings.images.enabled:
             images, interval = self.images, settings.images.interval
-            workers.append(Worker("images", images.run_once, interval, leases=leases, nice=19))
+            workers.append(
+                Worker("images", images.run_once, interval, leases=leases, low_priority=True)
+            )
         if settings.mirror.enabled:
             pusher = Pusher(
                 self.mirrors,

@@ -5,12 +5,13 @@ a low CPU priority, and step aside while live news is applied (`LiveFirst`)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+
+from registry.service.priority import lower_priority
 
 Task = Callable[[], bool]
 
@@ -23,11 +24,11 @@ class FairQueue:
         self._order: deque[str] = deque()  # keys with work, in turn
         self._changed = threading.Condition()
         self._stopped = False
-        self._threads = [
+        self.threads = [
             threading.Thread(target=self._work, name=f"blob-fetch-{i}", daemon=True)
             for i in range(workers)
         ]
-        for thread in self._threads:
+        for thread in self.threads:
             thread.start()
 
     def submit(self, key: str, task: Task) -> Future[bool]:
@@ -65,6 +66,8 @@ class FairQueue:
         return None
 
     def _work(self) -> None:
+        # A catch-up that fills the cores takes only what requests and metadata pulls leave;
+        # a fetch's range and writer threads inherit the priority.
         lower_priority()
         while True:
             with self._changed:
@@ -82,18 +85,6 @@ class FairQueue:
             with self._changed:
                 self._running[key] -= 1
                 self._changed.notify_all()
-
-
-NICE = 19  # background fetches' CPU priority, below the node's requests and metadata pulls
-
-
-def lower_priority() -> None:
-    """Run this thread (and the threads it starts: a fetch's ranges, its writer's) at NICE, so
-    a catch-up that fills the cores takes only what requests and metadata pulls leave."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
-    except (OSError, AttributeError):  # not Linux, or not allowed: full priority
-        pass
 
 
 PAUSE = 0.2  # seconds a background fetch waits at most, each time, for live news to apply

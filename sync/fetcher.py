@@ -23,6 +23,7 @@ from registry.domain.errors import (
     SizeMismatchError,
 )
 from registry.domain.records import PeerRecord
+from registry.service.priority import wait_ended
 from registry.service.uploads import UploadService
 from registry.storage import Expected
 from sync.blobstream import Partial, Partials, WriteFailedError, receive
@@ -31,6 +32,7 @@ from sync.fairqueue import FairQueue, LiveFirst
 from sync.sha256fill import Sha256Fill
 
 logger = logging.getLogger(__name__)
+STOP_WAIT = 1.0  # seconds a stop waits at most for the background fetch threads to end
 
 
 class BlobSource(Protocol):
@@ -117,10 +119,13 @@ class BlobFetcher:
         self._sha256.start()  # it sweeps first: blobs a restart left without SHA-256
 
     def stop(self) -> None:
+        """Stop fetching; wait a little (STOP_WAIT) for the low-priority threads to end (see
+        registry.service.priority): a fetch still running is cut by the process's exit."""
         self._queue.stop()
         self._urgent.shutdown(wait=False, cancel_futures=True)
         self._partials.clear()
         self._sha256.stop()
+        wait_ended([*self._queue.threads, *self._sha256.threads], STOP_WAIT)
 
     def enqueue(self, blobs: list[tuple[Digest, int]], first: str | None = None) -> None:
         """Fetch these in the background, from `first` before the other peers. They count in

@@ -14,17 +14,16 @@ node and first queues again up to SWEEP blobs of its commits still recorded with
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 
 from registry.domain.digest import Digest
+from registry.service.priority import lower_priority
 from registry.service.uploads import UploadService
 
 logger = logging.getLogger(__name__)
-NICE = 19  # the lowest CPU priority, as the fetches
 MAX_WAIT = 60.0  # seconds a blob's SHA-256 waits for the fetches to pause
 PAUSE = 0.2  # seconds between looks at whether they did
 SWEEP = 10_000  # blobs lacking SHA-256 queued again at start, at most
@@ -51,11 +50,12 @@ class Sha256Fill:
     def stop(self) -> None:
         self._queue.put(None)
 
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return [] if self._thread is None else [self._thread]
+
     def _run(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
-        except (OSError, AttributeError):  # not Linux, or not allowed: full priority
-            pass
+        lower_priority()  # as the fetches
         self._sweep()
         while (digest := self._queue.get()) is not None:
             deadline = time.monotonic() + MAX_WAIT

@@ -345,8 +345,12 @@ class ScrubLoop:
         if self._settings.enabled:
             self._thread.start()
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Ask the thread to end (a pass stops at its next file), without waiting for it."""
         self._stop.set()
+
+    def stop(self) -> None:
+        self.halt()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 

@@ -10,12 +10,12 @@ of a few seconds; it resumes by itself when the fault clears.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 
 from registry.domain.errors import MACHINE_FAULTS
 from registry.service.leases import Leases
+from registry.service.priority import lower_priority, wait_ended
 
 logger = logging.getLogger(__name__)
 FAULT_PAUSE = 5.0  # seconds a helper waits after its disk or database failed it
@@ -31,7 +31,7 @@ class Worker:
         drain: bool = True,
         on_stop: Callable[[], object] | None = None,
         leases: Leases | None = None,
-        nice: int | None = None,
+        low_priority: bool = False,
     ) -> None:
         self._name = name
         self._step = step
@@ -39,26 +39,26 @@ class Worker:
         self._drain = drain  # False: one pass per interval, whatever it did
         self._on_stop = on_stop
         self._leases = leases
-        self._nice = nice  # the thread's CPU priority (19: what the node's requests leave)
+        self._low_priority = low_priority  # take only what the node's requests leave
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def halt(self) -> None:
+        """Ask the thread to end after its pass, without waiting for it."""
+        self._stop.set()
+
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join(timeout=10)
+        self.halt()
+        wait_ended([self._thread], 10)
         if self._on_stop is not None:
             self._on_stop()
 
     def _run(self) -> None:
-        if self._nice is not None:
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
-            except (OSError, AttributeError):  # not Linux, or not allowed: full priority
-                pass
+        if self._low_priority:
+            lower_priority()
         while not self._stop.wait(self._interval):
             try:
                 if self._leases is not None and not self._leases.holds(self._name):
