@@ -109,6 +109,10 @@ class FaultProxy:
 
     def close(self) -> None:
         self._closed.set()
+        try:  # wakes the accept (closing alone does not, on Linux: the join waited 5 s)
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:  # not listening any more
+            pass
         self._listener.close()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)

@@ -30,6 +30,8 @@ from registry.storage.memory import MemoryBlobStore
 from registry.storage.s3 import PART as S3_PART
 from registry.storage.s3 import S3BlobStore
 
+pytestmark = pytest.mark.all_backends  # its backends are its own: run once, not per backend
+
 BACKENDS = ["memory", "local", "local-direct", "s3"]
 # Known-size uploads this big are written on a second thread ("local-direct": with O_DIRECT).
 LARGE = DIRECT_MIN + 4 * 1024 * 1024 + 17

@@ -8,11 +8,15 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from registry.domain.access import CONSOLE
 from registry.domain.names import RepoId, RepoType
 from registry.runtime import Runtime
 from tests.conftest import node_settings, postgres_database_for
 from tests.tools import require, require_postgres
+
+pytestmark = pytest.mark.all_backends  # its backends are its own: run once, not per backend
 
 PG = ["-h", "127.0.0.1", "-U", "postgres"]
 

@@ -14,6 +14,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from registry.cli import cli
+from registry.domain.access import CONSOLE
 from tests.conftest import ADMIN_TOKEN, RunningNode
 
 
@@ -26,15 +27,18 @@ def code_of(answer: httpx.Response) -> str:
     return str(answer.headers.get("x-registry-error", ""))
 
 
+USERS = ("alice", "wendy", "rita", "ozzy")
+MEMBERS = (("alice", "admin"), ("wendy", "write"), ("rita", "read"))
+
+
 @pytest.fixture
 def team(node: RunningNode, make_token: Callable[..., str]) -> dict[str, str]:
     """Org `lab` with alice (admin), wendy (write) and rita (read); ozzy is no member.
     Their tokens, by name, all with write rights."""
-    tokens = {user: make_token(user) for user in ("alice", "wendy", "rita", "ozzy")}
-    assert run_cli(node, "org", "create", "lab").exit_code == 0
-    for user, role in (("alice", "admin"), ("wendy", "write"), ("rita", "read")):
-        added = run_cli(node, "org", "add", "lab", user, "--role", role)
-        assert added.exit_code == 0, added.output
+    tokens = {user: make_token(user) for user in USERS}
+    node.runtime.orgs.create(CONSOLE, "lab")  # what `modelyard org` calls (tested below)
+    for user, role in MEMBERS:
+        node.runtime.orgs.set_member(CONSOLE, "lab", user, role)
     return tokens
 
 
@@ -148,8 +152,13 @@ def test_org_admin_adds_a_writer(node: RunningNode, team: dict[str, str]) -> Non
     assert ozzy.create_repo("lab/by-ozzy").repo_id == "lab/by-ozzy"
 
 
-@pytest.mark.usefixtures("team")
-def test_org_cli_errors_and_listing(node: RunningNode) -> None:
+def test_org_cli_errors_and_listing(node: RunningNode, make_token: Callable[..., str]) -> None:
+    for user in USERS:
+        make_token(user)
+    assert run_cli(node, "org", "create", "lab").exit_code == 0
+    for user, role in MEMBERS:
+        added = run_cli(node, "org", "add", "lab", user, "--role", role)
+        assert added.exit_code == 0, added.output
     unknown_user = run_cli(node, "org", "add", "lab", "nobody", "--role", "write")
     assert unknown_user.exit_code == 3
     assert "UserNotFound" in unknown_user.stderr and "'nobody'" in unknown_user.stderr

@@ -24,6 +24,8 @@ from registry.metadata.db import Database
 from registry.metadata.schema import MIGRATIONS, alembic_config, current_revision, include_name
 from tests.conftest import postgres_database_for
 
+pytestmark = pytest.mark.all_backends  # its backends are its own: run once, not per backend
+
 HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 FULLTEXT = {"sqlite": "search_fts", "postgresql": "search_text"}
 
