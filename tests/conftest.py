@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -11,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,45 +77,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _alone_under_xdist(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    """Under pytest-xdist, a test marked `alone` runs while no other test of the run does; the
-    others wait for it (a readers-writer lock shared by the workers, on files in the run's
-    temporary directory). The load test measures the node's throughput against its memory:
-    with other workers taking the CPU it moves half the bytes, and its leak check sees half a
-    leak. Autouse fixtures are set up first and torn down last, so the lock also covers the
-    other fixtures (nodes) of a test."""
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        yield
-        return
-    run_dir = tmp_path_factory.getbasetemp().parent  # popen-gwN's parent: one per run
-    alone = request.node.get_closest_marker("alone") is not None
-    with (
-        (run_dir / "alone.turnstile").open("a") as turnstile,
-        (run_dir / "alone.room").open("a") as room,
-    ):
-        # An `alone` test holds the turnstile while it waits for the room and while it runs, so
-        # no new test gets in meanwhile; every other test only passes through it.
-        fcntl.flock(turnstile, fcntl.LOCK_EX)
-        if alone:
-            fcntl.flock(room, fcntl.LOCK_EX)
-        else:
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
-            fcntl.flock(room, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(room, fcntl.LOCK_UN)
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
-
-
-@pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    node_env(monkeypatch)
+
+
+def node_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment nodes under test start in: no MODELYARD_ variable of the caller's, and
+    with MODELYARD_TEST_BLOB_STORE=s3 the credentials for boto3 (the endpoint is in their
+    settings). A fixture wider than a test sets it with `pytest.MonkeyPatch.context()`."""
     for key in list(os.environ):
         if key.startswith("MODELYARD_"):
             monkeypatch.delenv(key)
-    if TEST_BLOB_STORE == "s3":  # credentials for boto3 in the nodes (endpoint: their settings)
+    if TEST_BLOB_STORE == "s3":
         for key, value in CREDENTIALS.items():
             monkeypatch.setenv(key, value)
 
@@ -258,13 +231,14 @@ def s3_blob_store_for(data_dir: Path) -> tuple[str, str]:
 FAST_SYNC = {"long_poll": 1, "probe_interval": 0.2, "down_after": 3}
 
 
-@pytest.fixture
-def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
-    """Start nodes (uvicorn in a thread, own data dir); all are stopped at teardown."""
+@contextmanager
+def running_nodes(root: Path) -> Iterator[Callable[..., RunningNode]]:
+    """Start nodes (uvicorn in a thread, each with its data dir under `root`); all are stopped
+    when the block ends."""
     running: list[tuple[ServerThread, Runtime]] = []
 
     def start(name: str, port: int = 0, **overrides: object) -> RunningNode:
-        settings = node_settings(tmp_path / name, node_id=name, **overrides)
+        settings = node_settings(root / name, node_id=name, **overrides)
         if settings.database_url is None:
             place_sqlite(settings.data_dir)  # at the newest schema already (tests/schemas.py)
         runtime = Runtime.open(settings)
@@ -279,10 +253,21 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
         running.append((server, runtime))
         return RunningNode(server.url, settings, ADMIN_TOKEN, log, server.port, server, runtime)
 
-    yield start
-    for server, runtime in running:
-        server.stop()
-        runtime.close()
+    try:
+        yield start
+    finally:
+        for _, runtime in running:  # as `modelyard serve` stops: peers' long-polls answered,
+            runtime.stopping()  # jobs halted, so no server waits out its grace for another node
+        for server, runtime in running:
+            server.stop()
+            runtime.close()
+
+
+@pytest.fixture
+def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
+    """Start nodes in this test's temporary directory; all are stopped at teardown."""
+    with running_nodes(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

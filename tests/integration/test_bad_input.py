@@ -2,7 +2,8 @@
 
 "Nothing changes" is checked on the repo under attack: the head commit of `main`, the refs and
 the recursive tree are the same after each refused request, and refused uploads leave no file
-in the blob store.
+in the blob store. The tests share one node (per pytest-xdist worker): starting one for each of
+the ~110 cases took most of their time, and each checks its own request before and after.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,7 +24,7 @@ from huggingface_hub import HfApi
 
 from registry.domain.tokens import sign
 from tests.blobs import stored_blob_files, upload_leftovers
-from tests.conftest import RunningNode
+from tests.conftest import RunningNode, node_env, running_nodes
 from tests.hub import NDJSON, add, header, ndjson
 
 REPO = "/api/models/admin/guarded"
@@ -37,30 +39,43 @@ def state(http: httpx.Client) -> tuple[object, ...]:
     return info["sha"], json.dumps(refs, sort_keys=True), [(e["path"], e["oid"]) for e in tree]
 
 
-def answered(node: RunningNode, route: str, method: str, total: int) -> dict[str, float]:
-    """The node's request counts for a route by status class, once it has answered `total`.
+def request_counts(node: RunningNode, route: str, method: str) -> Counter[str]:
+    """The node's request counts for a route, by status class."""
+    prefix = "modelyard_http_requests_total{"
+    counts: Counter[str] = Counter()
+    for line in httpx.get(f"{node.url}/metrics").text.splitlines():
+        if line.startswith(prefix) and f'route="{route}"' in line and f'method="{method}"' in line:
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            counts[status] = int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def answered(
+    node: RunningNode, route: str, method: str, total: int, before: Counter[str]
+) -> dict[str, int]:
+    """The requests to a route answered since `before` (its counts then), by status class, once
+    there are `total`.
 
     A request is counted after its handler finished, so any clean-up it does is done by then
     (the server may close a hung-up connection before the handler even starts).
     """
-    prefix = "modelyard_http_requests_total{"
     deadline = time.monotonic() + 10
     while True:
-        counts: dict[str, float] = {}
-        for line in httpx.get(f"{node.url}/metrics").text.splitlines():
-            if (
-                line.startswith(prefix)
-                and f'route="{route}"' in line
-                and f'method="{method}"' in line
-            ):
-                status = line.split('status="', 1)[1].split('"', 1)[0]
-                counts[status] = float(line.rsplit(" ", 1)[1])
-        if sum(counts.values()) >= total or time.monotonic() > deadline:
-            return counts
+        since = request_counts(node, route, method) - before
+        if since.total() >= total or time.monotonic() > deadline:
+            return dict(since)
         time.sleep(0.01)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
+    root = tmp_path_factory.mktemp("bad-input")
+    with pytest.MonkeyPatch.context() as env, running_nodes(root) as start:
+        node_env(env)
+        yield start("node")
+
+
+@pytest.fixture(scope="module")
 def http(node: RunningNode) -> Iterator[httpx.Client]:
     api = HfApi(endpoint=node.url, token=node.admin_token)
     api.create_repo("admin/guarded")
@@ -395,6 +410,7 @@ def send_truncated(url: str, target: str, declared: int, sent: bytes, token: str
 
 def test_lfs_put_refuses_wrong_bytes_and_wrong_sizes(node: RunningNode, http: httpx.Client) -> None:
     before, files = state(http), stored_blob_files(node.settings)
+    puts = request_counts(node, "/lfs/objects/{oid}", "PUT")
     data = os.urandom(100_000)
     href = upload_href(http, data)
     assert_refused(httpx.put(href, content=os.urandom(100_000)), 400, "DigestMismatch")
@@ -403,7 +419,7 @@ def test_lfs_put_refuses_wrong_bytes_and_wrong_sizes(node: RunningNode, http: ht
     assert_refused(httpx.put(href, content=b""), 400, "SizeMismatch")
     parts = urlsplit(href)
     send_truncated(node.url, f"{parts.path}?{parts.query}", len(data), data[:5000], None)
-    assert answered(node, "/lfs/objects/{oid}", "PUT", 5) == {"4xx": 5.0}
+    assert answered(node, "/lfs/objects/{oid}", "PUT", 5, puts) == {"4xx": 5}
     assert not upload_leftovers(node.settings)
     assert stored_blob_files(node.settings) == files
     assert upload_href(http, data)  # still needed: nothing was stored
@@ -462,10 +478,11 @@ def test_blob_put_stores_nothing_when_body_is_truncated(
     node: RunningNode, http: httpx.Client
 ) -> None:
     files = stored_blob_files(node.settings)
+    puts = request_counts(node, "/v1/blobs/{blake3}", "PUT")
     data = os.urandom(300_000)
     digest = blake3.blake3(data).hexdigest()
     send_truncated(node.url, f"/v1/blobs/{digest}", len(data), data[:1000], node.admin_token)
-    assert answered(node, "/v1/blobs/{blake3}", "PUT", 1) == {"4xx": 1.0}  # a client error
+    assert answered(node, "/v1/blobs/{blake3}", "PUT", 1, puts) == {"4xx": 1}  # client error
     assert not upload_leftovers(node.settings)
     assert http.head(f"/v1/blobs/{digest}").status_code == 404
     assert_refused(http.get(f"/v1/blobs/{digest}"), 404, "BlobNotFound")
