@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -68,12 +69,51 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     `--maxschedchunk 1` (pyproject.toml) each worker is handed its next test as it frees up,
     so the long tests start first, spread over the workers, and the short ones fill in behind
     them. In collection order the four fuzz runs queued up on one worker and ended the run
-    about a minute after the others."""
+    about a minute after the others. A test marked `alone` goes last of all: handed out in the
+    middle, it waited for the long tests then running (up to two minutes) while it kept the
+    others from starting new ones; at the end it waits only for the last short ones."""
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         return
-    items.sort(
-        key=lambda item: not any(item.iter_markers("slow")) and not any(item.iter_markers("e2e"))
-    )
+
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        long = any(item.iter_markers("slow")) or any(item.iter_markers("e2e"))
+        return any(item.iter_markers("alone")), not long
+
+    items.sort(key=order)
+
+
+@pytest.fixture(autouse=True)
+def _alone_under_xdist(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a test marked `alone` runs while no other test of the run does; the
+    others wait for it (a readers-writer lock shared by the workers, on files in the run's
+    temporary directory). The load test measures the node's throughput against its memory:
+    with other workers taking the CPU it moves half the bytes, and its leak check sees half a
+    leak. Autouse fixtures are set up first and torn down last, so the lock also covers the
+    other fixtures (nodes) of a test."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        yield
+        return
+    run_dir = tmp_path_factory.getbasetemp().parent  # popen-gwN's parent: one per run
+    alone = request.node.get_closest_marker("alone") is not None
+    with (
+        (run_dir / "alone.turnstile").open("a") as turnstile,
+        (run_dir / "alone.room").open("a") as room,
+    ):
+        # An `alone` test holds the turnstile while it waits for the room and while it runs, so
+        # no new test gets in meanwhile; every other test only passes through it.
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if alone:
+            fcntl.flock(room, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            fcntl.flock(room, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)

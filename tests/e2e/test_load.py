@@ -1,12 +1,8 @@
-"""The load test: a real `modelyard serve` process under 2,000 operations of mixed load from 32
-concurrent workers (downloads whole and ranged through /resolve and /v1/blobs, native and
-Hub-flow uploads, metadata reads, bad requests). Zero errors, the node's RSS bounded by its
-transfer budget rather than by its concurrency or the bytes it moved, no file descriptor leak,
-and no upload temporaries left behind.
-
-The load is a number of operations, not a time (~20 s on an idle machine): it runs beside the
-other tests and moves the same bytes however much of the CPU they take, so the leak checks
-see the same traffic.
+"""The load test: a real `modelyard serve` process under ~30 s of mixed load from 32 concurrent
+workers (downloads whole and ranged through /resolve and /v1/blobs, native and Hub-flow uploads,
+metadata reads, bad requests). Zero errors, the node's RSS bounded by its transfer budget
+rather than by its concurrency or the bytes it moved, no file descriptor leak, and no upload
+temporaries left behind.
 
 The generator lives in tests/load/ (bench/load.py runs the same one for longer); the node is
 watched from outside through /proc/<pid>. Nothing here asserts latency: CI shares 2 cores.
@@ -32,6 +28,7 @@ from tests.load.runner import Plan, table
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
+    pytest.mark.alone,  # what it measures is the node's alone: see tests/conftest.py
     pytest.mark.timeout(420),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>"),
 ]
@@ -40,8 +37,7 @@ TOKEN = "myd_load_admin_token"
 MB = 1_000_000
 WORKERS = 32
 WARMUP_SECONDS = 6.0
-OPERATIONS = 2_000  # ~20 s here alone (2,324 in 24 s measured), moving ~5.5 GB
-LOAD_SECONDS = 300.0  # a bound: no operation starts after it (the test's timeout is 420 s)
+LOAD_SECONDS = 24.0
 LARGE_MIB = 32  # the largest fixture file; most of the downloaded bytes come from it
 MIN_OPS = 10  # of every kind, so each was really exercised
 # The node's budget for transfer buffers (MODELYARD_LIMITS__TRANSFER_BUFFER_BYTES), set below
@@ -97,7 +93,7 @@ def test_load_mixed_has_no_errors_bounded_rss_and_no_fd_leak(tmp_path: Path) -> 
         assert node.pid is not None
         with node.client() as http:
             fixture = publish(http, "load", fixture_files(LARGE_MIB))
-        plan = Plan(seconds=LOAD_SECONDS, workers=WORKERS, mix=MIXED, max_ops=OPERATIONS)
+        plan = Plan(seconds=LOAD_SECONDS, workers=WORKERS, mix=MIXED)
         m = measure_load(node.pid, node.url, TOKEN, fixture, plan, WARMUP_SECONDS)
         hwm = procwatch.peak_rss(node.pid)
         assert node.running, "the node died under load"
