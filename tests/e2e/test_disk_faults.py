@@ -23,6 +23,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from tests.e2e.cluster import TOKEN, wait_until
 from tests.e2e.cluster import NodeProcess as ClusterNode
 from tests.e2e.nodeproc import NodeProcess
+from tests.requestcounts import answered_by_status
 from tests.tools import require_mounts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -125,9 +126,7 @@ else:
 
 def server_errors(node: NodeProcess) -> float:
     """How many requests the node answered with a 5xx, by its own /metrics."""
-    scrape = httpx.get(f"{node.url}/metrics", timeout=10).text
-    pattern = r'^modelyard_http_requests_total\{.*status="5xx".*\} (\S+)$'
-    return sum(float(m.group(1)) for m in re.finditer(pattern, scrape, re.MULTILINE))
+    return answered_by_status(node.url)["5xx"]
 
 
 @pytest.mark.parametrize("xet", [True, False], ids=["xet", "lfs"])

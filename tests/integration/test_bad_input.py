@@ -26,6 +26,7 @@ from registry.domain.tokens import sign
 from tests.blobs import stored_blob_files, upload_leftovers
 from tests.conftest import RunningNode, node_env, running_nodes
 from tests.hub import NDJSON, add, header, ndjson
+from tests.requestcounts import answered_by_status
 
 REPO = "/api/models/admin/guarded"
 LFS_JSON = {"content-type": "application/vnd.git-lfs+json"}
@@ -41,13 +42,7 @@ def state(http: httpx.Client) -> tuple[object, ...]:
 
 def request_counts(node: RunningNode, route: str, method: str) -> Counter[str]:
     """The node's request counts for a route, by status class."""
-    prefix = "modelyard_http_requests_total{"
-    counts: Counter[str] = Counter()
-    for line in httpx.get(f"{node.url}/metrics").text.splitlines():
-        if line.startswith(prefix) and f'route="{route}"' in line and f'method="{method}"' in line:
-            status = line.split('status="', 1)[1].split('"', 1)[0]
-            counts[status] = int(float(line.rsplit(" ", 1)[1]))
-    return counts
+    return answered_by_status(node.url, route=route, method=method)
 
 
 def answered(

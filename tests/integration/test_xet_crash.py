@@ -35,6 +35,7 @@ from registry.settings import Settings
 from registry.storage.build import build_blob_store
 from tests.conftest import ADMIN_TOKEN, node_settings
 from tests.e2e.nodeproc import NodeProcess, wait_for
+from tests.requestcounts import answered_by_status
 from tests.xet_uploads import XetUpload, cas_token, commit, send_xorbs, xet_upload
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -203,12 +204,7 @@ def run_client(tmp_path: Path, endpoint: str, code: str, home: str) -> str:
 
 def served(node: Node, route: str, status: str) -> float:
     """POSTs to `route` the node process answered with `status` ("2xx") since it started."""
-    wanted = (f'route="{route}"', 'method="POST"', f'status="{status}"')
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in httpx.get(f"{node.url}/metrics").text.splitlines()
-        if line.startswith("modelyard_http_requests_total{") and all(w in line for w in wanted)
-    )
+    return answered_by_status(node.url, route=route, method="POST")[status]
 
 
 def upload_code(path: Path) -> str:

@@ -50,6 +50,7 @@ from registry.domain.xet.xorb import (
 )
 from tests.blobs import upload_leftovers
 from tests.conftest import RunningNode
+from tests.requestcounts import answered_by_status
 from tests.xet_uploads import (
     Cas,
     XetUpload,
@@ -96,12 +97,7 @@ def stored(node: RunningNode) -> Stored:
 
 def answered(node: RunningNode, method: str, route: str) -> float:
     """How many requests to `route` the node has answered, whatever their status."""
-    wanted = (f'route="{route}"', f'method="{method}"')
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in httpx.get(f"{node.url}/metrics").text.splitlines()
-        if line.startswith("modelyard_http_requests_total{") and all(w in line for w in wanted)
-    )
+    return answered_by_status(node.url, route=route, method=method).total()
 
 
 def assert_not_stored(node: RunningNode, upload: XetUpload, *, xorbs: bool = True) -> None:
