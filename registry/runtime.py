@@ -393,10 +393,8 @@ class Runtime:
         finally:
             for job in self._jobs:  # all at once: each then ends while the others are waited for
                 job.halt()
-            scrubber.stop()
-            replicator.stop()
-            for worker in workers:
-                worker.stop()
+            for job in self._jobs:
+                job.stop()
             self.leases.stop()
             self._jobs = []
 
