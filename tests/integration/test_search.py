@@ -164,9 +164,11 @@ def fixture_node(tmp_path: Path) -> Iterator[tuple[Runtime, str, dict[str, str]]
         yield node, url, tokens
 
 
-def test_search_over_240_repos_is_complete_before_during_and_after_indexing(
+def test_search_over_240_repos_is_complete_and_ordered_before_during_and_after_indexing(
     fixture_node: tuple[Runtime, str, dict[str, str]],
 ) -> None:
+    """One fixture (building it is most of the time): the cases before any indexing, then with
+    the index half built (both paths merged) the cases, each sort and paging, then current."""
     node, url, tokens = fixture_node
     # Nothing indexed: every answer comes from the direct query, and the lag says so.
     reports = check_cases(url, tokens)
@@ -178,6 +180,7 @@ def test_search_over_240_repos_is_complete_before_during_and_after_indexing(
         consumed += node.indexer.run_once(batch=97)
     reports = check_cases(url, tokens)
     assert all(0 < r["pending_repos"] < COUNT for r in reports)
+    check_sorts(node, url)
     # Current: the index answers alone.
     while node.indexer.run_once(batch=500):
         pass
@@ -189,11 +192,8 @@ def test_search_over_240_repos_is_complete_before_during_and_after_indexing(
     assert hits[0]["kind"] in KINDS and hits[0]["trigger_words"][0].startswith("trg")
 
 
-def test_search_results_are_ordered_by_each_sort_and_paged_without_repeats(
-    fixture_node: tuple[Runtime, str, dict[str, str]],
-) -> None:
-    node, url, _ = fixture_node
-    node.indexer.run_once(batch=150)  # part indexed, part pending
+def check_sorts(node: Runtime, url: str) -> None:
+    """Results ordered by each sort and paged without repeats."""
     # Downloads follow redirects: a node whose blobs are in S3 redirects them to the bucket.
     with httpx.Client(base_url=url, timeout=30, follow_redirects=True) as http:
         for _ in range(3):
